@@ -1,0 +1,37 @@
+# The two commands: `make demo` (set up and run the pipeline on the built-in data)
+# and `make test` (set up with test extras and run the test suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+# The CPU build of PyTorch; CUDA users install their build into .venv first
+# (pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128).
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo report test clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/activate requirements.txt pyproject.toml
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet -e ".[workflow]"
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[workflow,test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+	$(BIN)/snakemake --cores 1 --configfile config/demo.yaml --report results/report.html
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf results .snakemake

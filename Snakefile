@@ -1,0 +1,47 @@
+"""CoMIR: contrastive multimodal image representations for registration.
+
+data -> transformed test set -> training (one network per modality) -> CoMIRs
+-> registration on CoMIRs and on the originals -> statistics -> report.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# The library lives in src/comir; jobs (local, conda or cluster) import it from here.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+
+from comir.config import validate_config  # noqa: E402
+
+# --configfile is deep-merged onto a `configfile:` directive, which would mix the
+# demo dataset into every user's run; so the demo is the default only when no
+# configuration was given at all.
+if not config:
+    configfile: os.path.join(workflow.basedir, "config", "demo.yaml")
+
+
+validate_config(config)
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/testset.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/comir.smk"
+include: "workflow/rules/register.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,21 @@
+"""Snakemake script: the paper's statistics, tables and figures for one dataset."""
+
+from comir.evaluate.figures import plot_ecdf, plot_error_vs_displacement, plot_success_bars
+from comir.evaluate.tables import load_results, success_table, to_markdown, wilcoxon_table
+from comir.io import write_csv, write_json, write_text
+from comir.workflow import provenance, setup_logging
+
+setup_logging(snakemake.log[0])
+evaluation = snakemake.params.evaluation
+out = snakemake.output
+results = load_results(snakemake.input.registrations)
+success = success_table(results, fractions=evaluation["success_fractions"], failure_fraction=evaluation["failure_fraction"])
+write_csv(out.success, success)
+write_text(out.success_md, to_markdown(success))
+wilcoxon = wilcoxon_table(results, clip_fraction=evaluation["failure_fraction"])
+write_csv(out.wilcoxon, wilcoxon)
+write_text(out.wilcoxon_md, to_markdown(wilcoxon))
+plot_ecdf(results, out.ecdf)
+plot_error_vs_displacement(results, out.displacement)
+plot_success_bars(success, out.bars)
+write_json(out.provenance, provenance(snakemake.params.config))

@@ -1,0 +1,368 @@
+"""A user's folder of aligned image pairs: discovery, validation and splits.
+
+Layout expected::
+
+    root/<A.name>/<id>.tif     e.g. root/BF/1B_A1.tif
+    root/<B.name>/<id>.tif          root/SHG/1B_A1.tif
+
+Files with the same ``<id>`` (the file stem) in the two modality folders
+form an aligned pair.  The result is the pipeline's canonical *pairs table*:
+a DataFrame with columns ``id, split, path_A, path_B`` (``split`` is added by
+:func:`split_pairs`).
+
+Every problem raises :class:`comir.io.InputError` with a message naming the
+offending file or id and saying what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from comir.io import IMAGE_SUFFIXES, InputError, channels_of, read_image
+
+__all__ = [
+    "PAIRS_COLUMNS",
+    "SPLITS",
+    "Modality",
+    "discover_pairs",
+    "split_pairs",
+    "validate_pairs",
+]
+
+PAIRS_COLUMNS = ("id", "split", "path_A", "path_B")
+SPLITS = ("train", "val", "test")
+_MAX_LISTED = 10  # problems listed in one error message
+
+
+@dataclass(frozen=True)
+class Modality:
+    """One imaging modality: its folder name under the data root and channel count."""
+
+    name: str  # folder name under root, e.g. "BF"
+    channels: int  # expected channel count (1, 3, 4, ...)
+
+    def __post_init__(self) -> None:
+        name = self.name
+        if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise InputError(f"modality name must be a plain folder name, got {name!r}")
+        if isinstance(self.channels, bool) or int(self.channels) != self.channels or self.channels < 1:
+            raise InputError(f"modality {name!r}: channels must be a positive integer, got {self.channels!r}")
+
+
+def _join_problems(problems: list[str]) -> str:
+    shown = problems[:_MAX_LISTED]
+    text = "\n  ".join(shown)
+    if len(problems) > len(shown):
+        text += f"\n  ... and {len(problems) - len(shown)} more"
+    return text
+
+
+def _check_modalities(modalities: Sequence[Modality]) -> tuple[Modality, Modality]:
+    if len(modalities) != 2 or not all(isinstance(m, Modality) for m in modalities):
+        raise InputError(f"expected two Modality objects (A, B), got {modalities!r}")
+    mod_a, mod_b = modalities
+    if mod_a.name == mod_b.name:
+        raise InputError(f"the two modalities must have different folder names, both are {mod_a.name!r}")
+    return mod_a, mod_b
+
+
+def _normalise_extensions(extensions: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(extensions, str):
+        extensions = (extensions,)
+    out = []
+    for ext in extensions:
+        ext = str(ext).lower()
+        if not ext.startswith("."):
+            ext = "." + ext
+        if ext not in IMAGE_SUFFIXES:
+            raise InputError(f"unsupported image extension {ext!r}; supported: {', '.join(IMAGE_SUFFIXES)}")
+        out.append(ext)
+    if not out:
+        raise InputError("no image extensions given")
+    return tuple(dict.fromkeys(out))
+
+
+def _scan_folder(folder: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
+    """Map id -> file for the images in ``folder`` (not recursive; hidden files ignored)."""
+    found: dict[str, Path] = {}
+    duplicates: list[str] = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in extensions or not path.is_file():
+            continue
+        key = path.stem
+        if key in found:
+            duplicates.append(
+                f"id {key!r}: both {found[key]} and {path} exist; keep exactly one file per id and modality"
+            )
+            continue
+        found[key] = path
+    if duplicates:
+        raise InputError(f"duplicate ids in {folder}:\n  " + _join_problems(duplicates))
+    return found
+
+
+def discover_pairs(
+    root: Path,
+    modalities: tuple[Modality, Modality],
+    extensions: Sequence[str] = (".tif", ".tiff", ".png"),
+) -> pd.DataFrame:
+    """Find aligned pairs ``root/<A.name>/<id>.<ext>`` + ``root/<B.name>/<id>.<ext>``.
+
+    Returns a DataFrame with columns ``id, path_A, path_B`` (absolute paths as
+    strings), sorted by id.  Files whose extension is not in ``extensions`` and
+    hidden files are ignored.
+    """
+    mod_a, mod_b = _check_modalities(modalities)
+    extensions = _normalise_extensions(extensions)
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise InputError(
+            f"data root not found: {root} (expected a folder holding {mod_a.name}/ and {mod_b.name}/)"
+        )
+    root = root.resolve()
+    scans = []
+    for mod in (mod_a, mod_b):
+        folder = root / mod.name
+        if not folder.is_dir():
+            raise InputError(
+                f"modality folder not found: {folder} (expected the {mod.name} images as {folder}/<id>"
+                f"{extensions[0]})"
+            )
+        scans.append(_scan_folder(folder, extensions))
+    files_a, files_b = scans
+
+    problems = []
+    ext_hint = "|".join(extensions)
+    for key in sorted(set(files_a) - set(files_b)):
+        problems.append(
+            f"missing partner: {files_a[key]} has no {mod_b.name} partner; expected {root / mod_b.name / key}"
+            f"{{{ext_hint}}}"
+        )
+    for key in sorted(set(files_b) - set(files_a)):
+        problems.append(
+            f"missing partner: {files_b[key]} has no {mod_a.name} partner; expected {root / mod_a.name / key}"
+            f"{{{ext_hint}}}"
+        )
+    if problems:
+        raise InputError(f"unpaired images under {root}:\n  " + _join_problems(problems))
+
+    ids = sorted(files_a)
+    if not ids:
+        raise InputError(
+            f"no image pairs found under {root}: {root / mod_a.name} and {root / mod_b.name} hold no "
+            f"files with extension {', '.join(extensions)}"
+        )
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "path_A": [str(files_a[k]) for k in ids],
+            "path_B": [str(files_b[k]) for k in ids],
+        }
+    )
+
+
+def _check_table(table: pd.DataFrame, columns: Sequence[str]) -> None:
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(f"expected a pairs table (pandas DataFrame), got {type(table).__name__}")
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(
+            f"pairs table lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, table.columns))}"
+        )
+    ids = table["id"].astype(str)
+    dup = sorted(set(ids[ids.duplicated()]))
+    if dup:
+        raise InputError(f"pairs table lists id(s) more than once: {', '.join(dup[:_MAX_LISTED])}")
+
+
+def validate_pairs(
+    table: pd.DataFrame, modalities: tuple[Modality, Modality], min_size: int
+) -> dict[str, int]:
+    """Read every image of ``table`` and check it is usable.
+
+    Checks: readable, channel count equals the modality's ``channels``, A and B
+    of one id have the same height and width, and ``min(H, W) >= min_size``.
+    All problems are collected and reported together in one InputError.
+
+    Returns ``{"n_pairs", "height", "width", "min_height", "max_height",
+    "min_width", "max_width", "channels_A", "channels_B"}`` where ``height``
+    and ``width`` are the smallest ones found (the limiting size).
+    """
+    mod_a, mod_b = _check_modalities(modalities)
+    _check_table(table, ("id", "path_A", "path_B"))
+    if int(min_size) != min_size or min_size < 1:
+        raise InputError(f"min_size must be a positive integer, got {min_size!r}")
+    if len(table) == 0:
+        raise InputError("the pairs table is empty: no image pairs to validate")
+
+    problems: list[str] = []
+    heights: list[int] = []
+    widths: list[int] = []
+    for row in table.itertuples(index=False):
+        shapes = []
+        for slot, mod, path in (("A", mod_a, row.path_A), ("B", mod_b, row.path_B)):
+            try:
+                image = read_image(path)
+            except InputError as error:
+                problems.append(f"{error} (id {row.id!r}, modality {slot} = {mod.name})")
+                shapes.append(None)
+                continue
+            found = channels_of(image)
+            if found != mod.channels:
+                problems.append(
+                    f"{path}: found {found} channel(s) (shape {image.shape}), expected {mod.channels} for "
+                    f"modality {slot} = {mod.name} (id {row.id!r})"
+                )
+            if image.size == 0 or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+                problems.append(f"{path}: unsupported image data (dtype {image.dtype}, shape {image.shape})")
+            shapes.append(image.shape[:2])
+        shape_a, shape_b = shapes
+        if shape_a is not None and shape_b is not None and shape_a != shape_b:
+            problems.append(
+                f"size mismatch for id {row.id!r}: {row.path_A} is {shape_a[0]}x{shape_a[1]} (HxW) but "
+                f"{row.path_B} is {shape_b[0]}x{shape_b[1]}; the two images of a pair must have the same size"
+            )
+            continue
+        shape = shape_a or shape_b
+        if shape is None:
+            continue
+        if min(shape) < min_size:
+            problems.append(
+                f"{row.path_A if shape_a else row.path_B} (id {row.id!r}) is {shape[0]}x{shape[1]} (HxW), "
+                f"smaller than min_size {min_size} px needed for the patch size"
+            )
+        heights.append(int(shape[0]))
+        widths.append(int(shape[1]))
+    if problems:
+        raise InputError(f"{len(problems)} problem(s) in the image pairs:\n  " + _join_problems(problems))
+    return {
+        "n_pairs": int(len(table)),
+        "height": min(heights),
+        "width": min(widths),
+        "min_height": min(heights),
+        "max_height": max(heights),
+        "min_width": min(widths),
+        "max_width": max(widths),
+        "channels_A": int(mod_a.channels),
+        "channels_B": int(mod_b.channels),
+    }
+
+
+def _fraction_counts(n: int, fractions: Sequence[float]) -> list[int]:
+    """Split ``n`` items by ``fractions`` (largest remainder), non-empty where possible."""
+    raw = [f * n for f in fractions]
+    counts = [math.floor(r) for r in raw]
+    order = sorted(range(len(raw)), key=lambda i: (counts[i] - raw[i], i))
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    # every split with a positive fraction gets at least one item, if another can spare it
+    for i, f in enumerate(fractions):
+        if f > 0 and counts[i] == 0:
+            donor = max(range(len(counts)), key=lambda j: (counts[j], -j))
+            if counts[donor] > 1:
+                counts[donor] -= 1
+                counts[i] += 1
+    return counts
+
+
+def split_pairs(
+    table: pd.DataFrame,
+    *,
+    train: Sequence[str] | None = None,
+    val: Sequence[str] | None = None,
+    test: Sequence[str] | None = None,
+    fractions: tuple[float, float, float] | None = None,
+    seed: int = 0,
+    require_nonempty: Sequence[str] = ("train", "test"),
+) -> pd.DataFrame:
+    """Add a ``split`` column (train / val / test) to a pairs table.
+
+    Either explicit id lists (``train``, ``val``, ``test``; every listed id
+    must exist and be in one list only; ids in no list are *dropped*, the
+    result holds only listed ids) or seeded ``fractions`` (train, val, test)
+    summing to 1 (ids shuffled with ``numpy.random.default_rng(seed)`` after
+    sorting, so the split does not depend on the table's row order; every
+    split with a positive fraction is non-empty when there are enough pairs).
+
+    The splits named in ``require_nonempty`` (by default train and test) must
+    not be empty.  Returns a new table with columns ``id, split, path_A,
+    path_B`` (plus any other columns of ``table``), rows in table order.
+    """
+    _check_table(table, ("id",))
+    for name in require_nonempty:
+        if name not in SPLITS:
+            raise InputError(f"require_nonempty names unknown split {name!r}; splits are {', '.join(SPLITS)}")
+    lists = {"train": train, "val": val, "test": test}
+    explicit = any(v is not None for v in lists.values())
+    if explicit and fractions is not None:
+        raise InputError("give either explicit train/val/test id lists or fractions, not both")
+    if not explicit and fractions is None:
+        raise InputError("give either explicit train/val/test id lists or fractions (train, val, test)")
+
+    ids = table["id"].astype(str)
+    known = set(ids)
+    assignment: dict[str, str] = {}
+    if explicit:
+        problems = []
+        for split, listed in lists.items():
+            if listed is None:
+                continue
+            if isinstance(listed, str):
+                raise InputError(f"the {split} ids must be a list of ids, got the single string {listed!r}")
+            for key in map(str, listed):
+                if key not in known:
+                    problems.append(f"unknown id {key!r} in the {split} list (no such pair in the table)")
+                elif key in assignment:
+                    if assignment[key] == split:
+                        problems.append(f"id {key!r} is listed twice in the {split} list")
+                    else:
+                        problems.append(
+                            f"id {key!r} is in both the {assignment[key]} and the {split} list; "
+                            "an id may be in one split only"
+                        )
+                else:
+                    assignment[key] = split
+        if problems:
+            raise InputError("bad split lists:\n  " + _join_problems(problems))
+    else:
+        try:
+            fr = [float(f) for f in fractions]
+        except (TypeError, ValueError) as error:
+            raise InputError(f"fractions must be three numbers (train, val, test), got {fractions!r}") from error
+        if len(fr) != 3 or any(not math.isfinite(f) or f < 0 for f in fr):
+            raise InputError(f"fractions must be three non-negative numbers (train, val, test), got {fractions!r}")
+        if abs(sum(fr) - 1.0) > 1e-6:
+            raise InputError(f"fractions (train, val, test) must sum to 1, got {fractions!r} (sum {sum(fr):g})")
+        n = len(known)
+        counts = _fraction_counts(n, fr)
+        order = sorted(known)
+        perm = np.random.default_rng(int(seed)).permutation(n)
+        shuffled = [order[i] for i in perm]
+        start = 0
+        for split, count in zip(SPLITS, counts):
+            for key in shuffled[start : start + count]:
+                assignment[key] = split
+            start += count
+
+    sizes = {s: sum(1 for v in assignment.values() if v == s) for s in SPLITS}
+    empty = [s for s in require_nonempty if sizes[s] == 0]
+    if empty:
+        how = "the id lists" if explicit else f"fractions {tuple(fractions)} over {len(known)} pair(s)"
+        raise InputError(
+            f"{how} give {', '.join(f'{s}={sizes[s]}' for s in SPLITS)} pairs; "
+            f"{' and '.join(empty)} must hold at least one pair"
+        )
+
+    keep = ids.isin(assignment.keys()).to_numpy()
+    out = table.loc[keep].drop(columns=["split"], errors="ignore").copy()
+    out["id"] = out["id"].astype(str)
+    out.insert(1, "split", out["id"].map(assignment))
+    front = [c for c in PAIRS_COLUMNS if c in out.columns]
+    out = out[front + [c for c in out.columns if c not in front]]
+    return out.reset_index(drop=True)

@@ -1,0 +1,255 @@
+"""Figures of the evaluation protocol (method spec, section 8).
+
+Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas
+directly, never through ``pyplot``: no display is needed, no global backend is
+switched, and no figure stays registered (nothing to leak between calls).
+Every file is written through :func:`comir.io.atomic_path`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from comir.evaluate.stats import ecdf
+from comir.evaluate.tables import GROUP_COLUMNS, make_label
+from comir.io import atomic_path
+
+__all__ = ["plot_ecdf", "plot_error_vs_displacement", "plot_success_bars"]
+
+_LINESTYLES = ("-", "--", ":", "-.")
+_STATUS_COLOURS = {"ok": "tab:blue", "failed": "tab:red"}
+_MIN_POSITIVE_PX = 1e-2  # where errors of (almost) zero are drawn on log axes
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=120, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: str | os.PathLike[str]) -> None:
+    try:
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=figure.dpi)
+    finally:
+        figure.clear()
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str], who: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{who}: input lacks column(s): {', '.join(missing)}")
+    if frame.empty:
+        raise ValueError(f"{who}: no rows to plot")
+
+
+def _reference_width(results: pd.DataFrame) -> float:
+    """The image width the pixel thresholds refer to (the median width)."""
+    return float(np.median(results["width"].to_numpy(dtype=float)))
+
+
+def _styles(results: pd.DataFrame) -> dict[tuple[str, str], dict]:
+    """Colour per method, line style per input, stable across panels."""
+    methods = sorted(results["method"].astype(str).unique())
+    inputs = sorted(results["input"].astype(str).unique())
+    colours = [f"C{i % 10}" for i in range(len(methods))]
+    return {
+        (m, i): {
+            "color": colours[a],
+            "linestyle": _LINESTYLES[b % len(_LINESTYLES)],
+        }
+        for a, m in enumerate(methods)
+        for b, i in enumerate(inputs)
+    }
+
+
+def plot_ecdf(
+    results: pd.DataFrame,
+    path: str | os.PathLike[str],
+    width_fraction_axis: bool = True,
+    *,
+    fractions: Sequence[float] = (0.01, 0.05),
+    failure_fraction: float = 0.12,
+) -> None:
+    """eCDF of the corner error: one panel per direction, one line per method x input.
+
+    x is the error in px on a log axis from 1 px to ``failure_fraction`` of
+    the width (1-100 px at 834 px); y is the fraction of cases with error
+    <= x (failed registrations count with their identity error). Dashed
+    vertical lines mark the success thresholds; with ``width_fraction_axis``
+    a top axis shows the error in % of the (median) width.
+    """
+    _require(results, ["error_px", "width", *GROUP_COLUMNS], "plot_ecdf")
+    width = _reference_width(results)
+    x_max = max(failure_fraction * width, 2.0)
+    directions = sorted(results["direction"].astype(str).unique())
+    styles = _styles(results)
+    figure = _new_figure(4.6 * len(directions) + 0.4, 4.4)
+    axes = np.atleast_1d(figure.subplots(1, len(directions), sharey=True, squeeze=False)[0])
+    handles: dict[str, Line2D] = {}
+    for ax, direction in zip(axes, directions, strict=True):
+        part = results[results["direction"].astype(str) == direction]
+        for (method, input_), group in part.groupby(["method", "input"], sort=True):
+            values, fraction = ecdf(group["error_px"].to_numpy(dtype=float))
+            values = np.maximum(values, _MIN_POSITIVE_PX)
+            xs = np.concatenate([[_MIN_POSITIVE_PX], values, [x_max * 10]])
+            last = fraction[-1] if fraction.size else 0.0
+            ys = np.concatenate([[0.0], fraction, [last]])
+            label = f"{method} on {input_}"
+            (line,) = ax.step(xs, ys, where="post", label=label, linewidth=1.6,
+                              **styles[(str(method), str(input_))])  # fmt: skip
+            handles.setdefault(label, line)
+        for f in fractions:
+            ax.axvline(f * width, color="0.35", linestyle="--", linewidth=0.9)
+            ax.text(f * width, 1.005, f" {f * 100:g} %", transform=ax.get_xaxis_transform(),
+                    ha="left", va="bottom", fontsize=7, color="0.35")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlim(1.0, x_max)
+        ax.set_ylim(0.0, 1.02)
+        ax.grid(True, which="both", alpha=0.25)
+        ax.set_xlabel("corner error (px)")
+        ax.set_title(direction.replace("_", " "), fontsize=10)
+        if width_fraction_axis:
+            top = ax.secondary_xaxis(
+                "top",
+                functions=(lambda px: px / width * 100.0, lambda pct: pct * width / 100.0),
+            )
+            top.set_xlabel(f"error (% of width {width:g} px)", fontsize=8)
+    axes[0].set_ylabel("fraction of cases with error \u2264 x")
+    figure.legend(
+        list(handles.values()),
+        list(handles.keys()),
+        loc="outside lower center",
+        ncol=min(4, max(1, len(handles))),
+        fontsize=8,
+        frameon=False,
+    )
+    _save(figure, path)
+
+
+def plot_error_vs_displacement(
+    results: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    success_fraction: float = 0.05,
+) -> None:
+    """Error against initial displacement, one panel per method x input x direction.
+
+    Rows of the grid are method x input, columns are directions; points are
+    coloured by status; the horizontal dashed line is the success threshold
+    (``success_fraction`` of the width) and the grey diagonal is
+    ``error = displacement`` (no improvement over the identity).
+    """
+    _require(results, ["error_px", "initial_displacement_px", "width", "status",
+                       *GROUP_COLUMNS], "plot_error_vs_displacement")  # fmt: skip
+    width = _reference_width(results)
+    directions = sorted(results["direction"].astype(str).unique())
+    pairs = sorted(
+        {(str(m), str(i)) for m, i in zip(results["method"], results["input"], strict=True)}
+    )
+    figure = _new_figure(3.6 * len(directions) + 0.6, 2.7 * len(pairs) + 0.6)
+    axes = figure.subplots(len(pairs), len(directions), sharex=True, sharey=True, squeeze=False)
+    displacement = results["initial_displacement_px"].to_numpy(dtype=float)
+    error = np.maximum(results["error_px"].to_numpy(dtype=float), _MIN_POSITIVE_PX)
+    finite = np.isfinite(displacement) & np.isfinite(error)
+    x_hi = float(np.nanmax(displacement[finite])) * 1.05 if finite.any() else 1.0
+    y_lo = max(min(float(np.nanmin(error[finite])) if finite.any() else 1.0, 1.0) / 2,
+               _MIN_POSITIVE_PX / 2)  # fmt: skip
+    y_hi = max(float(np.nanmax(error[finite])) if finite.any() else 1.0, x_hi) * 2
+    status = results["status"].astype(str).to_numpy()
+    method = results["method"].astype(str).to_numpy()
+    input_ = results["input"].astype(str).to_numpy()
+    direction_of = results["direction"].astype(str).to_numpy()
+    statuses = list(_STATUS_COLOURS) + sorted(set(status) - set(_STATUS_COLOURS))
+    colours = {s: _STATUS_COLOURS.get(s, f"C{k + 2}") for k, s in enumerate(statuses)}
+    threshold = success_fraction * width
+    diagonal = np.geomspace(max(y_lo, _MIN_POSITIVE_PX), max(x_hi, 2 * y_lo), 200)
+    for r, (m, i) in enumerate(pairs):
+        for c, direction in enumerate(directions):
+            ax = axes[r, c]
+            selected = (method == m) & (input_ == i) & (direction_of == direction)
+            for s in statuses:
+                pick = selected & (status == s)
+                if pick.any():
+                    ax.scatter(displacement[pick], error[pick], s=12, alpha=0.75,
+                               color=colours[s], edgecolors="none")  # fmt: skip
+            ax.plot(diagonal, diagonal, color="0.6", linewidth=0.8)
+            ax.axhline(threshold, color="0.2", linestyle="--", linewidth=0.9)
+            ax.set_yscale("log")
+            ax.set_xlim(0, x_hi)
+            ax.set_ylim(y_lo, y_hi)
+            ax.grid(True, which="major", alpha=0.25)
+            ax.set_title(f"{m} on {i} ({direction.replace('_', ' ')})", fontsize=9)
+            if c == 0:
+                ax.set_ylabel("corner error (px)")
+            if r == len(pairs) - 1:
+                ax.set_xlabel("initial displacement (px)")
+    legend = [
+        Line2D([], [], linestyle="none", marker="o", color=colours[s], label=f"status {s}")
+        for s in statuses
+        if (status == s).any()
+    ]
+    legend += [
+        Line2D([], [], color="0.2", linestyle="--",
+               label=f"success threshold ({success_fraction * 100:g} % of width)"),
+        Line2D([], [], color="0.6", label="error = initial displacement"),
+    ]  # fmt: skip
+    figure.legend(handles=legend, loc="outside lower center", ncol=len(legend), fontsize=8,
+                  frameon=False)  # fmt: skip
+    _save(figure, path)
+
+
+_COUNT_RE = re.compile(r"^success_(.+)pct$")
+
+
+def _fraction_of(fragment: str) -> float:
+    return float(fragment.replace("p", ".")) / 100.0
+
+
+def plot_success_bars(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Horizontal bars of success proportions with Clopper-Pearson error bars.
+
+    ``table`` is :func:`comir.evaluate.tables.success_table`'s output; one bar
+    group per row (first row on top), one bar per success fraction found in
+    its columns.
+    """
+    _require(table, ["n", *GROUP_COLUMNS], "plot_success_bars")
+    fractions = sorted(
+        (
+            (_fraction_of(m.group(1)), m.group(0))
+            for m in map(_COUNT_RE.match, map(str, table.columns))
+            if m and f"{m.group(0)}_low" in table.columns and f"{m.group(0)}_high" in table.columns
+        ),
+    )
+    if not fractions:
+        raise ValueError("plot_success_bars: the table has no success_<f>pct columns")
+    labels = make_label(table["method"], table["input"], table["direction"]).tolist()
+    n = np.maximum(table["n"].to_numpy(dtype=float), 1.0)
+    rows = np.arange(len(table), dtype=float)
+    bar = 0.8 / len(fractions)
+    figure = _new_figure(7.5, 0.45 * len(table) * max(1, len(fractions) / 2) + 1.6)
+    ax = figure.subplots()
+    for k, (fraction, column) in enumerate(fractions):
+        proportion = table[column].to_numpy(dtype=float) / n
+        low = table[f"{column}_low"].to_numpy(dtype=float)
+        high = table[f"{column}_high"].to_numpy(dtype=float)
+        xerr = np.vstack([np.clip(proportion - low, 0, None), np.clip(high - proportion, 0, None)])
+        offset = (k - (len(fractions) - 1) / 2) * bar
+        ax.barh(rows + offset, proportion, height=bar * 0.92, xerr=xerr,
+                color=f"C{k}", alpha=0.85, error_kw={"elinewidth": 1, "capsize": 2},
+                label=f"error < {fraction * 100:g} % of width")  # fmt: skip
+    ax.set_yticks(rows, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("success proportion (bars: Clopper-Pearson interval)")
+    ax.grid(True, axis="x", alpha=0.3)
+    figure.legend(loc="outside lower center", ncol=len(fractions), fontsize=8, frameon=False)
+    _save(figure, path)

@@ -1,0 +1,347 @@
+"""Result tables of the evaluation protocol (method spec, section 8).
+
+Input is the tidy per-case registration table (one row per
+case x method x input x direction) read by :func:`load_results`. The functions
+here return DataFrames; the pipeline writes them with :func:`comir.io.write_csv`
+and :func:`comir.io.write_text` (for :func:`to_markdown`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from statsmodels.stats.multitest import multipletests
+
+from comir.evaluate.stats import clopper_pearson, success_mask, wilcoxon_paired
+from comir.io import InputError
+
+__all__ = [
+    "GROUP_COLUMNS",
+    "RESULT_COLUMNS",
+    "WILCOXON_COLUMNS",
+    "load_results",
+    "make_label",
+    "percent_name",
+    "success_columns",
+    "success_table",
+    "to_markdown",
+    "wilcoxon_table",
+]
+
+RESULT_COLUMNS: tuple[str, ...] = (
+    "case", "image_id", "stratum", "width", "height", "initial_displacement_px",
+    "method", "input", "direction", "reference_modality", "floating_modality",
+    "status", "metric", "seconds", "error_px",
+    "est_a11", "est_a12", "est_tx", "est_a21", "est_a22", "est_ty",
+    "true_a11", "true_a12", "true_tx", "true_a21", "true_a22", "true_ty",
+)  # fmt: skip
+
+_TEXT_COLUMNS = (
+    "case", "image_id", "stratum", "method", "input", "direction",
+    "reference_modality", "floating_modality", "status", "metric",
+)  # fmt: skip
+_NUMERIC_COLUMNS = tuple(c for c in RESULT_COLUMNS if c not in _TEXT_COLUMNS)
+
+#: One registration problem solved by one method on one kind of input.
+GROUP_COLUMNS: tuple[str, ...] = ("method", "input", "direction")
+
+WILCOXON_COLUMNS: tuple[str, ...] = (
+    "label_x", "label_y", "n_cases", "n_nonzero", "statistic", "p_value",
+    "rank_biserial_r", "median_difference_px", "p_holm",
+)  # fmt: skip
+
+
+def make_label(method, input_, direction):
+    """``"{method} on {input} ({direction})"``; works on scalars and Series."""
+    if isinstance(method, pd.Series):
+        return method.astype(str) + " on " + input_.astype(str) + " (" + direction.astype(str) + ")"
+    return f"{method} on {input_} ({direction})"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_results(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
+    """Concatenate per-case result CSVs, validate them and add a ``label`` column.
+
+    Raises :class:`comir.io.InputError` (a ``ValueError``) naming the file for
+    a missing file, missing columns or non-numeric values in numeric columns,
+    and naming the rows for duplicate (case, method, input, direction) rows.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise InputError("load_results: no result files given")
+    frames = []
+    for path in paths:
+        if not path.is_file():
+            raise InputError(f"result file not found: {path}")
+        try:
+            frame = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS})
+        except Exception as error:
+            raise InputError(f"cannot read result file {path}: {error}") from error
+        missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
+        if missing:
+            raise InputError(
+                f"result file {path} lacks required column(s): {', '.join(missing)}"
+            )
+        for column in _NUMERIC_COLUMNS:
+            try:
+                frame[column] = pd.to_numeric(frame[column]).astype(float)
+            except (ValueError, TypeError) as error:
+                raise InputError(
+                    f"result file {path}: column {column!r} is not numeric ({error})"
+                ) from error
+        frame["_source"] = str(path)
+        frames.append(frame)
+    results = pd.concat(frames, ignore_index=True)
+    key = ["case", *GROUP_COLUMNS]
+    duplicated = results.duplicated(key, keep=False)
+    if duplicated.any():
+        dup = results.loc[duplicated, [*key, "_source"]]
+        shown = dup.head(6).to_string(index=False)
+        raise InputError(
+            f"{int(duplicated.sum())} rows repeat a (case, method, input, direction); "
+            f"files: {', '.join(sorted(dup['_source'].unique()))}\n{shown}"
+        )
+    results = results.drop(columns="_source")
+    results["label"] = make_label(results["method"], results["input"], results["direction"])
+    return results
+
+
+def _require(results: pd.DataFrame, columns: Sequence[str], who: str) -> None:
+    missing = [c for c in columns if c not in results.columns]
+    if missing:
+        raise ValueError(f"{who}: results lack column(s): {', '.join(missing)}")
+
+
+# --------------------------------------------------------------------------- success
+
+
+def percent_name(fraction: float) -> str:
+    """Column-name fragment for a width fraction: 0.01 -> ``1pct``, 0.025 -> ``2p5pct``."""
+    percent = round(float(fraction) * 100.0, 6)
+    if percent <= 0:
+        raise ValueError(f"success fraction must be positive, got {fraction}")
+    text = f"{percent:g}" if percent != int(percent) else str(int(percent))
+    return text.replace(".", "p") + "pct"
+
+
+def success_columns(fraction: float) -> tuple[str, str, str]:
+    """``(count, low, high)`` column names of :func:`success_table` for a fraction."""
+    base = f"success_{percent_name(fraction)}"
+    return base, f"{base}_low", f"{base}_high"
+
+
+def success_table(
+    results: pd.DataFrame,
+    fractions: Sequence[float] = (0.01, 0.05),
+    failure_fraction: float = 0.12,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Success counts per method x input x direction with Clopper-Pearson intervals.
+
+    Columns: ``method, input, direction, n``, then for each fraction ``f``
+    ``success_<f>pct`` (count of cases with ``error_px < f * width``, strict),
+    ``success_<f>pct_low`` and ``success_<f>pct_high`` (the ``1 - alpha``
+    Clopper-Pearson bounds as proportions, rounded to 3 decimals), then
+    ``failures`` (status other than ``"ok"``, or ``error_px >
+    failure_fraction * width``, or a missing error), ``median_error_px`` and
+    ``median_seconds``.
+
+    Success is decided on the error alone, as the protocol defines it; a failed
+    registration carries the identity's error, so it only counts as a success
+    when the initial displacement was already below the threshold.
+
+    Rows are sorted by descending success at the largest fraction (5 % by
+    default), then at the smaller ones, then by method, input, direction.
+    """
+    _require(results, ["case", "width", "status", "error_px", "seconds", *GROUP_COLUMNS],
+             "success_table")  # fmt: skip
+    fractions = [float(f) for f in fractions]
+    names = [success_columns(f) for f in fractions]
+    if len({n[0] for n in names}) != len(names):
+        raise ValueError(f"success fractions give duplicate column names: {fractions}")
+    columns = ["method", "input", "direction", "n"]
+    for name in names:
+        columns.extend(name)
+    columns += ["failures", "median_error_px", "median_seconds"]
+    if results.empty:
+        return pd.DataFrame(columns=columns)
+
+    width = results["width"].to_numpy(dtype=float)
+    error = results["error_px"].to_numpy(dtype=float)
+    mask = success_mask(error, width, fractions)
+    frame = pd.DataFrame({c: results[c].to_numpy() for c in GROUP_COLUMNS})
+    for (count_col, _, _), row in zip(names, mask, strict=True):
+        frame[count_col] = row.astype(np.int64)
+    ok = results["status"].astype(str).to_numpy() == "ok"
+    frame["failures"] = (~ok | ~(error <= failure_fraction * width)).astype(np.int64)
+    frame["error_px"] = error
+    frame["seconds"] = results["seconds"].to_numpy(dtype=float)
+
+    aggregations = {"n": ("failures", "size")}
+    aggregations.update({name[0]: (name[0], "sum") for name in names})
+    aggregations.update(
+        failures=("failures", "sum"),
+        median_error_px=("error_px", "median"),
+        median_seconds=("seconds", "median"),
+    )
+    table = frame.groupby(list(GROUP_COLUMNS), sort=True, dropna=False).agg(**aggregations)
+    table = table.reset_index()
+    n = table["n"].to_numpy()
+    for count_col, low_col, high_col in names:
+        low, high = clopper_pearson(table[count_col].to_numpy(), n, alpha)
+        table[low_col] = np.round(low, 3)
+        table[high_col] = np.round(high, 3)
+    table["median_error_px"] = table["median_error_px"].round(3)
+    table["median_seconds"] = table["median_seconds"].round(3)
+    order = [names[i][0] for i in np.argsort(fractions)[::-1]]
+    table = table.sort_values(
+        [*order, *GROUP_COLUMNS],
+        ascending=[False] * len(order) + [True] * len(GROUP_COLUMNS),
+        kind="mergesort",
+    )
+    return table[columns].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- Wilcoxon
+
+
+def wilcoxon_table(results: pd.DataFrame, clip_fraction: float = 0.12) -> pd.DataFrame:
+    """Paired Wilcoxon signed-rank tests between every two labels of one direction.
+
+    A label is one method x input x direction. Only labels of the same
+    direction are compared (different directions are different problems),
+    on the cases both have (inner join on ``case``); pairs without common
+    cases are left out. Errors are clipped at ``clip_fraction * width`` of each
+    case (100 px at 834 px) before testing.
+
+    Columns: ``label_x, label_y, n_cases, n_nonzero, statistic, p_value,
+    rank_biserial_r, median_difference_px, p_holm``; ``p_holm`` is the Holm
+    adjustment of ``p_value`` over all rows. Sign convention: positive
+    ``rank_biserial_r`` (and ``median_difference_px``, the median of clipped
+    ``error_x - error_y``) means ``label_x`` has LARGER errors than ``label_y``.
+    Within a direction, labels are ordered alphabetically and ``label_x`` is
+    the earlier one.
+    """
+    _require(results, ["case", "width", "error_px", *GROUP_COLUMNS], "wilcoxon_table")
+    frame = results
+    if "label" not in frame.columns:
+        frame = frame.assign(
+            label=make_label(frame["method"], frame["input"], frame["direction"])
+        )
+    key = ["case", "label"]
+    if frame.duplicated(key).any():
+        raise ValueError("wilcoxon_table: a (case, label) pair occurs more than once")
+    rows = []
+    for direction, part in frame.groupby("direction", sort=True):
+        errors = part.pivot(index="case", columns="label", values="error_px")
+        widths = part.groupby("case")["width"].max().reindex(errors.index).to_numpy(float)
+        present = errors.notna().to_numpy()
+        values = errors.to_numpy(dtype=float)
+        labels = list(errors.columns)
+        for i, j in itertools.combinations(range(len(labels)), 2):
+            both = present[:, i] & present[:, j]
+            if not both.any():
+                continue
+            test = wilcoxon_paired(
+                values[both, i], values[both, j], clip=clip_fraction * widths[both]
+            )
+            rows.append(
+                {
+                    "label_x": labels[i],
+                    "label_y": labels[j],
+                    "n_cases": int(both.sum()),
+                    "n_nonzero": test.n,
+                    "statistic": test.statistic,
+                    "p_value": test.p_value,
+                    "rank_biserial_r": test.rank_biserial_r,
+                    "median_difference_px": test.median_difference,
+                }
+            )
+    table = pd.DataFrame(rows, columns=list(WILCOXON_COLUMNS[:-1]))
+    if table.empty:
+        table["p_holm"] = pd.Series(dtype=float)
+        return table
+    table["p_holm"] = multipletests(table["p_value"].to_numpy(float), method="holm")[1]
+    return table
+
+
+# --------------------------------------------------------------------------- Markdown
+
+_SUCCESS_RE = re.compile(r"^success_(.+pct)$")
+
+
+def _format_number(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    value = float(value)
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0"
+    if value == round(value) and abs(value) < 1e15:
+        return str(int(round(value)))
+    magnitude = abs(value)
+    if magnitude < 1e-3:
+        return f"{value:.2e}"
+    if magnitude >= 1000:
+        return f"{value:.0f}"
+    return f"{value:.4g}"
+
+
+def _format_cell(value) -> str:
+    if isinstance(value, (int, float, np.integer, np.floating, np.bool_)) or value is None:
+        return _format_number(value)
+    text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """Render a DataFrame as a GitHub-flavoured Markdown table (no ``tabulate``).
+
+    One header line, one separator line (numeric columns right-aligned) and
+    one line per row; the index is ignored. Success columns of
+    :func:`success_table` are merged with their bounds into one cell such as
+    ``41 [0.780, 0.950]``.
+    """
+    columns = list(df.columns)
+    merged: dict[str, tuple[str, str]] = {}
+    for column in columns:
+        match = _SUCCESS_RE.match(str(column))
+        if match and f"{column}_low" in columns and f"{column}_high" in columns:
+            merged[column] = (f"{column}_low", f"{column}_high")
+    hidden = {c for pair in merged.values() for c in pair}
+    shown = [c for c in columns if c not in hidden]
+
+    def cell(row, column) -> str:
+        if column in merged:
+            low, high = (row[c] for c in merged[column])
+            count = _format_cell(row[column])
+            if pd.isna(low) or pd.isna(high):
+                return count
+            return f"{count} [{float(low):.3f}, {float(high):.3f}]"
+        return _format_cell(row[column])
+
+    numeric = [
+        c in merged or pd.api.types.is_numeric_dtype(df[c].dtype) for c in shown
+    ]
+    header = "| " + " | ".join(_format_cell(str(c)) for c in shown) + " |"
+    separator = "| " + " | ".join("---:" if num else "---" for num in numeric) + " |"
+    lines = [header, separator]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(cell(row, c) for c in shown) + " |")
+    return "\n".join(lines) + "\n"

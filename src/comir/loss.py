@@ -1,0 +1,180 @@
+"""CoMIR contrastive loss (InfoNCE over M*N points) and C4 equivariance helpers.
+
+Spec sections 3 and 4. Every point of the loss is a whole ``C x H x W`` output
+patch. Points are stacked modality after modality: point ``m * N + s`` is
+sample ``s`` seen by modality ``m``; points with the same ``s`` show the same
+place and are positives of each other, points with another ``s`` are
+negatives.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Critic = Literal["mse", "cosine", "cosine_columns"]
+CRITICS: tuple[str, ...] = ("mse", "cosine", "cosine_columns")
+
+# Same epsilon as torch.nn.functional.cosine_similarity, used by the authors' code.
+_COSINE_EPS = 1e-8
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """At least float32: half-precision outputs (autocast) are cast up for the loss."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def similarity_matrix(z: Tensor, critic: Critic, tau: float) -> Tensor:
+    """All pairwise similarities ``sim(z_i, z_j) / tau`` of stacked points.
+
+    Args:
+        z: ``(P, C, H, W)`` points.
+        critic: ``"mse"``: ``-mean((z_i - z_j) ** 2)`` over all ``C*H*W``
+            elements (paper's best critic for registration).
+            ``"cosine"``: cosine similarity of the flattened patches.
+            ``"cosine_columns"``: the authors' public code, which calls
+            ``F.cosine_similarity(z_i, z_j, dim=1).mean()`` on single
+            ``(C, H, W)`` points: for every channel ``c`` and column ``w`` the
+            vectors ``z_i[c, :, w]`` and ``z_j[c, :, w]`` (length ``H``, down
+            the height axis) are compared by cosine similarity, and the
+            ``C*W`` cosines are averaged. Implemented exactly so, with each
+            column divided by ``max(norm, 1e-8)`` as torch does.
+        tau: temperature (> 0).
+
+    Returns:
+        ``(P, P)`` matrix including the diagonal (self-similarities); callers
+        mask it.
+    """
+    if z.dim() != 4:
+        raise ValueError(f"similarity_matrix expects (P, C, H, W) points, got shape {tuple(z.shape)}")
+    if tau <= 0:
+        raise ValueError(f"temperature tau must be > 0, got {tau}")
+    z = z.to(_compute_dtype(z.dtype))
+    n_points = z.shape[0]
+    if critic == "mse":
+        flat = z.reshape(n_points, -1)
+        # Distances are translation invariant; centring the points first
+        # reduces the cancellation in |a|^2 + |b|^2 - 2 a.b for close points.
+        flat = flat - flat.mean(dim=0, keepdim=True)
+        gram = flat @ flat.T
+        sq = gram.diagonal()
+        # Gram form rather than torch.cdist: cdist's backward is NaN at zero
+        # distance (the diagonal), which would poison masked gradients.
+        sq_dist = (sq[:, None] + sq[None, :] - 2.0 * gram).clamp_min(0.0)
+        sim = -sq_dist / flat.shape[1]
+    elif critic == "cosine":
+        flat = F.normalize(z.reshape(n_points, -1), dim=1, eps=_COSINE_EPS)
+        sim = flat @ flat.T
+    elif critic == "cosine_columns":
+        columns = F.normalize(z, dim=2, eps=_COSINE_EPS)  # unit vectors along H per (c, w)
+        flat = columns.reshape(n_points, -1)
+        n_columns = z.shape[1] * z.shape[3]
+        sim = (flat @ flat.T) / n_columns
+    else:
+        raise ValueError(f"unknown critic {critic!r}; expected one of {CRITICS}")
+    return sim / tau
+
+
+def info_nce(outputs: Sequence[Tensor], critic: Critic = "mse", tau: float = 0.5) -> Tensor:
+    """CoMIR's InfoNCE loss for M >= 2 modalities (paper eq. 2 and Algorithm 1).
+
+    Args:
+        outputs: ``M`` tensors ``(N, C, H, W)``, one per modality; item ``s``
+            of every tensor shows the same place.
+        critic: see :func:`similarity_matrix`.
+        tau: temperature.
+
+    For every anchor ``a`` = (modality ``m``, sample ``s``) and every other
+    modality ``m'``, with positive ``p`` = (``m'``, ``s``), the term is
+    ``-S[a, p] + log(exp(S[a, p]) + sum_j exp(S[a, j]))`` where ``j`` runs over
+    all points of the other samples (any modality). For ``M = 2`` the
+    denominator is the positive plus the ``2N - 2`` negatives, i.e. all
+    ``j != a`` as in the paper; for ``M > 2`` the other positives of the anchor
+    are left out of the denominator (Algorithm 1). The loss is the mean of all
+    ``M * N * (M - 1)`` terms, so every direction counts.
+
+    Computed in at least float32 whatever the dtype of ``outputs``.
+    """
+    if len(outputs) < 2:
+        raise ValueError(f"info_nce needs outputs of at least 2 modalities, got {len(outputs)}")
+    shape = outputs[0].shape
+    if len(shape) != 4:
+        raise ValueError(f"info_nce expects (N, C, H, W) outputs, got shape {tuple(shape)}")
+    for o in outputs[1:]:
+        if o.shape != shape:
+            raise ValueError(f"all outputs must have the same shape, got {tuple(shape)} and {tuple(o.shape)}")
+    n_samples = shape[0]
+    if n_samples < 2:
+        raise ValueError("info_nce needs a batch of at least 2 samples (negatives come from other samples)")
+
+    dtype = _compute_dtype(functools.reduce(torch.promote_types, (o.dtype for o in outputs)))
+    z = torch.cat([o.to(device=outputs[0].device, dtype=dtype) for o in outputs])
+    sim = similarity_matrix(z, critic, tau)
+    n_points = z.shape[0]
+    index = torch.arange(n_points, device=z.device)
+    sample = index % n_samples
+    negative = sample[:, None] != sample[None, :]
+    log_negatives = torch.logsumexp(sim.masked_fill(~negative, float("-inf")), dim=1)
+
+    terms = []
+    for shift in range(1, len(outputs)):  # the positive in each other modality
+        partner = (index + shift * n_samples) % n_points
+        positive = sim.gather(1, partner[:, None]).squeeze(1)
+        terms.append(torch.logaddexp(positive, log_negatives) - positive)
+    return torch.cat(terms).mean()
+
+
+def activation_decay(outputs: Sequence[Tensor], l1: float, l2: float) -> Tensor:
+    """``sum over outputs of l1 * mean(|y|) + l2 * mean(y ** 2)`` (in at least float32)."""
+    if not outputs:
+        raise ValueError("activation_decay needs at least one output")
+    total = None
+    for y in outputs:
+        y = y.to(_compute_dtype(y.dtype))
+        term = l1 * y.abs().mean() + l2 * y.square().mean()
+        total = term if total is None else total + term
+    return total
+
+
+def rot90_batch(x: Tensor, k: Tensor) -> Tensor:
+    """Rotate sample ``i`` of ``(N, C, H, W)`` by ``k[i]`` quarter turns.
+
+    Same direction as ``torch.rot90(x[i], k[i], dims=(1, 2))`` (dims (2, 3) of
+    the batch); negative ``k`` turns the other way. Samples are grouped by
+    ``k mod 4``, so there are at most three rotations whatever ``N``. Requires
+    square images so that every sample keeps its shape. Differentiable.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"rot90_batch expects (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.shape[2] != x.shape[3]:
+        raise ValueError(f"rot90_batch needs square images (H == W), got {x.shape[2]} x {x.shape[3]}")
+    k = torch.as_tensor(k, device=x.device)
+    if k.shape != (x.shape[0],) or k.is_floating_point() or k.is_complex():
+        raise ValueError(
+            f"k must be an integer tensor of shape ({x.shape[0]},), got {k.dtype} {tuple(k.shape)}"
+        )
+    k = k % 4
+    out = x
+    for turns in (1, 2, 3):
+        idx = (k == turns).nonzero().squeeze(1)
+        if idx.numel():
+            out = out.index_copy(0, idx, torch.rot90(x.index_select(0, idx), turns, dims=(2, 3)))
+    return out
+
+
+def equivariant_forward(model: nn.Module, x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """C4-equivariant training forward pass: ``rot90(model(rot90(x, k)), -k)``.
+
+    ``k`` in {0, 1, 2, 3} is drawn per sample from ``generator`` (a CPU
+    generator, so the draws do not depend on the device; ``None`` uses
+    torch's global CPU generator), then moved to ``x.device``. Use one call
+    (or one generator stream) per modality so that each modality gets its own
+    draws, as the spec requires.
+    """
+    k = torch.randint(0, 4, (x.shape[0],), generator=generator).to(x.device)
+    return rot90_batch(model(rot90_batch(x, k)), -k)

@@ -1,0 +1,73 @@
+"""Rigid registration methods behind one interface.
+
+``make_method(name, params, seed)`` builds a method from the registry
+:data:`METHODS`; every method has ``register(reference, floating) ->
+RegistrationResult`` (see :mod:`comir.register.base`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from comir.register.base import (
+    FAILED,
+    OK,
+    Registration,
+    RegistrationResult,
+    check_pair,
+    param_names,
+    timed,
+    to_single_channel,
+)
+from comir.register.mi import MutualInformationRegistration
+from comir.register.sift import SiftRegistration, ransac_rigid
+
+METHODS: dict[str, type] = {
+    SiftRegistration.name: SiftRegistration,
+    MutualInformationRegistration.name: MutualInformationRegistration,
+}
+
+
+def make_method(name: str, params: Mapping[str, Any] | None, seed: int, threads: int = 1) -> Registration:
+    """Instantiate the registration method ``name`` with ``params`` and ``seed``.
+
+    Raises :class:`ValueError` for an unknown method (listing the known ones),
+    an unknown parameter key (naming it and listing the accepted ones) or an
+    invalid parameter value.  ``seed`` is passed separately, never in ``params``;
+    ``threads`` (the job's thread count) goes to methods that take one.
+    """
+    if name not in METHODS:
+        raise ValueError(f"unknown registration method {name!r}; known methods: {', '.join(sorted(METHODS))}")
+    cls = METHODS[name]
+    params = dict(params or {})
+    allowed = param_names(cls)
+    unknown = sorted(key for key in params if key not in allowed)
+    if unknown:
+        hint = " (pass the seed as make_method's seed argument)" if "seed" in unknown else ""
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(map(repr, unknown))} for registration method "
+            f"{name!r}{hint}; accepted: {', '.join(allowed)}"
+        )
+    if "threads" in allowed:
+        params.setdefault("threads", int(threads))
+    try:
+        return cls(**params, seed=int(seed))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"invalid parameters for registration method {name!r}: {error}") from error
+
+
+__all__ = [
+    "FAILED",
+    "METHODS",
+    "OK",
+    "MutualInformationRegistration",
+    "Registration",
+    "RegistrationResult",
+    "SiftRegistration",
+    "check_pair",
+    "make_method",
+    "ransac_rigid",
+    "timed",
+    "to_single_channel",
+]

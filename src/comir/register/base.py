@@ -1,0 +1,192 @@
+"""The interface shared by every registration method.
+
+Every method takes a *reference* and a *floating* image (float32, ``(H, W)`` or
+``(H, W, C)`` with the same ``C``; sizes may differ) and returns a
+:class:`RegistrationResult` whose ``matrix`` is the rigid 2x3 transform that
+sends a floating-image pixel to the reference-image pixel showing the same
+place (the convention of :mod:`comir.geometry`).
+
+A method never raises for a pair it cannot register: failures (too few
+keypoints, optimiser exceptions, ...) come back as ``status="failed"`` with the
+identity matrix and a message.  Only malformed arguments (wrong ``ndim``,
+channel mismatch, empty or non-finite images) raise :class:`ValueError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from comir.geometry import IDENTITY
+
+OK = "ok"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RegistrationResult:
+    """Outcome of one registration call.
+
+    ``matrix``: 2x3 rigid transform floating pixel -> reference pixel; the
+    identity when ``status == "failed"``.  ``metric``: the method's own final
+    value (SIFT: number of RANSAC inliers; MI: SimpleITK's final Mattes MI
+    metric, lower is better); ``nan`` when there is none.  ``seconds``: wall
+    time of the registration call.
+    """
+
+    matrix: np.ndarray
+    status: str
+    metric: float
+    seconds: float
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        matrix = np.array(self.matrix, dtype=float)  # a private copy
+        if matrix.shape != (2, 3):
+            raise ValueError(f"matrix must be 2x3, got shape {matrix.shape}")
+        if self.status not in (OK, FAILED):
+            raise ValueError(f"status must be {OK!r} or {FAILED!r}, got {self.status!r}")
+        matrix.setflags(write=False)
+        object.__setattr__(self, "matrix", matrix)
+        object.__setattr__(self, "metric", float(self.metric))
+        object.__setattr__(self, "seconds", float(self.seconds))
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @classmethod
+    def failed(cls, message: str, seconds: float = 0.0, metric: float = math.nan) -> RegistrationResult:
+        return cls(IDENTITY.copy(), FAILED, metric, seconds, message)
+
+
+@runtime_checkable
+class Registration(Protocol):
+    """A registration method: ``register(reference, floating) -> RegistrationResult``."""
+
+    name: str
+
+    def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult: ...
+
+
+def check_image(image: np.ndarray, role: str) -> np.ndarray:
+    """Validate one input image and return it as a float32 array."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"{role} image must have shape (H, W) or (H, W, C), got {image.shape}")
+    if image.size == 0 or (image.ndim == 3 and image.shape[2] == 0):
+        raise ValueError(f"{role} image is empty: shape {image.shape}")
+    if not (np.issubdtype(image.dtype, np.number) or image.dtype == np.bool_) or np.iscomplexobj(image):
+        raise ValueError(f"{role} image must be real-valued, got dtype {image.dtype}")
+    image = image.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(image)):
+        raise ValueError(f"{role} image contains non-finite values")
+    return image
+
+
+def check_pair(reference: np.ndarray, floating: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a reference/floating pair (same channel count) as float32 arrays."""
+    reference = check_image(reference, "reference")
+    floating = check_image(floating, "floating")
+    channels = [1 if im.ndim == 2 else im.shape[2] for im in (reference, floating)]
+    if channels[0] != channels[1]:
+        raise ValueError(
+            f"reference has {channels[0]} channel(s) but floating has {channels[1]}; "
+            "both images of a pair must have the same channel count"
+        )
+    return reference, floating
+
+
+def to_single_channel(
+    image: np.ndarray, basis: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reduce an image to one channel; return ``(image2d_float32, basis)``.
+
+    * ``(H, W)`` (or ``(H, W, 1)``): returned as float32, unchanged; the basis
+      is ``[1.0]`` (the identity projection).
+    * ``(H, W, C)`` without ``basis``: projection onto the first principal
+      component of its pixels (C-vectors), i.e. ``image @ basis`` with the
+      unit eigenvector of the pixel covariance with the largest eigenvalue.
+      The sign is fixed so that the basis entries sum to >= 0 (brighter in all
+      channels -> brighter in the projection).  The channel means are not
+      subtracted: a constant offset changes neither MI nor a percentile stretch,
+      and it keeps the projection of another image with the same basis
+      independent of this image's statistics.
+    * with ``basis`` (length C): ``image @ basis``; used to project a floating
+      image exactly like its reference.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        if basis is not None and np.asarray(basis).size != 1:
+            raise ValueError(f"basis has {np.asarray(basis).size} entries but the image has 1 channel")
+        scale = 1.0 if basis is None else float(np.asarray(basis, dtype=float).ravel()[0])
+        out = image if scale == 1.0 else (image * np.float32(scale))
+        return out.astype(np.float32, copy=False), np.ones(1)
+    if image.ndim != 3:
+        raise ValueError(f"image must have shape (H, W) or (H, W, C), got {image.shape}")
+    channels = image.shape[2]
+    if basis is None:
+        pixels = image.reshape(-1, channels).astype(np.float64)
+        covariance = np.atleast_2d(np.cov(pixels, rowvar=False))
+        values, vectors = np.linalg.eigh(covariance)
+        basis = vectors[:, np.argmax(values)]
+        if basis.sum() < 0:
+            basis = -basis
+    else:
+        basis = np.asarray(basis, dtype=float).ravel()
+        if basis.size != channels:
+            raise ValueError(f"basis has {basis.size} entries but the image has {channels} channels")
+    projected = image.reshape(-1, channels) @ basis.astype(np.float32)
+    return projected.reshape(image.shape[:2]).astype(np.float32), basis
+
+
+def timed(
+    register: Callable[..., RegistrationResult],
+) -> Callable[..., RegistrationResult]:
+    """Decorator for ``register(self, reference, floating)``.
+
+    Validates the pair (raising :class:`ValueError` for malformed arguments),
+    then runs the method, measures its wall time into ``seconds`` and turns any
+    exception raised inside into a failed result with the identity matrix.
+    """
+
+    @functools.wraps(register)
+    def wrapper(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+        reference, floating = check_pair(reference, floating)
+        start = time.perf_counter()
+        try:
+            result = register(self, reference, floating)
+        except Exception as error:  # an unregistrable pair must never raise
+            return RegistrationResult.failed(
+                f"{type(error).__name__}: {error}".strip(), time.perf_counter() - start
+            )
+        return dataclasses.replace(result, seconds=time.perf_counter() - start)
+
+    return wrapper
+
+
+def param_names(cls: type) -> list[str]:
+    """Constructor parameters of a dataclass method, excluding ``seed``."""
+    return [f.name for f in dataclasses.fields(cls) if f.init and f.name != "seed"]
+
+
+__all__ = [
+    "FAILED",
+    "OK",
+    "Registration",
+    "RegistrationResult",
+    "check_image",
+    "check_pair",
+    "param_names",
+    "timed",
+    "to_single_channel",
+]

@@ -1,0 +1,315 @@
+"""Contrastive training of one network per modality (paper section 5 of the method notes)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from comir.io import atomic_path, write_csv
+from comir.loss import activation_decay, equivariant_forward, info_nce
+from comir.model import Tiramisu, TiramisuConfig
+
+log = logging.getLogger(__name__)
+
+SLOTS = ("A", "B")
+_INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 23
+    steps_per_epoch: int = 32
+    batch_size: int = 32
+    patch_size: int = 128
+    optimizer: str = "sgd"  # "sgd" | "adam"
+    learning_rate: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    grad_clip: float = 1.0
+    critic: str = "mse"
+    temperature: float = 0.5
+    l1_activation: float = 1e-4
+    l2_activation: float = 1e-4
+    equivariance: bool = True
+    rotation: bool = True
+    flips: bool = True
+    validation_batches: int = 4
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    mixed_precision: bool = True  # CUDA only
+    seed: int = 0
+    threads: int = 1
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], seed: int, threads: int) -> TrainingConfig:
+        return cls(seed=seed, threads=threads, **dict(cfg))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("training.device is 'cuda' but PyTorch sees no CUDA device")
+    return torch.device(name)
+
+
+class PatchSampler:
+    """Random aligned patch pairs with the same geometric augmentation for both modalities.
+
+    A rotation by an arbitrary angle would bring padding into the corners; the
+    sampler therefore crops ``ceil(P * sqrt 2)`` px (plus a safety pixel),
+    rotates that, and keeps the centre ``P`` px, so every output pixel is real.
+    """
+
+    def __init__(self, images: Sequence[tuple[np.ndarray, np.ndarray]], patch_size: int, rotation: bool, flips: bool):
+        self.images = images  # (C, H, W) float32 pairs
+        self.patch = patch_size
+        self.rotation = rotation
+        self.flips = flips
+        self.crop = int(math.ceil(patch_size * math.sqrt(2))) + 2 if rotation else patch_size
+        for a, _ in images:
+            if min(a.shape[1:]) < self.crop:
+                raise ValueError(f"training image of shape {a.shape[1:]} is smaller than the {self.crop} px crop")
+        areas = np.array([a.shape[1] * a.shape[2] for a, _ in images], dtype=float)
+        self.weights = areas / areas.sum()  # large images contribute proportionally more patches
+
+    def sample(self, rng: np.random.Generator, n: int, augment: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        out: list[list[np.ndarray]] = [[], []]
+        for index in rng.choice(len(self.images), size=n, p=self.weights):
+            pair = self.images[index]
+            crop = self.crop if augment else self.patch
+            _, height, width = pair[0].shape
+            y = int(rng.integers(0, height - crop + 1))
+            x = int(rng.integers(0, width - crop + 1))
+            angle = float(rng.uniform(-180, 180)) if augment and self.rotation else 0.0
+            interpolation = _INTERPOLATIONS[int(rng.integers(len(_INTERPOLATIONS)))]
+            flip_h, flip_v = (rng.random(2) < 0.5) if augment and self.flips else (False, False)
+            for slot, image in enumerate(pair):
+                patch = image[:, y : y + crop, x : x + crop]
+                if angle:
+                    patch = self._rotate(patch, angle, interpolation)
+                if flip_h:
+                    patch = patch[:, :, ::-1]
+                if flip_v:
+                    patch = patch[:, ::-1, :]
+                out[slot].append(patch)
+        return tuple(np.ascontiguousarray(np.stack(o)) for o in out)  # type: ignore[return-value]
+
+    def _rotate(self, patch: np.ndarray, angle: float, interpolation: int) -> np.ndarray:
+        crop = patch.shape[-1]
+        center = ((crop - 1) / 2, (crop - 1) / 2)
+        matrix = cv2.getRotationMatrix2D(center, angle, 1.0)
+        rotated = cv2.warpAffine(np.moveaxis(patch, 0, -1), matrix, (crop, crop), flags=interpolation)
+        if rotated.ndim == 2:
+            rotated = rotated[..., None]
+        start = (crop - self.patch) // 2
+        return np.moveaxis(rotated, -1, 0)[:, start : start + self.patch, start : start + self.patch]
+
+
+def build_models(configs: Mapping[str, TiramisuConfig], seed: int) -> dict[str, Tiramisu]:
+    """One network per modality; each initialised from its own fixed seed (paper Table 1)."""
+    models = {}
+    for offset, slot in enumerate(SLOTS):
+        torch.manual_seed(seed * 1000 + offset)
+        models[slot] = Tiramisu(configs[slot])
+    return models
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def contrastive_loss(outputs: Sequence[torch.Tensor], cfg: TrainingConfig) -> torch.Tensor:
+    loss = info_nce([o.float() for o in outputs], critic=cfg.critic, tau=cfg.temperature)
+    if cfg.l1_activation or cfg.l2_activation:
+        loss = loss + activation_decay([o.float() for o in outputs], cfg.l1_activation, cfg.l2_activation)
+    return loss
+
+
+def train(
+    models: Mapping[str, Tiramisu],
+    train_pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    val_pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    cfg: TrainingConfig,
+) -> pd.DataFrame:
+    """Train in place; returns the per-epoch history (train and validation loss)."""
+    device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, cfg.threads))
+    rng = np.random.default_rng([cfg.seed, 2])
+    c4_generator = torch.Generator().manual_seed(cfg.seed + 3)
+    torch.manual_seed(cfg.seed + 4)  # dropout masks
+    sampler = PatchSampler(train_pairs, cfg.patch_size, cfg.rotation, cfg.flips)
+    val_sampler = PatchSampler(val_pairs or train_pairs, cfg.patch_size, False, False)
+    val_rng = np.random.default_rng([cfg.seed, 5])
+    validation = [val_sampler.sample(val_rng, cfg.batch_size, augment=False) for _ in range(cfg.validation_batches)]
+
+    for model in models.values():
+        model.to(device)
+    params = [p for m in models.values() for p in m.parameters()]
+    if cfg.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(
+            params, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    elif cfg.optimizer == "adam":
+        optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use 'sgd' or 'adam'")
+    use_amp = cfg.mixed_precision and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
+
+    history = []
+    for epoch in range(1, cfg.epochs + 1):
+        start = time.perf_counter()
+        for model in models.values():
+            model.train()
+        losses = []
+        for _ in range(cfg.steps_per_epoch):
+            batch = [torch.from_numpy(b).to(device, non_blocking=True) for b in sampler.sample(rng, cfg.batch_size)]
+            with _autocast(device, use_amp):
+                outputs = [
+                    equivariant_forward(models[slot], x, c4_generator) if cfg.equivariance else models[slot](x)
+                    for slot, x in zip(SLOTS, batch)
+                ]
+                loss = contrastive_loss(outputs, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            for model in models.values():  # paper: clip each network's gradient norm separately
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower the learning rate")
+            losses.append(loss.item())
+        recalibrate_batchnorm(models, sampler, rng, cfg, device, use_amp)
+        val_loss = evaluate_loss(models, validation, cfg, device, use_amp)
+        history.append(
+            {
+                "epoch": epoch,
+                "step": epoch * cfg.steps_per_epoch,
+                "train_loss": float(np.mean(losses)),
+                "val_loss": val_loss,
+                "seconds": time.perf_counter() - start,
+            }
+        )
+        log.info("epoch %d/%d train %.4f val %.4f (%.1f s)", epoch, cfg.epochs, history[-1]["train_loss"], val_loss, history[-1]["seconds"])
+    if device.type == "cuda":
+        log.info("peak GPU memory %.1f MiB", torch.cuda.max_memory_allocated(device) / 2**20)
+    return pd.DataFrame(history)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    models: Mapping[str, Tiramisu],
+    sampler: PatchSampler,
+    rng: np.random.Generator,
+    cfg: TrainingConfig,
+    device: torch.device,
+    use_amp: bool,
+) -> None:
+    """Re-estimate BatchNorm running statistics for the current weights.
+
+    The exponential running averages lag behind weights that are still
+    changing quickly, and inference (eval mode) uses them: without this, a
+    short training run gives CoMIRs far worse than its training loss says.
+    A cumulative average over fresh training batches matches the final weights.
+    """
+    norms = [m for model in models.values() for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [bn.momentum for bn in norms]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average
+    for model in models.values():
+        model.train()
+    for _ in range(cfg.validation_batches):
+        batch = [torch.from_numpy(b).to(device) for b in sampler.sample(rng, cfg.batch_size)]
+        with _autocast(device, use_amp):
+            for slot, x in zip(SLOTS, batch):
+                models[slot](x)
+    for bn, momentum in zip(norms, saved):
+        bn.momentum = momentum
+
+
+@torch.no_grad()
+def evaluate_loss(
+    models: Mapping[str, Tiramisu],
+    batches: Sequence[tuple[np.ndarray, np.ndarray]],
+    cfg: TrainingConfig,
+    device: torch.device,
+    use_amp: bool,
+) -> float:
+    """Contrastive loss on fixed, unaugmented validation batches (no C4 rotation)."""
+    for model in models.values():
+        model.eval()
+    values = []
+    for batch in batches:
+        with _autocast(device, use_amp):
+            outputs = [models[slot](torch.from_numpy(x).to(device)) for slot, x in zip(SLOTS, batch)]
+            values.append(contrastive_loss(outputs, cfg).item())
+    return float(np.mean(values))
+
+
+def save_checkpoint(path: Path, models: Mapping[str, Tiramisu], meta: Mapping[str, Any]) -> None:
+    """state_dicts plus everything needed to rebuild the networks (never a pickled module)."""
+    payload = {
+        "state_dicts": {slot: {k: v.cpu() for k, v in m.state_dict().items()} for slot, m in models.items()},
+        "model_configs": {slot: m.config.to_dict() for slot, m in models.items()},
+        **meta,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[dict[str, Tiramisu], dict[str, Any]]:
+    payload = torch.load(path, map_location=device, weights_only=True)
+    models = {}
+    for slot, config in payload["model_configs"].items():
+        model = Tiramisu(TiramisuConfig.from_dict(config))
+        model.load_state_dict(payload["state_dicts"][slot])
+        models[slot] = model.to(device).eval()
+    return models, payload
+
+
+def write_history(history: pd.DataFrame, csv_path: Path, plot_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    write_csv(csv_path, history)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(history["step"], history["train_loss"], marker="o", label="training (augmented, C4)")
+    ax.plot(history["step"], history["val_loss"], marker="s", label="validation (fixed patches)")
+    ax.set_xlabel("optimisation step")
+    ax.set_ylabel("contrastive loss (InfoNCE + activation decay)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(plot_path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+def model_configs(dataset: Mapping[str, Any]) -> dict[str, TiramisuConfig]:
+    """The two networks' architectures: same hyper-parameters, each with its modality's input channels."""
+    model = dict(dataset["model"])
+    for key in ("down_blocks", "up_blocks"):
+        if model.get(key) is not None:
+            model[key] = tuple(model[key])
+    return {
+        slot: TiramisuConfig(in_channels=dataset["modalities"][slot]["channels"], **model) for slot in SLOTS
+    }

@@ -1,0 +1,69 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from comir.config import ConfigError, load_config, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo():
+    return yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+
+
+def test_every_shipped_config_validates_and_gets_defaults():
+    for path in sorted((ROOT / "config").glob("*.yaml")):
+        config = load_config(path)
+        for dataset in config["datasets"].values():
+            assert {"testset", "model", "training", "inference", "evaluation", "registration"} <= set(dataset)
+
+
+def test_paper_defaults_are_filled_in():
+    config = validate_config({"datasets": {"x": {"source": "synthetic", "modalities": {"A": {"name": "a", "channels": 1}, "B": {"name": "b", "channels": 3}}}}})
+    dataset = config["datasets"]["x"]
+    assert dataset["training"]["optimizer"] == "sgd" and dataset["training"]["learning_rate"] == 0.01
+    assert dataset["training"]["batch_size"] == 32 and dataset["training"]["temperature"] == 0.5
+    assert dataset["testset"]["patch_size"] == 834
+    assert [s["count"] for s in dataset["testset"]["strata"]] == [45, 45, 44]
+    assert dataset["model"]["down_blocks"] == [4, 4, 4, 4, 4, 4]
+    assert config["seed"] == 0
+
+
+def test_defaults_are_not_shared_between_datasets():
+    config = demo()
+    config["datasets"]["second"] = copy.deepcopy(config["datasets"]["synthetic"])
+    assert "evaluation" not in config["datasets"]["synthetic"]  # both take the default
+    validate_config(config)
+    config["datasets"]["synthetic"]["evaluation"]["success_fractions"].append(0.5)
+    assert config["datasets"]["second"]["evaluation"]["success_fractions"] == [0.01, 0.05]
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c.update(sead=1), "unknown key.*sead"),
+        (lambda c: c["datasets"]["synthetic"]["training"].update(lerning_rate=1), "datasets/synthetic/training: unknown key.*lerning_rate"),
+        (lambda c: c["datasets"]["synthetic"]["training"].update(batch_size="16"), "batch_size: '16' is not of type 'integer'"),
+        (lambda c: c["datasets"]["synthetic"].update(source="zenodo"), "source: 'zenodo' is not one of"),
+        (lambda c: c["datasets"]["synthetic"]["modalities"].pop("B"), "'B' is a required property"),
+        (lambda c: c["datasets"]["synthetic"]["training"].update(patch_size=100), "patch_size: 100 is not divisible by 2\\^3 = 8"),
+        (lambda c: c["datasets"]["synthetic"]["registration"]["sift"].update(method="surf"), "'surf' is not one of"),
+        (lambda c: c["datasets"]["synthetic"].update(directions=["A_to_A"]), "'A_to_A' is not one of"),
+    ],
+)
+def test_mistakes_are_reported_with_their_location(mutate, message):
+    config = demo()
+    mutate(config)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_pairs_source_needs_a_split():
+    config = {"datasets": {"mine": {"source": "pairs", "modalities": {"A": {"name": "a", "channels": 1}, "B": {"name": "b", "channels": 1}}, "pairs": {"root": "x"}}}}
+    with pytest.raises(ConfigError, match="fractions.*or explicit"):
+        validate_config(config)
+    config["datasets"]["mine"]["pairs"]["split"] = {"fractions": [0.5, 0.2, 0.2]}
+    with pytest.raises(ConfigError, match="must sum to 1"):
+        validate_config(config)

@@ -1,0 +1,462 @@
+"""Tests of comir.evaluate: statistics, tables and figures (method spec, section 8)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+from statsmodels.stats.proportion import proportion_confint
+
+from comir.evaluate import (
+    RESULT_COLUMNS,
+    clopper_pearson,
+    ecdf,
+    load_results,
+    plot_ecdf,
+    plot_error_vs_displacement,
+    plot_success_bars,
+    rank_biserial,
+    success_counts,
+    success_table,
+    to_markdown,
+    wilcoxon_paired,
+    wilcoxon_table,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def make_results(rows: list[dict]) -> pd.DataFrame:
+    """A results frame with every required column; ``rows`` give the varying ones."""
+    defaults = {
+        "image_id": "img",
+        "stratum": "small",
+        "width": 1000.0,
+        "height": 1000.0,
+        "initial_displacement_px": 150.0,
+        "reference_modality": "A",
+        "floating_modality": "B",
+        "status": "ok",
+        "metric": "none",
+        "seconds": 1.0,
+    }
+    matrix = {c: 0.0 for c in RESULT_COLUMNS if c.startswith(("est_", "true_"))}
+    matrix.update(est_a11=1.0, est_a22=1.0, true_a11=1.0, true_a22=1.0)
+    frame = pd.DataFrame([{**defaults, **matrix, **row} for row in rows])
+    frame = frame[list(RESULT_COLUMNS)]
+    frame["label"] = (
+        frame["method"] + " on " + frame["input"] + " (" + frame["direction"] + ")"
+    )
+    return frame
+
+
+def realistic_results(n_cases: int = 30, seed: int = 0) -> pd.DataFrame:
+    """2 methods x 2 inputs x 2 directions x n_cases, with some failures."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for case in range(n_cases):
+        displacement = float(rng.uniform(10, 300))
+        for method in ("SIFT", "MI"):
+            for input_ in ("comir", "original"):
+                for direction in ("A_to_B", "B_to_A"):
+                    ok = bool(rng.random() < 0.8)
+                    error = float(rng.lognormal(1.5, 1.2)) if ok else displacement
+                    rows.append(
+                        {
+                            "case": f"case{case:03d}",
+                            "width": 834.0,
+                            "height": 834.0,
+                            "initial_displacement_px": displacement,
+                            "method": method,
+                            "input": input_,
+                            "direction": direction,
+                            "status": "ok" if ok else "failed",
+                            "seconds": float(rng.uniform(0.1, 5.0)),
+                            "error_px": error,
+                        }
+                    )
+    return make_results(rows)
+
+
+def naive_rank_biserial(d) -> float:
+    d = [float(v) for v in d if v != 0]
+    magnitudes = [abs(v) for v in d]
+    ranks = []
+    for m in magnitudes:
+        below = sum(1 for other in magnitudes if other < m)
+        equal = sum(1 for other in magnitudes if other == m)
+        ranks.append(below + (equal + 1) / 2)
+    positive = sum(r for r, v in zip(ranks, d) if v > 0)
+    negative = sum(r for r, v in zip(ranks, d) if v < 0)
+    return (positive - negative) / sum(ranks)
+
+
+# --------------------------------------------------------------------------- stats
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.1, 0.01])
+def test_clopper_pearson_matches_statsmodels(alpha):
+    for n in (1, 2, 3, 7, 10, 30, 44, 134):
+        k = np.arange(n + 1)
+        low, high = clopper_pearson(k, np.full_like(k, n), alpha)
+        ref_low, ref_high = proportion_confint(k, n, alpha=alpha, method="beta")
+        np.testing.assert_allclose(low, np.nan_to_num(ref_low, nan=0.0), atol=1e-12)
+        np.testing.assert_allclose(high, np.nan_to_num(ref_high, nan=1.0), atol=1e-12)
+        assert low[0] == 0.0 and high[-1] == 1.0
+        assert np.all(low <= k / n) and np.all(high >= k / n)
+
+
+def test_clopper_pearson_scalar_and_errors():
+    low, high = clopper_pearson(75, 134)
+    assert isinstance(low, float) and isinstance(high, float)
+    ref = proportion_confint(75, 134, method="beta")
+    assert low == pytest.approx(ref[0]) and high == pytest.approx(ref[1])
+    assert clopper_pearson(0, 10)[0] == 0.0
+    assert clopper_pearson(10, 10)[1] == 1.0
+    with pytest.raises(ValueError):
+        clopper_pearson(11, 10)
+    with pytest.raises(ValueError):
+        clopper_pearson(-1, 10)
+    with pytest.raises(ValueError):
+        clopper_pearson(1, 10, alpha=1.5)
+
+
+def test_success_counts_strict_boundary():
+    width = 1000.0
+    # exactly 1 % and 5 % of the width are NOT successes
+    errors = np.array([9.999, 10.0, 10.001, 49.999, 50.0, 50.001, np.nan])
+    counts = success_counts(errors, width, fractions=(0.01, 0.05))
+    assert counts == {0.01: 1, 0.05: 4}
+    # 834 px: 5 % is 41.7 px
+    assert success_counts([41.7, 41.69], 834, fractions=(0.05,)) == {0.05: 1}
+    # per-case widths
+    assert success_counts([5.0, 5.0], [400.0, 600.0], fractions=(0.01,)) == {0.01: 1}
+
+
+def test_wilcoxon_paired_matches_scipy_on_clipped_data():
+    rng = np.random.default_rng(1)
+    x = rng.lognormal(2.5, 1.5, 60)
+    y = rng.lognormal(2.0, 1.5, 60)
+    x[:5] = [150.0, 300.0, 101.0, 500.0, 2.0]
+    y[:5] = [120.0, 900.0, 3.0, 250.0, 700.0]
+    clip = 100.0
+    result = wilcoxon_paired(x, y, clip)
+    xc, yc = np.minimum(x, clip), np.minimum(y, clip)
+    reference = scipy.stats.wilcoxon(xc, yc, zero_method="wilcox")
+    assert result.statistic == pytest.approx(reference.statistic)
+    assert result.p_value == pytest.approx(reference.pvalue)
+    unclipped = scipy.stats.wilcoxon(x, y, zero_method="wilcox")
+    assert result.statistic != pytest.approx(unclipped.statistic)  # clipping mattered
+    d = xc - yc
+    assert d[0] == 0 and d[3] == 0  # 150 vs 120 and 500 vs 250 both become 100 vs 100
+    assert result.n == np.count_nonzero(d) < 60
+    assert result.n_pairs == 60
+    assert result.median_difference == pytest.approx(np.median(d))
+    assert result.rank_biserial_r == pytest.approx(naive_rank_biserial(d))
+
+
+def test_rank_biserial_small_example_and_extremes():
+    d = np.array([3.0, -1.0, 2.0, 0.0, -2.0, 5.0, 3.0, -0.5])
+    # |d| nonzero: 3,1,2,2,5,3,0.5 -> ranks 5.5,2,3.5,3.5,7,5.5,1 (total 28)
+    # R+ = 5.5+3.5+7+5.5 = 21.5 ; R- = 2+3.5+1 = 6.5 ; r = 15/28
+    assert rank_biserial(d) == pytest.approx(15 / 28)
+    assert rank_biserial(d) == pytest.approx(naive_rank_biserial(d))
+    x = np.array([5.0, 8.0, 2.5, 40.0, 7.0])
+    y = np.array([1.0, 2.0, 2.5, 3.0, 6.5])
+    assert wilcoxon_paired(x, y).rank_biserial_r == pytest.approx(1.0)
+    assert wilcoxon_paired(y, x).rank_biserial_r == pytest.approx(-1.0)
+
+
+def test_rank_biserial_sign_convention():
+    rng = np.random.default_rng(2)
+    better = rng.uniform(0, 10, 40)
+    worse = better + rng.uniform(-2, 20, 40)
+    # positive r means the FIRST argument has larger errors
+    forward = wilcoxon_paired(worse, better, clip=100.0)
+    backward = wilcoxon_paired(better, worse, clip=100.0)
+    assert forward.rank_biserial_r > 0.5 and forward.median_difference > 0
+    assert backward.rank_biserial_r == pytest.approx(-forward.rank_biserial_r)
+    assert backward.p_value == pytest.approx(forward.p_value)
+    assert forward.r == forward.rank_biserial_r
+
+
+def test_wilcoxon_paired_all_zero_differences():
+    x = np.array([1.0, 2.0, 150.0, 400.0])
+    y = np.array([1.0, 2.0, 120.0, 900.0])  # equal after clipping at 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # handled up front, not left to scipy
+        result = wilcoxon_paired(x, y, clip=100.0)
+    assert result.p_value == 1.0 and result.rank_biserial_r == 0.0 and result.n == 0
+    assert result.median_difference == 0.0
+    with pytest.raises(ValueError):
+        wilcoxon_paired([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError):
+        wilcoxon_paired([1.0, np.nan], [1.0, 2.0])
+
+
+def test_ecdf():
+    values, fraction = ecdf([3.0, 1.0, 2.0, 2.0])
+    np.testing.assert_array_equal(values, [1.0, 2.0, 2.0, 3.0])
+    np.testing.assert_allclose(fraction, [0.25, 0.5, 0.75, 1.0])
+    values, fraction = ecdf([3.0, np.nan, 1.0, 2.0])  # NaN counts as never reached
+    np.testing.assert_array_equal(values, [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(fraction, [0.25, 0.5, 0.75])
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def known_results() -> pd.DataFrame:
+    rows = []
+    # group 1: sift on comir (B_to_A), width 1000: 1 % = 10 px, 5 % = 50, failure > 120
+    errors = [1.0, 5.0, 9.99, 10.0, 20.0, 49.9, 50.0, 80.0, 121.0, 200.0]
+    for i, error in enumerate(errors):
+        rows.append(dict(case=f"c{i}", method="sift", input="comir", direction="B_to_A",
+                         error_px=error, seconds=float(i + 1),
+                         status="failed" if error == 80.0 else "ok"))  # fmt: skip
+    # group 2: MI on original (B_to_A): nothing succeeds, one failed status
+    for i in range(10):
+        rows.append(dict(case=f"c{i}", method="mi", input="original", direction="B_to_A",
+                         error_px=100.0, seconds=10.0,
+                         status="failed" if i == 0 else "ok"))  # fmt: skip
+    # group 3: same method and input as group 1, other direction: 4 cases, all < 1 %
+    for i in range(4):
+        rows.append(dict(case=f"c{i}", method="sift", input="comir", direction="A_to_B",
+                         error_px=float(i), seconds=2.0))  # fmt: skip
+    return make_results(rows)
+
+
+def test_success_table_known_counts():
+    table = success_table(known_results())
+    assert list(table.columns) == [
+        "method", "input", "direction", "n",
+        "success_1pct", "success_1pct_low", "success_1pct_high",
+        "success_5pct", "success_5pct_low", "success_5pct_high",
+        "failures", "median_error_px", "median_seconds",
+    ]  # fmt: skip
+    assert len(table) == 3  # one row per method x input x direction
+    # sorted by descending 5 % success
+    assert table["success_5pct"].tolist() == [6, 4, 0]
+    first = table.iloc[0]
+    assert (first["method"], first["input"], first["direction"]) == ("sift", "comir", "B_to_A")
+    assert first["n"] == 10
+    assert first["success_1pct"] == 3  # 1, 5, 9.99 (10.0 is not < 10)
+    assert first["success_5pct"] == 6  # ... 10, 20, 49.9 (50.0 is not < 50)
+    assert first["failures"] == 3  # status failed (80) + errors 121 and 200 > 120
+    assert first["median_error_px"] == pytest.approx(34.95)
+    assert first["median_seconds"] == pytest.approx(5.5)
+    for column, k in (("success_1pct", 3), ("success_5pct", 6)):
+        low, high = clopper_pearson(k, 10)
+        assert first[f"{column}_low"] == round(low, 3)
+        assert first[f"{column}_high"] == round(high, 3)
+    second = table.iloc[1]
+    assert (second["direction"], second["n"], second["success_1pct"]) == ("A_to_B", 4, 4)
+    assert second["success_1pct_high"] == 1.0 and second["failures"] == 0
+    last = table.iloc[2]
+    assert last["method"] == "mi" and last["success_1pct"] == 0 and last["success_5pct"] == 0
+    assert last["success_5pct_low"] == 0.0
+    assert last["failures"] == 1  # 100 px < 120 px: only the failed status counts
+    assert last["median_error_px"] == 100.0 and last["median_seconds"] == 10.0
+
+
+def test_success_table_fraction_names_and_alpha():
+    table = success_table(known_results(), fractions=(0.02, 0.025), alpha=0.1)
+    for column in ("success_2pct", "success_2pct_low", "success_2p5pct_high"):
+        assert column in table.columns
+    row = table[(table["method"] == "sift") & (table["direction"] == "B_to_A")].iloc[0]
+    assert row["success_2pct"] == 4  # < 20 px: 1, 5, 9.99, 10 (20.0 is not)
+    assert row["success_2p5pct"] == 5  # < 25 px: ... and 20
+    assert row["success_2pct_low"] == round(clopper_pearson(4, 10, 0.1)[0], 3)
+
+
+def test_wilcoxon_table_pairs_and_join():
+    rng = np.random.default_rng(3)
+    rows = []
+    specs = [
+        ("sift", "comir", "B_to_A", [f"c{i}" for i in range(20)]),
+        ("mi", "original", "B_to_A", [f"c{i}" for i in range(5, 20)] + ["only_mi"]),
+        ("sift", "comir", "A_to_B", [f"c{i}" for i in range(20)]),
+        ("mi", "comir", "A_to_B", [f"c{i}" for i in range(20)]),
+        ("amd", "comir", "A_to_B", [f"c{i}" for i in range(12)]),
+    ]
+    for method, input_, direction, cases in specs:
+        for case in cases:
+            error = float(rng.lognormal(2.5, 1.5))
+            rows.append(dict(case=case, method=method, input=input_, direction=direction,
+                             error_px=error))  # fmt: skip
+    results = make_results(rows)
+    table = wilcoxon_table(results)
+    assert list(table.columns) == [
+        "label_x", "label_y", "n_cases", "n_nonzero", "statistic", "p_value",
+        "rank_biserial_r", "median_difference_px", "p_holm",
+    ]  # fmt: skip
+    # 1 pair in B_to_A + 3 pairs in A_to_B; never across directions
+    assert len(table) == 4
+    for _, row in table.iterrows():
+        assert row["label_x"].endswith(row["label_y"][-8:])
+        assert row["label_x"] != row["label_y"]
+    b = table[table["label_x"].str.contains("B_to_A")].iloc[0]
+    assert b["n_cases"] == 15  # c5..c19; "only_mi" and c0..c4 are excluded
+    # values equal a direct computation on the joined, clipped errors
+    part = results[results["direction"] == "B_to_A"]
+    wide = part.pivot(index="case", columns="label", values="error_px").dropna()
+    expected = wilcoxon_paired(wide[b["label_x"]], wide[b["label_y"]], clip=0.12 * 1000.0)
+    assert b["p_value"] == pytest.approx(expected.p_value)
+    assert b["statistic"] == pytest.approx(expected.statistic)
+    assert b["rank_biserial_r"] == pytest.approx(expected.rank_biserial_r)
+    assert b["median_difference_px"] == pytest.approx(expected.median_difference)
+    amd = table[table["label_x"].str.startswith("amd")]
+    assert set(amd["n_cases"]) == {12}
+    assert (table["p_holm"] >= table["p_value"] - 1e-15).all()
+    assert (table["p_holm"] <= 1.0).all()
+    assert table["p_holm"].max() > table["p_value"].min()
+    # Holm step-down by hand: sorted p times (m - i), running maximum, capped at 1
+    p = table["p_value"].to_numpy()
+    order = np.argsort(p)
+    m = len(p)
+    adjusted = np.minimum(np.maximum.accumulate(p[order] * (m - np.arange(m))), 1.0)
+    holm = np.empty(m)
+    holm[order] = adjusted
+    np.testing.assert_allclose(table["p_holm"].to_numpy(), holm)
+
+
+def test_wilcoxon_table_detects_differences():
+    rng = np.random.default_rng(4)
+    rows = []
+    for case in range(40):
+        good = float(rng.uniform(0.5, 5.0))
+        rows.append(dict(case=f"c{case}", method="good", input="comir", direction="B_to_A",
+                         error_px=good))  # fmt: skip
+        rows.append(dict(case=f"c{case}", method="bad", input="comir", direction="B_to_A",
+                         error_px=good + float(rng.uniform(1.0, 400.0))))  # fmt: skip
+    table = wilcoxon_table(make_results(rows))
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["label_x"] == "bad on comir (B_to_A)"  # alphabetical order
+    assert row["rank_biserial_r"] == pytest.approx(1.0)  # x = bad has larger errors
+    assert row["p_value"] < 1e-6 and row["p_holm"] == pytest.approx(row["p_value"])
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_load_results_roundtrip_and_label(tmp_path):
+    frame = realistic_results(n_cases=5).drop(columns="label")
+    frame["case"] = [f"00{i % 5}" for i in range(len(frame))]
+    a = frame[frame["direction"] == "A_to_B"]
+    b = frame[frame["direction"] == "B_to_A"]
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    loaded = load_results([tmp_path / "a.csv", str(tmp_path / "b.csv")])
+    assert len(loaded) == len(frame)
+    assert loaded["case"].iloc[0] == "000"  # case ids stay strings
+    assert (loaded["label"] == loaded["method"] + " on " + loaded["input"]
+            + " (" + loaded["direction"] + ")").all()  # fmt: skip
+    assert loaded["label"].iloc[0] == "SIFT on comir (A_to_B)"
+
+
+def test_load_results_missing_column_names_file_and_column(tmp_path):
+    frame = realistic_results(n_cases=2).drop(columns=["label", "error_px", "seconds"])
+    path = tmp_path / "broken_results.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(ValueError) as info:
+        load_results([path])
+    message = str(info.value)
+    assert "broken_results.csv" in message
+    assert "error_px" in message and "seconds" in message
+    assert "method" not in message.split(":")[-1]
+
+
+def test_load_results_other_errors(tmp_path):
+    frame = realistic_results(n_cases=2).drop(columns="label")
+    path = tmp_path / "r.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(ValueError, match="duplicate|repeat"):
+        load_results([path, path])
+    with pytest.raises(ValueError, match="missing.csv"):
+        load_results([tmp_path / "missing.csv"])
+    with pytest.raises(ValueError):
+        load_results([])
+    bad = frame.copy()
+    bad["error_px"] = bad["error_px"].astype(object)
+    bad.loc[0, "error_px"] = "oops"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match="bad.csv.*error_px"):
+        load_results([tmp_path / "bad.csv"])
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def test_to_markdown_success_table():
+    table = success_table(known_results())
+    text = to_markdown(table)
+    lines = text.strip().splitlines()
+    assert len(lines) == 2 + len(table)
+    assert lines[0].startswith("| method | input | direction | n | success_1pct |")
+    assert "success_1pct_low" not in lines[0]
+    assert set(lines[1].replace("|", "").split()) <= {"---", "---:"}
+    low, high = clopper_pearson(3, 10)
+    assert f"| 3 [{low:.3f}, {high:.3f}] |" in lines[2]
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+
+
+def test_to_markdown_generic_frame():
+    frame = pd.DataFrame(
+        {"name": ["a|b", "c"], "count": [1, 20], "p": [1.2345e-7, 0.5], "x": [np.nan, 1234.56]}
+    )
+    lines = to_markdown(frame).strip().splitlines()
+    assert lines[0] == "| name | count | p | x |"
+    assert lines[1] == "| --- | ---: | ---: | ---: |"
+    assert lines[2] == "| a\\|b | 1 | 1.23e-07 | n/a |"
+    assert lines[3] == "| c | 20 | 0.5 | 1235 |"
+    assert len(lines) == 4
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def assert_png(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert len(data) > 5_000
+    leftovers = [p for p in path.parent.iterdir() if p.name.startswith(".")]
+    assert not leftovers  # atomic writer left no temporary file
+
+
+@pytest.fixture(scope="module")
+def realistic():
+    return realistic_results(n_cases=30)
+
+
+def test_plot_ecdf(tmp_path, realistic):
+    path = tmp_path / "figs" / "ecdf.png"
+    plot_ecdf(realistic, path)
+    assert_png(path)
+    plain = tmp_path / "ecdf_plain.png"
+    plot_ecdf(realistic, plain, width_fraction_axis=False)
+    assert_png(plain)
+
+
+def test_plot_error_vs_displacement(tmp_path, realistic):
+    path = tmp_path / "scatter.png"
+    plot_error_vs_displacement(realistic, path)
+    assert_png(path)
+
+
+def test_plot_success_bars(tmp_path, realistic):
+    path = tmp_path / "bars.png"
+    plot_success_bars(success_table(realistic), path)
+    assert_png(path)
+
+
+def test_figures_reject_empty_input(tmp_path, realistic):
+    with pytest.raises(ValueError):
+        plot_ecdf(realistic.iloc[:0], tmp_path / "empty.png")
+    assert not (tmp_path / "empty.png").exists()

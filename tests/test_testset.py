@@ -1,0 +1,122 @@
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from comir import geometry
+from comir.io import InputError, read_image
+from comir.testset import MATRIX_KEYS, Stratum, TestSetRecipe, build_testset, draw_transforms
+
+
+def texture(size, seed, channels=None):
+    rng = np.random.default_rng(seed)
+    noise = rng.random((size, size)).astype(np.float32)
+    smooth = cv2.GaussianBlur(noise, (0, 0), 3) + 0.3 * cv2.GaussianBlur(noise, (0, 0), 1)
+    image = (255 * (smooth - smooth.min()) / np.ptp(smooth)).astype(np.uint8)
+    return image if channels is None else np.stack([image, 255 - image, image // 2], axis=-1)
+
+
+@pytest.fixture
+def pairs(tmp_path):
+    rows = []
+    for i in range(2):
+        a, b = tmp_path / f"a{i}.tif", tmp_path / f"b{i}.tif"
+        tifffile.imwrite(a, texture(200, i))
+        tifffile.imwrite(b, texture(200, i, channels=3))
+        rows.append({"id": f"img{i}", "split": "test", "path_A": str(a), "path_B": str(b)})
+    return pd.DataFrame(rows)
+
+
+RECIPE = TestSetRecipe(
+    patch_size=96,
+    rotation_deg=20,
+    translation_px=12,
+    strata=(Stratum("small", 10, 5), Stratum("medium", 20, 5), Stratum("large", None, 4)),
+    seed=3,
+)
+
+
+def test_strata_are_filled_and_displacements_consistent():
+    cases = draw_transforms(RECIPE, np.random.default_rng(0))
+    assert cases["stratum"].value_counts().to_dict() == {"small": 5, "medium": 5, "large": 4}
+    truth = cases[[f"true_{k}" for k in MATRIX_KEYS]].to_numpy().reshape(-1, 2, 3)
+    recomputed = geometry.corner_error(geometry.IDENTITY, truth, 96, 96)
+    np.testing.assert_allclose(cases["initial_displacement_px"], recomputed)
+    assert (cases.loc[cases.stratum == "small", "initial_displacement_px"] <= 10).all()
+    medium = cases.loc[cases.stratum == "medium", "initial_displacement_px"]
+    assert ((medium > 10) & (medium <= 20)).all()
+    assert (cases.loc[cases.stratum == "large", "initial_displacement_px"] > 20).all()
+    assert cases["rotation_deg"].abs().max() <= 20
+    assert cases[["translation_x", "translation_y"]].abs().to_numpy().max() <= 12
+    # The truth maps floating -> reference: its rotation is the negated drawn rotation.
+    np.testing.assert_allclose(np.degrees(geometry.rotation_angle(truth)), -cases["rotation_deg"], atol=1e-9)
+
+
+def test_unreachable_strata_fail_clearly():
+    recipe = TestSetRecipe(patch_size=96, rotation_deg=1, translation_px=1, strata=(Stratum("near", 5, 1), Stratum("far", None, 3)), max_draws=10000)
+    with pytest.raises(ValueError, match="could not fill test-set strata.*far"):
+        draw_transforms(recipe, np.random.default_rng(0))
+
+
+def test_multiregeval_levels():
+    recipe = TestSetRecipe(patch_size=96, recipe="multiregeval", levels=4, cases_per_level=6)
+    cases = draw_transforms(recipe, np.random.default_rng(1))
+    assert sorted(cases["stratum"].unique()) == ["level1", "level2", "level3", "level4"]
+    level = cases["stratum"].str[-1].astype(int) - 1
+    magnitude = cases["rotation_deg"].abs()
+    assert ((magnitude >= 5 * level) & (magnitude < 5 * (level + 1))).all()
+    shift = cases[["translation_x", "translation_y"]].abs()
+    assert ((shift.ge(20 * level, axis=0)) & (shift.lt(20 * (level + 1), axis=0))).all().all()
+
+
+def test_build_is_deterministic_and_reference_is_the_crop(pairs, tmp_path):
+    first = build_testset(pairs, RECIPE, tmp_path / "one")
+    second = build_testset(pairs, RECIPE, tmp_path / "two")
+    pd.testing.assert_frame_equal(first, second)
+    case = first.iloc[0]
+    ref = read_image(tmp_path / "one" / f"{case.case}_A_ref.tif")
+    source = read_image(pairs.set_index("id").loc[case.image_id, "path_A"])
+    np.testing.assert_array_equal(ref, source[case.crop_y : case.crop_y + 96, case.crop_x : case.crop_x + 96])
+    rgb = read_image(tmp_path / "one" / f"{case.case}_B_flo.tif")
+    assert rgb.shape == (96, 96, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(read_image(tmp_path / "one" / f"{case.case}_B_flo.tif"), read_image(tmp_path / "two" / f"{case.case}_B_flo.tif"))
+
+
+def test_ground_truth_recovered_by_monomodal_registration(pairs, tmp_path):
+    """OpenCV's ECC (independent of this project) finds the recorded transform to < 0.5 px."""
+    cases = build_testset(pairs, RECIPE, tmp_path)
+    checked = 0
+    for case in cases.itertuples():
+        reference = read_image(tmp_path / f"{case.case}_A_ref.tif").astype(np.float32)
+        floating = read_image(tmp_path / f"{case.case}_A_flo.tif").astype(np.float32)
+        warp = np.eye(2, 3, dtype=np.float32)  # ECC's warp maps reference -> floating coordinates
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 500, 1e-8)
+        try:
+            _, warp = cv2.findTransformECC(reference, floating, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 1)
+        except cv2.error:
+            continue  # ECC from the identity does not converge for the largest moves
+        truth = np.array([getattr(case, f"true_{k}") for k in MATRIX_KEYS]).reshape(2, 3)
+        error = geometry.corner_error(geometry.invert(warp.astype(float)), truth, 96, 96)
+        if case.stratum == "small":
+            assert error < 0.5, case
+            checked += 1
+    assert checked >= 4
+
+
+def test_too_small_image_names_the_file(tmp_path):
+    a, b = tmp_path / "small_a.tif", tmp_path / "small_b.tif"
+    tifffile.imwrite(a, texture(100, 0))
+    tifffile.imwrite(b, texture(100, 0))
+    pairs = pd.DataFrame([{"id": "x", "split": "test", "path_A": str(a), "path_B": str(b)}])
+    with pytest.raises(InputError, match="small_a.tif.*too small"):
+        build_testset(pairs, RECIPE, tmp_path / "out")
+
+
+def test_min_source_size_covers_every_sampled_pixel():
+    recipe = TestSetRecipe(patch_size=834, rotation_deg=30, translation_px=100)
+    half = 833 / 2
+    worst = geometry.rigid_matrix(np.radians(30), 100, 100, (half, half))
+    reach = np.abs(geometry.apply(geometry.invert(worst), geometry.corners(834, 834)) - half).max()
+    assert recipe.max_reach() >= reach
+    assert recipe.min_source_size() < 2048  # the paper's cores are large enough

@@ -1,0 +1,29 @@
+def registration_images(wildcards):
+    if wildcards.input == "comir":
+        return f"results/{wildcards.dataset}/comir/images"
+    return f"results/{wildcards.dataset}/testset/images"
+
+
+rule register:
+    """One registration method on one input (CoMIRs or originals) in one direction, all test cases."""
+    input:
+        images=registration_images,
+        cases="results/{dataset}/testset/cases.csv",
+    output:
+        "results/{dataset}/registration/{run}_{input}_{direction}.csv",
+    params:
+        spec=lambda wc: DATASETS[wc.dataset]["registration"][wc.run],
+        dataset=dataset_config,
+        seed=config["seed"],
+    log:
+        "results/{dataset}/logs/register/{run}_{input}_{direction}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/register/{run}_{input}_{direction}.tsv"
+    threads: config["threads"]["register"]
+    resources:
+        mem_mb=2000,
+        runtime=240,
+    conda:
+        "../../envs/register.yaml"
+    script:
+        "../../scripts/register.py"

@@ -1,0 +1,27 @@
+rule build_testset:
+    """Reference patches, rigidly transformed floating patches and their ground truth."""
+    input:
+        pairs="results/{dataset}/data/pairs.csv",
+    output:
+        images=directory("results/{dataset}/testset/images"),
+        cases=report(
+            "results/{dataset}/testset/cases.csv",
+            caption="../report/testset.rst",
+            category="Test set",
+            labels={"dataset": "{dataset}", "table": "cases"},
+        ),
+    params:
+        testset=lambda wc: DATASETS[wc.dataset]["testset"],
+        seed=config["seed"],
+    log:
+        "results/{dataset}/logs/build_testset.log",
+    benchmark:
+        "results/{dataset}/benchmarks/build_testset.tsv"
+    threads: config["threads"]["data"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/build_testset.py"
