@@ -8,7 +8,7 @@ CORES ?= 2
 # (pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo report test clean
+.PHONY: setup demo test clean config-docs
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,7 @@ test: $(VENV)/.installed-test
 
 clean:
 	rm -rf results .snakemake
+
+# config/README.md ends with the key table generated from the schema (a test checks it is current).
+config-docs: setup
+	$(BIN)/python -c "import pathlib, comir.config as c; p = pathlib.Path('config/README.md'); t = p.read_text(); head = t[: t.index(c.REFERENCE_MARKER)]; p.write_text(head + c.REFERENCE_MARKER + '\n\n' + c.schema_reference())"

@@ -67,3 +67,10 @@ def test_pairs_source_needs_a_split():
     config["datasets"]["mine"]["pairs"]["split"] = {"fractions": [0.5, 0.2, 0.2]}
     with pytest.raises(ConfigError, match="must sum to 1"):
         validate_config(config)
+
+
+def test_config_readme_documents_every_key_of_the_schema():
+    from comir.config import REFERENCE_MARKER, schema_reference
+
+    text = (ROOT / "config" / "README.md").read_text()
+    assert text.split(REFERENCE_MARKER, 1)[1].strip() == schema_reference().strip(), "run `make config-docs`"

@@ -460,3 +460,14 @@ def test_figures_reject_empty_input(tmp_path, realistic):
     with pytest.raises(ValueError):
         plot_ecdf(realistic.iloc[:0], tmp_path / "empty.png")
     assert not (tmp_path / "empty.png").exists()
+
+
+def test_a_reported_failure_is_never_a_success():
+    """A failed registration returns the identity; a case that started close must not count."""
+    rows = [
+        dict(case="c0", method="sift", input="comir", direction="B_to_A", error_px=3.0, status="failed"),
+        dict(case="c1", method="sift", input="comir", direction="B_to_A", error_px=3.0, status="ok"),
+    ]
+    table = success_table(make_results(rows))
+    assert table.loc[0, "success_1pct"] == 1 and table.loc[0, "success_5pct"] == 1
+    assert table.loc[0, "failures"] == 1

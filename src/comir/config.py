@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+REFERENCE_MARKER = "## Every key"
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 

@@ -14,6 +14,7 @@ import torch
 from comir.io import atomic_path, read_image, to_uint8, write_png, write_tiff
 from comir.model import Tiramisu
 from comir.preprocess import prepare_image
+from comir.train import memory_format, to_device
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -38,8 +39,8 @@ def compute_comir(
     to the network's multiple (2^depth); padding never crops content. Peak
     memory depends on ``tile + 2 * margin``, not on the image size.
     """
-    model.eval()
     device = torch.device(device)
+    model.eval().to(device, memory_format=memory_format(device))
     multiple = model.config.multiple
     margin = _round_up(margin, multiple)
     _, height, width = image.shape
@@ -59,7 +60,7 @@ def compute_comir(
             for col in range(cols):
                 y, x = row * tile_y, col * tile_x
                 window = padded[:, y : y + tile_y + 2 * margin, x : x + tile_x + 2 * margin]
-                result = model(torch.from_numpy(np.ascontiguousarray(window))[None].to(device))
+                result = model(to_device(np.ascontiguousarray(window)[None], device))
                 core = result[0, :, margin : margin + tile_y, margin : margin + tile_x]
                 output[:, y : y + tile_y, x : x + tile_x] = core.float().cpu().numpy()
     return output[:, :height, :width]

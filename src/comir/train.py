@@ -116,6 +116,16 @@ class PatchSampler:
         return np.moveaxis(rotated, -1, 0)[:, start : start + self.patch, start : start + self.patch]
 
 
+def memory_format(device: torch.device) -> torch.memory_format:
+    """Channels-last on CPU: oneDNN's convolutions run about 1.5x faster on it (measured
+    for the demo network, README "Speed and memory"); CUDA keeps PyTorch's default."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(array).to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
+
+
 def build_models(configs: Mapping[str, TiramisuConfig], seed: int) -> dict[str, Tiramisu]:
     """One network per modality; each initialised from its own fixed seed (paper Table 1)."""
     models = {}
@@ -158,7 +168,7 @@ def train(
     validation = [val_sampler.sample(val_rng, cfg.batch_size, augment=False) for _ in range(cfg.validation_batches)]
 
     for model in models.values():
-        model.to(device)
+        model.to(device, memory_format=memory_format(device))
     params = [p for m in models.values() for p in m.parameters()]
     if cfg.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
@@ -178,7 +188,7 @@ def train(
             model.train()
         losses = []
         for _ in range(cfg.steps_per_epoch):
-            batch = [torch.from_numpy(b).to(device, non_blocking=True) for b in sampler.sample(rng, cfg.batch_size)]
+            batch = [to_device(b, device) for b in sampler.sample(rng, cfg.batch_size)]
             with _autocast(device, use_amp):
                 outputs = [
                     equivariant_forward(models[slot], x, c4_generator) if cfg.equivariance else models[slot](x)
@@ -236,7 +246,7 @@ def recalibrate_batchnorm(
     for model in models.values():
         model.train()
     for _ in range(cfg.validation_batches):
-        batch = [torch.from_numpy(b).to(device) for b in sampler.sample(rng, cfg.batch_size)]
+        batch = [to_device(b, device) for b in sampler.sample(rng, cfg.batch_size)]
         with _autocast(device, use_amp):
             for slot, x in zip(SLOTS, batch):
                 models[slot](x)
@@ -258,7 +268,7 @@ def evaluate_loss(
     values = []
     for batch in batches:
         with _autocast(device, use_amp):
-            outputs = [models[slot](torch.from_numpy(x).to(device)) for slot, x in zip(SLOTS, batch)]
+            outputs = [models[slot](to_device(x, device)) for slot, x in zip(SLOTS, batch)]
             values.append(contrastive_loss(outputs, cfg).item())
     return float(np.mean(values))
 

@@ -81,8 +81,10 @@ def plot_ecdf(
 ) -> None:
     """eCDF of the corner error: one panel per direction, one line per method x input.
 
-    x is the error in px on a log axis from 1 px to ``failure_fraction`` of
-    the width (1-100 px at 834 px); y is the fraction of cases with error
+    x is the error in px on a log axis up to ``failure_fraction`` of the width
+    (paper: 1-100 px at 834 px); it starts at 1 px or, where errors are
+    smaller, at the decade below the smallest one, so no part of the
+    distribution is hidden (sub-pixel errors are common on small patches); y is the fraction of cases with error
     <= x (failed registrations count with their identity error). Dashed
     vertical lines mark the success thresholds; with ``width_fraction_axis``
     a top axis shows the error in % of the (median) width.
@@ -90,6 +92,9 @@ def plot_ecdf(
     _require(results, ["error_px", "width", *GROUP_COLUMNS], "plot_ecdf")
     width = _reference_width(results)
     x_max = max(failure_fraction * width, 2.0)
+    errors = results["error_px"].to_numpy(dtype=float)
+    smallest = errors[np.isfinite(errors) & (errors > 0)]
+    x_min = min(1.0, 10.0 ** np.floor(np.log10(max(smallest.min(), 1e-2)))) if smallest.size else 1.0
     directions = sorted(results["direction"].astype(str).unique())
     styles = _styles(results)
     figure = _new_figure(4.6 * len(directions) + 0.4, 4.4)
@@ -112,7 +117,7 @@ def plot_ecdf(
             ax.text(f * width, 1.005, f" {f * 100:g} %", transform=ax.get_xaxis_transform(),
                     ha="left", va="bottom", fontsize=7, color="0.35")  # fmt: skip
         ax.set_xscale("log")
-        ax.set_xlim(1.0, x_max)
+        ax.set_xlim(x_min, x_max)
         ax.set_ylim(0.0, 1.02)
         ax.grid(True, which="both", alpha=0.25)
         ax.set_xlabel("corner error (px)")

@@ -157,9 +157,9 @@ def success_table(
     failure_fraction * width``, or a missing error), ``median_error_px`` and
     ``median_seconds``.
 
-    Success is decided on the error alone, as the protocol defines it; a failed
-    registration carries the identity's error, so it only counts as a success
-    when the initial displacement was already below the threshold.
+    A success needs status ``"ok"`` as well as a small error: a method that
+    reports failure returns the identity, and must not be credited when the
+    case happened to start within the threshold.
 
     Rows are sorted by descending success at the largest fraction (5 % by
     default), then at the smaller ones, then by method, input, direction.
@@ -179,11 +179,11 @@ def success_table(
 
     width = results["width"].to_numpy(dtype=float)
     error = results["error_px"].to_numpy(dtype=float)
-    mask = success_mask(error, width, fractions)
+    ok = results["status"].astype(str).to_numpy() == "ok"
+    mask = success_mask(error, width, fractions) & ok[None, :]
     frame = pd.DataFrame({c: results[c].to_numpy() for c in GROUP_COLUMNS})
     for (count_col, _, _), row in zip(names, mask, strict=True):
         frame[count_col] = row.astype(np.int64)
-    ok = results["status"].astype(str).to_numpy() == "ok"
     frame["failures"] = (~ok | ~(error <= failure_fraction * width)).astype(np.int64)
     frame["error_px"] = error
     frame["seconds"] = results["seconds"].to_numpy(dtype=float)
