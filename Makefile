@@ -8,7 +8,7 @@ CORES ?= 2
 # (pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test clean config-docs
+.PHONY: setup demo test bench clean config-docs
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,8 @@ $(VENV)/.installed: $(BIN)/activate requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet -e ".[workflow]"
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+	$(BIN)/pip install --quiet -r requirements-test.txt
 	$(BIN)/pip install --quiet -e ".[workflow,test]"
 	touch $@
 
@@ -32,6 +33,9 @@ demo: setup
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python benchmarks/bench_network.py --threads $(CORES)
 
 clean:
 	rm -rf results .snakemake

@@ -15,7 +15,7 @@ min_version("9.0")
 # The library lives in src/comir; jobs (local, conda or cluster) import it from here.
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.getenv("PYTHONPATH")])))
 
 from comir.config import validate_config  # noqa: E402
 
@@ -33,6 +33,16 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    run="[A-Za-z0-9-]+",
+    input="comir|original",
+    direction="B_to_A|A_to_B",
+
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/testset.smk"
 include: "workflow/rules/train.smk"

@@ -43,6 +43,9 @@ def test_strata_are_filled_and_displacements_consistent():
     truth = cases[[f"true_{k}" for k in MATRIX_KEYS]].to_numpy().reshape(-1, 2, 3)
     recomputed = geometry.corner_error(geometry.IDENTITY, truth, 96, 96)
     np.testing.assert_allclose(cases["initial_displacement_px"], recomputed)
+    landed = cases[[f"corner{i}_{a}" for i in range(4) for a in "xy"]].to_numpy().reshape(-1, 4, 2)
+    moved = np.linalg.norm(landed - geometry.corners(96, 96), axis=-1).mean(axis=1)
+    np.testing.assert_allclose(moved, cases["initial_displacement_px"])
     assert (cases.loc[cases.stratum == "small", "initial_displacement_px"] <= 10).all()
     medium = cases.loc[cases.stratum == "medium", "initial_displacement_px"]
     assert ((medium > 10) & (medium <= 20)).all()

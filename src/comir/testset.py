@@ -135,6 +135,11 @@ def draw_transforms(recipe: TestSetRecipe, rng: np.random.Generator) -> pd.DataF
     )
     for key, values in zip(MATRIX_KEYS, truth.reshape(-1, 6).T):
         frame[f"true_{key}"] = values
+    # Where the floating patch's corner pixels lie in the reference patch (the error's anchors).
+    landed = geometry.apply(truth, geometry.corners(size, size))
+    for index in range(4):
+        frame[f"corner{index}_x"] = landed[:, index, 0]
+        frame[f"corner{index}_y"] = landed[:, index, 1]
     return frame
 
 

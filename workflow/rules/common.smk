@@ -1,14 +1,7 @@
-# Helpers shared by the rule files: config look-ups and the list of final outputs.
+# Helpers for the stage files: configuration look-ups and the list of final outputs.
 
 DATASETS = config["datasets"]
 SLOTS = ["A", "B"]
-
-
-wildcard_constraints:
-    dataset="|".join(DATASETS),
-    run="[A-Za-z0-9-]+",
-    input="comir|original",
-    direction="B_to_A|A_to_B",
 
 
 def dataset_config(wildcards):
@@ -24,6 +17,12 @@ def registration_jobs(dataset):
         for image_input in spec["inputs"]
         for direction in cfg["directions"]
     ]
+
+
+def registration_images(wildcards):
+    if wildcards.input == "comir":
+        return f"results/{wildcards.dataset}/comir/images"
+    return f"results/{wildcards.dataset}/testset/images"
 
 
 def registration_csvs(wildcards):

@@ -1,9 +1,3 @@
-def registration_images(wildcards):
-    if wildcards.input == "comir":
-        return f"results/{wildcards.dataset}/comir/images"
-    return f"results/{wildcards.dataset}/testset/images"
-
-
 rule register:
     """One registration method on one input (CoMIRs or originals) in one direction, all test cases."""
     input:
