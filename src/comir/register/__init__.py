@@ -20,12 +20,16 @@ from comir.register.base import (
     timed,
     to_single_channel,
 )
+from comir.register.alpha_amd import AlphaAMDRegistration
+from comir.register.fft_search import FFTSearchRegistration
 from comir.register.mi import MutualInformationRegistration
 from comir.register.sift import SiftRegistration, ransac_rigid
 
 METHODS: dict[str, type] = {
     SiftRegistration.name: SiftRegistration,
     MutualInformationRegistration.name: MutualInformationRegistration,
+    AlphaAMDRegistration.name: AlphaAMDRegistration,
+    FFTSearchRegistration.name: FFTSearchRegistration,
 }
 
 
@@ -58,6 +62,8 @@ def make_method(name: str, params: Mapping[str, Any] | None, seed: int, threads:
 
 
 __all__ = [
+    "AlphaAMDRegistration",
+    "FFTSearchRegistration",
     "FAILED",
     "METHODS",
     "OK",
