@@ -256,8 +256,3 @@ def build_testset(
     cases["width"] = size
     cases["height"] = size
     return cases
-
-
-def case_images(directory: Path, case: str, slot: str) -> tuple[Path, Path]:
-    """Paths of the reference and floating patch of one case and modality slot."""
-    return directory / f"{case}_{slot}_ref.tif", directory / f"{case}_{slot}_flo.tif"
