@@ -15,7 +15,9 @@ min_version("9.0")
 # The library lives in src/comir; jobs (local, conda or cluster) import it from here.
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.getenv("PYTHONPATH")])))
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.getenv("PYTHONPATH")]))
+)
 
 from comir.config import validate_config  # noqa: E402
 
@@ -23,6 +25,7 @@ from comir.config import validate_config  # noqa: E402
 # demo dataset into every user's run; so the demo is the default only when no
 # configuration was given at all.
 if not config:
+
     configfile: os.path.join(workflow.basedir, "config", "demo.yaml")
 
 
@@ -42,7 +45,6 @@ wildcard_constraints:
     direction="B_to_A|A_to_B",
 
 
-
 include: "workflow/rules/data.smk"
 include: "workflow/rules/testset.smk"
 include: "workflow/rules/train.smk"
@@ -52,6 +54,6 @@ include: "workflow/rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True

@@ -13,18 +13,18 @@ rule compute_comirs:
             category="CoMIRs",
             labels={"dataset": "{dataset}", "figure": "examples"},
         ),
-    params:
-        dataset=dataset_config,
     log:
         "results/{dataset}/logs/compute_comirs.log",
     benchmark:
         "results/{dataset}/benchmarks/compute_comirs.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: config["threads"]["comir"]
     resources:
         mem_mb=4000,
         runtime=120,
         gpu=lambda wc: 0 if DATASETS[wc.dataset]["inference"]["device"] == "cpu" else 1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        dataset=dataset_config,
     script:
         "../../scripts/compute_comirs.py"

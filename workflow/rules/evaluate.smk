@@ -36,18 +36,18 @@ rule evaluate:
             category="Results",
             labels={"dataset": "{dataset}", "figure": "success rates"},
         ),
-    params:
-        evaluation=lambda wc: DATASETS[wc.dataset]["evaluation"],
-        config=config,
     log:
         "results/{dataset}/logs/evaluate.log",
     benchmark:
         "results/{dataset}/benchmarks/evaluate.tsv"
+    conda:
+        "../../envs/stats.yaml"
     threads: config["threads"]["evaluate"]
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/stats.yaml"
+    params:
+        evaluation=lambda wc: DATASETS[wc.dataset]["evaluation"],
+        config=config,
     script:
         "../../scripts/evaluate.py"

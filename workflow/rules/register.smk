@@ -5,19 +5,19 @@ rule register:
         cases="results/{dataset}/testset/cases.csv",
     output:
         "results/{dataset}/registration/{run}_{input}_{direction}.csv",
-    params:
-        spec=lambda wc: DATASETS[wc.dataset]["registration"][wc.run],
-        dataset=dataset_config,
-        seed=config["seed"],
     log:
         "results/{dataset}/logs/register/{run}_{input}_{direction}.log",
     benchmark:
         "results/{dataset}/benchmarks/register/{run}_{input}_{direction}.tsv"
+    conda:
+        "../../envs/register.yaml"
     threads: config["threads"]["register"]
     resources:
         mem_mb=2000,
         runtime=240,
-    conda:
-        "../../envs/register.yaml"
+    params:
+        spec=lambda wc: DATASETS[wc.dataset]["registration"][wc.run],
+        dataset=dataset_config,
+        seed=config["seed"],
     script:
         "../../scripts/register.py"

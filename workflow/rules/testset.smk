@@ -10,18 +10,18 @@ rule build_testset:
             category="Test set",
             labels={"dataset": "{dataset}", "table": "cases"},
         ),
-    params:
-        testset=lambda wc: DATASETS[wc.dataset]["testset"],
-        seed=config["seed"],
     log:
         "results/{dataset}/logs/build_testset.log",
     benchmark:
         "results/{dataset}/benchmarks/build_testset.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: config["threads"]["data"]
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        testset=lambda wc: DATASETS[wc.dataset]["testset"],
+        seed=config["seed"],
     script:
         "../../scripts/build_testset.py"

@@ -11,20 +11,20 @@ rule train:
             category="Training",
             labels={"dataset": "{dataset}", "figure": "loss"},
         ),
-    params:
-        dataset=dataset_config,
-        seed=config["seed"],
-        config=config,
     log:
         "results/{dataset}/logs/train.log",
     benchmark:
         "results/{dataset}/benchmarks/train.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: config["threads"]["train"]
     resources:
         mem_mb=8000,
         runtime=600,
         gpu=lambda wc: 0 if DATASETS[wc.dataset]["training"]["device"] == "cpu" else 1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        dataset=dataset_config,
+        seed=config["seed"],
+        config=config,
     script:
         "../../scripts/train.py"
