@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 
-import cv2
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -27,7 +26,7 @@ from comir.register.alpha_amd import (
 )
 
 import registration_cases
-from registration_cases import SIZE, SOURCE
+from registration_cases import SIZE
 from registration_cases import pair_error as corner_error
 
 FAST = dict(iterations=(300, 100, 60))  # reduced iteration counts for quick tests

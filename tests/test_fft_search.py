@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import math
 
-import cv2
 import numpy as np
 import pytest
 
@@ -28,7 +27,7 @@ from comir.register.fft_search import (
     quantize,
 )
 
-from registration_cases import SIZE, SOURCE, make_pair, texture
+from registration_cases import SOURCE, make_pair, texture
 from registration_cases import pair_error as error
 
 

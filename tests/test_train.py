@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from comir.model import Tiramisu, TiramisuConfig
+from comir.model import TiramisuConfig
 from comir.train import PatchSampler, TrainingConfig, build_models, load_checkpoint, save_checkpoint, train
 
 TINY = TiramisuConfig(in_channels=1, out_channels=1, init_filters=8, down_blocks=(1, 1), bottleneck=1, dropout=0.0)

@@ -1,6 +1,5 @@
 """The real Snakemake workflow, run through its command line as users run it."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -65,6 +65,11 @@ def rotation_angle(matrix: np.ndarray) -> np.ndarray:
     return np.arctan2(matrix[..., 1, 0], matrix[..., 0, 0])
 
 
+def image_center(shape: tuple[int, ...]) -> np.ndarray:
+    """Geometric centre ``(x, y)`` of an image of array shape (H, W[, C])."""
+    return np.array([(shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0])
+
+
 def corners(width: int, height: int) -> np.ndarray:
     """Centres of the four corner pixels, shape (4, 2)."""
     w, h = width - 1.0, height - 1.0

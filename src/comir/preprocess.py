@@ -12,6 +12,8 @@ from comir.io import InputError, channels_of, read_image, to_float01
 if TYPE_CHECKING:
     import pandas as pd
 
+SLOTS = ("A", "B")  # the two modality slots of every dataset
+
 
 def prepare_image(image: np.ndarray, channels: int, log1p: bool, name: str = "image") -> np.ndarray:
     """(H, W[, C]) stored image -> (C, H, W) float32.
@@ -38,7 +40,7 @@ def load_split(pairs: "pd.DataFrame", split: str, modalities: Mapping[str, Mappi
     return [
         tuple(
             prepare_image(read_image(row[f"path_{slot}"]), modalities[slot]["channels"], modalities[slot]["log1p"], row[f"path_{slot}"])
-            for slot in ("A", "B")
+            for slot in SLOTS
         )
         for _, row in rows.iterrows()
     ]

@@ -33,9 +33,9 @@ import pandas as pd
 
 from comir import geometry
 from comir.io import InputError, read_image, write_tiff
+from comir.preprocess import SLOTS
 
 MATRIX_KEYS = ("a11", "a12", "tx", "a21", "a22", "ty")
-SLOTS = ("A", "B")
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ import torch
 from comir.io import atomic_path, write_csv
 from comir.loss import activation_decay, equivariant_forward, info_nce
 from comir.model import Tiramisu, TiramisuConfig
+from comir.preprocess import SLOTS
 
 log = logging.getLogger(__name__)
 
-SLOTS = ("A", "B")
 _INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC)
 
 

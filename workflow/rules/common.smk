@@ -1,7 +1,6 @@
 # Helpers for the stage files: configuration look-ups and the list of final outputs.
 
 DATASETS = config["datasets"]
-SLOTS = ["A", "B"]
 
 
 def dataset_config(wildcards):

@@ -90,21 +90,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from comir.geometry import rigid_matrix
-from comir.register.base import OK, RegistrationResult, timed, to_single_channel
+from comir.geometry import image_center, rigid_matrix
+from comir.register.base import OK, RegistrationResult, as_tuple, timed, to_single_channel
 
 # Points per chunk when the measure is evaluated on every pixel.
 _CHUNK = 1 << 17
-
-
-def _as_tuple(value: Any, kind: type) -> tuple:
-    if np.isscalar(value):
-        value = (value,)
-    return tuple(kind(v) for v in value)
 
 
 # ------------------------------------------------------------ pre-processing
@@ -298,10 +292,10 @@ class AlphaAMDMeasure:
         self.reference = _Target(reference01, levels, factor, sigma, complement)
         self.floating = _Target(floating01, levels, factor, sigma, complement)
         self.reference_center = np.asarray(
-            reference_center if reference_center is not None else _center(reference01), dtype=float
+            reference_center if reference_center is not None else image_center(np.shape(reference01)), dtype=float
         )
         self.floating_center = np.asarray(
-            floating_center if floating_center is not None else _center(floating01), dtype=float
+            floating_center if floating_center is not None else image_center(np.shape(floating01)), dtype=float
         )
 
     def matrix(self, params: Sequence[float]) -> np.ndarray:
@@ -382,11 +376,6 @@ def _angle_key(angle: float) -> int:
     return int(np.array(float(angle) + 0.0, dtype=np.float64).view(np.uint64))
 
 
-def _center(image: np.ndarray) -> np.ndarray:
-    height, width = np.shape(image)[:2]
-    return np.array([(width - 1) / 2.0, (height - 1) / 2.0])
-
-
 def symmetric_amd(
     reference01: np.ndarray,
     floating01: np.ndarray,
@@ -452,11 +441,11 @@ class AlphaAMDRegistration:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self.resolution_factors = _as_tuple(self.resolution_factors, int)
-        self.sigmas = _as_tuple(self.sigmas, float)
-        self.iterations = _as_tuple(self.iterations, int)
-        self.step_sizes = _as_tuple(self.step_sizes, float)
-        self.start_angles_rad = _as_tuple(self.start_angles_rad, float)
+        self.resolution_factors = as_tuple(self.resolution_factors, int)
+        self.sigmas = as_tuple(self.sigmas, float)
+        self.iterations = as_tuple(self.iterations, int)
+        self.step_sizes = as_tuple(self.step_sizes, float)
+        self.start_angles_rad = as_tuple(self.start_angles_rad, float)
         count = len(self.resolution_factors)
         if not count or not (len(self.sigmas) == len(self.iterations) == len(self.step_sizes) == count):
             raise ValueError(
@@ -496,7 +485,7 @@ class AlphaAMDRegistration:
 
     def pyramid(self, reference01: np.ndarray, floating01: np.ndarray) -> list[tuple[AlphaAMDMeasure, int, float]]:
         """One measure per usable pyramid level with its iterations and step."""
-        c_r, c_f = _center(reference01), _center(floating01)
+        c_r, c_f = image_center(np.shape(reference01)), image_center(np.shape(floating01))
         out = []
         for factor, sigma, iterations, step in zip(
             self.resolution_factors, self.sigmas, self.iterations, self.step_sizes, strict=True

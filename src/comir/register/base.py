@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -28,6 +28,13 @@ from comir.geometry import IDENTITY
 
 OK = "ok"
 FAILED = "failed"
+
+
+def as_tuple(value: Any, kind: type) -> tuple:
+    """A parameter given as a scalar or a list (YAML) as a tuple of ``kind``."""
+    if np.isscalar(value):
+        value = (value,)
+    return tuple(kind(v) for v in value)
 
 
 @dataclass(frozen=True)

@@ -461,10 +461,6 @@ def histogram_mi(a: np.ndarray, b: np.ndarray, levels: int) -> float:
 # --------------------------------------------------------------------------- geometry helpers
 
 
-def _center(shape) -> np.ndarray:
-    return np.array([(shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0])
-
-
 def _to_level(point, factor: float) -> np.ndarray:
     return (np.asarray(point, dtype=float) + 0.5) / factor - 0.5
 
@@ -805,7 +801,7 @@ class FFTSearchRegistration:
                 levels[factor] = _Level(self, ref, flo, factor, np.float32 if small else np.float64)
             return levels[factor]
 
-        cf = _center(flo.shape)
+        cf = g.image_center(flo.shape)
         angles, step = angle_grid(float(self.angle_range_deg), float(self.angle_step_deg))
         candidates = self._coarse(level(coarse_factor), angles, step, cf)
         if not candidates:

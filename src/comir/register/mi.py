@@ -37,8 +37,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from comir.geometry import compose, invert, rigid_matrix
-from comir.register.base import OK, RegistrationResult, timed, to_single_channel
+from comir.geometry import compose, image_center, invert, rigid_matrix
+from comir.register.base import OK, RegistrationResult, as_tuple, timed, to_single_channel
 
 OPTIMIZERS = ("gradient", "evolutionary")
 
@@ -89,18 +89,6 @@ def floating_to_reference(reference_to_floating: np.ndarray) -> np.ndarray:
     return invert(reference_to_floating)
 
 
-def image_center(image: np.ndarray) -> np.ndarray:
-    """Geometric centre ``(x, y)`` of an (H, W) image in pixel coordinates."""
-    height, width = image.shape[:2]
-    return np.array([(width - 1) / 2.0, (height - 1) / 2.0])
-
-
-def _as_tuple(value: Any, kind: type) -> tuple:
-    if np.isscalar(value):
-        value = (value,)
-    return tuple(kind(v) for v in value)
-
-
 @dataclass
 class MutualInformationRegistration:
     """Rigid Mattes-MI registration (SimpleITK), multi-resolution, multi-start.
@@ -137,9 +125,9 @@ class MutualInformationRegistration:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self.shrink_factors = _as_tuple(self.shrink_factors, int)
-        self.smoothing_sigmas = _as_tuple(self.smoothing_sigmas, float)
-        self.start_angles_deg = _as_tuple(self.start_angles_deg, float)
+        self.shrink_factors = as_tuple(self.shrink_factors, int)
+        self.smoothing_sigmas = as_tuple(self.smoothing_sigmas, float)
+        self.start_angles_deg = as_tuple(self.start_angles_deg, float)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if int(self.bins) < 2:
@@ -249,7 +237,7 @@ class MutualInformationRegistration:
         for image in (fixed, moving):
             image.SetSpacing((1.0, 1.0))
             image.SetOrigin((0.0, 0.0))
-        ref_center, flo_center = image_center(ref), image_center(flo)
+        ref_center, flo_center = image_center(ref.shape), image_center(flo.shape)
 
         best: tuple[float, np.ndarray, str] | None = None
         errors: list[str] = []
@@ -289,6 +277,5 @@ class MutualInformationRegistration:
 __all__ = [
     "MutualInformationRegistration",
     "floating_to_reference",
-    "image_center",
     "sitk_transform_matrix",
 ]
