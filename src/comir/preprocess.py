@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SLOTS = ("A", "B")  # the two modality slots of every dataset
+
+
+def rotation_crop(patch_size: int) -> int:
+    """Side of the crop that a patch is cut from so that any rotation adds no padding.
+
+    A square of side ``P`` rotated by any angle fits in a square of side
+    ``P * sqrt 2``; one more pixel on each side covers the interpolation kernel.
+    """
+    return int(math.ceil(patch_size * math.sqrt(2))) + 2
 
 
 def prepare_image(image: np.ndarray, channels: int, log1p: bool, name: str = "image") -> np.ndarray:

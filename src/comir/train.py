@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import torch
 from comir.io import atomic_path, write_csv
 from comir.loss import activation_decay, equivariant_forward, info_nce
 from comir.model import Tiramisu, TiramisuConfig
-from comir.preprocess import SLOTS
+from comir.preprocess import SLOTS, rotation_crop
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ class PatchSampler:
         self.patch = patch_size
         self.rotation = rotation
         self.flips = flips
-        self.crop = int(math.ceil(patch_size * math.sqrt(2))) + 2 if rotation else patch_size
+        self.crop = rotation_crop(patch_size) if rotation else patch_size
         for a, _ in images:
             if min(a.shape[1:]) < self.crop:
                 raise ValueError(f"training image of shape {a.shape[1:]} is smaller than the {self.crop} px crop")

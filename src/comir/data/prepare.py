@@ -11,6 +11,7 @@ import pandas as pd
 
 from comir.data.pairs import Modality, discover_pairs, split_pairs, validate_pairs
 from comir.data.synthetic import SyntheticSpec, write_dataset
+from comir.preprocess import rotation_crop
 from comir.testset import TestSetRecipe
 
 log = logging.getLogger(__name__)
@@ -19,8 +20,7 @@ log = logging.getLogger(__name__)
 def minimum_image_size(dataset: Mapping[str, Any], seed: int) -> int:
     """Smallest image side that both training crops and test-set patches fit into."""
     recipe = TestSetRecipe.from_config(dataset["testset"], seed)
-    training_crop = int(dataset["training"]["patch_size"] * 2**0.5) + 3
-    return max(recipe.min_source_size(), training_crop)
+    return max(recipe.min_source_size(), rotation_crop(dataset["training"]["patch_size"]))
 
 
 def prepare_dataset(dataset: Mapping[str, Any], seed: int, image_dir: Path) -> pd.DataFrame:
