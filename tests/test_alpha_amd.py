@@ -215,10 +215,11 @@ def test_multi_start_keeps_the_lowest_final_distance():
     multi = AlphaAMDRegistration(logistic=False, start_angles_rad=list(starts)).register(ref, flo)
     assert multi.ok
     best = int(np.argmin([r.metric for r in singles]))
-    # Each start runs as it does alone. Two calls agree only to rounding, not bit for bit: the
-    # summation order of NumPy/OpenCV reductions can vary between calls (seen once in CI: 1e-7).
-    assert multi.metric == pytest.approx(min(r.metric for r in singles), rel=1e-6)
-    np.testing.assert_allclose(multi.matrix, singles[best].matrix, rtol=1e-6, atol=1e-6)
+    # Each start runs as it does alone. Two calls agree to rounding, not bit for bit: NumPy's SIMD
+    # reductions depend on array alignment, i.e. on the process's allocation history (after the
+    # whole suite: 4e-6 relative). Starts in different optima differ by orders of magnitude more.
+    assert multi.metric == pytest.approx(min(r.metric for r in singles), rel=1e-4)
+    np.testing.assert_allclose(multi.matrix, singles[best].matrix, rtol=1e-4, atol=1e-4)
     assert corner_error(multi.matrix, truth, flo) < 1.0
     assert multi.metric < singles[1].metric
 
