@@ -8,7 +8,7 @@ CORES ?= 2
 # (pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test bench clean config-docs
+.PHONY: setup demo test lint bench clean config-docs
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +31,23 @@ demo: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
 	$(BIN)/snakemake --cores 1 --configfile config/demo.yaml --report results/report.html
 
-test: $(VENV)/.installed-test
+# The suite includes tests/test_slurm.py: a real one-node SLURM cluster, set up with apt-get
+# when run as root on Debian (skipped elsewhere, with the reason; COMIR_REQUIRE_SLURM=1
+# makes that a failure, as .ci/run does).
+test: lint
 	$(BIN)/python -m pytest
+
+# Static checks, part of `make test`: Snakemake's linter (log:, conda:, paths ...), snakefmt
+# formatting of Snakefile and workflow/rules, pyflakes on the Python code (scripts/ is left
+# out: their `snakemake` object is injected by Snakemake).
+lint: $(VENV)/.installed-test
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check .
+	$(BIN)/pyflakes src tests benchmarks
 
 bench: setup
 	$(BIN)/python benchmarks/bench_network.py --threads $(CORES)
+	$(BIN)/python benchmarks/bench_registration.py --threads $(CORES)
 
 clean:
 	rm -rf results .snakemake

@@ -5,6 +5,7 @@ data -> transformed test set -> training (one network per modality) -> CoMIRs
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -39,12 +40,16 @@ include: "workflow/rules/common.smk"
 
 
 wildcard_constraints:
-    dataset="|".join(DATASETS),
-    run="[A-Za-z0-9-]+",
-    input="comir|original",
+    dataset=alternatives(DATASETS),
+    variant=alternatives(names_of("variants")),
+    source=alternatives([ORIGINAL, *names_of("variants")]),
+    testset=alternatives(names_of("testsets")),
+    run=alternatives(names_of("registration")),
     direction="B_to_A|A_to_B",
+    record="[0-9]+",
 
 
+include: "workflow/rules/download.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/testset.smk"
 include: "workflow/rules/train.smk"

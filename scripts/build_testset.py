@@ -1,4 +1,4 @@
-"""Snakemake script: the stratified, rigidly transformed test set."""
+"""Snakemake script: a transformed test set, drawn by a recipe or imported from a Zenodo record."""
 
 from pathlib import Path
 
@@ -9,8 +9,16 @@ from comir.testset import TestSetRecipe, build_testset
 from comir.workflow import setup_logging
 
 log = setup_logging(snakemake.log[0])
-pairs = pd.read_csv(snakemake.input.pairs)
-recipe = TestSetRecipe.from_config(snakemake.params.testset, snakemake.params.seed)
-cases = build_testset(pairs[pairs["split"] == "test"], recipe, Path(snakemake.output.images))
+spec = snakemake.params.testset
+images = Path(snakemake.output.images)
+if spec["recipe"] == "prebuilt":
+    from comir.data.records import detect_layout, import_prebuilt_testset
+
+    layout = detect_layout(Path(snakemake.input.record))
+    cases = import_prebuilt_testset(layout, spec["prebuilt"], images, snakemake.params.dataset["modalities"])
+else:
+    pairs = pd.read_csv(snakemake.input.pairs)
+    recipe = TestSetRecipe.from_config(spec, snakemake.params.seed)
+    cases = build_testset(pairs[pairs["split"] == "test"], recipe, images)
 log.info("%d cases: %s", len(cases), cases["stratum"].value_counts().to_dict())
 write_csv(snakemake.output.cases, cases)

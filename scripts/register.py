@@ -4,6 +4,7 @@ from pathlib import Path
 
 import cv2
 import pandas as pd
+import SimpleITK as sitk
 
 from comir.io import write_csv
 from comir.register import make_method
@@ -14,10 +15,14 @@ log = setup_logging(snakemake.log[0])
 spec = snakemake.params.spec
 wc = snakemake.wildcards
 cv2.setNumThreads(snakemake.threads)
+# SimpleITK's global thread pool otherwise makes MI results vary between identical runs.
+sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(snakemake.threads)
 method = make_method(spec["method"], spec["params"], snakemake.params.seed, threads=snakemake.threads)
 cases = pd.read_csv(snakemake.input.cases)
+image_input = snakemake.params.image_input
 results = register_cases(
-    cases, Path(snakemake.input.images), method, wc.run, wc.input, wc.direction, snakemake.params.dataset["modalities"]
+    cases, Path(snakemake.input.images), method, wc.run, image_input, wc.direction, snakemake.params.dataset["modalities"]
 )
+results.insert(results.columns.get_loc("input") + 1, "source", wc.source)  # "original" or the variant
 log.info("%d of %d registrations reported success", (results["status"] == "ok").sum(), len(results))
 write_csv(snakemake.output[0], results)

@@ -17,7 +17,7 @@ def test_every_shipped_config_validates_and_gets_defaults():
     for path in sorted((ROOT / "config").glob("*.yaml")):
         config = load_config(path)
         for dataset in config["datasets"].values():
-            assert {"testset", "model", "training", "inference", "evaluation", "registration"} <= set(dataset)
+            assert {"testsets", "variants", "model", "training", "inference", "evaluation", "registration"} <= set(dataset)
 
 
 def test_paper_defaults_are_filled_in():
@@ -25,8 +25,9 @@ def test_paper_defaults_are_filled_in():
     dataset = config["datasets"]["x"]
     assert dataset["training"]["optimizer"] == "sgd" and dataset["training"]["learning_rate"] == 0.01
     assert dataset["training"]["batch_size"] == 32 and dataset["training"]["temperature"] == 0.5
-    assert dataset["testset"]["patch_size"] == 834
-    assert [s["count"] for s in dataset["testset"]["strata"]] == [45, 45, 44]
+    assert dataset["testsets"]["main"]["patch_size"] == 834
+    assert [s["count"] for s in dataset["testsets"]["main"]["strata"]] == [45, 45, 44]
+    assert dataset["variants"] == {"default": {}}
     assert dataset["model"]["down_blocks"] == [4, 4, 4, 4, 4, 4]
     assert config["seed"] == 0
 
@@ -46,7 +47,16 @@ def test_defaults_are_not_shared_between_datasets():
         (lambda c: c.update(sead=1), "unknown key.*sead"),
         (lambda c: c["datasets"]["synthetic"]["training"].update(lerning_rate=1), "datasets/synthetic/training: unknown key.*lerning_rate"),
         (lambda c: c["datasets"]["synthetic"]["training"].update(batch_size="16"), "batch_size: '16' is not of type 'integer'"),
-        (lambda c: c["datasets"]["synthetic"].update(source="zenodo"), "source: 'zenodo' is not one of"),
+        (lambda c: c["datasets"]["synthetic"].update(source="figshare"), "source: 'figshare' is not one of"),
+        (lambda c: c["datasets"]["synthetic"].update(source="zenodo"), "source 'zenodo' needs a 'zenodo' section"),
+        (lambda c: c["datasets"]["synthetic"]["testsets"]["main"].update(recipe="prebuilt"), "recipe 'prebuilt' needs a record that ships"),
+        (lambda c: c["datasets"]["synthetic"].update(variants={"cos": {"training": {"critc": "cosine"}}}), "variants/cos/training: unknown key.*critc"),
+        (lambda c: c["datasets"]["synthetic"].update(variants={"cos": {"training": {"critic": "dot"}}}), "variants/cos/training/critic: 'dot' is not one of"),
+        (lambda c: c["datasets"]["synthetic"].update(variants={"big": {"model": {"down_blocks": [1, 1, 1, 1, 1, 1, 1]}}}), "variants/big/training/patch_size: 64 is not divisible by 2\\^7"),
+        (lambda c: c["datasets"]["synthetic"].update(variants={"x": {"testsets": {}}}), "variants/x: unknown key.*testsets"),
+        (lambda c: c["datasets"]["synthetic"].update(variants={"original": {}}), "should not be valid|is not allowed|original"),
+        (lambda c: c["datasets"]["synthetic"]["registration"].update(ca={"method": "curvealign", "inputs": ["comir"]}), "curvealign.*originals only"),
+        (lambda c: c["datasets"]["synthetic"]["modalities"]["B"].update(channels=1) or c["datasets"]["synthetic"]["registration"].update(ca={"method": "curvealign", "inputs": ["original"]}), "curvealign needs one RGB"),
         (lambda c: c["datasets"]["synthetic"]["modalities"].pop("B"), "'B' is a required property"),
         (lambda c: c["datasets"]["synthetic"]["training"].update(patch_size=100), "patch_size: 100 is not divisible by 2\\^3 = 8"),
         (lambda c: c["datasets"]["synthetic"]["registration"]["sift"].update(method="surf"), "'surf' is not one of"),
@@ -74,3 +84,19 @@ def test_config_readme_documents_every_key_of_the_schema():
 
     text = (ROOT / "config" / "README.md").read_text()
     assert text.split(REFERENCE_MARKER, 1)[1].strip() == schema_reference().strip(), "run `make config-docs`"
+
+
+def test_a_variant_overrides_only_what_it_names():
+    from comir.config import variant_config
+
+    config = demo()
+    config["datasets"]["synthetic"]["variants"] = {"mse": {}, "cosine": {"training": {"critic": "cosine", "temperature": 0.1}}}
+    dataset = validate_config(config)["datasets"]["synthetic"]
+    cosine, mse = variant_config(dataset, "cosine"), variant_config(dataset, "mse")
+    assert cosine["training"]["critic"] == "cosine" and cosine["training"]["temperature"] == 0.1
+    assert mse["training"]["critic"] == "mse" and mse["training"]["temperature"] == 0.5
+    # Everything else is the dataset's own (non-default) setting, not the schema default.
+    assert cosine["training"]["learning_rate"] == dataset["training"]["learning_rate"] == 0.001
+    assert cosine["model"] == dataset["model"] and "variants" not in cosine
+    with pytest.raises(KeyError, match="unknown variant 'sgd'"):
+        variant_config(dataset, "sgd")

@@ -471,3 +471,91 @@ def test_a_reported_failure_is_never_a_success():
     table = success_table(make_results(rows))
     assert table.loc[0, "success_1pct"] == 1 and table.loc[0, "success_5pct"] == 1
     assert table.loc[0, "failures"] == 1
+
+
+# --------------------------------------------------------------------------- variants and timing
+
+
+def variant_results(n_cases: int = 25, seed: int = 3) -> pd.DataFrame:
+    """SIFT and MI on the CoMIRs of two variants; 'cosine' errors are 3x 'mse' errors plus noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for method in ("mi", "sift"):
+        base = rng.lognormal(1.0, 0.5, n_cases)
+        for source, factor in (("mse", 1.0), ("cosine", 3.0)):
+            errors = base * factor + rng.uniform(0, 0.1, n_cases)
+            rows += [
+                {"case": f"c{i:03d}", "method": method, "input": "comir", "direction": "B_to_A", "error_px": e, "source": source}
+                for i, e in enumerate(errors)
+            ]
+    frame = make_results([{k: v for k, v in r.items() if k != "source"} for r in rows])
+    frame["source"] = [r["source"] for r in rows]
+    return frame
+
+
+def test_variant_table_compares_variants_within_each_method_only():
+    from comir.evaluate import variant_table
+
+    results = variant_results()
+    table = variant_table(results, clip_fraction=0.12)
+    assert list(table[["method", "variant_x", "variant_y"]].itertuples(index=False, name=None)) == [
+        ("mi", "cosine", "mse"),
+        ("sift", "cosine", "mse"),
+    ]
+    assert (table["n_cases"] == 25).all()
+    # Every cosine error is larger: the rank-biserial r is +1 and the exact test is decisive.
+    assert np.allclose(table["rank_biserial_r"], 1.0)
+    assert (table["p_value"] < 1e-6).all() and (table["p_holm"] >= table["p_value"]).all()
+    expected = scipy.stats.wilcoxon(
+        *(results[(results["method"] == "mi") & (results["source"] == s)]["error_px"].to_numpy() for s in ("cosine", "mse"))
+    ).pvalue
+    assert table["p_value"].iloc[0] == pytest.approx(expected)
+
+
+def test_load_results_keeps_variants_apart_but_rejects_true_duplicates(tmp_path):
+    results = variant_results(n_cases=3)
+    path = tmp_path / "r.csv"
+    results.drop(columns="label").to_csv(path, index=False)
+    assert len(load_results([path])) == len(results)  # same case/method/input/direction, other source
+    with pytest.raises(ValueError, match="repeat a \\(case, method, input, direction, source\\)"):
+        load_results([path, path])
+
+
+def test_plot_variants_writes_a_png(tmp_path):
+    from comir.evaluate import plot_variants, variant_table
+
+    results = variant_results()
+    out = tmp_path / "variants.png"
+    plot_variants(results, variant_table(results), out)
+    assert out.read_bytes()[:8] == PNG_SIGNATURE and out.stat().st_size > 5000
+    with pytest.raises(ValueError, match="needs two variants"):
+        plot_variants(results[results["source"] == "mse"], variant_table(results), out)
+
+
+def write_benchmark(path, seconds, rss, cpu):
+    path.write_text(
+        "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+        f"{seconds}\t0:00:00\t{rss}\t0\t0\t0\t0\t0\t0\t{cpu}\n"
+    )
+    return path
+
+
+def test_timing_table_reads_benchmarks_per_stage_and_pair(tmp_path):
+    from comir.evaluate.timing import timing_table
+
+    train = write_benchmark(tmp_path / "train.tsv", 120.0, 900.5, 230.0)
+    infer = write_benchmark(tmp_path / "infer.tsv", 10.0, 400.0, 18.0)
+    regs = [write_benchmark(tmp_path / f"r{i}.tsv", s, 100.0, s) for i, s in enumerate([4.0, 50.0])]
+    jobs = [("mse", "sift", "B_to_A"), ("original", "mi", "B_to_A")]
+    table = timing_table(train, infer, regs, jobs, n_pairs=20)
+    assert list(table["stage"]) == ["training", "inference", "registration", "registration"]
+    assert np.isnan(table["per_pair_s"].iloc[0])  # training does not scale with the test set
+    assert table["per_pair_s"].iloc[1:].tolist() == [0.5, 0.2, 2.5]
+    assert table.loc[3, ["method", "source"]].tolist() == ["mi", "original"]
+    assert table["max_rss_mb"].iloc[0] == 900.5
+    broken = tmp_path / "broken.tsv"
+    broken.write_text("nothing\n1\n")
+    with pytest.raises(ValueError, match="broken.tsv lacks s, max_rss, cpu_time"):
+        timing_table(broken, infer, regs, jobs, n_pairs=20)
+    with pytest.raises(ValueError, match="2 registration benchmarks for 1 jobs"):
+        timing_table(train, infer, regs, jobs[:1], n_pairs=20)

@@ -70,7 +70,7 @@ def test_result_fields_and_validation():
 
 
 def test_make_method_registry_and_errors():
-    assert set(METHODS) >= {"sift", "mi"}
+    assert set(METHODS) >= {"sift", "mi", "alpha_amd", "fft_search", "curvealign"}
     sift = make_method("sift", {"ratio": 0.8}, seed=3)
     assert isinstance(sift, SiftRegistration) and sift.ratio == 0.8 and sift.seed == 3
     mi = make_method("mi", {"shrink_factors": [2, 1], "smoothing_sigmas": [1, 0]}, seed=1)
@@ -93,7 +93,7 @@ def test_make_method_registry_and_errors():
         make_method("mi", {"shrink_factors": [4, 2, 1], "smoothing_sigmas": [1, 0]}, 0)
 
 
-@pytest.mark.parametrize("name", ["sift", "mi"])
+@pytest.mark.parametrize("name", ["sift", "mi", "alpha_amd", "fft_search"])
 def test_bad_arguments_raise_value_error(name):
     method = make_method(name, {}, 0)
     rgb = np.zeros((32, 32, 3), np.float32)
@@ -214,6 +214,46 @@ def test_sift_recovers_rotation_and_translation():
     assert_rigid(result.matrix)
     again = make_method("sift", {}, 0).register(reference, floating)
     np.testing.assert_array_equal(again.matrix, result.matrix)  # seeded
+
+
+def test_sift_presets_and_explicit_overrides():
+    paper = make_method("sift", {}, 0)
+    assert paper.preset == "paper"
+    assert (paper.octave_layers, paper.sigma, paper.ratio, paper.ransac_iterations) == (4, 1.6, 0.9, 1000)
+    assert (paper.max_error_px, paper.min_inlier_ratio, paper.min_inliers) == (25.0, 0.05, 5)
+    opencv = make_method("sift", {"preset": "opencv"}, 0)
+    defaults = cv2.SIFT_create()
+    assert opencv.octave_layers == defaults.getNOctaveLayers() == 3
+    assert opencv.sigma == defaults.getSigma() and opencv.contrast_threshold == defaults.getContrastThreshold()
+    assert opencv.edge_threshold == defaults.getEdgeThreshold()
+    assert (opencv.ratio, opencv.max_error_px, opencv.ransac_iterations) == (0.75, 3.0, 2000)
+    assert (opencv.min_inlier_ratio, opencv.min_inliers) == (0.05, 5)  # the acceptance rule stays
+    mixed = make_method("sift", {"preset": "opencv", "ratio": 0.8, "max_error_px": 8}, 0)
+    assert (mixed.ratio, mixed.max_error_px, mixed.octave_layers) == (0.8, 8, 3)
+    assert make_method("sift", {"max_error_px": 8}, 0).octave_layers == 4
+    with pytest.raises(ValueError, match="preset"):
+        make_method("sift", {"preset": "fiji"}, 0)
+    with pytest.raises(ValueError, match="ratio"):
+        make_method("sift", {"preset": "opencv", "ratio": 1.5}, 0)
+
+
+@pytest.mark.parametrize("preset", ["paper", "opencv"])
+@pytest.mark.parametrize("angle, shift, seed", [(20.0, (15.0, -10.0), 0), (-35.0, (-8.0, 12.0), 1), (4.0, (3.0, 2.0), 2)])
+def test_sift_presets_recover_known_transforms(preset, angle, shift, seed):
+    reference, floating, truth = make_pair(angle, shift, seed=seed)
+    result = make_method("sift", {"preset": preset}, 0).register(reference, floating)
+    assert result.status == "ok", result.message
+    assert error(result, truth, floating) < 1.0
+    assert_rigid(result.matrix)
+
+
+def test_sift_opencv_preset_fails_on_unrelated_noise():
+    method = make_method("sift", {"preset": "opencv"}, 0)
+    for seed in (11, 12):
+        rng = np.random.default_rng(seed)
+        a, b = (ndimage.gaussian_filter(rng.standard_normal((256, 256)), 2).astype(np.float32) for _ in range(2))
+        result = method.register(a, b)
+        assert_failed(result)
 
 
 def test_sift_multichannel_and_different_sizes():

@@ -20,9 +20,10 @@ def test_demo_dag_plans_every_stage(tmp_path):
     assert run.returncode == 0, run.stderr
     for rule in ["prepare_data", "build_testset", "train", "compute_comirs", "register", "evaluate"]:
         assert rule in run.stdout
-    # sift, alpha-AMD and FFT search on CoMIRs + MI on originals and CoMIRs: 5 runs x 2 directions.
+    # On CoMIRs: sift (2 presets), MI, alpha-AMD, FFT search; on originals: MI (gradient and
+    # evolutionary), CurveAlign: 8 runs x 2 directions.
     counts = dict(line.split()[:2] for line in run.stdout.splitlines() if line.split()[:1] == ["register"])
-    assert counts == {"register": "10"}
+    assert counts == {"register": "16"}
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):
@@ -52,18 +53,35 @@ def test_end_to_end_tiny_run(tmp_path):
     run = snakemake("--cores", "2", "--configfile", str(ROOT / ".test" / "config.yaml"), cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     results = tmp_path / "results" / "tiny"
-    success = pd.read_csv(results / "tables" / "success.csv")
-    assert len(success) == 4  # sift on CoMIRs, MI on originals; two directions each
-    assert set(success["n"]) == {4}
-    per_case = pd.read_csv(results / "registration" / "sift_comir_B_to_A.csv")
-    assert len(per_case) == 4 and set(per_case["status"]) <= {"ok", "failed"}
-    for figure in ["ecdf.png", "error_vs_displacement.png", "success.png"]:
-        assert (results / "figures" / figure).stat().st_size > 5000
-    assert (results / "model" / "comir.pt").exists() and (results / "benchmarks" / "train.tsv").exists()
-    assert "git_revision" in (results / "tables" / "provenance.json").read_text()
+    for variant in ["mse", "cosine"]:  # two variants (critics), each trained and evaluated on its own
+        evaluation = results / variant / "evaluation" / "main"
+        success = pd.read_csv(evaluation / "tables" / "success.csv")
+        assert len(success) == 4  # sift on CoMIRs, MI on originals; two directions each
+        assert set(success["n"]) == {4}
+        per_case = pd.read_csv(results / variant / "registration" / "main" / "sift_B_to_A.csv")
+        assert len(per_case) == 4 and set(per_case["status"]) <= {"ok", "failed"}
+        assert set(per_case["source"]) == {variant}
+        for figure in ["ecdf.png", "error_vs_displacement.png", "success.png"]:
+            assert (evaluation / "figures" / figure).stat().st_size > 5000
+        assert (results / variant / "model" / "comir.pt").exists()
+        assert "git_revision" in (evaluation / "tables" / "provenance.json").read_text()
+        timing = pd.read_csv(evaluation / "tables" / "timing.csv")
+        assert list(timing["stage"][:2]) == ["training", "inference"] and (timing["total_s"] > 0).all()
+        assert sorted(timing.loc[timing["stage"] == "registration", "source"]) == ["original"] * 2 + [variant] * 2
+    # MI on the originals does not depend on the variant: computed once, read by both evaluations.
+    assert len(list((results / "original" / "registration" / "main").glob("*.csv"))) == 2
+    comparison = pd.read_csv(results / "comparison" / "main" / "variants.csv")
+    assert set(comparison["method"]) == {"sift"} and set(comparison["variant_x"]) == {"cosine"}
+    assert (results / "comparison" / "main" / "variants.png").stat().st_size > 5000
     # Nothing is left to do: the run is complete and resumable.
     again = snakemake("-n", "--configfile", str(ROOT / ".test" / "config.yaml"), cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # An ablation reruns exactly the affected rules: one variant's training and what follows from it.
+    rerun = snakemake("-n", "--forcerun", "results/tiny/cosine/model/comir.pt", "--quiet", "rules",
+                      "--configfile", str(ROOT / ".test" / "config.yaml"), cwd=tmp_path)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    planned = dict(line.split()[:2] for line in rerun.stdout.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit())
+    assert planned.get("train") == "1" and planned.get("register") == "2" and "prepare_data" not in planned
     report = snakemake("--configfile", str(ROOT / ".test" / "config.yaml"), "--report", "report.html", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-2000:]
     assert (tmp_path / "report.html").stat().st_size > 100_000

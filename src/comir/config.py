@@ -44,51 +44,103 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
 def validate_config(config: MutableMapping[str, Any], schema: Mapping[str, Any] | None = None) -> MutableMapping[str, Any]:
     """Validate ``config`` in place, filling in defaults; raise :class:`ConfigError` listing every problem."""
     schema = load_schema() if schema is None else schema
-    validator = _Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = []
-        for error in errors:
-            where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-            message = error.message
-            if error.validator == "additionalProperties":
-                message = f"unknown key(s): {message.split('(')[-1].rstrip(')')} - see config/README.md for the valid keys"
-            lines.append(f"  - {where}: {message}")
-        raise ConfigError("invalid configuration:\n" + "\n".join(lines))
-    _check_cross_field(config)
+    problems = _schema_problems(config, schema)
+    if not problems:
+        for name, dataset in config.get("datasets", {}).items():
+            problems += _dataset_problems(name, dataset)
+            problems += _variant_problems(name, dataset, schema)
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
     return config
 
 
-def _check_cross_field(config: Mapping[str, Any]) -> None:
-    """Rules a JSON schema cannot express."""
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` merged in: mappings recursively, anything else (lists too) replaced."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def variant_config(dataset: Mapping[str, Any], variant: str) -> dict[str, Any]:
+    """A dataset's configuration as ``variant`` runs it (its overrides merged onto the dataset)."""
+    if variant not in dataset["variants"]:
+        raise KeyError(f"unknown variant {variant!r}; this dataset has {', '.join(dataset['variants'])}")
+    base = {key: value for key, value in dataset.items() if key != "variants"}
+    return deep_merge(base, dataset["variants"][variant])
+
+
+def _schema_problems(instance: Any, schema: Mapping[str, Any], prefix: str = "") -> list[str]:
+    validator = _Validator(schema)
+    lines = []
+    for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
+        where = prefix + "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        message = error.message
+        if error.validator == "additionalProperties":
+            message = f"unknown key(s): {message.split('(')[-1].rstrip(')')} - see config/README.md for the valid keys"
+        lines.append(f"{where}: {message}")
+    return lines
+
+
+def _variant_problems(name: str, dataset: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """Each variant merged onto its dataset must itself be a valid dataset configuration."""
     problems = []
-    for name, dataset in config.get("datasets", {}).items():
-        source = dataset["source"]
-        if source == "pairs" and "pairs" not in dataset:
-            problems.append(f"datasets/{name}: source 'pairs' needs a 'pairs' section with at least 'root'")
-        split = dataset.get("pairs", {}).get("split", {})
-        if source == "pairs" and not (split.get("fractions") or split.get("test")):
-            problems.append(f"datasets/{name}/pairs/split: give either 'fractions' or explicit 'train'/'test' id lists")
-        if source == "pairs" and split.get("fractions") and split.get("test"):
-            problems.append(f"datasets/{name}/pairs/split: give either 'fractions' or id lists, not both")
-        fractions = split.get("fractions")
-        if fractions and abs(sum(fractions) - 1.0) > 1e-6:
-            problems.append(f"datasets/{name}/pairs/split/fractions: {fractions} must sum to 1")
-        model = dataset["model"]
-        multiple = 2 ** len(model["down_blocks"])
-        if dataset["training"]["patch_size"] % multiple:
+    dataset_schema = {"definitions": schema.get("definitions", {}), "$ref": "#/definitions/dataset"}
+    for variant in dataset["variants"]:
+        merged = variant_config(dataset, variant)
+        found = _schema_problems(merged, dataset_schema, f"datasets/{name}/variants/{variant}/")
+        problems += found or _dataset_problems(f"{name}/variants/{variant}", merged)
+    return problems
+
+
+def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
+    """Rules a JSON schema cannot express, for one dataset."""
+    problems = []
+    source = dataset["source"]
+    if source in ("pairs", "zenodo") and source not in dataset:
+        problems.append(f"datasets/{name}: source '{source}' needs a '{source}' section")
+    split = dataset.get("pairs", {}).get("split", {})
+    if source == "pairs" and not (split.get("fractions") or split.get("test")):
+        problems.append(f"datasets/{name}/pairs/split: give either 'fractions' or explicit 'train'/'test' id lists")
+    if source == "pairs" and split.get("fractions") and split.get("test"):
+        problems.append(f"datasets/{name}/pairs/split: give either 'fractions' or id lists, not both")
+    fractions = split.get("fractions")
+    if fractions and abs(sum(fractions) - 1.0) > 1e-6:
+        problems.append(f"datasets/{name}/pairs/split/fractions: {fractions} must sum to 1")
+    for testset_name, testset in dataset["testsets"].items():
+        if testset["recipe"] == "prebuilt" and source != "zenodo" and "zenodo" not in testset:
             problems.append(
-                f"datasets/{name}/training/patch_size: {dataset['training']['patch_size']} is not divisible by "
-                f"2^{len(model['down_blocks'])} = {multiple} (one pooling per down block)"
+                f"datasets/{name}/testsets/{testset_name}: recipe 'prebuilt' needs a record that ships a "
+                "transformed test set: a dataset of source 'zenodo' or the test set's own 'zenodo' section"
             )
-        up = model.get("up_blocks")
-        if up is not None and len(up) != len(model["down_blocks"]):
-            problems.append(f"datasets/{name}/model/up_blocks: needs {len(model['down_blocks'])} entries like down_blocks")
-        for run_name, run in dataset["registration"].items():
-            if not run["inputs"]:
-                problems.append(f"datasets/{name}/registration/{run_name}/inputs: list at least one input")
-    if problems:
-        raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+    model = dataset["model"]
+    multiple = 2 ** len(model["down_blocks"])
+    if dataset["training"]["patch_size"] % multiple:
+        problems.append(
+            f"datasets/{name}/training/patch_size: {dataset['training']['patch_size']} is not divisible by "
+            f"2^{len(model['down_blocks'])} = {multiple} (one pooling per down block)"
+        )
+    up = model.get("up_blocks")
+    if up is not None and len(up) != len(model["down_blocks"]):
+        problems.append(f"datasets/{name}/model/up_blocks: needs {len(model['down_blocks'])} entries like down_blocks")
+    for run_name, run in dataset["registration"].items():
+        if not run["inputs"]:
+            problems.append(f"datasets/{name}/registration/{run_name}/inputs: list at least one input")
+        channels = sorted(dataset["modalities"][slot]["channels"] for slot in ("A", "B"))
+        if run["method"] == "curvealign" and channels != [1, 3]:
+            problems.append(
+                f"datasets/{name}/registration/{run_name}: curvealign needs one RGB (3-channel) and one "
+                f"single-channel modality, this dataset has {channels[0]} and {channels[1]} channels"
+            )
+        if run["method"] == "curvealign" and run["inputs"] != ["original"]:
+            problems.append(
+                f"datasets/{name}/registration/{run_name}/inputs: curvealign segments the H&E colours, "
+                "so it runs on the originals only: inputs: [original]"
+            )
+    return problems
 
 
 def load_config(path: Path) -> MutableMapping[str, Any]:

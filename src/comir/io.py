@@ -98,8 +98,11 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def write_tiff(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """(H, W) or (H, W, C); three channels are stored as RGB, anything else as grey channels."""
+    array = np.ascontiguousarray(array)
+    photometric = "rgb" if array.ndim == 3 and array.shape[-1] == 3 else "minisblack"
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, np.ascontiguousarray(array))
+        tifffile.imwrite(tmp, array, photometric=photometric)
 
 
 def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:

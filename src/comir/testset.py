@@ -74,7 +74,7 @@ class TestSetRecipe:
             Stratum(s["name"], s.get("max_displacement_px"), int(s["count"]))
             for s in cfg.get("strata", [])
         )
-        kwargs = {k: v for k, v in cfg.items() if k not in ("strata", "multiregeval")}
+        kwargs = {k: v for k, v in cfg.items() if k not in ("strata", "multiregeval", "prebuilt")}
         mre = cfg.get("multiregeval", {})
         renamed = {
             "levels": mre.get("levels"),

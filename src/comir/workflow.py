@@ -16,8 +16,10 @@ import comir
 
 PACKAGES = (
     "numpy", "scipy", "pandas", "statsmodels", "scikit-image", "matplotlib", "tifffile",
-    "opencv-python-headless", "SimpleITK", "torch", "snakemake",
+    "opencv", "SimpleITK", "torch", "snakemake",
 )
+# Distribution names differ between pip and conda-forge: the first one installed is reported.
+_DISTRIBUTIONS = {"opencv": ("opencv-python-headless", "opencv-python", "opencv", "py-opencv")}
 
 
 def setup_logging(log_path: str | Path | None) -> logging.Logger:
@@ -52,10 +54,12 @@ def git_revision(directory: Path = Path(__file__).resolve().parent) -> str:
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version(), "comir": comir.__version__}
     for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+        for distribution in _DISTRIBUTIONS.get(name, (name,)):
+            try:
+                versions[name] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return versions
 
 

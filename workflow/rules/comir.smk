@@ -1,30 +1,35 @@
 rule compute_comirs:
-    """CoMIRs of every test patch (float32 TIFF) with PNG previews."""
+    """CoMIRs of every patch of a test set (float32 TIFF) with PNG previews."""
     input:
-        model="results/{dataset}/model/comir.pt",
-        images="results/{dataset}/testset/images",
-        cases="results/{dataset}/testset/cases.csv",
+        model="results/{dataset}/{variant}/model/comir.pt",
+        images="results/{dataset}/testsets/{testset}/images",
+        cases="results/{dataset}/testsets/{testset}/cases.csv",
     output:
-        comirs=directory("results/{dataset}/comir/images"),
-        previews=directory("results/{dataset}/comir/previews"),
+        comirs=directory("results/{dataset}/{variant}/comir/{testset}/images"),
+        previews=directory("results/{dataset}/{variant}/comir/{testset}/previews"),
         examples=report(
-            "results/{dataset}/comir/examples.png",
+            "results/{dataset}/{variant}/comir/{testset}/examples.png",
             caption="../report/examples.rst",
             category="CoMIRs",
-            labels={"dataset": "{dataset}", "figure": "examples"},
+            labels={
+                "dataset": "{dataset}",
+                "variant": "{variant}",
+                "test set": "{testset}",
+                "figure": "examples",
+            },
         ),
     log:
-        "results/{dataset}/logs/compute_comirs.log",
+        "results/{dataset}/logs/{variant}/compute_comirs/{testset}.log",
     benchmark:
-        "results/{dataset}/benchmarks/compute_comirs.tsv"
+        "results/{dataset}/benchmarks/{variant}/compute_comirs/{testset}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: config["threads"]["comir"]
     resources:
         mem_mb=4000,
         runtime=120,
-        gpu=lambda wc: 0 if DATASETS[wc.dataset]["inference"]["device"] == "cpu" else 1,
+        gpu=lambda wc: int(variant_dataset_config(wc)["inference"]["device"] != "cpu"),
     params:
-        dataset=dataset_config,
+        dataset=variant_dataset_config,
     script:
         "../../scripts/compute_comirs.py"

@@ -1,46 +1,179 @@
-# Helpers for the stage files: configuration look-ups and the list of final outputs.
+# Helpers for the stage files: configuration look-ups, result paths and the final outputs.
+#
+# Layout of results/<dataset>/:
+#   data/                      canonical aligned pairs (pairs.csv, images/, layout.json)
+#   testsets/<testset>/        transformed test sets (cases.csv, images/)
+#   <variant>/model/           one trained pair of networks per variant
+#   <variant>/comir/<testset>/ CoMIRs of a test set
+#   <source>/registration/<testset>/<run>_<direction>.csv
+#                              source = original (shared by all variants) or a variant (its CoMIRs)
+#   <variant>/evaluation/<testset>/{tables,figures}/   the paper's statistics for one variant
+#   comparison/<testset>/      variants against each other (e.g. MSE vs cosine critic)
+#   logs/, benchmarks/         one file per job
+
+from comir.config import variant_config
 
 DATASETS = config["datasets"]
+ORIGINAL = "original"  # the registration "source" of runs on the original images
+
+
+def names_of(section):
+    """Every name used under ``section`` in any dataset (for wildcard constraints)."""
+    return sorted({name for cfg in DATASETS.values() for name in cfg[section]})
+
+
+def alternatives(names):
+    return "|".join(re.escape(name) for name in names)
 
 
 def dataset_config(wildcards):
     return DATASETS[wildcards.dataset]
 
 
-def registration_jobs(dataset):
-    """(run name, input, direction) of every registration of a dataset."""
+def variant_dataset_config(wildcards):
+    """The dataset's configuration with the variant's overrides merged in."""
+    return variant_config(DATASETS[wildcards.dataset], wildcards.variant)
+
+
+def testset_config(wildcards):
+    return DATASETS[wildcards.dataset]["testsets"][wildcards.testset]
+
+
+def record_input(wildcards):
+    """The unpacked Zenodo record a dataset is prepared from (nothing for other sources)."""
+    cfg = DATASETS[wildcards.dataset]
+    if cfg["source"] != "zenodo":
+        return []
+    return f"resources/zenodo/{cfg['zenodo']['record']}/unpacked"
+
+
+def record_settings():
+    """Every Zenodo record in the configuration (a dataset's own or a test set's) and its settings."""
+    found = {}
+    for cfg in DATASETS.values():
+        sections = [cfg.get("zenodo") if cfg["source"] == "zenodo" else None]
+        sections += [testset.get("zenodo") for testset in cfg["testsets"].values()]
+        for section in filter(None, sections):
+            found.setdefault(str(section["record"]), section)
+    return found
+
+
+def record_config(record):
+    """The download settings of a record (the first section that names it)."""
+    return record_settings()[str(record)]
+
+
+def prebuilt_input(wildcards):
+    """A prebuilt test set is imported from its unpacked record; recipes need nothing more."""
+    testset = testset_config(wildcards)
+    if testset["recipe"] != "prebuilt":
+        return []
+    if "zenodo" in testset:
+        return f"resources/zenodo/{testset['zenodo']['record']}/unpacked"
+    return record_input(wildcards)
+
+
+def registration_jobs(dataset, variant):
+    """(source, run, direction) of every registration that the evaluation of ``variant`` reads."""
     cfg = DATASETS[dataset]
     return [
-        (name, image_input, direction)
-        for name, spec in cfg["registration"].items()
+        (ORIGINAL if image_input == ORIGINAL else variant, run, direction)
+        for run, spec in cfg["registration"].items()
         for image_input in spec["inputs"]
         for direction in cfg["directions"]
     ]
 
 
+def registration_csv(dataset, source, testset, run, direction):
+    return f"results/{dataset}/{source}/registration/{testset}/{run}_{direction}.csv"
+
+
+def registration_benchmark(dataset, source, testset, run, direction):
+    return f"results/{dataset}/benchmarks/{source}/register/{testset}/{run}_{direction}.tsv"
+
+
 def registration_images(wildcards):
-    if wildcards.input == "comir":
-        return f"results/{wildcards.dataset}/comir/images"
-    return f"results/{wildcards.dataset}/testset/images"
+    if wildcards.source == ORIGINAL:
+        return f"results/{wildcards.dataset}/testsets/{wildcards.testset}/images"
+    return f"results/{wildcards.dataset}/{wildcards.source}/comir/{wildcards.testset}/images"
+
+
+def registration_spec(wildcards):
+    spec = DATASETS[wildcards.dataset]["registration"][wildcards.run]
+    image_input = ORIGINAL if wildcards.source == ORIGINAL else "comir"
+    if image_input not in spec["inputs"]:
+        raise ValueError(
+            f"registration run {wildcards.run!r} of {wildcards.dataset} is not configured for {image_input} inputs"
+        )
+    return spec
 
 
 def registration_csvs(wildcards):
     return [
-        f"results/{wildcards.dataset}/registration/{name}_{image_input}_{direction}.csv"
-        for name, image_input, direction in registration_jobs(wildcards.dataset)
+        registration_csv(wildcards.dataset, source, wildcards.testset, run, direction)
+        for source, run, direction in registration_jobs(
+            wildcards.dataset, wildcards.variant
+        )
     ]
+
+
+def stage_benchmarks(wildcards):
+    """The benchmark files behind the timing table (paper, Table 3) of one variant and test set."""
+    d, v, t = wildcards.dataset, wildcards.variant, wildcards.testset
+    return {
+        "train": f"results/{d}/benchmarks/{v}/train.tsv",
+        "inference": f"results/{d}/benchmarks/{v}/compute_comirs/{t}.tsv",
+        "registration": [
+            registration_benchmark(d, source, t, run, direction)
+            for source, run, direction in registration_jobs(d, v)
+        ],
+    }
+
+
+def comparison_csvs(wildcards):
+    """Registrations on the CoMIRs of every variant (the variants' comparison)."""
+    return [
+        registration_csv(wildcards.dataset, source, wildcards.testset, run, direction)
+        for variant in DATASETS[wildcards.dataset]["variants"]
+        for source, run, direction in registration_jobs(wildcards.dataset, variant)
+        if source != ORIGINAL
+    ]
+
+
+EVALUATION = "results/{dataset}/{variant}/evaluation/{testset}"
+
+
+def evaluation_report(path, caption, kind, name):
+    """A figure or table of one variant's evaluation, filed in the report under Results."""
+    return report(
+        path,
+        caption=f"../report/{caption}.rst",
+        category="Results",
+        subcategory="{dataset} / {variant} / {testset}",
+        labels={kind: name},
+    )
 
 
 def final_outputs():
     outputs = []
-    for dataset in DATASETS:
-        outputs += [
-            f"results/{dataset}/model/loss.png",
-            f"results/{dataset}/comir/examples.png",
-            f"results/{dataset}/tables/success.md",
-            f"results/{dataset}/tables/wilcoxon.md",
-            f"results/{dataset}/figures/ecdf.png",
-            f"results/{dataset}/figures/error_vs_displacement.png",
-            f"results/{dataset}/figures/success.png",
-        ]
+    for dataset, cfg in DATASETS.items():
+        for variant in cfg["variants"]:
+            outputs.append(f"results/{dataset}/{variant}/model/loss.png")
+            for testset in cfg["testsets"]:
+                evaluation = f"results/{dataset}/{variant}/evaluation/{testset}"
+                outputs += [
+                    f"results/{dataset}/{variant}/comir/{testset}/examples.png",
+                    f"{evaluation}/tables/success.md",
+                    f"{evaluation}/tables/wilcoxon.md",
+                    f"{evaluation}/tables/timing.md",
+                    f"{evaluation}/figures/ecdf.png",
+                    f"{evaluation}/figures/error_vs_displacement.png",
+                    f"{evaluation}/figures/success.png",
+                ]
+        if len(cfg["variants"]) > 1:
+            for testset in cfg["testsets"]:
+                outputs += [
+                    f"results/{dataset}/comparison/{testset}/variants.md",
+                    f"results/{dataset}/comparison/{testset}/variants.png",
+                ]
     return outputs

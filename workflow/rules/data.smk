@@ -1,7 +1,10 @@
 rule prepare_data:
-    """Canonical aligned pairs with their train/val/test split (synthetic data is generated here)."""
+    """Canonical aligned pairs with their split (synthetic data is generated, records are converted)."""
+    input:
+        record=record_input,
     output:
         pairs="results/{dataset}/data/pairs.csv",
+        layout="results/{dataset}/data/layout.json",
     log:
         "results/{dataset}/logs/prepare_data.log",
     benchmark:
@@ -10,8 +13,8 @@ rule prepare_data:
         "../../envs/data.yaml"
     threads: config["threads"]["data"]
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=4000,
+        runtime=60,
     params:
         dataset=dataset_config,
         seed=config["seed"],

@@ -3,43 +3,34 @@ rule evaluate:
     input:
         registrations=registration_csvs,
     output:
-        success=report(
-            "results/{dataset}/tables/success.csv",
-            caption="../report/success.rst",
-            category="Results",
-            labels={"dataset": "{dataset}", "table": "success"},
+        success=evaluation_report(
+            f"{EVALUATION}/tables/success.csv", "success", "table", "success"
         ),
-        success_md="results/{dataset}/tables/success.md",
-        wilcoxon=report(
-            "results/{dataset}/tables/wilcoxon.csv",
-            caption="../report/wilcoxon.rst",
-            category="Results",
-            labels={"dataset": "{dataset}", "table": "Wilcoxon tests"},
+        success_md=f"{EVALUATION}/tables/success.md",
+        wilcoxon=evaluation_report(
+            f"{EVALUATION}/tables/wilcoxon.csv", "wilcoxon", "table", "Wilcoxon tests"
         ),
-        wilcoxon_md="results/{dataset}/tables/wilcoxon.md",
-        provenance="results/{dataset}/tables/provenance.json",
-        ecdf=report(
-            "results/{dataset}/figures/ecdf.png",
-            caption="../report/ecdf.rst",
-            category="Results",
-            labels={"dataset": "{dataset}", "figure": "eCDF"},
+        wilcoxon_md=f"{EVALUATION}/tables/wilcoxon.md",
+        provenance=f"{EVALUATION}/tables/provenance.json",
+        ecdf=evaluation_report(
+            f"{EVALUATION}/figures/ecdf.png", "ecdf", "figure", "eCDF"
         ),
-        displacement=report(
-            "results/{dataset}/figures/error_vs_displacement.png",
-            caption="../report/displacement.rst",
-            category="Results",
-            labels={"dataset": "{dataset}", "figure": "error vs displacement"},
+        displacement=evaluation_report(
+            f"{EVALUATION}/figures/error_vs_displacement.png",
+            "displacement",
+            "figure",
+            "error vs displacement",
         ),
-        bars=report(
-            "results/{dataset}/figures/success.png",
-            caption="../report/success_bars.rst",
-            category="Results",
-            labels={"dataset": "{dataset}", "figure": "success rates"},
+        bars=evaluation_report(
+            f"{EVALUATION}/figures/success.png",
+            "success_bars",
+            "figure",
+            "success rates",
         ),
     log:
-        "results/{dataset}/logs/evaluate.log",
+        "results/{dataset}/logs/{variant}/evaluate/{testset}.log",
     benchmark:
-        "results/{dataset}/benchmarks/evaluate.tsv"
+        "results/{dataset}/benchmarks/{variant}/evaluate/{testset}.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: config["threads"]["evaluate"]
@@ -51,3 +42,65 @@ rule evaluate:
         config=config,
     script:
         "../../scripts/evaluate.py"
+
+
+rule timing:
+    """Time per stage (paper, Table 3) from the jobs' benchmark files: whole test set and per pair."""
+    input:
+        unpack(stage_benchmarks),
+        cases="results/{dataset}/testsets/{testset}/cases.csv",
+    output:
+        table=evaluation_report(
+            f"{EVALUATION}/tables/timing.csv", "timing", "table", "time per stage"
+        ),
+        markdown=f"{EVALUATION}/tables/timing.md",
+    log:
+        "results/{dataset}/logs/{variant}/timing/{testset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{variant}/timing/{testset}.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        jobs=lambda wc: registration_jobs(wc.dataset, wc.variant),
+    script:
+        "../../scripts/timing.py"
+
+
+rule compare_variants:
+    """Variants against each other on the same cases (e.g. MSE vs cosine critic, paper Fig. 9)."""
+    input:
+        registrations=comparison_csvs,
+    output:
+        table=report(
+            "results/{dataset}/comparison/{testset}/variants.csv",
+            caption="../report/variants.rst",
+            category="Variants",
+            subcategory="{dataset} / {testset}",
+            labels={"table": "Wilcoxon tests between variants"},
+        ),
+        markdown="results/{dataset}/comparison/{testset}/variants.md",
+        figure=report(
+            "results/{dataset}/comparison/{testset}/variants.png",
+            caption="../report/variants.rst",
+            category="Variants",
+            subcategory="{dataset} / {testset}",
+            labels={"figure": "errors per variant"},
+        ),
+    log:
+        "results/{dataset}/logs/compare_variants/{testset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/compare_variants/{testset}.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        evaluation=lambda wc: DATASETS[wc.dataset]["evaluation"],
+    script:
+        "../../scripts/compare_variants.py"

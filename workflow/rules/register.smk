@@ -1,14 +1,18 @@
 rule register:
-    """One registration method on one input (CoMIRs or originals) in one direction, all test cases."""
+    """One registration run in one direction over all cases of a test set, on the originals or on a variant's CoMIRs."""
     input:
         images=registration_images,
-        cases="results/{dataset}/testset/cases.csv",
+        cases="results/{dataset}/testsets/{testset}/cases.csv",
     output:
-        "results/{dataset}/registration/{run}_{input}_{direction}.csv",
+        "results/{dataset}/{source}/registration/{testset}/{run}_{direction}.csv",
     log:
-        "results/{dataset}/logs/register/{run}_{input}_{direction}.log",
+        "results/{dataset}/logs/{source}/register/{testset}/{run}_{direction}.log",
     benchmark:
-        "results/{dataset}/benchmarks/register/{run}_{input}_{direction}.tsv"
+        "results/{dataset}/benchmarks/{source}/register/{testset}/{run}_{direction}.tsv"
+    # Registrations are many short, independent jobs: on a cluster they are submitted in
+    # groups (profiles/slurm sets how many share one submission).
+    group:
+        "registration"
     conda:
         "../../envs/register.yaml"
     threads: config["threads"]["register"]
@@ -16,7 +20,8 @@ rule register:
         mem_mb=2000,
         runtime=240,
     params:
-        spec=lambda wc: DATASETS[wc.dataset]["registration"][wc.run],
+        spec=registration_spec,
+        image_input=lambda wc: ORIGINAL if wc.source == ORIGINAL else "comir",
         dataset=dataset_config,
         seed=config["seed"],
     script:

@@ -2,18 +2,19 @@ rule build_testset:
     """Reference patches, rigidly transformed floating patches and their ground truth."""
     input:
         pairs="results/{dataset}/data/pairs.csv",
+        record=prebuilt_input,
     output:
-        images=directory("results/{dataset}/testset/images"),
+        images=directory("results/{dataset}/testsets/{testset}/images"),
         cases=report(
-            "results/{dataset}/testset/cases.csv",
+            "results/{dataset}/testsets/{testset}/cases.csv",
             caption="../report/testset.rst",
             category="Test set",
-            labels={"dataset": "{dataset}", "table": "cases"},
+            labels={"dataset": "{dataset}", "test set": "{testset}", "table": "cases"},
         ),
     log:
-        "results/{dataset}/logs/build_testset.log",
+        "results/{dataset}/logs/build_testset/{testset}.log",
     benchmark:
-        "results/{dataset}/benchmarks/build_testset.tsv"
+        "results/{dataset}/benchmarks/build_testset/{testset}.tsv"
     conda:
         "../../envs/data.yaml"
     threads: config["threads"]["data"]
@@ -21,7 +22,8 @@ rule build_testset:
         mem_mb=4000,
         runtime=30,
     params:
-        testset=lambda wc: DATASETS[wc.dataset]["testset"],
+        testset=testset_config,
+        dataset=dataset_config,
         seed=config["seed"],
     script:
         "../../scripts/build_testset.py"

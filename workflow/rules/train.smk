@@ -1,29 +1,29 @@
 rule train:
-    """Train the two CoMIR networks jointly with the contrastive loss."""
+    """Train the two CoMIR networks of one variant jointly with the contrastive loss."""
     input:
         pairs="results/{dataset}/data/pairs.csv",
     output:
-        model="results/{dataset}/model/comir.pt",
-        history="results/{dataset}/model/loss.csv",
+        model="results/{dataset}/{variant}/model/comir.pt",
+        history="results/{dataset}/{variant}/model/loss.csv",
         plot=report(
-            "results/{dataset}/model/loss.png",
+            "results/{dataset}/{variant}/model/loss.png",
             caption="../report/loss.rst",
             category="Training",
-            labels={"dataset": "{dataset}", "figure": "loss"},
+            labels={"dataset": "{dataset}", "variant": "{variant}", "figure": "loss"},
         ),
     log:
-        "results/{dataset}/logs/train.log",
+        "results/{dataset}/logs/{variant}/train.log",
     benchmark:
-        "results/{dataset}/benchmarks/train.tsv"
+        "results/{dataset}/benchmarks/{variant}/train.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: config["threads"]["train"]
     resources:
         mem_mb=8000,
         runtime=600,
-        gpu=lambda wc: 0 if DATASETS[wc.dataset]["training"]["device"] == "cpu" else 1,
+        gpu=lambda wc: int(variant_dataset_config(wc)["training"]["device"] != "cpu"),
     params:
-        dataset=dataset_config,
+        dataset=variant_dataset_config,
         seed=config["seed"],
         config=config,
     script:

@@ -3,11 +3,13 @@
 * :mod:`comir.evaluate.stats`: Clopper-Pearson intervals, success criterion,
   paired Wilcoxon signed-rank test with rank-biserial effect size, eCDF.
 * :mod:`comir.evaluate.tables`: loading the per-case CSVs, success table,
-  pairwise Wilcoxon table, Markdown rendering.
-* :mod:`comir.evaluate.figures`: eCDF, error versus displacement, success bars.
+  pairwise Wilcoxon table, variants against each other, Markdown rendering.
+* :mod:`comir.evaluate.figures`: eCDF, error versus displacement, success bars,
+  paired errors of two variants.
+* :mod:`comir.evaluate.timing`: time per stage from Snakemake benchmark files.
 """
 
-from comir.evaluate.figures import plot_ecdf, plot_error_vs_displacement, plot_success_bars
+from comir.evaluate.figures import plot_ecdf, plot_error_vs_displacement, plot_success_bars, plot_variants
 from comir.evaluate.stats import (
     PairedTest,
     clopper_pearson,
@@ -27,6 +29,7 @@ from comir.evaluate.tables import (
     success_columns,
     success_table,
     to_markdown,
+    variant_table,
     wilcoxon_table,
 )
 
@@ -43,12 +46,14 @@ __all__ = [
     "plot_ecdf",
     "plot_error_vs_displacement",
     "plot_success_bars",
+    "plot_variants",
     "rank_biserial",
     "success_columns",
     "success_counts",
     "success_mask",
     "success_table",
     "to_markdown",
+    "variant_table",
     "wilcoxon_paired",
     "wilcoxon_table",
 ]

@@ -22,7 +22,7 @@ from comir.evaluate.stats import ecdf
 from comir.evaluate.tables import GROUP_COLUMNS, make_label
 from comir.io import atomic_path
 
-__all__ = ["plot_ecdf", "plot_error_vs_displacement", "plot_success_bars"]
+__all__ = ["plot_ecdf", "plot_error_vs_displacement", "plot_success_bars", "plot_variants"]
 
 _LINESTYLES = ("-", "--", ":", "-.")
 _STATUS_COLOURS = {"ok": "tab:blue", "failed": "tab:red"}
@@ -257,4 +257,60 @@ def plot_success_bars(table: pd.DataFrame, path: str | os.PathLike[str]) -> None
     ax.set_xlabel("success proportion (bars: Clopper-Pearson interval)")
     ax.grid(True, axis="x", alpha=0.3)
     figure.legend(loc="outside lower center", ncol=len(fractions), fontsize=8, frameon=False)
+    _save(figure, path)
+
+
+def plot_variants(
+    results: pd.DataFrame,
+    tests: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    success_fraction: float = 0.05,
+) -> None:
+    """Paired errors of two variants per method (rows) and direction (columns), paper Fig. 9.
+
+    Each point is one case: its error with the first variant (x) against the
+    second (y), log axes; points below the diagonal favour the second
+    variant. The panel title gives the Wilcoxon p-value (Holm) and the
+    rank-biserial r of ``tests`` (:func:`comir.evaluate.tables.variant_table`).
+    With more than two variants the first two (alphabetically) are drawn;
+    the table has every pair.
+    """
+    _require(results, ["case", "error_px", "width", "source", "method", "direction"], "plot_variants")
+    variants = sorted(results["source"].astype(str).unique())
+    if len(variants) < 2:
+        raise ValueError(f"plot_variants: needs two variants, found {variants}")
+    first, second = variants[:2]
+    methods = sorted(results["method"].astype(str).unique())
+    directions = sorted(results["direction"].astype(str).unique())
+    errors = results.pivot_table(index=["method", "direction", "case"], columns="source", values="error_px", aggfunc="first")
+    threshold = success_fraction * _reference_width(results)
+    values = np.maximum(errors[[first, second]].to_numpy(dtype=float), _MIN_POSITIVE_PX)
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()) / 2, float(finite.max()) * 2) if finite.size else (0.1, 10.0)
+    figure = _new_figure(3.2 * len(directions) + 0.6, 3.0 * len(methods) + 0.6)
+    axes = figure.subplots(len(methods), len(directions), squeeze=False)
+    for r, method in enumerate(methods):
+        for c, direction in enumerate(directions):
+            ax = axes[r, c]
+            key = (method, direction)
+            if key in errors.index.droplevel("case"):
+                pair = np.maximum(errors.loc[key, [first, second]].to_numpy(dtype=float), _MIN_POSITIVE_PX)
+                ax.scatter(pair[:, 0], pair[:, 1], s=12, alpha=0.75, color="tab:blue", edgecolors="none")
+            ax.plot([low, high], [low, high], color="0.6", linewidth=0.8)
+            ax.axvline(threshold, color="0.2", linestyle="--", linewidth=0.8)
+            ax.axhline(threshold, color="0.2", linestyle="--", linewidth=0.8)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlim(low, high)
+            ax.set_ylim(low, high)
+            ax.set_aspect("equal")
+            row = tests[(tests["method"] == method) & (tests["direction"] == direction)
+                        & (tests["variant_x"] == first) & (tests["variant_y"] == second)]  # fmt: skip
+            note = ""
+            if not row.empty:
+                note = f"\np(Holm) {row['p_holm'].iloc[0]:.2g}, r {row['rank_biserial_r'].iloc[0]:+.2f}"
+            ax.set_title(f"{method} ({direction.replace('_', ' ')}){note}", fontsize=9)
+            ax.set_xlabel(f"error with {first} (px)")
+            ax.set_ylabel(f"error with {second} (px)")
     _save(figure, path)

@@ -32,6 +32,7 @@ __all__ = [
     "success_columns",
     "success_table",
     "to_markdown",
+    "variant_table",
     "wilcoxon_table",
 ]
 
@@ -85,7 +86,7 @@ def load_results(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
         if not path.is_file():
             raise InputError(f"result file not found: {path}")
         try:
-            frame = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS})
+            frame = pd.read_csv(path, dtype={c: str for c in (*_TEXT_COLUMNS, "source")})
         except Exception as error:
             raise InputError(f"cannot read result file {path}: {error}") from error
         missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
@@ -103,13 +104,14 @@ def load_results(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
         frame["_source"] = str(path)
         frames.append(frame)
     results = pd.concat(frames, ignore_index=True)
-    key = ["case", *GROUP_COLUMNS]
+    # Registrations on the CoMIRs of different variants share method, input and direction.
+    key = ["case", *GROUP_COLUMNS, *(["source"] if "source" in results.columns else [])]
     duplicated = results.duplicated(key, keep=False)
     if duplicated.any():
         dup = results.loc[duplicated, [*key, "_source"]]
         shown = dup.head(6).to_string(index=False)
         raise InputError(
-            f"{int(duplicated.sum())} rows repeat a (case, method, input, direction); "
+            f"{int(duplicated.sum())} rows repeat a ({', '.join(key)}); "
             f"files: {', '.join(sorted(dup['_source'].unique()))}\n{shown}"
         )
     results = results.drop(columns="_source")
@@ -274,6 +276,34 @@ def wilcoxon_table(results: pd.DataFrame, clip_fraction: float = 0.12) -> pd.Dat
         return table
     table["p_holm"] = multipletests(table["p_value"].to_numpy(float), method="holm")[1]
     return table
+
+
+def variant_table(results: pd.DataFrame, clip_fraction: float = 0.12) -> pd.DataFrame:
+    """Variants against each other per method and direction (paper, Fig. 9: MSE vs cosine critic).
+
+    ``results`` holds registrations on CoMIRs with a ``source`` column naming
+    the variant. For every method and direction, every two variants are
+    compared with :func:`wilcoxon_table`'s paired test on their common cases;
+    Holm's adjustment runs over all rows. Columns: ``method, direction,
+    variant_x, variant_y`` and the test columns of :data:`WILCOXON_COLUMNS`
+    (positive ``rank_biserial_r``: ``variant_x`` has larger errors).
+    """
+    _require(results, ["case", "width", "error_px", "source", *GROUP_COLUMNS], "variant_table")
+    columns = ["method", "direction", "variant_x", "variant_y", *WILCOXON_COLUMNS[2:]]
+    parts = []
+    for method, part in results.groupby("method", sort=True):
+        # The variant takes the place of the input so that labels differ by variant only.
+        tests = wilcoxon_table(part.assign(input=part["source"]).drop(columns="label", errors="ignore"), clip_fraction)
+        if tests.empty:
+            continue
+        split_x = tests["label_x"].str.extract(r" on (?P<variant_x>.+) \((?P<direction>[^)]+)\)$")
+        split_y = tests["label_y"].str.extract(r" on (?P<variant_y>.+) \([^)]+\)$")
+        parts.append(pd.concat([split_x, split_y, tests], axis=1).assign(method=method))
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    table = pd.concat(parts, ignore_index=True)
+    table["p_holm"] = multipletests(table["p_value"].to_numpy(float), method="holm")[1]
+    return table[columns]
 
 
 # --------------------------------------------------------------------------- Markdown

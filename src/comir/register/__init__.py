@@ -21,6 +21,7 @@ from comir.register.base import (
     to_single_channel,
 )
 from comir.register.alpha_amd import AlphaAMDRegistration
+from comir.register.curvealign import CurveAlignRegistration
 from comir.register.fft_search import FFTSearchRegistration
 from comir.register.mi import MutualInformationRegistration
 from comir.register.sift import SiftRegistration, ransac_rigid
@@ -30,6 +31,7 @@ METHODS: dict[str, type] = {
     MutualInformationRegistration.name: MutualInformationRegistration,
     AlphaAMDRegistration.name: AlphaAMDRegistration,
     FFTSearchRegistration.name: FFTSearchRegistration,
+    CurveAlignRegistration.name: CurveAlignRegistration,
 }
 
 
@@ -63,6 +65,7 @@ def make_method(name: str, params: Mapping[str, Any] | None, seed: int, threads:
 
 __all__ = [
     "AlphaAMDRegistration",
+    "CurveAlignRegistration",
     "FFTSearchRegistration",
     "FAILED",
     "METHODS",

@@ -157,28 +157,35 @@ def to_single_channel(
 
 
 def timed(
-    register: Callable[..., RegistrationResult],
-) -> Callable[..., RegistrationResult]:
+    register: Callable[..., RegistrationResult] | None = None,
+    *,
+    check: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] = check_pair,
+) -> Any:
     """Decorator for ``register(self, reference, floating)``.
 
-    Validates the pair (raising :class:`ValueError` for malformed arguments),
-    then runs the method, measures its wall time into ``seconds`` and turns any
-    exception raised inside into a failed result with the identity matrix.
+    Validates the pair with ``check`` (default :func:`check_pair`, raising
+    :class:`ValueError` for malformed arguments), then runs the method,
+    measures its wall time into ``seconds`` and turns any exception raised
+    inside into a failed result with the identity matrix.  Use as ``@timed``
+    or, with another validation, ``@timed(check=...)``.
     """
 
-    @functools.wraps(register)
-    def wrapper(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
-        reference, floating = check_pair(reference, floating)
-        start = time.perf_counter()
-        try:
-            result = register(self, reference, floating)
-        except Exception as error:  # an unregistrable pair must never raise
-            return RegistrationResult.failed(
-                f"{type(error).__name__}: {error}".strip(), time.perf_counter() - start
-            )
-        return dataclasses.replace(result, seconds=time.perf_counter() - start)
+    def decorate(function: Callable[..., RegistrationResult]) -> Callable[..., RegistrationResult]:
+        @functools.wraps(function)
+        def wrapper(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+            reference, floating = check(reference, floating)
+            start = time.perf_counter()
+            try:
+                result = function(self, reference, floating)
+            except Exception as error:  # an unregistrable pair must never raise
+                return RegistrationResult.failed(
+                    f"{type(error).__name__}: {error}".strip(), time.perf_counter() - start
+                )
+            return dataclasses.replace(result, seconds=time.perf_counter() - start)
 
-    return wrapper
+        return wrapper
+
+    return decorate if register is None else decorate(register)
 
 
 def param_names(cls: type) -> list[str]:

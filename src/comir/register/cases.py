@@ -21,19 +21,25 @@ log = logging.getLogger(__name__)
 DIRECTIONS = {"B_to_A": ("A", "B"), "A_to_B": ("B", "A")}  # direction -> (reference slot, floating slot)
 
 
-def load_patch(image_dir: Path, name: str, image_input: str, modality: Mapping[str, Any]) -> np.ndarray:
+def load_patch(
+    image_dir: Path, name: str, image_input: str, modality: Mapping[str, Any], colour: bool = False
+) -> np.ndarray:
     """A test patch as float32 (H, W) or (H, W, C), ready for a registration method.
 
     Originals get the same intensity pre-processing as the network input and
     are reduced to one channel by PCA, each image on its own (they are
-    different modalities, so no shared projection exists); CoMIRs are used
-    as computed.
+    different modalities, so no shared projection exists); with ``colour``
+    (methods with ``colour_input = True``, e.g. ``curvealign``) a
+    multi-channel original keeps its channels, ``(H, W, C)``, and only a
+    single-channel one is ``(H, W)``.  CoMIRs are used as computed.
     """
     image = read_image(image_dir / f"{name}.tif")
     if image_input == "comir":
         return image.astype(np.float32)
     prepared = prepare_image(image, modality["channels"], modality["log1p"], name)
     channel_last = prepared[0] if prepared.shape[0] == 1 else np.moveaxis(prepared, 0, -1)
+    if colour:
+        return np.ascontiguousarray(channel_last, dtype=np.float32)
     return to_single_channel(channel_last)[0]
 
 
@@ -47,10 +53,15 @@ def register_cases(
     modalities: Mapping[str, Mapping[str, Any]],
 ) -> pd.DataFrame:
     reference_slot, floating_slot = DIRECTIONS[direction]
+    colour = bool(getattr(method, "colour_input", False))  # the method wants RGB originals as they are
     rows = []
     for case in cases.itertuples(index=False):
-        reference = load_patch(image_dir, f"{case.case}_{reference_slot}_ref", image_input, modalities[reference_slot])
-        floating = load_patch(image_dir, f"{case.case}_{floating_slot}_flo", image_input, modalities[floating_slot])
+        reference = load_patch(
+            image_dir, f"{case.case}_{reference_slot}_ref", image_input, modalities[reference_slot], colour
+        )
+        floating = load_patch(
+            image_dir, f"{case.case}_{floating_slot}_flo", image_input, modalities[floating_slot], colour
+        )
         result = method.register(reference, floating)
         truth = np.array([getattr(case, f"true_{k}") for k in MATRIX_KEYS]).reshape(2, 3)
         error = float(geometry.corner_error(result.matrix, truth, case.width, case.height))

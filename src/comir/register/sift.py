@@ -5,6 +5,16 @@ sigma 1.6, ratio test 0.9, RANSAC with a rigid model (rotation + translation,
 no scale), 1000 iterations, max error 25 px, min inlier ratio 0.05, >= 5
 inliers; on failure report failure (identity).
 
+These are the defaults (``preset="paper"``).  ``preset="opencv"`` takes
+OpenCV's usual settings instead: ``cv2.SIFT_create()``'s defaults (3 steps per
+octave, sigma 1.6, contrast threshold 0.04, edge threshold 10), the ratio test
+at 0.75 of OpenCV's feature-matching tutorials (Lowe's paper: 0.8), and the
+RANSAC tolerance and iteration count of ``cv2.estimateAffinePartial2D`` (3 px,
+2000 iterations).  OpenCV has no acceptance rule, so ``min_inliers`` and
+``min_inlier_ratio`` keep the paper's values in both presets, and the model
+stays rigid (OpenCV's partial-affine model would also fit a scale).  Any
+parameter given explicitly overrides its preset value.
+
 Detection and description use OpenCV's SIFT (its descriptor is the standard
 4x4 x 8 bins).  Fiji's octave size limits (128-1024 px) have no OpenCV
 counterpart; OpenCV starts from the 2x up-sampled image and descends until the
@@ -14,7 +24,7 @@ is our own, because OpenCV only offers similarity/affine models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import numpy as np
@@ -22,6 +32,32 @@ import numpy as np
 from comir.geometry import fit_rigid
 from comir.io import to_uint8
 from comir.register.base import OK, RegistrationResult, timed, to_single_channel
+
+# Parameter values of the presets; a parameter left at None takes its preset's value.
+PRESETS: dict[str, dict[str, float | int]] = {
+    "paper": dict(
+        octave_layers=4,
+        sigma=1.6,
+        contrast_threshold=0.04,
+        edge_threshold=10.0,
+        ratio=0.9,
+        ransac_iterations=1000,
+        max_error_px=25.0,
+        min_inlier_ratio=0.05,
+        min_inliers=5,
+    ),
+    "opencv": dict(
+        octave_layers=3,  # cv2.SIFT_create() defaults
+        sigma=1.6,
+        contrast_threshold=0.04,
+        edge_threshold=10.0,
+        ratio=0.75,  # the ratio test of OpenCV's tutorials
+        ransac_iterations=2000,  # cv2.estimateAffinePartial2D: maxIters=2000,
+        max_error_px=3.0,  # ransacReprojThreshold=3
+        min_inlier_ratio=0.05,  # no OpenCV counterpart: the paper's acceptance rule
+        min_inliers=5,
+    ),
+}
 
 # Upper bound on the number of (hypothesis, match) residuals held at once.
 _RESIDUAL_BUDGET = 4_000_000
@@ -129,9 +165,11 @@ def ransac_rigid(
 class SiftRegistration:
     """SIFT keypoints on both images, Lowe ratio test, rigid RANSAC.
 
-    ``octave_layers``: SIFT steps per octave; ``sigma``: Gaussian of the first
-    octave; ``contrast_threshold``/``edge_threshold``: OpenCV's keypoint
-    filters (OpenCV defaults); ``ratio``: keep a match if d1 < ratio * d2;
+    ``preset``: "paper" (the spec's Fiji settings, default) or "opencv"
+    (OpenCV's defaults, see the module doc) gives every parameter left at
+    ``None``; ``octave_layers``: SIFT steps per octave; ``sigma``: Gaussian of
+    the first octave; ``contrast_threshold``/``edge_threshold``: OpenCV's
+    keypoint filters; ``ratio``: keep a match if d1 < ratio * d2;
     ``ransac_iterations``, ``max_error_px``, ``min_inlier_ratio`` (inliers /
     ratio-test matches), ``min_inliers``: RANSAC settings; ``seed``: RANSAC
     sampling.
@@ -143,18 +181,24 @@ class SiftRegistration:
 
     name: ClassVar[str] = "sift"
 
-    octave_layers: int = 4
-    sigma: float = 1.6
-    contrast_threshold: float = 0.04
-    edge_threshold: float = 10.0
-    ratio: float = 0.9
-    ransac_iterations: int = 1000
-    max_error_px: float = 25.0
-    min_inlier_ratio: float = 0.05
-    min_inliers: int = 5
+    preset: str = "paper"
+    octave_layers: int | None = None
+    sigma: float | None = None
+    contrast_threshold: float | None = None
+    edge_threshold: float | None = None
+    ratio: float | None = None
+    ransac_iterations: int | None = None
+    max_error_px: float | None = None
+    min_inlier_ratio: float | None = None
+    min_inliers: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {self.preset!r}")
+        for field in fields(self):
+            if field.name in PRESETS[self.preset] and getattr(self, field.name) is None:
+                setattr(self, field.name, PRESETS[self.preset][field.name])
         if int(self.octave_layers) < 1:
             raise ValueError(f"octave_layers must be >= 1, got {self.octave_layers}")
         if not 0 < float(self.ratio) <= 1:
@@ -224,4 +268,4 @@ class SiftRegistration:
         return RegistrationResult(matrix, OK, count, 0.0, note)
 
 
-__all__ = ["SiftRegistration", "ransac_rigid", "rigid_hypotheses"]
+__all__ = ["PRESETS", "SiftRegistration", "ransac_rigid", "rigid_hypotheses"]
