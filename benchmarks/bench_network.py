@@ -10,9 +10,10 @@ the first row of each table, measured in the same run on the same machine.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import resource
 import time
+
+from isolation import isolated  # benchmarks/ is on sys.path when a script here runs
 
 DEMO = dict(init_filters=16, down_blocks=(2, 2, 2), bottleneck=2, dropout=0.1, out_channels=1)
 PAPER = dict(init_filters=32, down_blocks=(4,) * 6, bottleneck=4, compression=0.75, dropout=0.2, out_channels=1)
@@ -63,20 +64,6 @@ def inference(network: dict, size: int, tile: int, threads: int, repeats: int) -
         compute_comir(model, image, tile=tile, margin=64)
         times.append(time.perf_counter() - start)
     return min(times[1:]), _peak_mib()
-
-
-def _child(queue, function, args):
-    queue.put(function(*args))
-
-
-def isolated(function, *args):
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_child, args=(queue, function, args))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
 
 
 def main() -> None:

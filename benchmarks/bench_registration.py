@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing
 import os
 import statistics
 import time
+
+from isolation import isolated  # benchmarks/ is on sys.path when a script here runs
 
 # label -> (method, params); "mi" is the baseline.
 METHODS: dict[str, tuple[str, dict]] = {
@@ -143,23 +144,6 @@ def measure(label: str, pairs: list[dict], input_kind: str, threads: int) -> dic
     )
 
 
-def _child(queue, label, pairs, input_kind, threads):
-    try:
-        queue.put(measure(label, pairs, input_kind, threads))
-    except BaseException as error:  # report, do not hang the parent
-        queue.put({"error": f"{type(error).__name__}: {error}"})
-
-
-def isolated(label: str, pairs: list[dict], input_kind: str, threads: int) -> dict:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_child, args=(queue, label, pairs, input_kind, threads))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=4, help="number of cases, the first untimed (default 4)")
@@ -202,7 +186,7 @@ def main() -> None:
     print(header)
     baseline = None
     for label in labels:
-        row = isolated(label, pairs, args.input, args.threads)
+        row = isolated(measure, label, pairs, args.input, args.threads)
         if "error" in row:
             print(f"{label:18s} error: {row['error']}")
             continue

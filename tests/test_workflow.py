@@ -20,10 +20,10 @@ def test_demo_dag_plans_every_stage(tmp_path):
     assert run.returncode == 0, run.stderr
     for rule in ["prepare_data", "build_testset", "train", "compute_comirs", "register", "evaluate"]:
         assert rule in run.stdout
-    # On CoMIRs: sift (2 presets), MI, alpha-AMD, FFT search; on originals: MI (gradient and
-    # evolutionary), CurveAlign: 8 runs x 2 directions.
+    # On CoMIRs: sift (2 presets), MI (gradient, evolutionary), alpha-AMD (1 and 3 starts), FFT
+    # search (NCC, MI); on originals: MI (gradient, evolutionary), CurveAlign: 11 runs x 2 directions.
     counts = dict(line.split()[:2] for line in run.stdout.splitlines() if line.split()[:1] == ["register"])
-    assert counts == {"register": "16"}
+    assert counts == {"register": "22"}
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):
