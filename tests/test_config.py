@@ -100,3 +100,13 @@ def test_a_variant_overrides_only_what_it_names():
     assert cosine["model"] == dataset["model"] and "variants" not in cosine
     with pytest.raises(KeyError, match="unknown variant 'sgd'"):
         variant_config(dataset, "sgd")
+
+
+def test_a_problem_of_the_dataset_is_reported_once_not_again_per_variant():
+    config = demo()
+    config["datasets"]["synthetic"]["training"]["patch_size"] = 100
+    config["datasets"]["synthetic"]["variants"] = {"mse": {}, "cosine": {"training": {"critic": "cosine"}}}
+    with pytest.raises(ConfigError) as raised:
+        validate_config(config)
+    assert str(raised.value).count("is not divisible by") == 1
+    assert "variants/" not in str(raised.value)

@@ -86,13 +86,19 @@ def _schema_problems(instance: Any, schema: Mapping[str, Any], prefix: str = "")
 
 
 def _variant_problems(name: str, dataset: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
-    """Each variant merged onto its dataset must itself be a valid dataset configuration."""
+    """Each variant merged onto its dataset must itself be a valid dataset configuration.
+
+    Problems the dataset has on its own are reported once, for the dataset, not again per variant.
+    """
     problems = []
+    inherited = set(_dataset_problems(name, dataset))
     dataset_schema = {"definitions": schema.get("definitions", {}), "$ref": "#/definitions/dataset"}
     for variant in dataset["variants"]:
         merged = variant_config(dataset, variant)
-        found = _schema_problems(merged, dataset_schema, f"datasets/{name}/variants/{variant}/")
-        problems += found or _dataset_problems(f"{name}/variants/{variant}", merged)
+        prefix = f"datasets/{name}/"
+        found = _schema_problems(merged, dataset_schema, prefix)
+        found = found or [p for p in _dataset_problems(name, merged) if p not in inherited]
+        problems += [f"{prefix}variants/{variant}/{p.removeprefix(prefix)}" for p in found]
     return problems
 
 
@@ -126,10 +132,10 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
     up = model.get("up_blocks")
     if up is not None and len(up) != len(model["down_blocks"]):
         problems.append(f"datasets/{name}/model/up_blocks: needs {len(model['down_blocks'])} entries like down_blocks")
+    channels = sorted(dataset["modalities"][slot]["channels"] for slot in ("A", "B"))
     for run_name, run in dataset["registration"].items():
         if not run["inputs"]:
             problems.append(f"datasets/{name}/registration/{run_name}/inputs: list at least one input")
-        channels = sorted(dataset["modalities"][slot]["channels"] for slot in ("A", "B"))
         if run["method"] == "curvealign" and channels != [1, 3]:
             problems.append(
                 f"datasets/{name}/registration/{run_name}: curvealign needs one RGB (3-channel) and one "

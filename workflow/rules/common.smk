@@ -39,12 +39,17 @@ def testset_config(wildcards):
     return DATASETS[wildcards.dataset]["testsets"][wildcards.testset]
 
 
+def unpacked_record(zenodo):
+    """The folder that rule unpack_record fills for a configuration's ``zenodo`` section."""
+    return f"resources/zenodo/{zenodo['record']}/unpacked"
+
+
 def record_input(wildcards):
     """The unpacked Zenodo record a dataset is prepared from (nothing for other sources)."""
     cfg = DATASETS[wildcards.dataset]
     if cfg["source"] != "zenodo":
         return []
-    return f"resources/zenodo/{cfg['zenodo']['record']}/unpacked"
+    return unpacked_record(cfg["zenodo"])
 
 
 def record_settings():
@@ -69,7 +74,7 @@ def prebuilt_input(wildcards):
     if testset["recipe"] != "prebuilt":
         return []
     if "zenodo" in testset:
-        return f"resources/zenodo/{testset['zenodo']['record']}/unpacked"
+        return unpacked_record(testset["zenodo"])
     return record_input(wildcards)
 
 
