@@ -8,7 +8,9 @@ from comir.workflow import setup_logging
 setup_logging(snakemake.log[0])
 evaluation = snakemake.params.evaluation
 results = load_results(snakemake.input.registrations)
-tests = variant_table(results, clip_fraction=evaluation["failure_fraction"])
+failure_fraction = evaluation["failure_fraction"]
+tests = variant_table(results, failure_fraction=failure_fraction)
 write_csv(snakemake.output.table, tests)
 write_text(snakemake.output.markdown, to_markdown(tests))
-plot_variants(results, tests, snakemake.output.figure, success_fraction=max(evaluation["success_fractions"]))
+plot_variants(results, tests, snakemake.output.figure, success_fraction=max(evaluation["success_fractions"]),
+              failure_fraction=failure_fraction)

@@ -1,4 +1,4 @@
-"""Tests of comir.evaluate: statistics, tables and figures (method spec, section 8)."""
+"""Tests of comir.evaluate: statistics, tables and figures (docs/method.md, section 8)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from comir.evaluate import (
     success_counts,
     success_table,
     to_markdown,
+    variant_table,
     wilcoxon_paired,
     wilcoxon_table,
 )
@@ -473,6 +474,159 @@ def test_a_reported_failure_is_never_a_success():
     assert table.loc[0, "failures"] == 1
 
 
+# --------------------------------------------------------------------------- failures in every statistic and figure
+
+#: Width 1000 px and failure_fraction 0.12: the failure bound is 120 px (60 px at width 500).
+BOUND = 0.12 * 1000.0  # the same product the code computes, so "exactly at the bound" is exact
+
+#: (case, status, error_px, width) -> failed?, scored error (hand-computed).
+FAILURE_ROWS = [
+    ("c0", "failed", 3.0, 1000.0, True, 120.0),  # reported failure; identity error is small
+    ("c1", "ok", BOUND, 1000.0, True, 120.0),  # exactly at the bound: a failure (>=)
+    ("c2", "ok", 130.0, 1000.0, True, 120.0),  # above the bound
+    ("c3", "ok", 5.0, 1000.0, False, 5.0),
+    ("c4", "ok", 119.9, 1000.0, False, 119.9),  # just below the bound
+    ("c5", "ok", np.nan, 1000.0, True, 120.0),  # missing error
+    ("c6", "failed", 2.0, 500.0, True, 60.0),  # the bound follows the case's width
+    ("c7", "ok", 59.0, 500.0, False, 59.0),
+    ("c8", "ok", 61.0, 500.0, True, 60.0),
+    ("c9", "timeout", 4.0, 1000.0, True, 120.0),  # any status other than ok is reported failure
+]
+
+
+def failure_results() -> pd.DataFrame:
+    """One method x input x direction over the cases of :data:`FAILURE_ROWS`."""
+    rows = [
+        dict(case=case, status=status, error_px=error, width=width, height=width, initial_displacement_px=error + 1.0,
+             method="sift", input="comir", direction="B_to_A")
+        for case, status, error, width, _, _ in FAILURE_ROWS
+    ]  # fmt: skip
+    return make_results(rows)
+
+
+def test_failure_mask_and_scored_errors_hand_computed():
+    from comir.evaluate import failure_mask, scored_errors
+
+    results = failure_results()
+    failed = failure_mask(results, failure_fraction=0.12)
+    scored = scored_errors(results, failure_fraction=0.12)
+    assert failed.tolist() == [row[4] for row in FAILURE_ROWS]
+    np.testing.assert_allclose(scored.to_numpy(), [row[5] for row in FAILURE_ROWS], rtol=1e-6)
+    assert failed.index.equals(results.index) and scored.index.equals(results.index)
+    # A larger bound (200 px, 100 px at width 500) rescues the ok rows at 120, 130 and 61 px only.
+    loose = failure_mask(results, failure_fraction=0.2)
+    assert results.loc[loose, "case"].tolist() == ["c0", "c5", "c6", "c9"]
+    np.testing.assert_allclose(
+        scored_errors(results, 0.2).to_numpy(), [200, 120, 130, 5, 119.9, 200, 100, 59, 61, 200], rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="failure_fraction"):
+        failure_mask(results, failure_fraction=0.0)
+
+
+def test_success_table_counts_failures_at_the_bound_and_medians_scored_errors():
+    table = success_table(failure_results(), fractions=(0.01, 0.05, 0.15), failure_fraction=0.12)
+    row = table.iloc[0]
+    assert row["n"] == 10
+    assert row["failures"] == 7  # c0 c1 c2 c5 c6 c8 c9; c1 sits exactly at the bound
+    # scored: 120 120 120 5 119.9 120 60 59 60 120 -> sorted middle pair 119.9 and 120
+    assert row["median_error_px"] == pytest.approx(119.95, rel=1e-6)
+    assert row["success_1pct"] == 1 and row["success_5pct"] == 1  # only c3 (5 px)
+    # 15 % lies beyond the failure bound: c1 (120 < 150), c2 (130) and c8 (61 < 75) fail, so are no successes.
+    assert row["success_15pct"] == 3  # c3, c4 and c7
+
+
+def test_wilcoxon_table_scores_failures_at_the_bound():
+    # (case, width, method a: status, error; method b: status, error)
+    cases = [
+        ("c0", 1000.0, "failed", 3.0, "ok", 10.0),
+        ("c1", 1000.0, "ok", BOUND, "ok", 4.0),
+        ("c2", 1000.0, "ok", 130.0, "ok", 8.0),
+        ("c3", 1000.0, "ok", 5.0, "failed", 3.0),
+        ("c4", 1000.0, "ok", 7.0, "ok", 9.0),
+        ("c5", 1000.0, "ok", np.nan, "ok", 11.0),
+        ("c6", 500.0, "ok", 2.0, "failed", 1.5),
+        ("c7", 1000.0, "ok", 60.0, "ok", 50.0),
+        ("c8", 1000.0, "ok", 30.0, "ok", 200.0),
+        ("c9", 1000.0, "ok", 15.0, "ok", 14.0),
+        ("c10", 1000.0, "failed", 3.0, "ok", 500.0),  # two failures: a tie at the bound
+    ]
+    rows = [
+        dict(case=case, width=width, method=method, input="comir", direction="B_to_A", status=status, error_px=error)
+        for case, width, *pairs in cases
+        for method, status, error in (("a", *pairs[:2]), ("b", *pairs[2:]))
+    ]  # fmt: skip
+    results = make_results(rows)
+    a = np.array([120, 120, 120, 5, 7, 120, 2, 60, 30, 15, 120], dtype=float)  # scored by hand
+    b = np.array([10, 4, 8, 120, 9, 11, 60, 50, 120, 14, 120], dtype=float)
+    reference = scipy.stats.wilcoxon(a, b, zero_method="wilcox")
+    table = wilcoxon_table(results, 0.12)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row["label_x"], row["label_y"]) == ("a on comir (B_to_A)", "b on comir (B_to_A)")
+    assert row["n_cases"] == 11  # the missing error of c5 takes part, as a failure
+    assert row["n_nonzero"] == 10  # c10 ties
+    assert row["statistic"] == pytest.approx(reference.statistic, rel=1e-6)
+    assert row["p_value"] == pytest.approx(reference.pvalue, rel=1e-6)
+    assert row["rank_biserial_r"] == pytest.approx(naive_rank_biserial(a - b), rel=1e-6)
+    assert row["median_difference_px"] == pytest.approx(np.median(a - b), rel=1e-6)
+
+    # The variants of one method compared the same way: 'cosine' (x, alphabetically first) takes a's errors.
+    variants = results.assign(source=np.where(results["method"] == "a", "cosine", "mse"), method="sift")
+    tests = variant_table(variants, 0.12)
+    assert len(tests) == 1
+    test = tests.iloc[0]
+    assert (test["method"], test["variant_x"], test["variant_y"]) == ("sift", "cosine", "mse")
+    assert (test["n_cases"], test["n_nonzero"]) == (11, 10)
+    assert test["statistic"] == pytest.approx(reference.statistic, rel=1e-6)
+    assert test["p_value"] == pytest.approx(reference.pvalue, rel=1e-6)
+    assert test["p_holm"] == pytest.approx(reference.pvalue, rel=1e-6)
+    assert test["rank_biserial_r"] == pytest.approx(naive_rank_biserial(a - b), rel=1e-6)
+
+
+def test_plot_variants_with_failures(tmp_path):
+    from comir.evaluate import plot_variants
+
+    results = variant_results()
+    results.loc[results.index[:4], "status"] = "failed"  # small identity errors, drawn at the bound
+    out = tmp_path / "variants_failed.png"
+    plot_variants(results, variant_table(results, 0.12), out, failure_fraction=0.12)
+    assert_png(out)
+
+
+def step_value(xs: np.ndarray, ys: np.ndarray, x) -> np.ndarray:
+    """Value at ``x`` of the step curve drawn with ``where="post"``."""
+    return ys[np.searchsorted(xs, np.asarray(x, dtype=float), side="right") - 1]
+
+
+def test_ecdf_curve_puts_failures_beyond_the_axis(tmp_path):
+    from comir.evaluate import ecdf_curve
+
+    results = failure_results().iloc[:5]  # c0 failed at 3 px, c1 at the bound, c2 above, c3 5 px, c4 119.9 px
+    xs, ys = ecdf_curve(results, failure_fraction=0.12, x_end=1200.0)
+    assert np.all(np.diff(xs) >= 0)
+    x = np.array([0.5, 3.0, 4.9, 5.0, 100.0, 119.89, 119.9, 120.0, 130.0, 1200.0])
+    expected = np.array([0, 0, 0, 0.2, 0.2, 0.2, 0.4, 0.4, 0.4, 0.4])
+    np.testing.assert_allclose(step_value(xs, ys, x), expected, atol=1e-12)
+    assert xs[-1] == 1200.0 and ys[-1] == pytest.approx(0.4)  # ends at the proportion of non-failures
+    plot_ecdf(failure_results(), tmp_path / "ecdf_failed.png", failure_fraction=0.12)
+    assert_png(tmp_path / "ecdf_failed.png")
+
+
+def test_error_vs_displacement_points_put_failures_at_the_bound(tmp_path):
+    from comir.evaluate import error_vs_displacement_points
+    from comir.evaluate.figures import KIND_OK, KIND_REPORTED, KIND_TOO_LARGE
+
+    results = failure_results()
+    points = error_vs_displacement_points(results, failure_fraction=0.12)
+    np.testing.assert_allclose(points["error_px"].to_numpy(), [row[5] for row in FAILURE_ROWS], rtol=1e-6)
+    np.testing.assert_allclose(points["displacement_px"], results["initial_displacement_px"])
+    R, L, K = KIND_REPORTED, KIND_TOO_LARGE, KIND_OK
+    assert points["kind"].tolist() == [R, L, L, K, K, L, R, K, L, R]
+    path = tmp_path / "scatter_failed.png"
+    plot_error_vs_displacement(results, path, failure_fraction=0.12)
+    assert_png(path)
+
+
 # --------------------------------------------------------------------------- variants and timing
 
 
@@ -497,7 +651,7 @@ def test_variant_table_compares_variants_within_each_method_only():
     from comir.evaluate import variant_table
 
     results = variant_results()
-    table = variant_table(results, clip_fraction=0.12)
+    table = variant_table(results, failure_fraction=0.12)
     assert list(table[["method", "variant_x", "variant_y"]].itertuples(index=False, name=None)) == [
         ("mi", "cosine", "mse"),
         ("sift", "cosine", "mse"),

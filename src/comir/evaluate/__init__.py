@@ -1,15 +1,28 @@
-"""Evaluation of registration results (method spec, section 8).
+"""Evaluation of registration results (docs/method.md, section 8).
+
+A registration is a failure when it reported failure, or its error is not
+smaller than ``failure_fraction * width`` (paper: 100 px at 834 px), or its
+error is missing; every statistic and figure uses the scored error, in which a
+failure's error is that bound (:func:`scored_errors`, :func:`failure_mask`).
 
 * :mod:`comir.evaluate.stats`: Clopper-Pearson intervals, success criterion,
   paired Wilcoxon signed-rank test with rank-biserial effect size, eCDF.
-* :mod:`comir.evaluate.tables`: loading the per-case CSVs, success table,
-  pairwise Wilcoxon table, variants against each other, Markdown rendering.
+* :mod:`comir.evaluate.tables`: loading the per-case CSVs, failures and scored
+  errors, success table, pairwise Wilcoxon table, variants against each other,
+  Markdown rendering.
 * :mod:`comir.evaluate.figures`: eCDF, error versus displacement, success bars,
-  paired errors of two variants.
+  paired errors of two variants (and the curve and points the first two draw).
 * :mod:`comir.evaluate.timing`: time per stage from Snakemake benchmark files.
 """
 
-from comir.evaluate.figures import plot_ecdf, plot_error_vs_displacement, plot_success_bars, plot_variants
+from comir.evaluate.figures import (
+    ecdf_curve,
+    error_vs_displacement_points,
+    plot_ecdf,
+    plot_error_vs_displacement,
+    plot_success_bars,
+    plot_variants,
+)
 from comir.evaluate.stats import (
     PairedTest,
     clopper_pearson,
@@ -23,9 +36,11 @@ from comir.evaluate.tables import (
     GROUP_COLUMNS,
     RESULT_COLUMNS,
     WILCOXON_COLUMNS,
+    failure_mask,
     load_results,
     make_label,
     percent_name,
+    scored_errors,
     success_columns,
     success_table,
     to_markdown,
@@ -40,6 +55,9 @@ __all__ = [
     "PairedTest",
     "clopper_pearson",
     "ecdf",
+    "ecdf_curve",
+    "error_vs_displacement_points",
+    "failure_mask",
     "load_results",
     "make_label",
     "percent_name",
@@ -48,6 +66,7 @@ __all__ = [
     "plot_success_bars",
     "plot_variants",
     "rank_biserial",
+    "scored_errors",
     "success_columns",
     "success_counts",
     "success_mask",

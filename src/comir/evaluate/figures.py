@@ -1,9 +1,16 @@
-"""Figures of the evaluation protocol (method spec, section 8).
+"""Figures of the evaluation protocol (docs/method.md, section 8).
 
 Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas
 directly, never through ``pyplot``: no display is needed, no global backend is
 switched, and no figure stays registered (nothing to leak between calls).
 Every file is written through :func:`comir.io.atomic_path`.
+
+Every figure draws the scored error of :func:`comir.evaluate.tables.scored_errors`:
+a failed registration (reported failure, error at or above
+``failure_fraction * width``, or missing error) is drawn at the failure bound or,
+in the eCDF, beyond the axis, never with the small identity error a reported
+failure may have. :func:`ecdf_curve` and :func:`error_vs_displacement_points`
+compute what the eCDF and the scatter plot draw.
 """
 
 from __future__ import annotations
@@ -19,13 +26,32 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from comir.evaluate.stats import ecdf
-from comir.evaluate.tables import GROUP_COLUMNS, make_label
+from comir.evaluate.tables import GROUP_COLUMNS, failure_mask, make_label, scored_errors
 from comir.io import atomic_path
 
-__all__ = ["plot_ecdf", "plot_error_vs_displacement", "plot_success_bars", "plot_variants"]
+__all__ = [
+    "KIND_OK",
+    "KIND_REPORTED",
+    "KIND_TOO_LARGE",
+    "ecdf_curve",
+    "error_vs_displacement_points",
+    "plot_ecdf",
+    "plot_error_vs_displacement",
+    "plot_success_bars",
+    "plot_variants",
+]
 
 _LINESTYLES = ("-", "--", ":", "-.")
-_STATUS_COLOURS = {"ok": "tab:blue", "failed": "tab:red"}
+#: Kinds of points in the error-versus-displacement figure (:func:`error_vs_displacement_points`).
+KIND_OK = "ok"
+KIND_REPORTED = "reported failure"
+KIND_TOO_LARGE = "error too large or missing"
+_KIND_STYLES = {
+    KIND_OK: {"color": "tab:blue", "marker": "o"},
+    # Both kinds of failure share the failure colour; the marker tells the reason.
+    KIND_REPORTED: {"color": "tab:red", "marker": "x"},
+    KIND_TOO_LARGE: {"color": "tab:red", "marker": "^"},
+}
 _MIN_POSITIVE_PX = 1e-2  # where errors of (almost) zero are drawn on log axes
 
 
@@ -71,6 +97,34 @@ def _styles(results: pd.DataFrame) -> dict[tuple[str, str], dict]:
     }
 
 
+def ecdf_curve(
+    results: pd.DataFrame, failure_fraction: float = 0.12, x_end: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step curve (``where="post"``) that :func:`plot_ecdf` draws for one group of rows.
+
+    Returns ``(xs, ys)``: ``ys`` is the fraction of ALL rows whose error is
+    ``<= x``, counting only rows that are not failures
+    (:func:`comir.evaluate.tables.failure_mask`). A failure is treated as an
+    error beyond the axis (NaN in :func:`comir.evaluate.stats.ecdf`): it is
+    never ``<= x`` for any ``x``, so a reported failure with a small identity
+    error does not lift the curve at small ``x``, and the curve ends at the
+    proportion of non-failures. Errors are floored at a small positive value
+    for the log axis; the curve starts at ``(floor, 0)`` and is extended flat
+    to ``x_end`` (default ten times the largest failure bound).
+    """
+    failed = failure_mask(results, failure_fraction).to_numpy()
+    errors = results["error_px"].to_numpy(dtype=float)
+    if x_end is None:
+        bounds = failure_fraction * results["width"].to_numpy(dtype=float)
+        x_end = 10.0 * float(np.nanmax(bounds)) if bounds.size else 10.0
+    values, fraction = ecdf(np.where(failed, np.nan, errors))
+    values = np.maximum(values, _MIN_POSITIVE_PX)
+    last = fraction[-1] if fraction.size else 0.0
+    xs = np.concatenate([[_MIN_POSITIVE_PX], values, [max(float(x_end), _MIN_POSITIVE_PX)]])
+    ys = np.concatenate([[0.0], fraction, [last]])
+    return xs, ys
+
+
 def plot_ecdf(
     results: pd.DataFrame,
     path: str | os.PathLike[str],
@@ -84,16 +138,20 @@ def plot_ecdf(
     x is the error in px on a log axis up to ``failure_fraction`` of the width
     (paper: 1-100 px at 834 px); it starts at 1 px or, where errors are
     smaller, at the decade below the smallest one, so no part of the
-    distribution is hidden (sub-pixel errors are common on small patches); y is the fraction of cases with error
-    <= x (failed registrations count with their identity error). Dashed
-    vertical lines mark the success thresholds; with ``width_fraction_axis``
-    a top axis shows the error in % of the (median) width.
+    distribution is hidden (sub-pixel errors are common on small patches);
+    y is the fraction of cases with error <= x (:func:`ecdf_curve`). A failure
+    (reported, error >= ``failure_fraction * width`` or missing) lies beyond
+    the axis: it never counts as <= x, so each curve ends at the proportion of
+    non-failures. Dashed vertical lines mark the success thresholds; with
+    ``width_fraction_axis`` a top axis shows the error in % of the (median) width.
     """
-    _require(results, ["error_px", "width", *GROUP_COLUMNS], "plot_ecdf")
+    _require(results, ["error_px", "width", "status", *GROUP_COLUMNS], "plot_ecdf")
     width = _reference_width(results)
     x_max = max(failure_fraction * width, 2.0)
     errors = results["error_px"].to_numpy(dtype=float)
-    smallest = errors[np.isfinite(errors) & (errors > 0)]
+    # Failures are off the axis, so only the errors of non-failures set where it starts.
+    failed = failure_mask(results, failure_fraction).to_numpy()
+    smallest = errors[~failed & np.isfinite(errors) & (errors > 0)]
     x_min = min(1.0, 10.0 ** np.floor(np.log10(max(smallest.min(), 1e-2)))) if smallest.size else 1.0
     directions = sorted(results["direction"].astype(str).unique())
     styles = _styles(results)
@@ -103,11 +161,7 @@ def plot_ecdf(
     for ax, direction in zip(axes, directions, strict=True):
         part = results[results["direction"].astype(str) == direction]
         for (method, input_), group in part.groupby(["method", "input"], sort=True):
-            values, fraction = ecdf(group["error_px"].to_numpy(dtype=float))
-            values = np.maximum(values, _MIN_POSITIVE_PX)
-            xs = np.concatenate([[_MIN_POSITIVE_PX], values, [x_max * 10]])
-            last = fraction[-1] if fraction.size else 0.0
-            ys = np.concatenate([[0.0], fraction, [last]])
+            xs, ys = ecdf_curve(group, failure_fraction, x_max * 10)
             label = f"{method} on {input_}"
             (line,) = ax.step(xs, ys, where="post", label=label, linewidth=1.6,
                               **styles[(str(method), str(input_))])  # fmt: skip
@@ -128,7 +182,7 @@ def plot_ecdf(
                 functions=(lambda px: px / width * 100.0, lambda pct: pct * width / 100.0),
             )
             top.set_xlabel(f"error (% of width {width:g} px)", fontsize=8)
-    axes[0].set_ylabel("fraction of cases with error \u2264 x")
+    axes[0].set_ylabel("fraction of cases with error \u2264 x (failures never)")
     figure.legend(
         list(handles.values()),
         list(handles.keys()),
@@ -140,54 +194,82 @@ def plot_ecdf(
     _save(figure, path)
 
 
+def error_vs_displacement_points(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.DataFrame:
+    """What :func:`plot_error_vs_displacement` draws: one point per row of ``results``.
+
+    Columns (index of ``results``): ``displacement_px`` (initial displacement),
+    ``error_px`` (:func:`comir.evaluate.tables.scored_errors`, so every failure
+    sits at its bound ``failure_fraction * width``; floored at a small positive
+    value for the log axis) and ``kind``: :data:`KIND_REPORTED` (status not
+    ``"ok"``), :data:`KIND_TOO_LARGE` (status ok, but error >= the bound or
+    missing) or :data:`KIND_OK`.
+    """
+    failed = failure_mask(results, failure_fraction).to_numpy()
+    reported = results["status"].astype(str).to_numpy() != "ok"
+    kind = np.where(reported, KIND_REPORTED, np.where(failed, KIND_TOO_LARGE, KIND_OK))
+    return pd.DataFrame(
+        {
+            "displacement_px": results["initial_displacement_px"].to_numpy(dtype=float),
+            "error_px": np.maximum(scored_errors(results, failure_fraction).to_numpy(), _MIN_POSITIVE_PX),
+            "kind": kind,
+        },
+        index=results.index,
+    )
+
+
 def plot_error_vs_displacement(
     results: pd.DataFrame,
     path: str | os.PathLike[str],
     *,
     success_fraction: float = 0.05,
+    failure_fraction: float = 0.12,
 ) -> None:
     """Error against initial displacement, one panel per method x input x direction.
 
-    Rows of the grid are method x input, columns are directions; points are
-    coloured by status; the horizontal dashed line is the success threshold
-    (``success_fraction`` of the width) and the grey diagonal is
-    ``error = displacement`` (no improvement over the identity).
+    Rows of the grid are method x input, columns are directions. Points come
+    from :func:`error_vs_displacement_points`: failures, whether the method
+    reported them or their error was too large (>= ``failure_fraction`` of the
+    width) or missing, are red and drawn AT the failure bound (a reported
+    failure's raw error is just its initial displacement); the red dotted line
+    is that bound, the dashed line the success threshold (``success_fraction``
+    of the width) and the grey diagonal ``error = displacement`` (no
+    improvement over the identity).
     """
     _require(results, ["error_px", "initial_displacement_px", "width", "status",
                        *GROUP_COLUMNS], "plot_error_vs_displacement")  # fmt: skip
     width = _reference_width(results)
+    points = error_vs_displacement_points(results, failure_fraction)
     directions = sorted(results["direction"].astype(str).unique())
     pairs = sorted(
         {(str(m), str(i)) for m, i in zip(results["method"], results["input"], strict=True)}
     )
     figure = _new_figure(3.6 * len(directions) + 0.6, 2.7 * len(pairs) + 0.6)
     axes = figure.subplots(len(pairs), len(directions), sharex=True, sharey=True, squeeze=False)
-    displacement = results["initial_displacement_px"].to_numpy(dtype=float)
-    error = np.maximum(results["error_px"].to_numpy(dtype=float), _MIN_POSITIVE_PX)
+    displacement = points["displacement_px"].to_numpy()
+    error = points["error_px"].to_numpy()
+    kind = points["kind"].to_numpy()
     finite = np.isfinite(displacement) & np.isfinite(error)
     x_hi = float(np.nanmax(displacement[finite])) * 1.05 if finite.any() else 1.0
     y_lo = max(min(float(np.nanmin(error[finite])) if finite.any() else 1.0, 1.0) / 2,
                _MIN_POSITIVE_PX / 2)  # fmt: skip
     y_hi = max(float(np.nanmax(error[finite])) if finite.any() else 1.0, x_hi) * 2
-    status = results["status"].astype(str).to_numpy()
     method = results["method"].astype(str).to_numpy()
     input_ = results["input"].astype(str).to_numpy()
     direction_of = results["direction"].astype(str).to_numpy()
-    statuses = list(_STATUS_COLOURS) + sorted(set(status) - set(_STATUS_COLOURS))
-    colours = {s: _STATUS_COLOURS.get(s, f"C{k + 2}") for k, s in enumerate(statuses)}
     threshold = success_fraction * width
+    bound = failure_fraction * width
     diagonal = np.geomspace(max(y_lo, _MIN_POSITIVE_PX), max(x_hi, 2 * y_lo), 200)
     for r, (m, i) in enumerate(pairs):
         for c, direction in enumerate(directions):
             ax = axes[r, c]
             selected = (method == m) & (input_ == i) & (direction_of == direction)
-            for s in statuses:
-                pick = selected & (status == s)
+            for k, style in _KIND_STYLES.items():
+                pick = selected & (kind == k)
                 if pick.any():
-                    ax.scatter(displacement[pick], error[pick], s=12, alpha=0.75,
-                               color=colours[s], edgecolors="none")  # fmt: skip
+                    ax.scatter(displacement[pick], error[pick], s=14, alpha=0.75, **style)
             ax.plot(diagonal, diagonal, color="0.6", linewidth=0.8)
             ax.axhline(threshold, color="0.2", linestyle="--", linewidth=0.9)
+            ax.axhline(bound, color="tab:red", linestyle=":", linewidth=0.9)
             ax.set_yscale("log")
             ax.set_xlim(0, x_hi)
             ax.set_ylim(y_lo, y_hi)
@@ -197,17 +279,25 @@ def plot_error_vs_displacement(
                 ax.set_ylabel("corner error (px)")
             if r == len(pairs) - 1:
                 ax.set_xlabel("initial displacement (px)")
+    labels = {
+        KIND_OK: "not a failure",
+        KIND_REPORTED: "failure reported by the method (at the bound)",
+        KIND_TOO_LARGE: "failure: error \u2265 bound or missing (at the bound)",
+    }
     legend = [
-        Line2D([], [], linestyle="none", marker="o", color=colours[s], label=f"status {s}")
-        for s in statuses
-        if (status == s).any()
+        Line2D([], [], linestyle="none", label=labels[k], **style)
+        for k, style in _KIND_STYLES.items()
+        if (kind == k).any()
     ]
     legend += [
         Line2D([], [], color="0.2", linestyle="--",
                label=f"success threshold ({success_fraction * 100:g} % of width)"),
+        Line2D([], [], color="tab:red", linestyle=":",
+               label=f"failure bound ({failure_fraction * 100:g} % of width)"),
         Line2D([], [], color="0.6", label="error = initial displacement"),
     ]  # fmt: skip
-    figure.legend(handles=legend, loc="outside lower center", ncol=len(legend), fontsize=8,
+    # One legend column per panel column: the labels are long, and the figure does not widen for them.
+    figure.legend(handles=legend, loc="outside lower center", ncol=min(3, len(directions)), fontsize=8,
                   frameon=False)  # fmt: skip
     _save(figure, path)
 
@@ -266,25 +356,33 @@ def plot_variants(
     path: str | os.PathLike[str],
     *,
     success_fraction: float = 0.05,
+    failure_fraction: float = 0.12,
 ) -> None:
     """Paired errors of two variants per method (rows) and direction (columns), paper Fig. 9.
 
-    Each point is one case: its error with the first variant (x) against the
-    second (y), log axes; points below the diagonal favour the second
-    variant. The panel title gives the Wilcoxon p-value (Holm) and the
-    rank-biserial r of ``tests`` (:func:`comir.evaluate.tables.variant_table`).
+    Each point is one case: its scored error
+    (:func:`comir.evaluate.tables.scored_errors`, a failure at the bound
+    ``failure_fraction * width``, red dotted lines) with the first variant (x)
+    against the second (y), log axes; points below the diagonal favour the
+    second variant; the dashed lines are the success threshold. The panel
+    title gives the Wilcoxon p-value (Holm) and the rank-biserial r of
+    ``tests`` (:func:`comir.evaluate.tables.variant_table`).
     With more than two variants the first two (alphabetically) are drawn;
     the table has every pair.
     """
-    _require(results, ["case", "error_px", "width", "source", "method", "direction"], "plot_variants")
+    _require(results, ["case", "error_px", "width", "status", "source", "method", "direction"], "plot_variants")
     variants = sorted(results["source"].astype(str).unique())
     if len(variants) < 2:
         raise ValueError(f"plot_variants: needs two variants, found {variants}")
     first, second = variants[:2]
     methods = sorted(results["method"].astype(str).unique())
     directions = sorted(results["direction"].astype(str).unique())
-    errors = results.pivot_table(index=["method", "direction", "case"], columns="source", values="error_px", aggfunc="first")
+    # The same scored errors as variant_table's tests, so the figure shows what was tested.
+    scored = results.assign(error_px=scored_errors(results, failure_fraction))
+    errors = scored.pivot_table(index=["method", "direction", "case"], columns="source", values="error_px",
+                                aggfunc="first")  # fmt: skip
     threshold = success_fraction * _reference_width(results)
+    bound = failure_fraction * _reference_width(results)
     values = np.maximum(errors[[first, second]].to_numpy(dtype=float), _MIN_POSITIVE_PX)
     finite = values[np.isfinite(values)]
     low, high = (float(finite.min()) / 2, float(finite.max()) * 2) if finite.size else (0.1, 10.0)
@@ -300,6 +398,8 @@ def plot_variants(
             ax.plot([low, high], [low, high], color="0.6", linewidth=0.8)
             ax.axvline(threshold, color="0.2", linestyle="--", linewidth=0.8)
             ax.axhline(threshold, color="0.2", linestyle="--", linewidth=0.8)
+            ax.axvline(bound, color="tab:red", linestyle=":", linewidth=0.8)
+            ax.axhline(bound, color="tab:red", linestyle=":", linewidth=0.8)
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlim(low, high)

@@ -1,9 +1,14 @@
-"""Statistics of the evaluation protocol (method spec, section 8).
+"""Statistics of the evaluation protocol (docs/method.md, section 8).
 
 Pure, vectorised functions: exact binomial (Clopper-Pearson) intervals for
 success counts, the success criterion, the paired Wilcoxon signed-rank test
 with the matched-pairs rank-biserial correlation as effect size, and the
 empirical CDF used by the figures.
+
+These functions take error arrays as given; which registrations are failures
+and the scored error that stands in for a failure's error (the failure bound)
+come from :func:`comir.evaluate.tables.failure_mask` and
+:func:`comir.evaluate.tables.scored_errors`.
 """
 
 from __future__ import annotations
@@ -126,6 +131,9 @@ def wilcoxon_paired(x, y, clip=None, *, method: str = "auto") -> PairedTest:
     Both samples are first clipped at ``clip`` (a scalar or one value per
     pair; the protocol clips at 100 px for 834 px wide images; ``None`` means
     no clipping), so that failures of different magnitude count as ties.
+    Clipping cannot catch a reported failure with a small identity error:
+    :func:`comir.evaluate.tables.wilcoxon_table` therefore passes scored
+    errors (every failure at the bound).
     Zero differences are discarded (``zero_method="wilcox"``). If every
     difference is zero the test is undefined and ``p = 1``, ``r = 0`` is
     returned. See :class:`PairedTest` for the sign convention of ``r``.

@@ -1,9 +1,17 @@
-"""Result tables of the evaluation protocol (method spec, section 8).
+"""Result tables of the evaluation protocol (docs/method.md, section 8).
 
 Input is the tidy per-case registration table (one row per
 case x method x input x direction) read by :func:`load_results`. The functions
 here return DataFrames; the pipeline writes them with :func:`comir.io.write_csv`
 and :func:`comir.io.write_text` (for :func:`to_markdown`).
+
+Failures: a registration FAILS when it reported failure (status other than
+``"ok"``; it then returns the identity, so its error is the case's initial
+displacement), when its error is not smaller than ``failure_fraction * width``
+(the failure bound; paper: 100 px at 834 px) or when its error is missing.
+Every statistic and figure uses the *scored* error of :func:`scored_errors`,
+in which a failure's error is the bound, so that a failure never counts as a
+small error (:func:`failure_mask` gives the failures themselves).
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ __all__ = [
     "GROUP_COLUMNS",
     "RESULT_COLUMNS",
     "WILCOXON_COLUMNS",
+    "failure_mask",
     "load_results",
     "make_label",
     "percent_name",
+    "scored_errors",
     "success_columns",
     "success_table",
     "to_markdown",
@@ -125,6 +135,50 @@ def _require(results: pd.DataFrame, columns: Sequence[str], who: str) -> None:
         raise ValueError(f"{who}: results lack column(s): {', '.join(missing)}")
 
 
+# --------------------------------------------------------------------------- failures
+
+
+def _failure_bound(results: pd.DataFrame, failure_fraction: float, who: str) -> np.ndarray:
+    """``failure_fraction * width`` of every row, after checking the fraction and columns."""
+    fraction = float(failure_fraction)
+    if not (math.isfinite(fraction) and fraction > 0):
+        raise ValueError(f"{who}: failure_fraction must be a positive number, got {failure_fraction}")
+    _require(results, ["width", "status", "error_px"], who)
+    return fraction * results["width"].to_numpy(dtype=float)
+
+
+def failure_mask(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.Series:
+    """Boolean Series (index of ``results``): which registrations are failures.
+
+    A row is a failure when its ``status`` is not ``"ok"``, or its
+    ``error_px`` is NOT smaller than ``failure_fraction * width`` of that row
+    (an error exactly at the bound fails), or ``error_px`` is missing (NaN).
+    This is the complement of "status ok and ``error_px < bound``"; written
+    that way a NaN error fails without a separate test (docs/method.md, section 8).
+    """
+    bound = _failure_bound(results, failure_fraction, "failure_mask")
+    error = results["error_px"].to_numpy(dtype=float)
+    ok = results["status"].astype(str).to_numpy() == "ok"
+    return pd.Series(~(ok & (error < bound)), index=results.index, name="failed")
+
+
+def scored_errors(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.Series:
+    """Float Series (index of ``results``): the error every statistic and figure uses.
+
+    The raw ``error_px`` where the registration is not a failure
+    (:func:`failure_mask`), the failure bound ``failure_fraction * width`` of
+    that row where it is. A failed registration returns the identity, whose
+    raw error is the initial displacement and may be small; scoring it at the
+    bound makes it rank with every other failure (a tie at the clip value, as
+    the paper's authors scored failures at 101 px for a 100 px bound) and
+    never below a success. The result has no NaN.
+    """
+    bound = _failure_bound(results, failure_fraction, "scored_errors")
+    failed = failure_mask(results, failure_fraction).to_numpy()
+    error = results["error_px"].to_numpy(dtype=float)
+    return pd.Series(np.where(failed, bound, error), index=results.index, name="scored_error_px")
+
+
 # --------------------------------------------------------------------------- success
 
 
@@ -155,13 +209,15 @@ def success_table(
     ``success_<f>pct`` (count of cases with ``error_px < f * width``, strict),
     ``success_<f>pct_low`` and ``success_<f>pct_high`` (the ``1 - alpha``
     Clopper-Pearson bounds as proportions, rounded to 3 decimals), then
-    ``failures`` (status other than ``"ok"``, or ``error_px >
-    failure_fraction * width``, or a missing error), ``median_error_px`` and
-    ``median_seconds``.
+    ``failures`` (:func:`failure_mask`: status other than ``"ok"``, or
+    ``error_px >= failure_fraction * width``, or a missing error),
+    ``median_error_px`` (median of :func:`scored_errors`, failures at the
+    bound) and ``median_seconds``.
 
     A success needs status ``"ok"`` as well as a small error: a method that
     reports failure returns the identity, and must not be credited when the
-    case happened to start within the threshold.
+    case happened to start within the threshold. A failure is never a
+    success, even for a success fraction at or above ``failure_fraction``.
 
     Rows are sorted by descending success at the largest fraction (5 % by
     default), then at the smaller ones, then by method, input, direction.
@@ -181,13 +237,17 @@ def success_table(
 
     width = results["width"].to_numpy(dtype=float)
     error = results["error_px"].to_numpy(dtype=float)
-    ok = results["status"].astype(str).to_numpy() == "ok"
-    mask = success_mask(error, width, fractions) & ok[None, :]
+    failed = failure_mask(results, failure_fraction).to_numpy()
+    # Not failed implies status ok; it also keeps a success fraction above the failure
+    # fraction from crediting an error at or beyond the failure bound.
+    mask = success_mask(error, width, fractions) & ~failed[None, :]
     frame = pd.DataFrame({c: results[c].to_numpy() for c in GROUP_COLUMNS})
     for (count_col, _, _), row in zip(names, mask, strict=True):
         frame[count_col] = row.astype(np.int64)
-    frame["failures"] = (~ok | ~(error <= failure_fraction * width)).astype(np.int64)
-    frame["error_px"] = error
+    frame["failures"] = failed.astype(np.int64)
+    # The median of the scored errors: a failure counts at the bound, never with the small
+    # identity error of a failed registration, and a missing error is not skipped.
+    frame["error_px"] = scored_errors(results, failure_fraction).to_numpy()
     frame["seconds"] = results["seconds"].to_numpy(dtype=float)
 
     aggregations = {"n": ("failures", "size")}
@@ -218,25 +278,29 @@ def success_table(
 # --------------------------------------------------------------------------- Wilcoxon
 
 
-def wilcoxon_table(results: pd.DataFrame, clip_fraction: float = 0.12) -> pd.DataFrame:
+def wilcoxon_table(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.DataFrame:
     """Paired Wilcoxon signed-rank tests between every two labels of one direction.
 
     A label is one method x input x direction. Only labels of the same
     direction are compared (different directions are different problems),
-    on the cases both have (inner join on ``case``); pairs without common
-    cases are left out. Errors are clipped at ``clip_fraction * width`` of each
-    case (100 px at 834 px) before testing.
+    on the cases both have (inner join on ``case``; a row with a missing error
+    still takes part, as a failure); pairs without common cases are left out.
+    The test runs on :func:`scored_errors`: a failure (reported, error at or
+    above ``failure_fraction * width`` of the case, i.e. 100 px at 834 px, or
+    missing) counts as the bound, so two failures tie whatever their raw
+    errors, and a failed registration never counts with its (possibly small)
+    identity error.
 
     Columns: ``label_x, label_y, n_cases, n_nonzero, statistic, p_value,
     rank_biserial_r, median_difference_px, p_holm``; ``p_holm`` is the Holm
     adjustment of ``p_value`` over all rows. Sign convention: positive
-    ``rank_biserial_r`` (and ``median_difference_px``, the median of clipped
+    ``rank_biserial_r`` (and ``median_difference_px``, the median of scored
     ``error_x - error_y``) means ``label_x`` has LARGER errors than ``label_y``.
     Within a direction, labels are ordered alphabetically and ``label_x`` is
     the earlier one.
     """
-    _require(results, ["case", "width", "error_px", *GROUP_COLUMNS], "wilcoxon_table")
-    frame = results
+    _require(results, ["case", "width", "status", "error_px", *GROUP_COLUMNS], "wilcoxon_table")
+    frame = results.assign(error_px=scored_errors(results, failure_fraction))
     if "label" not in frame.columns:
         frame = frame.assign(
             label=make_label(frame["method"], frame["input"], frame["direction"])
@@ -255,8 +319,10 @@ def wilcoxon_table(results: pd.DataFrame, clip_fraction: float = 0.12) -> pd.Dat
             both = present[:, i] & present[:, j]
             if not both.any():
                 continue
+            # Scored errors never exceed the bound, so this clip only guards the contract of
+            # wilcoxon_paired (failures tie at the bound).
             test = wilcoxon_paired(
-                values[both, i], values[both, j], clip=clip_fraction * widths[both]
+                values[both, i], values[both, j], clip=failure_fraction * widths[both]
             )
             rows.append(
                 {
@@ -278,22 +344,25 @@ def wilcoxon_table(results: pd.DataFrame, clip_fraction: float = 0.12) -> pd.Dat
     return table
 
 
-def variant_table(results: pd.DataFrame, clip_fraction: float = 0.12) -> pd.DataFrame:
+def variant_table(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.DataFrame:
     """Variants against each other per method and direction (paper, Fig. 9: MSE vs cosine critic).
 
     ``results`` holds registrations on CoMIRs with a ``source`` column naming
     the variant. For every method and direction, every two variants are
-    compared with :func:`wilcoxon_table`'s paired test on their common cases;
+    compared with :func:`wilcoxon_table`'s paired test on their common cases,
+    on :func:`scored_errors` (failures count as ``failure_fraction * width``);
     Holm's adjustment runs over all rows. Columns: ``method, direction,
     variant_x, variant_y`` and the test columns of :data:`WILCOXON_COLUMNS`
     (positive ``rank_biserial_r``: ``variant_x`` has larger errors).
     """
-    _require(results, ["case", "width", "error_px", "source", *GROUP_COLUMNS], "variant_table")
+    _require(results, ["case", "width", "status", "error_px", "source", *GROUP_COLUMNS], "variant_table")
     columns = ["method", "direction", "variant_x", "variant_y", *WILCOXON_COLUMNS[2:]]
     parts = []
     for method, part in results.groupby("method", sort=True):
         # The variant takes the place of the input so that labels differ by variant only.
-        tests = wilcoxon_table(part.assign(input=part["source"]).drop(columns="label", errors="ignore"), clip_fraction)
+        tests = wilcoxon_table(
+            part.assign(input=part["source"]).drop(columns="label", errors="ignore"), failure_fraction
+        )
         if tests.empty:
             continue
         split_x = tests["label_x"].str.extract(r" on (?P<variant_x>.+) \((?P<direction>[^)]+)\)$")
