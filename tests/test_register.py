@@ -28,10 +28,21 @@ from comir.register import (
     ransac_rigid,
     to_single_channel,
 )
-from comir.register.mi import sitk_transform_matrix
-from comir.register.sift import rigid_hypotheses
+from comir.io import to_uint8
+from comir.register.mi import explain_itk_error, sitk_transform_matrix
+from comir.register.sift import (
+    PRESETS,
+    Features,
+    decode_octaves,
+    halving_factor,
+    match_descriptors,
+    match_features,
+    octave_sides,
+    rigid_hypotheses,
+    unique_targets,
+)
 
-from registration_cases import SIZE, SOURCE, make_pair, pair_error, texture
+from registration_cases import SIZE, SOURCE, make_colour_pair, make_pair, pair_error, texture
 
 
 def error(result: RegistrationResult, truth: np.ndarray, floating: np.ndarray) -> float:
@@ -48,7 +59,9 @@ def assert_failed(result: RegistrationResult) -> None:
 def assert_rigid(matrix: np.ndarray) -> None:
     linear = np.asarray(matrix)[..., :2]
     np.testing.assert_allclose(np.linalg.det(linear), 1.0, atol=1e-9)
-    np.testing.assert_allclose(linear @ np.swapaxes(linear, -1, -2), np.broadcast_to(np.eye(2), linear.shape), atol=1e-9)
+    np.testing.assert_allclose(
+        linear @ np.swapaxes(linear, -1, -2), np.broadcast_to(np.eye(2), linear.shape), atol=1e-9
+    )
 
 
 # ----------------------------------------------------------------- interface
@@ -219,8 +232,16 @@ def test_sift_recovers_rotation_and_translation():
 def test_sift_presets_and_explicit_overrides():
     paper = make_method("sift", {}, 0)
     assert paper.preset == "paper"
-    assert (paper.octave_layers, paper.sigma, paper.ratio, paper.ransac_iterations) == (4, 1.6, 0.9, 1000)
+    # The paper's text: 3 steps per octave, octaves of 128-1024 px, ambiguous matches removed.
+    assert (paper.octave_layers, paper.sigma, paper.ratio, paper.ransac_iterations) == (3, 1.6, 0.9, 1000)
     assert (paper.max_error_px, paper.min_inlier_ratio, paper.min_inliers) == (25.0, 0.05, 5)
+    assert (paper.min_octave_px, paper.max_octave_px, paper.unique_matches) == (128, 1024, True)
+    # The authors' Fiji script: 4 steps per octave, everything else as the paper.
+    authors = make_method("sift", {"preset": "authors"}, 0)
+    assert authors.octave_layers == 4
+    for name in PRESETS["paper"]:
+        if name != "octave_layers":
+            assert getattr(authors, name) == getattr(paper, name), name
     opencv = make_method("sift", {"preset": "opencv"}, 0)
     defaults = cv2.SIFT_create()
     assert opencv.octave_layers == defaults.getNOctaveLayers() == 3
@@ -228,23 +249,162 @@ def test_sift_presets_and_explicit_overrides():
     assert opencv.edge_threshold == defaults.getEdgeThreshold()
     assert (opencv.ratio, opencv.max_error_px, opencv.ransac_iterations) == (0.75, 3.0, 2000)
     assert (opencv.min_inlier_ratio, opencv.min_inliers) == (0.05, 5)  # the acceptance rule stays
+    assert (opencv.min_octave_px, opencv.max_octave_px, opencv.unique_matches) == (None, None, False)
     mixed = make_method("sift", {"preset": "opencv", "ratio": 0.8, "max_error_px": 8}, 0)
     assert (mixed.ratio, mixed.max_error_px, mixed.octave_layers) == (0.8, 8, 3)
-    assert make_method("sift", {"max_error_px": 8}, 0).octave_layers == 4
+    assert make_method("sift", {"max_error_px": 8}, 0).octave_layers == 3
+    # 0 switches a preset's limit off (None takes the preset's value).
+    unlimited = make_method("sift", {"min_octave_px": 0, "max_octave_px": 0, "unique_matches": False}, 0)
+    assert (unlimited.min_octave_px, unlimited.max_octave_px, unlimited.unique_matches) == (None, None, False)
+    assert make_method("sift", {"preset": "opencv", "min_octave_px": 64}, 0).min_octave_px == 64
     with pytest.raises(ValueError, match="preset"):
         make_method("sift", {"preset": "fiji"}, 0)
     with pytest.raises(ValueError, match="ratio"):
         make_method("sift", {"preset": "opencv", "ratio": 1.5}, 0)
+    with pytest.raises(ValueError, match="min_octave_px"):
+        make_method("sift", {"min_octave_px": -1}, 0)
+    with pytest.raises(ValueError, match="must not exceed"):
+        make_method("sift", {"min_octave_px": 512, "max_octave_px": 256}, 0)
+    with pytest.raises(ValueError, match="unique_matches"):
+        make_method("sift", {"unique_matches": "false"}, 0)
 
 
-@pytest.mark.parametrize("preset", ["paper", "opencv"])
-@pytest.mark.parametrize("angle, shift, seed", [(20.0, (15.0, -10.0), 0), (-35.0, (-8.0, 12.0), 1), (4.0, (3.0, 2.0), 2)])
+@pytest.mark.parametrize("preset", ["paper", "authors", "opencv"])
+@pytest.mark.parametrize(
+    "angle, shift, seed", [(20.0, (15.0, -10.0), 0), (-35.0, (-8.0, 12.0), 1), (4.0, (3.0, 2.0), 2)]
+)
 def test_sift_presets_recover_known_transforms(preset, angle, shift, seed):
     reference, floating, truth = make_pair(angle, shift, seed=seed)
     result = make_method("sift", {"preset": preset}, 0).register(reference, floating)
     assert result.status == "ok", result.message
     assert error(result, truth, floating) < 1.0
     assert_rigid(result.matrix)
+
+
+def test_decode_octaves_and_octave_sides():
+    # KeyPoint.octave packs octave | layer << 8 | scale << 16; the octave byte is signed (255 = -1).
+    packed = np.array([255 | 2 << 8 | 77 << 16, 0 | 1 << 8, 1 | 3 << 8 | 200 << 16, 3 | 1 << 8])
+    np.testing.assert_array_equal(decode_octaves(packed), [-1, 0, 1, 3])
+    np.testing.assert_array_equal(octave_sides(np.array([-1, 0, 1, 2, 3]), 256), [512, 256, 128, 64, 32])
+    np.testing.assert_array_equal(octave_sides(np.array([1, 2]), 255), [127, 63])  # OpenCV halves with floor
+
+
+def test_sift_octave_limits_drop_upsampled_and_small_octaves():
+    """The paper's 128 px minimum on a 256 px patch leaves the 256 and 128 px octaves only."""
+    image8 = to_uint8(make_pair(20.0, (15.0, -10.0))[0])
+    everything = make_method("sift", {"preset": "opencv"}, 0).features(image8)
+    # OpenCV alone: the 2x up-sampled octave (-1, 512 px) and octaves below 128 px (64, 32 px).
+    assert {-1, 0, 1, 2} <= set(everything.octaves.tolist())
+    assert everything.octave_sides.max() == 512 and everything.octave_sides.min() < 128
+    limited = make_method("sift", {}, 0).features(image8)  # paper: same detector settings, 128-1024 px
+    assert set(limited.octaves.tolist()) == {0, 1}
+    assert set(limited.octave_sides.tolist()) == {256, 128}
+    # Exactly OpenCV's keypoints of those two octaves, descriptors with them.
+    kept = (everything.octaves >= 0) & (everything.octave_sides >= 128)
+    assert 0 < kept.sum() < len(kept)
+    np.testing.assert_array_equal(limited.points, everything.points[kept])
+    np.testing.assert_array_equal(limited.descriptors, everything.descriptors[kept])
+    # Sizes: the up-sampled octave's keypoints are the smallest, the small octaves' the largest.
+    assert limited.sizes.min() > everything.sizes[everything.octaves == -1].max()
+    assert limited.sizes.max() < everything.sizes[everything.octaves == 2].min()
+    # A lower minimum keeps the 64 px octave too.
+    lower = make_method("sift", {"min_octave_px": 64}, 0).features(image8)
+    assert set(lower.octave_sides.tolist()) == {256, 128, 64}
+
+
+def test_sift_max_octave_halves_large_images():
+    assert halving_factor(1024, 1000, 1024) == 1
+    assert halving_factor(1025, 10, 1024) == 2  # Fiji skips the 1025 px octave: the 513 px one is first
+    assert halving_factor(10, 2048, 1024) == 2
+    assert halving_factor(2049, 2049, 1024) == 4
+    assert halving_factor(5000, 5000, None) == 1
+    image8 = to_uint8(make_pair(20.0, (15.0, -10.0))[0])
+    halved = make_method("sift", {"max_octave_px": 128, "min_octave_px": 32}, 0).features(image8)
+    assert halved.factor == 2 and set(halved.octave_sides.tolist()) <= {128, 64, 32}
+    # The same keypoints as on the 128 px image itself, in the 256 px image's pixels.
+    small = cv2.resize(image8, (128, 128), interpolation=cv2.INTER_AREA)
+    direct = make_method("sift", {"min_octave_px": 32, "max_octave_px": 0}, 0).features(small)
+    np.testing.assert_allclose(halved.points, (direct.points + 0.5) * 2.0 - 0.5, atol=1e-9)
+    np.testing.assert_array_equal(halved.descriptors, direct.descriptors)
+    assert halved.points.max() > 200  # the input frame, not the detection image's
+
+
+def test_sift_recovers_transform_on_image_larger_than_max_octave():
+    """An 1100 px pair, above the paper's 1024 px: detected on its 550 px halving, estimated in full pixels."""
+    size, source = 1100, 1400
+    image = texture(source, 3)
+    c = (source - 1) / 2.0
+    moved = g.rigid_matrix(math.radians(12.0), 20.0, -15.0, (c, c))
+    warped = cv2.warpAffine(np.asarray(image), moved, (source, source), flags=cv2.INTER_LINEAR)
+    o = (source - size) // 2
+    reference = image[o : o + size, o : o + size].copy()
+    floating = warped[o : o + size, o : o + size].copy()
+    truth = g.compose(g.rigid_matrix(0, -o, -o), g.compose(g.invert(moved), g.rigid_matrix(0, o, o)))
+    method = make_method("sift", {}, 0)
+    assert method.features(to_uint8(reference)).factor == 2
+    result = method.register(reference, floating)
+    assert result.status == "ok", result.message
+    assert error(result, truth, floating) < 1.0  # 0.09 % of the width
+    assert_rigid(result.matrix)
+
+
+def _features(points, descriptors) -> Features:
+    count = len(points)
+    zeros = np.zeros(count, dtype=np.int64)
+    return Features(np.asarray(points, float), np.asarray(descriptors, np.float32), zeros, zeros + 256, np.ones(count))
+
+
+def test_match_descriptors_ratio_test():
+    train = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    query = np.array([[1.0, 0.0], [5.0, 0.0], [0.0, 9.0]])  # clear, ambiguous (5 vs 5), clear
+    query_index, train_index = match_descriptors(query, train, 0.8)
+    np.testing.assert_array_equal(query_index, [0, 2])
+    np.testing.assert_array_equal(train_index, [0, 2])
+    # The same matches as OpenCV's brute-force k-nearest-neighbour matcher.
+    rng = np.random.default_rng(4)
+    q, t = rng.random((200, 128), np.float32) * 100, rng.random((150, 128), np.float32) * 100
+    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(q, t, k=2)
+    expected = [(m.queryIdx, m.trainIdx) for m, n in knn if m.distance < 0.95 * n.distance]
+    got = match_descriptors(q, t, 0.95)
+    assert list(zip(*(a.tolist() for a in got))) == expected
+
+
+def test_unique_matches_remove_every_ambiguous_match():
+    """Fiji: a reference point that is the target of several matches loses all of them."""
+    rng = np.random.default_rng(5)
+    ref_desc = rng.random((4, 128)) * 100
+    # Reference keypoints 1 and 2 share their location (one place, two orientations).
+    ref_points = np.array([[10.0, 10.0], [20.0, 20.0], [20.0, 20.0], [30.0, 30.0]])
+    # Floating descriptors close to reference 0, 0 (two matches on one keypoint), 1, 2 (one place), 3.
+    flo_desc = ref_desc[[0, 0, 1, 2, 3]] + rng.normal(0, 0.5, (5, 128))
+    flo_points = np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0], [5.0, 5.0]])
+    floating, reference = _features(flo_points, flo_desc), _features(ref_points, ref_desc)
+    all_flo, all_ref = match_features(floating, reference, 0.9, unique=False)
+    np.testing.assert_array_equal(all_ref, ref_points[[0, 0, 1, 2, 3]])
+    flo, ref = match_features(floating, reference, 0.9, unique=True)
+    np.testing.assert_array_equal(flo, [[5.0, 5.0]])
+    np.testing.assert_array_equal(ref, [[30.0, 30.0]])
+    np.testing.assert_array_equal(unique_targets(all_ref), [False, False, False, False, True])
+    assert unique_targets(np.empty((0, 2))).shape == (0,)
+
+
+def test_sift_unique_matches_changes_the_matches():
+    reference, floating, truth = make_pair(20.0, (15.0, -10.0))
+    kept = make_method("sift", {"unique_matches": False}, 0).correspondences(reference, floating)
+    unique = make_method("sift", {}, 0).correspondences(reference, floating)
+    assert not unique_targets(kept[1]).all()  # OpenCV gives some reference locations several matches
+    assert unique_targets(unique[1]).all()
+    assert len(unique[0]) == np.count_nonzero(unique_targets(kept[1]))
+
+
+def test_sift_fails_on_too_small_image_for_the_octave_limits():
+    reference, floating, _ = make_pair(20.0, (15.0, -10.0))
+    result = make_method("sift", {}, 0).register(reference[:100, :100], floating[:100, :100])
+    assert_failed(result)
+    assert "too few SIFT keypoints in octaves of 128-1024 px" in result.message
+    # OpenCV's preset has no minimum octave size: it finds keypoints there.
+    opencv = make_method("sift", {"preset": "opencv"}, 0).register(reference[:100, :100], floating[:100, :100])
+    assert "keypoints" not in opencv.message
 
 
 def test_sift_opencv_preset_fails_on_unrelated_noise():
@@ -428,3 +588,70 @@ def test_mi_fails_without_raising(optimizer):
     assert_failed(method.register(constant, constant))
     tiny = np.zeros((3, 3), np.float32)
     assert_failed(method.register(tiny, tiny))
+
+
+def test_mi_all_pixels_independent_of_seed():
+    """sampling_fraction 1.0: every reference pixel (SimpleITK's NONE), so the seed plays no part."""
+    reference, floating, truth = make_pair(5.0, (6.0, -4.0), seed=2)
+    params = {"bins": 80, "sampling_fraction": 1.0}  # the paper's MI
+    runs = [make_method("mi", params, seed).register(reference, floating) for seed in (0, 7)]
+    for run in runs:
+        assert run.status == "ok", run.message
+        assert error(run, truth, floating) < 1.0
+    # Equal up to SimpleITK's multi-threaded summation order (~1e-11 px); random sampling
+    # at 100 % (the old behaviour) differed by ~2e-3 between these seeds.
+    np.testing.assert_allclose(runs[0].matrix, runs[1].matrix, atol=1e-6)
+    assert runs[0].metric == pytest.approx(runs[1].metric, rel=1e-9)
+    sampled = [make_method("mi", {"bins": 80}, seed).register(reference, floating) for seed in (0, 7)]
+    assert np.abs(sampled[0].matrix - sampled[1].matrix).max() > 1e-6  # a random subset depends on the seed
+
+
+def test_curvealign_passes_mi_sampling_through():
+    method = make_method("curvealign", {"bins": 80, "sampling_fraction": 1.0}, 3)
+    assert (method._mi.bins, method._mi.sampling_fraction, method._mi.seed) == (80, 1.0, 3)
+    reference, floating, _ = make_colour_pair(5.0, (6.0, -4.0))
+    runs = [make_method("curvealign", {"bins": 80, "sampling_fraction": 1.0}, seed).register(reference, floating)
+            for seed in (0, 5)]
+    assert runs[0].ok and runs[1].ok, [r.message for r in runs]
+    np.testing.assert_allclose(runs[0].matrix, runs[1].matrix, atol=1e-6)  # hsv_otsu and full MI: no randomness
+
+
+def test_mi_constant_image_failure_explains_itself():
+    reference, _, _ = make_pair(5.0, (6.0, -4.0), seed=2)
+    constant = np.full(reference.shape, 0.5, np.float32)
+    for ref, flo in [(reference, constant), (constant, reference)]:
+        result = make_method("mi", {}, 0).register(ref, flo)
+        assert_failed(result)
+        assert "no intensity variation" in result.message and "check the patch" in result.message
+        assert "(ITK: Image: Zero-valued spacing" in result.message  # ITK's words, short, at the end
+        assert "/" not in result.message.split("(ITK:")[1]  # no source path of ITK's build
+
+
+def test_mi_no_overlap_failure_explains_itself():
+    # A 1e6 px first step throws the floating image off the reference: no sample overlaps.
+    reference, floating, _ = make_pair(5.0, (6.0, -4.0), seed=2)
+    for params in ({"learning_rate": 1e6}, {"optimizer": "evolutionary", "evolutionary_radius": 1e6}):
+        result = make_method("mi", {**params, "start_angles_deg": [-5, 5]}, 0).register(reference, floating)
+        assert_failed(result)
+        assert result.message.startswith("starts -5, 5 deg: the reference and the transformed floating image do not")
+        assert "try a smaller learning_rate" in result.message
+        assert result.message.endswith("(ITK: MattesMutualInformationImageToImageMetricv4: All samples map "
+                                       "outside moving image buffer.)")
+
+
+def test_explain_itk_error_known_and_unknown_messages():
+    raw = ("Exception thrown in SimpleITK ImageRegistrationMethod_Execute: /build/ITK-5.4/itkMattesMutual"
+           "InformationImageToImageMetricv4.hxx:312: ITK ERROR: MattesMutualInformationImageToImageMetricv4"
+           "(0x55d0c0ffee00): Joint PDF summed to zero")
+    assert explain_itk_error(raw).startswith("the reference and the transformed floating image do not overlap")
+    assert explain_itk_error(raw).endswith(
+        "(ITK: MattesMutualInformationImageToImageMetricv4: Joint PDF summed to zero)"
+    )
+    too_many = raw.replace("Joint PDF summed to zero", "Too many samples map outside moving image buffer: 3 / 4096")
+    assert "do not overlap (enough)" in explain_itk_error(too_many)
+    small = raw.replace("Joint PDF summed to zero", "The number of pixels along dimension 0 is less than 4. This...")
+    assert explain_itk_error(small).startswith("an image is too small for the resolution pyramid")
+    unknown = raw.replace("Joint PDF summed to zero", "Something new happened. Details follow.")
+    assert explain_itk_error(unknown) == (
+        "ITK: MattesMutualInformationImageToImageMetricv4: Something new happened. Details follow."
+    )

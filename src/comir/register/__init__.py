@@ -2,7 +2,9 @@
 
 ``make_method(name, params, seed)`` builds a method from the registry
 :data:`METHODS`; every method has ``register(reference, floating) ->
-RegistrationResult`` (see :mod:`comir.register.base`).
+RegistrationResult`` (see :mod:`comir.register.base`).  A method raises
+:class:`RegistrationFailure` for a pair it cannot register (a ``failed`` row);
+any other exception is a bug and stops the job (docs/method.md, section 7).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from comir.register.base import (
     FAILED,
     OK,
     Registration,
+    RegistrationFailure,
     RegistrationResult,
     check_pair,
     param_names,
@@ -72,6 +75,7 @@ __all__ = [
     "OK",
     "MutualInformationRegistration",
     "Registration",
+    "RegistrationFailure",
     "RegistrationResult",
     "SiftRegistration",
     "check_pair",

@@ -3,7 +3,7 @@
 Öfverstedt, Lindblad, Sladoje, "Fast and robust symmetric image registration
 based on distances combining intensity and spatial information", IEEE TIP
 2019; written here from the paper's description with the CoMIR paper's
-settings (method doc, section 7).
+settings (docs/method.md, section 7).
 
 The measure
 -----------

@@ -6,10 +6,22 @@ Every method takes a *reference* and a *floating* image (float32, ``(H, W)`` or
 sends a floating-image pixel to the reference-image pixel showing the same
 place (the convention of :mod:`comir.geometry`).
 
-A method never raises for a pair it cannot register: failures (too few
-keypoints, optimiser exceptions, ...) come back as ``status="failed"`` with the
-identity matrix and a message.  Only malformed arguments (wrong ``ndim``,
-channel mismatch, empty or non-finite images) raise :class:`ValueError`.
+Failures and bugs are kept apart (docs/method.md, section 7):
+
+* A pair the method cannot register (too few keypoints, a constant image, no
+  overlap, ...) is a *registration failure*: the method raises
+  :class:`RegistrationFailure` (or returns :meth:`RegistrationResult.failed`) and
+  the caller gets ``status="failed"`` with the identity matrix and a message.
+  :func:`timed` also turns the exceptions with which the numerical libraries
+  report such pairs into failed results (:func:`library_failures`: SimpleITK's
+  ``RuntimeError``, ``cv2.error``, ``numpy.linalg.LinAlgError``,
+  ``FloatingPointError``; not the ``RuntimeError`` subclasses
+  ``NotImplementedError`` and ``RecursionError``, which are bugs).
+* Anything else raised inside a method (``TypeError``, ``IndexError``,
+  ``KeyError``, ``ValueError``, ...) is a programming or configuration error and
+  propagates, so that the job fails loudly instead of filling the results with
+  failed rows.  Malformed arguments (wrong ``ndim``, channel mismatch, empty or
+  non-finite images) raise :class:`ValueError` before the method runs.
 """
 
 from __future__ import annotations
@@ -28,6 +40,50 @@ from comir.geometry import IDENTITY
 
 OK = "ok"
 FAILED = "failed"
+
+
+class RegistrationFailure(Exception):
+    """A pair the method cannot register (docs/method.md, section 7).
+
+    Raised inside a method decorated with :func:`timed`, it becomes a failed
+    :class:`RegistrationResult` with ``str(error)`` as its message and
+    ``metric`` (e.g. SIFT's inlier count; ``nan`` when there is none).
+    """
+
+    def __init__(self, message: str, metric: float = math.nan) -> None:
+        super().__init__(message)
+        self.metric = float(metric)
+
+
+@functools.cache
+def library_failures() -> tuple[type[BaseException], ...]:
+    """The exception types with which the numerical libraries report an unregistrable pair.
+
+    SimpleITK raises ``RuntimeError`` for every ITK exception (no overlap, a
+    constant image, an image too small for the pyramid); OpenCV raises
+    ``cv2.error``; NumPy ``LinAlgError`` (a singular fit) and
+    ``FloatingPointError`` (under ``np.errstate(... ="raise")``).  cv2 is
+    imported lazily, like everywhere in this package.
+    """
+    failures: list[type[BaseException]] = [RuntimeError, np.linalg.LinAlgError, FloatingPointError]
+    try:
+        import cv2
+
+        failures.append(cv2.error)
+    except ImportError:  # an environment without OpenCV cannot raise its errors either
+        pass
+    return tuple(failures)
+
+
+# RuntimeError subclasses that signal a bug, not a pair ITK could not register.
+_BUG_RUNTIME_ERRORS: tuple[type[BaseException], ...] = (NotImplementedError, RecursionError)
+
+
+def is_registration_failure(error: BaseException) -> bool:
+    """Whether ``error`` means "this pair cannot be registered" rather than a bug."""
+    if isinstance(error, RegistrationFailure):
+        return True
+    return isinstance(error, library_failures()) and not isinstance(error, _BUG_RUNTIME_ERRORS)
 
 
 def as_tuple(value: Any, kind: type) -> tuple:
@@ -164,10 +220,12 @@ def timed(
     """Decorator for ``register(self, reference, floating)``.
 
     Validates the pair with ``check`` (default :func:`check_pair`, raising
-    :class:`ValueError` for malformed arguments), then runs the method,
-    measures its wall time into ``seconds`` and turns any exception raised
-    inside into a failed result with the identity matrix.  Use as ``@timed``
-    or, with another validation, ``@timed(check=...)``.
+    :class:`ValueError` for malformed arguments), then runs the method and
+    measures its wall time into ``seconds``.  A :class:`RegistrationFailure` or
+    a library failure (:func:`library_failures`) raised inside becomes a failed
+    result with the identity matrix and the error's message; every other
+    exception propagates (docs/method.md, section 7).  Use as ``@timed`` or,
+    with another validation, ``@timed(check=...)``.
     """
 
     def decorate(function: Callable[..., RegistrationResult]) -> Callable[..., RegistrationResult]:
@@ -177,15 +235,28 @@ def timed(
             start = time.perf_counter()
             try:
                 result = function(self, reference, floating)
-            except Exception as error:  # an unregistrable pair must never raise
+            except Exception as error:
+                if not is_registration_failure(error):
+                    raise  # a bug or a configuration mistake must stop the job
                 return RegistrationResult.failed(
-                    f"{type(error).__name__}: {error}".strip(), time.perf_counter() - start
+                    failure_message(error), time.perf_counter() - start, getattr(error, "metric", math.nan)
                 )
             return dataclasses.replace(result, seconds=time.perf_counter() - start)
 
         return wrapper
 
     return decorate if register is None else decorate(register)
+
+
+def failure_message(error: BaseException) -> str:
+    """The message of a failed result: a RegistrationFailure's own text, else the library error's type and text."""
+    text = " ".join(str(error).split())  # ITK messages span several lines
+    if isinstance(error, RegistrationFailure):
+        return text or "registration failed"
+    kind = type(error)
+    # Name the library of a library's own type ("cv2.error" says more than "error").
+    label = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+    return f"{label}: {text}".strip().rstrip(":")
 
 
 def param_names(cls: type) -> list[str]:
@@ -197,9 +268,13 @@ __all__ = [
     "FAILED",
     "OK",
     "Registration",
+    "RegistrationFailure",
     "RegistrationResult",
     "check_image",
     "check_pair",
+    "failure_message",
+    "is_registration_failure",
+    "library_failures",
     "param_names",
     "timed",
     "to_single_channel",

@@ -1,4 +1,11 @@
-"""Run one registration method over every test case: the tidy per-case results table."""
+"""Run one registration method over every test case: the tidy per-case results table.
+
+A case whose patch holds non-finite pixels (NaN, infinity, or a value beyond
+float32's range) is a ``failed`` row whose message names the case, the file and
+what is wrong; the other cases still run (docs/method.md, section 7).  Any other
+exception (a missing file, a method's bug, a configuration mistake such as
+``curvealign`` on CoMIRs) stops the job.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +19,8 @@ import pandas as pd
 
 from comir import geometry
 from comir.io import read_image
-from comir.preprocess import prepare_image
-from comir.register.base import Registration, to_single_channel
+from comir.preprocess import prepare_modality_image
+from comir.register.base import Registration, RegistrationResult, to_single_channel
 from comir.testset import MATRIX_KEYS
 
 log = logging.getLogger(__name__)
@@ -21,10 +28,10 @@ log = logging.getLogger(__name__)
 DIRECTIONS = {"B_to_A": ("A", "B"), "A_to_B": ("B", "A")}  # direction -> (reference slot, floating slot)
 
 
-def load_patch(
-    image_dir: Path, name: str, image_input: str, modality: Mapping[str, Any], colour: bool = False
+def prepare_patch(
+    image: np.ndarray, name: str, image_input: str, modality: Mapping[str, Any], colour: bool = False
 ) -> np.ndarray:
-    """A test patch as float32 (H, W) or (H, W, C), ready for a registration method.
+    """A stored test patch as float32 (H, W) or (H, W, C), ready for a registration method.
 
     Originals get the same intensity pre-processing as the network input and
     are reduced to one channel by PCA, each image on its own (they are
@@ -33,14 +40,49 @@ def load_patch(
     multi-channel original keeps its channels, ``(H, W, C)``, and only a
     single-channel one is ``(H, W)``.  CoMIRs are used as computed.
     """
-    image = read_image(image_dir / f"{name}.tif")
     if image_input == "comir":
-        return image.astype(np.float32)
-    prepared = prepare_image(image, modality["channels"], modality["log1p"], name)
+        return np.asarray(image).astype(np.float32)
+    prepared = prepare_modality_image(image, modality, name)
     channel_last = prepared[0] if prepared.shape[0] == 1 else np.moveaxis(prepared, 0, -1)
     if colour:
         return np.ascontiguousarray(channel_last, dtype=np.float32)
     return to_single_channel(channel_last)[0]
+
+
+def load_patch(
+    image_dir: Path, name: str, image_input: str, modality: Mapping[str, Any], colour: bool = False
+) -> np.ndarray:
+    """:func:`prepare_patch` of the file ``image_dir/<name>.tif``."""
+    return prepare_patch(read_image(image_dir / f"{name}.tif"), name, image_input, modality, colour)
+
+
+def non_finite_count(image: np.ndarray) -> int:
+    """Values of ``image`` that are NaN or infinite as float32 (a float64 beyond float32's range overflows)."""
+    image = np.asarray(image)
+    if not np.issubdtype(image.dtype, np.floating):
+        return 0  # integer images are always finite
+    with np.errstate(over="ignore"):  # the overflow to infinity is what is counted
+        return int(image.size - np.count_nonzero(np.isfinite(image.astype(np.float32, copy=False))))
+
+
+def _load_checked(
+    image_dir: Path, name: str, role: str, image_input: str, modality: Mapping[str, Any], colour: bool
+) -> tuple[np.ndarray | None, str | None]:
+    """``(patch, None)``, or ``(None, why)`` when the file or its pre-processed patch has non-finite values."""
+    file = image_dir / f"{name}.tif"
+    label = f"{file.name} ({role}, {modality.get('name', 'modality')})"
+    stored = read_image(file)
+    bad = non_finite_count(stored)
+    if bad:
+        return None, (
+            f"{label} has non-finite pixels: {bad} of {stored.size} values are NaN or infinite "
+            "(or beyond float32's range)"
+        )
+    patch = prepare_patch(stored, name, image_input, modality, colour)
+    bad = non_finite_count(patch)
+    if bad:  # finite input that pre-processing made non-finite
+        return None, f"{label} has {bad} non-finite values after pre-processing"
+    return patch, None
 
 
 def register_cases(
@@ -52,17 +94,27 @@ def register_cases(
     direction: str,
     modalities: Mapping[str, Mapping[str, Any]],
 ) -> pd.DataFrame:
+    """Register every case of ``cases`` (the test set's ``cases.csv``) in ``direction``; one row per case.
+
+    Patches are ``image_dir/<case>_<slot>_<ref|flo>.tif``.  A case with a
+    non-finite patch is a failed row naming the case and the file(s).
+    """
     reference_slot, floating_slot = DIRECTIONS[direction]
     colour = bool(getattr(method, "colour_input", False))  # the method wants RGB originals as they are
     rows = []
     for case in cases.itertuples(index=False):
-        reference = load_patch(
-            image_dir, f"{case.case}_{reference_slot}_ref", image_input, modalities[reference_slot], colour
+        reference, ref_problem = _load_checked(
+            image_dir, f"{case.case}_{reference_slot}_ref", "reference", image_input, modalities[reference_slot], colour
         )
-        floating = load_patch(
-            image_dir, f"{case.case}_{floating_slot}_flo", image_input, modalities[floating_slot], colour
+        floating, flo_problem = _load_checked(
+            image_dir, f"{case.case}_{floating_slot}_flo", "floating", image_input, modalities[floating_slot], colour
         )
-        result = method.register(reference, floating)
+        problems = [p for p in (ref_problem, flo_problem) if p]
+        if problems:
+            result = RegistrationResult.failed(f"case {case.case}: " + "; ".join(problems))
+            log.warning("%s", result.message)
+        else:
+            result = method.register(reference, floating)
         truth = np.array([getattr(case, f"true_{k}") for k in MATRIX_KEYS]).reshape(2, 3)
         error = float(geometry.corner_error(result.matrix, truth, case.width, case.height))
         rows.append(

@@ -2,7 +2,7 @@
 
 The data-specific baseline of the CoMIR paper (Keikhosravi et al., "Intensity-based
 registration of bright-field and second-harmonic generation images of histopathology
-tissue sections", Biomed. Opt. Express 11(1), 2020; method notes section 7): SHG
+tissue sections", Biomed. Opt. Express 11(1), 2020; docs/method.md, section 7): SHG
 shows only collagen, which H&E stains pink with eosin, so the colour image is first
 turned into a *collagen map* and that map is registered to the SHG image with rigid
 Mattes mutual information.  Written from the paper's description; the MI registration
@@ -58,7 +58,9 @@ pair (CoMIRs, two grey images, two colour images) raises :class:`ValueError`:
 it is a configuration mistake (``curvealign`` on ``comir`` inputs, or on a data
 set without exactly one RGB modality) and must stop the job loudly.  A
 well-formed pair that cannot be registered (no collagen found, a constant
-image, MI failing) is a ``failed`` result with a message, never an exception.
+image, fewer colour pixels than k-means clusters, MI failing) is a ``failed``
+result with a message (:class:`~comir.register.base.RegistrationFailure`);
+any other exception is a bug and propagates.
 
 Result: ``metric`` is the MI method's final Mattes metric (lower is better);
 ``message`` starts with the segmentation summary (collagen share of the colour
@@ -93,7 +95,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from comir.register.base import OK, RegistrationResult, check_image, timed
+from comir.register.base import OK, RegistrationFailure, RegistrationResult, check_image, timed
 from comir.register.mi import MutualInformationRegistration
 
 SEGMENTATIONS = ("hsv_otsu", "kmeans_ab")
@@ -196,7 +198,9 @@ def kmeans(
             if np.array_equal(new_labels, labels):
                 break
             labels = new_labels
-            sums = np.stack([np.bincount(labels, weights=points[:, d], minlength=k) for d in range(points.shape[1])], axis=1)
+            sums = np.stack(
+                [np.bincount(labels, weights=points[:, d], minlength=k) for d in range(points.shape[1])], axis=1
+            )
             sizes = np.bincount(labels, minlength=k)
             for j in np.flatnonzero(sizes == 0):  # re-seed an empty cluster
                 far = int(np.argmax(distances[np.arange(count), labels]))
@@ -418,6 +422,12 @@ class CurveAlignRegistration:
         rgb = reference if colour_is_reference else floating
         if np.ptp(rgb) == 0:
             return RegistrationResult.failed("the colour image is constant: no collagen to segment")
+        pixels = rgb.shape[0] * rgb.shape[1]
+        if self.segmentation == "kmeans_ab" and pixels < int(self.kmeans_clusters):
+            # kmeans() rejects this as a bad argument; for a well-formed but tiny image it is a failure.
+            raise RegistrationFailure(
+                f"the colour image has {pixels} pixels, fewer than kmeans_clusters = {self.kmeans_clusters}"
+            )
         found = self.segment(rgb)
         share = float(np.count_nonzero(found.collagen)) / found.collagen.size
         note = f"{found.note}; collagen {share:.1%} of the colour image"

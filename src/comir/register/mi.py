@@ -9,9 +9,24 @@ SimpleITK optimises a transform ``T`` that maps **fixed (reference)** points to
 project stores floating -> reference, so the result is ``inverse(T)``; see
 :func:`sitk_transform_matrix` and :func:`floating_to_reference`.
 
-RGB inputs are reduced to one channel by PCA (spec section 7), each image with
-its own basis; multi-channel CoMIRs also use the reference's basis for the
-floating image (``shared_basis``).
+RGB inputs are reduced to one channel by PCA (docs/method.md, section 7), each
+image with its own basis; multi-channel CoMIRs also use the reference's basis
+for the floating image (``shared_basis``).
+
+Sampling: the paper's MI uses 80 histogram bins and every pixel of the overlap.
+The defaults here (``bins`` 32, ``sampling_fraction`` 0.25: a seeded random
+quarter of the reference pixels per evaluation) are speed options; with
+``sampling_fraction`` 1.0 SimpleITK's ``NONE`` strategy is used, i.e. every
+reference pixel, no random subset, so the result no longer depends on the
+seed (``bins: 80, sampling_fraction: 1.0`` is the paper's setting).
+
+Failures: SimpleITK reports an unregistrable pair with a ``RuntimeError``
+whose text is ITK's (e.g. "All samples map outside moving image buffer" when
+the transformed floating image left the reference, "Zero-valued spacing" when
+an image is constant).  :func:`explain_itk_error` turns the known ones into a
+sentence saying what happened and what to try, with ITK's text shortened at
+the end; a start that fails this way is skipped, and when every start fails
+the result is ``failed`` with those explanations.
 
 Evolutionary optimiser defaults: the paper's MATLAB settings (1500 iterations,
 initial radius 1e-5, growth 1.0001, epsilon 1.5e-8) are tied to MATLAB's own
@@ -32,15 +47,84 @@ gives ~0.05-0.2 px corner error in ~0.8 s; larger radii (2-4 px) or growth
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from comir.geometry import compose, image_center, invert, rigid_matrix
-from comir.register.base import OK, RegistrationResult, as_tuple, timed, to_single_channel
+from comir.register.base import (
+    OK,
+    RegistrationFailure,
+    RegistrationResult,
+    as_tuple,
+    is_registration_failure,
+    timed,
+    to_single_channel,
+)
 
 OPTIMIZERS = ("gradient", "evolutionary")
+
+_NO_OVERLAP = (
+    "the reference and the transformed floating image do not overlap (enough): (almost) no sampled "
+    "reference pixel maps inside the floating image, so MI cannot be computed. The optimiser moved the "
+    "floating image off the reference (steps too large for the image) or the images show different regions; "
+    "try a smaller learning_rate (evolutionary: evolutionary_radius), start angles nearer the truth, or "
+    "check that the patches overlap"
+)
+# Known ITK exceptions of a Mattes-MI registration (lower-case text in ITK's message, explanation).
+ITK_EXPLANATIONS: tuple[tuple[str, str], ...] = (
+    ("samples map outside moving image buffer", _NO_OVERLAP),
+    ("joint pdf summed to zero", _NO_OVERLAP),
+    ("marginal pdf summed to zero", _NO_OVERLAP),
+    (
+        "zero-valued spacing is not supported",
+        "an image has no intensity variation (it is constant: blank, saturated, or a collapsed CoMIR), so the "
+        "Mattes histogram has bins of zero width and there is nothing to register; check the patch",
+    ),
+    (
+        "is less than 4",
+        "an image is too small for the resolution pyramid: after shrinking it has fewer than 4 pixels along an "
+        "axis; use smaller shrink_factors or larger patches",
+    ),
+)
+_ITK_PREFIX = re.compile(r"ITK ERROR: (\w+)\(0x[0-9a-fA-F]+\): (.*)")
+
+
+def _short_itk_text(message: str, known: bool) -> str:
+    """ITK's text without the source path and object address; only the first sentence when ``known``."""
+    text = " ".join(str(message).split())
+    found = _ITK_PREFIX.search(text)
+    if found:
+        name, detail = found.groups()
+        if known:
+            detail = re.split(r"(?<=\.)\s", detail, maxsplit=1)[0]
+        text = f"{name}: {detail}"
+    limit = 160 if known else 400
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def explain_itk_error(message: str) -> str:
+    """A sentence a user can act on for a known ITK exception text, ITK's own text shortened at the end.
+
+    Unknown messages are kept (shortened) as they are (docs/method.md, section 7).
+    """
+    lowered = str(message).lower()
+    for key, explanation in ITK_EXPLANATIONS:
+        if key in lowered:
+            return f"{explanation} (ITK: {_short_itk_text(message, known=True)})"
+    return f"ITK: {_short_itk_text(message, known=False)}"
+
+
+def _start_errors(errors: list[tuple[float, str]]) -> str:
+    """``start a, b deg: why`` per distinct reason, in the order the starts ran."""
+    grouped: dict[str, list[str]] = {}
+    for start, why in errors:
+        grouped.setdefault(why, []).append(f"{start:g}")
+    return "; ".join(
+        f"start{'s' if len(starts) > 1 else ''} {', '.join(starts)} deg: {why}" for why, starts in grouped.items()
+    )
 
 
 def sitk_transform_matrix(transform: Any) -> np.ndarray:
@@ -94,7 +178,8 @@ class MutualInformationRegistration:
     """Rigid Mattes-MI registration (SimpleITK), multi-resolution, multi-start.
 
     Parameters: ``bins`` (Mattes histogram bins), ``sampling_fraction`` (random
-    sampling of fixed-image pixels, seeded), ``optimizer`` ("gradient":
+    sampling of fixed-image pixels, seeded; 1.0: every pixel, no sampling; the
+    paper: 80 bins, every pixel), ``optimizer`` ("gradient":
     regular-step gradient descent with ``learning_rate`` and ``min_step``;
     "evolutionary": (1+1) evolutionary with ``evolutionary_radius``,
     ``evolutionary_growth``, ``evolutionary_epsilon``), ``iterations`` (per
@@ -171,8 +256,12 @@ class MutualInformationRegistration:
         method = sitk.ImageRegistrationMethod()
         method.SetNumberOfThreads(int(self.threads))
         method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=int(self.bins))
-        method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(float(self.sampling_fraction), self._sitk_seed)
+        if float(self.sampling_fraction) >= 1.0:
+            # Every pixel: RANDOM at 100 % would still draw random (repeated) points.
+            method.SetMetricSamplingStrategy(method.NONE)
+        else:
+            method.SetMetricSamplingStrategy(method.RANDOM)
+            method.SetMetricSamplingPercentage(float(self.sampling_fraction), self._sitk_seed)
         method.SetInterpolator(sitk.sitkLinear)
         if self.optimizer == "gradient":
             method.SetOptimizerAsRegularStepGradientDescent(
@@ -240,7 +329,7 @@ class MutualInformationRegistration:
         ref_center, flo_center = image_center(ref.shape), image_center(flo.shape)
 
         best: tuple[float, np.ndarray, str] | None = None
-        errors: list[str] = []
+        errors: list[tuple[float, str]] = []
         for start in self.start_angles_deg:
             # Starting floating->reference estimate: rotate by `start` about the
             # reference centre after sending the floating centre onto it.
@@ -257,17 +346,19 @@ class MutualInformationRegistration:
             initial.SetTranslation(tuple(float(v) for v in target - ref_center))
             try:
                 transform, metric, stop = self._register_once(fixed, moving, initial)
-            except RuntimeError as error:
-                errors.append(f"start {start:g} deg: {' '.join(str(error).split())}")
+            except RuntimeError as error:  # SimpleITK's exception for every ITK error: this start failed
+                if not is_registration_failure(error):
+                    raise  # NotImplementedError, RecursionError: a bug, not ITK
+                errors.append((start, explain_itk_error(str(error))))
                 continue
             if not math.isfinite(metric):
-                errors.append(f"start {start:g} deg: non-finite metric {metric}")
+                errors.append((start, f"non-finite metric {metric}"))
                 continue
             if best is None or metric < best[0]:
                 matrix = floating_to_reference(sitk_transform_matrix(transform))
                 best = (metric, matrix, f"start {start:g} deg; {stop}")
         if best is None:
-            return RegistrationResult.failed("; ".join(errors) or "no start converged")
+            raise RegistrationFailure(_start_errors(errors) or "no start converged")
         metric, matrix, note = best
         if errors:
             note += f" ({len(errors)} start(s) failed)"
@@ -275,7 +366,9 @@ class MutualInformationRegistration:
 
 
 __all__ = [
+    "ITK_EXPLANATIONS",
     "MutualInformationRegistration",
+    "explain_itk_error",
     "floating_to_reference",
     "sitk_transform_matrix",
 ]
