@@ -1,33 +1,35 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
 
+import comir.precision
 from comir.infer import compute_comir, preview
-from comir.model import Tiramisu, TiramisuConfig
+from comir.model import Tiramisu, TiramisuConfig, required_margin
 
 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    config = TiramisuConfig(in_channels=3, out_channels=2, init_filters=8, down_blocks=(1, 1), bottleneck=1, dropout=0.0)
+    config = TiramisuConfig(
+        in_channels=3, out_channels=2, init_filters=8, down_blocks=(1, 1), bottleneck=1, dropout=0.0
+    )
     return Tiramisu(config).eval()
 
 
-def test_size_is_preserved_for_sizes_not_divisible_by_the_multiple(model):
-    image = np.random.default_rng(0).random((3, 37, 50), dtype=np.float32)
-    out = compute_comir(model, image, tile=64, margin=8)
-    assert out.shape == (2, 37, 50) and out.dtype == np.float32
+@pytest.fixture(scope="module")
+def deep_model():
+    """The paper's depth (6 poolings: receptive field 576 px, required margin 256 px), small and fast."""
+    torch.manual_seed(1)
+    config = TiramisuConfig(
+        in_channels=3, out_channels=2, init_filters=4, down_blocks=(1,) * 6, bottleneck=1, growth_rate=4, dropout=0.0
+    )
+    return Tiramisu(config).eval()
 
 
-def test_tiles_agree_with_a_single_pass(model):
-    """With a margin beyond the receptive field, tiling reproduces the whole-image result."""
-    image = np.random.default_rng(1).random((3, 96, 80), dtype=np.float32)
-    whole = compute_comir(model, image, tile=128, margin=48)
-    tiled = compute_comir(model, image, tile=32, margin=48)
-    np.testing.assert_allclose(tiled, whole, atol=1e-5)
-
-
-def test_tiles_bound_the_network_input(model, monkeypatch):
+def _spy_input_sizes(monkeypatch, model) -> list[tuple[int, int]]:
+    """Record the (H, W) of every input the network is called on."""
     sizes = []
     original = type(model).forward
 
@@ -36,8 +38,102 @@ def test_tiles_bound_the_network_input(model, monkeypatch):
         return original(self, x)
 
     monkeypatch.setattr(type(model), "forward", spy)
-    compute_comir(model, np.zeros((3, 200, 200), np.float32), tile=64, margin=16)
-    assert len(sizes) == 16 and max(max(s) for s in sizes) == 64 + 2 * 16
+    return sizes
+
+
+def _assert_same_comir(got: np.ndarray, expected: np.ndarray) -> None:
+    """Equal to float32 rounding: tiles and the one pass run the same operations on other tensor sizes."""
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def test_size_is_preserved_for_sizes_not_divisible_by_the_multiple(model, deep_model):
+    image = np.random.default_rng(0).random((3, 37, 50), dtype=np.float32)
+    out = compute_comir(model, image, tile=64)
+    assert out.shape == (2, 37, 50) and out.dtype == np.float32
+    image = np.random.default_rng(0).random((3, 300, 260), dtype=np.float32)
+    out = compute_comir(deep_model, image, tile=64, margin=0)  # tiled (448 x 448 padded > 64 px)
+    assert out.shape == (2, 300, 260) and out.dtype == np.float32
+
+
+def test_the_comir_is_one_pass_over_the_reflect_padded_image(model, monkeypatch):
+    """pad 10 -> 12 px (a multiple of 2**depth = 4); 37 x 50 + 24 -> 64 x 76 after the bottom/right extra."""
+    image = np.random.default_rng(2).random((3, 37, 50), dtype=np.float32)
+    padded = np.pad(image, ((0, 0), (12, 15), (12, 14)), mode="reflect")
+    with torch.no_grad():
+        expected = model(torch.from_numpy(padded)[None])[0, :, 12 : 12 + 37, 12 : 12 + 50].numpy()
+    sizes = _spy_input_sizes(monkeypatch, model)
+    got = compute_comir(model, image, tile=512, pad=10)
+    assert sizes == [(64, 76)]
+    _assert_same_comir(got, expected)
+
+
+def test_tiles_agree_with_a_single_pass(model):
+    """With the derived margin, tiling reproduces the one-pass result."""
+    image = np.random.default_rng(1).random((3, 96, 80), dtype=np.float32)
+    whole = compute_comir(model, image, tile=512)
+    tiled = compute_comir(model, image, tile=32)
+    _assert_same_comir(tiled, whole)
+
+
+def test_tiles_of_a_deep_network_agree_with_a_single_pass(deep_model, monkeypatch, caplog):
+    """Receptive field far beyond the old fixed 64 px margin; image larger than tile + 2 * margin, so some
+    tiles are read with their full margin on both sides (not clipped to the padded image)."""
+    image = np.random.default_rng(3).random((3, 600, 540), dtype=np.float32)
+    whole = compute_comir(deep_model, image, tile=2048)
+    sizes = _spy_input_sizes(monkeypatch, deep_model)
+    with caplog.at_level(logging.WARNING, logger="comir.infer"):
+        tiled = compute_comir(deep_model, image, tile=128)
+    margin = required_margin(deep_model.config)
+    assert margin == 256 and not caplog.records
+    assert len(sizes) == 25 and (128 + 2 * margin) in {h for h, _ in sizes}
+    _assert_same_comir(tiled, whole)
+
+
+def test_a_margin_below_the_required_one_leaves_seams_and_warns(deep_model, caplog):
+    image = np.random.default_rng(4).random((3, 300, 260), dtype=np.float32)
+    whole = compute_comir(deep_model, image, tile=2048)
+    with caplog.at_level(logging.WARNING, logger="comir.infer"):
+        tiled = compute_comir(deep_model, image, tile=64, margin=0)
+    assert np.abs(tiled - whole).max() > 0.05 * np.abs(whole).max()
+    message = " ".join(r.getMessage() for r in caplog.records)
+    assert "256 px" in message and "seams" in message
+
+
+def test_tiles_bound_the_network_input(model, monkeypatch):
+    sizes = _spy_input_sizes(monkeypatch, model)
+    compute_comir(model, np.zeros((3, 200, 200), np.float32), tile=64)
+    margin = required_margin(model.config)
+    assert margin == 16
+    # 200 px + 2 * 64 px padding = 328 px > 64 + 2 * 16: four kept rows x four kept columns.
+    assert len(sizes) == 16 and max(max(s) for s in sizes) == 64 + 2 * margin
+
+
+def test_mixed_precision_inference_through_the_shared_helper(model, monkeypatch):
+    """The CUDA code path (autocast through comir.precision) forced on CPU, where it is bf16."""
+    image = np.random.default_rng(5).random((3, 96, 80), dtype=np.float32)
+    reference = compute_comir(model, image, tile=32)
+    # The configuration's rule keeps CPU in float32 even when mixed precision is requested.
+    np.testing.assert_array_equal(compute_comir(model, image, tile=32, mixed_precision=True), reference)
+
+    seen = []
+    original = type(model).forward
+
+    def spy(self, x):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return original(self, x)
+
+    monkeypatch.setattr(comir.precision, "MIXED_PRECISION_DEVICE_TYPES", ("cuda", "cpu"))
+    monkeypatch.setattr(type(model), "forward", spy)
+    reduced = compute_comir(model, image, tile=32, mixed_precision=True)
+    assert seen and all(s == (True, torch.bfloat16) for s in seen)
+    assert reduced.dtype == np.float32 and not np.array_equal(reduced, reference)
+    # bf16 keeps 8 significant bits: a few 2**-8 of the output scale after a dozen layers.
+    scale = np.abs(reference).max()
+    assert np.abs(reduced - reference).max() < 0.05 * scale
+    assert np.abs(reduced - reference).mean() < 0.005 * scale
+    seen.clear()
+    np.testing.assert_array_equal(compute_comir(model, image, tile=32, mixed_precision=False), reference)
+    assert seen and all(not enabled for enabled, _ in seen)
 
 
 def test_preview_is_8_bit():

@@ -1,4 +1,4 @@
-"""Tests of comir.loss against naive loop implementations of the spec."""
+"""Tests of comir.loss against naive loop implementations of docs/method.md, section 3."""
 
 from __future__ import annotations
 
@@ -182,13 +182,56 @@ def test_info_nce_rejects_bad_input():
         info_nce([za, zb], tau=0.0)
 
 
-def test_activation_decay():
+def test_activation_decay_is_one_mean_over_all_outputs():
     ya = torch.tensor([[[[1.0, -2.0], [3.0, 0.0]]]])
     yb = torch.tensor([[[[-1.0, 1.0], [1.0, -1.0]]]])
-    # mean|ya| = 1.5, mean ya^2 = 3.5; mean|yb| = 1, mean yb^2 = 1
+    # All 8 elements together: mean|y| = (6 + 4) / 8, mean y^2 = (14 + 4) / 8 (the authors' code),
+    # not the sum of the two per-network means (which doubles the weight for two networks).
     got = activation_decay([ya, yb], l1=0.1, l2=0.01)
-    assert got.item() == pytest.approx(0.1 * 1.5 + 0.01 * 3.5 + 0.1 * 1.0 + 0.01 * 1.0)
+    assert got.item() == pytest.approx(0.1 * 10 / 8 + 0.01 * 18 / 8, rel=1e-6)
+    # Outputs of different shapes: every element counts once.
+    yc = torch.tensor([[[[2.0, -4.0, 0.5]]]])
+    direct = torch.cat([ya.flatten(), yc.flatten()])
+    expected = 0.3 * direct.abs().mean() + 0.7 * direct.square().mean()
+    torch.testing.assert_close(activation_decay([ya, yc], 0.3, 0.7), expected)
     assert activation_decay([ya.half()], 1.0, 1.0).dtype == torch.float32
+    assert activation_decay([ya.double(), yb], 1.0, 1.0).dtype == torch.float64
+    with pytest.raises(ValueError):
+        activation_decay([], 1.0, 1.0)
+
+
+def _close_pairs(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 outputs whose positives differ by 1e-3 noise; negatives are 0.3 * sqrt(2) apart per
+    element, so that with tau 0.05 they still weigh in the denominator next to the positive."""
+    g = torch.Generator().manual_seed(seed)
+    za = 0.3 * torch.randn(6, 2, 8, 8, generator=g)
+    zb = za + 1e-3 * torch.randn(za.shape, generator=g)
+    return za, zb
+
+
+def _loss_and_grads(za: torch.Tensor, zb: torch.Tensor, critic: str, tau: float, autocast: bool):
+    a, b = za.clone().requires_grad_(), zb.clone().requires_grad_()
+    # Forward under the caller's autocast, backward outside it (as train() and PyTorch's AMP recipe do).
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = info_nce([a, b], critic=critic, tau=tau) + activation_decay([a, b], 1e-4, 1e-4)
+    loss.backward()
+    return loss.detach(), a.grad, b.grad
+
+
+@pytest.mark.parametrize("tau", [0.5, 0.05])
+@pytest.mark.parametrize("critic", CRITICS)
+def test_loss_under_autocast_is_the_float32_loss(critic, tau):
+    """Autocast would run the similarity matmuls in bf16 (8 significant bits): the 1e-3 distance of the
+    positives drowns in rounding. The loss disables autocast, so the result is float32's."""
+    za, zb = _close_pairs(13)
+    expected = _loss_and_grads(za, zb, critic, tau, autocast=False)
+    got = _loss_and_grads(za, zb, critic, tau, autocast=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        sim = similarity_matrix(torch.cat([za, zb]), critic, tau)
+    assert got[0].dtype == torch.float32 and sim.dtype == torch.float32
+    torch.testing.assert_close(sim, similarity_matrix(torch.cat([za, zb]), critic, tau), rtol=1e-5, atol=0.0)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5 * e.abs().max().item())
 
 
 def test_rot90_batch_matches_per_sample_rot90():

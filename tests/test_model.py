@@ -206,3 +206,108 @@ def test_checkpoint_skipped_without_gradients(monkeypatch):
     with torch.no_grad():
         net(torch.randn(1, 2, 8, 8))
     assert not calls
+
+
+# Receptive field: analytic walk against a measurement on networks of several depths.
+FIELD_CONFIGS = [
+    dict(down_blocks=(1,), bottleneck=1),
+    dict(down_blocks=(2, 1), bottleneck=2, up_blocks=(1, 2)),
+    dict(down_blocks=(1, 1, 1), bottleneck=1),
+    dict(down_blocks=(1, 2, 1, 1), bottleneck=1),
+    dict(down_blocks=(1,) * 6, bottleneck=1),
+]
+
+
+def _positive_network(config: TiramisuConfig) -> Tiramisu:
+    """A float64 copy of the architecture whose input gradient is positive exactly on its receptive field.
+
+    Weights and biases are made positive (no cancellation; every ReLU stays active on positive inputs)
+    and each convolution averages its inputs (no overflow through the layers). Max-pooling routes the
+    gradient to the argmax of each window only, so it is replaced by average pooling, which reads the
+    same 2x2 windows at stride 2 and passes gradient to all four.
+    """
+    torch.manual_seed(0)
+    model = Tiramisu(config).double().eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.abs_().add_(1e-3)
+                module.weight.div_(module.weight.sum(dim=(1, 2, 3), keepdim=True))
+                if module.bias is not None:
+                    module.bias.abs_().add_(1e-3)
+            elif isinstance(module, torch.nn.BatchNorm2d):
+                module.bias.abs_().add_(1e-3)
+    for transition in model.transitions_down:
+        assert isinstance(transition[-1], torch.nn.MaxPool2d)
+        transition[-1] = torch.nn.AvgPool2d(2)
+    return model
+
+
+def _measured_offsets(model: Tiramisu, axis: int, residues: list[int]) -> list[tuple[int, int]]:
+    """For output positions with the given residues mod 2**depth: the (first, last) input offsets
+    where the gradient of one output pixel is non-zero, along ``axis`` (0: rows, 1: columns).
+
+    The image is long along ``axis`` (the field fits with room to spare, so it is not clipped) and
+    2**depth px across: the field is a rectangle, so clipping it across does not change its extent
+    along ``axis``. One batch item per residue (eval mode: items are independent).
+    """
+    from comir.model import receptive_field
+
+    config = model.config
+    period = config.multiple
+    field = receptive_field(config)  # only to size the image generously
+    start = -(-(field.before + period) // period) * period
+    length = -(-(start + period + field.after + period) // period) * period
+    r = torch.tensor(residues)
+    shape = (len(r), config.in_channels, length, period) if axis == 0 else (len(r), config.in_channels, period, length)
+    x = (1.0 + torch.rand(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))).requires_grad_()
+    out = model(x)
+    q = start + r  # output positions with residues r
+    item = torch.arange(len(r))
+    picked = out[item, :, q, period // 2] if axis == 0 else out[item, :, period // 2, q]
+    picked.sum().backward()
+    reach = x.grad.abs().sum(dim=(1, 3) if axis == 0 else (1, 2)) > 0  # (len(r), length)
+    offsets = []
+    for i in range(len(r)):
+        idx = reach[i].nonzero().squeeze(1)
+        first, last = int(idx.min()), int(idx.max())
+        assert len(idx) == last - first + 1, "the receptive field has holes"
+        assert first > 0 and last < length - 1, "the measurement image clipped the field"
+        offsets.append((first - int(q[i]), last - int(q[i])))
+    return offsets
+
+
+@pytest.mark.parametrize("blocks", FIELD_CONFIGS, ids=lambda b: f"depth{len(b['down_blocks'])}")
+def test_receptive_field_matches_gradient_support(blocks):
+    from comir.model import receptive_field
+
+    # One or two channels per layer: the field does not depend on channel counts, and it keeps this fast.
+    config = TiramisuConfig(in_channels=1, out_channels=1, init_filters=1, growth_rate=1, dropout=0.0, **blocks)
+    analytic = receptive_field(config)
+    assert analytic.period == config.multiple
+    model = _positive_network(config)
+    period = config.multiple
+    # Every residue of the pooling grid; for the deepest network (time) its first and last eight,
+    # where the field changes shape, along rows only.
+    residues = list(range(period)) if config.depth < 6 else list(range(8)) + list(range(period - 8, period))
+    for axis in (0, 1) if config.depth < 6 else (0,):
+        assert _measured_offsets(model, axis, residues) == [analytic.offsets[r] for r in residues]
+
+
+def test_required_margin_covers_the_field_of_every_residue():
+    from comir.model import receptive_field, required_margin
+
+    for blocks in FIELD_CONFIGS + [dict(down_blocks=(4,) * 6, bottleneck=4), dict(down_blocks=(2, 2, 2), bottleneck=2)]:
+        config = TiramisuConfig(in_channels=1, out_channels=1, **blocks)
+        field, margin, period = receptive_field(config), required_margin(config), config.multiple
+        assert margin % period == 0
+        # A kept tile [t0, t1) (multiples of the period) with `margin` px of context reads [t0 - margin, t1 + margin).
+        first_needed = min(r + first for r, (first, _) in enumerate(field.offsets))
+        last_needed = max(r + last for r, (_, last) in enumerate(field.offsets))
+        assert first_needed >= -margin and last_needed <= period - 1 + margin
+        # ... and one period less would not do.
+        assert first_needed < -(margin - period) or last_needed > period - 1 + margin - period
+    # The networks of this project (README): demo, test and paper configurations.
+    assert required_margin(TiramisuConfig(3, 1, init_filters=16, down_blocks=(2, 2, 2), bottleneck=2)) == 56
+    assert required_margin(TiramisuConfig(3, 1, init_filters=8, down_blocks=(1, 1), bottleneck=1)) == 16
+    assert required_margin(TiramisuConfig(3, 1)) == 832

@@ -1,8 +1,17 @@
-"""Compute CoMIRs of whole images with bounded memory (method notes, section 6)."""
+"""Compute CoMIRs of whole images with bounded memory (docs/method.md, section 6).
+
+The CoMIR of an image is defined as the network applied once to the image
+reflect-padded by ``pad`` px (rounded up to the pooling grid of ``2 ** depth``
+px, plus what makes each side a multiple of it) and cropped back. Larger
+images are computed in tiles cut from that same padded image; with the
+network's :func:`~comir.model.required_margin` of context around each tile the
+result equals the one pass (up to float rounding) while the network never sees
+more than ``(tile + 2 * margin) ** 2`` px at once.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,14 +20,38 @@ from typing import Any
 import numpy as np
 import torch
 
+from comir import precision
 from comir.io import atomic_path, read_image, to_uint8, write_png, write_tiff
-from comir.model import Tiramisu
-from comir.preprocess import prepare_image
+from comir.model import Tiramisu, required_margin
+from comir.preprocess import prepare_modality_image
 from comir.train import memory_format, to_device
+
+log = logging.getLogger(__name__)
 
 
 def _round_up(value: int, multiple: int) -> int:
     return int(math.ceil(value / multiple) * multiple)
+
+
+def _windows(
+    padded: int, start: int, length: int, tile: int, margin: int
+) -> list[tuple[int, int, int, int]]:
+    """Tiles along one axis of the padded image: ``(keep_start, keep_end, window_start, window_end)``.
+
+    ``[start, start + length)`` is the image inside the padding. If the padded
+    axis fits in one window of ``tile + 2 * margin`` px it is read whole (the
+    one pass: exact, and no more memory than a tile); otherwise the image is
+    cut into kept parts of ``tile`` px, each read with ``margin`` px of
+    context clipped to the padded image. Window bounds are multiples of the
+    network's grid when ``padded``, ``start``, ``tile`` and ``margin`` are.
+    """
+    if padded <= tile + 2 * margin:
+        return [(0, padded, 0, padded)]
+    end = min(padded, start + length)
+    return [
+        (a, min(a + tile, end), max(0, a - margin), min(padded, a + tile + margin))
+        for a in range(start, end, tile)
+    ]
 
 
 @torch.no_grad()
@@ -26,44 +59,70 @@ def compute_comir(
     model: Tiramisu,
     image: np.ndarray,
     tile: int = 512,
-    margin: int = 64,
+    margin: int | None = None,
+    pad: int = 64,
     device: torch.device | str = "cpu",
     mixed_precision: bool = True,
 ) -> np.ndarray:
-    """(C_in, H, W) float32 -> (C_out, H, W) float32 CoMIR.
+    """(C_in, H, W) float32 -> (C_out, H, W) float32 CoMIR (docs/method.md, section 6).
 
-    The image is reflect-padded and cut into tiles of at most ``tile`` px
-    whose outputs are kept only in their centre: each tile is run with
-    ``margin`` px of context on every side, so seams vanish once the margin
-    covers the network's effective receptive field. Both sizes are rounded up
-    to the network's multiple (2^depth); padding never crops content. Peak
-    memory depends on ``tile + 2 * margin``, not on the image size.
+    Args:
+        model: the modality's network (put in eval mode here).
+        image: the preprocessed image.
+        tile: side of the part of the output each tiled pass keeps, rounded up
+            to the network's multiple ``2 ** depth``.
+        margin: context px read on every side of a tile (rounded up to
+            ``2 ** depth``). ``None``: :func:`~comir.model.required_margin` of
+            the network, which makes the tiled result equal the one pass. A
+            smaller margin saves memory but leaves seams; a warning says so.
+        pad: reflect padding px around the image, rounded up to ``2 ** depth``;
+            the bottom and right sides get up to ``2 ** depth - 1`` px more so
+            that the padded size is a multiple of ``2 ** depth``.
+        device: where the network runs.
+        mixed_precision: autocast (:mod:`comir.precision`: bf16, or fp16 on
+            GPUs without bf16) where the configuration allows it (CUDA).
+
+    Along an axis where the padded image fits in ``tile + 2 * margin`` px it
+    is read whole, as in the one pass. Otherwise it is cut in tiles whose
+    windows (kept part plus ``margin``, clipped to the padded image) start on
+    the pooling grid, so every tile pools the same 2x2 windows as the one pass
+    and, at the padded image's border, sees the same zero padding of the
+    convolutions. The network never sees more than ``(tile + 2 * margin) ** 2``
+    px, whatever the image size.
     """
     device = torch.device(device)
     model.eval().to(device, memory_format=memory_format(device))
     multiple = model.config.multiple
-    margin = _round_up(margin, multiple)
+    needed = required_margin(model.config)
+    margin = needed if margin is None else _round_up(margin, multiple)
+    pad = _round_up(pad, multiple)
+    tile = _round_up(tile, multiple)
     _, height, width = image.shape
-    tile_y = min(_round_up(tile, multiple), _round_up(height, multiple))
-    tile_x = min(_round_up(tile, multiple), _round_up(width, multiple))
-    rows, cols = math.ceil(height / tile_y), math.ceil(width / tile_x)
-    padded = np.pad(
-        image,
-        ((0, 0), (margin, margin + rows * tile_y - height), (margin, margin + cols * tile_x - width)),
-        mode="reflect",
-    )
-    output = np.empty((model.config.out_channels, rows * tile_y, cols * tile_x), dtype=np.float32)
-    use_amp = mixed_precision and device.type == "cuda"
-    autocast = torch.autocast(device_type="cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
-    with autocast:
-        for row in range(rows):
-            for col in range(cols):
-                y, x = row * tile_y, col * tile_x
-                window = padded[:, y : y + tile_y + 2 * margin, x : x + tile_x + 2 * margin]
-                result = model(to_device(np.ascontiguousarray(window)[None], device))
-                core = result[0, :, margin : margin + tile_y, margin : margin + tile_x]
-                output[:, y : y + tile_y, x : x + tile_x] = core.float().cpu().numpy()
-    return output[:, :height, :width]
+    padded_h, padded_w = _round_up(height + 2 * pad, multiple), _round_up(width + 2 * pad, multiple)
+    padded = np.pad(image, ((0, 0), (pad, padded_h - height - pad), (pad, padded_w - width - pad)), mode="reflect")
+    rows = _windows(padded_h, pad, height, tile, margin)
+    cols = _windows(padded_w, pad, width, tile, margin)
+    if margin < needed and (len(rows) > 1 or len(cols) > 1):
+        log.warning(
+            "inference margin %d px is below the %d px this network needs (its receptive field): "
+            "the tiled CoMIR differs from one pass and seams will appear at the tile borders",
+            margin,
+            needed,
+        )
+
+    output = np.empty((model.config.out_channels, height, width), dtype=np.float32)
+    use_amp = precision.mixed_precision_enabled(device, mixed_precision)
+    with precision.autocast(device, use_amp):
+        for keep_y0, keep_y1, win_y0, win_y1 in rows:
+            # Only the part of the kept rows inside the image is written (the padding is cropped).
+            y0, y1 = max(keep_y0, pad), min(keep_y1, pad + height)
+            for keep_x0, keep_x1, win_x0, win_x1 in cols:
+                x0, x1 = max(keep_x0, pad), min(keep_x1, pad + width)
+                window = np.ascontiguousarray(padded[:, win_y0:win_y1, win_x0:win_x1])
+                result = model(to_device(window[None], device))[0]
+                core = result[:, y0 - win_y0 : y1 - win_y0, x0 - win_x0 : x1 - win_x0]
+                output[:, y0 - pad : y1 - pad, x0 - pad : x1 - pad] = core.float().cpu().numpy()
+    return output
 
 
 def preview(comir: np.ndarray) -> np.ndarray:
@@ -84,17 +143,24 @@ def comir_test_set(
     preview_dir: Path,
     modalities: Mapping[str, Mapping[str, Any]],
     tile: int,
-    margin: int,
+    margin: int | None,
     device: torch.device | str,
+    pad: int = 64,
+    mixed_precision: bool = True,
 ) -> None:
-    """CoMIR (float32 TIFF, channel-last) and an 8-bit preview of every test patch."""
+    """CoMIR (float32 TIFF, channel-last) and an 8-bit preview of every test patch.
+
+    ``tile``, ``margin``, ``pad``, ``mixed_precision``: see :func:`compute_comir`.
+    """
     for case in cases:
         for slot, model in models.items():
             for role in ("ref", "flo"):
                 name = f"{case}_{slot}_{role}"
                 spec = modalities[slot]
-                image = prepare_image(read_image(image_dir / f"{name}.tif"), spec["channels"], spec["log1p"], name)
-                comir = compute_comir(model, image, tile=tile, margin=margin, device=device)
+                image = prepare_modality_image(read_image(image_dir / f"{name}.tif"), spec, name)
+                comir = compute_comir(
+                    model, image, tile=tile, margin=margin, pad=pad, device=device, mixed_precision=mixed_precision
+                )
                 write_tiff(out_dir / f"{name}.tif", comir[0] if comir.shape[0] == 1 else np.moveaxis(comir, 0, -1))
                 write_png(preview_dir / f"{name}.png", preview(comir))
 

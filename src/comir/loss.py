@@ -1,14 +1,19 @@
 """CoMIR contrastive loss (InfoNCE over M*N points) and C4 equivariance helpers.
 
-Spec sections 3 and 4. Every point of the loss is a whole ``C x H x W`` output
-patch. Points are stacked modality after modality: point ``m * N + s`` is
-sample ``s`` seen by modality ``m``; points with the same ``s`` show the same
-place and are positives of each other, points with another ``s`` are
-negatives.
+docs/method.md, sections 3 and 4. Every point of the loss is a whole
+``C x H x W`` output patch. Points are stacked modality after modality: point
+``m * N + s`` is sample ``s`` seen by modality ``m``; points with the same
+``s`` show the same place and are positives of each other, points with
+another ``s`` are negatives.
+
+The loss terms (:func:`similarity_matrix`, :func:`info_nce`,
+:func:`activation_decay`) always compute in float32 (float64 if given
+float64) with autocast disabled, whatever context the caller runs them in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Sequence
 from typing import Literal
@@ -29,13 +34,31 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
+    """Disable autocast on ``device``'s type for the loss.
+
+    Casting the outputs up is not enough: under ``torch.autocast`` the matmuls
+    re-cast their float32 inputs to bf16/fp16 (8 or 11 significant bits), and
+    the squared distance of a close positive pair (|a|^2 + |b|^2 - 2 a.b)
+    then drowns in rounding error. Device types without autocast support
+    have nothing to disable.
+    """
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def similarity_matrix(z: Tensor, critic: Critic, tau: float) -> Tensor:
     """All pairwise similarities ``sim(z_i, z_j) / tau`` of stacked points.
 
     Args:
         z: ``(P, C, H, W)`` points.
         critic: ``"mse"``: ``-mean((z_i - z_j) ** 2)`` over all ``C*H*W``
-            elements (paper's best critic for registration).
+            elements (paper's best critic for registration). A mean, not a
+            sum: ``tau`` divides the squared distance per element, so a
+            temperature ``tau`` here equals ``tau * C*H*W`` applied to the
+            summed squared distance ``|z_i - z_j|^2``, and its meaning does
+            not depend on the patch size.
             ``"cosine"``: cosine similarity of the flattened patches.
             ``"cosine_columns"``: the authors' public code, which calls
             ``F.cosine_similarity(z_i, z_j, dim=1).mean()`` on single
@@ -48,13 +71,19 @@ def similarity_matrix(z: Tensor, critic: Critic, tau: float) -> Tensor:
 
     Returns:
         ``(P, P)`` matrix including the diagonal (self-similarities); callers
-        mask it.
+        mask it. Float32 (float64 for float64 points), computed with autocast
+        disabled (docs/method.md, section 3).
     """
     if z.dim() != 4:
         raise ValueError(f"similarity_matrix expects (P, C, H, W) points, got shape {tuple(z.shape)}")
     if tau <= 0:
         raise ValueError(f"temperature tau must be > 0, got {tau}")
-    z = z.to(_compute_dtype(z.dtype))
+    with _autocast_off(z.device):
+        return _similarity_matrix(z.to(_compute_dtype(z.dtype)), critic, tau)
+
+
+def _similarity_matrix(z: Tensor, critic: Critic, tau: float) -> Tensor:
+    """:func:`similarity_matrix` on validated float32/float64 points, autocast already off."""
     n_points = z.shape[0]
     if critic == "mse":
         flat = z.reshape(n_points, -1)
@@ -98,7 +127,9 @@ def info_nce(outputs: Sequence[Tensor], critic: Critic = "mse", tau: float = 0.5
     are left out of the denominator (Algorithm 1). The loss is the mean of all
     ``M * N * (M - 1)`` terms, so every direction counts.
 
-    Computed in at least float32 whatever the dtype of ``outputs``.
+    Computed in float32 (float64 if any output is float64) with autocast
+    disabled, whatever the dtype of ``outputs`` and the caller's autocast
+    context (docs/method.md, section 3).
     """
     if len(outputs) < 2:
         raise ValueError(f"info_nce needs outputs of at least 2 modalities, got {len(outputs)}")
@@ -112,33 +143,47 @@ def info_nce(outputs: Sequence[Tensor], critic: Critic = "mse", tau: float = 0.5
     if n_samples < 2:
         raise ValueError("info_nce needs a batch of at least 2 samples (negatives come from other samples)")
 
+    device = outputs[0].device
     dtype = _compute_dtype(functools.reduce(torch.promote_types, (o.dtype for o in outputs)))
-    z = torch.cat([o.to(device=outputs[0].device, dtype=dtype) for o in outputs])
-    sim = similarity_matrix(z, critic, tau)
-    n_points = z.shape[0]
-    index = torch.arange(n_points, device=z.device)
-    sample = index % n_samples
-    negative = sample[:, None] != sample[None, :]
-    log_negatives = torch.logsumexp(sim.masked_fill(~negative, float("-inf")), dim=1)
+    with _autocast_off(device):
+        z = torch.cat([o.to(device=device, dtype=dtype) for o in outputs])
+        sim = similarity_matrix(z, critic, tau)
+        n_points = z.shape[0]
+        index = torch.arange(n_points, device=device)
+        sample = index % n_samples
+        negative = sample[:, None] != sample[None, :]
+        log_negatives = torch.logsumexp(sim.masked_fill(~negative, float("-inf")), dim=1)
 
-    terms = []
-    for shift in range(1, len(outputs)):  # the positive in each other modality
-        partner = (index + shift * n_samples) % n_points
-        positive = sim.gather(1, partner[:, None]).squeeze(1)
-        terms.append(torch.logaddexp(positive, log_negatives) - positive)
-    return torch.cat(terms).mean()
+        terms = []
+        for shift in range(1, len(outputs)):  # the positive in each other modality
+            partner = (index + shift * n_samples) % n_points
+            positive = sim.gather(1, partner[:, None]).squeeze(1)
+            terms.append(torch.logaddexp(positive, log_negatives) - positive)
+        return torch.cat(terms).mean()
 
 
 def activation_decay(outputs: Sequence[Tensor], l1: float, l2: float) -> Tensor:
-    """``sum over outputs of l1 * mean(|y|) + l2 * mean(y ** 2)`` (in at least float32)."""
+    """``l1 * mean(|y|) + l2 * mean(y ** 2)``, each ONE mean over the elements of all outputs together.
+
+    As the authors' code (docs/method.md, section 3): the outputs of all
+    networks count as one set of activations, so two networks of equal size
+    get the same weight as one (a sum of per-network means would double it).
+    Outputs may differ in shape; each element counts once. Computed in float32
+    (float64 if any output is float64) with autocast disabled.
+    """
     if not outputs:
         raise ValueError("activation_decay needs at least one output")
-    total = None
-    for y in outputs:
-        y = y.to(_compute_dtype(y.dtype))
-        term = l1 * y.abs().mean() + l2 * y.square().mean()
-        total = term if total is None else total + term
-    return total
+    device = outputs[0].device
+    dtype = _compute_dtype(functools.reduce(torch.promote_types, (y.dtype for y in outputs)))
+    count = sum(y.numel() for y in outputs)
+    if count == 0:
+        raise ValueError("activation_decay needs at least one output element")
+    with _autocast_off(device):
+        # Sums over all outputs divided once by the total count: no concatenated copy.
+        ys = [y.to(device=device, dtype=dtype) for y in outputs]
+        abs_sum = torch.stack([y.abs().sum() for y in ys]).sum()
+        sq_sum = torch.stack([y.square().sum() for y in ys]).sum()
+        return (l1 * abs_sum + l2 * sq_sum) / count
 
 
 def rot90_batch(x: Tensor, k: Tensor) -> Tensor:
@@ -174,7 +219,7 @@ def equivariant_forward(model: nn.Module, x: Tensor, generator: torch.Generator 
     generator, so the draws do not depend on the device; ``None`` uses
     torch's global CPU generator), then moved to ``x.device``. Use one call
     (or one generator stream) per modality so that each modality gets its own
-    draws, as the spec requires.
+    draws (docs/method.md, section 4).
     """
     k = torch.randint(0, 4, (x.shape[0],), generator=generator).to(x.device)
     return rot90_batch(model(rot90_batch(x, k)), -k)

@@ -1,6 +1,6 @@
 """FC-DenseNet ("Tiramisu") used by CoMIR, one network per modality.
 
-The architecture follows the specification (docs, section 2) and the authors'
+The architecture follows docs/method.md, section 2, and the authors'
 public code (``DenseUNet`` with ``upsampling_type="upsample"`` and the
 ``ModNet`` head):
 
@@ -271,6 +271,147 @@ class Tiramisu(nn.Module):
         for transition, block in zip(self.transitions_up, self.up_blocks):
             x = block(transition(x, skips.pop()))
         return self.head(x)
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Exact receptive field of a :class:`Tiramisu` along one axis (the same along y and x).
+
+    Output pixel ``q`` depends on the input pixels ``q + first .. q + last``
+    (inclusive, clipped to the image) with ``(first, last) = offsets[q % period]``:
+    max-pooling and nearest upsampling make the field depend on the position
+    of ``q`` within the pooling grid of ``period = 2 ** depth`` px, not only on
+    the layer sizes. It is structural (which inputs the computation reads,
+    whatever the weights).
+    """
+
+    offsets: tuple[tuple[int, int], ...]
+
+    @property
+    def period(self) -> int:
+        """Number of distinct fields: ``2 ** depth``."""
+        return len(self.offsets)
+
+    @property
+    def before(self) -> int:
+        """Largest reach towards smaller coordinates (px above / left of the output pixel)."""
+        return max(-first for first, _ in self.offsets)
+
+    @property
+    def after(self) -> int:
+        """Largest reach towards larger coordinates (px below / right of the output pixel)."""
+        return max(last for _, last in self.offsets)
+
+    @property
+    def size(self) -> int:
+        """Largest extent of one output pixel's field, in input px."""
+        return max(last - first + 1 for first, last in self.offsets)
+
+
+# Receptive-field walk: a feature map at ``scale`` s (input px per feature px) is described by
+# ``offsets[r]`` = (first, last): feature pixel Q with Q % period == r depends on the input
+# pixels Q * s + first .. Q * s + last. Consecutive pixels' intervals overlap, so every union
+# taken below is again an interval.
+_Map = tuple[int, tuple[tuple[int, int], ...]]
+
+
+def _conv3(m: _Map) -> _Map:
+    """3x3 convolution (padding 1): pixel Q reads Q - 1, Q, Q + 1."""
+    scale, off = m
+    p = len(off)
+    return scale, tuple(
+        (
+            min(d * scale + off[(r + d) % p][0] for d in (-1, 0, 1)),
+            max(d * scale + off[(r + d) % p][1] for d in (-1, 0, 1)),
+        )
+        for r in range(p)
+    )
+
+
+def _pool(m: _Map) -> _Map:
+    """2x2 max-pool, stride 2: new pixel Q reads old pixels 2Q and 2Q + 1 (at Q * 2s and Q * 2s + s)."""
+    scale, off = m
+    p = len(off)
+    return 2 * scale, tuple(
+        (
+            min(off[2 * r % p][0], scale + off[(2 * r + 1) % p][0]),
+            max(off[2 * r % p][1], scale + off[(2 * r + 1) % p][1]),
+        )
+        for r in range(max(1, p // 2))
+    )
+
+
+def _upsample(m: _Map) -> _Map:
+    """Nearest 2x upsampling: new pixel q reads old pixel q // 2, which starts at q * s/2 - (q % 2) * s/2."""
+    scale, off = m
+    half = scale // 2
+    return half, tuple((off[r // 2][0] - r % 2 * half, off[r // 2][1] - r % 2 * half) for r in range(2 * len(off)))
+
+
+def _union(a: _Map, b: _Map) -> _Map:
+    """Channel concatenation of two maps of the same scale."""
+    (scale, oa), (_, ob) = a, b
+    p = max(len(oa), len(ob))  # both are powers of two
+    return scale, tuple(
+        (min(oa[r % len(oa)][0], ob[r % len(ob)][0]), max(oa[r % len(oa)][1], ob[r % len(ob)][1]))
+        for r in range(p)
+    )
+
+
+def _dense_block(m: _Map, n_layers: int, keep_input: bool) -> _Map:
+    """Each layer convolves (3x3) the concatenation of the block input and all earlier layers."""
+    seen, new = m, None
+    for _ in range(n_layers):
+        layer = _conv3(seen)
+        seen = _union(seen, layer)
+        new = layer if new is None else _union(new, layer)
+    return seen if keep_input else new
+
+
+def receptive_field(config: TiramisuConfig) -> ReceptiveField:
+    """The exact receptive field of a :class:`Tiramisu` with ``config``, in input px.
+
+    Walks the architecture as :meth:`Tiramisu.forward` runs it: 3x3
+    convolutions widen the field by one feature pixel each side, 2x2
+    max-pools double the scale, nearest 2x upsampling halves it, skip
+    concatenations take the union; 1x1 convolutions, BatchNorm, ReLU and
+    dropout do not change it. See docs/method.md, section 6.
+    """
+    m: _Map = (1, ((0, 0),))
+    m = _conv3(m)  # first convolution
+    skips = []
+    for n_layers in config.down_blocks:
+        m = _dense_block(m, n_layers, keep_input=True)
+        skips.append(m)
+        m = _pool(m)  # transition down: BN, ReLU, 1x1 conv, dropout, max-pool
+    m = _dense_block(m, config.bottleneck, keep_input=False)
+    last = len(config.up_blocks) - 1
+    for i, n_layers in enumerate(config.up_blocks):
+        m = _union(skips.pop(), _conv3(_upsample(m)))  # transition up: upsample, 3x3 conv, ReLU, concat
+        m = _dense_block(m, n_layers, keep_input=i == last)
+    scale, offsets = m  # the 1x1 head does not widen it
+    assert scale == 1 and len(offsets) == config.multiple
+    return ReceptiveField(offsets)
+
+
+def required_margin(config: TiramisuConfig) -> int:
+    """Context px on each side of a tile for tiled inference to equal one pass exactly.
+
+    A tile's kept centre starts and ends on the pooling grid (multiples of
+    ``2 ** depth``), so its first output pixels have residues ``r = 0 ..
+    period - 1`` and reach ``r + first_r`` px from its start; its last ones
+    reach ``r + last_r - (period - 1)`` px past its end. The margin covers the
+    farthest of these, rounded up to ``2 ** depth`` so that tiles stay on the
+    grid (docs/method.md, section 6).
+    """
+    field = receptive_field(config)
+    period = field.period
+    need = max(
+        0,
+        max(-(r + first) for r, (first, _) in enumerate(field.offsets)),
+        max(r + last - (period - 1) for r, (_, last) in enumerate(field.offsets)),
+    )
+    return -(-need // period) * period
 
 
 def count_parameters(model: nn.Module) -> int:
