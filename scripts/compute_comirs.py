@@ -10,7 +10,7 @@ from comir.train import load_checkpoint, resolve_device
 from comir.workflow import setup_logging
 
 log = setup_logging(snakemake.log[0])
-dataset = snakemake.params.dataset
+dataset = {"modalities": snakemake.params.modalities, "inference": snakemake.params.inference}
 device = resolve_device(dataset["inference"]["device"])
 torch.set_num_threads(snakemake.threads)
 models, _ = load_checkpoint(Path(snakemake.input.model), device)
@@ -25,5 +25,7 @@ comir_test_set(
     dataset["inference"]["tile"],
     dataset["inference"]["margin"],
     device,
+    pad=dataset["inference"]["pad"],
+    mixed_precision=dataset["inference"]["mixed_precision"],
 )
 plot_examples(cases[:3], Path(snakemake.input.images), Path(snakemake.output.comirs), dataset["modalities"], Path(snakemake.output.examples))

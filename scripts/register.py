@@ -12,16 +12,16 @@ from comir.register.cases import register_cases
 from comir.workflow import setup_logging
 
 log = setup_logging(snakemake.log[0])
-spec = snakemake.params.spec
+run = snakemake.params.run
 wc = snakemake.wildcards
 cv2.setNumThreads(snakemake.threads)
 # SimpleITK's global thread pool otherwise makes MI results vary between identical runs.
 sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(snakemake.threads)
-method = make_method(spec["method"], spec["params"], snakemake.params.seed, threads=snakemake.threads)
+method = make_method(run["method"], run["params"], snakemake.params.seed, threads=snakemake.threads)
 cases = pd.read_csv(snakemake.input.cases)
 image_input = snakemake.params.image_input
 results = register_cases(
-    cases, Path(snakemake.input.images), method, wc.run, image_input, wc.direction, snakemake.params.dataset["modalities"]
+    cases, Path(snakemake.input.images), method, wc.run, image_input, wc.direction, snakemake.params.modalities
 )
 results.insert(results.columns.get_loc("input") + 1, "source", wc.source)  # "original" or the variant
 log.info("%d of %d registrations reported success", (results["status"] == "ok").sum(), len(results))

@@ -1,20 +1,29 @@
 """Snakemake script: train the two CoMIR networks and save state_dicts, loss history and plot."""
 
+from pathlib import Path
+
 import pandas as pd
 
-from comir.preprocess import load_split
+from comir.preprocess import check_image_sizes, load_split, rotation_crop
 from comir.train import TrainingConfig, build_models, model_configs, save_checkpoint, train, write_history
 from comir.workflow import provenance, setup_logging
 
 log = setup_logging(snakemake.log[0])
-dataset = snakemake.params.dataset
+network = snakemake.params.network  # modalities, model, training of this variant
 pairs = pd.read_csv(snakemake.input.pairs)
-cfg = TrainingConfig.from_config(dataset["training"], snakemake.params.seed, snakemake.threads)
-models = build_models(model_configs(dataset), cfg.seed)
-history = train(models, load_split(pairs, "train", dataset["modalities"]), load_split(pairs, "val", dataset["modalities"]), cfg)
+cfg = TrainingConfig.from_config(network["training"], snakemake.params.seed, snakemake.threads)
+crop = rotation_crop(cfg.patch_size) if cfg.rotation else cfg.patch_size
+check_image_sizes(pairs, ["train"], crop, f"training ({cfg.patch_size} px patches cut from {crop} px crops)")
+check_image_sizes(pairs, ["val"], cfg.patch_size, f"validation ({cfg.patch_size} px patches)")
+models = build_models(model_configs(network), cfg.seed)
+state = Path(snakemake.params.resume_state)
+modalities = network["modalities"]
+history = train(models, load_split(pairs, "train", modalities), load_split(pairs, "val", modalities), cfg, state)
+made_by = {"dataset": snakemake.wildcards.dataset, "variant": snakemake.wildcards.variant, "seed": snakemake.params.seed, **network}
 save_checkpoint(
     snakemake.output.model,
     models,
-    {"modalities": dataset["modalities"], "training": dataset["training"], "provenance": provenance(snakemake.params.config)},
+    {"modalities": modalities, "training": network["training"], "provenance": provenance(made_by)},
 )
 write_history(history, snakemake.output.history, snakemake.output.plot)
+state.unlink(missing_ok=True)  # the checkpoint holds the result; a later run starts afresh

@@ -61,6 +61,14 @@ def test_defaults_are_not_shared_between_datasets():
         (lambda c: c["datasets"]["synthetic"]["training"].update(patch_size=100), "patch_size: 100 is not divisible by 2\\^3 = 8"),
         (lambda c: c["datasets"]["synthetic"]["registration"]["sift"].update(method="surf"), "'surf' is not one of"),
         (lambda c: c["datasets"]["synthetic"].update(directions=["A_to_A"]), "'A_to_A' is not one of"),
+        # Registration parameters are checked by each method at parse time, not when its job runs.
+        (lambda c: c["datasets"]["synthetic"]["registration"]["mi"]["params"].update(bin=80),
+         "registration/mi/params: unknown parameter.*'bin'.*'mi'; accepted: bins, "),
+        (lambda c: c["datasets"]["synthetic"]["registration"]["sift"]["params"].update(ratio=2),
+         "registration/sift/params: .*ratio must be in \\(0, 1\\], got 2"),
+        (lambda c: c["datasets"]["synthetic"]["registration"]["fft"]["params"].update(seed=3),
+         "registration/fft/params: unknown parameter.*'seed'"),
+        (lambda c: c["datasets"]["synthetic"]["modalities"]["B"].update(max_value=0), "max_value: 0 is less than or equal"),
     ],
 )
 def test_mistakes_are_reported_with_their_location(mutate, message):

@@ -181,7 +181,7 @@ def _write(path: Path, array: np.ndarray) -> Path:
         data = array[..., ::-1] if array.ndim == 3 else array
         assert cv2.imwrite(str(path), np.ascontiguousarray(data))
     else:
-        tifffile.imwrite(path, array)
+        tifffile.imwrite(path, array, photometric="rgb" if array.ndim == 3 and array.shape[-1] == 3 else None)
     return path
 
 
@@ -367,3 +367,73 @@ def test_real_bfshg_dev_folder_is_accepted():
     assert stats["height"] >= 256 and stats["width"] >= 256
     split = split_pairs(table, fractions=(0.5, 0.0, 0.5), seed=0)
     assert set(split["split"]) == {"train", "test"}
+
+
+# --------------------------------------------------------------------------- pixel values
+
+
+def test_non_finite_pixels_are_rejected_with_the_file_named(tmp_path):
+    root = _make_folder(tmp_path)
+    grey = _grey().astype(np.float32) / 255
+    grey[3, 4] = np.nan
+    grey[5, 6] = np.inf
+    _write(root / "SHG" / "p2.png", _grey())
+    (root / "SHG" / "p2.png").unlink()
+    _write(root / "SHG" / "p2.tif", grey)
+    message = _error(validate_pairs, discover_pairs(root, MODS), MODS)
+    assert "p2.tif" in message and "2 pixel(s) are NaN or infinite" in message and "SHG" in message
+
+
+def test_values_outside_the_expected_range_are_warned_about(tmp_path, caplog):
+    root = _make_folder(tmp_path)
+    # 12-bit data in 16-bit files: divided by 65535 the image would be nearly black
+    twelve_bit = (_grey().astype(np.uint16) * 16).astype(np.uint16)
+    for key in ("p1", "p2", "p3"):
+        (root / "SHG" / f"{key}.png").unlink()
+        _write(root / "SHG" / f"{key}.tif", twelve_bit)
+    table = discover_pairs(root, MODS)
+    with caplog.at_level("WARNING", logger="comir.data.pairs"):
+        validate_pairs(table, MODS)
+    assert "3 SHG image(s)" in caplog.text and "modalities.B.max_value" in caplog.text and "uint16" in caplog.text
+    caplog.clear()
+    told = (MODS[0], Modality("SHG", 1, max_value=4095))
+    with caplog.at_level("WARNING", logger="comir.data.pairs"):
+        validate_pairs(table, told)
+    assert caplog.text == ""  # max_value says what full intensity is: nothing to warn about
+    floats = _rgb().astype(np.float32) * 2.0  # floats far outside [0, 1]
+    _write(root / "BF" / "p1.tif", floats)
+    with caplog.at_level("WARNING", logger="comir.data.pairs"):
+        validate_pairs(table, told)
+    assert "1 BF image(s)" in caplog.text and "p1.tif" in caplog.text and "outside [0, 1]" in caplog.text
+
+
+def test_prepare_image_scales_by_max_value_and_rejects_non_finite_pixels():
+    from comir.preprocess import prepare_image
+
+    image = np.array([[0, 2048, 4095]], np.uint16)
+    np.testing.assert_allclose(prepare_image(image, 1, False, "x", max_value=4095)[0], [[0, 2048 / 4095, 1]], rtol=1e-6)
+    np.testing.assert_allclose(prepare_image(image, 1, False, "x")[0], image / 65535, rtol=1e-6)
+    logged = prepare_image(np.array([[-0.5, 1.0]], np.float32), 1, True, "x")
+    np.testing.assert_allclose(logged[0], [[0.0, 1.0]], atol=1e-7)  # log1p of max(x, 0): no NaN
+    with pytest.raises(InputError, match="bad.tif has NaN or infinite pixels"):
+        prepare_image(np.array([[0.1, np.nan]], np.float32), 1, False, "bad.tif")
+
+
+def test_each_stage_checks_the_image_size_it_needs():
+    from comir.preprocess import check_image_sizes
+
+    pairs = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "split": ["train", "train", "test"],
+            "path_A": ["/d/A/a.tif", "/d/A/b.tif", "/d/A/c.tif"],
+            "path_B": ["/d/B/a.tif", "/d/B/b.tif", "/d/B/c.tif"],
+            "height": [512, 150, 300],
+            "width": [512, 400, 300],
+        }
+    )
+    check_image_sizes(pairs, ["train"], 150, "training")
+    message = _error(check_image_sizes, pairs, ["train"], 182, "training (128 px patches cut from 182 px crops)")
+    assert "/d/A/b.tif" in message and "150x400" in message and "182 px" in message and "/d/A/a.tif" not in message
+    check_image_sizes(pairs, ["test"], 300, "this test set")
+    assert "/d/A/c.tif" in _error(check_image_sizes, pairs, ["test"], 301, "this test set")

@@ -35,6 +35,15 @@ def test_invalid_config_stops_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_a_misspelt_registration_parameter_stops_the_dry_run(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / ".test" / "config.yaml").read_text().replace("iterations: 30", "iteration: 30"))
+    run = snakemake("-n", "--configfile", str(bad), cwd=tmp_path)
+    assert run.returncode != 0
+    assert "datasets/tiny/registration/mi/params: unknown parameter(s) 'iteration'" in run.stderr + run.stdout
+    assert "accepted: bins" in run.stderr + run.stdout
+
+
 def test_missing_pairs_folder_fails_with_its_name(tmp_path):
     config = tmp_path / "pairs.yaml"
     config.write_text(

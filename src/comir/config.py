@@ -134,6 +134,9 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
         problems.append(f"datasets/{name}/model/up_blocks: needs {len(model['down_blocks'])} entries like down_blocks")
     channels = sorted(dataset["modalities"][slot]["channels"] for slot in ("A", "B"))
     for run_name, run in dataset["registration"].items():
+        problem = _registration_problem(run)
+        if problem:
+            problems.append(f"datasets/{name}/registration/{run_name}/params: {problem}")
         if not run["inputs"]:
             problems.append(f"datasets/{name}/registration/{run_name}/inputs: list at least one input")
         if run["method"] == "curvealign" and channels != [1, 3]:
@@ -147,6 +150,21 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
                 "so it runs on the originals only: inputs: [original]"
             )
     return problems
+
+
+def _registration_problem(run: Mapping[str, Any]) -> str | None:
+    """Why a registration run's method would refuse its ``params`` (unknown name or bad value), if it would.
+
+    The method is built once here, at parse time, so a misspelt parameter stops
+    ``snakemake -n`` instead of a registration job after hours of training.
+    """
+    from comir.register import make_method  # the methods' own parameter checks, one source of truth
+
+    try:
+        make_method(run["method"], run.get("params"), seed=0)
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def load_config(path: Path) -> MutableMapping[str, Any]:

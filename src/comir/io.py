@@ -121,14 +121,48 @@ def channels_of(image: np.ndarray) -> int:
     return 1 if image.ndim == 2 else int(image.shape[2])
 
 
-def to_float01(image: np.ndarray) -> np.ndarray:
-    """Scale an integer image to float32 in [0, 1] by its dtype's range.
+def full_scale(dtype: np.dtype, max_value: float | None = None) -> float:
+    """The stored value that means full intensity: ``max_value``, else the integer type's maximum, else 1."""
+    if max_value is not None:
+        return float(max_value)
+    if np.issubdtype(dtype, np.integer):
+        return float(np.iinfo(dtype).max)
+    return 1.0
 
-    Float images are assumed to be in [0, 1] already and are only cast.
+
+def to_float01(image: np.ndarray, max_value: float | None = None) -> np.ndarray:
+    """Scale an image to float32 so that full intensity is 1 (see :func:`full_scale`).
+
+    Values are not clipped: :func:`intensity_warning` reports images that do not fit.
     """
-    if np.issubdtype(image.dtype, np.integer):
-        return image.astype(np.float32) / float(np.iinfo(image.dtype).max)
-    return image.astype(np.float32)
+    scale = full_scale(image.dtype, max_value)
+    data = image.astype(np.float32)
+    return data if scale == 1.0 else data / np.float32(scale)
+
+
+# An integer image whose largest value is below this share of its type's range (e.g. 12-bit data
+# in a 16-bit file reaches 1/16) would come out dark and compressed when divided by the type's maximum.
+_SMALL_RANGE = 1.0 / 16
+
+
+def intensity_warning(image: np.ndarray, max_value: float | None = None) -> str | None:
+    """Why ``image`` would not map to [0, 1] with this scaling, or ``None`` when it does.
+
+    Flags values below 0 or above full scale, and integer images of 16 bits or more whose
+    values use at most 1/16 of their type's range while no ``max_value`` is given.
+    """
+    low, high = float(np.min(image)), float(np.max(image))
+    scale = full_scale(image.dtype, max_value)
+    if low < 0 or high > scale:
+        given = f"max_value {max_value:g}" if max_value is not None else f"{image.dtype} full scale {scale:g}"
+        return f"values span [{low:g}, {high:g}], outside [0, {given}] (they map outside [0, 1])"
+    integer = np.issubdtype(image.dtype, np.integer)
+    if max_value is None and integer and image.dtype.itemsize >= 2 and high <= scale * _SMALL_RANGE:
+        return (
+            f"values reach only {high:g} of the {image.dtype} range ({scale:g}), e.g. 12-bit data in 16-bit files; "
+            f"divided by {scale:g} the image is dark"
+        )
+    return None
 
 
 def to_uint8(image: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:

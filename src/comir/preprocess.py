@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,18 +25,26 @@ def rotation_crop(patch_size: int) -> int:
     return int(math.ceil(patch_size * math.sqrt(2))) + 2
 
 
-def prepare_image(image: np.ndarray, channels: int, log1p: bool, name: str = "image") -> np.ndarray:
+def prepare_image(
+    image: np.ndarray, channels: int, log1p: bool, name: str = "image", max_value: float | None = None
+) -> np.ndarray:
     """(H, W[, C]) stored image -> (C, H, W) float32.
 
+    Values are divided by the modality's full scale (``max_value``, else the
+    integer type's maximum; floats as they are), so full intensity is 1.
     ``log1p`` compresses the heavy-tailed intensities of SHG-like images
-    (paper: SHG gets log(1 + x)); the result is rescaled to [0, 1] by log(2).
+    (paper: SHG gets log(1 + x)); it applies to ``max(x, 0)`` (a negative value
+    below -1 has no logarithm) and the result is rescaled by log(2).
+    Non-finite pixels raise :class:`~comir.io.InputError` naming the image.
     """
     found = channels_of(image)
     if found != channels:
         raise InputError(f"{name} has {found} channel(s), the configuration expects {channels}")
-    data = to_float01(image)
+    data = to_float01(image, max_value)
+    if not np.isfinite(data).all():
+        raise InputError(f"{name} has NaN or infinite pixels")
     if log1p:
-        data = np.log1p(data) / np.log(2.0)
+        data = np.log1p(np.maximum(data, 0.0)) / np.log(2.0)
     if data.ndim == 2:
         data = data[None]
     else:
@@ -44,13 +52,32 @@ def prepare_image(image: np.ndarray, channels: int, log1p: bool, name: str = "im
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
+def prepare_modality_image(image: np.ndarray, modality: Mapping[str, Any], name: str) -> np.ndarray:
+    """:func:`prepare_image` with a modality's configuration (channels, log1p, max_value)."""
+    return prepare_image(image, modality["channels"], modality.get("log1p", False), name, modality.get("max_value"))
+
+
 def load_split(pairs: "pd.DataFrame", split: str, modalities: Mapping[str, Mapping[str, Any]]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Network-ready (A, B) arrays of every pair in one split of a pairs table."""
     rows = pairs[pairs["split"] == split]
     return [
-        tuple(
-            prepare_image(read_image(row[f"path_{slot}"]), modalities[slot]["channels"], modalities[slot]["log1p"], row[f"path_{slot}"])
-            for slot in SLOTS
-        )
+        tuple(prepare_modality_image(read_image(row[f"path_{slot}"]), modalities[slot], row[f"path_{slot}"]) for slot in SLOTS)
         for _, row in rows.iterrows()
     ]
+
+
+def check_image_sizes(pairs: "pd.DataFrame", splits: Sequence[str], min_size: int, purpose: str) -> None:
+    """Stop with every image of ``splits`` smaller than ``min_size`` px per side, named.
+
+    Uses the ``height`` and ``width`` columns that prepare_data records in the pairs table,
+    so each stage checks what it needs before any work (training crops, test-set patches).
+    """
+    rows = pairs[pairs["split"].isin(list(splits))]
+    small = rows[np.minimum(rows["height"], rows["width"]) < min_size]
+    if len(small):
+        listed = "\n  ".join(
+            f"{row.path_A} and its partner (id {row.id!r}) are {row.height}x{row.width} (HxW)" for row in small.itertuples()
+        )
+        raise InputError(
+            f"{len(small)} {'/'.join(splits)} image(s) are smaller than the {min_size} px that {purpose} needs:\n  {listed}"
+        )

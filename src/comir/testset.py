@@ -2,7 +2,7 @@
 
 Two recipes are supported:
 
-* ``comir`` (the paper, section 8 of the method notes): rotation uniform in
+* ``comir`` (the paper; docs/method.md, section 8): rotation uniform in
   ``[-rotation_deg, rotation_deg]``, translation uniform in
   ``[-translation_px, translation_px]`` per axis, about the patch centre; each
   case is assigned to a stratum by its mean corner displacement and strata are

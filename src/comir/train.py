@@ -1,8 +1,11 @@
-"""Contrastive training of one network per modality (paper section 5 of the method notes)."""
+"""Contrastive training of one network per modality (docs/method.md, section 5)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -15,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from comir import precision
 from comir.io import atomic_path, write_csv
 from comir.loss import activation_decay, equivariant_forward, info_nce
 from comir.model import Tiramisu, TiramisuConfig
@@ -135,16 +139,20 @@ def build_models(configs: Mapping[str, TiramisuConfig], seed: int) -> dict[str, 
 
 
 def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    if device.type == "cuda" and enabled:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast(device_type="cuda", dtype=dtype)
-    return contextlib.nullcontext()
+    """The networks' mixed precision, shared with inference (comir.precision; docs/method.md, section 5)."""
+    return precision.autocast(device, enabled)
 
 
 def contrastive_loss(outputs: Sequence[torch.Tensor], cfg: TrainingConfig) -> torch.Tensor:
-    loss = info_nce([o.float() for o in outputs], critic=cfg.critic, tau=cfg.temperature)
+    """InfoNCE plus activation decay of the networks' outputs (docs/method.md, sections 3 and 5).
+
+    Both terms cast the outputs up and compute in float32 with autocast
+    disabled themselves, so the loss is the same inside the training's
+    autocast context as outside it.
+    """
+    loss = info_nce(outputs, critic=cfg.critic, tau=cfg.temperature)
     if cfg.l1_activation or cfg.l2_activation:
-        loss = loss + activation_decay([o.float() for o in outputs], cfg.l1_activation, cfg.l2_activation)
+        loss = loss + activation_decay(outputs, cfg.l1_activation, cfg.l2_activation)
     return loss
 
 
@@ -153,8 +161,16 @@ def train(
     train_pairs: Sequence[tuple[np.ndarray, np.ndarray]],
     val_pairs: Sequence[tuple[np.ndarray, np.ndarray]],
     cfg: TrainingConfig,
+    resume_state: Path | None = None,
 ) -> pd.DataFrame:
-    """Train in place; returns the per-epoch history (train and validation loss)."""
+    """Train in place; returns the per-epoch history (train and validation loss).
+
+    With ``resume_state``, everything the run depends on (weights, optimiser, gradient
+    scaler, every random generator, history) is saved there atomically after each
+    epoch, and a run that finds a state of the same settings and data continues after
+    its last epoch: an interrupted run gives the same networks as an uninterrupted one
+    (docs/method.md, section 5). A state of other settings is ignored and replaced.
+    """
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(max(1, cfg.threads))
@@ -177,11 +193,18 @@ def train(
         optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     else:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use 'sgd' or 'adam'")
-    use_amp = cfg.mixed_precision and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
+    use_amp = precision.mixed_precision_enabled(device, cfg.mixed_precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_grad_scaler(device, use_amp))
 
-    history = []
-    for epoch in range(1, cfg.epochs + 1):
+    history: list[dict[str, Any]] = []
+    generators = RandomState(rng, c4_generator)
+    fingerprint = training_fingerprint(models, train_pairs, val_pairs, cfg)
+    state = load_training_state(resume_state, fingerprint) if resume_state is not None else None
+    if state is not None:
+        restore_training_state(state, models, optimizer, scaler, generators)
+        history = list(state["history"])
+        log.info("resumed from %s after epoch %d of %d", resume_state, state["epoch"], cfg.epochs)
+    for epoch in range(len(history) + 1, cfg.epochs + 1):
         start = time.perf_counter()
         for model in models.values():
             model.train()
@@ -216,9 +239,100 @@ def train(
             }
         )
         log.info("epoch %d/%d train %.4f val %.4f (%.1f s)", epoch, cfg.epochs, history[-1]["train_loss"], val_loss, history[-1]["seconds"])
+        if resume_state is not None:
+            save_training_state(resume_state, fingerprint, history, models, optimizer, scaler, generators)
     if device.type == "cuda":
         log.info("peak GPU memory %.1f MiB", torch.cuda.max_memory_allocated(device) / 2**20)
     return pd.DataFrame(history)
+
+
+@dataclass
+class RandomState:
+    """The generators a training run draws from besides torch's global ones (saved for resuming)."""
+
+    sampler: np.random.Generator  # patch positions, rotations, flips, BN recalibration batches
+    c4: torch.Generator  # C4 rotation draws
+
+
+def training_fingerprint(
+    models: Mapping[str, Tiramisu],
+    train_pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    val_pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    cfg: TrainingConfig,
+) -> str:
+    """A digest of what determines a training run: settings (not threads), architectures and data."""
+    digest = hashlib.blake2b(digest_size=16)
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"}
+    architectures = {slot: model.config.to_dict() for slot, model in models.items()}
+    digest.update(json.dumps([settings, architectures], sort_keys=True).encode())
+    for split, pairs in (("train", train_pairs), ("val", val_pairs)):
+        digest.update(split.encode())
+        for array in (image for pair in pairs for image in pair):
+            digest.update(repr((array.shape, array.dtype.str)).encode())
+            digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def save_training_state(
+    path: Path,
+    fingerprint: str,
+    history: Sequence[Mapping[str, Any]],
+    models: Mapping[str, Tiramisu],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    generators: RandomState,
+) -> None:
+    """Everything needed to continue after the last epoch of ``history``, written atomically."""
+    state = {
+        "fingerprint": fingerprint,
+        "epoch": len(history),
+        "history": [dict(row) for row in history],
+        "models": {slot: model.state_dict() for slot, model in models.items()},
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        # JSON, because the PCG64 state holds 128-bit integers that torch's safe loader refuses.
+        "sampler_rng": json.dumps(generators.sampler.bit_generator.state),
+        "c4_rng": generators.c4.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_training_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The saved state at ``path`` if it belongs to a run with this ``fingerprint``, else ``None``."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # an unreadable state is not worth failing over: train from the start
+        log.warning("ignoring the training state %s, which cannot be read (%s)", path, error)
+        return None
+    if state.get("fingerprint") != fingerprint:
+        log.warning("ignoring the training state %s: it belongs to other settings or data", path)
+        return None
+    return state
+
+
+def restore_training_state(
+    state: Mapping[str, Any],
+    models: Mapping[str, Tiramisu],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    generators: RandomState,
+) -> None:
+    for slot, model in models.items():
+        model.load_state_dict(state["models"][slot])
+    optimizer.load_state_dict(state["optimizer"])
+    if state["scaler"]:
+        scaler.load_state_dict(state["scaler"])
+    generators.sampler.bit_generator.state = json.loads(state["sampler_rng"])
+    generators.c4.set_state(state["c4_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
 @torch.no_grad()

@@ -1,4 +1,11 @@
-"""Glue for the Snakemake scripts: logging into the rule's log file and provenance records."""
+"""Glue for the Snakemake rules and scripts: configuration slices, logging and provenance.
+
+Snakemake reruns a job when the ``params`` it was run with change (its ``params``
+rerun trigger compares their ``repr``). Each rule therefore receives only the part of
+the configuration that it uses, in a canonical form (:func:`canonical`: mappings with
+sorted keys), so that an unrelated edit, or merely re-ordered keys, reruns nothing;
+see README "Ablations".
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ import logging
 import platform
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,6 +27,29 @@ PACKAGES = (
 )
 # Distribution names differ between pip and conda-forge: the first one installed is reported.
 _DISTRIBUTIONS = {"opencv": ("opencv-python-headless", "opencv-python", "opencv", "py-opencv")}
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping (recursively) a dict in sorted key order and tuples as lists.
+
+    Two configurations that differ only in the order of their keys get the same ``repr``.
+    """
+    if isinstance(value, Mapping):
+        return {str(key): canonical(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(item) for item in value]
+    return value
+
+
+def pick(mapping: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The entries of ``mapping`` named in ``keys`` (absent keys are left out)."""
+    return {key: mapping[key] for key in keys if key in mapping}
+
+
+def modality_fields(modalities: Mapping[str, Mapping[str, Any]], keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Per modality slot (A, B) only the settings named in ``keys``."""
+    keys = tuple(keys)
+    return {slot: pick(spec, keys) for slot, spec in modalities.items()}
 
 
 def setup_logging(log_path: str | Path | None) -> logging.Logger:

@@ -30,6 +30,7 @@ rule compute_comirs:
         runtime=120,
         gpu=lambda wc: int(variant_dataset_config(wc)["inference"]["device"] != "cpu"),
     params:
-        dataset=variant_dataset_config,
+        modalities=image_modalities,
+        inference=inference_params,
     script:
         "../../scripts/compute_comirs.py"

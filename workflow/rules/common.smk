@@ -10,8 +10,12 @@
 #   <variant>/evaluation/<testset>/{tables,figures}/   the paper's statistics for one variant
 #   comparison/<testset>/      variants against each other (e.g. MSE vs cosine critic)
 #   logs/, benchmarks/         one file per job
+#
+# Rule params: each rule gets only the configuration it uses, in canonical form (sorted keys),
+# because Snakemake reruns a job whose params changed (README, "Ablations").
 
 from comir.config import variant_config
+from comir.workflow import canonical, modality_fields, pick
 
 DATASETS = config["datasets"]
 ORIGINAL = "original"  # the registration "source" of runs on the original images
@@ -26,10 +30,6 @@ def alternatives(names):
     return "|".join(re.escape(name) for name in names)
 
 
-def dataset_config(wildcards):
-    return DATASETS[wildcards.dataset]
-
-
 def variant_dataset_config(wildcards):
     """The dataset's configuration with the variant's overrides merged in."""
     return variant_config(DATASETS[wildcards.dataset], wildcards.variant)
@@ -37,6 +37,117 @@ def variant_dataset_config(wildcards):
 
 def testset_config(wildcards):
     return DATASETS[wildcards.dataset]["testsets"][wildcards.testset]
+
+
+# Which modality settings a stage reads: prepare_data checks files (names are folders, channels
+# and max_value judge the pixels); training, inference and registration turn pixels into network
+# or method input (log1p too); names also label the results.
+DATA_MODALITY_KEYS = ("name", "channels", "max_value")
+IMAGE_MODALITY_KEYS = ("name", "channels", "log1p", "max_value")
+
+
+def data_params(wildcards):
+    """What prepare_data uses: the source, its own section and how the modalities are stored."""
+    cfg = DATASETS[wildcards.dataset]
+    source = cfg["source"]
+    section = cfg.get(source, {})
+    if source == "zenodo":
+        section = pick(
+            section, ("record", "split")
+        )  # how files are fetched changes no pair
+    return canonical(
+        {
+            "source": source,
+            source: section,
+            "modalities": modality_fields(cfg["modalities"], DATA_MODALITY_KEYS),
+        }
+    )
+
+
+def pairs_files(wildcards):
+    """Every image file of a ``pairs`` dataset: adding, removing or changing one reruns prepare_data."""
+    cfg = DATASETS[wildcards.dataset]
+    if cfg["source"] != "pairs":
+        return []
+    root = Path(cfg["pairs"]["root"]).expanduser()
+    extensions = {e.lower() for e in cfg["pairs"]["extensions"]}
+    files = []
+    for slot in ("A", "B"):
+        folder = root / cfg["modalities"][slot]["name"]
+        # A missing folder is reported by prepare_data, with its name.
+        if folder.is_dir():
+            files += [
+                str(path)
+                for path in sorted(folder.iterdir())
+                if path.suffix.lower() in extensions
+                and not path.name.startswith(".")
+                and path.is_file()
+            ]
+    return files
+
+
+def image_modalities(wildcards):
+    """The modality settings that turn stored images into network or method input."""
+    return canonical(
+        modality_fields(DATASETS[wildcards.dataset]["modalities"], IMAGE_MODALITY_KEYS)
+    )
+
+
+def testset_params(wildcards):
+    """What build_testset uses: the test set's own settings (and, to import a prebuilt set, the modalities)."""
+    spec = testset_config(wildcards)
+    params = {"testset": spec}
+    if spec["recipe"] == "prebuilt":
+        params["modalities"] = modality_fields(
+            DATASETS[wildcards.dataset]["modalities"], ("name", "channels")
+        )
+    return canonical(params)
+
+
+def network_params(wildcards):
+    """What training uses: the variant's network and training settings and the modalities."""
+    cfg = variant_dataset_config(wildcards)
+    return canonical(
+        {
+            "model": cfg["model"],
+            "training": cfg["training"],
+            "modalities": modality_fields(cfg["modalities"], IMAGE_MODALITY_KEYS),
+        }
+    )
+
+
+def inference_params(wildcards):
+    return canonical(variant_dataset_config(wildcards)["inference"])
+
+
+def registration_params(wildcards):
+    """The run's method and parameters (not which inputs it has: those are other jobs)."""
+    return canonical(pick(registration_spec(wildcards), ("method", "params")))
+
+
+def evaluation_provenance(wildcards):
+    """The settings behind one variant's evaluation on one test set, recorded in provenance.json."""
+    cfg = variant_dataset_config(wildcards)
+    return canonical(
+        {
+            "dataset": wildcards.dataset,
+            "variant": wildcards.variant,
+            "testset": {wildcards.testset: cfg["testsets"][wildcards.testset]},
+            "seed": config["seed"],
+            **pick(
+                cfg,
+                (
+                    "source",
+                    cfg["source"],
+                    "modalities",
+                    "model",
+                    "training",
+                    "inference",
+                ),
+            ),
+            **pick(cfg, ("directions", "registration", "evaluation")),
+        }
+    )
 
 
 def unpacked_record(zenodo):
@@ -81,12 +192,13 @@ def prebuilt_input(wildcards):
 def registration_jobs(dataset, variant):
     """(source, run, direction) of every registration that the evaluation of ``variant`` reads."""
     cfg = DATASETS[dataset]
-    return [
+    # Sorted: the order of keys in the configuration must not change the timing rule's params.
+    return sorted(
         (ORIGINAL if image_input == ORIGINAL else variant, run, direction)
         for run, spec in cfg["registration"].items()
         for image_input in spec["inputs"]
         for direction in cfg["directions"]
-    ]
+    )
 
 
 def registration_csv(dataset, source, testset, run, direction):

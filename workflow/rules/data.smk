@@ -2,6 +2,7 @@ rule prepare_data:
     """Canonical aligned pairs with their split (synthetic data is generated, records are converted)."""
     input:
         record=record_input,
+        files=pairs_files,
     output:
         pairs="results/{dataset}/data/pairs.csv",
         layout="results/{dataset}/data/layout.json",
@@ -16,7 +17,7 @@ rule prepare_data:
         mem_mb=4000,
         runtime=60,
     params:
-        dataset=dataset_config,
+        dataset=data_params,
         seed=config["seed"],
         image_dir=lambda wc: f"results/{wc.dataset}/data/images",
     script:

@@ -38,8 +38,8 @@ rule evaluate:
         mem_mb=2000,
         runtime=30,
     params:
-        evaluation=lambda wc: DATASETS[wc.dataset]["evaluation"],
-        config=config,
+        evaluation=lambda wc: canonical(DATASETS[wc.dataset]["evaluation"]),
+        provenance=evaluation_provenance,
     script:
         "../../scripts/evaluate.py"
 
@@ -101,6 +101,6 @@ rule compare_variants:
         mem_mb=2000,
         runtime=30,
     params:
-        evaluation=lambda wc: DATASETS[wc.dataset]["evaluation"],
+        evaluation=lambda wc: canonical(DATASETS[wc.dataset]["evaluation"]),
     script:
         "../../scripts/compare_variants.py"

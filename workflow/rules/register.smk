@@ -20,9 +20,9 @@ rule register:
         mem_mb=2000,
         runtime=240,
     params:
-        spec=registration_spec,
+        run=registration_params,
         image_input=lambda wc: ORIGINAL if wc.source == ORIGINAL else "comir",
-        dataset=dataset_config,
+        modalities=image_modalities,
         seed=config["seed"],
     script:
         "../../scripts/register.py"

@@ -22,8 +22,7 @@ rule build_testset:
         mem_mb=4000,
         runtime=30,
     params:
-        testset=testset_config,
-        dataset=dataset_config,
+        build=testset_params,
         seed=config["seed"],
     script:
         "../../scripts/build_testset.py"

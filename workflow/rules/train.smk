@@ -23,8 +23,8 @@ rule train:
         runtime=600,
         gpu=lambda wc: int(variant_dataset_config(wc)["training"]["device"] != "cpu"),
     params:
-        dataset=variant_dataset_config,
+        network=network_params,
         seed=config["seed"],
-        config=config,
+        resume_state="results/{dataset}/{variant}/model/training_state.pt",
     script:
         "../../scripts/train.py"

@@ -16,15 +16,17 @@ offending file or id and saying what was expected.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from comir.io import IMAGE_SUFFIXES, InputError, channels_of, read_image
+from comir.io import IMAGE_SUFFIXES, InputError, channels_of, intensity_warning, read_image
 
 __all__ = [
     "PAIRS_COLUMNS",
@@ -39,13 +41,20 @@ PAIRS_COLUMNS = ("id", "split", "path_A", "path_B")
 SPLITS = ("train", "val", "test")
 _MAX_LISTED = 10  # problems listed in one error message
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Modality:
-    """One imaging modality: its folder name under the data root and channel count."""
+    """One imaging modality: its folder name under the data root, channel count and value range.
+
+    ``max_value``: what a stored value of full intensity is (e.g. 4095 for 12-bit data in
+    16-bit files); ``None`` means the integer type's maximum, or 1 for float images.
+    """
 
     name: str  # folder name under root, e.g. "BF"
     channels: int  # expected channel count (1, 3, 4, ...)
+    max_value: float | None = None
 
     def __post_init__(self) -> None:
         name = self.name
@@ -53,6 +62,8 @@ class Modality:
             raise InputError(f"modality name must be a plain folder name, got {name!r}")
         if isinstance(self.channels, bool) or int(self.channels) != self.channels or self.channels < 1:
             raise InputError(f"modality {name!r}: channels must be a positive integer, got {self.channels!r}")
+        if self.max_value is not None and not (math.isfinite(self.max_value) and self.max_value > 0):
+            raise InputError(f"modality {name!r}: max_value must be a positive number, got {self.max_value!r}")
 
 
 def _join_problems(problems: list[str]) -> str:
@@ -182,17 +193,21 @@ def _check_table(table: pd.DataFrame, columns: Sequence[str]) -> None:
 
 
 def validate_pairs(
-    table: pd.DataFrame, modalities: tuple[Modality, Modality], min_size: int
-) -> dict[str, int]:
+    table: pd.DataFrame, modalities: tuple[Modality, Modality], min_size: int = 1
+) -> dict[str, Any]:
     """Read every image of ``table`` and check it is usable.
 
     Checks: readable, channel count equals the modality's ``channels``, A and B
-    of one id have the same height and width, and ``min(H, W) >= min_size``.
+    of one id have the same height and width, ``min(H, W) >= min_size``, and
+    every pixel finite (NaN or inf would poison training and registration).
     All problems are collected and reported together in one InputError.
+    Values that the modality's scaling would not map into [0, 1] are logged as
+    warnings naming the files (:func:`comir.io.intensity_warning`).
 
     Returns ``{"n_pairs", "height", "width", "min_height", "max_height",
-    "min_width", "max_width", "channels_A", "channels_B"}`` where ``height``
-    and ``width`` are the smallest ones found (the limiting size).
+    "min_width", "max_width", "channels_A", "channels_B", "sizes"}`` where
+    ``height`` and ``width`` are the smallest ones found (the limiting size)
+    and ``sizes`` lists ``(height, width)`` per row of ``table``.
     """
     mod_a, mod_b = _check_modalities(modalities)
     _check_table(table, ("id", "path_A", "path_B"))
@@ -202,6 +217,7 @@ def validate_pairs(
         raise InputError("the pairs table is empty: no image pairs to validate")
 
     problems: list[str] = []
+    warnings: dict[str, list[str]] = {}
     heights: list[int] = []
     widths: list[int] = []
     for row in table.itertuples(index=False):
@@ -221,6 +237,15 @@ def validate_pairs(
                 )
             if image.size == 0 or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
                 problems.append(f"{path}: unsupported image data (dtype {image.dtype}, shape {image.shape})")
+            elif not np.isfinite(image).all():
+                problems.append(
+                    f"{path}: {int(np.count_nonzero(~np.isfinite(image)))} pixel(s) are NaN or infinite "
+                    f"(modality {slot} = {mod.name}, id {row.id!r}); replace them (e.g. by 0) before use"
+                )
+            else:
+                warning = intensity_warning(image, mod.max_value)
+                if warning:
+                    warnings.setdefault(mod.name, []).append(f"{path}: {warning}")
             shapes.append(image.shape[:2])
         shape_a, shape_b = shapes
         if shape_a is not None and shape_b is not None and shape_a != shape_b:
@@ -239,6 +264,12 @@ def validate_pairs(
             )
         heights.append(int(shape[0]))
         widths.append(int(shape[1]))
+    for name, found in warnings.items():
+        setting = next(f"modalities.{s}.max_value" for s, m in zip("AB", (mod_a, mod_b)) if m.name == name)
+        log.warning(
+            "%d %s image(s) are not in the range the pipeline expects (set %s to the value of full "
+            "intensity if that is wrong):\n  %s", len(found), name, setting, _join_problems(found)
+        )
     if problems:
         raise InputError(f"{len(problems)} problem(s) in the image pairs:\n  " + _join_problems(problems))
     return {
@@ -251,6 +282,7 @@ def validate_pairs(
         "max_width": max(widths),
         "channels_A": int(mod_a.channels),
         "channels_B": int(mod_b.channels),
+        "sizes": list(zip(heights, widths)),
     }
 
 

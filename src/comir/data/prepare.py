@@ -1,4 +1,10 @@
-"""From a dataset's configuration to the canonical pairs table (id, split, path_A, path_B)."""
+"""From a dataset's configuration to the canonical pairs table (id, split, path_A, path_B, height, width).
+
+Only the files are checked here (readable, channels, equal sizes, finite pixels, value range);
+whether an image is large enough depends on the training patch and the test sets, and is
+checked by the stages that need it (:func:`comir.preprocess.check_image_sizes`), so that
+changing those settings does not redo the data (README, "Ablations").
+"""
 
 from __future__ import annotations
 
@@ -12,32 +18,24 @@ import pandas as pd
 from comir.data.pairs import Modality, discover_pairs, split_pairs, validate_pairs
 from comir.data.records import convert_record
 from comir.data.synthetic import SyntheticSpec, write_dataset
-from comir.preprocess import rotation_crop
-from comir.testset import TestSetRecipe
 
 log = logging.getLogger(__name__)
 
-
-def minimum_image_size(dataset: Mapping[str, Any], seed: int) -> int:
-    """Smallest image side that training crops and the patches of every recipe test set fit into."""
-    sizes = [rotation_crop(dataset["training"]["patch_size"])]
-    sizes += [
-        TestSetRecipe.from_config(testset, seed).min_source_size()
-        for testset in dataset["testsets"].values()
-        if testset["recipe"] != "prebuilt"  # a prebuilt test set comes with its own patches
-    ]
-    return max(sizes)
+PAIRS_TABLE_COLUMNS = ("id", "split", "path_A", "path_B", "height", "width")
 
 
 def prepare_dataset(
     dataset: Mapping[str, Any], seed: int, image_dir: Path, record: Path | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The pairs table (id, split, path_A, path_B) and a description of its origin (layout.json).
+    """The pairs table (id, split, path_A, path_B, height, width) and a description of its origin (layout.json).
 
-    ``record`` is the unpacked Zenodo record of a dataset of source ``zenodo``.
+    ``dataset`` needs ``source``, that source's section and ``modalities`` (name, channels,
+    max_value); ``record`` is the unpacked Zenodo record of a dataset of source ``zenodo``.
     """
     modalities = dataset["modalities"]
-    mods = tuple(Modality(modalities[s]["name"], modalities[s]["channels"]) for s in ("A", "B"))
+    mods = tuple(
+        Modality(modalities[s]["name"], modalities[s]["channels"], modalities[s].get("max_value")) for s in ("A", "B")
+    )
     layout: dict[str, Any] = {"source": dataset["source"]}
     if dataset["source"] == "synthetic":
         cfg = dataset["synthetic"]
@@ -70,7 +68,10 @@ def prepare_dataset(
             fractions=tuple(split["fractions"]) if split.get("fractions") else None,
             seed=seed,
         )
-    validate_pairs(table, mods, minimum_image_size(dataset, seed))
+    table = table.reset_index(drop=True)
+    sizes = validate_pairs(table, mods)["sizes"]
+    table["height"] = [h for h, _ in sizes]
+    table["width"] = [w for _, w in sizes]
     layout["pairs_per_split"] = {str(k): int(v) for k, v in table["split"].value_counts().sort_index().items()}
     log.info("pairs per split: %s", layout["pairs_per_split"])
-    return table[["id", "split", "path_A", "path_B"]], layout
+    return table[list(PAIRS_TABLE_COLUMNS)], layout
