@@ -8,7 +8,7 @@ CORES ?= 2
 # (pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench clean config-docs
+.PHONY: setup demo test test-fast lint bench gpu-check clean config-docs
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -37,17 +37,26 @@ demo: setup
 test: lint
 	$(BIN)/python -m pytest
 
+# The unit tests only (no Snakemake workflow, SLURM or browser): a minute or two.
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow"
+
 # Static checks, part of `make test`: Snakemake's linter (log:, conda:, paths ...), snakefmt
-# formatting of Snakefile and workflow/rules, pyflakes on the Python code (scripts/ is left
-# out: their `snakemake` object is injected by Snakemake).
+# formatting of Snakefile and workflow/rules, ruff on the Python code (pyflakes, pycodestyle,
+# import order, docstrings, bugbear; settings in pyproject.toml).
 lint: $(VENV)/.installed-test
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check .
-	$(BIN)/pyflakes src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 bench: setup
 	$(BIN)/python benchmarks/bench_network.py --threads $(CORES)
 	$(BIN)/python benchmarks/bench_registration.py --threads $(CORES)
+
+# On a CUDA machine: GPU training and inference, their speed and memory, CoMIRs against the CPU
+# (benchmarks/gpu_check.py); says so and succeeds where PyTorch sees no GPU.
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py --out results/gpu-check
 
 clean:
 	rm -rf results .snakemake

@@ -145,6 +145,7 @@ def measure(label: str, pairs: list[dict], input_kind: str, threads: int) -> dic
 
 
 def main() -> None:
+    """Print the table of every method."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=4, help="number of cases, the first untimed (default 4)")
     parser.add_argument("--size", type=int, default=256, help="patch size in px (default 256; the paper: 834)")
@@ -200,7 +201,8 @@ def main() -> None:
             f"{statistics.median(row['errors']):14.2f}",
             flush=True,
         )
-    print(f"total {time.perf_counter() - start:.0f} s; load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    load = os.getloadavg()[0]
+    print(f"total {time.perf_counter() - start:.0f} s; load average at the end {load:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

@@ -28,4 +28,10 @@ comir_test_set(
     pad=dataset["inference"]["pad"],
     mixed_precision=dataset["inference"]["mixed_precision"],
 )
-plot_examples(cases[:3], Path(snakemake.input.images), Path(snakemake.output.comirs), dataset["modalities"], Path(snakemake.output.examples))
+plot_examples(
+    cases[:3],
+    Path(snakemake.input.images),
+    Path(snakemake.output.comirs),
+    dataset["modalities"],
+    Path(snakemake.output.examples),
+)

@@ -14,7 +14,9 @@ settings = snakemake.params.download
 manifest = Path(snakemake.output.manifest)
 if manifest.name != MANIFEST_NAME:
     raise ValueError(f"the download rule's output must be named {MANIFEST_NAME}, not {manifest.name}")
-options = {name: settings[name] for name in ("mirror", "local_dir", "retries", "timeout_s") if settings.get(name) is not None}
+options = {
+    name: settings[name] for name in ("mirror", "local_dir", "retries", "timeout_s") if settings.get(name) is not None
+}
 if settings.get("url"):
     options["base_url"] = settings["url"]
 download_record(settings["record"], manifest.parent, **options)

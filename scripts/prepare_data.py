@@ -8,6 +8,8 @@ from comir.workflow import setup_logging
 
 setup_logging(snakemake.log[0])
 record = Path(snakemake.input.record) if snakemake.input.record else None
-table, layout = prepare_dataset(snakemake.params.dataset, snakemake.params.seed, Path(snakemake.params.image_dir), record)
+table, layout = prepare_dataset(
+    snakemake.params.dataset, snakemake.params.seed, Path(snakemake.params.image_dir), record
+)
 write_csv(snakemake.output.pairs, table)
 write_json(snakemake.output.layout, layout)

@@ -11,7 +11,9 @@ from comir.workflow import provenance, setup_logging
 log = setup_logging(snakemake.log[0])
 network = snakemake.params.network  # modalities, model, training of this variant
 pairs = pd.read_csv(snakemake.input.pairs)
-cfg = TrainingConfig.from_config(network["training"], snakemake.params.seed, snakemake.threads)
+# Execution settings come from snakemake.config, not params: changing them must not retrain.
+workers = snakemake.config["threads"]["loader"]
+cfg = TrainingConfig.from_config(network["training"], snakemake.params.seed, snakemake.threads, workers)
 crop = rotation_crop(cfg.patch_size) if cfg.rotation else cfg.patch_size
 check_image_sizes(pairs, ["train"], crop, f"training ({cfg.patch_size} px patches cut from {crop} px crops)")
 check_image_sizes(pairs, ["val"], cfg.patch_size, f"validation ({cfg.patch_size} px patches)")
@@ -19,7 +21,12 @@ models = build_models(model_configs(network), cfg.seed)
 state = Path(snakemake.params.resume_state)
 modalities = network["modalities"]
 history = train(models, load_split(pairs, "train", modalities), load_split(pairs, "val", modalities), cfg, state)
-made_by = {"dataset": snakemake.wildcards.dataset, "variant": snakemake.wildcards.variant, "seed": snakemake.params.seed, **network}
+made_by = {
+    "dataset": snakemake.wildcards.dataset,
+    "variant": snakemake.wildcards.variant,
+    "seed": snakemake.params.seed,
+    **network,
+}
 save_checkpoint(
     snakemake.output.model,
     models,

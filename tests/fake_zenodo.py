@@ -30,8 +30,10 @@ RECORD = "<record>"  # the key that addresses the record's JSON in ``Faults.erro
 class Faults:
     """Misbehaviour to inject, per file key."""
 
-    drop_after: dict[str, int] = field(default_factory=dict)  # bytes sent before dropping the connection (first request only)
-    errors_500: dict[str, int] = field(default_factory=dict)  # how many requests are answered 500 first (RECORD: the JSON)
+    # bytes sent before dropping the connection (first request only)
+    drop_after: dict[str, int] = field(default_factory=dict)
+    # how many requests are answered 500 first (RECORD: the JSON)
+    errors_500: dict[str, int] = field(default_factory=dict)
     corrupt: set[str] = field(default_factory=set)  # served as corrupted(data): same size, other bytes
     ignore_range: set[str] = field(default_factory=set)  # answer 200 with the whole file even to a Range request
     declared_size: dict[str, int] = field(default_factory=dict)  # size the record announces instead of the real one
@@ -86,9 +88,12 @@ class FakeZenodo:
                 entries.append({"filename": key, "filesize": size, "checksum": md5,
                                 "links": {"download": f"{self.base_url}/api/files/bucket-0/{quoted}"}})
             else:
+                content = f"{self.base_url}/api/records/{self.record_id}/files/{quoted}/content"
                 entries.append({"id": f"file-{len(entries)}", "key": key, "size": size, "checksum": f"md5:{md5}",
-                                "links": {"self": f"{self.base_url}/api/records/{self.record_id}/files/{quoted}/content"}})
-        return {"id": self.record_id, "recid": str(self.record_id), "metadata": {"title": "fake record"}, "files": entries}
+                                "links": {"self": content}})
+        return {
+            "id": self.record_id, "recid": str(self.record_id), "metadata": {"title": "fake record"}, "files": entries
+        }
 
     def file_requests(self, key: str) -> list[Request]:
         return [r for r in self.requests if r.key == key]

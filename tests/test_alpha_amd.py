@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+import registration_cases
 from comir import geometry as g
 from comir.register.alpha_amd import (
     AlphaAMDMeasure,
@@ -21,11 +22,9 @@ from comir.register.alpha_amd import (
     alpha_distance_maps,
     logistic,
     normalize_intensity,
-    quantize,
+    round_to_levels,
     symmetric_amd,
 )
-
-import registration_cases
 from registration_cases import SIZE
 from registration_cases import pair_error as corner_error
 
@@ -55,9 +54,9 @@ def swapped_params(params, reference_shape, floating_shape):
 # ----------------------------------------------------------------- the measure
 
 
-def test_quantize_and_normalize():
+def test_round_to_levels_and_normalize():
     image = np.array([[0.0, 0.07, 0.08, 0.5], [0.93, 0.94, 1.0, 1.2]])
-    np.testing.assert_array_equal(quantize(image, 7), [[0, 0, 1, 4], [7, 7, 7, 7]])
+    np.testing.assert_array_equal(round_to_levels(image, 7), [[0, 0, 1, 4], [7, 7, 7, 7]])
     assert normalize_intensity(np.full((4, 4), 3.0)) is None
     ramp = np.linspace(-5, 5, 1001).reshape(7, 143)
     out = normalize_intensity(ramp, 1.0)
@@ -68,7 +67,7 @@ def test_quantize_and_normalize():
 
 def test_distance_maps_match_brute_force_definition():
     rng = np.random.default_rng(1)
-    q = quantize(rng.random((23, 31)), 4)
+    q = round_to_levels(rng.random((23, 31)), 4)
     q[0, 0], q[0, 1] = 0, 4  # every level non-empty
     for complement in (True, False):
         maps = alpha_distance_maps(q, 4, complement)
@@ -88,7 +87,7 @@ def definition_value(reference, floating, matrix, levels=7):
     """The symmetric alpha-AMD written out plainly (scipy EDT, map_coordinates)."""
 
     def maps(image):
-        q = quantize(image, levels)
+        q = round_to_levels(image, levels)
         upper = [ndimage.distance_transform_edt(q < level) for level in range(1, levels + 1)]
         lower = [ndimage.distance_transform_edt(q >= level) for level in range(1, levels + 1)]
         return np.stack(
@@ -98,7 +97,7 @@ def definition_value(reference, floating, matrix, levels=7):
     def term(source, target, m):
         h, w = target.shape
         yy, xx = np.mgrid[: source.shape[0], : source.shape[1]]
-        k = quantize(source, levels).ravel()
+        k = round_to_levels(source, levels).ravel()
         p = g.apply(m, np.stack([xx.ravel(), yy.ravel()], -1).astype(float))
         inside = (p[:, 0] >= -0.5) & (p[:, 0] < w - 0.5) & (p[:, 1] >= -0.5) & (p[:, 1] < h - 0.5)
         coords = [k, np.clip(p[:, 1], 0, h - 1), np.clip(p[:, 0], 0, w - 1)]
@@ -143,7 +142,9 @@ def test_zero_for_identical_images_and_grows_with_displacement():
     assert value == 0.0
     np.testing.assert_array_equal(grad, 0.0)
     for direction in [(1.0, 0.0), (0.0, -1.0), (0.6, 0.8)]:
-        values = [symmetric_amd(image, image, (0.0, s * direction[0], s * direction[1]))[0] for s in np.arange(0, 21, 2.0)]
+        values = [
+            symmetric_amd(image, image, (0.0, s * direction[0], s * direction[1]))[0] for s in np.arange(0, 21, 2.0)
+        ]
         assert np.all(np.diff(values) > 0), values
         # the gradient points away from the optimum (descent moves back)
         _, grad = symmetric_amd(image, image, (0.0, 6 * direction[0], 6 * direction[1]))

@@ -17,11 +17,13 @@ def test_every_shipped_config_validates_and_gets_defaults():
     for path in sorted((ROOT / "config").glob("*.yaml")):
         config = load_config(path)
         for dataset in config["datasets"].values():
-            assert {"testsets", "variants", "model", "training", "inference", "evaluation", "registration"} <= set(dataset)
+            expected = {"testsets", "variants", "model", "training", "inference", "evaluation", "registration"}
+            assert expected <= set(dataset)
 
 
 def test_paper_defaults_are_filled_in():
-    config = validate_config({"datasets": {"x": {"source": "synthetic", "modalities": {"A": {"name": "a", "channels": 1}, "B": {"name": "b", "channels": 3}}}}})
+    modalities = {"A": {"name": "a", "channels": 1}, "B": {"name": "b", "channels": 3}}
+    config = validate_config({"datasets": {"x": {"source": "synthetic", "modalities": modalities}}})
     dataset = config["datasets"]["x"]
     assert dataset["training"]["optimizer"] == "sgd" and dataset["training"]["learning_rate"] == 0.01
     assert dataset["training"]["batch_size"] == 32 and dataset["training"]["temperature"] == 0.5
@@ -45,20 +47,34 @@ def test_defaults_are_not_shared_between_datasets():
     "mutate, message",
     [
         (lambda c: c.update(sead=1), "unknown key.*sead"),
-        (lambda c: c["datasets"]["synthetic"]["training"].update(lerning_rate=1), "datasets/synthetic/training: unknown key.*lerning_rate"),
-        (lambda c: c["datasets"]["synthetic"]["training"].update(batch_size="16"), "batch_size: '16' is not of type 'integer'"),
+        (lambda c: c["datasets"]["synthetic"]["training"].update(lerning_rate=1),
+         "datasets/synthetic/training: unknown key.*lerning_rate"),
+        (lambda c: c["datasets"]["synthetic"]["training"].update(batch_size="16"),
+         "batch_size: '16' is not of type 'integer'"),
         (lambda c: c["datasets"]["synthetic"].update(source="figshare"), "source: 'figshare' is not one of"),
         (lambda c: c["datasets"]["synthetic"].update(source="zenodo"), "source 'zenodo' needs a 'zenodo' section"),
-        (lambda c: c["datasets"]["synthetic"]["testsets"]["main"].update(recipe="prebuilt"), "recipe 'prebuilt' needs a record that ships"),
-        (lambda c: c["datasets"]["synthetic"].update(variants={"cos": {"training": {"critc": "cosine"}}}), "variants/cos/training: unknown key.*critc"),
-        (lambda c: c["datasets"]["synthetic"].update(variants={"cos": {"training": {"critic": "dot"}}}), "variants/cos/training/critic: 'dot' is not one of"),
-        (lambda c: c["datasets"]["synthetic"].update(variants={"big": {"model": {"down_blocks": [1, 1, 1, 1, 1, 1, 1]}}}), "variants/big/training/patch_size: 64 is not divisible by 2\\^7"),
-        (lambda c: c["datasets"]["synthetic"].update(variants={"x": {"testsets": {}}}), "variants/x: unknown key.*testsets"),
-        (lambda c: c["datasets"]["synthetic"].update(variants={"original": {}}), "should not be valid|is not allowed|original"),
-        (lambda c: c["datasets"]["synthetic"]["registration"].update(ca={"method": "curvealign", "inputs": ["comir"]}), "curvealign.*originals only"),
-        (lambda c: c["datasets"]["synthetic"]["modalities"]["B"].update(channels=1) or c["datasets"]["synthetic"]["registration"].update(ca={"method": "curvealign", "inputs": ["original"]}), "curvealign needs one RGB"),
+        (lambda c: c["datasets"]["synthetic"]["testsets"]["main"].update(recipe="prebuilt"),
+         "recipe 'prebuilt' needs a record that ships"),
+        (lambda c: c["datasets"]["synthetic"].update(variants={"cos": {"training": {"critc": "cosine"}}}),
+         "variants/cos/training: unknown key.*critc"),
+        (lambda c: c["datasets"]["synthetic"].update(variants={"cos": {"training": {"critic": "dot"}}}),
+         "variants/cos/training/critic: 'dot' is not one of"),
+        (lambda c: c["datasets"]["synthetic"].update(
+            variants={"big": {"model": {"down_blocks": [1, 1, 1, 1, 1, 1, 1]}}}
+        ),
+         "variants/big/training/patch_size: 64 is not divisible by 2\\^7"),
+        (lambda c: c["datasets"]["synthetic"].update(variants={"x": {"testsets": {}}}),
+         "variants/x: unknown key.*testsets"),
+        (lambda c: c["datasets"]["synthetic"].update(variants={"original": {}}),
+         "should not be valid|is not allowed|original"),
+        (lambda c: c["datasets"]["synthetic"]["registration"].update(ca={"method": "curvealign", "inputs": ["comir"]}),
+         "curvealign.*originals only"),
+        (lambda c: c["datasets"]["synthetic"]["modalities"]["B"].update(channels=1)
+         or c["datasets"]["synthetic"]["registration"].update(ca={"method": "curvealign", "inputs": ["original"]}),
+         "curvealign needs one RGB"),
         (lambda c: c["datasets"]["synthetic"]["modalities"].pop("B"), "'B' is a required property"),
-        (lambda c: c["datasets"]["synthetic"]["training"].update(patch_size=100), "patch_size: 100 is not divisible by 2\\^3 = 8"),
+        (lambda c: c["datasets"]["synthetic"]["training"].update(patch_size=100),
+         "patch_size: 100 is not divisible by 2\\^3 = 8"),
         (lambda c: c["datasets"]["synthetic"]["registration"]["sift"].update(method="surf"), "'surf' is not one of"),
         (lambda c: c["datasets"]["synthetic"].update(directions=["A_to_A"]), "'A_to_A' is not one of"),
         # Registration parameters are checked by each method at parse time, not when its job runs.
@@ -68,7 +84,8 @@ def test_defaults_are_not_shared_between_datasets():
          "registration/sift/params: .*ratio must be in \\(0, 1\\], got 2"),
         (lambda c: c["datasets"]["synthetic"]["registration"]["fft"]["params"].update(seed=3),
          "registration/fft/params: unknown parameter.*'seed'"),
-        (lambda c: c["datasets"]["synthetic"]["modalities"]["B"].update(max_value=0), "max_value: 0 is less than or equal"),
+        (lambda c: c["datasets"]["synthetic"]["modalities"]["B"].update(max_value=0),
+         "max_value: 0 is less than or equal"),
     ],
 )
 def test_mistakes_are_reported_with_their_location(mutate, message):
@@ -79,7 +96,8 @@ def test_mistakes_are_reported_with_their_location(mutate, message):
 
 
 def test_pairs_source_needs_a_split():
-    config = {"datasets": {"mine": {"source": "pairs", "modalities": {"A": {"name": "a", "channels": 1}, "B": {"name": "b", "channels": 1}}, "pairs": {"root": "x"}}}}
+    modalities = {"A": {"name": "a", "channels": 1}, "B": {"name": "b", "channels": 1}}
+    config = {"datasets": {"mine": {"source": "pairs", "modalities": modalities, "pairs": {"root": "x"}}}}
     with pytest.raises(ConfigError, match="fractions.*or explicit"):
         validate_config(config)
     config["datasets"]["mine"]["pairs"]["split"] = {"fractions": [0.5, 0.2, 0.2]}
@@ -98,7 +116,10 @@ def test_a_variant_overrides_only_what_it_names():
     from comir.config import variant_config
 
     config = demo()
-    config["datasets"]["synthetic"]["variants"] = {"mse": {}, "cosine": {"training": {"critic": "cosine", "temperature": 0.1}}}
+    config["datasets"]["synthetic"]["variants"] = {
+        "mse": {},
+        "cosine": {"training": {"critic": "cosine", "temperature": 0.1}},
+    }
     dataset = validate_config(config)["datasets"]["synthetic"]
     cosine, mse = variant_config(dataset, "cosine"), variant_config(dataset, "mse")
     assert cosine["training"]["critic"] == "cosine" and cosine["training"]["temperature"] == 0.1

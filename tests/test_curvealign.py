@@ -30,7 +30,6 @@ from comir.register.curvealign import (
     stretch_channels,
 )
 from comir.testset import MATRIX_KEYS
-
 from registration_cases import SIZE, he_shg_scene, make_colour_pair, pair_error
 
 # Known transforms within single-start MI's reach (initial corner error 12-26 px).
@@ -64,7 +63,12 @@ def test_registry_params_and_mi_pass_through():
         assert getattr(method, name) == getattr(mi_default, name), name
     method = make_method(
         "curvealign",
-        {"segmentation": "kmeans_ab", "kmeans_clusters": 4, "start_angles_deg": [-10, 0, 10], "optimizer": "evolutionary"},
+        {
+            "segmentation": "kmeans_ab",
+            "kmeans_clusters": 4,
+            "start_angles_deg": [-10, 0, 10],
+            "optimizer": "evolutionary",
+        },
         seed=2,
         threads=3,
     )
@@ -307,7 +311,8 @@ def test_register_cases_gives_colour_methods_the_rgb_original(tmp_path):
         rgb_reference, shg_floating, truth = make_colour_pair(angle, shift, 0, "reference")
         shg_reference, rgb_floating, _ = make_colour_pair(angle, shift, 0, "floating")
         case = f"case_{index:04d}"
-        for name, image in [("A_ref", shg_reference), ("A_flo", shg_floating), ("B_ref", rgb_reference), ("B_flo", rgb_floating)]:
+        images = [("A_ref", shg_reference), ("A_flo", shg_floating), ("B_ref", rgb_reference), ("B_flo", rgb_floating)]
+        for name, image in images:
             write_tiff(tmp_path / f"{case}_{name}.tif", _to_uint8(image))
             write_tiff(tmp_path / "comir" / f"{case}_{name}.tif", np.asarray(shg_reference, np.float32))
         rows.append(
@@ -316,7 +321,10 @@ def test_register_cases_gives_colour_methods_the_rgb_original(tmp_path):
              **{f"true_{k}": v for k, v in zip(MATRIX_KEYS, truth.ravel())}}
         )
     cases = pd.DataFrame(rows)
-    modalities = {"A": {"name": "SHG", "channels": 1, "log1p": False}, "B": {"name": "BF", "channels": 3, "log1p": False}}
+    modalities = {
+        "A": {"name": "SHG", "channels": 1, "log1p": False},
+        "B": {"name": "BF", "channels": 3, "log1p": False},
+    }
     method = make_method("curvealign", {}, 0)
     for direction in ("B_to_A", "A_to_B"):
         table = register_cases(cases, tmp_path, method, "ca", "original", direction, modalities)
@@ -329,6 +337,7 @@ def test_register_cases_gives_colour_methods_the_rgb_original(tmp_path):
 
 def test_result_is_a_registration_result():
     reference, floating, _ = make_colour_pair(*CASES[2])
-    result = make_method("curvealign", {"segmentation": "kmeans_ab", "smooth_sigma": 0}, 0).register(reference, floating)
+    method = make_method("curvealign", {"segmentation": "kmeans_ab", "smooth_sigma": 0}, 0)
+    result = method.register(reference, floating)
     assert dataclasses.is_dataclass(result) and result.status == "ok"
     assert "collagen" in result.message and "start 0 deg" in result.message

@@ -342,7 +342,10 @@ def test_split_by_fractions_is_seeded_and_complete():
     assert len(first) == 20
     counts = first["split"].value_counts().to_dict()
     assert counts == {"train": 12, "val": 4, "test": 4}
-    others = [dict(zip(s["id"], s["split"])) for s in (split_pairs(table, fractions=(0.6, 0.2, 0.2), seed=k) for k in range(5))]
+    others = [
+        dict(zip(s["id"], s["split"]))
+        for s in (split_pairs(table, fractions=(0.6, 0.2, 0.2), seed=k) for k in range(5))
+    ]
     assert sum(o != assignment for o in others) >= 4  # different seeds give different splits
 
 

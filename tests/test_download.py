@@ -104,7 +104,9 @@ def test_resume_within_a_run_after_a_dropped_connection(tmp_path, server, payloa
 def test_resume_in_a_later_run(tmp_path, server, payloads):
     server.faults.drop_after["images.zip"] = 123_456
     dest = tmp_path / "rec"
-    with pytest.raises(DownloadError, match=r"images\.zip: download from .* failed.*run again to resume from the 123456 bytes"):
+    with pytest.raises(
+        DownloadError, match=r"images\.zip: download from .* failed.*run again to resume from the 123456 bytes"
+    ):
         download_record(RID, dest, base_url=server.base_url, **{**FAST, "retries": 0})
     assert (dest / "images.zip.part").stat().st_size == 123_456
     assert not (dest / "MANIFEST.tsv").exists()
@@ -141,7 +143,9 @@ def test_retries_after_server_errors_with_exponential_backoff(tmp_path, server, 
 def test_gives_up_after_the_retries(tmp_path, server):
     server.faults.errors_500["images.zip"] = 10
     dest = tmp_path / "rec"
-    with pytest.raises(DownloadError, match=r"images\.zip: download from http://127\.0\.0\.1.* failed: HTTP 500 .* \(3 attempts\)"):
+    with pytest.raises(
+        DownloadError, match=r"images\.zip: download from http://127\.0\.0\.1.* failed: HTTP 500 .* \(3 attempts\)"
+    ):
         download_record(RID, dest, base_url=server.base_url, **{**FAST, "retries": 2})
     assert len(server.file_requests("images.zip")) == 3
     assert not (dest / "MANIFEST.tsv").exists()
@@ -162,7 +166,8 @@ def test_checksum_mismatch_deletes_the_file_and_names_it(tmp_path, server, paylo
     message = str(info.value)
     good = payloads["labels v2.tar.gz"]
     assert "labels v2.tar.gz" in message and "corrupt" in message
-    assert f"expected md5 {md5(good)} ({len(good)} bytes), found md5 {md5(corrupted(good))} ({len(good)} bytes)" in message
+    expected = f"expected md5 {md5(good)} ({len(good)} bytes), found md5 {md5(corrupted(good))} ({len(good)} bytes)"
+    assert expected in message
     assert not (dest / "labels v2.tar.gz").exists() and not (dest / "labels v2.tar.gz.part").exists()
     assert not (dest / "MANIFEST.tsv").exists()
     assert isinstance(info.value, InputError)
@@ -172,7 +177,10 @@ def test_server_with_less_than_announced_answers_416_and_fails_verification(tmp_
     real = len(payloads["README.md"])
     server.faults.declared_size["README.md"] = real + 10
     dest = tmp_path / "rec"
-    with pytest.raises(DownloadError, match=rf"README\.md .* corrupt: expected md5 \w+ \({real + 10} bytes\), found md5 \w+ \({real} bytes\)"):
+    with pytest.raises(
+        DownloadError,
+        match=rf"README\.md .* corrupt: expected md5 \w+ \({real + 10} bytes\), found md5 \w+ \({real} bytes\)",
+    ):
         download_record(RID, dest, base_url=server.base_url, **FAST)
     assert [(r.range, r.status) for r in server.file_requests("README.md")] == [(None, 200), (f"bytes={real}-", 416)]
     assert not (dest / "README.md").exists() and not (dest / "README.md.part").exists()
@@ -229,8 +237,10 @@ def test_parse_record_shapes():
         ({"id": 9, "files": []}, r"describes Zenodo record 9, not 7"),
         ({"files": [{"name": "a.zip", "bytes": 3}]}, r'no known Zenodo shape .* found \{"name": "a.zip", "bytes": 3\}'),
         ({"files": [{"key": "a", "size": "3", "checksum": "md5:" + "0" * 32}]}, r'found \{"key": "a", "size": "3"'),
-        ({"files": [{"key": "a", "size": 3, "checksum": "sha256:" + "0" * 64}]}, r"'a' of record 7 has no md5 checksum; found 'sha256:0"),
-        ({"files": [{"key": "../a", "size": 3, "checksum": "0" * 32}]}, r"a file named '\.\./a', which is not a usable file name"),
+        ({"files": [{"key": "a", "size": 3, "checksum": "sha256:" + "0" * 64}]},
+         r"'a' of record 7 has no md5 checksum; found 'sha256:0"),
+        ({"files": [{"key": "../a", "size": 3, "checksum": "0" * 32}]},
+         r"a file named '\.\./a', which is not a usable file name"),
         ({"files": [{"key": "record.json", "size": 3, "checksum": "0" * 32}]}, r"named 'record\.json'"),
     ],
 )
@@ -265,7 +275,9 @@ def test_http_mirror(tmp_path, server, payloads, closed_url):
 def test_file_mirror_without_the_file(tmp_path, server, payloads, closed_url):
     mirror = tmp_path / "mirror"
     write_folder(mirror, {"images.zip": payloads["images.zip"]}, server.record_json())
-    with pytest.raises(DownloadError, match=r"labels v2\.tar\.gz: download from file://.*labels%20v2\.tar\.gz failed: .*No such file") as info:
+    with pytest.raises(
+        DownloadError, match=r"labels v2\.tar\.gz: download from file://.*labels%20v2\.tar\.gz failed: .*No such file"
+    ) as info:
         download_record(RID, tmp_path / "rec", base_url=closed_url, mirror=mirror.as_uri(), **FAST)
     assert "run again" not in str(info.value)  # retrying cannot help
 
@@ -304,7 +316,10 @@ def test_local_dir_missing_and_corrupt_files(tmp_path, server, payloads, closed_
     (local / "labels v2.tar.gz").write_bytes(good)
     (local / "README.md").write_bytes(b"changed\n")
     before = snapshot(local)
-    with pytest.raises(DownloadError, match=rf"README\.md does not match record {RID}: expected md5 {md5(payloads['README.md'])}.*left untouched"):
+    with pytest.raises(
+        DownloadError,
+        match=rf"README\.md does not match record {RID}: expected md5 {md5(payloads['README.md'])}.*left untouched",
+    ):
         download_record(RID, dest, base_url=closed_url, local_dir=local, **FAST)
     assert snapshot(local) == before
     assert not (dest / "MANIFEST.tsv").exists()
@@ -346,7 +361,9 @@ def test_offline_with_nothing_local(tmp_path, closed_url):
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(RecordUnavailable, match=rf"into the local directory {empty.resolve()}.*\nThe local directory .* holds no files"):
+    with pytest.raises(
+        RecordUnavailable, match=rf"into the local directory {empty.resolve()}.*\nThe local directory .* holds no files"
+    ):
         download_record(RID, dest, base_url=closed_url, local_dir=empty, **FAST)
 
 
@@ -408,8 +425,8 @@ def test_snakemake_script(tmp_path, server, payloads, restore_logging):
     log_file = tmp_path / "download.log"
     settings = {"record": RID, "url": server.base_url, "mirror": None, "local_dir": None, "retries": 1,
                 "timeout_s": 5, "split": "paper"}
-    snakemake = SimpleNamespace(params=SimpleNamespace(download=settings), output=SimpleNamespace(manifest=str(manifest)),
-                                log=[str(log_file)])
+    snakemake = SimpleNamespace(params=SimpleNamespace(download=settings),
+                                output=SimpleNamespace(manifest=str(manifest)), log=[str(log_file)])
     runpy.run_path(str(SCRIPT), init_globals={"snakemake": snakemake})
     assert read_manifest(manifest.parent) == expected_manifest(payloads)
     assert f"record {RID}: 3 file(s) in" in log_file.read_text()
@@ -464,7 +481,8 @@ def test_unpack_zip_and_tar_atomically_and_idempotently(tmp_path):
         ("zip", {"/tmp/evil.txt": b"x"}, r"member '/tmp/evil\.txt'"),
         ("tar", [tar_member("ok"), tar_member("../evil.txt")], r"member '\.\./evil\.txt'"),
         ("tar", [tar_member("/etc/evil")], r"member '/etc/evil'"),
-        ("tar", [tar_member("d/link", tarfile.SYMTYPE, "../../evil.txt")], r"link 'd/link' points to 'd/\.\./\.\./evil\.txt'"),
+        ("tar", [tar_member("d/link", tarfile.SYMTYPE, "../../evil.txt")],
+         r"link 'd/link' points to 'd/\.\./\.\./evil\.txt'"),
         ("tar", [tar_member("link", tarfile.SYMTYPE, "/etc/passwd")], r"link 'link' points to '/etc/passwd'"),
         ("tar", [tar_member("hard", tarfile.LNKTYPE, "../evil.txt")], r"link 'hard' points to '\.\./evil\.txt'"),
         ("tar", [tar_member("dev", tarfile.CHRTYPE)], r"member 'dev' is not a file, folder or link"),

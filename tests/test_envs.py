@@ -39,6 +39,7 @@ from pathlib import Path
 import pytest
 import rattler  # py-rattler (requirements-test.txt): conda MatchSpecs, offline
 import yaml
+from rattler.exceptions import InvalidMatchSpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = ROOT / "envs"
@@ -87,7 +88,7 @@ def load_env(path: Path) -> dict:
 
 
 def env_specs(path: Path) -> dict[str, "rattler.MatchSpec"]:
-    """conda package name -> parsed MatchSpec; fails on pip sections and duplicates."""
+    """Conda package name -> parsed MatchSpec; fails on pip sections and duplicates."""
     specs: dict[str, rattler.MatchSpec] = {}
     for dep in load_env(path)["dependencies"]:
         assert isinstance(dep, str), f"{path.name}: only conda packages, no pip section: {dep!r}"
@@ -128,12 +129,12 @@ def test_env_specs_are_strict_and_pinned(path):
 def test_matchspec_rejects_malformed_specs():
     """The strict parser is really strict (so the test above can fail)."""
     for bad in ["numpy 2.4.6 extra words", "numpy>=", "numpy=2.4.6=*"]:
-        with pytest.raises(Exception):
+        with pytest.raises(InvalidMatchSpecError):
             rattler.MatchSpec(bad, strict=True)
 
 
 def requirement_pins() -> dict[str, str]:
-    """conda name -> version pinned for pip in requirements.txt and the Makefile's TORCH."""
+    """Conda name -> version pinned for pip in requirements.txt and the Makefile's TORCH."""
     pins = {}
     lines = (ROOT / "requirements.txt").read_text().splitlines()
     torch = re.search(r"^TORCH \?= (torch==\S+)", (ROOT / "Makefile").read_text(), re.M)
@@ -290,8 +291,10 @@ class ImportGraph:
 
 
 def executed_imports(tree: ast.AST):
-    """Every import statement, also inside functions (lazy imports still run), but not
-    those under `if TYPE_CHECKING:`, which never run."""
+    """Every import statement, also inside functions (lazy imports still run).
+
+    Not those under `if TYPE_CHECKING:`, which never run.
+    """
     skipped = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If):
@@ -335,7 +338,8 @@ def env_problems(rules: list[dict], root: Path = ROOT, package_root: Path = PACK
             if conda_name(module) not in provided:
                 problems.append(
                     f"rule {rule['name']}: {env.name} lacks {conda_name(module)} "
-                    f"(`import {module}` in {Path(importer).relative_to(root) if Path(importer).is_relative_to(root) else importer})"
+                    f"(`import {module}` in "
+                    f"{Path(importer).relative_to(root) if Path(importer).is_relative_to(root) else importer})"
                 )
     for env, needed in used.items():
         if any(rule["kind"] not in {"script", "none", "run"} for rule in rules if rule["conda"] == str(env)):
@@ -374,8 +378,11 @@ def test_every_env_is_used(rules):
 
 @pytest.fixture()
 def fake_workflow(tmp_path):
-    """A tiny package, env and Snakefile: the script imports numpy and, via the package,
-    scipy (lazily, in a function) and statsmodels (in a sub-package's __init__)."""
+    """A tiny package, env and Snakefile.
+
+    The script imports numpy and, via the package, scipy (lazily, in a function) and
+    statsmodels (in a sub-package's __init__).
+    """
     package = tmp_path / "src" / "comir"
     (package / "sub").mkdir(parents=True)
     (package / "__init__.py").write_text("")

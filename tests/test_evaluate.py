@@ -639,7 +639,14 @@ def variant_results(n_cases: int = 25, seed: int = 3) -> pd.DataFrame:
         for source, factor in (("mse", 1.0), ("cosine", 3.0)):
             errors = base * factor + rng.uniform(0, 0.1, n_cases)
             rows += [
-                {"case": f"c{i:03d}", "method": method, "input": "comir", "direction": "B_to_A", "error_px": e, "source": source}
+                {
+                    "case": f"c{i:03d}",
+                    "method": method,
+                    "input": "comir",
+                    "direction": "B_to_A",
+                    "error_px": e,
+                    "source": source,
+                }
                 for i, e in enumerate(errors)
             ]
     frame = make_results([{k: v for k, v in r.items() if k != "source"} for r in rows])
@@ -660,9 +667,8 @@ def test_variant_table_compares_variants_within_each_method_only():
     # Every cosine error is larger: the rank-biserial r is +1 and the exact test is decisive.
     assert np.allclose(table["rank_biserial_r"], 1.0)
     assert (table["p_value"] < 1e-6).all() and (table["p_holm"] >= table["p_value"]).all()
-    expected = scipy.stats.wilcoxon(
-        *(results[(results["method"] == "mi") & (results["source"] == s)]["error_px"].to_numpy() for s in ("cosine", "mse"))
-    ).pvalue
+    mi = results[results["method"] == "mi"]
+    expected = scipy.stats.wilcoxon(*(mi[mi["source"] == s]["error_px"].to_numpy() for s in ("cosine", "mse"))).pvalue
     assert table["p_value"].iloc[0] == pytest.approx(expected)
 
 

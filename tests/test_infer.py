@@ -56,14 +56,14 @@ def test_size_is_preserved_for_sizes_not_divisible_by_the_multiple(model, deep_m
 
 
 def test_the_comir_is_one_pass_over_the_reflect_padded_image(model, monkeypatch):
-    """pad 10 -> 12 px (a multiple of 2**depth = 4); 37 x 50 + 24 -> 64 x 76 after the bottom/right extra."""
+    """Padding 10 px; 37 x 50 + 20 -> 60 x 72 after the bottom/right extra (multiples of 2**depth = 4)."""
     image = np.random.default_rng(2).random((3, 37, 50), dtype=np.float32)
-    padded = np.pad(image, ((0, 0), (12, 15), (12, 14)), mode="reflect")
+    padded = np.pad(image, ((0, 0), (10, 13), (10, 12)), mode="reflect")
     with torch.no_grad():
-        expected = model(torch.from_numpy(padded)[None])[0, :, 12 : 12 + 37, 12 : 12 + 50].numpy()
+        expected = model(torch.from_numpy(padded)[None])[0, :, 10 : 10 + 37, 10 : 10 + 50].numpy()
     sizes = _spy_input_sizes(monkeypatch, model)
     got = compute_comir(model, image, tile=512, pad=10)
-    assert sizes == [(64, 76)]
+    assert sizes == [(60, 72)]
     _assert_same_comir(got, expected)
 
 
@@ -76,16 +76,20 @@ def test_tiles_agree_with_a_single_pass(model):
 
 
 def test_tiles_of_a_deep_network_agree_with_a_single_pass(deep_model, monkeypatch, caplog):
-    """Receptive field far beyond the old fixed 64 px margin; image larger than tile + 2 * margin, so some
-    tiles are read with their full margin on both sides (not clipped to the padded image)."""
+    """Receptive field far beyond the old fixed 64 px margin.
+
+    The image is larger than tile + 2 * margin, so some tiles are read with their full margin on both
+    sides (not clipped to the padded image).
+    """
     image = np.random.default_rng(3).random((3, 600, 540), dtype=np.float32)
-    whole = compute_comir(deep_model, image, tile=2048)
+    whole = compute_comir(deep_model, image, tile=2048, pad=64)  # padded to 768 x 704 px
     sizes = _spy_input_sizes(monkeypatch, deep_model)
     with caplog.at_level(logging.WARNING, logger="comir.infer"):
-        tiled = compute_comir(deep_model, image, tile=128)
+        tiled = compute_comir(deep_model, image, tile=128, pad=64)
     margin = required_margin(deep_model.config)
     assert margin == 256 and not caplog.records
-    assert len(sizes) == 25 and (128 + 2 * margin) in {h for h, _ in sizes}
+    # Tiles on the 128 px grid of the padded image that hold image pixels: 6 rows x 5 columns.
+    assert len(sizes) == 30 and (128 + 2 * margin) in {h for h, _ in sizes}
     _assert_same_comir(tiled, whole)
 
 

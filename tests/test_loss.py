@@ -201,8 +201,11 @@ def test_activation_decay_is_one_mean_over_all_outputs():
 
 
 def _close_pairs(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float32 outputs whose positives differ by 1e-3 noise; negatives are 0.3 * sqrt(2) apart per
-    element, so that with tau 0.05 they still weigh in the denominator next to the positive."""
+    """Float32 outputs whose positives differ by 1e-3 noise.
+
+    Negatives are 0.3 * sqrt(2) apart per element, so that with tau 0.05 they still weigh in the
+    denominator next to the positive.
+    """
     g = torch.Generator().manual_seed(seed)
     za = 0.3 * torch.randn(6, 2, 8, 8, generator=g)
     zb = za + 1e-3 * torch.randn(za.shape, generator=g)
@@ -221,8 +224,11 @@ def _loss_and_grads(za: torch.Tensor, zb: torch.Tensor, critic: str, tau: float,
 @pytest.mark.parametrize("tau", [0.5, 0.05])
 @pytest.mark.parametrize("critic", CRITICS)
 def test_loss_under_autocast_is_the_float32_loss(critic, tau):
-    """Autocast would run the similarity matmuls in bf16 (8 significant bits): the 1e-3 distance of the
-    positives drowns in rounding. The loss disables autocast, so the result is float32's."""
+    """The loss disables autocast, so the result is float32's.
+
+    Autocast would run the similarity matmuls in bf16 (8 significant bits): the 1e-3 distance of the
+    positives would drown in rounding.
+    """
     za, zb = _close_pairs(13)
     expected = _loss_and_grads(za, zb, critic, tau, autocast=False)
     got = _loss_and_grads(za, zb, critic, tau, autocast=True)

@@ -244,9 +244,9 @@ def _positive_network(config: TiramisuConfig) -> Tiramisu:
 
 
 def _measured_offsets(model: Tiramisu, axis: int, residues: list[int]) -> list[tuple[int, int]]:
-    """For output positions with the given residues mod 2**depth: the (first, last) input offsets
-    where the gradient of one output pixel is non-zero, along ``axis`` (0: rows, 1: columns).
+    """The (first, last) input offsets where one output pixel's gradient is non-zero, per residue.
 
+    For output positions with the given residues mod 2**depth, along ``axis`` (0: rows, 1: columns).
     The image is long along ``axis`` (the field fits with room to spare, so it is not clipped) and
     2**depth px across: the field is a rectangle, so clipping it across does not change its extent
     along ``axis``. One batch item per residue (eval mode: items are independent).

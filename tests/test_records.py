@@ -4,24 +4,22 @@ import logging
 import zipfile
 
 import numpy as np
-import pandas as pd
 import pytest
 import tifffile
 
 from comir import geometry
-from comir.data import records
-from comir.data.records import (
+from comir.data.convert import (
     DEFAULT_ZURICH_CHANNEL_ORDER,
-    TESTSET_COLUMNS,
     RecordOptions,
+    band_correlations,
     convert_pairs,
-    detect_layout,
-    import_prebuilt_testset,
+    convert_record,
     nir_channel,
-    split_of_folder,
 )
+from comir.data.layouts import detect_layout, split_of_folder
+from comir.data.prebuilt import import_prebuilt_testset
 from comir.io import InputError, read_image, to_float01
-from comir.testset import MATRIX_KEYS, Stratum, TestSetRecipe, build_testset
+from comir.testset import MATRIX_KEYS, TESTSET_COLUMNS
 from fake_records import (
     build_fake_bfshg,
     build_fake_multiregeval_eval,
@@ -73,7 +71,7 @@ def test_comir_record_detected_and_converted(comir_record, tmp_path, caplog):
     assert layout.testsets[0].modalities() == {"SHG": {"R", "T"}, "BF": {"R", "T"}}
     assert layout.testsets[0].parts[0].metadata.name == "metadata.csv"
 
-    with caplog.at_level(logging.WARNING, logger="comir.data.records"):
+    with caplog.at_level(logging.WARNING, logger="comir.data.convert"):
         table = convert_pairs(layout, tmp_path, dataset="bfshg")
     assert "differ from the paper's" in caplog.text
     assert list(table.columns) == ["id", "split", "path_A", "path_B"]
@@ -99,7 +97,9 @@ def test_comir_testset_imported_with_exact_truth(comir_record, tmp_path):
     assert_truth_recovered(cases, comir_record.truths["comir"])
     # Same derived quantities as the recipe: displacement, landed corners, drawn transform.
     truth = truths_of(cases)
-    np.testing.assert_allclose(cases["initial_displacement_px"], geometry.corner_error(geometry.IDENTITY, truth, 64, 64))
+    np.testing.assert_allclose(
+        cases["initial_displacement_px"], geometry.corner_error(geometry.IDENTITY, truth, 64, 64)
+    )
     landed = cases[[f"corner{i}_{a}" for i in range(4) for a in "xy"]].to_numpy().reshape(-1, 4, 2)
     np.testing.assert_allclose(landed, geometry.apply(truth, geometry.corners(64, 64)))
     np.testing.assert_allclose(np.degrees(geometry.rotation_angle(truth)), -cases["rotation_deg"], atol=1e-9)
@@ -116,21 +116,12 @@ def test_comir_testset_imported_with_exact_truth(comir_record, tmp_path):
     )
 
 
-def test_testset_columns_are_those_of_build_testset(tmp_path):
-    image = (np.random.default_rng(0).random((120, 120)) * 255).astype(np.uint8)
-    tifffile.imwrite(tmp_path / "a.tif", image)
-    tifffile.imwrite(tmp_path / "b.tif", image)
-    pairs = pd.DataFrame({"id": ["x"], "split": ["test"], "path_A": [str(tmp_path / "a.tif")], "path_B": [str(tmp_path / "b.tif")]})
-    recipe = TestSetRecipe(patch_size=32, rotation_deg=5, translation_px=3, strata=(Stratum("all", None, 1),))
-    assert tuple(build_testset(pairs, recipe, tmp_path / "out").columns) == TESTSET_COLUMNS
-
-
 def test_inverted_metadata_follow_the_pixels_or_are_rejected(tmp_path, caplog):
     record = build_fake_bfshg(tmp_path / "rec", counts={"train": 2, "test": 4}, metadata="inverse", naming="suffix")
     layout = detect_layout(tmp_path / "rec")
     with pytest.raises(InputError, match="follow the inverse convention, not forward"):
         import_prebuilt_testset(layout, "comir", tmp_path / "forced", ("BF", "SHG"), convention="forward")
-    with caplog.at_level(logging.WARNING, logger="comir.data.records"):
+    with caplog.at_level(logging.WARNING, logger="comir.data.prebuilt"):
         cases = import_prebuilt_testset(layout, "comir", tmp_path / "auto", ("BF", "SHG"))
     assert cases.attrs["records"]["convention"] == "inverse"
     assert "not the expected forward one" in caplog.text
@@ -149,12 +140,15 @@ def test_metadata_that_do_not_describe_the_pixels_are_rejected(tmp_path, metadat
 def test_transformed_patches_of_one_modality_only_are_reported(tmp_path):
     build_fake_bfshg(tmp_path / "rec", counts={"train": 2, "test": 2}, transformed=("BF",))
     layout = detect_layout(tmp_path / "rec")
-    with pytest.raises(InputError, match=r"lacks reference \(R\) and transformed \(T\) patches of SHG: found BF: R\+T; SHG: R"):
+    lacks = r"lacks reference \(R\) and transformed \(T\) patches of SHG: found BF: R\+T; SHG: R"
+    with pytest.raises(InputError, match=lacks):
         import_prebuilt_testset(layout, "comir", tmp_path / "out", ("BF", "SHG"))
 
 
 def test_metadata_found_outside_the_test_folder(tmp_path):
-    record = build_fake_bfshg(tmp_path / "rec", counts={"train": 2, "test": 2}, metadata_folder="Metadata", test_cores=True)
+    record = build_fake_bfshg(
+        tmp_path / "rec", counts={"train": 2, "test": 2}, metadata_folder="Metadata", test_cores=True
+    )
     layout = detect_layout(tmp_path / "rec")
     assert layout.counts()["test"] == 2
     assert layout.testsets[0].parts[0].metadata.parent.name == "Metadata"
@@ -193,7 +187,7 @@ def test_convert_record_wrapper(comir_record, tmp_path):
     from comir.data.pairs import Modality
 
     mods = (Modality("BF", 3), Modality("SHG", 1))
-    table, description = records.convert_record(comir_record.path, tmp_path, mods, {"record": 3874362, "url": "x"})
+    table, description = convert_record(comir_record.path, tmp_path, mods, {"record": 3874362, "url": "x"})
     assert table["split"].value_counts().to_dict() == {"train": 4, "val": 3, "tuning": 2, "test": 3}
     assert description["kind"] == "bfshg-comir" and description["testsets"][0]["name"] == "comir"
     assert description["counts"] == {"train": 4, "val": 3, "tuning": 2, "test": 3}
@@ -236,7 +230,7 @@ def test_multiregeval_evaluation_patches(tmp_path):
     with pytest.raises(InputError, match="no aligned BF/SHG pairs"):
         convert_pairs(replace_dataset(layout, "bfshg"), tmp_path / "pairs", dataset="bfshg")
     with pytest.raises(InputError, match="is an evaluation record"):
-        records.convert_record(tmp_path, tmp_path / "pairs", ("BF", "SHG"))
+        convert_record(tmp_path, tmp_path / "pairs", ("BF", "SHG"))
 
     cases = import_prebuilt_testset(layout, "multiregeval_eliceiri", tmp_path / "eli", ("BF", "SHG"))
     assert cases["stratum"].value_counts().to_dict() == {"tlevel1": 3, "tlevel2": 3}
@@ -245,7 +239,9 @@ def test_multiregeval_evaluation_patches(tmp_path):
     assert read_image(tmp_path / "eli" / "case_0000_A_ref.tif").shape == (48, 48, 3)  # A = BF (folder B)
 
     zurich = import_prebuilt_testset(layout, "multiregeval_zurich_fold1", tmp_path / "zh", ("RGB", "NIR"))
-    assert_truth_recovered(zurich, record.truths["multiregeval_zurich_fold1"], key=lambda r: f"{r.stratum}/{r.image_id}")
+    assert_truth_recovered(
+        zurich, record.truths["multiregeval_zurich_fold1"], key=lambda r: f"{r.stratum}/{r.image_id}"
+    )
     for row in zurich.itertuples():
         rgb = read_image(tmp_path / "zh" / f"{row.case}_A_ref.tif")
         np.testing.assert_array_equal(rgb, record.sources[f"{row.stratum}/{row.image_id}/RGB"])  # B,G,R -> R,G,B
@@ -276,7 +272,7 @@ def test_zurich_default_channel_order_is_the_authors_code():
 def test_nir_detector_on_realistic_bands():
     bands = fake_zurich_bands(96, 128, seed=4)
     stored = np.stack([bands[c] for c in ("B", "G", "R", "NIR")], axis=-1)
-    corr = records.band_correlations(stored)
+    corr = band_correlations(stored)
     assert corr[:3, :3].min() > 0.9  # visible bands strongly inter-correlated
     assert np.abs(corr[3, :3]).max() < 0.5
     assert nir_channel(stored) == 3
@@ -284,14 +280,14 @@ def test_nir_detector_on_realistic_bands():
     assert nir_channel(paper_text_order) == 0
     constant = stored.copy()
     constant[..., 1] = 7
-    assert np.isfinite(records.band_correlations(constant)).all()
+    assert np.isfinite(band_correlations(constant)).all()
 
 
 def test_zurich_record_converted_with_paper_split(tmp_path, caplog):
     record = build_fake_zurich(tmp_path, ids=(10, 11, 12, 3))
     layout = detect_layout(tmp_path)
     assert layout.kind == "zurich" and layout.counts() == {"images": 4}
-    with caplog.at_level(logging.WARNING, logger="comir.data.records"):
+    with caplog.at_level(logging.WARNING, logger="comir.data.convert"):
         table = convert_pairs(layout, tmp_path / "out", dataset="zurich")
     assert "Zurich channel order" not in caplog.text
     assert table[["id", "split"]].values.tolist() == [["zh10", "train"], ["zh11", "val"], ["zh12", "test"]]
@@ -310,20 +306,22 @@ def test_zurich_record_converted_with_paper_split(tmp_path, caplog):
 def test_zurich_channel_order_disagreement_is_logged(tmp_path, caplog):
     build_fake_zurich(tmp_path, ids=(10, 11, 12), channel_order=("NIR", "B", "G", "R"))
     layout = detect_layout(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="comir.data.records"):
+    with caplog.at_level(logging.WARNING, logger="comir.data.convert"):
         table = convert_pairs(layout, tmp_path / "out", dataset="zurich")
     assert "puts NIR in channel 3" in caplog.text and "channel 0 is the band least correlated" in caplog.text
     assert table.attrs["records"]["channel_check"]["detected_nir"] == 0
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="comir.data.records"):
-        convert_pairs(layout, tmp_path / "out2", dataset="zurich", options={"zurich_channel_order": ["NIR", "B", "G", "R"]})
+    with caplog.at_level(logging.WARNING, logger="comir.data.convert"):
+        order = {"zurich_channel_order": ["NIR", "B", "G", "R"]}
+        convert_pairs(layout, tmp_path / "out2", dataset="zurich", options=order)
     assert "Zurich channel order" not in caplog.text
 
 
 def test_zurich_folds(tmp_path):
     build_fake_zurich(tmp_path, size_range=(40, 48))
     layout = detect_layout(tmp_path)
-    table, _ = records.convert_record(tmp_path, tmp_path / "out", {"A": {"name": "RGB"}, "B": {"name": "NIR"}}, {"split": "fold2"})
+    modalities = {"A": {"name": "RGB"}, "B": {"name": "NIR"}}
+    table, _ = convert_record(tmp_path, tmp_path / "out", modalities, {"split": "fold2"})
     split = dict(zip(table["id"], table["split"]))
     assert {i for i, s in split.items() if s == "test"} == {f"zh{n}" for n in (10, 1, 13, 4, 11, 6, 16)}
     assert [i for i, s in split.items() if s == "val"] == ["zh14"]
@@ -344,7 +342,8 @@ def test_zurich_missing_split_image(tmp_path):
 
 
 def test_unrecognised_layout_shows_the_tree(tmp_path):
-    for folder, names in {"scans/day1": ["img_001.tif", "img_002.tif", "img_003.tif", "img_004.tif"], "docs": ["readme.txt"]}.items():
+    tree = {"scans/day1": ["img_001.tif", "img_002.tif", "img_003.tif", "img_004.tif"], "docs": ["readme.txt"]}
+    for folder, names in tree.items():
         (tmp_path / folder).mkdir(parents=True)
         for name in names:
             (tmp_path / folder / name).write_bytes(b"x")

@@ -18,6 +18,7 @@ import pytest
 from scipy import ndimage
 
 from comir import geometry as g
+from comir.io import to_uint8
 from comir.register import (
     METHODS,
     MutualInformationRegistration,
@@ -28,7 +29,6 @@ from comir.register import (
     ransac_rigid,
     to_single_channel,
 )
-from comir.io import to_uint8
 from comir.register.mi import explain_itk_error, sitk_transform_matrix
 from comir.register.sift import (
     PRESETS,
@@ -41,7 +41,6 @@ from comir.register.sift import (
     rigid_hypotheses,
     unique_targets,
 )
-
 from registration_cases import SIZE, SOURCE, make_colour_pair, make_pair, pair_error, texture
 
 

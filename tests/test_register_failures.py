@@ -25,7 +25,6 @@ from comir.register.cases import non_finite_count, register_cases
 from comir.register.mi import MutualInformationRegistration
 from comir.register.sift import SiftRegistration
 from comir.testset import MATRIX_KEYS
-
 from registration_cases import SIZE, make_pair
 
 

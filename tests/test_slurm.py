@@ -94,7 +94,9 @@ def slurm_logs(workdir: Path) -> str:
 @pytest.mark.parametrize("profile", ["default", "local", "slurm"])
 def test_profile_plans_the_tiny_run(profile, tmp_path):
     """Every key is a valid option (Snakemake rejects unknown ones) and the DAG is planned."""
-    args = [*SNAKEMAKE, "--profile", str(ROOT / "profiles" / profile), "--configfile", str(CONFIG), "-n", "--quiet", "rules"]
+    args = [
+        *SNAKEMAKE, "--profile", str(ROOT / "profiles" / profile), "--configfile", str(CONFIG), "-n", "--quiet", "rules"
+    ]
     run = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=local_cluster.clean_env())
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     assert "train" in run.stdout + run.stderr
@@ -125,17 +127,27 @@ def test_gpu_resource_becomes_a_slurm_gpu(cluster, tmp_path):
 
 def test_tiny_workflow_on_slurm_equals_local_run(cluster, tmp_path):
     local_dir, slurm_dir = tmp_path / "local", tmp_path / "slurm"
-    local_args = [*SNAKEMAKE, "--profile", str(ROOT / "profiles" / "local"), "--cores", "2", "--configfile", str(CONFIG)]
-    slurm_args = [*SNAKEMAKE, "--profile", str(ROOT / "profiles" / "slurm"), *SLURM_TEST_OPTIONS, "--configfile", str(CONFIG)]
+    local_args = [
+        *SNAKEMAKE, "--profile", str(ROOT / "profiles" / "local"), "--cores", "2", "--configfile", str(CONFIG)
+    ]
+    slurm_args = [
+        *SNAKEMAKE, "--profile", str(ROOT / "profiles" / "slurm"), *SLURM_TEST_OPTIONS, "--configfile", str(CONFIG)
+    ]
     started = time.monotonic()
     # Both at once: the SLURM run mostly waits (job start-up, status polling).
     slurm = start(slurm_args, slurm_dir, tmp_path / "slurm.out")
     local = start(local_args, local_dir, tmp_path / "local.out")
-    local_output = finish(local, tmp_path / "local.out", 900, "the local run")
     try:
-        slurm_output = finish(slurm, tmp_path / "slurm.out", 900, "the SLURM run")
-    except AssertionError as error:
-        raise AssertionError(f"{error}\n{slurm_logs(slurm_dir)}\n{cluster.logs()}") from None
+        local_output = finish(local, tmp_path / "local.out", 900, "the local run")
+        try:
+            slurm_output = finish(slurm, tmp_path / "slurm.out", 900, "the SLURM run")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{slurm_logs(slurm_dir)}\n{cluster.logs()}") from None
+    finally:
+        for proc in (slurm, local):  # a failed run must not leave the other one running
+            if proc.poll() is None:
+                proc.terminate()  # Snakemake cancels its SLURM jobs on SIGTERM
+                proc.wait(timeout=60)
     print(f"local and SLURM runs took {time.monotonic() - started:.0f} s together")
 
     # The jobs really went through SLURM: one COMPLETED SLURM job per submission, a kept
@@ -201,7 +213,8 @@ def compare_file(x: Path, y: Path, root_x: Path, root_y: Path) -> list[str]:
         import torch
 
         return compare_values(
-            torch.load(x, map_location="cpu", weights_only=False), torch.load(y, map_location="cpu", weights_only=False),
+            torch.load(x, map_location="cpu", weights_only=False),
+            torch.load(y, map_location="cpu", weights_only=False),
             root_x, root_y, "",
         )
     if suffix == ".png":
@@ -247,7 +260,9 @@ def compare_values(x, y, root_x: Path, root_y: Path, where: str) -> list[str]:
     if isinstance(x, dict) and isinstance(y, dict):
         if set(x) != set(y):
             return [f"{where}: keys differ: {sorted(map(str, set(x) ^ set(y)))}"]
-        return [p for k in x if k not in VOLATILE_KEYS for p in compare_values(x[k], y[k], root_x, root_y, f"{where}/{k}")]
+        return [
+            p for k in x if k not in VOLATILE_KEYS for p in compare_values(x[k], y[k], root_x, root_y, f"{where}/{k}")
+        ]
     if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
         if len(x) != len(y):
             return [f"{where}: lengths differ"]

@@ -6,7 +6,15 @@ import tifffile
 
 from comir import geometry
 from comir.io import InputError, read_image
-from comir.testset import MATRIX_KEYS, Stratum, TestSetRecipe, build_testset, draw_transforms
+from comir.testset import (
+    MATRIX_KEYS,
+    TESTSET_COLUMNS,
+    Stratum,
+    TestSetRecipe,
+    build_testset,
+    draw_transforms,
+    make_testset,
+)
 
 
 def texture(size, seed, channels=None):
@@ -57,7 +65,8 @@ def test_strata_are_filled_and_displacements_consistent():
 
 
 def test_unreachable_strata_fail_clearly():
-    recipe = TestSetRecipe(patch_size=96, rotation_deg=1, translation_px=1, strata=(Stratum("near", 5, 1), Stratum("far", None, 3)), max_draws=10000)
+    strata = (Stratum("near", 5, 1), Stratum("far", None, 3))
+    recipe = TestSetRecipe(patch_size=96, rotation_deg=1, translation_px=1, strata=strata, max_draws=10000)
     with pytest.raises(ValueError, match="could not fill test-set strata.*far"):
         draw_transforms(recipe, np.random.default_rng(0))
 
@@ -83,7 +92,9 @@ def test_build_is_deterministic_and_reference_is_the_crop(pairs, tmp_path):
     np.testing.assert_array_equal(ref, source[case.crop_y : case.crop_y + 96, case.crop_x : case.crop_x + 96])
     rgb = read_image(tmp_path / "one" / f"{case.case}_B_flo.tif")
     assert rgb.shape == (96, 96, 3) and rgb.dtype == np.uint8
-    np.testing.assert_array_equal(read_image(tmp_path / "one" / f"{case.case}_B_flo.tif"), read_image(tmp_path / "two" / f"{case.case}_B_flo.tif"))
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "one" / f"{case.case}_B_flo.tif"), read_image(tmp_path / "two" / f"{case.case}_B_flo.tif")
+    )
 
 
 def test_ground_truth_recovered_by_monomodal_registration(pairs, tmp_path):
@@ -105,6 +116,28 @@ def test_ground_truth_recovered_by_monomodal_registration(pairs, tmp_path):
             assert error < 0.5, case
             checked += 1
     assert checked >= 4
+
+
+def test_testset_columns_are_those_of_build_testset(tmp_path):
+    image = (np.random.default_rng(0).random((120, 120)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    tifffile.imwrite(tmp_path / "b.tif", image)
+    pairs = pd.DataFrame(
+        {"id": ["x"], "split": ["test"], "path_A": [str(tmp_path / "a.tif")], "path_B": [str(tmp_path / "b.tif")]}
+    )
+    recipe = TestSetRecipe(patch_size=32, rotation_deg=5, translation_px=3, strata=(Stratum("all", None, 1),))
+    assert tuple(build_testset(pairs, recipe, tmp_path / "out").columns) == TESTSET_COLUMNS
+
+
+def test_make_testset_checks_the_sizes_then_draws_the_recipe(pairs, tmp_path):
+    table = pairs.assign(height=200, width=200)
+    table.to_csv(tmp_path / "pairs.csv", index=False)
+    strata = [{"name": s.name, "max_displacement_px": s.max_displacement_px, "count": s.count} for s in RECIPE.strata]
+    spec = {"recipe": "comir", "patch_size": 96, "rotation_deg": 20, "translation_px": 12, "strata": strata}
+    cases = make_testset(spec, RECIPE.seed, tmp_path / "pairs.csv", tmp_path / "made")
+    pd.testing.assert_frame_equal(cases, build_testset(pairs, RECIPE, tmp_path / "built"))
+    with pytest.raises(InputError, match="smaller than the .* px that this test set's patches"):
+        make_testset({**spec, "patch_size": 190}, RECIPE.seed, tmp_path / "pairs.csv", tmp_path / "big")
 
 
 def test_too_small_image_names_the_file(tmp_path):

@@ -11,7 +11,8 @@ TINY = TiramisuConfig(in_channels=1, out_channels=1, init_filters=8, down_blocks
 def structured_pair(seed, size=96):
     """Modality B is a non-linear, inverted function of A: aligned but different."""
     rng = np.random.default_rng(seed)
-    a = torch.nn.functional.avg_pool2d(torch.from_numpy(rng.random((1, 1, size, size), dtype=np.float32)), 5, 1, 2)[0].numpy()
+    noise = torch.from_numpy(rng.random((1, 1, size, size), dtype=np.float32))
+    a = torch.nn.functional.avg_pool2d(noise, 5, 1, 2)[0].numpy()
     a = (a - a.min()) / np.ptp(a)
     return a, np.ascontiguousarray(1.0 - a**2)
 
@@ -128,3 +129,51 @@ def test_a_training_state_of_other_settings_is_ignored(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="comir.train"):
         train(build_models({"A": TINY, "B": TINY}, seed=2), pairs[:2], pairs[2:], cfg, state)
     assert "cannot be read" in caplog.text
+
+
+def test_batches_are_the_same_from_loader_workers_and_in_process():
+    from comir.train import TrainingBatches, batch_loader
+
+    pairs = [structured_pair(i, size=120) for i in range(2)]
+    batches = TrainingBatches(PatchSampler(pairs, 32, True, True), 4, seed=3, stream=2)
+    in_process = list(batch_loader(batches, range(5, 9), 0, torch.device("cpu")))
+    workers = list(batch_loader(batches, range(5, 9), 2, torch.device("cpu")))
+    assert len(in_process) == len(workers) == 4
+    for (a0, b0), (a1, b1), step in zip(in_process, workers, range(5, 9)):
+        # One generator per step: the same patches whichever process draws them, in whatever order.
+        np.testing.assert_array_equal(a0.numpy(), a1.numpy())
+        np.testing.assert_array_equal(b0.numpy(), b1.numpy())
+        np.testing.assert_array_equal(batches[step][0], a0.numpy())
+    assert not np.array_equal(in_process[0][0].numpy(), in_process[1][0].numpy())
+
+
+def test_training_with_loader_workers_equals_training_without(tmp_path):
+    torch.set_num_threads(1)
+    pairs = [structured_pair(i) for i in range(3)]
+    results = []
+    for workers in (0, 2):
+        cfg = TrainingConfig(**{**_tiny_training().__dict__, "workers": workers})
+        models = build_models({"A": TINY, "B": TINY}, seed=2)
+        results.append((train(models, pairs[:2], pairs[2:], cfg), models))
+    np.testing.assert_array_equal(results[0][0]["val_loss"], results[1][0]["val_loss"])
+    for name, tensor in results[0][1]["A"].state_dict().items():
+        assert torch.equal(results[1][1]["A"].state_dict()[name], tensor), name
+
+
+def test_the_patch_is_resampled_from_the_image_as_the_map_says():
+    """A pure flip and a quarter turn move pixels exactly: the patch-to-image map's convention."""
+    image = np.arange(100 * 100, dtype=np.float32).reshape(1, 100, 100) / 1e4
+    sampler = PatchSampler([(image, image * 2)], 16, True, True)
+    x = y = 30
+    crop = sampler.crop
+    top = y + (crop - 16) // 2
+    left = x + (crop - 16) // 2
+    reference = image[0, top : top + 16, left : left + 16]
+    import cv2
+
+    flipped = cv2.warpAffine(image[0], sampler._patch_to_image(x, y, crop, 0.0, True, False), (16, 16),
+                             flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)  # fmt: skip
+    np.testing.assert_array_equal(flipped, reference[:, ::-1])
+    turned = cv2.warpAffine(image[0], sampler._patch_to_image(x, y, crop, 90.0, False, False), (16, 16),
+                            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)  # fmt: skip
+    np.testing.assert_array_equal(turned, np.rot90(reference, 1))

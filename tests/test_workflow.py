@@ -47,7 +47,8 @@ def test_a_misspelt_registration_parameter_stops_the_dry_run(tmp_path):
 def test_missing_pairs_folder_fails_with_its_name(tmp_path):
     config = tmp_path / "pairs.yaml"
     config.write_text(
-        "datasets:\n  mine:\n    source: pairs\n    modalities: {A: {name: BF, channels: 3}, B: {name: SHG, channels: 1}}\n"
+        "datasets:\n  mine:\n    source: pairs\n"
+        "    modalities: {A: {name: BF, channels: 3}, B: {name: SHG, channels: 1}}\n"
         f"    pairs: {{root: {tmp_path / 'nowhere'}, split: {{fractions: [0.5, 0.25, 0.25]}}}}\n"
     )
     run = snakemake("results/mine/data/pairs.csv", "--cores", "1", "--configfile", str(config), cwd=tmp_path)
@@ -76,7 +77,8 @@ def test_end_to_end_tiny_run(tmp_path):
         assert "git_revision" in (evaluation / "tables" / "provenance.json").read_text()
         timing = pd.read_csv(evaluation / "tables" / "timing.csv")
         assert list(timing["stage"][:2]) == ["training", "inference"] and (timing["total_s"] > 0).all()
-        assert sorted(timing.loc[timing["stage"] == "registration", "source"]) == sorted(["original"] * 2 + [variant] * 2)
+        sources = timing.loc[timing["stage"] == "registration", "source"]
+        assert sorted(sources) == sorted(["original"] * 2 + [variant] * 2)
     # MI on the originals does not depend on the variant: computed once, read by both evaluations.
     assert len(list((results / "original" / "registration" / "main").glob("*.csv"))) == 2
     comparison = pd.read_csv(results / "comparison" / "main" / "variants.csv")
@@ -89,7 +91,9 @@ def test_end_to_end_tiny_run(tmp_path):
     rerun = snakemake("-n", "--forcerun", "results/tiny/cosine/model/comir.pt", "--quiet", "rules",
                       "--configfile", str(ROOT / ".test" / "config.yaml"), cwd=tmp_path)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    planned = dict(line.split()[:2] for line in rerun.stdout.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit())
+    planned = dict(
+        line.split()[:2] for line in rerun.stdout.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()
+    )
     assert planned.get("train") == "1" and planned.get("register") == "2" and "prepare_data" not in planned
     report = snakemake("--configfile", str(ROOT / ".test" / "config.yaml"), "--report", "report.html", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-2000:]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from fake_records import build_fake_bfshg, zip_record
 from fake_zenodo import FakeZenodo
 

@@ -1,10 +1,27 @@
-"""Configuration: JSON-schema validation with defaults, and clear messages for mistakes."""
+"""Configuration: JSON-schema validation with defaults, and clear messages for mistakes.
+
+Where the schema lives
+----------------------
+The one copy of the schema is package data, ``comir/schemas/config.schema.yaml``, read through
+:mod:`importlib.resources` (:data:`SCHEMA`). An installed ``comir`` (a wheel, not only an editable
+install of this checkout) can therefore validate a configuration, and the Snakefile, the
+``config-docs`` target and the tests all read it through this module, so nothing can drift.
+
+Snakemake's convention of ``workflow/schemas/`` exists for ``snakemake.utils.validate(config,
+"schemas/...")``, which this workflow does not use: ``validate_config`` adds what that cannot
+(the per-dataset rules below, variants merged onto their dataset, registration parameters
+checked by the methods, one message listing every problem). ``snakemake --lint`` and the
+workflow catalog do not require the folder either. A copy there would be a second source (or
+a symlink, which ``git archive`` and some file systems do not keep), so there is none.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
 from collections.abc import Mapping, MutableMapping
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +29,8 @@ import jsonschema
 import yaml
 
 REFERENCE_MARKER = "## Every key"
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# Package data (see the module docstring): found wherever comir is installed, even inside a zip.
+SCHEMA: Traversable = files("comir") / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -36,12 +54,15 @@ def _fill_defaults(validator_class: type) -> type:
 _Validator = _fill_defaults(jsonschema.Draft7Validator)
 
 
-def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
-    with open(path) as handle:
+def load_schema(path: Path | Traversable = SCHEMA) -> dict[str, Any]:
+    """The configuration schema (by default the packaged one) as a dictionary."""
+    with path.open(encoding="utf-8") as handle:
         return yaml.safe_load(handle)
 
 
-def validate_config(config: MutableMapping[str, Any], schema: Mapping[str, Any] | None = None) -> MutableMapping[str, Any]:
+def validate_config(
+    config: MutableMapping[str, Any], schema: Mapping[str, Any] | None = None
+) -> MutableMapping[str, Any]:
     """Validate ``config`` in place, filling in defaults; raise :class:`ConfigError` listing every problem."""
     schema = load_schema() if schema is None else schema
     problems = _schema_problems(config, schema)
@@ -168,6 +189,7 @@ def _registration_problem(run: Mapping[str, Any]) -> str | None:
 
 
 def load_config(path: Path) -> MutableMapping[str, Any]:
+    """The configuration in the YAML file ``path``, validated and with its defaults filled in."""
     with open(path) as handle:
         return validate_config(yaml.safe_load(handle) or {})
 
@@ -193,7 +215,10 @@ def schema_reference(schema: Mapping[str, Any] | None = None) -> str:
         node = _describe(node, definitions)
         for name, child in node.get("properties", {}).items():
             child = _describe(child, definitions)
-            default = f"`{json.dumps(child['default'])}`" if "default" in child else "required" if name in node.get("required", []) else ""
+            if "default" in child:
+                default = f"`{json.dumps(child['default'])}`"
+            else:
+                default = "required" if name in node.get("required", []) else ""
             rows.append(f"| `{path}{name}` | {kind(child)} | {default} | {child.get('description', '')} |")
             walk(child, f"{path}{name}.")
         extra = node.get("additionalProperties")

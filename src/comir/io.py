@@ -53,11 +53,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` atomically as indented JSON with sorted keys (other values as their ``str``)."""
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
@@ -118,6 +120,7 @@ def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
 
 
 def channels_of(image: np.ndarray) -> int:
+    """The number of channels of an (H, W) or (H, W, C) image."""
     return 1 if image.ndim == 2 else int(image.shape[2])
 
 

@@ -124,6 +124,10 @@ class _DenseLayer(nn.Module):
     def _bottleneck(self, *features: Tensor) -> Tensor:
         return self.conv(F.relu(self.norm(torch.cat(features, 1))))
 
+    def infer(self, concatenated: Tensor) -> Tensor:
+        """The layer's new features from its input already concatenated (inference only: no dropout)."""
+        return self.conv(F.relu(self.norm(concatenated), inplace=True))
+
     def forward(self, features: list[Tensor]) -> Tensor:
         # Memory-efficient DenseNet (Pleiss et al. 2017), as the authors'
         # "efficient" option: the concatenation, BN and ReLU outputs are not
@@ -158,13 +162,27 @@ class _DenseBlock(nn.Module):
             for i in range(n_layers)
         )
         self.keep_input = keep_input
+        self.growth_rate = growth_rate
         self.out_channels = (in_channels if keep_input else 0) + n_layers * growth_rate
 
     def forward(self, x: Tensor) -> Tensor:
-        features = [x]
+        if torch.is_grad_enabled() or self.training:
+            features = [x]
+            for layer in self.layers:
+                features.append(layer(features))
+            return torch.cat(features if self.keep_input else features[1:], 1)
+        # Inference: the block's features live in one buffer; each layer reads the leading
+        # channels as a view and writes only its new ones. Concatenating anew for every layer
+        # copies a number of channels that grows with the square of the depth (autograd needs
+        # those copies, inference does not).
+        batch, channels, height, width = x.shape
+        total = channels + len(self.layers) * self.growth_rate
+        features = x.new_empty((batch, total, height, width))
+        features[:, :channels] = x
         for layer in self.layers:
-            features.append(layer(features))
-        return torch.cat(features if self.keep_input else features[1:], 1)
+            features[:, channels : channels + self.growth_rate] = layer.infer(features[:, :channels])
+            channels += self.growth_rate
+        return features if self.keep_input else features[:, x.shape[1] :]
 
 
 class _TransitionDown(nn.Sequential):
@@ -260,6 +278,7 @@ class Tiramisu(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
+        """The CoMIR ``(N, out_channels, H, W)`` of ``x``."""
         self._check_input(x)
         x = self.first_conv(x)
         skips = []

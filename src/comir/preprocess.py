@@ -57,11 +57,16 @@ def prepare_modality_image(image: np.ndarray, modality: Mapping[str, Any], name:
     return prepare_image(image, modality["channels"], modality.get("log1p", False), name, modality.get("max_value"))
 
 
-def load_split(pairs: "pd.DataFrame", split: str, modalities: Mapping[str, Mapping[str, Any]]) -> list[tuple[np.ndarray, np.ndarray]]:
+def load_split(
+    pairs: "pd.DataFrame", split: str, modalities: Mapping[str, Mapping[str, Any]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Network-ready (A, B) arrays of every pair in one split of a pairs table."""
     rows = pairs[pairs["split"] == split]
     return [
-        tuple(prepare_modality_image(read_image(row[f"path_{slot}"]), modalities[slot], row[f"path_{slot}"]) for slot in SLOTS)
+        tuple(
+            prepare_modality_image(read_image(row[f"path_{slot}"]), modalities[slot], row[f"path_{slot}"])
+            for slot in SLOTS
+        )
         for _, row in rows.iterrows()
     ]
 
@@ -76,8 +81,10 @@ def check_image_sizes(pairs: "pd.DataFrame", splits: Sequence[str], min_size: in
     small = rows[np.minimum(rows["height"], rows["width"]) < min_size]
     if len(small):
         listed = "\n  ".join(
-            f"{row.path_A} and its partner (id {row.id!r}) are {row.height}x{row.width} (HxW)" for row in small.itertuples()
+            f"{row.path_A} and its partner (id {row.id!r}) are {row.height}x{row.width} (HxW)"
+            for row in small.itertuples()
         )
         raise InputError(
-            f"{len(small)} {'/'.join(splits)} image(s) are smaller than the {min_size} px that {purpose} needs:\n  {listed}"
+            f"{len(small)} {'/'.join(splits)} image(s) are smaller than the {min_size} px that {purpose} needs:"
+            f"\n  {listed}"
         )

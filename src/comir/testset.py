@@ -17,12 +17,17 @@ be registered in both directions. The floating patch is resampled from the
 full source image (never from the reference patch), so no padding or border
 appears as long as the source is large enough; an image that is too small for
 the requested patch size and transform range is rejected up front.
+
+A test set can also be a Zenodo record's own transformed test set, imported as
+it is (:func:`make_testset`, :mod:`comir.data.prebuilt`).  Every test set has
+the same cases table (:func:`cases_table`, columns :data:`TESTSET_COLUMNS`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,13 +38,90 @@ import pandas as pd
 
 from comir import geometry
 from comir.io import InputError, read_image, write_tiff
-from comir.preprocess import SLOTS
+from comir.preprocess import SLOTS, check_image_sizes
+
+log = logging.getLogger(__name__)
 
 MATRIX_KEYS = ("a11", "a12", "tx", "a21", "a22", "ty")
+#: The columns of a test set's cases table (``cases.csv``), in order.
+TESTSET_COLUMNS = (
+    "case",
+    "image_id",
+    "stratum",
+    "rotation_deg",
+    "translation_x",
+    "translation_y",
+    "initial_displacement_px",
+    *(f"true_{k}" for k in MATRIX_KEYS),
+    *(f"corner{i}_{a}" for i in range(4) for a in "xy"),
+    "crop_x",
+    "crop_y",
+    "width",
+    "height",
+)
+
+
+def case_labels(n: int) -> list[str]:
+    """The names of ``n`` cases in table order: ``case_0000``, ``case_0001``, ..."""
+    return [f"case_{i:04d}" for i in range(n)]
+
+
+def cases_table(
+    truth: np.ndarray,
+    width: int | Sequence[int] | np.ndarray,
+    height: int | Sequence[int] | np.ndarray,
+    *,
+    case: Sequence[str],
+    image_id: Sequence[Any],
+    stratum: Sequence[str] | np.ndarray,
+    move: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """A test set's cases table: one row per case, the columns :data:`TESTSET_COLUMNS` in order.
+
+    ``truth``: the (n, 2, 3) ground truths, floating -> reference; ``width``,
+    ``height``: the patch size, one for all cases or one per case; ``move``:
+    rotation (degrees) and (n, 2) translation of the reference -> floating move
+    as drawn (a rotation about the patch centre, then a translation), by default
+    derived from ``truth``.  Also derived from ``truth`` (docs/method.md, section
+    8): the initial displacement (the corner error of the identity) and where the
+    floating patch's corner pixels land in the reference patch (the anchors of
+    the error).  ``crop_x``, ``crop_y`` (the reference patch's place in its
+    source image) are -1: not known, or not yet placed.
+    """
+    truth = np.asarray(truth, dtype=float).reshape(-1, 2, 3)
+    n = len(truth)
+    width = np.broadcast_to(np.asarray(width, dtype=int), (n,)).copy()
+    height = np.broadcast_to(np.asarray(height, dtype=int), (n,)).copy()
+    sizes = list(zip(width, height))
+    displacement = np.array([geometry.corner_error(geometry.IDENTITY, t, w, h) for t, (w, h) in zip(truth, sizes)])
+    landed = np.array([geometry.apply(t, geometry.corners(w, h)) for t, (w, h) in zip(truth, sizes)]).reshape(n, 4, 2)
+    if move is None:
+        moves = geometry.invert(truth)
+        centres = np.stack([(width - 1) / 2.0, (height - 1) / 2.0], axis=1)
+        move = (np.degrees(geometry.rotation_angle(moves)), geometry.apply(moves, centres[:, None, :])[:, 0] - centres)
+    rotation_deg, translation = move
+    columns = {
+        "case": list(case),
+        "image_id": list(image_id),
+        "stratum": stratum,
+        "rotation_deg": rotation_deg,
+        "translation_x": translation[:, 0],
+        "translation_y": translation[:, 1],
+        "initial_displacement_px": displacement,
+        **{f"true_{key}": values for key, values in zip(MATRIX_KEYS, truth.reshape(-1, 6).T)},
+        **{f"corner{i}_{axis}": landed[:, i, j] for i in range(4) for j, axis in enumerate("xy")},
+        "crop_x": np.full(n, -1),
+        "crop_y": np.full(n, -1),
+        "width": width,
+        "height": height,
+    }
+    return pd.DataFrame(columns, columns=list(TESTSET_COLUMNS))
 
 
 @dataclass(frozen=True)
 class Stratum:
+    """``count`` cases with an initial displacement above the previous stratum's, up to ``max_displacement_px``."""
+
     name: str
     max_displacement_px: float | None  # upper bound (inclusive); None = unbounded
     count: int
@@ -47,6 +129,8 @@ class Stratum:
 
 @dataclass(frozen=True)
 class TestSetRecipe:
+    """How a test set's transforms are drawn and its patches cut (docs/method.md, section 8)."""
+
     __test__ = False  # not a pytest test class despite its name
 
     patch_size: int = 834
@@ -62,7 +146,7 @@ class TestSetRecipe:
     levels: int = 4
     level_rotation_step_deg: float = 5.0
     level_translation_step_px: float = 20.0
-    cases_per_level: int = 10
+    cases_per_level: int = 34
     position: str = "center"  # "center" | "random": where the reference patch lies in the source
     interpolation: str = "cubic"
     seed: int = 0
@@ -70,6 +154,7 @@ class TestSetRecipe:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], seed: int) -> TestSetRecipe:
+        """The recipe of one of a data set's ``testsets`` in the configuration, drawn with ``seed``."""
         strata = tuple(
             Stratum(s["name"], s.get("max_displacement_px"), int(s["count"]))
             for s in cfg.get("strata", [])
@@ -102,11 +187,16 @@ class TestSetRecipe:
         return spread * (half + shift) + 2  # +2 px for the cubic kernel's support
 
     def min_source_size(self) -> int:
+        """The smallest source image side (px) from which every case's patches can be cut."""
         return int(math.ceil(2 * self.max_reach()))
 
 
 def draw_transforms(recipe: TestSetRecipe, rng: np.random.Generator) -> pd.DataFrame:
-    """Draw the stratified transforms: one row per case, not yet tied to an image."""
+    """Draw the stratified transforms: the cases table, not yet tied to an image.
+
+    Cases are numbered in the order drawn; ``image_id`` is empty and ``crop_x``,
+    ``crop_y`` are -1 until :func:`build_testset` places each case in an image.
+    """
     size = recipe.patch_size
     center = ((size - 1) / 2, (size - 1) / 2)
     if recipe.recipe == "multiregeval":
@@ -123,24 +213,10 @@ def draw_transforms(recipe: TestSetRecipe, rng: np.random.Generator) -> pd.DataF
         [geometry.rigid_matrix(np.radians(a), tx, ty, center) for a, (tx, ty) in zip(angle, shift)]
     )
     truth = geometry.invert(moves)  # floating -> reference
-    displacement = geometry.corner_error(geometry.IDENTITY, truth, size, size)
-    frame = pd.DataFrame(
-        {
-            "stratum": stratum,
-            "rotation_deg": angle,
-            "translation_x": shift[:, 0],
-            "translation_y": shift[:, 1],
-            "initial_displacement_px": displacement,
-        }
+    n = len(truth)
+    return cases_table(
+        truth, size, size, case=case_labels(n), image_id=[""] * n, stratum=stratum, move=(angle, shift)
     )
-    for key, values in zip(MATRIX_KEYS, truth.reshape(-1, 6).T):
-        frame[f"true_{key}"] = values
-    # Where the floating patch's corner pixels lie in the reference patch (the error's anchors).
-    landed = geometry.apply(truth, geometry.corners(size, size))
-    for index in range(4):
-        frame[f"corner{index}_x"] = landed[:, index, 0]
-        frame[f"corner{index}_y"] = landed[:, index, 1]
-    return frame
 
 
 def _draw_stratified(
@@ -212,7 +288,7 @@ def extract_patches(
 def build_testset(
     pairs: pd.DataFrame, recipe: TestSetRecipe, out_dir: Path
 ) -> pd.DataFrame:
-    """Write ``out_dir/<case>_<slot>_{ref,flo}.tif`` for every case and return the metadata.
+    """Write ``out_dir/<case>_<slot>_{ref,flo}.tif`` for every case and return the cases table.
 
     ``pairs`` holds the test split (columns ``id, path_A, path_B``); cases are
     spread over its images round-robin in a seeded random order.
@@ -222,14 +298,12 @@ def build_testset(
     rng = np.random.default_rng([recipe.seed, 1])
     cases = draw_transforms(recipe, rng)
     cases = cases.sample(frac=1.0, random_state=np.random.RandomState(recipe.seed)).reset_index(drop=True)
-    cases.insert(0, "case", [f"case_{i:04d}" for i in range(len(cases))])
+    cases["case"] = case_labels(len(cases))
     order = rng.permutation(len(pairs))
-    cases.insert(1, "image_id", [pairs["id"].iloc[order[i % len(pairs)]] for i in range(len(cases))])
+    cases["image_id"] = [pairs["id"].iloc[order[i % len(pairs)]] for i in range(len(cases))]
     size = recipe.patch_size
     reach = recipe.max_reach()
     lo = reach - (size - 1) / 2  # the patch origin must keep the whole reach inside the image
-    cases["crop_x"] = 0
-    cases["crop_y"] = 0
     by_id = pairs.set_index("id")
     for image_id, group in cases.groupby("image_id", sort=False):
         images = {slot: read_image(by_id.loc[image_id, f"path_{slot}"]) for slot in SLOTS}
@@ -253,6 +327,38 @@ def build_testset(
                 ref, flo = extract_patches(images[slot], (x0, y0), truth, size, recipe.interpolation)
                 write_tiff(out_dir / f"{row['case']}_{slot}_ref.tif", ref)
                 write_tiff(out_dir / f"{row['case']}_{slot}_flo.tif", flo)
-    cases["width"] = size
-    cases["height"] = size
+    return cases
+
+
+def make_testset(
+    spec: Mapping[str, Any],
+    seed: int,
+    pairs_csv: Path,
+    images_dir: Path,
+    record_dir: Path | None = None,
+    modalities: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """One named test set (docs/method.md, section 8): its patches written to ``images_dir``, its cases table.
+
+    ``spec`` is the test set's configuration.  Recipe ``prebuilt`` imports the
+    transformed test set ``spec["prebuilt"]`` of the unpacked record
+    ``record_dir`` for the dataset's ``modalities`` (slots A, B); any other
+    recipe draws the cases with ``seed`` from the test split of the pairs table
+    ``pairs_csv``, once every test image is known to be large enough.
+    """
+    images_dir = Path(images_dir)
+    if spec["recipe"] == "prebuilt":
+        if record_dir is None:
+            raise ValueError("a prebuilt test set needs its unpacked record")
+        # Imported here: comir.data.prebuilt builds its table with this module's cases_table.
+        from comir.data.layouts import detect_layout
+        from comir.data.prebuilt import import_prebuilt_testset
+
+        cases = import_prebuilt_testset(detect_layout(Path(record_dir)), spec["prebuilt"], images_dir, modalities)
+    else:
+        pairs = pd.read_csv(pairs_csv)
+        recipe = TestSetRecipe.from_config(spec, seed)
+        check_image_sizes(pairs, ["test"], recipe.min_source_size(), "this test set's patches and transforms")
+        cases = build_testset(pairs[pairs["split"] == "test"], recipe, images_dir)
+    log.info("%d cases: %s", len(cases), cases["stratum"].value_counts().to_dict())
     return cases

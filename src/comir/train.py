@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
+import math
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +30,16 @@ from comir.preprocess import SLOTS, rotation_crop
 log = logging.getLogger(__name__)
 
 _INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC)
+# Seeds of the batch streams, with the run's seed: training patches and BatchNorm recalibration.
+_TRAINING_STREAM, _RECALIBRATION_STREAM = 2, 6
+# Validation batches are drawn once, from the stream [seed, 5].
+_VALIDATION_STREAM = 5
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
+    """The settings of one training run: the ``training`` section (schema defaults), seed and execution."""
+
     epochs: int = 23
     steps_per_epoch: int = 32
     batch_size: int = 32
@@ -51,14 +60,33 @@ class TrainingConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     mixed_precision: bool = True  # CUDA only
     seed: int = 0
+    # How the run is executed, not what it computes (left out of the resume fingerprint):
     threads: int = 1
+    workers: int | None = None  # loader processes; None: see loader_workers
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], seed: int, threads: int) -> TrainingConfig:
-        return cls(seed=seed, threads=threads, **dict(cfg))
+    def from_config(
+        cls, cfg: Mapping[str, Any], seed: int, threads: int, workers: int | None = None
+    ) -> TrainingConfig:
+        """From a validated ``training`` section, the run's seed, threads and loader workers."""
+        return cls(seed=seed, threads=threads, workers=workers, **dict(cfg))
+
+
+def loader_workers(configured: int | None, device: torch.device) -> int:
+    """Processes that make training batches: as configured, else none on CPU and up to 4 beside a GPU.
+
+    On CPU the cores are better spent on the network (batches are made in the training
+    process); a GPU would otherwise wait for patches.
+    """
+    if configured is not None:
+        return int(configured)
+    if device.type == "cpu":
+        return 0
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device of a configuration's ``device``: ``auto`` is CUDA when PyTorch sees a GPU, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -66,16 +94,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# cv2.warpAffine interpolates at most 4 channels with cubic interpolation: wider stacks are warped in chunks.
+_WARP_CHANNELS = 4
+
+
 class PatchSampler:
     """Random aligned patch pairs with the same geometric augmentation for both modalities.
 
-    A rotation by an arbitrary angle would bring padding into the corners; the
-    sampler therefore crops ``ceil(P * sqrt 2)`` px (plus a safety pixel),
-    rotates that, and keeps the centre ``P`` px, so every output pixel is real.
+    docs/method.md, section 5. A patch is placed where a crop of
+    ``rotation_crop(P)`` px fits in the image, so that any rotation about the
+    crop's centre keeps every output pixel inside the image (no padding). The
+    ``P x P`` patch is then resampled in one step straight from the image: one
+    affine map from patch to image pixels combines the position, the rotation
+    and the flips, so only the ``P^2`` output pixels are interpolated. Each
+    training pair is kept as channel-last chunks holding both modalities, so
+    one warp moves both alike.
     """
 
     def __init__(self, images: Sequence[tuple[np.ndarray, np.ndarray]], patch_size: int, rotation: bool, flips: bool):
-        self.images = images  # (C, H, W) float32 pairs
         self.patch = patch_size
         self.rotation = rotation
         self.flips = flips
@@ -83,50 +119,137 @@ class PatchSampler:
         for a, _ in images:
             if min(a.shape[1:]) < self.crop:
                 raise ValueError(f"training image of shape {a.shape[1:]} is smaller than the {self.crop} px crop")
+        self.channels_a = images[0][0].shape[0]
+        self.channels = self.channels_a + images[0][1].shape[0]
+        # (C, H, W) pairs -> per pair, (H, W, <= 4) chunks of the A-then-B channels, contiguous for
+        # OpenCV, in shared memory: loader workers receive them without a copy.
+        self.chunks = [
+            [
+                torch.from_numpy(
+                    np.ascontiguousarray(stack[c : c + _WARP_CHANNELS].transpose(1, 2, 0), dtype=np.float32)
+                ).share_memory_()
+                for c in range(0, self.channels, _WARP_CHANNELS)
+            ]
+            for stack in (np.concatenate(pair, axis=0) for pair in images)
+        ]
         areas = np.array([a.shape[1] * a.shape[2] for a, _ in images], dtype=float)
         self.weights = areas / areas.sum()  # large images contribute proportionally more patches
 
     def sample(self, rng: np.random.Generator, n: int, augment: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        out: list[list[np.ndarray]] = [[], []]
-        for index in rng.choice(len(self.images), size=n, p=self.weights):
-            pair = self.images[index]
-            crop = self.crop if augment else self.patch
-            _, height, width = pair[0].shape
+        """``n`` patch pairs as ``(n, C_A, P, P)`` and ``(n, C_B, P, P)`` float32 arrays."""
+        patches = np.empty((n, self.patch, self.patch, self.channels), dtype=np.float32)
+        crop = self.crop if augment else self.patch
+        for i, index in enumerate(rng.choice(len(self.chunks), size=n, p=self.weights)):
+            chunks = [chunk.numpy() for chunk in self.chunks[index]]
+            height, width = chunks[0].shape[:2]
             y = int(rng.integers(0, height - crop + 1))
             x = int(rng.integers(0, width - crop + 1))
             angle = float(rng.uniform(-180, 180)) if augment and self.rotation else 0.0
             interpolation = _INTERPOLATIONS[int(rng.integers(len(_INTERPOLATIONS)))]
             flip_h, flip_v = (rng.random(2) < 0.5) if augment and self.flips else (False, False)
-            for slot, image in enumerate(pair):
-                patch = image[:, y : y + crop, x : x + crop]
-                if angle:
-                    patch = self._rotate(patch, angle, interpolation)
-                if flip_h:
-                    patch = patch[:, :, ::-1]
-                if flip_v:
-                    patch = patch[:, ::-1, :]
-                out[slot].append(patch)
-        return tuple(np.ascontiguousarray(np.stack(o)) for o in out)  # type: ignore[return-value]
+            if not (angle or flip_h or flip_v):
+                offset = (crop - self.patch) // 2
+                top, left = y + offset, x + offset
+                window = (slice(top, top + self.patch), slice(left, left + self.patch))
+                patches[i] = np.concatenate([c[window] for c in chunks], axis=-1)
+                continue
+            matrix = self._patch_to_image(x, y, crop, angle, flip_h, flip_v)
+            start = 0
+            for chunk in chunks:
+                warped = cv2.warpAffine(
+                    chunk,
+                    matrix,
+                    (self.patch, self.patch),
+                    flags=interpolation | cv2.WARP_INVERSE_MAP,
+                    borderMode=cv2.BORDER_REFLECT_101,  # only a cubic kernel's outer taps can reach it
+                )
+                width_c = chunk.shape[2]
+                patches[i, :, :, start : start + width_c] = warped.reshape(self.patch, self.patch, width_c)
+                start += width_c
+        channel_first = patches.transpose(0, 3, 1, 2)
+        return (
+            np.ascontiguousarray(channel_first[:, : self.channels_a]),
+            np.ascontiguousarray(channel_first[:, self.channels_a :]),
+        )
 
-    def _rotate(self, patch: np.ndarray, angle: float, interpolation: int) -> np.ndarray:
-        crop = patch.shape[-1]
-        center = ((crop - 1) / 2, (crop - 1) / 2)
-        matrix = cv2.getRotationMatrix2D(center, angle, 1.0)
-        rotated = cv2.warpAffine(np.moveaxis(patch, 0, -1), matrix, (crop, crop), flags=interpolation)
-        if rotated.ndim == 2:
-            rotated = rotated[..., None]
-        start = (crop - self.patch) // 2
-        return np.moveaxis(rotated, -1, 0)[:, start : start + self.patch, start : start + self.patch]
+    def _patch_to_image(self, x: int, y: int, crop: int, angle: float, flip_h: bool, flip_v: bool) -> np.ndarray:
+        """The 2x3 map from patch pixels to image pixels: flips, then a rotation about the patch's centre.
+
+        Without rotation the patch is the centre ``P`` px of the crop, pixel for pixel (flips
+        included), so only a rotation interpolates; rotated, it stays inside the crop.
+        """
+        theta = math.radians(angle)
+        rotation = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+        linear = rotation * np.array([-1.0 if flip_h else 1.0, -1.0 if flip_v else 1.0])  # column scaling = flip first
+        half = (self.patch - 1) / 2
+        offset = (crop - self.patch) // 2 + half
+        centre = np.array([x + offset, y + offset])
+        return np.hstack([linear, (centre - linear @ np.array([half, half]))[:, None]])
+
+
+class TrainingBatches(torch.utils.data.Dataset):
+    """Batch number ``index`` of one seeded stream of patch pairs.
+
+    Each batch draws from its own generator, seeded by ``(seed, stream, index)``,
+    so a batch does not depend on which process makes it or on the batches
+    before it: loader workers, an in-process loop and a resumed run all see the
+    same patches (docs/method.md, section 5).
+    """
+
+    def __init__(self, sampler: PatchSampler, batch_size: int, seed: int, stream: int, augment: bool = True):
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.key = (int(seed), int(stream))
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return 2**31 - 1  # indexed by step, never iterated whole
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([*self.key, int(index)])
+        return self.sampler.sample(rng, self.batch_size, self.augment)
+
+
+def _one_thread_per_worker(_: int) -> None:
+    # Loader workers run side by side: each uses one core, not OpenCV's whole pool.
+    cv2.setNumThreads(1)
+
+
+def batch_loader(
+    batches: TrainingBatches, indices: range, workers: int, device: torch.device
+) -> torch.utils.data.DataLoader:
+    """The batches ``indices`` in order, made by ``workers`` processes (0: in this process) ahead of use.
+
+    Workers are spawned, not forked: a process forked from one whose OpenMP, OpenCV or ITK thread
+    pools are running can deadlock. The training images reach them through shared memory. On
+    CUDA the batches land in pinned memory so that copies to the GPU overlap the step.
+    """
+    return torch.utils.data.DataLoader(
+        batches,
+        batch_size=None,
+        sampler=indices,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_one_thread_per_worker if workers else None,
+        prefetch_factor=4 if workers else None,
+        multiprocessing_context="spawn" if workers else None,
+        persistent_workers=False,
+    )
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
-    """Channels-last on CPU: a training step of the demo network is 8-12 % faster with it
-    (benchmarks/bench_network.py, README "Speed and memory"); CUDA keeps PyTorch's default."""
+    """Channels-last on CPU, PyTorch's default on CUDA.
+
+    A training step of the demo network is 8-12 % faster with it on CPU (benchmarks/bench_network.py,
+    README "Speed and memory").
+    """
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
 
-def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(array).to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
+def to_device(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch on ``device`` in its memory format (the copy overlaps computation from pinned memory)."""
+    tensor = torch.as_tensor(array)
+    return tensor.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
 
 
 def build_models(configs: Mapping[str, TiramisuConfig], seed: int) -> dict[str, Tiramisu]:
@@ -174,12 +297,14 @@ def train(
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(max(1, cfg.threads))
-    rng = np.random.default_rng([cfg.seed, 2])
     c4_generator = torch.Generator().manual_seed(cfg.seed + 3)
     torch.manual_seed(cfg.seed + 4)  # dropout masks
     sampler = PatchSampler(train_pairs, cfg.patch_size, cfg.rotation, cfg.flips)
+    training_batches = TrainingBatches(sampler, cfg.batch_size, cfg.seed, _TRAINING_STREAM)
+    recalibration_batches = TrainingBatches(sampler, cfg.batch_size, cfg.seed, _RECALIBRATION_STREAM)
+    workers = loader_workers(cfg.workers, device)
     val_sampler = PatchSampler(val_pairs or train_pairs, cfg.patch_size, False, False)
-    val_rng = np.random.default_rng([cfg.seed, 5])
+    val_rng = np.random.default_rng([cfg.seed, _VALIDATION_STREAM])
     validation = [val_sampler.sample(val_rng, cfg.batch_size, augment=False) for _ in range(cfg.validation_batches)]
 
     for model in models.values():
@@ -197,20 +322,22 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_grad_scaler(device, use_amp))
 
     history: list[dict[str, Any]] = []
-    generators = RandomState(rng, c4_generator)
     fingerprint = training_fingerprint(models, train_pairs, val_pairs, cfg)
     state = load_training_state(resume_state, fingerprint) if resume_state is not None else None
     if state is not None:
-        restore_training_state(state, models, optimizer, scaler, generators)
+        restore_training_state(state, models, optimizer, scaler, c4_generator)
         history = list(state["history"])
         log.info("resumed from %s after epoch %d of %d", resume_state, state["epoch"], cfg.epochs)
+    # One loader for the whole run, so that its workers start once and stay ahead across epochs.
+    remaining = range(len(history) * cfg.steps_per_epoch, cfg.epochs * cfg.steps_per_epoch)
+    batches = iter(batch_loader(training_batches, remaining, workers, device))
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         start = time.perf_counter()
         for model in models.values():
             model.train()
         losses = []
-        for _ in range(cfg.steps_per_epoch):
-            batch = [to_device(b, device) for b in sampler.sample(rng, cfg.batch_size)]
+        for arrays in itertools.islice(batches, cfg.steps_per_epoch):
+            batch = [to_device(b, device) for b in arrays]
             with _autocast(device, use_amp):
                 outputs = [
                     equivariant_forward(models[slot], x, c4_generator) if cfg.equivariance else models[slot](x)
@@ -225,9 +352,12 @@ def train(
             scaler.step(optimizer)
             scaler.update()
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower the learning rate")
+                raise FloatingPointError(
+                    f"training loss became {loss.item()} at epoch {epoch}; lower the learning rate"
+                )
             losses.append(loss.item())
-        recalibrate_batchnorm(models, sampler, rng, cfg, device, use_amp)
+        recalibration = range((epoch - 1) * cfg.validation_batches, epoch * cfg.validation_batches)
+        recalibrate_batchnorm(models, (recalibration_batches[i] for i in recalibration), device, use_amp)
         val_loss = evaluate_loss(models, validation, cfg, device, use_amp)
         history.append(
             {
@@ -238,20 +368,15 @@ def train(
                 "seconds": time.perf_counter() - start,
             }
         )
-        log.info("epoch %d/%d train %.4f val %.4f (%.1f s)", epoch, cfg.epochs, history[-1]["train_loss"], val_loss, history[-1]["seconds"])
+        row = history[-1]
+        log.info(
+            "epoch %d/%d train %.4f val %.4f (%.1f s)", epoch, cfg.epochs, row["train_loss"], val_loss, row["seconds"]
+        )
         if resume_state is not None:
-            save_training_state(resume_state, fingerprint, history, models, optimizer, scaler, generators)
+            save_training_state(resume_state, fingerprint, history, models, optimizer, scaler, c4_generator)
     if device.type == "cuda":
         log.info("peak GPU memory %.1f MiB", torch.cuda.max_memory_allocated(device) / 2**20)
     return pd.DataFrame(history)
-
-
-@dataclass
-class RandomState:
-    """The generators a training run draws from besides torch's global ones (saved for resuming)."""
-
-    sampler: np.random.Generator  # patch positions, rotations, flips, BN recalibration batches
-    c4: torch.Generator  # C4 rotation draws
 
 
 def training_fingerprint(
@@ -262,7 +387,7 @@ def training_fingerprint(
 ) -> str:
     """A digest of what determines a training run: settings (not threads), architectures and data."""
     digest = hashlib.blake2b(digest_size=16)
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"}
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("threads", "workers")}
     architectures = {slot: model.config.to_dict() for slot, model in models.items()}
     digest.update(json.dumps([settings, architectures], sort_keys=True).encode())
     for split, pairs in (("train", train_pairs), ("val", val_pairs)):
@@ -280,9 +405,12 @@ def save_training_state(
     models: Mapping[str, Tiramisu],
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-    generators: RandomState,
+    c4_generator: torch.Generator,
 ) -> None:
-    """Everything needed to continue after the last epoch of ``history``, written atomically."""
+    """Everything needed to continue after the last epoch of ``history``, written atomically.
+
+    Patches need no saved state: each batch is seeded by its step (:class:`TrainingBatches`).
+    """
     state = {
         "fingerprint": fingerprint,
         "epoch": len(history),
@@ -290,9 +418,7 @@ def save_training_state(
         "models": {slot: model.state_dict() for slot, model in models.items()},
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
-        # JSON, because the PCG64 state holds 128-bit integers that torch's safe loader refuses.
-        "sampler_rng": json.dumps(generators.sampler.bit_generator.state),
-        "c4_rng": generators.c4.get_state(),
+        "c4_rng": c4_generator.get_state(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -316,20 +442,19 @@ def load_training_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
     return state
 
 
-def restore_training_state(
+def restore_training_state(  # noqa: D103 - the inverse of save_training_state
     state: Mapping[str, Any],
     models: Mapping[str, Tiramisu],
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-    generators: RandomState,
+    c4_generator: torch.Generator,
 ) -> None:
     for slot, model in models.items():
         model.load_state_dict(state["models"][slot])
     optimizer.load_state_dict(state["optimizer"])
     if state["scaler"]:
         scaler.load_state_dict(state["scaler"])
-    generators.sampler.bit_generator.state = json.loads(state["sampler_rng"])
-    generators.c4.set_state(state["c4_rng"])
+    c4_generator.set_state(state["c4_rng"])
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -338,9 +463,7 @@ def restore_training_state(
 @torch.no_grad()
 def recalibrate_batchnorm(
     models: Mapping[str, Tiramisu],
-    sampler: PatchSampler,
-    rng: np.random.Generator,
-    cfg: TrainingConfig,
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
     device: torch.device,
     use_amp: bool,
 ) -> None:
@@ -349,17 +472,19 @@ def recalibrate_batchnorm(
     The exponential running averages lag behind weights that are still
     changing quickly, and inference (eval mode) uses them: without this, a
     short training run gives CoMIRs far worse than its training loss says.
-    A cumulative average over fresh training batches matches the final weights.
+    A cumulative average over fresh training ``batches`` matches the final weights.
     """
-    norms = [m for model in models.values() for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = [
+        m for model in models.values() for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
     saved = [bn.momentum for bn in norms]
     for bn in norms:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative moving average
     for model in models.values():
         model.train()
-    for _ in range(cfg.validation_batches):
-        batch = [to_device(b, device) for b in sampler.sample(rng, cfg.batch_size)]
+    for arrays in batches:
+        batch = [to_device(b, device) for b in arrays]
         with _autocast(device, use_amp):
             for slot, x in zip(SLOTS, batch):
                 models[slot](x)
@@ -398,6 +523,7 @@ def save_checkpoint(path: Path, models: Mapping[str, Tiramisu], meta: Mapping[st
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[dict[str, Tiramisu], dict[str, Any]]:
+    """The networks of a checkpoint (eval mode, on ``device``) and its whole payload (``weights_only``)."""
     payload = torch.load(path, map_location=device, weights_only=True)
     models = {}
     for slot, config in payload["model_configs"].items():
@@ -408,6 +534,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[dic
 
 
 def write_history(history: pd.DataFrame, csv_path: Path, plot_path: Path) -> None:
+    """The loss history as CSV and as a plot of training and validation loss per step."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -58,7 +58,9 @@ def setup_logging(log_path: str | Path | None) -> logging.Logger:
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="w"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True
+    )
     logger = logging.getLogger("comir")
 
     def log_exception(kind: type[BaseException], value: BaseException, tb: Any) -> None:
@@ -68,7 +70,10 @@ def setup_logging(log_path: str | Path | None) -> logging.Logger:
     return logger
 
 
-def git_revision(directory: Path = Path(__file__).resolve().parent) -> str:
+def git_revision(
+    directory: Path = Path(__file__).resolve().parent,  # noqa: B008 - an immutable Path, this package's folder
+) -> str:
+    """The git commit of ``directory``'s checkout, marked ``+uncommitted`` if tracked files changed; else "unknown"."""
     try:
         revision = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, check=True
@@ -82,6 +87,7 @@ def git_revision(directory: Path = Path(__file__).resolve().parent) -> str:
 
 
 def package_versions() -> dict[str, str]:
+    """The versions of Python, comir and the installed ``PACKAGES`` (those not installed are left out)."""
     versions = {"python": platform.python_version(), "comir": comir.__version__}
     for name in PACKAGES:
         for distribution in _DISTRIBUTIONS.get(name, (name,)):

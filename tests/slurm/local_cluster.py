@@ -1,9 +1,10 @@
-"""A real one-node SLURM cluster on the loopback interface, for tests and for trying the
-SLURM profile on one machine (Debian, as root).
+r"""A real one-node SLURM cluster on the loopback interface, for tests and for trying the SLURM profile.
+
+It runs on one machine (Debian, as root):
 
     sudo .venv/bin/python tests/slurm/local_cluster.py     # starts it; Ctrl-C stops it
     # in another shell, in a working directory of your choice:
-    .venv/bin/snakemake --snakefile /path/to/repo/Snakefile --profile /path/to/repo/profiles/slurm \\
+    .venv/bin/snakemake --snakefile /path/to/repo/Snakefile --profile /path/to/repo/profiles/slurm \
         --configfile /path/to/repo/.test/config.yaml
 
 What it does (tests/test_slurm.py uses the same code):
@@ -140,10 +141,13 @@ class LocalCluster:
         for name in ["slurm.conf", "gres.conf"]:
             path = ETC / name
             if path.exists() and not path.read_text().startswith(MARKER):
-                raise Unavailable(f"{path} exists and was not written by this test (a real SLURM installation?); not touching it")
+                raise Unavailable(
+                    f"{path} exists and was not written by this test (a real SLURM installation?); not touching it"
+                )
         root = self.root = Path(tempfile.mkdtemp(prefix="comir-slurm-", dir="/tmp"))
         root.chmod(0o755)
-        for sub, mode in [("etc", 0o700), ("run", 0o755), ("log", 0o755), ("state", 0o700), ("spool", 0o755), ("lib", 0o700)]:
+        modes = [("etc", 0o700), ("run", 0o755), ("log", 0o755), ("state", 0o700), ("spool", 0o755), ("lib", 0o700)]
+        for sub, mode in modes:
             (root / sub).mkdir(mode=mode)
         key = root / "etc" / "munge.key"
         key.write_bytes(os.urandom(1024))

@@ -1,9 +1,9 @@
 rule compute_comirs:
     """CoMIRs of every patch of a test set (float32 TIFF) with PNG previews."""
     input:
-        model="results/{dataset}/{variant}/model/comir.pt",
-        images="results/{dataset}/testsets/{testset}/images",
-        cases="results/{dataset}/testsets/{testset}/cases.csv",
+        model=rules.train.output.model,
+        images=rules.build_testset.output.images,
+        cases=rules.build_testset.output.cases,
     output:
         comirs=directory("results/{dataset}/{variant}/comir/{testset}/images"),
         previews=directory("results/{dataset}/{variant}/comir/{testset}/previews"),

@@ -13,6 +13,8 @@
 #
 # Rule params: each rule gets only the configuration it uses, in canonical form (sorted keys),
 # because Snakemake reruns a job whose params changed (README, "Ablations").
+# Paths: a rule's output and benchmark declarations are the only place each path is written;
+# helpers and rule all fill them in (`rules.<name>.output`, `fill`, `expand`).
 
 from comir.config import variant_config
 from comir.workflow import canonical, modality_fields, pick
@@ -150,9 +152,15 @@ def evaluation_provenance(wildcards):
     )
 
 
+def fill(template, **wildcards):
+    """One path of a rule's output or benchmark template, with its wildcards filled in."""
+    (path,) = expand(template, **wildcards)
+    return path
+
+
 def unpacked_record(zenodo):
     """The folder that rule unpack_record fills for a configuration's ``zenodo`` section."""
-    return f"resources/zenodo/{zenodo['record']}/unpacked"
+    return fill(rules.unpack_record.output[0], record=zenodo["record"])
 
 
 def record_input(wildcards):
@@ -202,17 +210,41 @@ def registration_jobs(dataset, variant):
 
 
 def registration_csv(dataset, source, testset, run, direction):
-    return f"results/{dataset}/{source}/registration/{testset}/{run}_{direction}.csv"
+    return fill(
+        rules.register.output[0],
+        dataset=dataset,
+        source=source,
+        testset=testset,
+        run=run,
+        direction=direction,
+    )
 
 
 def registration_benchmark(dataset, source, testset, run, direction):
-    return f"results/{dataset}/benchmarks/{source}/register/{testset}/{run}_{direction}.tsv"
+    return fill(
+        rules.register.benchmark,
+        dataset=dataset,
+        source=source,
+        testset=testset,
+        run=run,
+        direction=direction,
+    )
 
 
 def registration_images(wildcards):
+    """The test set's original patches, or a variant's CoMIRs of them."""
     if wildcards.source == ORIGINAL:
-        return f"results/{wildcards.dataset}/testsets/{wildcards.testset}/images"
-    return f"results/{wildcards.dataset}/{wildcards.source}/comir/{wildcards.testset}/images"
+        return fill(
+            rules.build_testset.output.images,
+            dataset=wildcards.dataset,
+            testset=wildcards.testset,
+        )
+    return fill(
+        rules.compute_comirs.output.comirs,
+        dataset=wildcards.dataset,
+        variant=wildcards.source,
+        testset=wildcards.testset,
+    )
 
 
 def registration_spec(wildcards):
@@ -238,8 +270,10 @@ def stage_benchmarks(wildcards):
     """The benchmark files behind the timing table (paper, Table 3) of one variant and test set."""
     d, v, t = wildcards.dataset, wildcards.variant, wildcards.testset
     return {
-        "train": f"results/{d}/benchmarks/{v}/train.tsv",
-        "inference": f"results/{d}/benchmarks/{v}/compute_comirs/{t}.tsv",
+        "train": fill(rules.train.benchmark, dataset=d, variant=v),
+        "inference": fill(
+            rules.compute_comirs.benchmark, dataset=d, variant=v, testset=t
+        ),
         "registration": [
             registration_benchmark(d, source, t, run, direction)
             for source, run, direction in registration_jobs(d, v)
@@ -272,25 +306,29 @@ def evaluation_report(path, caption, kind, name):
 
 
 def final_outputs():
+    """The default target's inputs. Per variant its loss curve, per test set its CoMIR examples,
+    tables and figures, and with several variants their comparison."""
+    evaluation = rules.evaluate.output
+    per_testset = [
+        rules.compute_comirs.output.examples,
+        evaluation.success_md,
+        evaluation.wilcoxon_md,
+        evaluation.ecdf,
+        evaluation.displacement,
+        evaluation.bars,
+        rules.timing.output.markdown,
+    ]
+    comparison = [
+        rules.compare_variants.output.markdown,
+        rules.compare_variants.output.figure,
+    ]
     outputs = []
     for dataset, cfg in DATASETS.items():
-        for variant in cfg["variants"]:
-            outputs.append(f"results/{dataset}/{variant}/model/loss.png")
-            for testset in cfg["testsets"]:
-                evaluation = f"results/{dataset}/{variant}/evaluation/{testset}"
-                outputs += [
-                    f"results/{dataset}/{variant}/comir/{testset}/examples.png",
-                    f"{evaluation}/tables/success.md",
-                    f"{evaluation}/tables/wilcoxon.md",
-                    f"{evaluation}/tables/timing.md",
-                    f"{evaluation}/figures/ecdf.png",
-                    f"{evaluation}/figures/error_vs_displacement.png",
-                    f"{evaluation}/figures/success.png",
-                ]
-        if len(cfg["variants"]) > 1:
-            for testset in cfg["testsets"]:
-                outputs += [
-                    f"results/{dataset}/comparison/{testset}/variants.md",
-                    f"results/{dataset}/comparison/{testset}/variants.png",
-                ]
+        variants, testsets = list(cfg["variants"]), list(cfg["testsets"])
+        outputs += expand(rules.train.output.plot, dataset=dataset, variant=variants)
+        outputs += expand(
+            per_testset, dataset=dataset, variant=variants, testset=testsets
+        )
+        if len(variants) > 1:
+            outputs += expand(comparison, dataset=dataset, testset=testsets)
     return outputs

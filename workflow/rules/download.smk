@@ -22,7 +22,7 @@ rule download_record:
 rule unpack_record:
     """The record's archives unpacked (path-checked) next to it."""
     input:
-        manifest="resources/zenodo/{record}/MANIFEST.tsv",
+        manifest=rules.download_record.output.manifest,
     output:
         directory("resources/zenodo/{record}/unpacked"),
     log:

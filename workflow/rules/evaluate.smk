@@ -48,7 +48,7 @@ rule timing:
     """Time per stage (paper, Table 3) from the jobs' benchmark files: whole test set and per pair."""
     input:
         unpack(stage_benchmarks),
-        cases="results/{dataset}/testsets/{testset}/cases.csv",
+        cases=rules.build_testset.output.cases,
     output:
         table=evaluation_report(
             f"{EVALUATION}/tables/timing.csv", "timing", "table", "time per stage"

@@ -2,7 +2,7 @@ rule register:
     """One registration run in one direction over all cases of a test set, on the originals or on a variant's CoMIRs."""
     input:
         images=registration_images,
-        cases="results/{dataset}/testsets/{testset}/cases.csv",
+        cases=rules.build_testset.output.cases,
     output:
         "results/{dataset}/{source}/registration/{testset}/{run}_{direction}.csv",
     log:

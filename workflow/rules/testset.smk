@@ -1,7 +1,7 @@
 rule build_testset:
     """Reference patches, rigidly transformed floating patches and their ground truth."""
     input:
-        pairs="results/{dataset}/data/pairs.csv",
+        pairs=rules.prepare_data.output.pairs,
         record=prebuilt_input,
     output:
         images=directory("results/{dataset}/testsets/{testset}/images"),

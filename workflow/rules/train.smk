@@ -1,7 +1,7 @@
 rule train:
     """Train the two CoMIR networks of one variant jointly with the contrastive loss."""
     input:
-        pairs="results/{dataset}/data/pairs.csv",
+        pairs=rules.prepare_data.output.pairs,
     output:
         model="results/{dataset}/{variant}/model/comir.pt",
         history="results/{dataset}/{variant}/model/loss.csv",

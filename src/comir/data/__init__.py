@@ -1,10 +1,12 @@
-"""Data sets: a user's folder of aligned pairs, and a built-in synthetic one.
+"""Data sets: where the aligned pairs come from, and the prebuilt test sets of the paper's records.
 
-- :mod:`comir.data.pairs`: discover, validate and split a folder
-  ``root/<modality>/<id>.<ext>`` into the pipeline's pairs table
-  (columns ``id, split, path_A, path_B``).
-- :mod:`comir.data.synthetic`: a deterministic SHG-like / H&E-like
-  two-modality data set that shares only part of its structure.
+- :mod:`comir.data.prepare`: from a dataset's configuration to the pipeline's pairs table.
+- :mod:`comir.data.pairs`: discover, validate and split a user's folder ``root/<modality>/<id>.<ext>``.
+- :mod:`comir.data.synthetic`: a deterministic two-modality data set that shares only part of its structure.
+- :mod:`comir.data.zenodo`: download, verify and unpack a Zenodo record, online or offline.
+- :mod:`comir.data.layouts`: recognise the layout of an unpacked record (pairs, images, test sets).
+- :mod:`comir.data.convert`: convert a record's aligned pairs to the canonical ``<modality>/<id>.tif``.
+- :mod:`comir.data.prebuilt`: import a record's transformed test set, its corner convention checked.
 """
 
 from comir.data.pairs import (

@@ -235,7 +235,8 @@ def validate_pairs(
                     f"{path}: found {found} channel(s) (shape {image.shape}), expected {mod.channels} for "
                     f"modality {slot} = {mod.name} (id {row.id!r})"
                 )
-            if image.size == 0 or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+            numeric = np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
+            if image.size == 0 or not numeric:
                 problems.append(f"{path}: unsupported image data (dtype {image.dtype}, shape {image.shape})")
             elif not np.isfinite(image).all():
                 problems.append(

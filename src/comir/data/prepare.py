@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from comir.data.convert import convert_record
 from comir.data.pairs import Modality, discover_pairs, split_pairs, validate_pairs
-from comir.data.records import convert_record
 from comir.data.synthetic import SyntheticSpec, write_dataset
 
 log = logging.getLogger(__name__)

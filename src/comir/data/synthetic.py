@@ -165,6 +165,7 @@ class SyntheticPair:
     holes: np.ndarray  # bool: lumen-like holes (no tissue)
 
     def masks(self) -> dict[str, np.ndarray]:
+        """The hidden scene's masks by name: fibres in A, fibres in B, nuclei and holes."""
         return {
             "fibres_a": self.fibres_a,
             "fibres_b": self.fibres_b,
@@ -335,7 +336,14 @@ def render_pair(spec: SyntheticSpec, index: int) -> SyntheticPair:
         spread = rng.uniform(10.0, 30.0)
         for _ in range(int(rng.poisson(spec.nuclei_per_cluster))):
             r = rng.uniform(r_lo, r_hi)
-            nuclei.append((c + rng.normal(0, spread, 2), (r, r * rng.uniform(0.6, 0.95)), rng.uniform(0, 180), rng.uniform(0.6, 1.5)))
+            nuclei.append(
+                (
+                    c + rng.normal(0, spread, 2),
+                    (r, r * rng.uniform(0.6, 0.95)),
+                    rng.uniform(0, 180),
+                    rng.uniform(0.6, 1.5),
+                )
+            )
     # fibroblast-like nuclei: elongated, along fibres
     n_scatter = int(rng.poisson(spec.scattered_nuclei * area))
     on_fibres = [f for f in fibres if f[5]]
@@ -374,7 +382,8 @@ def render_pair(spec: SyntheticSpec, index: int) -> SyntheticPair:
     # --- modality A: SHG-like
     a = cv2.GaussianBlur(a_signal, (0, 0), spec.a_blur_sigma)
     a = rng.poisson(np.maximum(a, 0.0) * spec.a_photons).astype(np.float32) / spec.a_photons
-    a += rng.poisson(spec.a_dark_rate, size=a.shape).astype(np.float32) * rng.uniform(0.1, 0.5, size=a.shape).astype(np.float32)
+    dark = rng.poisson(spec.a_dark_rate, size=a.shape).astype(np.float32)
+    a += dark * rng.uniform(0.1, 0.5, size=a.shape).astype(np.float32)
     a_img = np.clip(a * 130.0, 0, 255).astype(np.uint8)
 
     # --- modality B: H&E-like, Beer-Lambert stain mixing
@@ -434,7 +443,9 @@ def write_dataset(
     Returns the IDs in order.  Files are written atomically.
     """
     names = tuple(modality_names)
-    if len(names) != 2 or any(not isinstance(n, str) or not n or n in (".", "..") or "/" in n or "\\" in n for n in names):
+    if len(names) != 2 or any(
+        not isinstance(n, str) or not n or n in (".", "..") or "/" in n or "\\" in n for n in names
+    ):
         raise InputError(f"modality_names must be two plain folder names, got {modality_names!r}")
     if names[0] == names[1]:
         raise InputError(f"modality_names must differ, got {modality_names!r}")

@@ -40,6 +40,36 @@ offline machine and used there as ``local_dir`` or ``mirror``::
     <dest>/<key>.part      a partial download, resumed by the next run
     <dest>/MANIFEST.tsv    key, size, md5, verified; written last, so that it exists only when
                            every file is in place and verified (the Snakemake rule's output)
+
+Why not pooch or snakemake-storage-plugin-zenodo
+------------------------------------------------
+Both were read for this (pooch 1.9.0, snakemake-storage-plugin-zenodo 0.1.5); neither does a
+part as well as the code here, so neither is a dependency.
+
+* pooch (``retrieve``/``fetch`` with a known hash, ``doi:`` URLs, ``load_registry_from_doi``)
+  verifies md5 as well, and skips a file already present with the right hash. But it streams into
+  a randomly named temporary file that is deleted on any error, so an interrupted multi-gigabyte
+  transfer starts again from zero (no ``Range``). Its retries wait 1, 2, ... 10 s and also repeat
+  hopeless requests (a 404) and whole downloads after a checksum mismatch. It knows no ``file://``
+  (a mirror or ``local_dir`` would need a custom downloader), and offline it raises the bare
+  ``requests`` error. A record is found through doi.org and must be on zenodo.org (for one of
+  the two JSON shapes it even builds ``https://zenodo.org/records/...`` itself): no base URL, so
+  no mirror and no loopback Zenodo for the tests; sizes are not read. Its progress bar needs
+  tqdm and is made for terminals, not Snakemake log files. What it would replace, ``md5sum``, is
+  seven lines.
+* snakemake-storage-plugin-zenodo makes each file a storage object
+  (``zenodo://record/<id>/<key>``), so the keys must be known when the Snakefile is parsed (here
+  they come from the record's JSON, at run time). It requires an access token even for public records, hard-wires
+  zenodo.org (or its sandbox), and reads the current API shape only. Its download is
+  ``requests`` without ``stream=True``: the whole file is held in memory before it is written,
+  straight to the final path (no ``.part``, no resume). The md5 is checked, but a mismatch or a
+  404 is retried like a network error (3 tries, by tenacity). There is no progress, no mirror or
+  local directory, no offline message.
+
+What remains hand-written is therefore what the pipeline needs and these lack: resume by
+``Range``, retries only where trying again can help, ``file://`` mirrors and local directories
+verified against ``record.json``, the saved file list for offline reruns, and messages that say
+what to place where; all of it tested against a loopback Zenodo (``tests/test_download.py``).
 """
 
 from __future__ import annotations
@@ -316,7 +346,9 @@ def _save_metadata(record: Record, saved: Path) -> None:
         write_json(saved, record.metadata)
 
 
-def _download_file(file: RecordFile, dest: Path, *, retries: int, backoff_s: float, timeout_s: float, progress: bool) -> None:
+def _download_file(
+    file: RecordFile, dest: Path, *, retries: int, backoff_s: float, timeout_s: float, progress: bool
+) -> None:
     target = dest / file.key
     if target.is_file():
         problem = _mismatch(target, file)
@@ -404,7 +436,10 @@ def _retrying(action: Callable[[], _T], what: str, retries: int, backoff_s: floa
                 raise
             delay = backoff_s * 2**attempt
             attempt += 1
-            log.warning("%s: attempt %d of %d failed (%s); retrying in %.3g s", what, attempt, retries + 1, _reason(error), delay)
+            log.warning(
+                "%s: attempt %d of %d failed (%s); retrying in %.3g s",
+                what, attempt, retries + 1, _reason(error), delay,
+            )
             time.sleep(delay)
 
 
@@ -478,7 +513,9 @@ def _already_here(record: Record, dest: Path, offline: RecordUnavailable) -> lis
     return rows
 
 
-def _from_local_dir(record: Record | None, rid: str, local: Path, dest: Path, offline: RecordUnavailable | None) -> list[_Row]:
+def _from_local_dir(
+    record: Record | None, rid: str, local: Path, dest: Path, offline: RecordUnavailable | None
+) -> list[_Row]:
     """The record's files linked from ``local`` into ``dest``: verified when the list is known."""
     if record is None:
         found = sorted(
@@ -498,7 +535,9 @@ def _from_local_dir(record: Record | None, rid: str, local: Path, dest: Path, of
 
     missing = [f for f in record.files if not (local / f.key).is_file()]
     if missing:
-        raise DownloadError(f"record {rid}: {len(missing)} file(s) missing from the local directory.\n{_missing_list(missing, local)}")
+        raise DownloadError(
+            f"record {rid}: {len(missing)} file(s) missing from the local directory.\n{_missing_list(missing, local)}"
+        )
     rows: list[_Row] = []
     for file in record.files:
         source = local / file.key
@@ -527,7 +566,9 @@ def _place(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def _unavailable_message(rid: str, url: str, error: BaseException, api_url: str, local_dir: str | os.PathLike[str] | None) -> str:
+def _unavailable_message(
+    rid: str, url: str, error: BaseException, api_url: str, local_dir: str | os.PathLike[str] | None
+) -> str:
     where = (
         f"into the local directory {Path(local_dir).resolve()}" if local_dir is not None
         else "into a folder and set `local_dir` to it"

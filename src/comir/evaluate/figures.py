@@ -133,7 +133,7 @@ def plot_ecdf(
     fractions: Sequence[float] = (0.01, 0.05),
     failure_fraction: float = 0.12,
 ) -> None:
-    """eCDF of the corner error: one panel per direction, one line per method x input.
+    """Empirical CDF (eCDF) of the corner error: one panel per direction, one line per method x input.
 
     x is the error in px on a log axis up to ``failure_fraction`` of the width
     (paper: 1-100 px at 834 px); it starts at 1 px or, where errors are

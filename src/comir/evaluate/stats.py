@@ -122,6 +122,7 @@ class PairedTest:
 
     @property
     def r(self) -> float:
+        """The rank-biserial correlation (short name for ``rank_biserial_r``)."""
         return self.rank_biserial_r
 
 

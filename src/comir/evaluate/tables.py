@@ -309,7 +309,7 @@ def wilcoxon_table(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.
     if frame.duplicated(key).any():
         raise ValueError("wilcoxon_table: a (case, label) pair occurs more than once")
     rows = []
-    for direction, part in frame.groupby("direction", sort=True):
+    for _direction, part in frame.groupby("direction", sort=True):
         errors = part.pivot(index="case", columns="label", values="error_px")
         widths = part.groupby("case")["width"].max().reindex(errors.index).to_numpy(float)
         present = errors.notna().to_numpy()

@@ -57,11 +57,25 @@ def timing_table(
         raise ValueError("the test set has no cases")
     rows = [
         {"stage": "training", "method": "", "source": "", "direction": "", "per_pair": False, **read_benchmark(train)},
-        {"stage": "inference", "method": "", "source": "", "direction": "", "per_pair": True, **read_benchmark(inference)},
+        {
+            "stage": "inference",
+            "method": "",
+            "source": "",
+            "direction": "",
+            "per_pair": True,
+            **read_benchmark(inference),
+        },
     ]
     for path, (source, run, direction) in zip(registrations, jobs):
         rows.append(
-            {"stage": "registration", "method": run, "source": source, "direction": direction, "per_pair": True, **read_benchmark(path)}
+            {
+                "stage": "registration",
+                "method": run,
+                "source": source,
+                "direction": direction,
+                "per_pair": True,
+                **read_benchmark(path),
+            }
         )
     table = pd.DataFrame(rows)
     # Training does not scale with the test set, so it has no per-pair time.

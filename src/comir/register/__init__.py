@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from comir.register.alpha_amd import AlphaAMDRegistration
 from comir.register.base import (
     FAILED,
     OK,
@@ -23,7 +24,6 @@ from comir.register.base import (
     timed,
     to_single_channel,
 )
-from comir.register.alpha_amd import AlphaAMDRegistration
 from comir.register.curvealign import CurveAlignRegistration
 from comir.register.fft_search import FFTSearchRegistration
 from comir.register.mi import MutualInformationRegistration

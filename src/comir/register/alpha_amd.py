@@ -111,11 +111,10 @@ def logistic(image: np.ndarray) -> np.ndarray:
 
 
 def normalize_intensity(image: np.ndarray, percentile: float = 0.0) -> np.ndarray | None:
-    """Stretch ``image`` linearly to [0, 1] between its ``percentile`` and
-    ``100 - percentile`` percentiles (0: min and max), clipping outside.
+    """Stretch ``image`` linearly to [0, 1] between two percentiles, clipping outside.
 
-    Falls back to min-max when the percentiles coincide; returns ``None`` for
-    an image without contrast.
+    The percentiles are ``percentile`` and ``100 - percentile`` (0: min and max). Falls back to
+    min-max when the percentiles coincide; returns ``None`` for an image without contrast.
     """
     image = np.asarray(image, dtype=np.float64)
     low, high = float(image.min()), float(image.max())
@@ -128,7 +127,7 @@ def normalize_intensity(image: np.ndarray, percentile: float = 0.0) -> np.ndarra
     return np.clip((image - low) / (high - low), 0.0, 1.0)
 
 
-def quantize(image01: np.ndarray, levels: int) -> np.ndarray:
+def round_to_levels(image01: np.ndarray, levels: int) -> np.ndarray:
     """Levels ``0..levels`` of a [0, 1] image: ``round(levels * I)`` (int16)."""
     q = np.floor(np.asarray(image01, dtype=np.float64) * levels + 0.5)
     return np.clip(q, 0, levels).astype(np.int16)
@@ -197,7 +196,7 @@ class _Target:
         self.factor = int(factor)
         level_image = _smooth(image01, sigma)[:: self.factor, :: self.factor]
         self.height, self.width = level_image.shape
-        self.quantized = quantize(level_image, levels)
+        self.quantized = round_to_levels(level_image, levels)
         maps = alpha_distance_maps(self.quantized, levels, complement) * self.factor
         self.maps = maps.ravel()
         self.max_value = float(maps.max())
@@ -216,8 +215,10 @@ class _Target:
     def lookup(
         self, qx: np.ndarray, qy: np.ndarray, level: np.ndarray, weight: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Bilinear value and spatial gradient (per full-res pixel) of the maps
-        ``c_level`` at full-res points; ``weight`` zeroed for points outside the image."""
+        """Bilinear value and spatial gradient (per full-res pixel) of the maps ``c_level`` at full-res points.
+
+        ``weight`` is zeroed for points outside the image.
+        """
         inv = 1.0 / self.factor
         u, v = qx * inv, qy * inv
         w, h = self.width, self.height
@@ -269,8 +270,9 @@ def _direction(
 
 
 class AlphaAMDMeasure:
-    """The symmetric alpha-AMD distance between a reference and a floating
-    image (both already in [0, 1]) at one pyramid level.
+    """The symmetric alpha-AMD distance between a reference and a floating image at one pyramid level.
+
+    Both images are already in [0, 1].
 
     ``value_and_gradient(params, ...)`` with ``params = (angle, tx, ty)`` of
     ``M(p) = R(angle)(p - c_f) + c_r + t`` (floating -> reference, full-res
@@ -540,6 +542,7 @@ class AlphaAMDRegistration:
 
     @timed
     def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+        """Floating -> reference by alpha-AMD from every start; the lowest final distance wins."""
         ref01, flo01 = self.preprocess(reference, floating)
         for role, image in (("reference", ref01), ("floating", flo01)):
             if image is None:
@@ -575,6 +578,6 @@ __all__ = [
     "alpha_distance_maps",
     "logistic",
     "normalize_intensity",
-    "quantize",
+    "round_to_levels",
     "symmetric_amd",
 ]

@@ -123,10 +123,12 @@ class RegistrationResult:
 
     @property
     def ok(self) -> bool:
+        """The success flag: ``status == "ok"``."""
         return self.status == OK
 
     @classmethod
     def failed(cls, message: str, seconds: float = 0.0, metric: float = math.nan) -> RegistrationResult:
+        """A failed result: the identity matrix with ``message`` saying why."""
         return cls(IDENTITY.copy(), FAILED, metric, seconds, message)
 
 
@@ -136,7 +138,8 @@ class Registration(Protocol):
 
     name: str
 
-    def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult: ...
+    def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+        """The rigid transform floating pixel -> reference pixel, or a failed result (docs/method.md, section 7)."""
 
 
 def check_image(image: np.ndarray, role: str) -> np.ndarray:

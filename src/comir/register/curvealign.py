@@ -418,6 +418,7 @@ class CurveAlignRegistration:
 
     @timed(check=split_colour_pair)
     def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+        """Register the collagen map of the colour image to the grey (SHG) image with rigid MI."""
         colour_is_reference = reference.ndim == 3
         rgb = reference if colour_is_reference else floating
         if np.ptp(rgb) == 0:

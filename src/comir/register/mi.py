@@ -318,6 +318,7 @@ class MutualInformationRegistration:
 
     @timed
     def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+        """Floating -> reference by Mattes MI from every start; the lowest final metric wins."""
         import SimpleITK as sitk
 
         ref, flo = self._single_channel(reference, floating)

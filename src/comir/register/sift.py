@@ -150,11 +150,12 @@ def halving_factor(height: int, width: int, max_octave_px: int | None) -> int:
 def match_descriptors(
     query: np.ndarray, train: np.ndarray, ratio: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lowe's ratio test: indices ``(query_index, train_index)`` of the nearest train descriptor
-    of every query descriptor whose distance is below ``ratio`` times the second nearest.
+    """Lowe's ratio test: indices ``(query_index, train_index)`` of the matches that pass it.
 
-    Euclidean distances from ``|q|^2 + |t|^2 - 2 q.t`` in float64, in chunks of
-    query rows that bound the distance matrix.  Needs at least 2 train descriptors.
+    A query descriptor matches its nearest train descriptor when their distance is below ``ratio``
+    times the distance to the second nearest. Euclidean distances from ``|q|^2 + |t|^2 - 2 q.t``
+    in float64, in chunks of query rows that bound the distance matrix.  Needs at least 2 train
+    descriptors.
     """
     query = np.asarray(query, dtype=np.float64)
     train = np.asarray(train, dtype=np.float64)
@@ -456,6 +457,7 @@ class SiftRegistration:
 
     @timed
     def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+        """Floating -> reference from the RANSAC fit to the SIFT matches, or a failure with its reason."""
         flo_pts, ref_pts = self.correspondences(reference, floating)
         matches = len(flo_pts)
         if matches < 2:
