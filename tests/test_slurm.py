@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / ".test" / "config.yaml"
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+from conftest import ROOT, SNAKEMAKE, TINY_CONFIG
+
+CONFIG = TINY_CONFIG
 # Faster than the profile's 20 s for second-long test jobs; logs of successful jobs kept as evidence.
 SLURM_TEST_OPTIONS = ["--slurm-init-seconds-before-status-checks", "1", "--slurm-keep-successful-logs"]
 RTOL = ATOL = 1e-6

@@ -1,18 +1,10 @@
 """The real Snakemake workflow, run through its command line as users run it."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
-
-
-def snakemake(*args, cwd):
-    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+from conftest import TINY_CONFIG, planned_jobs
+from conftest import run_snakemake as snakemake
 
 
 def test_demo_dag_plans_every_stage(tmp_path):
@@ -28,7 +20,7 @@ def test_demo_dag_plans_every_stage(tmp_path):
 
 def test_invalid_config_stops_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / ".test" / "config.yaml").read_text().replace("seed: 1", "seed: 1\nsede: 2"))
+    bad.write_text(TINY_CONFIG.read_text().replace("seed: 1", "seed: 1\nsede: 2"))
     run = snakemake("-n", "--configfile", str(bad), cwd=tmp_path)
     assert run.returncode != 0
     assert "unknown key(s): 'sede'" in run.stderr + run.stdout
@@ -37,7 +29,7 @@ def test_invalid_config_stops_before_any_job(tmp_path):
 
 def test_a_misspelt_registration_parameter_stops_the_dry_run(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / ".test" / "config.yaml").read_text().replace("iterations: 30", "iteration: 30"))
+    bad.write_text(TINY_CONFIG.read_text().replace("iterations: 30", "iteration: 30"))
     run = snakemake("-n", "--configfile", str(bad), cwd=tmp_path)
     assert run.returncode != 0
     assert "datasets/tiny/registration/mi/params: unknown parameter(s) 'iteration'" in run.stderr + run.stdout
@@ -59,10 +51,8 @@ def test_missing_pairs_folder_fails_with_its_name(tmp_path):
 
 
 @pytest.mark.slow
-def test_end_to_end_tiny_run(tmp_path):
-    run = snakemake("--cores", "2", "--configfile", str(ROOT / ".test" / "config.yaml"), cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    results = tmp_path / "results" / "tiny"
+def test_end_to_end_tiny_run(tiny_run, tmp_path):
+    results = tiny_run / "results" / "tiny"
     for variant in ["mse", "cosine"]:  # two variants (critics), each trained and evaluated on its own
         evaluation = results / variant / "evaluation" / "main"
         success = pd.read_csv(evaluation / "tables" / "success.csv")
@@ -85,16 +75,15 @@ def test_end_to_end_tiny_run(tmp_path):
     assert set(comparison["method"]) == {"sift"} and set(comparison["variant_x"]) == {"cosine"}
     assert (results / "comparison" / "main" / "variants.png").stat().st_size > 5000
     # Nothing is left to do: the run is complete and resumable.
-    again = snakemake("-n", "--configfile", str(ROOT / ".test" / "config.yaml"), cwd=tmp_path)
+    again = snakemake("-n", "--configfile", str(TINY_CONFIG), cwd=tiny_run)
     assert "Nothing to be done" in again.stdout + again.stderr
     # An ablation reruns exactly the affected rules: one variant's training and what follows from it.
-    rerun = snakemake("-n", "--forcerun", "results/tiny/cosine/model/comir.pt", "--quiet", "rules",
-                      "--configfile", str(ROOT / ".test" / "config.yaml"), cwd=tmp_path)  # fmt: skip
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    planned = dict(
-        line.split()[:2] for line in rerun.stdout.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()
-    )
-    assert planned.get("train") == "1" and planned.get("register") == "2" and "prepare_data" not in planned
-    report = snakemake("--configfile", str(ROOT / ".test" / "config.yaml"), "--report", "report.html", cwd=tmp_path)
-    assert report.returncode == 0, report.stderr[-2000:]
-    assert (tmp_path / "report.html").stat().st_size > 100_000
+    model = "results/tiny/cosine/model/comir.pt"
+    forced = planned_jobs("--forcerun", model, "--configfile", str(TINY_CONFIG), cwd=tiny_run)
+    rules = sorted(rule for rule, _ in forced)
+    assert rules == ["compare_variants", "compute_comirs", "evaluate", "register", "register", "timing", "train"]
+    assert all("cosine" in wildcards for rule, wildcards in forced if rule != "compare_variants")
+    report = tmp_path / "report.html"
+    run = snakemake("--report", str(report), "--configfile", str(TINY_CONFIG), cwd=tiny_run)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert report.stat().st_size > 100_000

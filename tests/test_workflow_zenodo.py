@@ -5,24 +5,21 @@ the authors' metadata) is zipped and served by a loopback HTTP server (or a file
 Snakemake runs the download, unpack, prepare_data and build_testset rules as users run them.
 """
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import run_snakemake
 from fake_records import build_fake_bfshg, zip_record
 from fake_zenodo import FakeZenodo
 
-ROOT = Path(__file__).resolve().parents[1]
 RECORD = 3874362
 TARGETS = ["results/bf/testsets/paper/cases.csv", "results/bf/testsets/zenodo/cases.csv"]
 
 
 def snakemake(*args, cwd):
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "2", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    return run_snakemake("--cores", "2", *args, cwd=cwd, timeout=600)
 
 
 @pytest.fixture(scope="module")
