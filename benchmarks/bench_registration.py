@@ -41,6 +41,7 @@ import os
 import statistics
 import time
 
+from baseline import BASELINE_REVISION, baseline_src
 from isolation import isolated  # benchmarks/ is on sys.path when a script here runs
 
 # label -> (method, params); "mi" is the baseline.
@@ -180,9 +181,16 @@ def main() -> None:
         f"translation up to {translation_px:.0f} px), input {args.input}, {args.threads} threads; "
         f"ratio = median s / median s of '{BASELINE}' (single-start gradient MI) in this run"
     )
+    before = baseline_src()
+    print(
+        f"'vs {BASELINE_REVISION}' = median s / median s of the same method as the package was at "
+        f"{BASELINE_REVISION} (before the speed work), in this run"
+        if before is not None
+        else f"(no 'vs {BASELINE_REVISION}' column: that revision is not in this checkout's git history)"
+    )
     header = (
-        f"{'method':18s} {'input':9s} {'s/pair':>7s} {'ratio':>6s} {'py MiB':>7s} {'RSS +MiB':>9s} "
-        f"{'ok<1%':>6s} {'ok<5%':>6s} {'median err px':>14s}"
+        f"{'method':18s} {'input':9s} {'s/pair':>7s} {'ratio':>6s} {'vs ' + BASELINE_REVISION:>11s} {'py MiB':>7s} "
+        f"{'RSS +MiB':>9s} {'ok<1%':>6s} {'ok<5%':>6s} {'median err px':>14s}"
     )
     print(header)
     baseline = None
@@ -193,11 +201,14 @@ def main() -> None:
             continue
         median = statistics.median(row["seconds"])
         baseline = baseline or median
+        earlier = isolated(measure, label, pairs, args.input, args.threads, src=before) if before else {"error": ""}
+        versus = "" if "error" in earlier else f"{median / statistics.median(earlier['seconds']):.2f}"
         limits = [0.01 * row["width"], 0.05 * row["width"]]
         success = [sum(ok and err < limit for ok, err in zip(row["ok"], row["errors"])) for limit in limits]
         print(
-            f"{label:18s} {row['input']:9s} {median:7.2f} {median / baseline:6.2f} {row['python_mib']:7.1f} "
-            f"{row['rss_mib']:9.1f} {success[0]:>3d}/{args.pairs:<2d} {success[1]:>3d}/{args.pairs:<2d} "
+            f"{label:18s} {row['input']:9s} {median:7.2f} {median / baseline:6.2f} {versus:>11s} "
+            f"{row['python_mib']:7.1f} {row['rss_mib']:9.1f} "
+            f"{success[0]:>3d}/{args.pairs:<2d} {success[1]:>3d}/{args.pairs:<2d} "
             f"{statistics.median(row['errors']):14.2f}",
             flush=True,
         )

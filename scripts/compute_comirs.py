@@ -10,28 +10,11 @@ from comir.train import load_checkpoint, resolve_device
 from comir.workflow import setup_logging
 
 log = setup_logging(snakemake.log[0])
-dataset = {"modalities": snakemake.params.modalities, "inference": snakemake.params.inference}
-device = resolve_device(dataset["inference"]["device"])
+modalities, inference = snakemake.params.modalities, snakemake.params.inference
+device = resolve_device(inference["device"])
 torch.set_num_threads(snakemake.threads)
 models, _ = load_checkpoint(Path(snakemake.input.model), device)
 cases = pd.read_csv(snakemake.input.cases)["case"].tolist()
-comir_test_set(
-    models,
-    cases,
-    Path(snakemake.input.images),
-    Path(snakemake.output.comirs),
-    Path(snakemake.output.previews),
-    dataset["modalities"],
-    dataset["inference"]["tile"],
-    dataset["inference"]["margin"],
-    device,
-    pad=dataset["inference"]["pad"],
-    mixed_precision=dataset["inference"]["mixed_precision"],
-)
-plot_examples(
-    cases[:3],
-    Path(snakemake.input.images),
-    Path(snakemake.output.comirs),
-    dataset["modalities"],
-    Path(snakemake.output.examples),
-)
+images, comirs = Path(snakemake.input.images), Path(snakemake.output.comirs)
+comir_test_set(models, cases, images, comirs, Path(snakemake.output.previews), modalities, inference, device)
+plot_examples(cases[:3], images, comirs, modalities, Path(snakemake.output.examples))

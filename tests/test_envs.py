@@ -73,7 +73,7 @@ PIP_TO_CONDA = {
     "torch": "pytorch",
 }
 # Packages an env may list without any rule importing them.
-RUNTIME_ONLY = {"python"}
+RUNTIME_ONLY = {"python", "onnx"}  # onnx: imported by torch.onnx.export, which comir.infer calls
 
 
 # --- the envs ---------------------------------------------------------------------------

@@ -144,3 +144,31 @@ def test_preview_is_8_bit():
     comir = np.random.default_rng(0).normal(size=(1, 20, 30)).astype(np.float32)
     assert preview(comir).shape == (20, 30) and preview(comir).dtype == np.uint8
     assert preview(np.concatenate([comir, comir])).shape == (20, 30, 3)
+
+
+def test_onnx_runtime_gives_the_pytorch_comir(model, deep_model):
+    """The CPU engine: the exported network, one pass and tiled, equals the eager module to float32 rounding."""
+    from comir.infer import OnnxRuntimeNetwork, inference_network
+
+    torch.set_num_threads(1)
+    image = np.random.default_rng(5).random((3, 70, 90), dtype=np.float32)
+    network = inference_network(model, "onnxruntime", "cpu")
+    assert isinstance(network, OnnxRuntimeNetwork) and inference_network(model, "torch", "cpu") is model
+    _assert_same_comir(compute_comir(network, image, tile=512), compute_comir(model, image, tile=512))
+    big = np.random.default_rng(6).random((3, 330, 300), dtype=np.float32)
+    deep = inference_network(deep_model, "onnxruntime", "cpu")
+    _assert_same_comir(compute_comir(deep, big, tile=64, pad=64), compute_comir(deep_model, big, tile=2048, pad=64))
+    with pytest.raises(ValueError, match="3 input channel"):
+        network(torch.zeros(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="unknown inference engine 'tvm'"):
+        inference_network(model, "tvm", "cpu")
+
+
+def test_the_buffered_dense_blocks_of_inference_equal_the_training_graph(deep_model):
+    """Inference writes each layer's features into one buffer instead of concatenating: same numbers."""
+    x = torch.from_numpy(np.random.default_rng(7).random((2, 3, 128, 128), dtype=np.float32))
+    with torch.no_grad():
+        buffered = deep_model(x)
+    with torch.enable_grad():
+        concatenated = deep_model(x).detach()
+    torch.testing.assert_close(buffered, concatenated, rtol=1e-5, atol=1e-6)

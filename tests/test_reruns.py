@@ -68,6 +68,7 @@ def test_reordered_keys_and_thread_counts_rerun_nothing(tiny_run):
     config = reversed_keys(tiny())
     config["threads"]["register"] = 2
     config["threads"]["comir"] = 1
+    config["threads"]["loader"] = 2  # loader workers make the same batches
     assert plan(tiny_run, config) == set()
 
 

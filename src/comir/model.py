@@ -261,8 +261,9 @@ class Tiramisu(nn.Module):
         # registration methods work on the raw, unbounded representation.
         self.head = nn.Conv2d(channels, config.out_channels, kernel_size=1, bias=False)
 
-    def _check_input(self, x: Tensor) -> None:
-        cfg = self.config
+    @staticmethod
+    def check_input(cfg: TiramisuConfig, x: Tensor) -> None:
+        """Raise :class:`ValueError` unless ``x`` is ``(N, in_channels, H, W)`` with sides divisible by ``2**depth``."""
         if x.dim() != 4:
             raise ValueError(f"Tiramisu expects a (N, C, H, W) tensor, got shape {tuple(x.shape)}")
         if x.shape[1] != cfg.in_channels:
@@ -279,7 +280,7 @@ class Tiramisu(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The CoMIR ``(N, out_channels, H, W)`` of ``x``."""
-        self._check_input(x)
+        self.check_input(self.config, x)
         x = self.first_conv(x)
         skips = []
         for block, transition in zip(self.down_blocks, self.transitions_down):
