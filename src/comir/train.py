@@ -122,12 +122,13 @@ class PatchSampler:
         self.channels_a = images[0][0].shape[0]
         self.channels = self.channels_a + images[0][1].shape[0]
         # (C, H, W) pairs -> per pair, (H, W, <= 4) chunks of the A-then-B channels, contiguous for
-        # OpenCV, in shared memory: loader workers receive them without a copy.
+        # OpenCV. As tensors, loader workers receive them through shared memory (PyTorch moves a
+        # tensor there when it is sent to another process) instead of a copy per worker.
         self.chunks = [
             [
                 torch.from_numpy(
                     np.ascontiguousarray(stack[c : c + _WARP_CHANNELS].transpose(1, 2, 0), dtype=np.float32)
-                ).share_memory_()
+                )
                 for c in range(0, self.channels, _WARP_CHANNELS)
             ]
             for stack in (np.concatenate(pair, axis=0) for pair in images)
