@@ -41,7 +41,6 @@ def paper_network_steps(device_name: str, steps: int, batch: int, patch: int) ->
     import torch
 
     from comir import precision
-    from comir.loss import equivariant_forward
     from comir.model import TiramisuConfig
     from comir.train import (
         PatchSampler,
@@ -49,10 +48,9 @@ def paper_network_steps(device_name: str, steps: int, batch: int, patch: int) ->
         TrainingConfig,
         batch_loader,
         build_models,
-        contrastive_loss,
         loader_workers,
         memory_format,
-        to_device,
+        training_step,
     )
 
     device = torch.device(device_name)
@@ -73,14 +71,7 @@ def paper_network_steps(device_name: str, steps: int, batch: int, patch: int) ->
     times = []
     for arrays in batch_loader(batches, range(steps + 1), workers, device):
         start = time.perf_counter()
-        x = [to_device(a, device) for a in arrays]
-        with precision.autocast(device, use_amp):
-            outputs = [equivariant_forward(models[s], xs, generator) for s, xs in zip(("A", "B"), x)]
-            loss = contrastive_loss(outputs, cfg)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        training_step(models, arrays, cfg, optimizer, scaler, generator, device, use_amp)
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)

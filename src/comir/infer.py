@@ -37,13 +37,14 @@ class OnnxRuntimeNetwork:
     """A network exported to ONNX (any input size) and run by ONNX Runtime on the CPU.
 
     The same CoMIR as the PyTorch network to float32 rounding (about 1e-6 of its range) in
-    less than half the time on two cores, at about 30 % more memory (the runtime's memory
+    less than half the time on two cores, at about 40 % more peak memory (the runtime's memory
     arena): benchmarks/bench_network.py, README "Speed and memory". Exported from the
     training-time graph (one concatenation per dense layer), which the runtime executes faster
     than the in-place feature buffer of PyTorch inference. Called like the module, on CPU tensors.
     """
 
     def __init__(self, model: Tiramisu, threads: int):
+        """Export ``model`` and open an ONNX Runtime session with ``threads`` threads."""
         import io
         import warnings
 
@@ -66,7 +67,7 @@ class OnnxRuntimeNetwork:
                 dynamo=False,
             )
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = max(1, torch.get_num_threads())
+        options.intra_op_num_threads = max(1, int(threads))
         # The memory arena makes it fast; planning buffers per input size (mem pattern) only costs memory here.
         options.enable_mem_pattern = False
         self.session = onnxruntime.InferenceSession(exported.getvalue(), options, providers=["CPUExecutionProvider"])

@@ -338,20 +338,7 @@ def train(
             model.train()
         losses = []
         for arrays in itertools.islice(batches, cfg.steps_per_epoch):
-            batch = [to_device(b, device) for b in arrays]
-            with _autocast(device, use_amp):
-                outputs = [
-                    equivariant_forward(models[slot], x, c4_generator) if cfg.equivariance else models[slot](x)
-                    for slot, x in zip(SLOTS, batch)
-                ]
-                loss = contrastive_loss(outputs, cfg)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            for model in models.values():  # paper: clip each network's gradient norm separately
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            loss = training_step(models, arrays, cfg, optimizer, scaler, c4_generator, device, use_amp)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"training loss became {loss.item()} at epoch {epoch}; lower the learning rate"
@@ -459,6 +446,38 @@ def restore_training_state(  # noqa: D103 - the inverse of save_training_state
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def training_step(
+    models: Mapping[str, Tiramisu],
+    arrays: Sequence[np.ndarray | torch.Tensor],
+    cfg: TrainingConfig,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    c4_generator: torch.Generator,
+    device: torch.device,
+    use_amp: bool,
+) -> torch.Tensor:
+    """One optimisation step of both networks on one batch (A, B); returns the step's loss.
+
+    C4 rotations (when configured), the contrastive loss under the run's precision, gradient
+    scaling, and the gradient-norm clip of each network separately (the paper's).
+    """
+    batch = [to_device(b, device) for b in arrays]
+    with _autocast(device, use_amp):
+        outputs = [
+            equivariant_forward(models[slot], x, c4_generator) if cfg.equivariance else models[slot](x)
+            for slot, x in zip(SLOTS, batch)
+        ]
+        loss = contrastive_loss(outputs, cfg)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    for model in models.values():
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@
 # helpers and rule all fill them in (`rules.<name>.output`, `fill`, `expand`).
 
 from comir.config import variant_config
+from comir.data.pairs import image_files
 from comir.workflow import canonical, modality_fields, pick
 
 DATASETS = config["datasets"]
@@ -54,9 +55,8 @@ def data_params(wildcards):
     source = cfg["source"]
     section = cfg.get(source, {})
     if source == "zenodo":
-        section = pick(
-            section, ("record", "split")
-        )  # how files are fetched changes no pair
+        # How the files are fetched changes no pair.
+        section = pick(section, ("record", "split"))
     return canonical(
         {
             "source": source,
@@ -72,20 +72,15 @@ def pairs_files(wildcards):
     if cfg["source"] != "pairs":
         return []
     root = Path(cfg["pairs"]["root"]).expanduser()
-    extensions = {e.lower() for e in cfg["pairs"]["extensions"]}
-    files = []
-    for slot in ("A", "B"):
-        folder = root / cfg["modalities"][slot]["name"]
-        # A missing folder is reported by prepare_data, with its name.
-        if folder.is_dir():
-            files += [
-                str(path)
-                for path in sorted(folder.iterdir())
-                if path.suffix.lower() in extensions
-                and not path.name.startswith(".")
-                and path.is_file()
-            ]
-    return files
+    extensions = [e.lower() for e in cfg["pairs"]["extensions"]]
+    folders = [root / cfg["modalities"][slot]["name"] for slot in ("A", "B")]
+    # A missing folder is reported by prepare_data, with its name.
+    return [
+        str(path)
+        for folder in folders
+        if folder.is_dir()
+        for path in image_files(folder, extensions)
+    ]
 
 
 def image_modalities(wildcards):

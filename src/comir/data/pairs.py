@@ -33,6 +33,7 @@ __all__ = [
     "SPLITS",
     "Modality",
     "discover_pairs",
+    "image_files",
     "split_pairs",
     "validate_pairs",
 ]
@@ -99,13 +100,24 @@ def _normalise_extensions(extensions: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def image_files(folder: Path, extensions: Sequence[str]) -> list[Path]:
+    """The files of ``folder`` (not recursive) whose lower-case suffix is in ``extensions``, sorted.
+
+    Hidden files (e.g. an unfinished atomic write) are left out. The pairs of a dataset are made
+    from these, and the workflow declares the same files as prepare_data's inputs.
+    """
+    return [
+        path
+        for path in sorted(folder.iterdir())
+        if not path.name.startswith(".") and path.suffix.lower() in extensions and path.is_file()
+    ]
+
+
 def _scan_folder(folder: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
     """Map id -> file for the images in ``folder`` (not recursive; hidden files ignored)."""
     found: dict[str, Path] = {}
     duplicates: list[str] = []
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in extensions or not path.is_file():
-            continue
+    for path in image_files(folder, extensions):
         key = path.stem
         if key in found:
             duplicates.append(
