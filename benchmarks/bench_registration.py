@@ -54,7 +54,10 @@ METHODS: dict[str, tuple[str, dict]] = {
     "alpha_amd": ("alpha_amd", {}),
     "alpha_amd_3start": ("alpha_amd", {"start_angles_rad": [-0.3, 0.0, 0.3]}),
     "fft_ncc": ("fft_search", {"score": "ncc"}),
+    "fft_ncc_noscreen": ("fft_search", {"score": "ncc", "angle_screen": 0}),
     "fft_mi": ("fft_search", {"score": "mi"}),
+    "fft_mi_noscreen": ("fft_search", {"score": "mi", "angle_screen": 0}),
+    "cascade": ("cascade", {}),
     "curvealign": ("curvealign", {}),
     "curvealign_kmeans": ("curvealign", {"segmentation": "kmeans_ab"}),
 }

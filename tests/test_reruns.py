@@ -44,6 +44,11 @@ def register(source: str, run: str, testset: str = "main", dataset: str = "tiny"
     }
 
 
+def on_comirs(testset: str = "main", variants=VARIANTS) -> set[tuple[str, str]]:
+    """The register jobs of the tiny config's runs on CoMIRs (sift, cascade)."""
+    return set().union(*(register(v, run, testset) for v in variants for run in ("sift", "cascade")))
+
+
 def per_variant(rule: str, testset: str = "main", variants=VARIANTS) -> set[tuple[str, str]]:
     return {(rule, f"dataset=tiny, variant={v}, testset={testset}") for v in variants}
 
@@ -92,7 +97,7 @@ def test_more_epochs_retrain_and_rerun_what_uses_the_models_only(tiny_run):
     config = tiny()
     config["datasets"]["tiny"]["training"]["epochs"] = 3
     expected = {("train", f"dataset=tiny, variant={v}") for v in VARIANTS}
-    expected |= per_variant("compute_comirs") | register("mse", "sift") | register("cosine", "sift")
+    expected |= per_variant("compute_comirs") | on_comirs()
     expected |= per_variant("evaluate") | per_variant("timing") | comparison()
     assert plan(tiny_run, config) == expected
 
@@ -102,8 +107,7 @@ def test_a_new_test_set_plans_its_own_jobs_without_retraining(tiny_run):
     testsets = config["datasets"]["tiny"]["testsets"]
     testsets["wide"] = {**copy.deepcopy(testsets["main"]), "rotation_deg": 20}
     expected = {("build_testset", "dataset=tiny, testset=wide")} | per_variant("compute_comirs", "wide")
-    expected |= register("mse", "sift", "wide") | register("cosine", "sift", "wide")
-    expected |= register("original", "mi", "wide")
+    expected |= on_comirs("wide") | register("original", "mi", "wide")
     expected |= per_variant("evaluate", "wide") | per_variant("timing", "wide") | comparison("wide")
     assert plan(tiny_run, config) == expected
 
@@ -113,7 +117,7 @@ def test_a_new_variant_trains_only_itself(tiny_run):
     config["datasets"]["tiny"]["variants"]["no-c4"] = {"training": {"equivariance": False}}
     new = ("no-c4",)
     expected = {("train", "dataset=tiny, variant=no-c4")} | per_variant("compute_comirs", variants=new)
-    expected |= register("no-c4", "sift") | per_variant("evaluate", variants=new) | per_variant("timing", variants=new)
+    expected |= on_comirs(variants=new) | per_variant("evaluate", variants=new) | per_variant("timing", variants=new)
     expected |= comparison()
     assert plan(tiny_run, config) == expected
 
@@ -127,8 +131,7 @@ def test_a_second_dataset_leaves_the_first_alone(tiny_run):
 
 def test_forced_registrations_keep_the_models(tiny_run):
     jobs = plan(tiny_run, tiny(), "--forcerun", "register", "--until", "evaluate")
-    expected = register("mse", "sift") | register("cosine", "sift") | register("original", "mi")
-    assert jobs == expected | per_variant("evaluate")
+    assert jobs == on_comirs() | register("original", "mi") | per_variant("evaluate")
 
 
 def write_pair(root: Path, pair_id: str, seed: int) -> None:

@@ -59,7 +59,7 @@ def test_end_to_end_tiny_run(tiny_run, tmp_path):
     for variant in ["mse", "cosine"]:  # two variants (critics), each trained and evaluated on its own
         evaluation = results / variant / "evaluation" / "main"
         success = pd.read_csv(evaluation / "tables" / "success.csv")
-        assert len(success) == 4  # sift on CoMIRs, MI on originals; two directions each
+        assert len(success) == 6  # sift and cascade on CoMIRs, MI on originals; two directions each
         assert set(success["n"]) == {4}
         per_case = pd.read_csv(results / variant / "registration" / "main" / "sift_B_to_A.csv")
         assert len(per_case) == 4 and set(per_case["status"]) <= {"ok", "failed"}
@@ -71,11 +71,13 @@ def test_end_to_end_tiny_run(tiny_run, tmp_path):
         timing = pd.read_csv(evaluation / "tables" / "timing.csv")
         assert list(timing["stage"][:2]) == ["training", "inference"] and (timing["total_s"] > 0).all()
         sources = timing.loc[timing["stage"] == "registration", "source"]
-        assert sorted(sources) == sorted(["original"] * 2 + [variant] * 2)
+        assert sorted(sources) == sorted(["original"] * 2 + [variant] * 4)
+        cascade = pd.read_csv(results / variant / "registration" / "main" / "cascade_A_to_B.csv")
+        assert len(cascade) == 4 and cascade["message"].str.contains("kept|failed").all()
     # MI on the originals does not depend on the variant: computed once, read by both evaluations.
     assert len(list((results / "original" / "registration" / "main").glob("*.csv"))) == 2
     comparison = pd.read_csv(results / "comparison" / "main" / "variants.csv")
-    assert set(comparison["method"]) == {"sift"} and set(comparison["variant_x"]) == {"cosine"}
+    assert set(comparison["method"]) == {"sift", "cascade"} and set(comparison["variant_x"]) == {"cosine"}
     assert (results / "comparison" / "main" / "variants.png").stat().st_size > 5000
     # Nothing is left to do: the run is complete and resumable.
     again = snakemake("-n", "--configfile", str(TINY_CONFIG), cwd=tiny_run)
@@ -84,7 +86,7 @@ def test_end_to_end_tiny_run(tiny_run, tmp_path):
     model = "results/tiny/cosine/model/comir.pt"
     forced = planned_jobs("--forcerun", model, "--configfile", str(TINY_CONFIG), cwd=tiny_run)
     rules = sorted(rule for rule, _ in forced)
-    assert rules == ["compare_variants", "compute_comirs", "evaluate", "register", "register", "timing", "train"]
+    assert rules == ["compare_variants", "compute_comirs", "evaluate"] + ["register"] * 4 + ["timing", "train"]
     assert all("cosine" in wildcards for rule, wildcards in forced if rule != "compare_variants")
     report = tmp_path / "report.html"
     run = snakemake("--report", str(report), "--configfile", str(TINY_CONFIG), cwd=tiny_run)

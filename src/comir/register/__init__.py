@@ -24,6 +24,7 @@ from comir.register.base import (
     timed,
     to_single_channel,
 )
+from comir.register.cascade import CascadeRegistration
 from comir.register.curvealign import CurveAlignRegistration
 from comir.register.fft_search import FFTSearchRegistration
 from comir.register.mi import MutualInformationRegistration
@@ -35,6 +36,7 @@ METHODS: dict[str, type] = {
     AlphaAMDRegistration.name: AlphaAMDRegistration,
     FFTSearchRegistration.name: FFTSearchRegistration,
     CurveAlignRegistration.name: CurveAlignRegistration,
+    CascadeRegistration.name: CascadeRegistration,
 }
 
 
@@ -68,6 +70,7 @@ def make_method(name: str, params: Mapping[str, Any] | None, seed: int, threads:
 
 __all__ = [
     "AlphaAMDRegistration",
+    "CascadeRegistration",
     "CurveAlignRegistration",
     "FFTSearchRegistration",
     "FAILED",

@@ -73,7 +73,10 @@ with the same final accuracy.)
 
 Multi-start: one run per ``start_angles_rad`` (the angle of the starting
 floating -> reference estimate, centres aligned; each run's random stream
-depends on the seed and its start only); the run with the lowest final
+depends on the seed and its start only).  The runs go in lockstep, all
+starts' gradients in one vectorised evaluation per iteration (the Python
+overhead of an iteration is paid once, not once per start; every sum stays
+within its start's row, so a start's run is the same alone); the run with the lowest final
 symmetric distance (evaluated on all pixels of the finest level,
 so the starts are compared without sampling noise) wins.
 
@@ -99,6 +102,8 @@ from comir.register.base import OK, RegistrationResult, as_tuple, timed, to_sing
 
 # Points per chunk when the measure is evaluated on every pixel.
 _CHUNK = 1 << 17
+# Optimiser iterations whose samples are drawn at once (bounds their memory).
+_BLOCK = 250
 
 
 # ------------------------------------------------------------ pre-processing
@@ -230,10 +235,11 @@ class _Target:
         v0 = np.minimum(vc.astype(np.intp), h - 2)
         fu, fv = uc - u0, vc - v0
         base = level * self.plane + v0 * w + u0
-        d00 = np.take(self.maps, base)
-        d01 = np.take(self.maps, base + 1)
-        d10 = np.take(self.maps, base + w)
-        d11 = np.take(self.maps, base + (w + 1))
+        maps = self.maps
+        d00 = maps.take(base)
+        d01 = maps.take(base + 1)
+        d10 = maps.take(base + w)
+        d11 = maps.take(base + (w + 1))
         top_slope = d01 - d00
         bottom_slope = d11 - d10
         top = d00 + fu * top_slope
@@ -254,19 +260,28 @@ def _direction(
     a: np.ndarray,
     b: np.ndarray,
     origin: np.ndarray,
-) -> tuple[float, float, float, float, float]:
-    """Sums for one direction: points ``p`` go to ``q = a p + b`` in ``target``.
+) -> np.ndarray:
+    """Sums for one direction and S transforms: points ``p`` go to ``q = a_s p + b_s`` in ``target``.
 
-    Returns ``(sum w, sum w c, sum w dc/dx, sum w dc/dy, sum w dc . J (q - origin))``
+    ``a``: ``(S, 2, 2)``, ``b`` and ``origin``: ``(S, 2)``; the point arrays are
+    ``(n,)`` (the same points for every transform) or ``(S, n)``.  Returns
+    ``(S, 5)``: ``(sum w, sum w c, sum w dc/dx, sum w dc/dy, sum w dc . J (q - origin))``
     with ``J (x, y) = (-y, x)`` (the derivative of ``q`` along a rotation about
-    ``origin``).
+    ``origin``).  Every sum runs along the last axis of its own row, so a
+    transform's sums do not depend on the others in the batch.
     """
-    qx = a[0, 0] * px + a[0, 1] * py + b[0]
-    qy = a[1, 0] * px + a[1, 1] * py + b[1]
+    qx = a[:, 0, 0, None] * px + a[:, 0, 1, None] * py + b[:, 0, None]
+    qy = a[:, 1, 0, None] * px + a[:, 1, 1, None] * py + b[:, 1, None]
     value, du, dv, w = target.lookup(qx, qy, level, weight)
     wdu, wdv = w * du, w * dv
-    turn = np.dot(wdv, qx) - np.dot(wdu, qy) - origin[0] * wdv.sum() + origin[1] * wdu.sum()
-    return float(w.sum()), float(np.dot(w, value)), float(wdu.sum()), float(wdv.sum()), float(turn)
+    sums = np.empty((len(a), 5))
+    sums[:, 0] = w.sum(axis=-1)
+    sums[:, 1] = (w * value).sum(axis=-1)
+    sums[:, 2] = wdu.sum(axis=-1)
+    sums[:, 3] = wdv.sum(axis=-1)
+    sums[:, 4] = (wdv * qx).sum(axis=-1) - (wdu * qy).sum(axis=-1)
+    sums[:, 4] += origin[:, 1] * sums[:, 2] - origin[:, 0] * sums[:, 3]
+    return sums
 
 
 class AlphaAMDMeasure:
@@ -339,38 +354,69 @@ class AlphaAMDMeasure:
         floating_points: list[tuple[np.ndarray, ...]],
     ) -> tuple[float, np.ndarray]:
         """Like :meth:`value_and_gradient`, for points prepared by ``_Target.points``."""
-        angle, tx, ty = (float(v) for v in params)
-        cos, sin = math.cos(angle), math.sin(angle)
-        rotation = np.array([[cos, -sin], [sin, cos]])
-        shift = np.array([tx, ty])
+        batch = np.asarray(params, dtype=float)[None]
+        values, gradients = self.evaluate_batch(batch, reference_points, floating_points)
+        return float(values[0]), gradients[0]
+
+    def evaluate_batch(
+        self,
+        params: np.ndarray,
+        reference_points: list[tuple[np.ndarray, ...]],
+        floating_points: list[tuple[np.ndarray, ...]],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Distances ``(S,)`` and gradients ``(S, 3)`` of S parameter rows ``(S, 3)`` at once.
+
+        Point arrays (from ``_Target.points``) are ``(n,)``, shared by every
+        row, or ``(S, n)``, one sample per row.  Row ``s`` gives the same
+        numbers as evaluating its parameters alone.
+        """
+        params = np.asarray(params, dtype=float)
+        cos, sin = np.cos(params[:, 0]), np.sin(params[:, 0])
+        rotation = np.empty((len(params), 2, 2))  # (S, 2, 2)
+        rotation[:, 0, 0] = rotation[:, 1, 1] = cos
+        rotation[:, 0, 1], rotation[:, 1, 0] = -sin, sin
+        transposed = rotation.transpose(0, 2, 1)
         c_r, c_f = self.reference_center, self.floating_center
 
         # Forward: floating pixels p -> q = R (p - c_f) + c_r + t in the reference.
         # dq/dt = I, dq/dangle = J (q - c_r - t).
-        origin = c_r + shift
-        sums = np.zeros(5)
-        for points in floating_points:
-            sums += _direction(self.reference, *points, rotation, origin - rotation @ c_f, origin)
+        origin = c_r + params[:, 1:]
+        offset = origin - rotation @ c_f
+        sums = _direction(self.reference, *floating_points[0], rotation, offset, origin)
+        for points in floating_points[1:]:
+            sums += _direction(self.reference, *points, rotation, offset, origin)
         forward_value, forward_grad = _finish(sums, self.reference.max_value)
 
         # Inverse: reference pixels q -> p = R^T (q - c_r - t) + c_f in the floating image.
         # dp/dt = -R^T, dp/dangle = -J (p - c_f).
-        sums[:] = 0.0
-        for points in reference_points:
-            sums += _direction(self.floating, *points, rotation.T, c_f - rotation.T @ origin, c_f)
-        inverse_value, (turn, gx, gy) = _finish(sums, self.floating.max_value)
-        inverse_grad = np.concatenate([[-turn], -(rotation @ np.array([gx, gy]))])
+        offset = c_f - (transposed @ origin[:, :, None])[:, :, 0]
+        sums = _direction(self.floating, *reference_points[0], transposed, offset, c_f[None])
+        for points in reference_points[1:]:
+            sums += _direction(self.floating, *points, transposed, offset, c_f[None])
+        inverse_value, inverse_sums = _finish(sums, self.floating.max_value)
+        inverse_grad = np.empty_like(inverse_sums)
+        inverse_grad[:, 0] = -inverse_sums[:, 0]
+        inverse_grad[:, 1:] = -(rotation @ inverse_sums[:, 1:, None])[:, :, 0]  # -R (d/dtx, d/dty)
+        return 0.5 * (forward_value + inverse_value), 0.5 * (forward_grad + inverse_grad)
 
-        value = 0.5 * (forward_value + inverse_value)
-        return value, 0.5 * (forward_grad + inverse_grad)
+
+def _finish(sums: np.ndarray, empty_value: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean values ``(S,)`` and gradients ``(S, 3)`` ``(d/dangle, d/dtx, d/dty)`` from direction sums ``(S, 5)``.
+
+    A row where no point landed inside gets the worst distance and no gradient.
+    """
+    total = sums[:, 0]
+    inside = total > 0
+    safe = np.where(inside, total, 1.0)[:, None]
+    values = np.where(inside, sums[:, 1] / safe[:, 0], empty_value)
+    gradients = sums[:, [4, 2, 3]] / safe
+    gradients[~inside] = 0.0
+    return values, gradients
 
 
-def _finish(sums: np.ndarray, empty_value: float) -> tuple[float, np.ndarray]:
-    """Mean value and gradient ``(d/dangle, d/dtx, d/dty)`` from direction sums."""
-    total, value, gx, gy, turn = sums
-    if total <= 0:  # no point landed inside: the worst distance, no gradient
-        return empty_value, np.zeros(3)
-    return value / total, np.array([turn, gx, gy]) / total
+def _per_iteration(draws: list[np.ndarray], iterations: int) -> np.ndarray:
+    """Each start's flat draws ``(iterations * n,)`` as one ``(iterations, S, n)`` array."""
+    return np.ascontiguousarray(np.stack(draws).reshape(len(draws), iterations, -1).swapaxes(0, 1))
 
 
 def _angle_key(angle: float) -> int:
@@ -504,11 +550,16 @@ class AlphaAMDRegistration:
     def optimize(
         self,
         pyramid: list[tuple[AlphaAMDMeasure, int, float]],
-        start: Sequence[float],
-        rng: np.random.Generator,
+        starts: np.ndarray,
+        rngs: Sequence[np.random.Generator],
     ) -> np.ndarray:
-        """Momentum SGD over the pyramid from ``start = (angle, tx, ty)``."""
-        params = np.array(start, dtype=float)
+        """Momentum SGD over the pyramid from each start row ``(angle, tx, ty)`` of ``starts`` ``(S, 3)``.
+
+        The starts run in lockstep, one vectorised evaluation per iteration
+        for all of them; start ``s`` draws its samples from ``rngs[s]`` only,
+        so its run is the same alone as within a multi-start.
+        """
+        params = np.array(starts, dtype=float).reshape(-1, 3)
         clip, momentum = float(self.gradient_clip), float(self.momentum)
         last = len(pyramid) - 1
         for level, (measure, iterations, step) in enumerate(pyramid):
@@ -523,21 +574,29 @@ class AlphaAMDRegistration:
             scale = np.array([1.0 / radius, 1.0, 1.0])  # d/d(arc) = d/dangle / radius
             n_ref = max(int(self.min_points), round(float(self.sampling_fraction) * ref.pixel_count))
             n_flo = max(int(self.min_points), round(float(self.sampling_fraction) * flo.pixel_count))
-            # All samples of the level at once (coordinates, levels, weights).
-            ref_all = ref.points(rng.integers(0, ref.pixel_count, size=iterations * n_ref))
-            flo_all = flo.points(rng.integers(0, flo.pixel_count, size=iterations * n_flo))
             if level == last:
                 steps = step + (float(self.last_step) - step) * np.arange(iterations) / iterations
             else:
                 steps = np.full(iterations, step)
-            velocity = np.zeros(3)
-            for it in range(iterations):
-                ref_pts = [tuple(a[it * n_ref : (it + 1) * n_ref] for a in ref_all)]
-                flo_pts = [tuple(a[it * n_flo : (it + 1) * n_flo] for a in flo_all)]
-                _, grad = measure.evaluate(params, ref_pts, flo_pts)
-                grad = np.clip(grad * scale, -clip, clip)
-                velocity = momentum * velocity + grad
-                params -= steps[it] * velocity * scale  # arc step / radius = angle step
+            velocity = np.zeros_like(params)
+            for first in range(0, iterations, _BLOCK):
+                count = min(_BLOCK, iterations - first)
+                # The samples of a block of iterations at once (coordinates, levels, weights),
+                # arrays (count, S, n); each start draws reference then floating indices.
+                draws = [
+                    (rng.integers(0, ref.pixel_count, size=count * n_ref),
+                     rng.integers(0, flo.pixel_count, size=count * n_flo))
+                    for rng in rngs
+                ]  # fmt: skip
+                ref_block = ref.points(_per_iteration([d[0] for d in draws], count))
+                flo_block = flo.points(_per_iteration([d[1] for d in draws], count))
+                for it in range(count):
+                    _, grad = measure.evaluate_batch(
+                        params, [tuple(a[it] for a in ref_block)], [tuple(a[it] for a in flo_block)]
+                    )
+                    grad = np.clip(grad * scale, -clip, clip)
+                    velocity = momentum * velocity + grad
+                    params -= steps[first + it] * velocity * scale  # arc step / radius = angle step
         return params
 
     @timed
@@ -551,12 +610,11 @@ class AlphaAMDRegistration:
         if not pyramid:
             return RegistrationResult.failed(f"images too small ({ref01.shape}, {flo01.shape})")
         finest = pyramid[-1][0]
+        # One generator per (seed, start): a start's run is the same alone as within a multi-start.
+        rngs = [np.random.default_rng([int(self.seed) & 0xFFFFFFFF, _angle_key(a)]) for a in self.start_angles_rad]
+        starts = np.array([(a, 0.0, 0.0) for a in self.start_angles_rad])
         best: tuple[float, np.ndarray, float] | None = None
-        for start in self.start_angles_rad:
-            # One generator per (seed, start): a start's run is the same alone
-            # as within a multi-start.
-            rng = np.random.default_rng([int(self.seed) & 0xFFFFFFFF, _angle_key(start)])
-            params = self.optimize(pyramid, (start, 0.0, 0.0), rng)
+        for start, params in zip(self.start_angles_rad, self.optimize(pyramid, starts, rngs), strict=True):
             if not np.all(np.isfinite(params)):
                 continue
             value, _ = finest.value_and_gradient(params)

@@ -220,7 +220,7 @@ def timed(
     *,
     check: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] = check_pair,
 ) -> Any:
-    """Decorator for ``register(self, reference, floating)``.
+    """Decorator for ``register(self, reference, floating, ...)`` (extra arguments are passed on).
 
     Validates the pair with ``check`` (default :func:`check_pair`, raising
     :class:`ValueError` for malformed arguments), then runs the method and
@@ -233,11 +233,11 @@ def timed(
 
     def decorate(function: Callable[..., RegistrationResult]) -> Callable[..., RegistrationResult]:
         @functools.wraps(function)
-        def wrapper(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+        def wrapper(self, reference: np.ndarray, floating: np.ndarray, *args: Any, **kwargs: Any) -> RegistrationResult:
             reference, floating = check(reference, floating)
             start = time.perf_counter()
             try:
-                result = function(self, reference, floating)
+                result = function(self, reference, floating, *args, **kwargs)
             except Exception as error:
                 if not is_registration_failure(error):
                     raise  # a bug or a configuration mistake must stop the job

@@ -316,19 +316,38 @@ class MutualInformationRegistration:
             metric, stop = float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
         return transform, metric, stop
 
-    @timed
-    def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
-        """Floating -> reference by Mattes MI from every start; the lowest final metric wins."""
+    def _sitk_pair(self, reference: np.ndarray, floating: np.ndarray) -> tuple[Any, Any, np.ndarray]:
+        """SimpleITK images (spacing 1, origin 0) of the single-channel pair, and the reference centre."""
         import SimpleITK as sitk
 
         ref, flo = self._single_channel(reference, floating)
-        fixed = sitk.GetImageFromArray(np.ascontiguousarray(ref, dtype=np.float32))
-        moving = sitk.GetImageFromArray(np.ascontiguousarray(flo, dtype=np.float32))
-        for image in (fixed, moving):
+        images = []
+        for array in (ref, flo):
+            image = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32))
             image.SetSpacing((1.0, 1.0))
             image.SetOrigin((0.0, 0.0))
-        ref_center, flo_center = image_center(ref.shape), image_center(flo.shape)
+            images.append(image)
+        return images[0], images[1], image_center(ref.shape)
 
+    @staticmethod
+    def _initial(ref_center: np.ndarray, start_f2r: np.ndarray) -> Any:
+        """The Euler2D reference -> floating transform about the reference centre equal to ``inverse(start_f2r)``."""
+        import SimpleITK as sitk
+
+        start_r2f = invert(start_f2r)
+        initial = sitk.Euler2DTransform()
+        initial.SetCenter(tuple(float(v) for v in ref_center))
+        initial.SetAngle(float(math.atan2(start_r2f[1, 0], start_r2f[0, 0])))
+        # T(p) = R(p - c) + c + t; pick t so that T matches start_r2f at c.
+        target = start_r2f[:, :2] @ ref_center + start_r2f[:, 2]
+        initial.SetTranslation(tuple(float(v) for v in target - ref_center))
+        return initial
+
+    @timed
+    def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+        """Floating -> reference by Mattes MI from every start; the lowest final metric wins."""
+        fixed, moving, ref_center = self._sitk_pair(reference, floating)
+        flo_center = image_center(np.shape(floating)[:2])
         best: tuple[float, np.ndarray, str] | None = None
         errors: list[tuple[float, str]] = []
         for start in self.start_angles_deg:
@@ -338,25 +357,12 @@ class MutualInformationRegistration:
                 rigid_matrix(math.radians(start), 0.0, 0.0, tuple(ref_center)),
                 rigid_matrix(0.0, *(ref_center - flo_center)),
             )
-            start_r2f = invert(start_f2r)
-            initial = sitk.Euler2DTransform()
-            initial.SetCenter(tuple(float(v) for v in ref_center))
-            initial.SetAngle(float(math.atan2(start_r2f[1, 0], start_r2f[0, 0])))
-            # T(p) = R(p - c) + c + t; pick t so that T matches start_r2f at c.
-            target = start_r2f[:, :2] @ ref_center + start_r2f[:, 2]
-            initial.SetTranslation(tuple(float(v) for v in target - ref_center))
             try:
-                transform, metric, stop = self._register_once(fixed, moving, initial)
-            except RuntimeError as error:  # SimpleITK's exception for every ITK error: this start failed
-                if not is_registration_failure(error):
-                    raise  # NotImplementedError, RecursionError: a bug, not ITK
-                errors.append((start, explain_itk_error(str(error))))
-                continue
-            if not math.isfinite(metric):
-                errors.append((start, f"non-finite metric {metric}"))
+                matrix, metric, stop = self._run(fixed, moving, self._initial(ref_center, start_f2r))
+            except RegistrationFailure as failure:
+                errors.append((start, str(failure)))
                 continue
             if best is None or metric < best[0]:
-                matrix = floating_to_reference(sitk_transform_matrix(transform))
                 best = (metric, matrix, f"start {start:g} deg; {stop}")
         if best is None:
             raise RegistrationFailure(_start_errors(errors) or "no start converged")
@@ -364,6 +370,32 @@ class MutualInformationRegistration:
         if errors:
             note += f" ({len(errors)} start(s) failed)"
         return RegistrationResult(matrix, OK, metric, 0.0, note)
+
+    @timed
+    def refine(self, reference: np.ndarray, floating: np.ndarray, matrix: np.ndarray) -> RegistrationResult:
+        """Floating -> reference by Mattes MI from the estimate ``matrix`` (floating -> reference), not the starts.
+
+        The local refinement stage of :class:`comir.register.cascade.CascadeRegistration`.
+        """
+        fixed, moving, ref_center = self._sitk_pair(reference, floating)
+        refined, metric, stop = self._run(fixed, moving, self._initial(ref_center, np.asarray(matrix, dtype=float)))
+        return RegistrationResult(refined, OK, metric, 0.0, f"from the given estimate; {stop}")
+
+    def _run(self, fixed: Any, moving: Any, initial: Any) -> tuple[np.ndarray, float, str]:
+        """One registration from ``initial``: (floating -> reference matrix, final metric, stop condition).
+
+        Raises :class:`RegistrationFailure` with an explanation when ITK cannot register the pair
+        from there or the metric is not finite.
+        """
+        try:
+            transform, metric, stop = self._register_once(fixed, moving, initial)
+        except RuntimeError as error:  # SimpleITK's exception for every ITK error
+            if not is_registration_failure(error):
+                raise  # NotImplementedError, RecursionError: a bug, not ITK
+            raise RegistrationFailure(explain_itk_error(str(error))) from error
+        if not math.isfinite(metric):
+            raise RegistrationFailure(f"non-finite metric {metric}")
+        return floating_to_reference(sitk_transform_matrix(transform)), metric, stop
 
 
 __all__ = [

@@ -1,0 +1,207 @@
+"""Cascade registration on CoMIRs: global search and keypoints, each refined, the best by a quality score.
+
+No single method registers every real pair: the global FFT search carries
+pairs without enough keypoints, SIFT pairs whose CoMIRs differ in contrast, and
+either can land in a wrong optimum.  The cascade runs them all and keeps the
+candidate that makes the two CoMIRs agree best (docs/method.md, section 12).
+
+Stages, each configurable and timed:
+
+1. **Global search** (``global_search``: the parameters of ``fft_search``;
+   ``null`` skips it): the FFT search over all rotations; its result is a
+   candidate.  Its own ECC polish is off by default here (``refine: false``),
+   since stage 3 refines every candidate, and its ``min_overlap`` is the
+   cascade's unless given.
+2. **Keypoints** (``keypoints``: the parameters of ``sift``; ``null`` skips
+   it): SIFT + rigid RANSAC; its result is a candidate.
+3. **Local refinement** (``refine``): every candidate is refined at full
+   resolution from its estimate, by ``"ecc"`` (``cv2.findTransformECC``,
+   Euclidean, on the smoothed CoMIRs; ``refine_params: {iterations: 50}``),
+   ``"mi"`` (SimpleITK Mattes MI from the estimate; ``refine_params``: the
+   parameters of ``mi``) or ``"none"``.  A refined candidate is added next to
+   the one it came from, so refinement can only add options.
+4. **Choice**: every candidate gets the quality score: the Pearson correlation
+   of the reference and the bilinearly warped floating image (both reduced to
+   one channel, the floating one with the reference's basis, and smoothed by
+   ``smooth_sigma`` px) on their overlap, which must hold at least
+   ``min_overlap`` of the smaller image's pixels.  The highest score wins; the
+   ground truth is never used.  Below ``min_quality`` the pair is ``failed``
+   (with the winner's score in the message).  The bar is 0 by default: two
+   unrelated smooth images can correlate by chance on a quarter overlap at
+   the best of all rotations and shifts (0.59 for the test suite's textures,
+   against 0.99 for the true pair), so a useful bar depends on the data; it
+   is the score to rank and flag results by.
+
+``metric`` of the result is the winner's quality score (higher is better);
+``message`` lists every candidate with its score and the seconds of the stage
+that made it, and the one kept, e.g. ``fft 0.7412 (0.41 s); fft+ecc 0.7533
+(0.03 s); sift failed: 3 inliers < 5 (0.05 s); kept fft+ecc``.
+
+The score is a correlation of CoMIRs, which are trained to be similar across
+modalities; on the original images of two modalities it means little, so the
+cascade is a method for CoMIRs (``inputs: [comir]``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from comir.register.base import OK, RegistrationFailure, RegistrationResult, timed, to_single_channel
+from comir.register.fft_search import FFTSearchRegistration, ecc_rigid, overlap_ncc
+from comir.register.mi import MutualInformationRegistration
+from comir.register.sift import SiftRegistration
+
+REFINEMENTS = ("ecc", "mi", "none")
+# The global search's defaults inside the cascade: stage 3 does the polishing.
+GLOBAL_DEFAULTS: dict[str, Any] = {"refine": False}
+
+
+@dataclass
+class Candidate:
+    """One estimate of the cascade: its label, floating -> reference matrix, quality and stage seconds."""
+
+    label: str
+    matrix: np.ndarray
+    seconds: float
+    quality: float = -math.inf
+
+
+@dataclass
+class CascadeRegistration:
+    """Global FFT search + SIFT, each candidate refined, the best by the CoMIRs' correlation (module doc).
+
+    Parameters: ``global_search`` (``fft_search`` parameters, ``None`` to
+    skip), ``keypoints`` (``sift`` parameters, ``None`` to skip), ``refine``
+    ("ecc", "mi" or "none"), ``refine_params`` (ECC: ``iterations``; MI: the
+    ``mi`` parameters), ``smooth_sigma`` (px, before scoring and ECC),
+    ``min_overlap`` (fraction of the smaller image), ``min_quality`` (least
+    score of an ``ok`` result), ``threads``, ``seed``.
+    """
+
+    name: ClassVar[str] = "cascade"
+
+    global_search: dict[str, Any] | None = field(default_factory=dict)
+    keypoints: dict[str, Any] | None = field(default_factory=dict)
+    refine: str = "ecc"
+    refine_params: dict[str, Any] = field(default_factory=dict)
+    smooth_sigma: float = 1.0
+    min_overlap: float = 0.25
+    min_quality: float = 0.0
+    threads: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.global_search is None and self.keypoints is None:
+            raise ValueError("global_search and keypoints are both off: the cascade needs at least one")
+        if self.refine not in REFINEMENTS:
+            raise ValueError(f"refine must be one of {REFINEMENTS}, got {self.refine!r}")
+        if not 0 < float(self.min_overlap) <= 1:
+            raise ValueError(f"min_overlap must be in (0, 1], got {self.min_overlap}")
+        if not -1 <= float(self.min_quality) <= 1:
+            raise ValueError(f"min_quality must be in [-1, 1] (a correlation), got {self.min_quality}")
+        if float(self.smooth_sigma) < 0:
+            raise ValueError(f"smooth_sigma must be >= 0, got {self.smooth_sigma}")
+        # Build the stages now, so that a bad parameter is an error at configuration time.
+        self._global = self._keypoints = None
+        if self.global_search is not None:
+            given = _mapping(self.global_search, "global_search")
+            params = {**GLOBAL_DEFAULTS, "min_overlap": self.min_overlap, **given}
+            self._global = _stage(FFTSearchRegistration.name, params, self.seed, self.threads)
+        if self.keypoints is not None:
+            params = _mapping(self.keypoints, "keypoints")
+            self._keypoints = _stage(SiftRegistration.name, params, self.seed, self.threads)
+        refine_params = _mapping(self.refine_params, "refine_params")
+        self._mi = None
+        self._ecc_iterations = 50
+        if self.refine == "mi":
+            self._mi = _stage(MutualInformationRegistration.name, refine_params, self.seed, self.threads)
+        elif self.refine == "ecc":
+            unknown = sorted(set(refine_params) - {"iterations"})
+            if unknown:
+                raise ValueError(f"refine_params for ecc accept only 'iterations', got {unknown}")
+            self._ecc_iterations = int(refine_params.get("iterations", 50))
+            if self._ecc_iterations < 1:
+                raise ValueError(f"refine_params.iterations must be >= 1, got {self._ecc_iterations}")
+        elif refine_params:
+            raise ValueError("refine_params given but refine is 'none'")
+
+    def _estimates(self, reference: np.ndarray, floating: np.ndarray) -> tuple[list[Candidate], list[str]]:
+        """Candidates of stages 1-2 and the notes of the stages that failed."""
+        candidates, notes = [], []
+        for label, stage in (("fft", self._global), ("sift", self._keypoints)):
+            if stage is None:
+                continue
+            result = stage.register(reference, floating)
+            if result.ok:
+                candidates.append(Candidate(label, result.matrix, result.seconds))
+            else:
+                notes.append(f"{label} failed: {result.message} ({result.seconds:.2f} s)")
+        return candidates, notes
+
+    def _refined(self, candidate: Candidate, ref: np.ndarray, flo: np.ndarray, raw: tuple) -> Candidate | None:
+        """``candidate`` refined by the configured local method, or None when it does not converge."""
+        start = time.perf_counter()
+        if self.refine == "ecc":
+            matrix = ecc_rigid(ref, flo, candidate.matrix, self._ecc_iterations)
+        else:
+            result = self._mi.refine(*raw, candidate.matrix)
+            matrix = result.matrix if result.ok else None
+        if matrix is None:
+            return None
+        return Candidate(f"{candidate.label}+{self.refine}", matrix, time.perf_counter() - start)
+
+    @timed
+    def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+        """Floating -> reference: the best-scoring candidate of the cascade (see the module doc)."""
+        import cv2
+
+        candidates, notes = self._estimates(reference, floating)
+        ref, basis = to_single_channel(reference)
+        flo, _ = to_single_channel(floating, basis)
+        if float(self.smooth_sigma) > 0:
+            ref, flo = (
+                cv2.GaussianBlur(image, (0, 0), float(self.smooth_sigma), borderType=cv2.BORDER_REFLECT)
+                for image in (ref, flo)
+            )
+        if self.refine != "none":
+            refined = [self._refined(c, ref, flo, (reference, floating)) for c in candidates]
+            candidates += [c for c in refined if c is not None]
+        min_count = int(math.ceil(float(self.min_overlap) * min(ref.size, flo.size)))
+        for candidate in candidates:
+            candidate.quality = overlap_ncc(ref, flo, candidate.matrix, min_count)
+        described = notes + [f"{c.label} {c.quality:.4f} ({c.seconds:.2f} s)" for c in candidates]
+        scored = [c for c in candidates if np.isfinite(c.quality)]
+        if not scored:
+            raise RegistrationFailure("no candidate overlaps by min_overlap: " + "; ".join(described))
+        best = max(scored, key=lambda c: c.quality)
+        message = "; ".join(described) + f"; kept {best.label}"
+        if best.quality < float(self.min_quality):
+            raise RegistrationFailure(
+                f"best quality {best.quality:.4f} < min_quality {self.min_quality}: {message}", best.quality
+            )
+        return RegistrationResult(best.matrix, OK, best.quality, 0.0, message)
+
+
+def _mapping(value: Any, name: str) -> dict[str, Any]:
+    """A stage's parameters as a dict (YAML gives a mapping or nothing)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be a mapping of parameters (or null), got {value!r}")
+    return dict(value)
+
+
+def _stage(name: str, params: dict[str, Any], seed: int, threads: int) -> Any:
+    """A stage's method, built by :func:`comir.register.make_method` (its errors name the method)."""
+    from comir.register import make_method  # the registry imports this module
+
+    return make_method(name, params, seed, threads)
+
+
+__all__ = ["CascadeRegistration", "Candidate"]

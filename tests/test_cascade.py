@@ -1,0 +1,98 @@
+"""The cascade registration: global search + keypoints, refined, chosen by the CoMIRs' correlation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from comir import geometry as g
+from comir.register import make_method
+from comir.register.cascade import CascadeRegistration
+from comir.register.fft_search import overlap_ncc
+from registration_cases import make_pair
+from registration_cases import pair_error as error
+
+
+def test_recovers_a_known_transform_and_logs_every_candidate():
+    reference, floating, truth = make_pair(37.0, (9.0, -6.0))
+    result = make_method("cascade", {}, seed=0).register(reference, floating)
+    assert result.ok, result.message
+    assert error(result.matrix, truth, floating) < 1.0
+    for label in ("fft ", "sift ", "fft+ecc ", "sift+ecc ", "kept "):
+        assert label in result.message, result.message
+    assert 0.95 < result.metric <= 1.0  # the kept candidate's correlation
+
+
+def test_the_global_search_carries_a_pair_without_keypoints():
+    """Strong blur leaves SIFT no keypoints in the paper's octaves; the FFT search still registers it."""
+    reference, floating, truth = make_pair(25.0, (6.0, -4.0))
+    reference, floating = (ndimage.gaussian_filter(im, 8).astype(np.float32) for im in (reference, floating))
+    sift = make_method("sift", {}, seed=0).register(reference, floating)
+    assert not sift.ok
+    result = make_method("cascade", {}, seed=0).register(reference, floating)
+    assert result.ok, result.message
+    assert "sift failed" in result.message
+    assert error(result.matrix, truth, floating) < 1.0
+
+
+@pytest.mark.parametrize("refine", ["ecc", "mi", "none"])
+def test_the_score_rejects_a_wrong_candidate(refine):
+    """A global search confined to 0 deg finds a wrong optimum for a 40 deg pair; SIFT's candidate must win."""
+    reference, floating, truth = make_pair(40.0, (5.0, 3.0))
+    confined = make_method("fft_search", {"angle_range_deg": 0}, seed=0).register(reference, floating)
+    assert confined.ok and error(confined.matrix, truth, floating) > 20.0  # the wrong candidate exists
+    method = make_method("cascade", {"global_search": {"angle_range_deg": 0}, "refine": refine}, seed=0)
+    result = method.register(reference, floating)
+    assert result.ok, result.message
+    assert result.message.split("kept ")[-1].startswith("sift"), result.message
+    assert error(result.matrix, truth, floating) < 1.0
+    # The choice is the correlation: the kept one scores above the wrong one.
+    wrong = overlap_ncc(reference, floating, confined.matrix, 1)
+    assert result.metric > wrong + 0.1
+
+
+def test_stages_can_be_switched_off_and_a_low_quality_is_a_failure():
+    reference, floating, truth = make_pair(15.0, (4.0, 2.0))
+    only_sift = make_method("cascade", {"global_search": None, "refine": "none"}, seed=0).register(reference, floating)
+    assert only_sift.ok and "fft" not in only_sift.message and "kept sift" in only_sift.message
+    only_fft = make_method("cascade", {"keypoints": None}, seed=0).register(reference, floating)
+    assert only_fft.ok and "sift" not in only_fft.message
+    demanding = make_method("cascade", {"min_quality": 1.0}, seed=0).register(reference, floating)
+    assert demanding.status == "failed" and "min_quality" in demanding.message
+    np.testing.assert_array_equal(demanding.matrix, g.IDENTITY)
+    # Different images: whatever is kept correlates far less than the true pair; a bar fails it.
+    other, _, _ = make_pair(0.0, (0.0, 0.0), seed=9)
+    true_quality = make_method("cascade", {}, seed=0).register(reference, floating).metric
+    unrelated = make_method("cascade", {}, seed=0).register(other, floating)
+    assert unrelated.metric < true_quality - 0.2
+    barred = make_method("cascade", {"min_quality": 0.8}, seed=0).register(other, floating)
+    assert barred.status == "failed" and "min_quality" in barred.message
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"global_search": None, "keypoints": None}, "at least one"),
+        ({"refine": "amd"}, "refine"),
+        ({"refine_params": {"iterations": 5, "eps": 1}}, "iterations"),
+        ({"refine": "none", "refine_params": {"iterations": 5}}, "none"),
+        ({"refine": "mi", "refine_params": {"bins": 1}}, "bins"),
+        ({"global_search": {"angle_step": 3}}, "angle_step"),
+        ({"keypoints": {"preset": "fiji"}}, "preset"),
+        ({"keypoints": [1, 2]}, "mapping"),
+        ({"min_quality": 2.0}, "min_quality"),
+    ],
+)
+def test_bad_parameters_are_configuration_errors(params, match):
+    with pytest.raises(ValueError, match=match):
+        make_method("cascade", params, seed=0)
+
+
+def test_multichannel_comirs_are_scored_on_the_reference_basis():
+    reference, floating, truth = make_pair(-20.0, (3.0, 7.0))
+    weights = np.array([0.8, -0.3], dtype=np.float32)
+    ref2, flo2 = (np.ascontiguousarray(im[..., None] * weights) for im in (reference, floating))
+    result = CascadeRegistration().register(ref2, flo2)
+    assert result.ok, result.message
+    assert error(result.matrix, truth, floating) < 1.0
