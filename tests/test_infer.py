@@ -172,3 +172,21 @@ def test_the_buffered_dense_blocks_of_inference_equal_the_training_graph(deep_mo
     with torch.enable_grad():
         concatenated = deep_model(x).detach()
     torch.testing.assert_close(buffered, concatenated, rtol=1e-5, atol=1e-6)
+
+
+def test_c4_averaging_rotates_exactly_with_the_image(model):
+    """The averaged CoMIR of a rot90 image is the rot90 of the averaged CoMIR; the plain one is not."""
+    image = np.random.default_rng(4).random((3, 70, 52), dtype=np.float32)
+    for k in (1, 2, 3):
+        rotated = np.rot90(image, k, axes=(1, 2)).copy()
+        averaged = compute_comir(model, rotated, tile=32, c4_average=True)  # tiled, non-square
+        expected = np.rot90(compute_comir(model, image, tile=32, c4_average=True), k, axes=(1, 2))
+        # The same four CoMIRs in another order: equal to float32 rounding.
+        np.testing.assert_allclose(averaged, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+    plain = compute_comir(model, np.rot90(image, 1, axes=(1, 2)).copy())
+    rotated_plain = np.rot90(compute_comir(model, image), 1, axes=(1, 2))
+    assert np.abs(plain - rotated_plain).max() > 1e-3 * np.abs(rotated_plain).max()  # the network alone is not
+    # The average is the mean of the four back-rotated CoMIRs.
+    parts = [np.rot90(compute_comir(model, np.rot90(image, k, axes=(1, 2)).copy()), -k, axes=(1, 2)) for k in range(4)]
+    mean = np.mean(parts, axis=0)
+    np.testing.assert_allclose(compute_comir(model, image, c4_average=True), mean, atol=1e-5 * np.abs(mean).max())

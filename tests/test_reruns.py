@@ -102,6 +102,13 @@ def test_more_epochs_retrain_and_rerun_what_uses_the_models_only(tiny_run):
     assert plan(tiny_run, config) == expected
 
 
+def test_c4_averaging_recomputes_the_comirs_without_retraining(tiny_run):
+    config = tiny()
+    config["datasets"]["tiny"]["inference"]["c4_average"] = True
+    expected = per_variant("compute_comirs") | on_comirs() | per_variant("evaluate") | per_variant("timing")
+    assert plan(tiny_run, config) == expected | comparison()
+
+
 def test_a_new_test_set_plans_its_own_jobs_without_retraining(tiny_run):
     config = tiny()
     testsets = config["datasets"]["tiny"]["testsets"]

@@ -125,6 +125,7 @@ def compute_comir(
     pad: int = 16,
     device: torch.device | str = "cpu",
     mixed_precision: bool = True,
+    c4_average: bool = False,
 ) -> np.ndarray:
     """(C_in, H, W) float32 -> (C_out, H, W) float32 CoMIR (docs/method.md, section 6).
 
@@ -146,6 +147,11 @@ def compute_comir(
         device: where the network runs.
         mixed_precision: autocast (:mod:`comir.precision`: bf16, or fp16 on
             GPUs without bf16) where the configuration allows it (CUDA).
+        c4_average: the mean of the CoMIRs of the image rotated by ``k * 90``
+            degrees, each rotated back (``k = 0..3``): a CoMIR that rotates
+            exactly with the image by multiples of 90 degrees, at 4 times the
+            cost (each rotation is computed like the image itself, so the
+            four are the same arrays, in another order, for a rotated image).
 
     Along an axis where the padded image fits in ``tile + 2 * margin`` px it
     is read whole, as in the one pass. Otherwise it is cut in tiles whose
@@ -155,6 +161,13 @@ def compute_comir(
     convolutions. The network never sees more than ``(tile + 2 * margin) ** 2``
     px, whatever the image size.
     """
+    if c4_average:
+        options = dict(tile=tile, margin=margin, pad=pad, device=device, mixed_precision=mixed_precision)
+        rotations = [
+            np.rot90(compute_comir(model, np.rot90(image, k, axes=(1, 2)).copy(), **options), -k, axes=(1, 2))
+            for k in range(4)
+        ]
+        return np.mean(rotations, axis=0, dtype=np.float64).astype(np.float32)
     device = torch.device(device)
     if isinstance(model, Tiramisu):
         model.eval().to(device, memory_format=memory_format(device))
@@ -215,10 +228,10 @@ def comir_test_set(
     """CoMIR (float32 TIFF, channel-last) and an 8-bit preview of every test patch.
 
     ``inference``: the configuration's section (``engine``, ``tile``, ``margin``, ``pad``,
-    ``mixed_precision``; see :func:`inference_network` and :func:`compute_comir`).
+    ``mixed_precision``, ``c4_average``; see :func:`inference_network` and :func:`compute_comir`).
     """
     networks = {slot: inference_network(model, inference["engine"], device) for slot, model in models.items()}
-    options = {key: inference[key] for key in ("tile", "margin", "pad", "mixed_precision")}
+    options = {key: inference[key] for key in ("tile", "margin", "pad", "mixed_precision", "c4_average")}
     for case in cases:
         for slot, network in networks.items():
             for role in ("ref", "flo"):

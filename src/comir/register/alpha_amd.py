@@ -265,7 +265,7 @@ def _direction(
 
     ``a``: ``(S, 2, 2)``, ``b`` and ``origin``: ``(S, 2)``; the point arrays are
     ``(n,)`` (the same points for every transform) or ``(S, n)``.  Returns
-    ``(S, 5)``: ``(sum w, sum w c, sum w dc/dx, sum w dc/dy, sum w dc . J (q - origin))``
+    ``(S, 5)``: ``(sum w, sum w c, sum w dc . J (q - origin), sum w dc/dx, sum w dc/dy)``
     with ``J (x, y) = (-y, x)`` (the derivative of ``q`` along a rotation about
     ``origin``).  Every sum runs along the last axis of its own row, so a
     transform's sums do not depend on the others in the batch.
@@ -277,10 +277,10 @@ def _direction(
     sums = np.empty((len(a), 5))
     sums[:, 0] = w.sum(axis=-1)
     sums[:, 1] = (w * value).sum(axis=-1)
-    sums[:, 2] = wdu.sum(axis=-1)
-    sums[:, 3] = wdv.sum(axis=-1)
-    sums[:, 4] = (wdv * qx).sum(axis=-1) - (wdu * qy).sum(axis=-1)
-    sums[:, 4] += origin[:, 1] * sums[:, 2] - origin[:, 0] * sums[:, 3]
+    sums[:, 3] = wdu.sum(axis=-1)
+    sums[:, 4] = wdv.sum(axis=-1)
+    sums[:, 2] = (wdv * qx).sum(axis=-1) - (wdu * qy).sum(axis=-1)
+    sums[:, 2] += origin[:, 1] * sums[:, 3] - origin[:, 0] * sums[:, 4]
     return sums
 
 
@@ -403,15 +403,16 @@ class AlphaAMDMeasure:
 def _finish(sums: np.ndarray, empty_value: float) -> tuple[np.ndarray, np.ndarray]:
     """Mean values ``(S,)`` and gradients ``(S, 3)`` ``(d/dangle, d/dtx, d/dty)`` from direction sums ``(S, 5)``.
 
+    Sums in the order of :func:`_direction` (the gradient's three last).
+
     A row where no point landed inside gets the worst distance and no gradient.
     """
-    total = sums[:, 0]
+    total = sums[:, :1]
+    if (total > 0).all():  # the usual case, kept cheap: it runs twice per optimiser iteration
+        return sums[:, 1] / total[:, 0], sums[:, 2:] / total
     inside = total > 0
-    safe = np.where(inside, total, 1.0)[:, None]
-    values = np.where(inside, sums[:, 1] / safe[:, 0], empty_value)
-    gradients = sums[:, [4, 2, 3]] / safe
-    gradients[~inside] = 0.0
-    return values, gradients
+    safe = np.where(inside, total, 1.0)
+    return np.where(inside[:, 0], sums[:, 1] / safe[:, 0], empty_value), np.where(inside, sums[:, 2:] / safe, 0.0)
 
 
 def _per_iteration(draws: list[np.ndarray], iterations: int) -> np.ndarray:

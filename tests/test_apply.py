@@ -1,0 +1,127 @@
+"""A trained model applied to one pair: python -m comir register (comir.apply)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import tifffile
+import torch
+
+from comir import geometry
+from comir.__main__ import main
+from comir.apply import itk_transform_text, warp_to_reference
+from comir.model import Tiramisu, TiramisuConfig
+from comir.testset import MATRIX_KEYS
+from comir.train import save_checkpoint
+
+MODALITIES = {"A": {"name": "stain", "channels": 3, "log1p": False}, "B": {"name": "fibres", "channels": 1}}
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """An untrained two-network model file in the train rule's format."""
+    torch.manual_seed(0)
+    small = dict(out_channels=1, init_filters=4, down_blocks=(1,), bottleneck=1, dropout=0.0)
+    models = {slot: Tiramisu(TiramisuConfig(in_channels=m["channels"], **small)) for slot, m in MODALITIES.items()}
+    path = tmp_path_factory.mktemp("model") / "comir.pt"
+    save_checkpoint(path, models, {"modalities": MODALITIES})
+    return path
+
+
+def test_warp_to_reference_keeps_dtype_and_channels_and_moves_pixels():
+    rng = np.random.default_rng(0)
+    floating = rng.integers(0, 60000, (40, 50, 3), dtype=np.uint16)
+    matrix = geometry.rigid_matrix(0.0, 7.0, -3.0)  # floating (x, y) -> reference (x + 7, y - 3)
+    warped = warp_to_reference(floating, matrix, (45, 60))
+    assert warped.shape == (45, 60, 3) and warped.dtype == np.uint16
+    np.testing.assert_array_equal(warped[0:37, 7:57], floating[3:40, 0:50])
+    assert (warped[:, :7] == 0).all()  # outside the floating image
+    odd = warp_to_reference(floating[..., 0].astype(np.int32), matrix, (45, 60))
+    assert odd.dtype == np.int32 and odd[10, 20] == floating[13, 13, 0]
+
+
+def test_itk_transform_maps_reference_points_to_floating_points(tmp_path):
+    matrix = geometry.rigid_matrix(math.radians(25.0), 12.0, -4.0, center=(30.0, 20.0))
+    path = tmp_path / "t.tfm"
+    path.write_text(itk_transform_text(matrix))
+    transform = sitk.ReadTransform(str(path))
+    reference_points = np.array([[0.0, 0.0], [63.0, 10.0], [5.5, 47.25]])
+    expected = geometry.apply(geometry.invert(matrix), reference_points)
+    got = np.array([transform.TransformPoint(tuple(p)) for p in reference_points])
+    np.testing.assert_allclose(got, expected, atol=1e-9)
+
+
+def write_pair(folder, rgb_channels=3):
+    rng = np.random.default_rng(1)
+    reference = folder / "ref.tif"
+    floating = folder / "flo.tif"
+    tifffile.imwrite(reference, rng.integers(0, 255, (64, 64, rgb_channels), dtype=np.uint8))
+    tifffile.imwrite(floating, rng.integers(0, 255, (64, 64), dtype=np.uint8))
+    return reference, floating
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"reference_channels": 4}, "ref.tif has 4 channel"),
+        ({"model": "missing.pt"}, "model file not found"),
+        ({"model": "ref.tif"}, "not a CoMIR model file"),
+        ({"modality": "SHG"}, "'SHG' is not one of the model's"),
+        ({"floating": "nothing.tif"}, "nothing.tif"),
+        ({"params": "{keypoints: {preset: fiji}}"}, "preset"),
+    ],
+)
+def test_bad_input_stops_before_any_work_and_writes_nothing(tmp_path, model_file, capsys, change, message):
+    reference, floating = write_pair(tmp_path, change.get("reference_channels", 3))
+    model = tmp_path / change["model"] if "model" in change else model_file
+    args = ["register", "--model", str(model), "--reference", str(reference), "--out", str(tmp_path / "out"),
+            "--floating", str(tmp_path / change.get("floating", "flo.tif")),
+            "--reference-modality", change.get("modality", "stain"), "--params", change.get("params", "")]  # fmt: skip
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_outputs_are_never_overwritten(tmp_path, model_file, capsys):
+    reference, floating = write_pair(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "warped.tif").write_bytes(b"keep me")
+    args = ["register", "--model", str(model_file), "--reference", str(reference), "--floating", str(floating),
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 2
+    assert "already holds warped.tif" in capsys.readouterr().err
+    assert (out / "warped.tif").read_bytes() == b"keep me" and sorted(p.name for p in out.iterdir()) == ["warped.tif"]
+
+
+@pytest.mark.slow
+def test_the_command_and_the_register_rule_agree_on_a_pair(tiny_run, tmp_path):
+    """The CLI, from the tiny run's model and a test patch pair, gives the cascade rule's transform."""
+    images = tiny_run / "results" / "tiny" / "testsets" / "main" / "images"
+    rule = pd.read_csv(tiny_run / "results" / "tiny" / "mse" / "registration" / "main" / "cascade_B_to_A.csv")
+    case = rule.iloc[0]
+    reference, floating = images / f"{case['case']}_A_ref.tif", images / f"{case['case']}_B_flo.tif"
+    out = tmp_path / "pair"
+    # The tiny configuration's cascade parameters (.test/config.yaml); a subprocess, as users run it.
+    command = [sys.executable, "-m", "comir", "register", "--model", str(tiny_run / "results/tiny/mse/model/comir.pt"),
+               "--reference", str(reference), "--floating", str(floating), "--reference-modality", "A",
+               "--out", str(out), "--params", "{keypoints: {max_error_px: 4, min_octave_px: 16}}"]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == (0 if case["status"] == "ok" else 1), run.stderr
+    row = pd.read_csv(out / "transform.csv").iloc[0]
+    assert row["status"] == case["status"] and row["message"] == case["message"]
+    got = np.array([row[k] for k in MATRIX_KEYS]).reshape(2, 3)
+    expected = np.array([case[f"est_{k}"] for k in MATRIX_KEYS]).reshape(2, 3)
+    np.testing.assert_allclose(got, expected, atol=1e-3)  # CoMIRs equal to float rounding (tiles vs one pass)
+    stored = tifffile.imread(floating)
+    if row["status"] == "ok":
+        warped = tifffile.imread(out / "warped.tif")
+        assert warped.shape[:2] == tifffile.imread(reference).shape[:2] and warped.dtype == stored.dtype
+        assert (out / "overlay.png").stat().st_size > 1000 and (out / "transform.tfm").exists()
+    assert tifffile.imread(out / "comir_reference.tif").shape[:2] == tifffile.imread(reference).shape[:2]
