@@ -70,6 +70,14 @@ def test_stages_can_be_switched_off_and_a_low_quality_is_a_failure():
     assert barred.status == "failed" and "min_quality" in barred.message
 
 
+def test_a_pair_every_stage_fails_on_is_a_failure_saying_why():
+    flat = np.zeros((64, 64), np.float32)
+    flat[20:40, 20:40] = 1.0
+    result = make_method("cascade", {}, seed=0).register(np.ones((64, 64), np.float32), flat)
+    assert result.status == "failed" and result.message.startswith("every stage failed: ")
+    assert "fft failed" in result.message and "sift failed" in result.message
+
+
 @pytest.mark.parametrize(
     ("params", "match"),
     [

@@ -274,12 +274,14 @@ def _direction(
     qy = a[:, 1, 0, None] * px + a[:, 1, 1, None] * py + b[:, 1, None]
     value, du, dv, w = target.lookup(qx, qy, level, weight)
     wdu, wdv = w * du, w * dv
+    # Row-wise reductions (np.add.reduce, einsum): a few microseconds less per call than
+    # .sum() and products, which counts at thousands of optimiser iterations.
     sums = np.empty((len(a), 5))
-    sums[:, 0] = w.sum(axis=-1)
-    sums[:, 1] = (w * value).sum(axis=-1)
-    sums[:, 3] = wdu.sum(axis=-1)
-    sums[:, 4] = wdv.sum(axis=-1)
-    sums[:, 2] = (wdv * qx).sum(axis=-1) - (wdu * qy).sum(axis=-1)
+    sums[:, 0] = np.add.reduce(w, axis=-1)
+    sums[:, 1] = np.einsum("ij,ij->i", w, value)
+    sums[:, 3] = np.add.reduce(wdu, axis=-1)
+    sums[:, 4] = np.add.reduce(wdv, axis=-1)
+    sums[:, 2] = np.einsum("ij,ij->i", wdv, qx) - np.einsum("ij,ij->i", wdu, qy)
     sums[:, 2] += origin[:, 1] * sums[:, 3] - origin[:, 0] * sums[:, 4]
     return sums
 
@@ -595,7 +597,7 @@ class AlphaAMDRegistration:
                     _, grad = measure.evaluate_batch(
                         params, [tuple(a[it] for a in ref_block)], [tuple(a[it] for a in flo_block)]
                     )
-                    grad = np.clip(grad * scale, -clip, clip)
+                    grad = np.minimum(np.maximum(grad * scale, -clip), clip)
                     velocity = momentum * velocity + grad
                     params -= steps[first + it] * velocity * scale  # arc step / radius = angle step
         return params

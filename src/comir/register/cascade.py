@@ -167,6 +167,8 @@ class CascadeRegistration:
         import cv2
 
         candidates, notes = self._estimates(reference, floating)
+        if not candidates:
+            raise RegistrationFailure("every stage failed: " + "; ".join(notes))
         ref, basis = to_single_channel(reference)
         flo, _ = to_single_channel(floating, basis)
         if float(self.smooth_sigma) > 0:
