@@ -50,6 +50,8 @@ METHODS: dict[str, tuple[str, dict]] = {
     "sift_opencv": ("sift", {"preset": "opencv"}),
     "mi": ("mi", {}),
     "mi_5start": ("mi", {"start_angles_deg": [-20, -10, 0, 10, 20]}),
+    # One iteration per pyramid level: what building a SimpleITK registration costs (docs/method.md, section 12).
+    "mi_setup": ("mi", {"iterations": 1}),
     "mi_evolutionary": ("mi", {"optimizer": "evolutionary"}),
     "alpha_amd": ("alpha_amd", {}),
     "alpha_amd_3start": ("alpha_amd", {"start_angles_rad": [-0.3, 0.0, 0.3]}),

@@ -67,6 +67,14 @@ def test_defaults_are_not_shared_between_datasets():
          "variants/x: unknown key.*testsets"),
         (lambda c: c["datasets"]["synthetic"].update(variants={"original": {}}),
          "should not be valid|is not allowed|original"),
+        (lambda c: c["datasets"]["synthetic"].setdefault("variants", {"default": {}}).update(c4={"model_from": "mse"}),
+         "variants/c4/model_from: 'mse' is not a variant of this dataset"),
+        (lambda c: c["datasets"]["synthetic"].setdefault("variants", {"default": {}}).update(c4={"model_from": "c4"}),
+         "variants/c4/model_from: 'c4' must be a variant that trains its own networks"),
+        (lambda c: c["datasets"]["synthetic"].setdefault("variants", {"default": {}}).update(
+            c4={"model_from": "default", "training": {"epochs": 2}}
+        ),
+         "variants/c4/model_from: a variant that uses 'default'.s networks cannot override model or training"),
         (lambda c: c["datasets"]["synthetic"]["registration"].update(ca={"method": "curvealign", "inputs": ["comir"]}),
          "curvealign.*originals only"),
         (lambda c: c["datasets"]["synthetic"]["modalities"]["B"].update(channels=1)

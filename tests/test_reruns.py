@@ -129,6 +129,15 @@ def test_a_new_variant_trains_only_itself(tiny_run):
     assert plan(tiny_run, config) == expected
 
 
+def test_a_variant_on_another_variants_networks_trains_nothing(tiny_run):
+    config = tiny()
+    config["datasets"]["tiny"]["variants"]["c4avg"] = {"model_from": "mse", "inference": {"c4_average": True}}
+    new = ("c4avg",)
+    expected = per_variant("compute_comirs", variants=new) | on_comirs(variants=new)
+    expected |= per_variant("evaluate", variants=new) | per_variant("timing", variants=new) | comparison()
+    assert plan(tiny_run, config) == expected
+
+
 def test_a_second_dataset_leaves_the_first_alone(tiny_run):
     config = tiny()
     config["datasets"]["other"] = copy.deepcopy(config["datasets"]["tiny"])

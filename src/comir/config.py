@@ -91,7 +91,13 @@ def variant_config(dataset: Mapping[str, Any], variant: str) -> dict[str, Any]:
     if variant not in dataset["variants"]:
         raise KeyError(f"unknown variant {variant!r}; this dataset has {', '.join(dataset['variants'])}")
     base = {key: value for key, value in dataset.items() if key != "variants"}
-    return deep_merge(base, dataset["variants"][variant])
+    overrides = {key: value for key, value in dataset["variants"][variant].items() if key != "model_from"}
+    return deep_merge(base, overrides)
+
+
+def model_variant(dataset: Mapping[str, Any], variant: str) -> str:
+    """The variant whose trained networks ``variant`` uses: its ``model_from``, else itself."""
+    return dataset["variants"][variant].get("model_from", variant)
 
 
 def _schema_problems(instance: Any, schema: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -114,7 +120,15 @@ def _variant_problems(name: str, dataset: Mapping[str, Any], schema: Mapping[str
     problems = []
     inherited = set(_dataset_problems(name, dataset))
     dataset_schema = {"definitions": schema.get("definitions", {}), "$ref": "#/definitions/dataset"}
-    for variant in dataset["variants"]:
+    for variant, overrides in dataset["variants"].items():
+        source = overrides.get("model_from")
+        where = f"datasets/{name}/variants/{variant}/model_from"
+        if source is not None and source not in dataset["variants"]:
+            problems.append(f"{where}: {source!r} is not a variant of this dataset")
+        elif source is not None and (source == variant or "model_from" in dataset["variants"][source]):
+            problems.append(f"{where}: {source!r} must be a variant that trains its own networks")
+        elif source is not None and ({"model", "training"} & set(overrides)):
+            problems.append(f"{where}: a variant that uses {source!r}'s networks cannot override model or training")
         merged = variant_config(dataset, variant)
         prefix = f"datasets/{name}/"
         found = _schema_problems(merged, dataset_schema, prefix)

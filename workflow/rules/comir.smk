@@ -1,7 +1,7 @@
 rule compute_comirs:
     """CoMIRs of every patch of a test set (float32 TIFF) with PNG previews."""
     input:
-        model=rules.train.output.model,
+        model=trained_model,
         images=rules.build_testset.output.images,
         cases=rules.build_testset.output.cases,
     output:

@@ -16,7 +16,7 @@
 # Paths: a rule's output and benchmark declarations are the only place each path is written;
 # helpers and rule all fill them in (`rules.<name>.output`, `fill`, `expand`).
 
-from comir.config import variant_config
+from comir.config import model_variant, variant_config
 from comir.data.pairs import image_files
 from comir.workflow import canonical, modality_fields, pick
 
@@ -36,6 +36,15 @@ def alternatives(names):
 def variant_dataset_config(wildcards):
     """The dataset's configuration with the variant's overrides merged in."""
     return variant_config(DATASETS[wildcards.dataset], wildcards.variant)
+
+
+def trained_model(wildcards):
+    """The networks a variant uses: its own, or those of the variant named by its model_from."""
+    return fill(
+        rules.train.output.model,
+        dataset=wildcards.dataset,
+        variant=model_variant(DATASETS[wildcards.dataset], wildcards.variant),
+    )
 
 
 def testset_config(wildcards):
@@ -265,7 +274,9 @@ def stage_benchmarks(wildcards):
     """The benchmark files behind the timing table (paper, Table 3) of one variant and test set."""
     d, v, t = wildcards.dataset, wildcards.variant, wildcards.testset
     return {
-        "train": fill(rules.train.benchmark, dataset=d, variant=v),
+        "train": fill(
+            rules.train.benchmark, dataset=d, variant=model_variant(DATASETS[d], v)
+        ),
         "inference": fill(
             rules.compute_comirs.benchmark, dataset=d, variant=v, testset=t
         ),
@@ -320,7 +331,8 @@ def final_outputs():
     outputs = []
     for dataset, cfg in DATASETS.items():
         variants, testsets = list(cfg["variants"]), list(cfg["testsets"])
-        outputs += expand(rules.train.output.plot, dataset=dataset, variant=variants)
+        trained = sorted({model_variant(cfg, v) for v in variants})
+        outputs += expand(rules.train.output.plot, dataset=dataset, variant=trained)
         outputs += expand(
             per_testset, dataset=dataset, variant=variants, testset=testsets
         )

@@ -1,0 +1,94 @@
+"""One registration method with two parameter sets on a finished run's stored test cases.
+
+For an ablation of a method's own settings without rerunning the workflow: every case of a test
+set (both directions) is registered from the stored patches (a variant's CoMIRs, or the
+originals) once with parameters ``--a`` and once with ``--b``; the script prints, for each, the
+successes within 1 % and 5 % of the width and the median seconds, then how far the two
+parameter sets' errors differ where both succeed, and the ratio of their median times.
+
+    .venv/bin/python benchmarks/compare_params.py --results results/bfshg-dev --method fft_search
+        --a '{angle_screen: 0}' --b '{}' [--source default] [--testset main] [--cases 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from comir import geometry
+from comir.register import make_method
+from comir.register.cases import DIRECTIONS, load_patch
+from comir.testset import MATRIX_KEYS
+
+
+def run(cases: pd.DataFrame, images: Path, image_input: str, modalities: dict, method) -> tuple[list, list]:
+    """Errors (px; inf for a failure) and seconds of every case and direction."""
+    errors, seconds = [], []
+    colour = bool(getattr(method, "colour_input", False))
+    for case in cases.itertuples(index=False):
+        truth = np.array([getattr(case, f"true_{k}") for k in MATRIX_KEYS]).reshape(2, 3)
+        for reference_slot, floating_slot in DIRECTIONS.values():
+            reference = load_patch(images, f"{case.case}_{reference_slot}_ref", image_input,
+                                   modalities[reference_slot], colour)  # fmt: skip
+            floating = load_patch(images, f"{case.case}_{floating_slot}_flo", image_input,
+                                  modalities[floating_slot], colour)  # fmt: skip
+            result = method.register(reference, floating)
+            error = geometry.corner_error(result.matrix, truth, case.width, case.height)
+            errors.append(float(error) if result.ok else float("inf"))
+            seconds.append(result.seconds)
+    return errors, seconds
+
+
+def main() -> None:
+    """Print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, required=True, help="results/<dataset> of a finished run")
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--a", default="{}", help="parameters A (YAML mapping)")
+    parser.add_argument("--b", default="{}", help="parameters B (YAML mapping)")
+    parser.add_argument("--source", default="default", help="a variant (its CoMIRs) or 'original'")
+    parser.add_argument("--testset", default="main")
+    parser.add_argument("--cases", type=int, default=0, help="only the first N cases (0: all)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    cases = pd.read_csv(args.results / "testsets" / args.testset / "cases.csv")
+    if args.cases:
+        cases = cases.head(args.cases)
+    if args.source == "original":
+        import torch
+
+        images = args.results / "testsets" / args.testset / "images"
+        # The originals' pre-processing (channels, log1p, max_value) as the first variant's model recorded it.
+        model = next((args.results).glob("*/model/comir.pt"))
+        modalities = torch.load(model, weights_only=True, map_location="cpu")["modalities"]
+        image_input = "original"
+    else:
+        images = args.results / args.source / "comir" / args.testset / "images"
+        modalities = {"A": {"name": "A"}, "B": {"name": "B"}}
+        image_input = "comir"
+    rows = {}
+    for label, text in (("A", args.a), ("B", args.b)):
+        params = yaml.safe_load(text) or {}
+        method = make_method(args.method, params, seed=0, threads=args.threads)
+        errors, seconds = run(cases, images, image_input, modalities, method)
+        rows[label] = (np.array(errors), seconds)
+        width = int(cases["width"].iloc[0])
+        ok1, ok5 = (int(np.sum(np.array(errors) < f * width)) for f in (0.01, 0.05))
+        print(f"{label} {params}: {ok1}/{len(errors)} within 1 %, {ok5}/{len(errors)} within 5 %, "
+              f"median {statistics.median(seconds):.2f} s per registration", flush=True)  # fmt: skip
+    (ea, sa), (eb, sb) = rows["A"], rows["B"]
+    both = np.isfinite(ea) & np.isfinite(eb) & (ea < 0.05 * width) & (eb < 0.05 * width)
+    changed = int(np.sum((ea < 0.05 * width) != (eb < 0.05 * width)))
+    largest = float(np.max(np.abs(ea - eb)[both])) if both.any() else float("nan")
+    print(f"largest error difference where both succeed within 5 %: {largest:.3f} px; "
+          f"successes that differ: {changed}; median time B / A: "
+          f"{statistics.median(sb) / statistics.median(sa):.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
