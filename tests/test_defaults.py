@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from comir.config import load_schema
+from comir.config import load_schema, node_defaults, section_defaults
 from comir.model import TiramisuConfig
 from comir.testset import TestSetRecipe
 from comir.train import TrainingConfig
@@ -19,8 +19,6 @@ from comir.train import TrainingConfig
 DEFINITIONS = load_schema()["definitions"]
 
 
-def schema_defaults(node: dict[str, Any]) -> dict[str, Any]:
-    return {name: spec["default"] for name, spec in node["properties"].items() if "default" in spec}
 
 
 def plain(value: Any) -> Any:
@@ -50,7 +48,7 @@ def dataclass_defaults(cls: type) -> dict[str, Any]:
     ],
 )
 def test_dataclass_defaults_equal_the_schema(cls, node, renamed):
-    schema = {renamed.get(name, name): value for name, value in schema_defaults(node).items()}
+    schema = {renamed.get(name, name): value for name, value in node_defaults(node).items()}
     ours = dataclass_defaults(cls)
     shared = sorted(set(schema) & set(ours))
     assert shared, f"{cls.__name__} shares no field with the schema section"
@@ -61,3 +59,10 @@ def test_every_schema_key_of_training_and_model_is_a_dataclass_field():
     for cls, section in ((TrainingConfig, "training"), (TiramisuConfig, "model")):
         fields = {f.name for f in dataclasses.fields(cls)}
         assert set(DEFINITIONS["dataset"]["properties"][section]["properties"]) <= fields, cls.__name__
+
+
+def test_section_defaults_are_the_schema_section_s():
+    inference = section_defaults("inference")
+    assert inference == node_defaults(DEFINITIONS["dataset"]["properties"]["inference"])
+    assert inference["engine"] == "onnxruntime" and inference["margin"] is None and inference["c4_average"] is False
+

@@ -28,8 +28,10 @@ def _register(args: argparse.Namespace) -> int:
     params = yaml.safe_load(args.params) if args.params else {}
     if not isinstance(params, dict):
         raise InputError(f"--params must be a mapping (YAML or JSON), got {args.params!r}")
-    inference = {"tile": args.tile, "pad": args.pad, "engine": args.engine, "device": args.device,
-                 "c4_average": args.c4_average}  # fmt: skip
+    given = {"tile": args.tile, "pad": args.pad, "engine": args.engine, "device": args.device}
+    inference = {key: value for key, value in given.items() if value is not None}  # the rest: schema defaults
+    if args.c4_average:
+        inference["c4_average"] = True
     model = TrainedModel.load(args.model)
     pair = register_pair(
         model, args.reference, args.floating, args.reference_modality, args.method, params, inference,
@@ -61,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     register.add_argument("--out", required=True, help="a new folder for the outputs")
     register.add_argument("--method", default="cascade", help="registration method (default cascade)")
     register.add_argument("--params", default="", help="method parameters as YAML/JSON, e.g. '{keypoints: null}'")
-    register.add_argument("--tile", type=int, default=1024, help="inference tile (px)")
-    register.add_argument("--pad", type=int, default=16, help="inference reflect padding (px)")
-    register.add_argument("--engine", choices=("onnxruntime", "torch"), default="onnxruntime")
-    register.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    # Inference settings default to the configuration schema's (config/README.md, inference.*).
+    register.add_argument("--tile", type=int, help="inference tile (px)")
+    register.add_argument("--pad", type=int, help="inference reflect padding (px)")
+    register.add_argument("--engine", choices=("onnxruntime", "torch"))
+    register.add_argument("--device", choices=("auto", "cpu", "cuda"))
     register.add_argument("--c4-average", action="store_true", help="test-time C4 averaging of the CoMIRs")
     register.add_argument("--seed", type=int, default=0)
     register.add_argument("--threads", type=int, default=2)

@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from comir import geometry
+from comir.config import section_defaults
 from comir.infer import compute_comir, inference_network
 from comir.io import InputError, channels_of, read_image, to_uint8, write_csv, write_png, write_text, write_tiff
 from comir.preprocess import prepare_modality_image
@@ -205,17 +206,17 @@ def register_pair(
     """Register the floating image to the reference image through their CoMIRs.
 
     ``reference_modality``: the reference's modality, by slot (``A``/``B``) or
-    name; the floating image is of the other.  ``inference``: ``tile``,
-    ``margin``, ``pad``, ``engine``, ``device``, ``c4_average`` (defaults as
-    the configuration's).  Every input is checked before any work.
+    name; the floating image is of the other.  ``inference``: settings of the
+    configuration's ``inference`` section (``tile``, ``margin``, ``pad``,
+    ``engine``, ``device``, ``c4_average``, ...); the others take the schema's
+    defaults.  Every input is checked before any work.
     """
     ref_slot = model.slot(reference_modality)
     flo_slot = model.other(ref_slot)
     reference = read_checked(reference_path, model.modalities[ref_slot], "reference")
     floating = read_checked(floating_path, model.modalities[flo_slot], "floating")
     registration = make_method(method, params, seed, threads)  # a bad method or parameter stops here
-    options = {"tile": 1024, "margin": None, "pad": 16, "engine": "onnxruntime", "device": "auto", "c4_average": False}
-    options.update(inference or {})
+    options = {**section_defaults("inference"), **(inference or {})}
     device = resolve_device(options.pop("device"))
     engine = options.pop("engine")
     comirs = []

@@ -95,6 +95,17 @@ def variant_config(dataset: Mapping[str, Any], variant: str) -> dict[str, Any]:
     return deep_merge(base, overrides)
 
 
+def node_defaults(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The defaults of the properties of one schema object node (those that have one)."""
+    return {name: copy.deepcopy(spec["default"]) for name, spec in node["properties"].items() if "default" in spec}
+
+
+def section_defaults(section: str, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The schema's defaults of a dataset section (e.g. ``inference``), for code that runs outside a configuration."""
+    schema = load_schema() if schema is None else schema
+    return node_defaults(schema["definitions"]["dataset"]["properties"][section])
+
+
 def model_variant(dataset: Mapping[str, Any], variant: str) -> str:
     """The variant whose trained networks ``variant`` uses: its ``model_from``, else itself."""
     return dataset["variants"][variant].get("model_from", variant)
