@@ -20,28 +20,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from comir import geometry
 from comir.register import make_method
-from comir.register.cases import DIRECTIONS, load_patch
-from comir.testset import MATRIX_KEYS
+from comir.register.cases import DIRECTIONS, register_cases
 
 
 def run(cases: pd.DataFrame, images: Path, image_input: str, modalities: dict, method) -> tuple[list, list]:
-    """Errors (px; inf for a failure) and seconds of every case and direction."""
-    errors, seconds = [], []
-    colour = bool(getattr(method, "colour_input", False))
-    for case in cases.itertuples(index=False):
-        truth = np.array([getattr(case, f"true_{k}") for k in MATRIX_KEYS]).reshape(2, 3)
-        for reference_slot, floating_slot in DIRECTIONS.values():
-            reference = load_patch(images, f"{case.case}_{reference_slot}_ref", image_input,
-                                   modalities[reference_slot], colour)  # fmt: skip
-            floating = load_patch(images, f"{case.case}_{floating_slot}_flo", image_input,
-                                  modalities[floating_slot], colour)  # fmt: skip
-            result = method.register(reference, floating)
-            error = geometry.corner_error(result.matrix, truth, case.width, case.height)
-            errors.append(float(error) if result.ok else float("inf"))
-            seconds.append(result.seconds)
-    return errors, seconds
+    """Errors (px; inf for a failure) and seconds of every case and direction, as the register rule gets them."""
+    frame = pd.concat(
+        [register_cases(cases, images, method, "compare", image_input, d, modalities) for d in DIRECTIONS]
+    )
+    errors = np.where(frame["status"] == "ok", frame["error_px"], np.inf)
+    return list(errors), list(frame["seconds"])
 
 
 def main() -> None:

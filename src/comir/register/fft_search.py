@@ -30,9 +30,9 @@ Coarse to fine
    ``downsample`` is the target size in pixels of the coarse level's longest
    side).  The exhaustive search runs over the angle grid of step
    ``angle_step_deg`` on ``[-angle_range_deg, angle_range_deg]`` (the whole
-   circle by default), or over the screened angles.  The best translation of each angle (with a parabolic
-   sub-pixel fit) is a candidate; the ``top_k`` best candidates whose angles are
-   more than two grid steps apart are kept.
+   circle by default), or over the screened angles.  The best translation of
+   each angle (with a parabolic sub-pixel fit) is a candidate; the ``top_k``
+   best candidates whose angles are more than two grid steps apart are kept.
 2. Refinement passes on a pyramid whose factor halves from pass to pass down
    to full resolution (at least two passes; the last ones at full
    resolution).  Each pass tries, per candidate, the angles ``theta + k delta``
@@ -382,8 +382,8 @@ class FFTSearchRegistration:
 
         Every other grid angle is scored at twice the coarse factor; the
         ``angle_screen`` best (no two adjacent) and their grid neighbours are
-        returned.  The whole grid when the screen would
-        not save work or its level would be smaller than ``SCREEN_MIN_PX``.
+        returned.  The whole grid when the screen would not save work or its
+        level would be smaller than ``SCREEN_MIN_PX``.
         """
         count = int(self.angle_screen)
         screen_factor = 2.0 * coarse_factor
@@ -398,7 +398,7 @@ class FFTSearchRegistration:
         full_circle = float(self.angle_range_deg) >= 180.0
         chosen = set()
         for _, theta, _ in keep:
-            i = int(np.argmin(np.abs([_wrap(theta - a) for a in angles])))
+            i = int(np.argmin(np.abs(angles - theta)))  # theta is one of the grid's angles
             for j in (i - 1, i, i + 1):
                 if full_circle:
                     chosen.add(j % len(angles))
