@@ -46,17 +46,23 @@ def crop_pair(
     shift: tuple[float, float],
     center: tuple[float, float] | None = None,
     floating_box: tuple[int, int, int, int] | None = None,
+    linear: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(reference, floating, truth floating->reference) from two aligned SOURCE-px sources.
 
-    ``floating_source`` is warped by ``A`` = rotation by ``angle_deg`` about
-    ``center`` (source centre by default) then ``shift``; the reference is the
+    ``floating_source`` is warped by ``A`` = rotation by ``angle_deg`` (or the
+    2x2 ``linear`` map, e.g. a scale or shear) about ``center`` (source centre
+    by default) then ``shift``; the reference is the
     central SIZE crop of ``reference_source``, the floating image a crop
     ``(x, y, w, h)`` of the warped source (the same central crop by default).
     The sources may be (H, W) or (H, W, C) and differ in channels (two modalities).
     """
     c = (SOURCE - 1) / 2.0
     a = g.rigid_matrix(math.radians(angle_deg), shift[0], shift[1], center or (c, c))
+    if linear is not None:
+        pivot = np.asarray(center or (c, c), dtype=float)
+        linear = np.asarray(linear, dtype=float)
+        a = np.hstack([linear, (pivot + np.asarray(shift) - linear @ pivot)[:, None]])
     warped = cv2.warpAffine(np.asarray(floating_source), a, (SOURCE, SOURCE), flags=cv2.INTER_LINEAR)
     o = (SOURCE - SIZE) // 2
     x, y, w, h = floating_box or (o, o, SIZE, SIZE)

@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,10 +16,20 @@ import torch
 
 from comir import geometry
 from comir.__main__ import main
-from comir.apply import itk_transform_text, warp_to_reference
+from comir.apply import (
+    Resampling,
+    TrainedModel,
+    itk_transform_text,
+    register_pair,
+    to_original_grids,
+    warp_to_reference,
+    write_outputs,
+)
+from comir.io import InputError
 from comir.model import Tiramisu, TiramisuConfig
 from comir.testset import MATRIX_KEYS
 from comir.train import save_checkpoint
+from registration_cases import make_pair
 
 MODALITIES = {"A": {"name": "stain", "channels": 3, "log1p": False}, "B": {"name": "fibres", "channels": 1}}
 
@@ -125,3 +136,81 @@ def test_the_command_and_the_register_rule_agree_on_a_pair(tiny_run, tmp_path):
         assert warped.shape[:2] == tifffile.imread(reference).shape[:2] and warped.dtype == stored.dtype
         assert (out / "overlay.png").stat().st_size > 1000 and (out / "transform.tfm").exists()
     assert tifffile.imread(out / "comir_reference.tif").shape[:2] == tifffile.imread(reference).shape[:2]
+
+
+@pytest.fixture(scope="module")
+def twin_model_file(tmp_path_factory):
+    """Two identical single-channel networks: the same content gives the same CoMIR, a known-answer model."""
+    torch.manual_seed(3)
+    small = dict(in_channels=1, out_channels=1, init_filters=6, down_blocks=(2,), bottleneck=2, dropout=0.0)
+    network = Tiramisu(TiramisuConfig(**small))
+    twins = {"A": network, "B": Tiramisu(TiramisuConfig(**small))}
+    twins["B"].load_state_dict(network.state_dict())
+    path = tmp_path_factory.mktemp("twin") / "comir.pt"
+    modalities = {"A": {"name": "fine", "channels": 1}, "B": {"name": "coarse", "channels": 1}}
+    save_checkpoint(path, twins, {"modalities": modalities})
+    return path
+
+
+def test_resampling_maps_pixel_centres_like_cv2_resize():
+    image = np.zeros((1, 40, 60), np.float32)
+    image[0, 10:12, 20:22] = 1.0  # a 2x2 square centred at (20.5, 10.5)
+    resampling = Resampling.between(image.shape[1:], pixel_size=1.0, working_pixel_size=2.0)
+    assert resampling.working_shape == (20, 30) and not resampling.identity
+    small = resampling.apply(image)
+    assert small.shape == (1, 20, 30)
+    centre = geometry.apply(resampling.matrix, np.array([[20.5, 10.5]]))[0]
+    np.testing.assert_allclose(centre, [10.0, 5.0])
+    assert small[0, 5, 10] == pytest.approx(1.0)  # area averaging of the square's four pixels
+    back = geometry.apply(geometry.invert(resampling.matrix), centre[None])[0]
+    np.testing.assert_allclose(back, [20.5, 10.5])
+
+
+def test_transforms_between_working_grids_are_reported_in_the_original_grids():
+    fine = Resampling((100, 80), (100, 80))
+    coarse = Resampling((50, 40), (100, 80))  # a floating image at half the resolution
+    truth = geometry.rigid_matrix(math.radians(10.0), 4.0, -2.0, (40.0, 50.0))  # floating -> reference (original px)
+    working = geometry.compose(truth, geometry.invert(coarse.matrix))  # what a registration of the working images finds
+    np.testing.assert_allclose(to_original_grids(working, fine, coarse), geometry.compose(truth, np.eye(2, 3)))
+    points = np.array([[0.0, 0.0], [39.0, 49.0]])  # floating pixels
+    np.testing.assert_allclose(
+        geometry.apply(to_original_grids(working, fine, coarse), points), geometry.apply(truth, points)
+    )
+
+
+def test_a_pair_at_two_pixel_sizes_is_registered_and_reported_in_its_own_grids(tmp_path, twin_model_file):
+    """Floating image at 2 units/px, reference at 1: resampled, registered, the transform in original pixels."""
+    reference, floating, truth = make_pair(12.0, (8.0, -5.0))
+    small = cv2.resize(floating, (128, 128), interpolation=cv2.INTER_AREA)
+    # Coarse floating px -> fine floating px (the inverse of fine -> coarse) -> reference px.
+    truth_small = geometry.compose(truth, geometry.invert(Resampling((256, 256), (128, 128)).matrix))
+    paths = {"ref.tif": reference, "flo.tif": small}
+    for name, image in paths.items():
+        tifffile.imwrite(tmp_path / name, image)
+    model = TrainedModel.load(twin_model_file)
+    pair = register_pair(
+        model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", "fft_search", {"score": "ncc"},
+        pixel_sizes={"fine": 1.0, "coarse": 2.0},
+    )  # fmt: skip
+    assert pair.result.ok, pair.result.message
+    assert pair.comirs[1].shape[1:] == (256, 256)  # the CoMIRs at the working (reference) resolution
+    assert float(geometry.corner_error(pair.result.matrix, truth_small, 128, 128)) < 1.0
+    unscaled = register_pair(model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", "fft_search", {"score": "ncc"})
+    assert not unscaled.result.ok or geometry.corner_error(unscaled.result.matrix, truth_small, 128, 128) > 5
+    written = write_outputs(tmp_path / "out", pair, tmp_path / "ref.tif", tmp_path / "flo.tif", "fft_search")
+    assert {p.name for p in written} == {"transform.csv", "transform.tfm", "warped.tif", "overlay.png",
+                                         "comir_reference.tif", "comir_floating.tif"}  # fmt: skip
+    warped = tifffile.imread(tmp_path / "out" / "warped.tif")
+    inside = warped > 0
+    assert warped.shape == reference.shape and np.corrcoef(warped[inside], reference[inside])[0, 1] > 0.9  # half resolution
+
+
+def test_pixel_sizes_must_name_both_modalities(tmp_path, twin_model_file):
+    reference, floating, _ = make_pair(0.0, (0.0, 0.0))
+    for name, image in {"ref.tif": reference, "flo.tif": floating}.items():
+        tifffile.imwrite(tmp_path / name, image)
+    model = TrainedModel.load(twin_model_file)
+    with pytest.raises(InputError, match="pixel sizes must be positive numbers for both modalities"):
+        register_pair(model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", pixel_sizes={"fine": 1.0})
+    with pytest.raises(ValueError, match="rigid transforms only"):
+        register_pair(model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", "fft_search", transform="affine")

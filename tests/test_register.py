@@ -26,7 +26,7 @@ from comir.register import (
     RegistrationResult,
     SiftRegistration,
     make_method,
-    ransac_rigid,
+    ransac_fit,
     to_single_channel,
 )
 from comir.register.mi import explain_itk_error, sitk_transform_matrix
@@ -182,7 +182,7 @@ def test_ransac_exact_with_40_percent_outliers():
     outlier[rng.permutation(len(source))[:80]] = True
     target[outlier] = rng.uniform(0, 256, (outlier.sum(), 2))
     outlier &= np.linalg.norm(target - g.apply(truth, source), axis=1) >= 25  # a few land near by chance
-    matrix, inliers = ransac_rigid(source, target, 1000, 25.0, np.random.default_rng(0))
+    matrix, inliers = ransac_fit(source, target, 1000, 25.0, np.random.default_rng(0))
     np.testing.assert_allclose(matrix, truth, atol=1e-8)
     assert not inliers[outlier].any()
     assert inliers[~outlier].all()
@@ -195,7 +195,7 @@ def test_ransac_never_scales():
     similarity = 1.25 * g.rigid_matrix(math.radians(-12.0), 0.0, 0.0)
     similarity[:, 2] = [5.0, 7.0]
     target = g.apply(similarity, source)
-    matrix, _ = ransac_rigid(source, target, 300, 25.0, np.random.default_rng(1))
+    matrix, _ = ransac_fit(source, target, 300, 25.0, np.random.default_rng(1))
     assert_rigid(matrix)
     np.testing.assert_allclose(g.rotation_angle(matrix), math.radians(-12.0), atol=0.02)
     pairs = np.stack([np.arange(59), np.arange(1, 60)], axis=1)
@@ -208,7 +208,7 @@ def test_ransac_noisy_inliers_least_squares_refit():
     source = rng.uniform(0, 256, (300, 2))
     target = g.apply(truth, source) + rng.normal(0, 0.7, source.shape)
     target[:100] = rng.uniform(0, 256, (100, 2))
-    matrix, inliers = ransac_rigid(source, target, 1000, 25.0, np.random.default_rng(2))
+    matrix, inliers = ransac_fit(source, target, 1000, 25.0, np.random.default_rng(2))
     assert float(g.corner_error(matrix, truth, 256, 256)) < 0.3
     assert inliers[100:].all()
 

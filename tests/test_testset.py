@@ -156,3 +156,51 @@ def test_min_source_size_covers_every_sampled_pixel():
     reach = np.abs(geometry.apply(geometry.invert(worst), geometry.corners(834, 834)) - half).max()
     assert recipe.max_reach() >= reach
     assert recipe.min_source_size() < 2048  # the paper's cores are large enough
+
+
+SCALED = TestSetRecipe(
+    patch_size=96,
+    rotation_deg=20,
+    translation_px=12,
+    strata=(Stratum("small", 10, 5), Stratum("medium", 20, 5), Stratum("large", None, 4)),
+    scale_range=(0.8, 1.25),
+    seed=3,
+)
+
+
+def test_a_scale_range_draws_similarity_cases_within_it():
+    cases = draw_transforms(SCALED, np.random.default_rng(0))
+    assert cases["scale"].between(0.8, 1.25).all() and cases["scale"].std() > 0.05
+    truth = cases[[f"true_{k}" for k in MATRIX_KEYS]].to_numpy().reshape(-1, 2, 3)
+    np.testing.assert_allclose(geometry.scale_factor(truth), 1 / cases["scale"])  # the truth undoes the zoom
+    for matrix in truth:
+        np.testing.assert_allclose(geometry.nearest_transform("similarity", matrix, (0, 0)), matrix, atol=1e-12)
+    assert cases["stratum"].value_counts().to_dict() == {"small": 5, "medium": 5, "large": 4}
+    recomputed = geometry.corner_error(geometry.IDENTITY, truth, 96, 96)
+    np.testing.assert_allclose(cases["initial_displacement_px"], recomputed)
+    rigid = draw_transforms(RECIPE, np.random.default_rng(0))
+    np.testing.assert_allclose(rigid["scale"].to_numpy(), np.ones(14))
+
+
+def test_scaled_floating_patches_show_the_reference_zoomed_by_the_truth(pairs, tmp_path):
+    cases = build_testset(pairs, SCALED, tmp_path)
+    for case in cases.itertuples():
+        reference = read_image(tmp_path / f"{case.case}_A_ref.tif").astype(np.float32)
+        floating = read_image(tmp_path / f"{case.case}_A_flo.tif").astype(np.float32)
+        truth = np.array([getattr(case, f"true_{k}") for k in MATRIX_KEYS]).reshape(2, 3)
+        # The floating patch sent back by the truth equals the reference where it lands inside.
+        back = cv2.warpAffine(floating, truth, (96, 96), flags=cv2.INTER_LINEAR)
+        inside = cv2.warpAffine(np.ones_like(floating), truth, (96, 96), flags=cv2.INTER_NEAREST) > 0
+        inside = cv2.erode(inside.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        assert np.corrcoef(back[inside], reference[inside])[0, 1] > 0.97, case
+
+
+def test_the_source_size_bound_covers_zoomed_out_cases():
+    recipe = TestSetRecipe(patch_size=256, rotation_deg=30, translation_px=31, scale_range=(0.8, 1.25))
+    worst = geometry.compose(
+        geometry.rigid_matrix(np.radians(30), 31, 31, (127.5, 127.5)),
+        np.array([[0.8, 0, 127.5 * 0.2], [0, 0.8, 127.5 * 0.2]]),
+    )
+    reach = np.abs(geometry.apply(geometry.invert(worst), geometry.corners(256, 256)) - 127.5).max()
+    assert recipe.max_reach() >= reach
+    assert TestSetRecipe(patch_size=256, rotation_deg=30, translation_px=31).max_reach() < reach

@@ -15,6 +15,7 @@ import sys
 
 import yaml
 
+from comir.geometry import TRANSFORMS
 from comir.io import InputError
 
 
@@ -33,9 +34,13 @@ def _register(args: argparse.Namespace) -> int:
     if args.c4_average:
         inference["c4_average"] = True
     model = TrainedModel.load(args.model)
+    pixel_sizes = None
+    if args.pixel_sizes:
+        ref_slot = model.slot(args.reference_modality)
+        pixel_sizes = dict(zip((ref_slot, model.other(ref_slot)), args.pixel_sizes))
     pair = register_pair(
         model, args.reference, args.floating, args.reference_modality, args.method, params, inference,
-        args.seed, args.threads,
+        args.seed, args.threads, args.transform, pixel_sizes,
     )  # fmt: skip
     written = write_outputs(args.out, pair, args.reference, args.floating, args.method)
     result = pair.result
@@ -63,6 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     register.add_argument("--out", required=True, help="a new folder for the outputs")
     register.add_argument("--method", default="cascade", help="registration method (default cascade)")
     register.add_argument("--params", default="", help="method parameters as YAML/JSON, e.g. '{keypoints: null}'")
+    register.add_argument(
+        "--transform", default="rigid", choices=TRANSFORMS, help="transform model (default rigid; sift, mi, cascade)"
+    )
+    register.add_argument(
+        "--pixel-sizes",
+        nargs=2,
+        type=float,
+        metavar=("REFERENCE", "FLOATING"),
+        help="the two images' pixel sizes (same unit, e.g. microns per pixel): resampled to a common resolution",
+    )
     # Inference settings default to the configuration schema's (config/README.md, inference.*).
     register.add_argument("--tile", type=int, help="inference tile (px)")
     register.add_argument("--pad", type=int, help="inference reflect padding (px)")

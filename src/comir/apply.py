@@ -7,11 +7,18 @@ model trained once, e.g. on a GPU cluster, is reused anywhere.  For one pair:
 
 1. both images are read and checked against their modality (channels) before
    any work, the files named in every error;
-2. each image is pre-processed like the training data of its modality and its
+2. with pixel sizes (units per pixel, e.g. microns) given for the two images,
+   both are resampled to the working resolution: the model's own pixel size of
+   each modality where the model records one (``pixel_size`` of the dataset's
+   modality), else the reference image's; without pixel sizes the images are
+   used as they are;
+3. each image is pre-processed like the training data of its modality and its
    CoMIR computed (ONNX Runtime on the CPU, tiled, as the pipeline does);
-3. a registration method (default the ``cascade``) registers the floating
-   CoMIR to the reference CoMIR;
-4. the outputs are written atomically into a new folder: ``transform.csv``
+4. a registration method (default the ``cascade``) registers the floating
+   CoMIR to the reference CoMIR with the chosen transform model (rigid,
+   similarity, affine), and the transform is reported in the original pixel
+   grids of the two images;
+5. the outputs are written atomically into a new folder: ``transform.csv``
    (one row: the floating -> reference matrix, status, metric, seconds,
    message), ``transform.tfm`` (the same transform for ITK / SimpleITK /
    elastix users: the resampling transform, reference -> floating points, in
@@ -26,6 +33,7 @@ transform or overlay is written); an existing output is never overwritten.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping
@@ -155,41 +163,133 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 
 def overlay(
-    reference: np.ndarray, floating: np.ndarray, comirs: tuple[np.ndarray, np.ndarray], matrix: np.ndarray
+    reference: np.ndarray,
+    floating: np.ndarray,
+    comirs: tuple[np.ndarray, np.ndarray],
+    matrix: np.ndarray,
+    comir_matrix: np.ndarray | None = None,
 ) -> np.ndarray:
     """A 2 x 2 RGB panel: colour overlay of the originals and checkerboard of the CoMIRs, before and after.
 
     "Before" places the floating image on the reference grid as it is (the
-    identity); "after" warps it by ``matrix``.  Overlay: reference in magenta,
-    floating in green (grey where they agree).  Checkerboard: squares of the
-    reference CoMIR and the floating CoMIR alternate.
+    identity); "after" warps it by ``matrix`` (the CoMIRs by ``comir_matrix``,
+    their grids' transform, by default ``matrix``).  Overlay: reference in
+    magenta, floating in green (grey where they agree).  Checkerboard: squares
+    of the reference CoMIR and the floating CoMIR alternate; it is resized to
+    the reference's size when the CoMIRs are at another resolution.
     """
+    import cv2
+
     height, width = reference.shape[:2]
     ref_grey = _grey(reference)
     ref_comir = _grey(np.moveaxis(comirs[0], 0, -1))
     flo_grey = _grey(floating)
     flo_comir = _grey(np.moveaxis(comirs[1], 0, -1))
-    side = max(8, int(min(height, width) * CHECKER_FRACTION))
-    yy, xx = np.mgrid[:height, :width]
+    comir_shape = ref_comir.shape[:2]
+    side = max(8, int(min(comir_shape) * CHECKER_FRACTION))
+    yy, xx = np.mgrid[: comir_shape[0], : comir_shape[1]]
     checker = ((yy // side + xx // side) % 2).astype(bool)
     rows = []
-    for transform in (geometry.IDENTITY, np.asarray(matrix)):
-        moved = warp_to_reference(flo_grey, transform, (height, width))
-        moved_comir = warp_to_reference(flo_comir, transform, (height, width))
+    transforms = (matrix, matrix if comir_matrix is None else comir_matrix)
+    for image_transform, comir_transform in ((geometry.IDENTITY, geometry.IDENTITY), transforms):
+        moved = warp_to_reference(flo_grey, image_transform, (height, width))
+        moved_comir = warp_to_reference(flo_comir, np.asarray(comir_transform), comir_shape)
         colour = np.stack([ref_grey, moved, ref_grey], axis=-1)
         board = np.where(checker, ref_comir, moved_comir)
+        if board.shape != (height, width):
+            board = cv2.resize(board, (width, height), interpolation=cv2.INTER_NEAREST)
         rows.append(np.concatenate([colour, np.repeat(board[..., None], 3, axis=-1)], axis=1))
     return np.concatenate(rows, axis=0)
 
 
+@dataclass(frozen=True)
+class Resampling:
+    """An image's resampling to the working resolution: ``shape`` (H, W) -> ``working_shape``.
+
+    Pixel centres follow ``cv2.resize``: original pixel ``x`` lies at working
+    pixel ``(x + 0.5) * f - 0.5`` with ``f`` the ratio of the sides, per axis
+    (:attr:`matrix`).
+    """
+
+    shape: tuple[int, int]
+    working_shape: tuple[int, int]
+
+    @classmethod
+    def between(cls, shape: tuple[int, ...], pixel_size: float, working_pixel_size: float) -> Resampling:
+        """From an image of ``pixel_size`` to ``working_pixel_size`` (same units): sides scaled, rounded."""
+        factor = float(pixel_size) / float(working_pixel_size)
+        height, width = int(shape[0]), int(shape[1])
+        working = (max(1, round(height * factor)), max(1, round(width * factor)))
+        return cls((height, width), working)
+
+    @property
+    def identity(self) -> bool:
+        """Whether nothing is resampled."""
+        return self.shape == self.working_shape
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The 2x3 map from original pixels to working pixels."""
+        fy, fx = (w / s for w, s in zip(self.working_shape, self.shape))
+        return np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]])
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """A pre-processed image (C, H, W) at the working resolution (area averaging to shrink, bilinear to enlarge)."""
+        import cv2
+
+        image = np.asarray(image, dtype=np.float32)
+        if self.identity:
+            return image
+        shrink = self.working_shape[0] * self.working_shape[1] < self.shape[0] * self.shape[1]
+        size = (self.working_shape[1], self.working_shape[0])
+        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        return np.stack([cv2.resize(np.ascontiguousarray(plane), size, interpolation=interpolation) for plane in image])
+
+
+def to_original_grids(matrix: np.ndarray, reference: Resampling, floating: Resampling) -> np.ndarray:
+    """A floating -> reference ``matrix`` of the working grids as the same map between the original grids."""
+    return geometry.compose(geometry.invert(reference.matrix), geometry.compose(matrix, floating.matrix))
+
+
+def working_resamplings(
+    model: TrainedModel, shapes: Mapping[str, tuple[int, ...]], pixel_sizes: Mapping[str, float] | None, ref_slot: str
+) -> dict[str, Resampling]:
+    """Per slot, how its image is brought to the working resolution (see the module doc, step 2).
+
+    ``pixel_sizes``: the two images' pixel sizes by slot or modality name (both
+    or none); ``None``: no resampling.
+    """
+    if not pixel_sizes:
+        return {slot: Resampling(tuple(shape[:2]), tuple(shape[:2])) for slot, shape in shapes.items()}
+    given = {model.slot(key): float(value) for key, value in pixel_sizes.items()}
+    if set(given) != set(shapes) or any(not (math.isfinite(v) and v > 0) for v in given.values()):
+        raise InputError(
+            f"pixel sizes must be positive numbers for both modalities "
+            f"({', '.join(model.modalities[s]['name'] for s in sorted(shapes))}), got {dict(pixel_sizes)}"
+        )
+    trained = {slot: model.modalities[slot].get("pixel_size") for slot in shapes}
+    if all(trained.values()):
+        working = {slot: float(trained[slot]) for slot in shapes}
+    else:  # a model without recorded pixel sizes: everything at the reference image's resolution
+        working = {slot: given[ref_slot] for slot in shapes}
+    return {slot: Resampling.between(shapes[slot], given[slot], working[slot]) for slot in shapes}
+
+
 @dataclass
 class PairRegistration:
-    """What :func:`register_pair` computed: the result and the images behind it."""
+    """What :func:`register_pair` computed: the result (original grids) and the images behind it.
+
+    ``comirs`` are at the working resolution; ``comir_matrix`` is the result's
+    transform between them (the CoMIRs' grids), ``resamplings`` how each image
+    was brought there (reference, floating).
+    """
 
     result: RegistrationResult
     reference: np.ndarray
     floating: np.ndarray
     comirs: tuple[np.ndarray, np.ndarray]  # (C, H, W) float32, reference then floating
+    comir_matrix: np.ndarray
+    resamplings: tuple[Resampling, Resampling]
 
 
 def register_pair(
@@ -202,6 +302,8 @@ def register_pair(
     inference: Mapping[str, Any] | None = None,
     seed: int = 0,
     threads: int = 1,
+    transform: str = "rigid",
+    pixel_sizes: Mapping[str, float] | None = None,
 ) -> PairRegistration:
     """Register the floating image to the reference image through their CoMIRs.
 
@@ -209,12 +311,20 @@ def register_pair(
     name; the floating image is of the other.  ``inference``: settings of the
     configuration's ``inference`` section (``tile``, ``margin``, ``pad``,
     ``engine``, ``device``, ``c4_average``, ...); the others take the schema's
-    defaults.  Every input is checked before any work.
+    defaults.  ``transform``: rigid, similarity or affine (the method's
+    ``transform`` parameter; a rigid-only method with another model is an
+    error).  ``pixel_sizes``: the images' pixel sizes by slot or modality name
+    (module doc, step 2).  Every input is checked before any work.
     """
     ref_slot = model.slot(reference_modality)
     flo_slot = model.other(ref_slot)
     reference = read_checked(reference_path, model.modalities[ref_slot], "reference")
     floating = read_checked(floating_path, model.modalities[flo_slot], "floating")
+    shapes = {ref_slot: reference.shape, flo_slot: floating.shape}
+    resamplings = working_resamplings(model, shapes, pixel_sizes, ref_slot)
+    params = dict(params or {})
+    if geometry.check_transform(transform) != "rigid" or "transform" in params:
+        params["transform"] = params.get("transform", transform)
     registration = make_method(method, params, seed, threads)  # a bad method or parameter stops here
     options = {**section_defaults("inference"), **(inference or {})}
     device = resolve_device(options.pop("device"))
@@ -223,11 +333,17 @@ def register_pair(
     for slot, image, path in ((ref_slot, reference, reference_path), (flo_slot, floating, floating_path)):
         network = inference_network(model.networks[slot], engine, device)
         prepared = prepare_modality_image(image, model.modalities[slot], str(path))
-        comirs.append(compute_comir(network, prepared, device=device, **options))
+        comirs.append(compute_comir(network, resamplings[slot].apply(prepared), device=device, **options))
     as_image = [c[0] if c.shape[0] == 1 else np.moveaxis(c, 0, -1) for c in comirs]
     result = registration.register(*as_image)
+    comir_matrix = result.matrix
+    if result.ok:
+        result = dataclasses.replace(
+            result, matrix=to_original_grids(result.matrix, resamplings[ref_slot], resamplings[flo_slot])
+        )
     log.info("%s -> %s: %s %s", floating_path, reference_path, result.status, result.message)
-    return PairRegistration(result, reference, floating, (comirs[0], comirs[1]))
+    pair_resamplings = (resamplings[ref_slot], resamplings[flo_slot])
+    return PairRegistration(result, reference, floating, (comirs[0], comirs[1]), comir_matrix, pair_resamplings)
 
 
 def check_new_outputs(out_dir: str | Path) -> Path:
@@ -269,7 +385,8 @@ def write_outputs(
         height, width = pair.reference.shape[:2]
         write_tiff(keep(out_dir / "warped.tif"), warp_to_reference(pair.floating, result.matrix, (height, width)))
         write_text(keep(out_dir / "transform.tfm"), itk_transform_text(result.matrix))
-        write_png(keep(out_dir / "overlay.png"), overlay(pair.reference, pair.floating, pair.comirs, result.matrix))
+        panel = overlay(pair.reference, pair.floating, pair.comirs, result.matrix, pair.comir_matrix)
+        write_png(keep(out_dir / "overlay.png"), panel)
     write_csv(keep(out_dir / "transform.csv"), pd.DataFrame([row]))  # last: its presence means the pair is done
     return written
 

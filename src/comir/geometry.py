@@ -1,4 +1,4 @@
-"""Rigid 2-D transforms: one convention for the whole project.
+"""2-D transforms (rigid, similarity, affine): one convention for the whole project.
 
 * A point is ``(x, y)`` with ``x`` the column and ``y`` the row, in pixels; the
   centre of pixel ``[r, c]`` is the point ``(c, r)``.
@@ -18,6 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+# The transform models a registration can estimate (docs/method.md, section 13): rotation and
+# translation (the paper's); plus one isotropic scale; any linear map plus translation.
+TRANSFORMS: tuple[str, ...] = ("rigid", "similarity", "affine")
 
 
 def rigid_matrix(
@@ -60,9 +64,45 @@ def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def rotation_angle(matrix: np.ndarray) -> np.ndarray:
-    """Rotation angle (radians) of rigid matrices."""
+    """Rotation angle (radians) of rigid or similarity matrices (the angle of the x axis's image)."""
     matrix = np.asarray(matrix, dtype=float)
     return np.arctan2(matrix[..., 1, 0], matrix[..., 0, 0])
+
+
+def scale_factor(matrix: np.ndarray) -> np.ndarray:
+    """Isotropic scale of (batches of) 2x3 matrices: the square root of the area ratio ``|det A|``."""
+    linear = np.asarray(matrix, dtype=float)[..., :, :2]
+    return np.sqrt(np.abs(np.linalg.det(linear)))
+
+
+def check_transform(kind: str) -> str:
+    """``kind`` if it is one of :data:`TRANSFORMS`, else a :class:`ValueError` listing them."""
+    if kind not in TRANSFORMS:
+        raise ValueError(f"transform must be one of {', '.join(TRANSFORMS)}, got {kind!r}")
+    return kind
+
+
+def nearest_transform(kind: str, matrix: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+    """``matrix`` made exactly of model ``kind``, sending the point ``anchor`` (x, y) where it did.
+
+    Rigid: the rotation of the linear part's closest similarity, unit scale;
+    similarity: the closest similarity ``[[a, -b], [b, a]]`` (Frobenius norm:
+    ``a``, ``b`` the means of the matching entries); affine: unchanged.
+    """
+    matrix = np.asarray(matrix, dtype=float)
+    check_transform(kind)
+    if kind == "affine":
+        return matrix.copy()
+    linear = matrix[:, :2]
+    a = (linear[0, 0] + linear[1, 1]) / 2
+    b = (linear[1, 0] - linear[0, 1]) / 2
+    if kind == "rigid":
+        norm = np.hypot(a, b)
+        a, b = a / norm, b / norm
+    projected = np.array([[a, -b], [b, a]])
+    anchor = np.asarray(anchor, dtype=float)
+    offset = linear @ anchor + matrix[:, 2] - projected @ anchor
+    return np.hstack([projected, offset[:, None]])
 
 
 def image_center(shape: tuple[int, ...]) -> np.ndarray:
@@ -102,3 +142,39 @@ def fit_rigid(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     cos, sin = np.cos(angle), np.sin(angle)
     rotation = np.array([[cos, -sin], [sin, cos]])
     return np.hstack([rotation, (dst_mean - rotation @ src_mean)[:, None]])
+
+
+def fit_similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, isotropic scale, translation) sending ``source`` onto ``target``.
+
+    Closed form (2-D Umeyama): with centred points as complex numbers ``s``,
+    ``d``, the linear part is the complex factor ``sum(conj(s) d) / sum(|s|^2)``.
+    """
+    source = np.asarray(source, dtype=float)
+    target = np.asarray(target, dtype=float)
+    src_mean, dst_mean = source.mean(axis=0), target.mean(axis=0)
+    s, d = source - src_mean, target - dst_mean
+    norm = np.sum(s * s)
+    if norm == 0:
+        raise np.linalg.LinAlgError("a similarity needs two distinct source points")
+    a = np.sum(s[:, 0] * d[:, 0] + s[:, 1] * d[:, 1]) / norm
+    b = np.sum(s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]) / norm
+    linear = np.array([[a, -b], [b, a]])
+    return np.hstack([linear, (dst_mean - linear @ src_mean)[:, None]])
+
+
+def fit_affine(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares affine transform sending ``source`` onto ``target`` (needs 3 non-collinear points)."""
+    source = np.asarray(source, dtype=float)
+    target = np.asarray(target, dtype=float)
+    design = np.hstack([source, np.ones((len(source), 1))])
+    solution, _, rank, _ = np.linalg.lstsq(design, target, rcond=None)
+    if rank < 3:
+        raise np.linalg.LinAlgError("an affine transform needs three non-collinear source points")
+    return solution.T
+
+
+def fit_transform(kind: str, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The least-squares fit of model ``kind`` (:data:`TRANSFORMS`) sending ``source`` onto ``target``."""
+    fits = {"rigid": fit_rigid, "similarity": fit_similarity, "affine": fit_affine}
+    return fits[check_transform(kind)](source, target)

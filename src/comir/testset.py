@@ -1,4 +1,4 @@
-"""The transformed test set: reference patches, rigidly moved floating patches, ground truth.
+"""The transformed test set: reference patches, rigidly (or similarly) moved floating patches, ground truth.
 
 Two recipes are supported:
 
@@ -11,6 +11,13 @@ Two recipes are supported:
   rotation magnitude in ``[i*step_deg, (i+1)*step_deg)`` with a random sign
   and a translation magnitude in ``[i*step_px, (i+1)*step_px)`` per axis with
   random signs. The level is the stratum.
+
+Either recipe can add an isotropic scale (``scale_range: [low, high]``, drawn
+log-uniformly, i.e. symmetric in zoom in and out; default ``[1, 1]``: the
+paper's rigid cases, drawn exactly as without it), which makes similarity test
+sets for the similarity and affine transform models (docs/method.md, section
+13).  The scale is the floating patch's zoom: content appears ``scale`` times
+larger in it than in the reference patch.
 
 For every case both modalities get the *same* transform, so the same case can
 be registered in both directions. The floating patch is resampled from the
@@ -49,6 +56,7 @@ TESTSET_COLUMNS = (
     "image_id",
     "stratum",
     "rotation_deg",
+    "scale",
     "translation_x",
     "translation_y",
     "initial_displacement_px",
@@ -74,15 +82,15 @@ def cases_table(
     case: Sequence[str],
     image_id: Sequence[Any],
     stratum: Sequence[str] | np.ndarray,
-    move: tuple[np.ndarray, np.ndarray] | None = None,
+    move: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """A test set's cases table: one row per case, the columns :data:`TESTSET_COLUMNS` in order.
 
     ``truth``: the (n, 2, 3) ground truths, floating -> reference; ``width``,
     ``height``: the patch size, one for all cases or one per case; ``move``:
-    rotation (degrees) and (n, 2) translation of the reference -> floating move
-    as drawn (a rotation about the patch centre, then a translation), by default
-    derived from ``truth``.  Also derived from ``truth`` (docs/method.md, section
+    rotation (degrees), scale and (n, 2) translation of the reference ->
+    floating move as drawn (a rotation and zoom about the patch centre, then a
+    translation), by default derived from ``truth``.  Also derived from ``truth`` (docs/method.md, section
     8): the initial displacement (the corner error of the identity) and where the
     floating patch's corner pixels land in the reference patch (the anchors of
     the error).  ``crop_x``, ``crop_y`` (the reference patch's place in its
@@ -98,13 +106,18 @@ def cases_table(
     if move is None:
         moves = geometry.invert(truth)
         centres = np.stack([(width - 1) / 2.0, (height - 1) / 2.0], axis=1)
-        move = (np.degrees(geometry.rotation_angle(moves)), geometry.apply(moves, centres[:, None, :])[:, 0] - centres)
-    rotation_deg, translation = move
+        move = (
+            np.degrees(geometry.rotation_angle(moves)),
+            geometry.scale_factor(moves),
+            geometry.apply(moves, centres[:, None, :])[:, 0] - centres,
+        )
+    rotation_deg, scale, translation = move
     columns = {
         "case": list(case),
         "image_id": list(image_id),
         "stratum": stratum,
         "rotation_deg": rotation_deg,
+        "scale": scale,
         "translation_x": translation[:, 0],
         "translation_y": translation[:, 1],
         "initial_displacement_px": displacement,
@@ -147,6 +160,7 @@ class TestSetRecipe:
     level_rotation_step_deg: float = 5.0
     level_translation_step_px: float = 20.0
     cases_per_level: int = 34
+    scale_range: tuple[float, float] = (1.0, 1.0)
     position: str = "center"  # "center" | "random": where the reference patch lies in the source
     interpolation: str = "cubic"
     seed: int = 0
@@ -168,6 +182,11 @@ class TestSetRecipe:
             "cases_per_level": mre.get("cases_per_level"),
         }
         kwargs.update({k: v for k, v in renamed.items() if v is not None})
+        if "scale_range" in kwargs:
+            low, high = (float(v) for v in kwargs["scale_range"])
+            if not 0 < low <= high:
+                raise ValueError(f"scale_range must be [low, high] with 0 < low <= high, got {kwargs['scale_range']}")
+            kwargs["scale_range"] = (low, high)
         if strata:
             kwargs["strata"] = strata
         return cls(seed=seed, **kwargs)
@@ -181,10 +200,22 @@ class TestSetRecipe:
             rot = math.radians(self.rotation_deg)
             shift = self.translation_px
         half = (self.patch_size - 1) / 2
-        # A floating pixel p (relative to the centre) samples R^T (p - t); each component
-        # is at most (|cos| + |sin|) * (half + shift), which grows up to 45 degrees.
+        # A floating pixel p (relative to the centre) samples R^T (p - t) / s; each component
+        # is at most (|cos| + |sin|) * (half + shift) / s, which grows up to 45 degrees.
         spread = math.sqrt(2) if rot >= math.pi / 4 else math.cos(rot) + math.sin(rot)
-        return spread * (half + shift) + 2  # +2 px for the cubic kernel's support
+        return spread * (half + shift) / self.scale_range[0] + 2  # +2 px for the cubic kernel's support
+
+    @property
+    def scaled(self) -> bool:
+        """Whether the cases have a scale (``scale_range`` is not ``[1, 1]``)."""
+        return self.scale_range != (1.0, 1.0)
+
+    def draw_scales(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` scales, log-uniform in ``scale_range`` (ones, drawing nothing, for ``[1, 1]``)."""
+        if not self.scaled:
+            return np.ones(n)
+        low, high = np.log(self.scale_range)
+        return np.exp(rng.uniform(low, high, n))
 
     def min_source_size(self) -> int:
         """The smallest source image side (px) from which every case's patches can be cut."""
@@ -206,17 +237,24 @@ def draw_transforms(recipe: TestSetRecipe, rng: np.random.Generator) -> pd.DataF
         shift = sign[:, 1:] * (level[:, None] + rng.random((level.size, 2)))
         shift *= recipe.level_translation_step_px
         stratum = np.array([f"level{i + 1}" for i in level])
+        scale = recipe.draw_scales(rng, level.size)
     else:
-        angle, shift, stratum = _draw_stratified(recipe, rng, center)
+        angle, scale, shift, stratum = _draw_stratified(recipe, rng, center)
     # The transform moves reference content to where it appears in the floating patch.
-    moves = np.stack(
-        [geometry.rigid_matrix(np.radians(a), tx, ty, center) for a, (tx, ty) in zip(angle, shift)]
-    )
+    moves = np.stack([_similarity_about(a, s, tx, ty, center) for a, s, (tx, ty) in zip(angle, scale, shift)])
     truth = geometry.invert(moves)  # floating -> reference
     n = len(truth)
     return cases_table(
-        truth, size, size, case=case_labels(n), image_id=[""] * n, stratum=stratum, move=(angle, shift)
+        truth, size, size, case=case_labels(n), image_id=[""] * n, stratum=stratum, move=(angle, scale, shift)
     )
+
+
+def _similarity_about(angle_deg: float, scale: float, tx: float, ty: float, center: tuple[float, float]) -> np.ndarray:
+    """``p -> scale R (p - c) + c + t``: rotation by ``angle_deg`` and zoom by ``scale`` about ``c``, then ``t``."""
+    matrix = geometry.rigid_matrix(np.radians(angle_deg), tx, ty, center)
+    matrix[:, :2] *= scale
+    matrix[:, 2] = np.asarray(center) + (tx, ty) - matrix[:, :2] @ np.asarray(center)
+    return matrix
 
 
 def _draw_stratified(
@@ -228,7 +266,7 @@ def _draw_stratified(
     if np.any(np.diff(upper) <= 0):
         raise ValueError("test-set strata must be ordered by increasing max_displacement_px")
     size = recipe.patch_size
-    picked: list[list[tuple[float, float, float]]] = [[] for _ in recipe.strata]
+    picked: list[list[tuple[float, float, float, float]]] = [[] for _ in recipe.strata]
     needed = np.array([s.count for s in recipe.strata])
     drawn = 0
     while any(len(p) < n for p, n in zip(picked, needed)):
@@ -242,22 +280,24 @@ def _draw_stratified(
         batch = 4096
         angle = rng.uniform(-recipe.rotation_deg, recipe.rotation_deg, batch)
         shift = rng.uniform(-recipe.translation_px, recipe.translation_px, (batch, 2))
-        cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+        scale = recipe.draw_scales(rng, batch)
+        cos, sin = scale * np.cos(np.radians(angle)), scale * np.sin(np.radians(angle))
         rel = geometry.corners(size, size) - np.asarray(center)
-        # Displacement of each corner under rotation about the centre plus translation.
+        # Displacement of each corner under rotation and zoom about the centre plus translation.
         moved_x = cos[:, None] * rel[:, 0] - sin[:, None] * rel[:, 1] + shift[:, :1]
         moved_y = sin[:, None] * rel[:, 0] + cos[:, None] * rel[:, 1] + shift[:, 1:]
         disp = np.hypot(moved_x - rel[:, 0], moved_y - rel[:, 1]).mean(axis=1)
         which = np.searchsorted(upper, disp, side="left")  # <= bound belongs to that stratum
-        for a, (tx, ty), w in zip(angle, shift, which):
+        for a, z, (tx, ty), w in zip(angle, scale, shift, which):
             if w < len(picked) and len(picked[w]) < needed[w]:
-                picked[w].append((a, tx, ty))
+                picked[w].append((a, z, tx, ty))
         drawn += batch
     rows = [(s.name, *t) for s, p in zip(recipe.strata, picked) for t in p]
     names = np.array([r[0] for r in rows])
     angle = np.array([r[1] for r in rows])
-    shift = np.array([[r[2], r[3]] for r in rows])
-    return angle, shift, names
+    scale = np.array([r[2] for r in rows])
+    shift = np.array([[r[3], r[4]] for r in rows])
+    return angle, scale, shift, names
 
 
 _INTERPOLATION = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}

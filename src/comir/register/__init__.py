@@ -1,4 +1,4 @@
-"""Rigid registration methods behind one interface.
+"""Registration methods behind one interface (rigid; similarity and affine where a method has ``transform``).
 
 ``make_method(name, params, seed)`` builds a method from the registry
 :data:`METHODS`; every method has ``register(reference, floating) ->
@@ -28,7 +28,7 @@ from comir.register.cascade import CascadeRegistration
 from comir.register.curvealign import CurveAlignRegistration
 from comir.register.fft_search import FFTSearchRegistration
 from comir.register.mi import MutualInformationRegistration
-from comir.register.sift import SiftRegistration, ransac_rigid
+from comir.register.sift import SiftRegistration, ransac_fit
 
 METHODS: dict[str, type] = {
     SiftRegistration.name: SiftRegistration,
@@ -53,6 +53,12 @@ def make_method(name: str, params: Mapping[str, Any] | None, seed: int, threads:
     cls = METHODS[name]
     params = dict(params or {})
     allowed = param_names(cls)
+    if "transform" in params and "transform" not in allowed:
+        models = sorted(n for n, c in METHODS.items() if "transform" in param_names(c))
+        raise ValueError(
+            f"registration method {name!r} estimates rigid transforms only (no 'transform' parameter); "
+            f"similarity and affine transforms: {', '.join(models)}"
+        )
     unknown = sorted(key for key in params if key not in allowed)
     if unknown:
         hint = " (pass the seed as make_method's seed argument)" if "seed" in unknown else ""
@@ -83,7 +89,7 @@ __all__ = [
     "SiftRegistration",
     "check_pair",
     "make_method",
-    "ransac_rigid",
+    "ransac_fit",
     "timed",
     "to_single_channel",
 ]

@@ -20,6 +20,12 @@ Stages, each configurable and timed:
    ``"mi"`` (SimpleITK Mattes MI from the estimate; ``refine_params``: the
    parameters of ``mi``) or ``"none"``.  A refined candidate is added next to
    the one it came from, so refinement can only add options.
+
+``transform`` (rigid, similarity or affine; docs/method.md, section 13) is the
+model of stages 2 and 3: SIFT's RANSAC fits it and the refinement estimates it
+(ECC's affine warp, projected onto a similarity where asked; MI's Similarity2D
+or affine transform).  The global search stays rigid: it finds rotation and
+translation, and the refinement adds scale or shear.
 4. **Choice**: every candidate gets the quality score: the Pearson correlation
    of the reference and the bilinearly warped floating image (both reduced to
    one channel, the floating one with the reference's basis, and smoothed by
@@ -54,8 +60,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from comir.geometry import check_transform
 from comir.register.base import OK, RegistrationFailure, RegistrationResult, timed, to_single_channel
-from comir.register.fft_search import FFTSearchRegistration, ecc_rigid, overlap_ncc
+from comir.register.fft_search import FFTSearchRegistration, ecc_refine, overlap_ncc
 from comir.register.mi import MutualInformationRegistration
 from comir.register.sift import SiftRegistration
 
@@ -85,7 +92,8 @@ class CascadeRegistration:
     ("ecc", "mi" or "none"), ``refine_params`` (ECC: ``iterations``; MI: the
     ``mi`` parameters), ``smooth_sigma`` (px, before scoring and ECC),
     ``min_overlap`` (fraction of the smaller image), ``min_quality`` (least
-    score of an ``ok`` result), ``threads``, ``seed``.
+    score of an ``ok`` result), ``transform`` (the model of the keypoints
+    and refinement stages, see the module doc), ``threads``, ``seed``.
     """
 
     name: ClassVar[str] = "cascade"
@@ -97,10 +105,12 @@ class CascadeRegistration:
     smooth_sigma: float = 1.0
     min_overlap: float = 0.25
     min_quality: float = 0.0
+    transform: str = "rigid"
     threads: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_transform(self.transform)
         if self.global_search is None and self.keypoints is None:
             raise ValueError("global_search and keypoints are both off: the cascade needs at least one")
         if self.refine not in REFINEMENTS:
@@ -118,13 +128,14 @@ class CascadeRegistration:
             params = {**GLOBAL_DEFAULTS, "min_overlap": self.min_overlap, **given}
             self._global = _stage(FFTSearchRegistration.name, params, self.seed, self.threads)
         if self.keypoints is not None:
-            params = _mapping(self.keypoints, "keypoints")
+            params = {"transform": self.transform, **_mapping(self.keypoints, "keypoints")}
             self._keypoints = _stage(SiftRegistration.name, params, self.seed, self.threads)
         refine_params = _mapping(self.refine_params, "refine_params")
         self._mi = None
         self._ecc_iterations = 50
         if self.refine == "mi":
-            self._mi = _stage(MutualInformationRegistration.name, refine_params, self.seed, self.threads)
+            params = {"transform": self.transform, **refine_params}
+            self._mi = _stage(MutualInformationRegistration.name, params, self.seed, self.threads)
         elif self.refine == "ecc":
             unknown = sorted(set(refine_params) - {"iterations"})
             if unknown:
@@ -153,7 +164,7 @@ class CascadeRegistration:
         """``candidate`` refined by the configured local method, or None when it does not converge."""
         start = time.perf_counter()
         if self.refine == "ecc":
-            matrix = ecc_rigid(ref, flo, candidate.matrix, self._ecc_iterations)
+            matrix = ecc_refine(ref, flo, candidate.matrix, self._ecc_iterations, self.transform)
         else:
             result = self._mi.refine(*raw, candidate.matrix)
             matrix = result.matrix if result.ok else None

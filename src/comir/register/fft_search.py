@@ -520,7 +520,7 @@ class FFTSearchRegistration:
         best = self._direct_score(full, matrix)
         note = f"angle {math.degrees(theta):.3f} deg"
         if self.refine:
-            polished = ecc_rigid(full.ref, full.flo, matrix)
+            polished = ecc_refine(full.ref, full.flo, matrix)
             if polished is not None:
                 angle = float(g.rotation_angle(polished))
                 inside = self.angle_range_deg >= 180 or abs(angle) <= math.radians(self.angle_range_deg)
@@ -551,29 +551,32 @@ def overlap_ncc(reference: np.ndarray, floating: np.ndarray, matrix: np.ndarray,
     return float(np.dot(a, b) / denominator) if denominator > 0 else -math.inf
 
 
-def ecc_rigid(
-    reference: np.ndarray, floating: np.ndarray, matrix: np.ndarray, iterations: int = 50
+def ecc_refine(
+    reference: np.ndarray, floating: np.ndarray, matrix: np.ndarray, iterations: int = 50, transform: str = "rigid"
 ) -> np.ndarray | None:
-    """ECC (``cv2.findTransformECC``, Euclidean) from ``matrix`` (floating -> reference); None if it fails.
+    """ECC (``cv2.findTransformECC``) from ``matrix`` (floating -> reference); None if it fails.
 
-    Returns the refined floating -> reference matrix, made exactly rigid (ECC's
-    Euclidean warp is, up to float32 rounding): its rotation angle, and the
-    floating image's centre sent where ECC sends it.  Both images are
+    Returns the refined floating -> reference matrix of model ``transform``:
+    rigid with ECC's Euclidean warp, made exactly rigid (it is, up to float32
+    rounding); affine with ECC's affine warp; similarity with the affine warp
+    projected onto the closest similarity (OpenCV has no similarity ECC).  The
+    projection keeps where the floating image's centre goes.  Both images are
     single-channel float32 of any sizes.
     """
     import cv2
 
+    g.check_transform(transform)
+    motion = cv2.MOTION_EUCLIDEAN if transform == "rigid" else cv2.MOTION_AFFINE
     warp = g.invert(matrix).astype(np.float32)  # ECC's warp: reference -> floating
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, int(iterations), 1e-6)
     try:
-        _, warp = cv2.findTransformECC(reference, floating, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 1)
+        _, warp = cv2.findTransformECC(reference, floating, warp, motion, criteria, None, 1)
     except cv2.error:
         return None
     if not np.all(np.isfinite(warp)):
         return None
     polished = g.invert(np.asarray(warp, dtype=np.float64))
-    center = g.image_center(floating.shape)
-    return _rotation_about(float(g.rotation_angle(polished)), center, g.apply(polished, center[None])[0])
+    return g.nearest_transform(transform, polished, g.image_center(floating.shape))
 
 
 def _wrap(angle: float) -> float:
@@ -581,4 +584,4 @@ def _wrap(angle: float) -> float:
     return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
-__all__ = ["FFTSearchRegistration", "angle_grid", "ecc_rigid", "overlap_ncc"]
+__all__ = ["FFTSearchRegistration", "angle_grid", "ecc_refine", "overlap_ncc"]

@@ -1,4 +1,4 @@
-"""Rigid registration by Mattes mutual information with SimpleITK (paper baseline).
+"""Registration by Mattes mutual information with SimpleITK (paper baseline; rigid by default).
 
 The fixed image is the reference, the moving image is the floating image; both
 are SimpleITK float32 images with spacing 1 and origin 0, so a physical point
@@ -53,7 +53,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from comir.geometry import compose, image_center, invert, rigid_matrix
+from comir.geometry import check_transform, compose, image_center, invert, nearest_transform, rigid_matrix
 from comir.register.base import (
     OK,
     RegistrationFailure,
@@ -156,8 +156,8 @@ def sitk_transform_matrix(transform: Any) -> np.ndarray:
     return np.hstack([a, (c + t - a @ c)[:, None]])
 
 
-def _euler_parameters(transform: Any) -> tuple[float, ...]:
-    """Parameters (angle, tx, ty) of a registration result holding one Euler2D transform."""
+def _optimised_parameters(transform: Any) -> tuple[float, ...]:
+    """Parameters of the one optimised transform of a registration result (Euler2D: angle, tx, ty; ...)."""
     import SimpleITK as sitk
 
     if transform.GetTransformEnum() == sitk.sitkComposite:
@@ -175,7 +175,7 @@ def floating_to_reference(reference_to_floating: np.ndarray) -> np.ndarray:
 
 @dataclass
 class MutualInformationRegistration:
-    """Rigid Mattes-MI registration (SimpleITK), multi-resolution, multi-start.
+    """Mattes-MI registration (SimpleITK), multi-resolution, multi-start; rigid, similarity or affine.
 
     Parameters: ``bins`` (Mattes histogram bins), ``sampling_fraction`` (random
     sampling of fixed-image pixels, seeded; 1.0: every pixel, no sampling; the
@@ -188,7 +188,9 @@ class MutualInformationRegistration:
     angle is the rotation of the starting floating->reference estimate; the
     result with the lowest final metric wins), ``shared_basis`` (project a
     multi-channel floating image with the reference's PCA basis instead of
-    its own), ``threads`` (SimpleITK threads), ``seed``.
+    its own), ``transform`` ("rigid": ITK's Euler2D, the paper's;
+    "similarity": Similarity2D; "affine": AffineTransform; all about the
+    reference centre), ``threads`` (SimpleITK threads), ``seed``.
     """
 
     name: ClassVar[str] = "mi"
@@ -206,6 +208,7 @@ class MutualInformationRegistration:
     evolutionary_growth: float = 1.05
     evolutionary_epsilon: float = 1e-3
     shared_basis: bool = False
+    transform: str = "rigid"
     threads: int = 1
     seed: int = 0
 
@@ -213,6 +216,7 @@ class MutualInformationRegistration:
         self.shrink_factors = as_tuple(self.shrink_factors, int)
         self.smoothing_sigmas = as_tuple(self.smoothing_sigmas, float)
         self.start_angles_deg = as_tuple(self.start_angles_deg, float)
+        check_transform(self.transform)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if int(self.bins) < 2:
@@ -282,11 +286,13 @@ class MutualInformationRegistration:
             )
             # ITK searches with covariance radius / scale per parameter: with
             # these scales one unit of radius moves the farthest reference
-            # pixel by about one pixel, for the angle as for the translation.
+            # pixel by about one pixel, for the angle (and the scale or the
+            # matrix entries) as for the translation.
             size = np.array(fixed.GetSize(), dtype=float)
             center = np.array(initial.GetCenter(), dtype=float)
-            reach = float(np.linalg.norm(np.max(np.abs(np.stack([center, size - 1 - center])), axis=0)))
-            method.SetOptimizerScales([max(reach, 1.0), 1.0, 1.0])
+            reach = max(float(np.linalg.norm(np.max(np.abs(np.stack([center, size - 1 - center])), axis=0))), 1.0)
+            linear = {"rigid": 1, "similarity": 2, "affine": 4}[self.transform]
+            method.SetOptimizerScales([reach] * linear + [1.0, 1.0])
         method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
         return method
 
@@ -301,9 +307,9 @@ class MutualInformationRegistration:
             return transform, float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
         # Evolutionary: one run per level, so that the search radius can follow
         # the level's pixel size (ITK would restart every level at one radius).
-        import SimpleITK as sitk
 
-        transform = sitk.Euler2DTransform(initial)
+        kind = type(initial)  # Euler2DTransform, Similarity2DTransform or AffineTransform
+        transform = kind(initial)
         metric, stop = math.nan, ""
         for shrink, sigma in zip(self.shrink_factors, self.smoothing_sigmas, strict=True):
             method = self._method(fixed, transform, float(self.evolutionary_radius) * shrink)
@@ -311,8 +317,8 @@ class MutualInformationRegistration:
             method.SetSmoothingSigmasPerLevel([sigma])
             method.SetInitialTransform(transform, inPlace=False)
             result = method.Execute(fixed, moving)
-            transform = sitk.Euler2DTransform(initial)  # same centre
-            transform.SetParameters(_euler_parameters(result))
+            transform = kind(initial)  # same centre
+            transform.SetParameters(_optimised_parameters(result))
             metric, stop = float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
         return transform, metric, stop
 
@@ -329,17 +335,29 @@ class MutualInformationRegistration:
             images.append(image)
         return images[0], images[1], image_center(ref.shape)
 
-    @staticmethod
-    def _initial(ref_center: np.ndarray, start_f2r: np.ndarray) -> Any:
-        """The Euler2D reference -> floating transform about the reference centre equal to ``inverse(start_f2r)``."""
+    def _initial(self, ref_center: np.ndarray, start_f2r: np.ndarray) -> Any:
+        """The reference -> floating SimpleITK transform of the ``transform`` model about the reference centre.
+
+        It equals ``inverse(start_f2r)`` made of the model
+        (:func:`comir.geometry.nearest_transform`, exact at the reference centre).
+        """
         import SimpleITK as sitk
 
-        start_r2f = invert(start_f2r)
-        initial = sitk.Euler2DTransform()
+        start_r2f = nearest_transform(self.transform, invert(start_f2r), ref_center)
+        linear = start_r2f[:, :2]
+        if self.transform == "rigid":
+            initial = sitk.Euler2DTransform()
+            initial.SetAngle(float(math.atan2(linear[1, 0], linear[0, 0])))
+        elif self.transform == "similarity":
+            initial = sitk.Similarity2DTransform()
+            initial.SetScale(float(np.hypot(linear[0, 0], linear[1, 0])))
+            initial.SetAngle(float(math.atan2(linear[1, 0], linear[0, 0])))
+        else:
+            initial = sitk.AffineTransform(2)
+            initial.SetMatrix(tuple(float(v) for v in linear.ravel()))
         initial.SetCenter(tuple(float(v) for v in ref_center))
-        initial.SetAngle(float(math.atan2(start_r2f[1, 0], start_r2f[0, 0])))
-        # T(p) = R(p - c) + c + t; pick t so that T matches start_r2f at c.
-        target = start_r2f[:, :2] @ ref_center + start_r2f[:, 2]
+        # T(p) = A(p - c) + c + t; pick t so that T matches start_r2f at c.
+        target = linear @ ref_center + start_r2f[:, 2]
         initial.SetTranslation(tuple(float(v) for v in target - ref_center))
         return initial
 

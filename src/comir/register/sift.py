@@ -1,4 +1,4 @@
-"""SIFT feature matching + rigid RANSAC (the paper's Fiji SIFT setting).
+"""SIFT feature matching + RANSAC, rigid by default (the paper's Fiji SIFT setting).
 
 docs/method.md, section 7: the paper registers CoMIRs with Fiji's SIFT
 (mpicbg's ``FloatArray2DSIFT``): descriptor 4x4 x 8 bins, 3 steps per octave,
@@ -44,7 +44,9 @@ Fiji also removes ambiguous matches (``unique_matches``): after the ratio test,
 every match whose reference point (its coordinates: OpenCV, like Fiji, may
 give one location several orientations) is the target of more than one match
 is removed, all of them.  The RANSAC is our own, because OpenCV only offers
-similarity/affine models.
+similarity/affine models; it fits the ``transform`` model (rigid, the paper's;
+similarity or affine for pairs that also differ in scale or shear,
+docs/method.md, section 13).
 
 Measured (36 pairs of the demo's recipe, 256 px, +-30 deg, +-31 px, SHG-like
 patch against SHG-like patch as a stand-in for CoMIRs; success = error < 1 %
@@ -62,7 +64,7 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from comir.geometry import fit_rigid
+from comir.geometry import check_transform, fit_transform
 from comir.io import to_uint8
 from comir.register.base import OK, RegistrationFailure, RegistrationResult, timed, to_single_channel
 
@@ -226,13 +228,65 @@ def rigid_hypotheses(
     angle = np.arctan2(
         ds[:, 0] * dt[:, 1] - ds[:, 1] * dt[:, 0], ds[:, 0] * dt[:, 0] + ds[:, 1] * dt[:, 1]
     )
-    cos, sin = np.cos(angle), np.sin(angle)
-    sm, tm = (s0 + s1) / 2, (t0 + t1) / 2
-    tx = tm[:, 0] - (cos * sm[:, 0] - sin * sm[:, 1])
-    ty = tm[:, 1] - (sin * sm[:, 0] + cos * sm[:, 1])
-    return np.stack(
-        [np.stack([cos, -sin, tx], axis=1), np.stack([sin, cos, ty], axis=1)], axis=1
-    )
+    return _through_midpoints(np.cos(angle), np.sin(angle), (s0 + s1) / 2, (t0 + t1) / 2)
+
+
+def similarity_hypotheses(source: np.ndarray, target: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Similarity transforms through the point pairs ``pairs`` ((N, 2) indices): (N, 2, 3) matrices.
+
+    The linear part is the complex ratio of the target segment to the source
+    segment (rotation and scale); the source midpoint goes to the target
+    midpoint.  A pair of coincident source points gives a NaN matrix (no inliers).
+    """
+    s0, s1 = source[pairs[:, 0]], source[pairs[:, 1]]
+    t0, t1 = target[pairs[:, 0]], target[pairs[:, 1]]
+    ds, dt = s1 - s0, t1 - t0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        norm = np.sum(ds * ds, axis=1)
+        a = (ds[:, 0] * dt[:, 0] + ds[:, 1] * dt[:, 1]) / norm
+        b = (ds[:, 0] * dt[:, 1] - ds[:, 1] * dt[:, 0]) / norm
+    return _through_midpoints(a, b, (s0 + s1) / 2, (t0 + t1) / 2)
+
+
+def _through_midpoints(a: np.ndarray, b: np.ndarray, source_mid: np.ndarray, target_mid: np.ndarray) -> np.ndarray:
+    """(N, 2, 3) matrices with linear part ``[[a, -b], [b, a]]`` sending ``source_mid`` to ``target_mid``."""
+    tx = target_mid[:, 0] - (a * source_mid[:, 0] - b * source_mid[:, 1])
+    ty = target_mid[:, 1] - (b * source_mid[:, 0] + a * source_mid[:, 1])
+    return np.stack([np.stack([a, -b, tx], axis=1), np.stack([b, a, ty], axis=1)], axis=1)
+
+
+def affine_hypotheses(source: np.ndarray, target: np.ndarray, triples: np.ndarray) -> np.ndarray:
+    """Affine transforms through the point triples ``triples`` ((N, 3) indices): (N, 2, 3) matrices.
+
+    Solves the 3x3 systems all at once; a collinear triple gives a NaN matrix (no inliers).
+    """
+    design = np.concatenate([source[triples], np.ones(triples.shape + (1,))], axis=2)  # (N, 3, 3)
+    rhs = target[triples]  # (N, 3, 2)
+    determinant = np.linalg.det(design)
+    degenerate = np.abs(determinant) < 1e-9
+    design[degenerate] = np.eye(3)  # solvable placeholder, replaced by NaN below
+    solution = np.linalg.solve(design, rhs)  # (N, 3, 2): rows x, y, 1 -> columns of the matrix
+    matrices = np.swapaxes(solution, 1, 2)
+    matrices[degenerate] = np.nan
+    return matrices
+
+
+# Correspondences per minimal sample, and the hypotheses built from them, per transform model.
+MINIMAL_SAMPLES: dict[str, int] = {"rigid": 2, "similarity": 2, "affine": 3}
+_HYPOTHESES = {"rigid": rigid_hypotheses, "similarity": similarity_hypotheses, "affine": affine_hypotheses}
+
+
+def _distinct_samples(count: int, size: int, iterations: int, rng: np.random.Generator) -> np.ndarray:
+    """(iterations, size) indices in [0, count), distinct within each row (size 2 or 3), uniformly drawn."""
+    first = rng.integers(0, count, size=iterations)
+    second = (first + rng.integers(1, count, size=iterations)) % count  # distinct from first
+    if size == 2:
+        return np.stack([first, second], axis=1)
+    low, high = np.minimum(first, second), np.maximum(first, second)
+    third = rng.integers(0, count - 2, size=iterations)
+    third += third >= low  # skip the two taken indices, in increasing order
+    third += third >= high
+    return np.stack([first, second, third], axis=1)
 
 
 def _score_hypotheses(
@@ -241,7 +295,8 @@ def _score_hypotheses(
     """Inlier count (residual < max_error) and summed squared inlier residual per hypothesis.
 
     The residuals form one (hypotheses x matches) array (computed in chunks of
-    hypotheses only when that array would be very large).
+    hypotheses only when that array would be very large).  A NaN hypothesis
+    (a degenerate sample) has no inliers.
     """
     counts = np.empty(len(hypotheses), dtype=np.int64)
     costs = np.empty(len(hypotheses), dtype=float)
@@ -263,43 +318,51 @@ def _inliers(matrix: np.ndarray, source: np.ndarray, target: np.ndarray, max_err
     return np.sum((mapped - target) ** 2, axis=1) < max_error * max_error
 
 
-def ransac_rigid(
+def ransac_fit(
     source: np.ndarray,
     target: np.ndarray,
     iterations: int,
     max_error: float,
     rng: np.random.Generator,
+    transform: str = "rigid",
     refits: int = 5,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Robust rigid fit sending ``source`` points (K, 2) onto ``target`` points.
+    """Robust fit of model ``transform`` (rigid, similarity, affine) sending ``source`` points (K, 2) onto ``target``.
 
-    Draws all ``iterations`` minimal samples (two distinct correspondences) at
-    once, builds all hypotheses at once, scores them by their inlier count
-    (residual < ``max_error``; ties broken by the smallest summed squared
-    inlier residual) and keeps the best; then refits on its inliers with
-    :func:`comir.geometry.fit_rigid` (least squares) and recounts, repeating
-    while the inlier set changes (at most ``refits`` refits).  Returns ``(matrix,
-    inlier_mask)``; the matrix is always rigid (no scale).  Needs K >= 2.
+    Draws all ``iterations`` minimal samples (:data:`MINIMAL_SAMPLES`
+    distinct correspondences) at once, builds all hypotheses at once, scores
+    them by their inlier count (residual < ``max_error``; ties broken by the
+    smallest summed squared inlier residual) and keeps the best; then refits
+    on its inliers with :func:`comir.geometry.fit_transform` (least squares)
+    and recounts, repeating while the inlier set changes (at most ``refits``
+    refits).  Returns ``(matrix, inlier_mask)``; the matrix is exactly of the
+    model.  Needs K >= the minimal sample.
     """
+    check_transform(transform)
     source = np.asarray(source, dtype=float).reshape(-1, 2)
     target = np.asarray(target, dtype=float).reshape(-1, 2)
     count = len(source)
+    needed = MINIMAL_SAMPLES[transform]
     if count != len(target):
         raise ValueError(f"{count} source points but {len(target)} target points")
-    if count < 2:
-        raise ValueError(f"RANSAC needs at least 2 correspondences, got {count}")
-    first = rng.integers(0, count, size=iterations)
-    second = (first + rng.integers(1, count, size=iterations)) % count  # distinct from first
-    hypotheses = rigid_hypotheses(source, target, np.stack([first, second], axis=1))
+    if count < needed:
+        raise ValueError(f"RANSAC of a {transform} transform needs at least {needed} correspondences, got {count}")
+    samples = _distinct_samples(count, needed, iterations, rng)
+    hypotheses = _HYPOTHESES[transform](source, target, samples)
     counts, costs = _score_hypotheses(hypotheses, source, target, max_error)
     # Most inliers wins; among equals, the smallest summed inlier residual.
     best = np.lexsort((costs, -counts))[0]
     matrix = hypotheses[best]
+    if not np.all(np.isfinite(matrix)):
+        raise np.linalg.LinAlgError(f"every RANSAC sample of the {transform} model was degenerate")
     inliers = _inliers(matrix, source, target, max_error)
     for _ in range(refits):
-        if np.count_nonzero(inliers) < 2:
+        if np.count_nonzero(inliers) < needed:
             break
-        matrix = fit_rigid(source[inliers], target[inliers])
+        try:
+            matrix = fit_transform(transform, source[inliers], target[inliers])
+        except np.linalg.LinAlgError:  # inliers on one line: keep the sample's hypothesis
+            break
         refit_inliers = _inliers(matrix, source, target, max_error)
         if np.array_equal(refit_inliers, inliers):
             break
@@ -310,7 +373,7 @@ def ransac_rigid(
 
 @dataclass
 class SiftRegistration:
-    """SIFT keypoints on both images, Lowe ratio test, rigid RANSAC (docs/method.md, section 7).
+    """SIFT keypoints on both images, Lowe ratio test, RANSAC of ``transform`` (docs/method.md, section 7).
 
     ``preset``: "paper" (the paper's Fiji settings, default), "authors" (the
     authors' Fiji script: 4 steps per octave) or "opencv" (OpenCV's defaults)
@@ -323,7 +386,8 @@ class SiftRegistration:
     d1 < ratio * d2; ``unique_matches``: remove every match whose reference
     point is the target of several matches; ``ransac_iterations``,
     ``max_error_px``, ``min_inlier_ratio`` (inliers / matches kept),
-    ``min_inliers``: RANSAC settings; ``seed``: RANSAC sampling.
+    ``min_inliers``: RANSAC settings; ``transform``: the RANSAC model,
+    "rigid" (the paper's), "similarity" or "affine"; ``seed``: RANSAC sampling.
 
     Multi-channel inputs are projected to one channel with the reference's
     first principal component (the floating image reuses the reference's
@@ -345,11 +409,13 @@ class SiftRegistration:
     max_error_px: float | None = None
     min_inlier_ratio: float | None = None
     min_inliers: int | None = None
+    transform: str = "rigid"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {self.preset!r}")
+        check_transform(self.transform)
         for field in fields(self):
             if field.name in PRESETS[self.preset] and getattr(self, field.name) is None:
                 setattr(self, field.name, PRESETS[self.preset][field.name])
@@ -377,8 +443,11 @@ class SiftRegistration:
             raise ValueError(f"max_error_px must be > 0, got {self.max_error_px}")
         if float(self.sigma) <= 0:
             raise ValueError(f"sigma must be > 0, got {self.sigma}")
-        if int(self.min_inliers) < 2:
-            raise ValueError(f"min_inliers must be >= 2, got {self.min_inliers}")
+        if int(self.min_inliers) < MINIMAL_SAMPLES[self.transform]:
+            raise ValueError(
+                f"min_inliers must be >= {MINIMAL_SAMPLES[self.transform]} for a {self.transform} "
+                f"transform, got {self.min_inliers}"
+            )
 
     @property
     def octave_limits(self) -> bool:
@@ -460,12 +529,12 @@ class SiftRegistration:
         """Floating -> reference from the RANSAC fit to the SIFT matches, or a failure with its reason."""
         flo_pts, ref_pts = self.correspondences(reference, floating)
         matches = len(flo_pts)
-        if matches < 2:
+        if matches < MINIMAL_SAMPLES[self.transform]:
             removal = " and the removal of ambiguous matches" if self.unique_matches else ""
             return RegistrationResult.failed(f"too few matches after the ratio test{removal} ({matches})")
         rng = np.random.default_rng(self.seed)
-        matrix, inliers = ransac_rigid(
-            flo_pts, ref_pts, int(self.ransac_iterations), float(self.max_error_px), rng
+        matrix, inliers = ransac_fit(
+            flo_pts, ref_pts, int(self.ransac_iterations), float(self.max_error_px), rng, self.transform
         )
         count = int(np.count_nonzero(inliers))
         note = f"{count} inliers of {matches} matches"
@@ -487,7 +556,10 @@ __all__ = [
     "match_descriptors",
     "match_features",
     "octave_sides",
-    "ransac_rigid",
+    "MINIMAL_SAMPLES",
+    "affine_hypotheses",
+    "ransac_fit",
     "rigid_hypotheses",
+    "similarity_hypotheses",
     "unique_targets",
 ]
