@@ -1,7 +1,8 @@
 """CoMIR: contrastive multimodal image representations for registration.
 
 data -> transformed test set -> training (one network per modality) -> CoMIRs
--> registration on CoMIRs and on the originals -> statistics -> report.
+-> registration on CoMIRs and on the originals -> statistics -> report;
+and the apply stage: a trained model registers folders of unaligned pairs.
 """
 
 import os
@@ -47,6 +48,9 @@ wildcard_constraints:
     run=alternatives(names_of("registration")),
     direction="B_to_A|A_to_B",
     record="[0-9]+",
+    reference="A|B",
+    job=alternatives(list(APPLY)) or "(?!)",
+    batch="[0-9]+",
 
 
 include: "workflow/rules/download.smk"
@@ -56,6 +60,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/comir.smk"
 include: "workflow/rules/register.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/apply.smk"
 
 
 rule all:

@@ -1,8 +1,11 @@
 """The real Snakemake workflow, run through its command line as users run it."""
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from comir.testset import MATRIX_KEYS
 from conftest import TINY_CONFIG, planned_jobs
 from conftest import run_snakemake as snakemake
 
@@ -93,3 +96,37 @@ def test_end_to_end_tiny_run(tiny_run, tmp_path):
     run = snakemake("--report", str(report), "--configfile", str(TINY_CONFIG), cwd=tiny_run)
     assert run.returncode == 0, run.stderr[-2000:]
     assert report.stat().st_size > 100_000
+
+
+@pytest.mark.slow
+def test_the_apply_stage_in_the_tiny_run(tiny_run, tmp_path):
+    """The tiny test set exported as unaligned pairs, registered by the apply stage in two batches."""
+    apply = tiny_run / "results" / "apply"
+    rigid = pd.read_csv(apply / "rigid" / "summary.csv")
+    assert sorted(rigid["id"]) == [f"case_{i:04d}" for i in range(4)]
+    assert len(pd.read_csv(apply / "rigid" / "batches" / "0.csv")) == 2  # every second pair per batch
+    # The same model, pairs and cascade as the register rule on the test set (fibres = A the reference).
+    rule = pd.read_csv(tiny_run / "results" / "tiny" / "mse" / "registration" / "main" / "cascade_B_to_A.csv")
+    merged = rigid.merge(rule, left_on="id", right_on="case", suffixes=("", "_rule"))
+    assert (merged["status"] == merged["status_rule"]).all()
+    for key in MATRIX_KEYS:
+        np.testing.assert_allclose(merged[f"est_{key}"], merged[f"est_{key}_rule"], atol=1e-3)
+    low = (rigid["status"] == "ok") & (rigid["metric"] < 0.5)
+    assert list(rigid["flag"].fillna("")) == ["failed" if s != "ok" else "low quality" if lo else ""
+                                              for s, lo in zip(rigid["status"], low)]  # fmt: skip
+    for row in rigid[rigid["status"] == "ok"].itertuples():
+        batch = sorted(rigid["id"]).index(row.id) % 2
+        assert (apply / "rigid" / "pairs" / str(batch) / row.id / "overlay.png").stat().st_size > 1000
+    cases = pd.read_csv(apply / "rigid" / "evaluation" / "cases.csv")
+    np.testing.assert_allclose(cases["error_px"], merged.set_index("id").loc[cases["case"], "error_px"], atol=1e-2)
+    success = pd.read_csv(apply / "evaluation" / "success.csv")
+    assert sorted(success["method"]) == ["rigid", "similarity"] and set(success["n"]) == {4}
+    similarity = pd.read_csv(apply / "similarity" / "summary.csv")
+    assert "scale" in similarity.columns
+    # Changing how pairs are flagged re-summarises; it registers nothing again.
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["apply"]["rigid"]["min_quality"] = 0.9
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    rules = {rule for rule, _ in planned_jobs("--configfile", str(changed), cwd=tiny_run)}
+    assert "summarise_pairs" in rules and not rules & {"register_pairs", "train", "compute_comirs", "register"}

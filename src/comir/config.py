@@ -70,6 +70,8 @@ def validate_config(
         for name, dataset in config.get("datasets", {}).items():
             problems += _dataset_problems(name, dataset)
             problems += _variant_problems(name, dataset, schema)
+        for name, job in config.get("apply", {}).items():
+            problems += _apply_problems(name, job, config["datasets"], schema)
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
     return config
@@ -196,6 +198,49 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
                 "so it runs on the originals only: inputs: [original]"
             )
     return problems
+
+
+def _apply_problems(
+    name: str, job: Mapping[str, Any], datasets: Mapping[str, Any], schema: Mapping[str, Any]
+) -> list[str]:
+    """Rules a JSON schema cannot express, for one apply job: what it names exists, one source of pairs."""
+    where = f"apply/{name}"
+    problems = []
+    model = job["model"]
+    if ("file" in model) == ("dataset" in model):
+        problems.append(f"{where}/model: give either dataset (and variant) or file")
+    elif "dataset" in model:
+        dataset = datasets.get(model["dataset"])
+        if dataset is None:
+            problems.append(f"{where}/model/dataset: no dataset {model['dataset']!r} in datasets")
+        elif model["variant"] not in dataset["variants"]:
+            problems.append(
+                f"{where}/model/variant: {model['variant']!r} is not a variant of {model['dataset']!r} "
+                f"({', '.join(dataset['variants'])})"
+            )
+    if (job["pairs"] is None) == (job["testset"] is None):
+        problems.append(f"{where}: give either pairs (a folder) or testset (a test set of this configuration)")
+    testset = job["testset"]
+    if testset is not None:
+        dataset = datasets.get(testset["dataset"])
+        if dataset is None or testset["name"] not in dataset["testsets"]:
+            problems.append(f"{where}/testset: no test set {testset['name']!r} in dataset {testset['dataset']!r}")
+        if job["truth"] is not None:
+            problems.append(f"{where}/truth: a test set brings its own true transforms; leave truth out")
+    problems += [f"{where}/inference: {p}" for p in _section_problems(job["inference"], "inference", schema)]
+    params = dict(job["params"])
+    if job["transform"] != "rigid" or "transform" in params:
+        params.setdefault("transform", job["transform"])
+    problem = _registration_problem({"method": job["method"], "params": params})
+    if problem:
+        problems.append(f"{where}: {problem}")
+    return problems
+
+
+def _section_problems(values: Mapping[str, Any], section: str, schema: Mapping[str, Any]) -> list[str]:
+    """Problems of ``values`` as a dataset's ``section`` (unknown keys, bad values), without filling defaults."""
+    node = copy.deepcopy(schema["definitions"]["dataset"]["properties"][section])
+    return _schema_problems(copy.deepcopy(dict(values)), node)
 
 
 def _registration_problem(run: Mapping[str, Any]) -> str | None:

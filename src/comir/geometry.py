@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+#: Names of a 2x3 matrix's entries, row by row, as in every table of transforms.
+MATRIX_KEYS = ("a11", "a12", "tx", "a21", "a22", "ty")
 
 # The transform models a registration can estimate (docs/method.md, section 13): rotation and
 # translation (the paper's); plus one isotropic scale; any linear map plus translation.

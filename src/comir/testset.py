@@ -44,12 +44,12 @@ import numpy as np
 import pandas as pd
 
 from comir import geometry
+from comir.geometry import MATRIX_KEYS
 from comir.io import InputError, read_image, write_tiff
 from comir.preprocess import SLOTS, check_image_sizes
 
 log = logging.getLogger(__name__)
 
-MATRIX_KEYS = ("a11", "a12", "tx", "a21", "a22", "ty")
 #: The columns of a test set's cases table (``cases.csv``), in order.
 TESTSET_COLUMNS = (
     "case",

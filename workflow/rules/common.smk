@@ -10,17 +10,24 @@
 #   <variant>/evaluation/<testset>/{tables,figures}/   the paper's statistics for one variant
 #   comparison/<testset>/      variants against each other (e.g. MSE vs cosine critic)
 #   logs/, benchmarks/         one file per job
+#   testsets/<testset>/unaligned_<slot>/   a test set as unaligned pairs (reference <slot>) + truth.csv
+#
+# Layout of results/apply/<job>/ (the apply stage, config `apply`):
+#   pairs/<batch>/<id>/        per pair: transform.csv/.tfm, warped.tif, overlay.png, CoMIRs
+#   batches/<batch>.csv        one row per pair of a batch; summary.csv/.md: all, flagged
+#   evaluation/                against known transforms: per-case rows, success table, eCDF
 #
 # Rule params: each rule gets only the configuration it uses, in canonical form (sorted keys),
 # because Snakemake reruns a job whose params changed (README, "Ablations").
 # Paths: a rule's output and benchmark declarations are the only place each path is written;
 # helpers and rule all fill them in (`rules.<name>.output`, `fill`, `expand`).
 
-from comir.config import model_variant, variant_config
+from comir.config import model_variant, section_defaults, variant_config
 from comir.data.pairs import image_files
 from comir.workflow import canonical, modality_fields, pick
 
 DATASETS = config["datasets"]
+APPLY = config["apply"]
 ORIGINAL = "original"  # the registration "source" of runs on the original images
 
 
@@ -56,6 +63,17 @@ def testset_config(wildcards):
 # or method input (log1p too); names also label the results.
 DATA_MODALITY_KEYS = ("name", "channels", "max_value")
 IMAGE_MODALITY_KEYS = ("name", "channels", "log1p", "max_value")
+
+
+def model_modalities(modalities):
+    """The modality settings recorded in a model file: those of the images, and the pixel size where
+    one is given (absent otherwise, so that configurations without pixel sizes keep their models).
+    """
+    fields = modality_fields(modalities, IMAGE_MODALITY_KEYS)
+    for slot, spec in modalities.items():
+        if spec.get("pixel_size") is not None:
+            fields[slot]["pixel_size"] = spec["pixel_size"]
+    return fields
 
 
 def data_params(wildcards):
@@ -102,6 +120,9 @@ def image_modalities(wildcards):
 def testset_params(wildcards):
     """What build_testset uses: the test set's own settings (and, to import a prebuilt set, the modalities)."""
     spec = testset_config(wildcards)
+    if spec["scale_range"] == [1, 1]:
+        # The default (rigid cases) draws what test sets drew before the key existed: keep them.
+        spec = {key: value for key, value in spec.items() if key != "scale_range"}
     params = {"testset": spec}
     if spec["recipe"] == "prebuilt":
         params["modalities"] = modality_fields(
@@ -117,7 +138,7 @@ def network_params(wildcards):
         {
             "model": cfg["model"],
             "training": cfg["training"],
-            "modalities": modality_fields(cfg["modalities"], IMAGE_MODALITY_KEYS),
+            "modalities": model_modalities(cfg["modalities"]),
         }
     )
 
@@ -338,4 +359,107 @@ def final_outputs():
         )
         if len(variants) > 1:
             outputs += expand(comparison, dataset=dataset, testset=testsets)
+    outputs += expand(rules.summarise_pairs.output.markdown, job=list(APPLY))
+    if apply_evaluated():
+        evaluation = rules.evaluate_apply.output
+        outputs += [evaluation.markdown, evaluation.wilcoxon, evaluation.ecdf]
     return outputs
+
+
+def slot_of(modalities, modality):
+    """The slot (A/B) of a modality given by slot or name."""
+    for slot, spec in modalities.items():
+        if modality in (slot, spec["name"]):
+            return slot
+    raise ValueError(f"{modality!r} is neither A, B nor a modality name ({modalities})")
+
+
+def apply_model(wildcards):
+    """An apply job's model file: trained by this configuration, or given by path."""
+    model = APPLY[wildcards.job]["model"]
+    if "file" in model:
+        return model["file"]
+    dataset = DATASETS[model["dataset"]]
+    return fill(
+        rules.train.output.model,
+        dataset=model["dataset"],
+        variant=model_variant(dataset, model["variant"]),
+    )
+
+
+def apply_testset_pairs(job):
+    """The exported pairs folder and truth of an apply job on a test set (the reference slot's)."""
+    spec = job["testset"]
+    reference = slot_of(DATASETS[spec["dataset"]]["modalities"], job["reference"])
+    folders = {
+        "dataset": spec["dataset"],
+        "testset": spec["name"],
+        "reference": reference,
+    }
+    return (
+        fill(rules.testset_pairs.output.pairs, **folders),
+        fill(rules.testset_pairs.output.truth, **folders),
+    )
+
+
+def apply_pairs(wildcards):
+    """An apply job's pairs: the exported test set, or the user's folder and every image in it
+    (adding, removing or changing one reruns the job)."""
+    job = APPLY[wildcards.job]
+    if job["testset"] is not None:
+        return [apply_testset_pairs(job)[0]]
+    root = Path(job["pairs"]).expanduser()
+    extensions = (".tif", ".tiff", ".png")
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    # A missing root, folder or partner is reported by the job, with its name.
+    return [str(root)] + [
+        str(f) for folder in folders for f in image_files(folder, extensions)
+    ]
+
+
+def apply_truth(wildcards):
+    """An apply job's known transforms: the test set's, the configured file, or none."""
+    job = APPLY[wildcards.job]
+    if job["testset"] is not None:
+        return apply_testset_pairs(job)[1]
+    return job["truth"] or []
+
+
+def apply_settings(wildcards):
+    """What a register_pairs job uses: how to register (not which pairs: those are its input)."""
+    job = APPLY[wildcards.job]
+    settings = pick(
+        job,
+        (
+            "reference",
+            "folders",
+            "method",
+            "params",
+            "transform",
+            "pixel_size",
+            "inference",
+        ),
+    )
+    if job["testset"] is not None:
+        # Exported under the test set's modality names, whatever the model calls them.
+        modalities = DATASETS[job["testset"]["dataset"]]["modalities"]
+        settings["folders"] = {slot: spec["name"] for slot, spec in modalities.items()}
+    return canonical(settings)
+
+
+def apply_batches(wildcards):
+    """The batch tables of an apply job."""
+    batches = range(APPLY[wildcards.job]["batches"])
+    return expand(rules.register_pairs.output.table, job=wildcards.job, batch=batches)
+
+
+def apply_overlays(wildcards):
+    """The batch folders of an apply job (their overlays go into the report)."""
+    batches = range(APPLY[wildcards.job]["batches"])
+    return expand(rules.register_pairs.output.pairs, job=wildcards.job, batch=batches)
+
+
+def apply_evaluated(wildcards=None):
+    """The per-case rows of every apply job with known transforms."""
+    jobs = [name for name in APPLY if APPLY[name]["testset"] or APPLY[name]["truth"]]
+    return expand(rules.apply_errors.output[0], job=jobs)

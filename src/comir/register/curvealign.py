@@ -108,7 +108,8 @@ KMEANS_RESTARTS = 3
 KMEANS_ITERATIONS = 100
 
 # The MI parameters passed through unchanged (all of MutualInformationRegistration's
-# but ``shared_basis``, meaningless for two single-channel images, and ``seed``).
+# but ``shared_basis``, meaningless for two single-channel images, ``transform``: the
+# CurveAlign baseline is rigid, and ``seed``).
 MI_PARAMS = (
     "bins",
     "sampling_fraction",

@@ -1,0 +1,113 @@
+"""The apply stage: a trained model registers a folder of unaligned pairs (docs/method.md, section 13).
+
+A folder in the ``pairs`` layout (``ROOT/<folder of A>/<id>.tif``,
+``ROOT/<folder of B>/<id>.tif``) is split into ``batches`` jobs; each job
+checks every image of its pairs (partner, readability, channels against the
+model's modalities) before registering any, then registers each pair with
+:func:`comir.apply.register_pair` and writes its outputs into ``<id>/``
+(:func:`comir.apply.write_outputs`) and one row per pair into the batch's table.
+The batches' tables are summarised and, with known transforms, evaluated by
+:mod:`comir.apply_results`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from comir import geometry
+from comir.apply import TrainedModel, read_checked, register_pair, write_outputs
+from comir.data.pairs import Modality, discover_pairs
+from comir.geometry import MATRIX_KEYS
+
+log = logging.getLogger(__name__)
+
+
+def folder_pairs(root: str | Path, model: TrainedModel, folders: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The pairs (``id, path_A, path_B``) of ``root``; the folders default to the model's modality names.
+
+    A missing partner, a missing folder or an empty folder is an
+    :class:`InputError` naming the files (:func:`comir.data.pairs.discover_pairs`).
+    """
+    folders = dict(folders or {})
+    modalities = tuple(
+        Modality(folders.get(slot, spec["name"]), int(spec["channels"]), spec.get("max_value"))
+        for slot, spec in sorted(model.modalities.items())
+    )
+    return discover_pairs(Path(root), modalities)
+
+
+def batch_of(pairs: pd.DataFrame, batches: int, batch: int) -> pd.DataFrame:
+    """Batch ``batch`` of ``batches``: every ``batches``-th pair from the ``batch``-th (ids sorted)."""
+    if not 0 <= batch < batches:
+        raise ValueError(f"batch {batch} is not one of 0..{batches - 1}")
+    return pairs.sort_values("id").iloc[batch::batches]
+
+
+def register_batch(
+    model_path: str | Path,
+    root: str | Path,
+    out_dir: str | Path,
+    settings: Mapping[str, Any],
+    batches: int = 1,
+    batch: int = 0,
+    seed: int = 0,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Register batch ``batch`` of the pairs under ``root``; outputs in ``out_dir/<id>/``; one row per pair.
+
+    ``settings``: an ``apply`` entry of the configuration (``reference``,
+    ``method``, ``params``, ``transform``, ``pixel_size``, ``inference``,
+    ``folders``).  Every image of the batch is checked before the first
+    registration; a bad one stops the job with the file named.
+    """
+    model = TrainedModel.load(model_path)
+    ref_slot = model.slot(settings.get("reference", "A"))
+    flo_slot = model.other(ref_slot)
+    pairs = batch_of(folder_pairs(root, model, settings.get("folders")), batches, batch)
+    for pair in pairs.itertuples(index=False):  # every input checked before any work
+        read_checked(getattr(pair, f"path_{ref_slot}"), model.modalities[ref_slot], "reference")
+        read_checked(getattr(pair, f"path_{flo_slot}"), model.modalities[flo_slot], "floating")
+    method = settings.get("method", "cascade")
+    direction = f"{flo_slot}_to_{ref_slot}"
+    rows = []
+    for pair in pairs.itertuples(index=False):
+        reference_path, floating_path = getattr(pair, f"path_{ref_slot}"), getattr(pair, f"path_{flo_slot}")
+        registered = register_pair(
+            model, reference_path, floating_path, ref_slot, method, settings.get("params"), settings.get("inference"),
+            seed, threads, settings.get("transform", "rigid"), settings.get("pixel_size"),
+        )  # fmt: skip
+        write_outputs(Path(out_dir) / pair.id, registered, reference_path, floating_path, method)
+        result = registered.result
+        height, width = registered.floating.shape[:2]
+        rows.append(
+            {
+                "id": pair.id,
+                "reference": reference_path,
+                "floating": floating_path,
+                "direction": direction,
+                "reference_modality": model.modalities[ref_slot]["name"],
+                "floating_modality": model.modalities[flo_slot]["name"],
+                "width": width,
+                "height": height,
+                "status": result.status,
+                "metric": result.metric,
+                "seconds": result.seconds,
+                **{f"est_{k}": v for k, v in zip(MATRIX_KEYS, np.asarray(result.matrix).ravel())},
+                "angle_deg": math.degrees(float(geometry.rotation_angle(result.matrix))),
+                "scale": float(geometry.scale_factor(result.matrix)),
+                "message": result.message,
+            }
+        )
+        log.info("%s: %s metric %.4g in %.2f s %s", pair.id, result.status, result.metric, result.seconds,
+                 result.message)  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+__all__ = ["batch_of", "folder_pairs", "register_batch"]

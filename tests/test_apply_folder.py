@@ -1,0 +1,185 @@
+"""The apply stage over a folder of unaligned pairs (comir.apply_folder) and its configuration."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import torch
+import yaml
+
+from comir import geometry
+from comir.apply_folder import batch_of, register_batch
+from comir.apply_results import LOW_QUALITY_FLAG, export_testset_pairs, read_truth, summarise, with_errors
+from comir.config import ConfigError, validate_config
+from comir.io import InputError
+from comir.model import Tiramisu, TiramisuConfig
+from comir.testset import MATRIX_KEYS
+from comir.train import save_checkpoint
+from registration_cases import make_pair, texture
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {"reference": "fine", "method": "fft_search", "params": {"score": "ncc"}}
+
+
+@pytest.fixture(scope="module")
+def twin_model(tmp_path_factory):
+    """Two identical single-channel networks: the same content gives the same CoMIR (known answers)."""
+    torch.manual_seed(3)
+    small = dict(in_channels=1, out_channels=1, init_filters=6, down_blocks=(2,), bottleneck=2, dropout=0.0)
+    twins = {slot: Tiramisu(TiramisuConfig(**small)) for slot in ("A", "B")}
+    twins["B"].load_state_dict(twins["A"].state_dict())
+    path = tmp_path_factory.mktemp("twin") / "comir.pt"
+    modalities = {"A": {"name": "fine", "channels": 1}, "B": {"name": "other", "channels": 1}}
+    save_checkpoint(path, twins, {"modalities": modalities})
+    return path
+
+
+def write_folder(root: Path, moves: dict[str, tuple[float, tuple[float, float]]]) -> pd.DataFrame:
+    """Pairs ``root/fine/<id>.tif`` + ``root/other/<id>.tif`` of known rigid moves; returns the truth."""
+    rows = []
+    for index, (pair_id, (angle, shift)) in enumerate(moves.items()):
+        reference, floating, truth = make_pair(angle, shift, seed=index)
+        for folder, image in (("fine", reference), ("other", floating)):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(root / folder / f"{pair_id}.tif", image)
+        rows.append({"id": pair_id, **dict(zip(MATRIX_KEYS, truth.ravel()))})
+    return pd.DataFrame(rows)
+
+
+MOVES = {"p1": (10.0, (5.0, -3.0)), "p2": (-25.0, (-8.0, 6.0)), "p3": (40.0, (2.0, 9.0))}
+
+
+def test_a_folder_is_registered_in_batches_with_outputs_per_pair(tmp_path, twin_model):
+    truth = write_folder(tmp_path / "pairs", MOVES)
+    tables = [
+        register_batch(twin_model, tmp_path / "pairs", tmp_path / "out", SETTINGS, batches=2, batch=b)
+        for b in range(2)
+    ]
+    assert [list(t["id"]) for t in tables] == [["p1", "p3"], ["p2"]]
+    summary = summarise(pd.concat(tables), min_quality=None)
+    assert (summary["status"] == "ok").all() and (summary["flag"] == "").all()
+    for pair_id in MOVES:
+        written = {p.name for p in (tmp_path / "out" / pair_id).iterdir()}
+        assert written >= {"transform.csv", "warped.tif", "overlay.png"}
+    cases = with_errors(summary, truth, "fft")
+    assert (cases["error_px"] < 1.0).all(), cases[["case", "error_px"]]
+    assert (cases["direction"] == "B_to_A").all() and (cases["method"] == "fft").all()
+    flagged = summarise(summary.drop(columns="flag"), min_quality=1.01)
+    assert (flagged["flag"] == LOW_QUALITY_FLAG).all()
+
+
+def test_a_pair_without_common_structure_is_a_failed_row_with_a_message(tmp_path, twin_model):
+    write_folder(tmp_path / "pairs", {"good": MOVES["p1"]})
+    tifffile.imwrite(tmp_path / "pairs" / "fine" / "blank.tif", np.zeros((256, 256), np.float32))
+    tifffile.imwrite(tmp_path / "pairs" / "other" / "blank.tif", texture(256, 7))
+    tifffile.imwrite(tmp_path / "pairs" / "fine" / "unrelated.tif", texture(256, 8))
+    tifffile.imwrite(tmp_path / "pairs" / "other" / "unrelated.tif", texture(256, 9))
+    settings = {"reference": "fine", "method": "cascade", "params": {"min_quality": 0.8}}
+    rows = register_batch(twin_model, tmp_path / "pairs", tmp_path / "out", settings).set_index("id")
+    assert rows.loc["good", "status"] == "ok"
+    for pair_id in ("blank", "unrelated"):
+        assert rows.loc[pair_id, "status"] == "failed" and rows.loc[pair_id, "message"]
+        assert not (tmp_path / "out" / pair_id / "warped.tif").exists()  # no warped image of a failure
+    assert "min_quality" in rows.loc["unrelated", "message"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda root: (root / "other" / "p2.tif").unlink(), "missing partner.*p2"),
+        (lambda root: (root / "fine" / "p3.tif").write_bytes(b"not a tiff"), "p3.tif"),
+        (lambda root: tifffile.imwrite(root / "other" / "p3.tif", np.zeros((64, 64, 3), np.uint8)), "p3.tif has 3"),
+    ],
+)
+def test_bad_input_stops_the_batch_before_any_work(tmp_path, twin_model, damage, message):
+    write_folder(tmp_path / "pairs", MOVES)
+    damage(tmp_path / "pairs")
+    with pytest.raises(InputError, match=message):
+        register_batch(twin_model, tmp_path / "pairs", tmp_path / "out", SETTINGS)
+    assert not (tmp_path / "out").exists()  # p1, registrable, was not registered either
+
+
+def test_batches_partition_the_sorted_pairs():
+    pairs = pd.DataFrame({"id": [f"p{i}" for i in (3, 1, 4, 0, 2)]})
+    parts = [list(batch_of(pairs, 3, b)["id"]) for b in range(3)]
+    assert parts == [["p0", "p3"], ["p1", "p4"], ["p2"]]
+    with pytest.raises(ValueError, match="batch 3"):
+        batch_of(pairs, 3, 3)
+
+
+def test_truth_files_are_checked_and_errors_are_corner_errors(tmp_path):
+    bad = tmp_path / "truth.csv"
+    pd.DataFrame({"id": ["a"], "a11": [1.0]}).to_csv(bad, index=False)
+    with pytest.raises(InputError, match="lacks column"):
+        read_truth(bad)
+    with pytest.raises(InputError, match="not found"):
+        read_truth(tmp_path / "none.csv")
+    truth_matrix = geometry.rigid_matrix(0.1, 3.0, 4.0)
+    truth = pd.DataFrame([{"id": "a", **dict(zip(MATRIX_KEYS, truth_matrix.ravel()))}])
+    estimate = geometry.compose(geometry.rigid_matrix(0.0, 2.0, 0.0), truth_matrix)  # 2 px off everywhere
+    summary = pd.DataFrame(
+        [{"id": "a", "width": 50, "height": 40, "direction": "B_to_A", "reference_modality": "x",
+          "floating_modality": "y", "status": "ok", "metric": 0.9, "seconds": 0.1, "message": "",
+          **{f"est_{k}": v for k, v in zip(MATRIX_KEYS, estimate.ravel())}}]
+    )  # fmt: skip
+    cases = with_errors(summary, truth, "job")
+    assert cases.loc[0, "error_px"] == pytest.approx(2.0)
+    with pytest.raises(InputError, match="no known transform for pair"):
+        with_errors(summary.assign(id="b"), truth, "job")
+
+
+def test_a_test_set_is_exported_as_pairs_with_its_truth(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for slot in ("A", "B"):
+        for role in ("ref", "flo"):
+            tifffile.imwrite(images / f"case_0000_{slot}_{role}.tif", np.full((8, 8), ord(slot) + len(role), np.uint8))
+    truth = geometry.rigid_matrix(0.2, 1.0, 2.0)
+    cases = pd.DataFrame([{"case": "case_0000", "stratum": "small", **{f"true_{k}": v for k, v in
+                                                                        zip(MATRIX_KEYS, truth.ravel())}}])  # fmt: skip
+    modalities = {"A": {"name": "BF"}, "B": {"name": "SHG"}}
+    export_testset_pairs(cases, images, modalities, "B", tmp_path / "pairs", tmp_path / "truth.csv")
+    assert tifffile.imread(tmp_path / "pairs" / "SHG" / "case_0000.tif")[0, 0] == ord("B") + 3  # B's reference
+    assert tifffile.imread(tmp_path / "pairs" / "BF" / "case_0000.tif")[0, 0] == ord("A") + 3  # A's floating
+    read = read_truth(tmp_path / "truth.csv")
+    np.testing.assert_allclose(read.loc[0, list(MATRIX_KEYS)].to_numpy(float), truth.ravel())
+
+
+def tiny_config():
+    return yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda job: job["model"].update(file="m.pt"), "either dataset .and variant. or file"),
+        (lambda job: job["model"].update(dataset="nope"), "no dataset 'nope'"),
+        (lambda job: job["model"].update(variant="nope"), "'nope' is not a variant"),
+        (lambda job: job.update(pairs="folder"), "either pairs .a folder. or testset"),
+        (lambda job: job.update(testset={"dataset": "tiny", "name": "nope"}), "no test set 'nope'"),
+        (lambda job: job.update(truth="t.csv"), "brings its own true transforms"),
+        (lambda job: job.update(method="fft_search", params={}), "rigid transforms only"),
+        (lambda job: job.update(params={"keypoints": {"ratio": 2}}), "ratio must be in"),
+        (lambda job: job.update(inference={"tiles": 5}), "unknown key"),
+        (lambda job: job.update(batch=3), "unknown key"),
+        (lambda job: job.update(transform="projective"), "projective"),
+        (lambda job: job.update(pixel_size={"A": 1.0}), "'B' is a required property"),
+    ],
+)
+def test_bad_apply_jobs_are_rejected_at_parse_time(change, message):
+    config = tiny_config()
+    job = copy.deepcopy(config["apply"]["similarity"])
+    change(job)
+    config["apply"] = {"broken": job}
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_the_shipped_apply_jobs_validate():
+    config = validate_config(tiny_config())
+    assert config["apply"]["rigid"]["transform"] == "rigid" and config["apply"]["rigid"]["batches"] == 2
