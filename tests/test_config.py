@@ -13,9 +13,14 @@ def demo():
     return yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 
 
+# Shipped overlays and the configuration they are merged onto (--configfile base overlay).
+OVERLAYS = {"bfshg-apply.yaml": "bfshg-dev.yaml"}
+
+
 def test_every_shipped_config_validates_and_gets_defaults():
     for path in sorted((ROOT / "config").glob("*.yaml")):
-        config = load_config(path)
+        base = [ROOT / "config" / OVERLAYS[path.name]] if path.name in OVERLAYS else []
+        config = load_config(*base, path)
         for dataset in config["datasets"].values():
             expected = {"testsets", "variants", "model", "training", "inference", "evaluation", "registration"}
             assert expected <= set(dataset)
@@ -147,3 +152,12 @@ def test_a_problem_of_the_dataset_is_reported_once_not_again_per_variant():
         validate_config(config)
     assert str(raised.value).count("is not divisible by") == 1
     assert "variants/" not in str(raised.value)
+
+
+def test_an_overlay_is_merged_onto_its_base_like_snakemake_does():
+    config = load_config(ROOT / "config" / "bfshg-dev.yaml", ROOT / "config" / "bfshg-apply.yaml")
+    assert set(config["datasets"]["bfshg-dev"]["testsets"]) == {"main", "scaled"}  # added, not replaced
+    assert config["datasets"]["bfshg-dev"]["testsets"]["scaled"]["scale_range"] == [0.9, 1.1]
+    assert set(config["apply"]) == {"scaled-rigid", "scaled-similarity"}
+    with pytest.raises(ConfigError, match="datasets/bfshg-dev: 'source' is a required property"):
+        load_config(ROOT / "config" / "bfshg-apply.yaml")  # on its own, its dataset is a fragment

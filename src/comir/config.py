@@ -258,10 +258,17 @@ def _registration_problem(run: Mapping[str, Any]) -> str | None:
     return None
 
 
-def load_config(path: Path) -> MutableMapping[str, Any]:
-    """The configuration in the YAML file ``path``, validated and with its defaults filled in."""
-    with open(path) as handle:
-        return validate_config(yaml.safe_load(handle) or {})
+def load_config(*paths: Path) -> MutableMapping[str, Any]:
+    """The configuration of the YAML files ``paths``, validated and with its defaults filled in.
+
+    Several files are merged in order like Snakemake's ``--configfile a.yaml b.yaml``
+    (:func:`deep_merge`), e.g. an overlay such as ``config/bfshg-apply.yaml`` onto its base.
+    """
+    merged: dict[str, Any] = {}
+    for path in paths:
+        with open(path) as handle:
+            merged = deep_merge(merged, yaml.safe_load(handle) or {})
+    return validate_config(merged)
 
 
 def _describe(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> Mapping[str, Any]:
