@@ -43,7 +43,8 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     dataset=alternatives(DATASETS),
     variant=alternatives(names_of("variants")),
-    source=alternatives([ORIGINAL, *names_of("variants")]),
+    source=alternatives([ORIGINAL, *names_of("variants"), *names_of("translation")]),
+    translator=alternatives(names_of("translation")) or "(?!)",
     testset=alternatives(names_of("testsets")),
     run=alternatives(names_of("registration")),
     direction="B_to_A|A_to_B",
@@ -58,6 +59,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/testset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/comir.smk"
+include: "workflow/rules/translation.smk"
 include: "workflow/rules/register.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/apply.smk"

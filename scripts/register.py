@@ -23,6 +23,7 @@ image_input = snakemake.params.image_input
 results = register_cases(
     cases, Path(snakemake.input.images), method, wc.run, image_input, wc.direction, snakemake.params.modalities
 )
-results.insert(results.columns.get_loc("input") + 1, "source", wc.source)  # "original" or the variant
+results["input"] = snakemake.params.input_label  # original, comir, or the translation model's name
+results.insert(results.columns.get_loc("input") + 1, "source", wc.source)  # original, a variant or a translation
 log.info("%d of %d registrations reported success", (results["status"] == "ok").sum(), len(results))
 write_csv(snakemake.output[0], results)

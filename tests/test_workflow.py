@@ -63,8 +63,9 @@ def test_end_to_end_tiny_run(tiny_run, tmp_path):
     for variant in ["mse", "cosine"]:  # two variants (critics), each trained and evaluated on its own
         evaluation = results / variant / "evaluation" / "main"
         success = pd.read_csv(evaluation / "tables" / "success.csv")
-        assert len(success) == 6  # sift and cascade on CoMIRs, MI on originals; two directions each
-        assert set(success["n"]) == {4}
+        # sift and cascade on CoMIRs, MI on the originals and on each GAN's fakes; two directions each
+        assert len(success) == 12 and set(success["n"]) == {4}
+        assert set(success.loc[success["method"] == "mi", "input"]) == {"original", "pix2pix", "cyclegan", "drit"}
         per_case = pd.read_csv(results / variant / "registration" / "main" / "sift_B_to_A.csv")
         assert len(per_case) == 4 and set(per_case["status"]) <= {"ok", "failed"}
         assert set(per_case["source"]) == {variant}
@@ -75,11 +76,18 @@ def test_end_to_end_tiny_run(tiny_run, tmp_path):
         timing = pd.read_csv(evaluation / "tables" / "timing.csv")
         assert list(timing["stage"][:2]) == ["training", "inference"] and (timing["total_s"] > 0).all()
         sources = timing.loc[timing["stage"] == "registration", "source"]
-        assert sorted(sources) == sorted(["original"] * 2 + [variant] * 4)
+        assert sorted(sources) == sorted(["original"] * 2 + [variant] * 4 + ["pix2pix", "cyclegan", "drit"] * 2)
         cascade = pd.read_csv(results / variant / "registration" / "main" / "cascade_A_to_B.csv")
         assert len(cascade) == 4 and cascade["message"].str.contains("kept|failed").all()
-    # MI on the originals does not depend on the variant: computed once, read by both evaluations.
+    # MI on the originals and on the fakes does not depend on the variant: computed once, read by both.
     assert len(list((results / "original" / "registration" / "main").glob("*.csv"))) == 2
+    for model in ["pix2pix", "cyclegan", "drit"]:
+        assert len(list((results / model / "registration" / "main").glob("mi_*.csv"))) == 2
+        history = pd.read_csv(results / "translation" / model / "loss.csv")
+        assert history["epoch"].max() == 2 and np.isfinite(history.drop(columns=["epoch", "model"])).all().all()
+        fakes = results / "translation" / model / "main" / "images"
+        assert len(list(fakes.glob("*_B_flo.tif"))) == 4  # stain patches translated into fibres
+    assert (results / "translation" / "main" / "examples.png").stat().st_size > 20_000
     comparison = pd.read_csv(results / "comparison" / "main" / "variants.csv")
     assert set(comparison["method"]) == {"sift", "cascade"} and set(comparison["variant_x"]) == {"cosine"}
     assert (results / "comparison" / "main" / "variants.png").stat().st_size > 5000

@@ -180,6 +180,7 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
     up = model.get("up_blocks")
     if up is not None and len(up) != len(model["down_blocks"]):
         problems.append(f"datasets/{name}/model/up_blocks: needs {len(model['down_blocks'])} entries like down_blocks")
+    problems += _translation_problems(name, dataset)
     channels = sorted(dataset["modalities"][slot]["channels"] for slot in ("A", "B"))
     for run_name, run in dataset["registration"].items():
         problem = _registration_problem(run)
@@ -197,6 +198,29 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
                 f"datasets/{name}/registration/{run_name}/inputs: curvealign segments the H&E colours, "
                 "so it runs on the originals only: inputs: [original]"
             )
+    return problems
+
+
+def _translation_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
+    """Translation models: parameters their method accepts, names apart from the variants, and some input."""
+    problems = []
+    translation = dataset["translation"]
+    if translation:
+        from comir.translation.pipeline import check_entry  # imports PyTorch: only for datasets that use it
+    for model_name, entry in translation.items():
+        where = f"datasets/{name}/translation/{model_name}"
+        if model_name in dataset["variants"] or model_name == "original":
+            problems.append(f"{where}: the name is taken by a variant (or 'original'); both name registration sources")
+        try:
+            check_entry(entry["method"], entry["params"])
+        except ValueError as error:
+            problems.append(f"{where}/params: {error}")
+    translated = [run for run, spec in dataset["registration"].items() if "translated" in spec["inputs"]]
+    if translated and not translation:
+        problems.append(
+            f"datasets/{name}/registration/{translated[0]}/inputs: 'translated' needs translation models "
+            "(the dataset's translation section)"
+        )
     return problems
 
 

@@ -9,6 +9,9 @@
 #                              source = original (shared by all variants) or a variant (its CoMIRs)
 #   <variant>/evaluation/<testset>/{tables,figures}/   the paper's statistics for one variant
 #   comparison/<testset>/      variants against each other (e.g. MSE vs cosine critic)
+#   translation/<model>/       a GAN translation baseline: model.pt, loss.csv/.png, <testset>/images/
+#                              (its fakes, registered as registration source <model>),
+#   translation/<testset>/examples.png   the paper's Fig. 3
 #   logs/, benchmarks/         one file per job
 #   testsets/<testset>/unaligned_<slot>/   a test set as unaligned pairs (reference <slot>) + truth.csv
 #
@@ -222,16 +225,39 @@ def prebuilt_input(wildcards):
     return record_input(wildcards)
 
 
+def registration_sources(cfg, variant, image_input):
+    """The sources of one kind of input: the originals, the variant's CoMIRs or every translation."""
+    if image_input == ORIGINAL:
+        return [ORIGINAL]
+    if image_input == "translated":
+        return list(cfg["translation"])
+    return [variant]
+
+
 def registration_jobs(dataset, variant):
     """(source, run, direction) of every registration that the evaluation of ``variant`` reads."""
     cfg = DATASETS[dataset]
     # Sorted: the order of keys in the configuration must not change the timing rule's params.
     return sorted(
-        (ORIGINAL if image_input == ORIGINAL else variant, run, direction)
+        (source, run, direction)
         for run, spec in cfg["registration"].items()
         for image_input in spec["inputs"]
+        for source in registration_sources(cfg, variant, image_input)
         for direction in cfg["directions"]
     )
+
+
+def source_input(dataset, source):
+    """The kind of input of a registration source: original, comir or translated."""
+    if source == ORIGINAL:
+        return ORIGINAL
+    return "translated" if source in DATASETS[dataset]["translation"] else "comir"
+
+
+def registration_input_label(wildcards):
+    """The ``input`` of a registration's rows: original, comir, or the translation model's name."""
+    kind = source_input(wildcards.dataset, wildcards.source)
+    return wildcards.source if kind == "translated" else kind
 
 
 def registration_csv(dataset, source, testset, run, direction):
@@ -257,11 +283,19 @@ def registration_benchmark(dataset, source, testset, run, direction):
 
 
 def registration_images(wildcards):
-    """The test set's original patches, or a variant's CoMIRs of them."""
-    if wildcards.source == ORIGINAL:
+    """The test set's original patches, a variant's CoMIRs of them, or a translation model's fakes."""
+    kind = source_input(wildcards.dataset, wildcards.source)
+    if kind == ORIGINAL:
         return fill(
             rules.build_testset.output.images,
             dataset=wildcards.dataset,
+            testset=wildcards.testset,
+        )
+    if kind == "translated":
+        return fill(
+            rules.translate.output.images,
+            dataset=wildcards.dataset,
+            translator=wildcards.source,
             testset=wildcards.testset,
         )
     return fill(
@@ -274,7 +308,7 @@ def registration_images(wildcards):
 
 def registration_spec(wildcards):
     spec = DATASETS[wildcards.dataset]["registration"][wildcards.run]
-    image_input = ORIGINAL if wildcards.source == ORIGINAL else "comir"
+    image_input = source_input(wildcards.dataset, wildcards.source)
     if image_input not in spec["inputs"]:
         raise ValueError(
             f"registration run {wildcards.run!r} of {wildcards.dataset} is not configured for {image_input} inputs"
@@ -314,7 +348,7 @@ def comparison_csvs(wildcards):
         registration_csv(wildcards.dataset, source, wildcards.testset, run, direction)
         for variant in DATASETS[wildcards.dataset]["variants"]
         for source, run, direction in registration_jobs(wildcards.dataset, variant)
-        if source != ORIGINAL
+        if source == variant
     ]
 
 
@@ -359,6 +393,15 @@ def final_outputs():
         )
         if len(variants) > 1:
             outputs += expand(comparison, dataset=dataset, testset=testsets)
+        if cfg["translation"]:
+            outputs += expand(
+                rules.translation_examples.output[0], dataset=dataset, testset=testsets
+            )
+            outputs += expand(
+                rules.train_translation.output.plot,
+                dataset=dataset,
+                translator=list(cfg["translation"]),
+            )
     outputs += expand(rules.summarise_pairs.output.markdown, job=list(APPLY))
     if apply_evaluated():
         evaluation = rules.evaluate_apply.output
@@ -463,3 +506,50 @@ def apply_evaluated(wildcards=None):
     """The per-case rows of every apply job with known transforms."""
     jobs = [name for name in APPLY if APPLY[name]["testset"] or APPLY[name]["truth"]]
     return expand(rules.apply_errors.output[0], job=jobs)
+
+
+def translation_params(wildcards):
+    """What train_translation uses: the entry, the patch augmentation and device of the training
+    section, and the modalities."""
+    cfg = DATASETS[wildcards.dataset]
+    return canonical(
+        {
+            "entry": cfg["translation"][wildcards.translator],
+            "training": pick(
+                cfg["training"], ("rotation", "flips", "device", "mixed_precision")
+            ),
+            "modalities": modality_fields(cfg["modalities"], IMAGE_MODALITY_KEYS),
+        }
+    )
+
+
+def translation_examples_input(wildcards):
+    """Fig. 3: the test set, every translation model's fakes and the first variant's CoMIRs."""
+    cfg = DATASETS[wildcards.dataset]
+    return {
+        "images": fill(
+            rules.build_testset.output.images,
+            dataset=wildcards.dataset,
+            testset=wildcards.testset,
+        ),
+        "cases": fill(
+            rules.build_testset.output.cases,
+            dataset=wildcards.dataset,
+            testset=wildcards.testset,
+        ),
+        "translated": [
+            fill(
+                rules.translate.output.images,
+                dataset=wildcards.dataset,
+                translator=name,
+                testset=wildcards.testset,
+            )
+            for name in cfg["translation"]
+        ],
+        "comirs": fill(
+            rules.compute_comirs.output.comirs,
+            dataset=wildcards.dataset,
+            variant=next(iter(cfg["variants"])),
+            testset=wildcards.testset,
+        ),
+    }

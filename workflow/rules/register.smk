@@ -21,7 +21,9 @@ rule register:
         runtime=240,
     params:
         run=registration_params,
+        # Translated images are used as computed, like CoMIRs; the results name their model.
         image_input=lambda wc: ORIGINAL if wc.source == ORIGINAL else "comir",
+        input_label=registration_input_label,
         modalities=image_modalities,
         seed=config["seed"],
     script:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,7 @@ from matplotlib.lines import Line2D
 
 from comir.evaluate.stats import ecdf
 from comir.evaluate.tables import GROUP_COLUMNS, failure_mask, make_label, scored_errors
-from comir.io import atomic_path
+from comir.io import atomic_path, read_image, to_uint8
 
 __all__ = [
     "KIND_OK",
@@ -414,3 +414,60 @@ def plot_variants(
             ax.set_xlabel(f"error with {first} (px)")
             ax.set_ylabel(f"error with {second} (px)")
     _save(figure, path)
+
+
+def _display(image: np.ndarray) -> np.ndarray:
+    """An 8-bit picture of a stored (H, W[, C]) image: grey, or RGB stretched on all channels together."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 3:
+        image = image[..., :3]
+    low, high = (float(v) for v in np.percentile(image, [0.5, 99.5]))
+    return to_uint8(image, low, high)
+
+
+def plot_translation_examples(
+    case: str,
+    image_dir: str | os.PathLike[str],
+    translated: Mapping[str, str | os.PathLike[str]],
+    comir_dir: str | os.PathLike[str],
+    names: Mapping[str, str],
+    path: str | os.PathLike[str],
+) -> None:
+    """The paper's Fig. 3 for one test case: each modality's reference, its fakes and the CoMIRs.
+
+    Row of modality X: the real X reference patch; the other modality's floating
+    patch; its translation into X by every model (``translated``: name -> folder
+    of the ``translate`` rule), each registered to the X reference; the CoMIRs of
+    the X reference and of the other floating patch, registered to each other.
+    ``names``: the modality names by slot.
+    """
+    from pathlib import Path
+
+    image_dir, comir_dir = Path(image_dir), Path(comir_dir)
+    columns = 4 + len(translated)
+    figure = _new_figure(2.1 * columns, 4.6)
+    axes = figure.subplots(2, columns, squeeze=False)
+    for row, (slot, other) in zip(axes, (("A", "B"), ("B", "A"))):
+        target, source = names[slot], names[other]
+        panels = [
+            (read_image(image_dir / f"{case}_{slot}_ref.tif"), f"{target} (reference)"),
+            (read_image(image_dir / f"{case}_{other}_flo.tif"), f"{source} (floating)"),
+        ]
+        panels += [
+            (read_image(Path(folder) / f"{case}_{other}_flo.tif"), f"{model}: fake {target}\n-> {target} reference")
+            for model, folder in translated.items()
+        ]
+        panels += [
+            (read_image(comir_dir / f"{case}_{slot}_ref.tif"), f"CoMIR of {target}\n(reference)"),
+            (read_image(comir_dir / f"{case}_{other}_flo.tif"), f"CoMIR of {source}\n-> CoMIR reference"),
+        ]
+        for ax, (image, title) in zip(row, panels):
+            picture = _display(image)
+            ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
+            ax.set_title(title, fontsize=7)
+            ax.axis("off")
+    figure.suptitle(f"{case}: translations and CoMIRs (the arrows: what is registered to what)", fontsize=8)
+    _save(figure, path)
+
