@@ -215,3 +215,13 @@ def test_pixel_sizes_must_name_both_modalities(tmp_path, twin_model_file):
         register_pair(model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", pixel_sizes={"fine": 1.0})
     with pytest.raises(ValueError, match="rigid transforms only"):
         register_pair(model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", "fft_search", transform="affine")
+
+
+def test_a_model_file_of_a_newer_format_is_refused_with_the_reason(tmp_path, model_file):
+    payload = torch.load(model_file, weights_only=True)
+    assert payload["format"] == 1
+    payload["format"] = 99
+    newer = tmp_path / "newer.pt"
+    torch.save(payload, newer)
+    with pytest.raises(InputError, match="format 99.*update comir"):
+        TrainedModel.load(newer)

@@ -14,7 +14,7 @@ def demo():
 
 
 # Shipped overlays and the configuration they are merged onto (--configfile base overlay).
-OVERLAYS = {"bfshg-apply.yaml": "bfshg-dev.yaml"}
+OVERLAYS = {"bfshg-apply.yaml": "bfshg-dev.yaml", "bfshg-gan.yaml": "bfshg-dev.yaml", "demo-gan.yaml": "demo.yaml"}
 
 
 def test_every_shipped_config_validates_and_gets_defaults():
