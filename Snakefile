@@ -62,6 +62,7 @@ include: "workflow/rules/comir.smk"
 include: "workflow/rules/translation.smk"
 include: "workflow/rules/register.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/representation.smk"
 include: "workflow/rules/apply.smk"
 
 

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 VARIANTS = ("cosine", "mse")
 DIRECTIONS = ("A_to_B", "B_to_A")
+TRANSLATORS = ("cyclegan", "drit", "pix2pix")
 
 
 def tiny() -> dict:
@@ -57,6 +58,25 @@ def comparison(testset: str = "main") -> set[tuple[str, str]]:
     return {("compare_variants", f"dataset=tiny, testset={testset}")}
 
 
+def on_translations(testset: str = "main") -> set[tuple[str, str]]:
+    """The register jobs of the tiny config's MI on every GAN's fakes."""
+    return set().union(*(register(model, "mi", testset) for model in TRANSLATORS))
+
+
+def equivariance(variants=VARIANTS) -> set[tuple[str, str]]:
+    """The equivariance jobs of ``variants`` and the plot of all variants."""
+    jobs = {("equivariance", f"dataset=tiny, variant={v}") for v in variants}
+    return jobs | {("equivariance_comparison", "dataset=tiny")}
+
+
+def apply_jobs() -> set[tuple[str, str]]:
+    """The tiny config's apply jobs (both use the mse model): rigid in two batches, similarity in one."""
+    batches = {("register_pairs", "job=rigid, batch=0"), ("register_pairs", "job=rigid, batch=1")}
+    batches.add(("register_pairs", "job=similarity, batch=0"))
+    per_job = {(rule, f"job={job}") for rule in ("summarise_pairs", "apply_errors") for job in ("rigid", "similarity")}
+    return batches | per_job | {("evaluate_apply", "")}
+
+
 def reversed_keys(value):
     if isinstance(value, dict):
         return {key: reversed_keys(value[key]) for key in reversed(list(value))}
@@ -90,7 +110,8 @@ def test_a_new_registration_run_plans_only_its_jobs(tiny_run):
 def test_changed_parameters_of_a_run_on_the_originals_rerun_it_and_its_statistics(tiny_run):
     config = tiny()
     config["datasets"]["tiny"]["registration"]["mi"]["params"]["iterations"] = 31
-    assert plan(tiny_run, config) == register("original", "mi") | per_variant("evaluate") | per_variant("timing")
+    expected = register("original", "mi") | on_translations() | per_variant("evaluate") | per_variant("timing")
+    assert plan(tiny_run, config) == expected
 
 
 def test_more_epochs_retrain_and_rerun_what_uses_the_models_only(tiny_run):
@@ -99,6 +120,8 @@ def test_more_epochs_retrain_and_rerun_what_uses_the_models_only(tiny_run):
     expected = {("train", f"dataset=tiny, variant={v}") for v in VARIANTS}
     expected |= per_variant("compute_comirs") | on_comirs()
     expected |= per_variant("evaluate") | per_variant("timing") | comparison()
+    # What else uses the networks: their equivariance, the apply jobs, the reproducibility runs.
+    expected |= equivariance() | apply_jobs() | {("reproducibility", "dataset=tiny")}
     assert plan(tiny_run, config) == expected
 
 
@@ -106,6 +129,8 @@ def test_c4_averaging_recomputes_the_comirs_without_retraining(tiny_run):
     config = tiny()
     config["datasets"]["tiny"]["inference"]["c4_average"] = True
     expected = per_variant("compute_comirs") | on_comirs() | per_variant("evaluate") | per_variant("timing")
+    # The equivariance and reproducibility measurements compute CoMIRs with the dataset's inference too.
+    expected |= equivariance() | {("reproducibility", "dataset=tiny")}
     assert plan(tiny_run, config) == expected | comparison()
 
 
@@ -116,6 +141,8 @@ def test_a_new_test_set_plans_its_own_jobs_without_retraining(tiny_run):
     expected = {("build_testset", "dataset=tiny, testset=wide")} | per_variant("compute_comirs", "wide")
     expected |= on_comirs("wide") | register("original", "mi", "wide")
     expected |= per_variant("evaluate", "wide") | per_variant("timing", "wide") | comparison("wide")
+    expected |= {("translate", f"dataset=tiny, translator={m}, testset=wide") for m in TRANSLATORS}
+    expected |= on_translations("wide") | {("translation_examples", "dataset=tiny, testset=wide")}
     assert plan(tiny_run, config) == expected
 
 
@@ -125,7 +152,7 @@ def test_a_new_variant_trains_only_itself(tiny_run):
     new = ("no-c4",)
     expected = {("train", "dataset=tiny, variant=no-c4")} | per_variant("compute_comirs", variants=new)
     expected |= on_comirs(variants=new) | per_variant("evaluate", variants=new) | per_variant("timing", variants=new)
-    expected |= comparison()
+    expected |= comparison() | equivariance(new)
     assert plan(tiny_run, config) == expected
 
 
@@ -135,6 +162,7 @@ def test_a_variant_on_another_variants_networks_trains_nothing(tiny_run):
     new = ("c4avg",)
     expected = per_variant("compute_comirs", variants=new) | on_comirs(variants=new)
     expected |= per_variant("evaluate", variants=new) | per_variant("timing", variants=new) | comparison()
+    expected |= equivariance(new)
     assert plan(tiny_run, config) == expected
 
 
@@ -147,7 +175,7 @@ def test_a_second_dataset_leaves_the_first_alone(tiny_run):
 
 def test_forced_registrations_keep_the_models(tiny_run):
     jobs = plan(tiny_run, tiny(), "--forcerun", "register", "--until", "evaluate")
-    assert jobs == on_comirs() | register("original", "mi") | per_variant("evaluate")
+    assert jobs == on_comirs() | register("original", "mi") | on_translations() | per_variant("evaluate")
 
 
 def write_pair(root: Path, pair_id: str, seed: int) -> None:

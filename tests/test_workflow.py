@@ -88,6 +88,17 @@ def test_end_to_end_tiny_run(tiny_run, tmp_path):
         fakes = results / "translation" / model / "main" / "images"
         assert len(list(fakes.glob("*_B_flo.tif"))) == 4  # stain patches translated into fibres
     assert (results / "translation" / "main" / "examples.png").stat().st_size > 20_000
+    # Paper section 4.1: equivariance per variant and of all variants, reproducibility per cell.
+    for variant in ["mse", "cosine"]:
+        rotation = pd.read_csv(results / variant / "representation" / "equivariance_rotation.csv")
+        assert sorted(rotation["angle_deg"].unique()) == list(range(0, 360, 10))
+        assert rotation["correlation"].between(-1, 1).all()
+        assert rotation.loc[rotation["angle_deg"] == 0, "correlation"].min() > 0.999  # itself
+    assert (results / "representation" / "equivariance_variants.png").stat().st_size > 20_000
+    cells = pd.read_csv(results / "representation" / "reproducibility.csv")
+    assert len(cells) == 8  # {fixed, random seed} x {fixed, varying image} x 2 modalities
+    same = cells[(cells["seed"] == "fixed") & (cells["image"] == "fixed")]
+    np.testing.assert_allclose(same["mean_correlation"], 1.0, atol=1e-6)  # the same network each time
     comparison = pd.read_csv(results / "comparison" / "main" / "variants.csv")
     assert set(comparison["method"]) == {"sift", "cascade"} and set(comparison["variant_x"]) == {"cosine"}
     assert (results / "comparison" / "main" / "variants.png").stat().st_size > 5000
@@ -98,8 +109,11 @@ def test_end_to_end_tiny_run(tiny_run, tmp_path):
     model = "results/tiny/cosine/model/comir.pt"
     forced = planned_jobs("--forcerun", model, "--configfile", str(TINY_CONFIG), cwd=tiny_run)
     rules = sorted(rule for rule, _ in forced)
-    assert rules == ["compare_variants", "compute_comirs", "evaluate"] + ["register"] * 4 + ["timing", "train"]
-    assert all("cosine" in wildcards for rule, wildcards in forced if rule != "compare_variants")
+    assert rules == ["compare_variants", "compute_comirs", "equivariance", "equivariance_comparison", "evaluate"] + [
+        "register"
+    ] * 4 + ["timing", "train"]
+    shared = ("compare_variants", "equivariance_comparison")  # of all variants
+    assert all("cosine" in wildcards for rule, wildcards in forced if rule not in shared)
     report = tmp_path / "report.html"
     run = snakemake("--report", str(report), "--configfile", str(TINY_CONFIG), cwd=tiny_run)
     assert run.returncode == 0, run.stderr[-2000:]

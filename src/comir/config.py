@@ -28,6 +28,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from comir.representation_settings import equivariance_problems, reproducibility_problems
+
 REFERENCE_MARKER = "## Every key"
 # Package data (see the module docstring): found wherever comir is installed, even inside a zip.
 SCHEMA: Traversable = files("comir") / "schemas" / "config.schema.yaml"
@@ -181,6 +183,7 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
     if up is not None and len(up) != len(model["down_blocks"]):
         problems.append(f"datasets/{name}/model/up_blocks: needs {len(model['down_blocks'])} entries like down_blocks")
     problems += _translation_problems(name, dataset)
+    problems += _representation_problems(name, dataset)
     channels = sorted(dataset["modalities"][slot]["channels"] for slot in ("A", "B"))
     for run_name, run in dataset["registration"].items():
         problem = _registration_problem(run)
@@ -199,6 +202,20 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
                 "so it runs on the originals only: inputs: [original]"
             )
     return problems
+
+
+def _representation_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
+    """The representation section beyond the schema: rotation geometry, shifts' overlap, a count per cell."""
+    representation = dataset["representation"]
+    if representation["equivariance"] is None and representation["reproducibility"] is None:
+        return []
+    checks = {"equivariance": equivariance_problems, "reproducibility": reproducibility_problems}
+    return [
+        f"datasets/{name}/representation/{kind}: {problem}"
+        for kind, check in checks.items()
+        if representation[kind] is not None
+        for problem in check(representation[kind])
+    ]
 
 
 def _translation_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:

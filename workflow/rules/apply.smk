@@ -19,8 +19,8 @@ rule testset_pairs:
         mem_mb=2000,
         runtime=30,
     params:
-        modalities=lambda wc: modality_fields(
-            DATASETS[wc.dataset]["modalities"], ("name",)
+        modalities=lambda wc: canonical(
+            modality_fields(DATASETS[wc.dataset]["modalities"], ("name",))
         ),
     script:
         "../../scripts/testset_pairs.py"

@@ -12,6 +12,8 @@
 #   translation/<model>/       a GAN translation baseline: model.pt, loss.csv/.png, <testset>/images/
 #                              (its fakes, registered as registration source <model>),
 #   translation/<testset>/examples.png   the paper's Fig. 3
+#   <variant>/representation/  equivariance of a variant's CoMIRs (tables, polar plot)
+#   representation/            reproducibility across training runs; all variants' equivariance plot
 #   logs/, benchmarks/         one file per job
 #   testsets/<testset>/unaligned_<slot>/   a test set as unaligned pairs (reference <slot>) + truth.csv
 #
@@ -366,6 +368,81 @@ def evaluation_report(path, caption, kind, name):
     )
 
 
+def representation_settings(wildcards, kind):
+    """A dataset's representation.<kind> section, in canonical form; a measurement that is
+    off (null) stops here, naming the key."""
+    settings = DATASETS[wildcards.dataset]["representation"][kind]
+    if settings is None:
+        raise ValueError(
+            f"representation.{kind} of dataset {wildcards.dataset!r} is off (null): give it settings to measure"
+        )
+    return canonical(settings)
+
+
+def dataset_network_params(wildcards):
+    """What the reproducibility runs use: the dataset's own (not a variant's) network,
+    training and image settings, and what computes a patch's CoMIR with PyTorch."""
+    cfg = DATASETS[wildcards.dataset]
+    inference = ("device", "tile", "margin", "pad", "mixed_precision", "c4_average")
+    return canonical(
+        {
+            "model": cfg["model"],
+            "training": cfg["training"],
+            "inference": pick(cfg["inference"], inference),
+            "modalities": modality_fields(cfg["modalities"], IMAGE_MODALITY_KEYS),
+        }
+    )
+
+
+def sorted_variants(wildcards):
+    """A dataset's variants by name: the order of keys in the configuration must not change params."""
+    return sorted(DATASETS[wildcards.dataset]["variants"])
+
+
+def rotation_tables(wildcards):
+    """The rotation-equivariance tables of every variant of a dataset, by variant name."""
+    return expand(
+        rules.equivariance.output.rotation,
+        dataset=wildcards.dataset,
+        variant=sorted_variants(wildcards),
+    )
+
+
+def representation_report(path, caption, subcategory, kind, name):
+    """A table or figure of the representations, filed in the report under Representations."""
+    return report(
+        path,
+        caption=f"../report/{caption}.rst",
+        category="Representations",
+        subcategory=subcategory,
+        labels={kind: name},
+    )
+
+
+def representation_outputs(dataset, cfg):
+    """What a dataset's representation section turns on: per variant the equivariance
+    tables and polar plot (with several variants their common plot too), and the
+    reproducibility table and figure."""
+    representation, variants = cfg["representation"], list(cfg["variants"])
+    outputs = []
+    if representation["equivariance"] is not None:
+        equivariance = rules.equivariance.output
+        tables = [equivariance.rotation_md, equivariance.translation_md]
+        outputs += expand(
+            [*tables, equivariance.figure], dataset=dataset, variant=variants
+        )
+        if len(variants) > 1:
+            outputs.append(
+                fill(rules.equivariance_comparison.output[0], dataset=dataset)
+            )
+    if representation["reproducibility"] is not None:
+        reproducibility = rules.reproducibility.output
+        outputs += expand(
+            [reproducibility.markdown, reproducibility.figure], dataset=dataset
+        )
+    return outputs
+
+
 def final_outputs():
     """The default target's inputs. Per variant its loss curve, per test set its CoMIR examples,
     tables and figures, and with several variants their comparison."""
@@ -393,6 +470,7 @@ def final_outputs():
         )
         if len(variants) > 1:
             outputs += expand(comparison, dataset=dataset, testset=testsets)
+        outputs += representation_outputs(dataset, cfg)
         if cfg["translation"]:
             outputs += expand(
                 rules.translation_examples.output[0], dataset=dataset, testset=testsets
@@ -544,7 +622,7 @@ def translation_examples_input(wildcards):
                 translator=name,
                 testset=wildcards.testset,
             )
-            for name in cfg["translation"]
+            for name in sorted(cfg["translation"])
         ],
         "comirs": fill(
             rules.compute_comirs.output.comirs,

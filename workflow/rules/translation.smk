@@ -81,9 +81,9 @@ rule translation_examples:
         mem_mb=2000,
         runtime=30,
     params:
-        models=lambda wc: list(DATASETS[wc.dataset]["translation"]),
-        modalities=lambda wc: modality_fields(
-            DATASETS[wc.dataset]["modalities"], ("name",)
+        models=lambda wc: sorted(DATASETS[wc.dataset]["translation"]),
+        modalities=lambda wc: canonical(
+            modality_fields(DATASETS[wc.dataset]["modalities"], ("name",))
         ),
     script:
         "../../scripts/translation_examples.py"
