@@ -23,16 +23,22 @@ def planned_jobs(*args: str, cwd: Path) -> set[tuple[str, str]]:
     run = run_snakemake("-n", *args, cwd=cwd)
     assert run.returncode == 0, run.stderr[-3000:]
     jobs, rule = set(), None
+
+    def close(pending: str | None) -> None:  # a job block without a wildcards line ended
+        if pending and pending != "all":
+            jobs.add((pending, ""))
+
     for line in map(str.strip, run.stdout.splitlines()):  # jobs of a group are indented
         if line.startswith(("rule ", "localrule ")):
+            close(rule)
             rule = line.split()[1].rstrip(":")
         elif rule and line.startswith("wildcards:"):
             jobs.add((rule, line.split(":", 1)[1].strip()))
             rule = None
-        elif not line and rule:
-            if rule != "all":
-                jobs.add((rule, ""))
+        elif rule and (not line or line.startswith("[")):  # a blank line or the next job's time stamp
+            close(rule)
             rule = None
+    close(rule)
     return jobs
 
 

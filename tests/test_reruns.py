@@ -122,6 +122,7 @@ def test_more_epochs_retrain_and_rerun_what_uses_the_models_only(tiny_run):
     expected |= per_variant("evaluate") | per_variant("timing") | comparison()
     # What else uses the networks: their equivariance, the apply jobs, the reproducibility runs.
     expected |= equivariance() | apply_jobs() | {("reproducibility", "dataset=tiny")}
+    expected |= per_variant("translation_examples")  # Fig. 3 shows the CoMIRs
     assert plan(tiny_run, config) == expected
 
 
@@ -130,7 +131,7 @@ def test_c4_averaging_recomputes_the_comirs_without_retraining(tiny_run):
     config["datasets"]["tiny"]["inference"]["c4_average"] = True
     expected = per_variant("compute_comirs") | on_comirs() | per_variant("evaluate") | per_variant("timing")
     # The equivariance and reproducibility measurements compute CoMIRs with the dataset's inference too.
-    expected |= equivariance() | {("reproducibility", "dataset=tiny")}
+    expected |= equivariance() | {("reproducibility", "dataset=tiny")} | per_variant("translation_examples")
     assert plan(tiny_run, config) == expected | comparison()
 
 
@@ -142,7 +143,7 @@ def test_a_new_test_set_plans_its_own_jobs_without_retraining(tiny_run):
     expected |= on_comirs("wide") | register("original", "mi", "wide")
     expected |= per_variant("evaluate", "wide") | per_variant("timing", "wide") | comparison("wide")
     expected |= {("translate", f"dataset=tiny, translator={m}, testset=wide") for m in TRANSLATORS}
-    expected |= on_translations("wide") | {("translation_examples", "dataset=tiny, testset=wide")}
+    expected |= on_translations("wide") | per_variant("translation_examples", "wide")
     assert plan(tiny_run, config) == expected
 
 
@@ -152,7 +153,7 @@ def test_a_new_variant_trains_only_itself(tiny_run):
     new = ("no-c4",)
     expected = {("train", "dataset=tiny, variant=no-c4")} | per_variant("compute_comirs", variants=new)
     expected |= on_comirs(variants=new) | per_variant("evaluate", variants=new) | per_variant("timing", variants=new)
-    expected |= comparison() | equivariance(new)
+    expected |= comparison() | equivariance(new) | per_variant("translation_examples", variants=new)
     assert plan(tiny_run, config) == expected
 
 
@@ -162,7 +163,7 @@ def test_a_variant_on_another_variants_networks_trains_nothing(tiny_run):
     new = ("c4avg",)
     expected = per_variant("compute_comirs", variants=new) | on_comirs(variants=new)
     expected |= per_variant("evaluate", variants=new) | per_variant("timing", variants=new) | comparison()
-    expected |= equivariance(new)
+    expected |= equivariance(new) | per_variant("translation_examples", variants=new)
     assert plan(tiny_run, config) == expected
 
 

@@ -87,7 +87,8 @@ def test_end_to_end_tiny_run(tiny_run, tmp_path):
         assert history["epoch"].max() == 2 and np.isfinite(history.drop(columns=["epoch", "model"])).all().all()
         fakes = results / "translation" / model / "main" / "images"
         assert len(list(fakes.glob("*_B_flo.tif"))) == 4  # stain patches translated into fibres
-    assert (results / "translation" / "main" / "examples.png").stat().st_size > 20_000
+    for variant in ["mse", "cosine"]:  # paper Fig. 3 with each variant's CoMIRs
+        assert (results / variant / "comir" / "main" / "translations.png").stat().st_size > 20_000
     # Paper section 4.1: equivariance per variant and of all variants, reproducibility per cell.
     for variant in ["mse", "cosine"]:
         rotation = pd.read_csv(results / variant / "representation" / "equivariance_rotation.csv")
@@ -111,7 +112,7 @@ def test_end_to_end_tiny_run(tiny_run, tmp_path):
     rules = sorted(rule for rule, _ in forced)
     assert rules == ["compare_variants", "compute_comirs", "equivariance", "equivariance_comparison", "evaluate"] + [
         "register"
-    ] * 4 + ["timing", "train"]
+    ] * 4 + ["timing", "train", "translation_examples"]
     shared = ("compare_variants", "equivariance_comparison")  # of all variants
     assert all("cosine" in wildcards for rule, wildcards in forced if rule not in shared)
     report = tmp_path / "report.html"

@@ -11,7 +11,7 @@
 #   comparison/<testset>/      variants against each other (e.g. MSE vs cosine critic)
 #   translation/<model>/       a GAN translation baseline: model.pt, loss.csv/.png, <testset>/images/
 #                              (its fakes, registered as registration source <model>),
-#   translation/<testset>/examples.png   the paper's Fig. 3
+#   <variant>/comir/<testset>/translations.png   the paper's Fig. 3 (with translation models)
 #   <variant>/representation/  equivariance of a variant's CoMIRs (tables, polar plot)
 #   representation/            reproducibility across training runs; all variants' equivariance plot
 #   logs/, benchmarks/         one file per job
@@ -473,7 +473,10 @@ def final_outputs():
         outputs += representation_outputs(dataset, cfg)
         if cfg["translation"]:
             outputs += expand(
-                rules.translation_examples.output[0], dataset=dataset, testset=testsets
+                rules.translation_examples.output[0],
+                dataset=dataset,
+                variant=variants,
+                testset=testsets,
             )
             outputs += expand(
                 rules.train_translation.output.plot,
@@ -602,7 +605,7 @@ def translation_params(wildcards):
 
 
 def translation_examples_input(wildcards):
-    """Fig. 3: the test set, every translation model's fakes and the first variant's CoMIRs."""
+    """Fig. 3: the test set, every translation model's fakes and the variant's CoMIRs."""
     cfg = DATASETS[wildcards.dataset]
     return {
         "images": fill(
@@ -627,7 +630,7 @@ def translation_examples_input(wildcards):
         "comirs": fill(
             rules.compute_comirs.output.comirs,
             dataset=wildcards.dataset,
-            variant=next(iter(cfg["variants"])),
+            variant=wildcards.variant,
             testset=wildcards.testset,
         ),
     }

@@ -56,24 +56,25 @@ rule translate:
 
 
 rule translation_examples:
-    """The paper's Fig. 3: a test pair, its translations by every model and its CoMIRs."""
+    """The paper's Fig. 3: a test pair, its translations by every model and the variant's CoMIRs."""
     input:
         unpack(translation_examples_input),
     output:
         report(
-            "results/{dataset}/translation/{testset}/examples.png",
+            "results/{dataset}/{variant}/comir/{testset}/translations.png",
             caption="../report/translation_examples.rst",
             category="Translation baselines",
             labels={
                 "dataset": "{dataset}",
+                "variant": "{variant}",
                 "test set": "{testset}",
                 "figure": "Fig. 3",
             },
         ),
     log:
-        "results/{dataset}/logs/translation/examples_{testset}.log",
+        "results/{dataset}/logs/{variant}/translation_examples/{testset}.log",
     benchmark:
-        "results/{dataset}/benchmarks/translation/examples_{testset}.tsv"
+        "results/{dataset}/benchmarks/{variant}/translation_examples/{testset}.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1
