@@ -13,8 +13,7 @@ from comir.io import InputError, write_tiff
 from comir.model import Tiramisu, TiramisuConfig
 from comir.representation_settings import (
     CELLS,
-    check_equivariance_settings,
-    check_reproducibility_settings,
+    check_settings,
     equivariance_problems,
     models_per_cell,
     reproducibility_problems,
@@ -107,7 +106,7 @@ def test_equivariance_settings_problems_are_named(change, message):
     settings = {**EQUIVARIANCE, **change}
     assert any(message in problem for problem in equivariance_problems(settings))
     with pytest.raises(ValueError, match="representation.equivariance"):
-        check_equivariance_settings(settings)
+        check_settings("equivariance", settings)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +123,7 @@ def test_reproducibility_settings_problems_are_named(change, message):
     settings = {**REPRODUCIBILITY, **change}
     assert any(message in problem for problem in reproducibility_problems(settings))
     with pytest.raises(ValueError, match="representation.reproducibility"):
-        check_reproducibility_settings(settings)
+        check_settings("reproducibility", settings)
 
 
 def test_valid_settings_have_no_problems_and_missing_keys_are_listed():

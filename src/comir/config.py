@@ -28,7 +28,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from comir.representation_settings import equivariance_problems, reproducibility_problems
+from comir.representation_settings import PROBLEMS as REPRESENTATION_PROBLEMS
 
 REFERENCE_MARKER = "## Every key"
 # Package data (see the module docstring): found wherever comir is installed, even inside a zip.
@@ -207,12 +207,9 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
 def _representation_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
     """The representation section beyond the schema: rotation geometry, shifts' overlap, a count per cell."""
     representation = dataset["representation"]
-    if representation["equivariance"] is None and representation["reproducibility"] is None:
-        return []
-    checks = {"equivariance": equivariance_problems, "reproducibility": reproducibility_problems}
     return [
         f"datasets/{name}/representation/{kind}: {problem}"
-        for kind, check in checks.items()
+        for kind, check in REPRESENTATION_PROBLEMS.items()
         if representation[kind] is not None
         for problem in check(representation[kind])
     ]

@@ -18,8 +18,8 @@ __all__ = [
     "EQUIVARIANCE_KEYS",
     "REPRODUCIBILITY_KEYS",
     "cell_name",
-    "check_equivariance_settings",
-    "check_reproducibility_settings",
+    "PROBLEMS",
+    "check_settings",
     "equivariance_problems",
     "models_per_cell",
     "reproducibility_problems",
@@ -89,13 +89,6 @@ def equivariance_problems(settings: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def check_equivariance_settings(settings: Mapping[str, Any]) -> None:
-    """Raise :class:`ValueError` listing every problem of :func:`equivariance_problems`."""
-    problems = equivariance_problems(settings)
-    if problems:
-        raise ValueError("representation.equivariance: " + "; ".join(problems))
-
-
 def models_per_cell(models: int | Mapping[str, int]) -> dict[str, int]:
     """Training runs per cell: ``models`` for every cell, or one count per :func:`cell_name`."""
     if isinstance(models, Mapping):
@@ -128,9 +121,13 @@ def reproducibility_problems(settings: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def check_reproducibility_settings(settings: Mapping[str, Any]) -> None:
-    """Raise :class:`ValueError` listing every problem of :func:`reproducibility_problems`."""
-    problems = reproducibility_problems(settings)
+#: The check of each measurement's settings, by its key in the ``representation`` section.
+PROBLEMS = {"equivariance": equivariance_problems, "reproducibility": reproducibility_problems}
+
+
+def check_settings(kind: str, settings: Mapping[str, Any]) -> None:
+    """Raise :class:`ValueError` listing every problem of ``representation.<kind>`` (:data:`PROBLEMS`)."""
+    problems = PROBLEMS[kind](settings)
     if problems:
-        raise ValueError("representation.reproducibility: " + "; ".join(problems))
+        raise ValueError(f"representation.{kind}: " + "; ".join(problems))
 

@@ -45,8 +45,7 @@ from comir.preprocess import SLOTS, check_image_sizes, load_split, rotation_crop
 from comir.representation_settings import (
     CELLS,
     cell_name,
-    check_equivariance_settings,
-    check_reproducibility_settings,
+    check_settings,
     models_per_cell,
 )
 from comir.train import TrainingConfig, build_models, model_configs, resolve_device, train
@@ -170,7 +169,7 @@ def equivariance_tables(
     ``image_id``, ``angle_deg`` and ``correlation``, respectively ``modality``, ``image_id``,
     ``dy``, ``dx`` and ``correlation``.
     """
-    check_equivariance_settings(settings)
+    check_settings("equivariance", settings)
     if not images:
         raise ValueError("equivariance_tables: no images")
     device = resolve_device(inference["device"])
@@ -333,7 +332,7 @@ def reproducibility_table(
     ``image``, ``modality``, ``model_i``, ``model_j``, ``seed_i``, ``seed_j``, ``train_id_i``,
     ``train_id_j``, ``correlation``).
     """
-    check_reproducibility_settings(settings)
+    check_settings("reproducibility", settings)
     counts = models_per_cell(settings["models"])
     modalities, training, inference = dataset["modalities"], dataset["training"], dataset["inference"]
     train_rows = pairs[pairs["split"] == "train"]
