@@ -28,6 +28,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from comir.augment import check_augmentation
 from comir.representation_settings import PROBLEMS as REPRESENTATION_PROBLEMS
 
 REFERENCE_MARKER = "## Every key"
@@ -183,6 +184,10 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
     if up is not None and len(up) != len(model["down_blocks"]):
         problems.append(f"datasets/{name}/model/up_blocks: needs {len(model['down_blocks'])} entries like down_blocks")
     problems += _translation_problems(name, dataset)
+    for slot, settings in dataset["training"]["augmentation"].items():
+        channels = dataset["modalities"][slot]["channels"]
+        where = f"datasets/{name}/training/augmentation/{slot}"
+        problems += [f"{where}: {problem}" for problem in check_augmentation(settings, channels)]
     problems += _representation_problems(name, dataset)
     channels = sorted(dataset["modalities"][slot]["channels"] for slot in ("A", "B"))
     for run_name, run in dataset["registration"].items():

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from comir import precision
+from comir.augment import augment_patches
 from comir.io import atomic_path, write_csv
 from comir.loss import activation_decay, equivariant_forward, info_nce
 from comir.model import Tiramisu, TiramisuConfig
@@ -56,6 +57,7 @@ class TrainingConfig:
     equivariance: bool = True
     rotation: bool = True
     flips: bool = True
+    augmentation: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # per slot (comir.augment)
     validation_batches: int = 4
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     mixed_precision: bool = True  # CUDA only
@@ -111,7 +113,15 @@ class PatchSampler:
     one warp moves both alike.
     """
 
-    def __init__(self, images: Sequence[tuple[np.ndarray, np.ndarray]], patch_size: int, rotation: bool, flips: bool):
+    def __init__(
+        self,
+        images: Sequence[tuple[np.ndarray, np.ndarray]],
+        patch_size: int,
+        rotation: bool,
+        flips: bool,
+        augmentation: Mapping[str, Mapping[str, Any]] | None = None,
+    ):
+        self.augmentation = dict(augmentation or {})  # per slot: comir.augment's transforms
         self.patch = patch_size
         self.rotation = rotation
         self.flips = flips
@@ -168,10 +178,12 @@ class PatchSampler:
                 patches[i, :, :, start : start + width_c] = warped.reshape(self.patch, self.patch, width_c)
                 start += width_c
         channel_first = patches.transpose(0, 3, 1, 2)
-        return (
-            np.ascontiguousarray(channel_first[:, : self.channels_a]),
-            np.ascontiguousarray(channel_first[:, self.channels_a :]),
-        )
+        batch_a = np.ascontiguousarray(channel_first[:, : self.channels_a])
+        batch_b = np.ascontiguousarray(channel_first[:, self.channels_a :])
+        if augment and self.augmentation:  # drawn after every geometric choice: the same places either way
+            batch_a = augment_patches(batch_a, self.augmentation.get("A", {}), rng)
+            batch_b = augment_patches(batch_b, self.augmentation.get("B", {}), rng)
+        return batch_a, batch_b
 
     def _patch_to_image(self, x: int, y: int, crop: int, angle: float, flip_h: bool, flip_v: bool) -> np.ndarray:
         """The 2x3 map from patch pixels to image pixels: flips, then a rotation about the patch's centre.
@@ -300,7 +312,7 @@ def train(
         torch.set_num_threads(max(1, cfg.threads))
     c4_generator = torch.Generator().manual_seed(cfg.seed + 3)
     torch.manual_seed(cfg.seed + 4)  # dropout masks
-    sampler = PatchSampler(train_pairs, cfg.patch_size, cfg.rotation, cfg.flips)
+    sampler = PatchSampler(train_pairs, cfg.patch_size, cfg.rotation, cfg.flips, cfg.augmentation)
     training_batches = TrainingBatches(sampler, cfg.batch_size, cfg.seed, _TRAINING_STREAM)
     recalibration_batches = TrainingBatches(sampler, cfg.batch_size, cfg.seed, _RECALIBRATION_STREAM)
     workers = loader_workers(cfg.workers, device)

@@ -1,0 +1,100 @@
+"""Intensity augmentation of training patches, per modality (docs/method.md, section 5).
+
+Beyond the paper's geometric augmentation (padding-free rotations and flips, the
+same for both modalities), each modality's patches can be perturbed in intensity,
+independently per patch, each transform with its own probability:
+
+* ``stain``: H&E stain jitter for RGB bright-field images (Tellez et al. 2018): the
+  patch is unmixed into haematoxylin, eosin and DAB optical densities (Ruifrok and
+  Johnston's stain vectors), each scaled by ``U(1 - scale, 1 + scale)`` and shifted
+  by ``U(-shift, shift)``, and mixed back.  Stain variation between labs and batches
+  is the main shift between the BF images of different cores.
+* ``intensity``: each channel multiplied by ``U(1 - scale, 1 + scale)`` (the paper's
+  Zurich setting: 0.9-1.1).
+* ``blur``: a Gaussian blur of ``sigma ~ U(0, sigma)`` px.
+* ``noise``: additive Gaussian noise of ``sigma ~ U(0, sigma)`` (in the [0, 1] range).
+
+They apply in that order, after the geometric augmentation and from the same
+seeded generator, drawing only for the transforms that are configured: without
+any, the batches are exactly those of a run without augmentation, and with some,
+the patches are still cut at the same places.  Results are clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+# Ruifrok & Johnston (2001): optical densities (R, G, B) of haematoxylin, eosin and DAB, unit rows.
+_STAINS = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+RGB_FROM_HED = _STAINS / np.linalg.norm(_STAINS, axis=1, keepdims=True)
+HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED)
+# The darkest transmitted intensity: a pixel of 0 would have an infinite optical density.
+_MIN_INTENSITY = 1e-3
+
+TRANSFORMS = ("stain", "intensity", "blur", "noise")
+
+
+def check_augmentation(settings: Mapping[str, Any], channels: int) -> list[str]:
+    """What is wrong with one modality's augmentation settings (an empty list: nothing)."""
+    known = ", ".join(TRANSFORMS)
+    problems = [f"unknown transform {name!r} (known: {known})" for name in settings if name not in TRANSFORMS]
+    if "stain" in settings and channels != 3:
+        problems.append(f"stain jitter needs an RGB (3-channel) modality, this one has {channels} channel(s)")
+    return problems
+
+
+def _chosen(rng: np.random.Generator, n: int, probability: float) -> np.ndarray:
+    return rng.random(n) < float(probability)
+
+
+def stain_jitter(patches: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """RGB patches (n, 3, H, W) in [0, 1], their H, E, D densities scaled by ``alpha``, shifted by ``beta`` (n, 3)."""
+    rgb = np.clip(np.moveaxis(patches, 1, -1), _MIN_INTENSITY, 1.0)  # (n, H, W, 3)
+    hed = -np.log(rgb) @ HED_FROM_RGB
+    hed = hed * alpha[:, None, None, :] + beta[:, None, None, :]
+    jittered = np.exp(-(hed @ RGB_FROM_HED))
+    return np.moveaxis(np.clip(jittered, 0.0, 1.0), -1, 1).astype(np.float32)
+
+
+def augment_patches(patches: np.ndarray, settings: Mapping[str, Any], rng: np.random.Generator) -> np.ndarray:
+    """One modality's batch (n, C, H, W) float32 with the configured transforms applied (module doc)."""
+    if not settings:
+        return patches
+    out = np.array(patches, dtype=np.float32, copy=True)
+    n = len(out)
+    if "stain" in settings:
+        spec = settings["stain"]
+        chosen = _chosen(rng, n, spec["probability"])
+        alpha = rng.uniform(1 - spec["scale"], 1 + spec["scale"], (n, 3))
+        beta = rng.uniform(-spec["shift"], spec["shift"], (n, 3))
+        if chosen.any():
+            out[chosen] = stain_jitter(out[chosen], alpha[chosen], beta[chosen])
+    if "intensity" in settings:
+        spec = settings["intensity"]
+        chosen = _chosen(rng, n, spec["probability"])
+        factors = rng.uniform(1 - spec["scale"], 1 + spec["scale"], (n, out.shape[1])).astype(np.float32)
+        out[chosen] = np.clip(out[chosen] * factors[chosen][:, :, None, None], 0.0, 1.0)
+    if "blur" in settings:
+        import cv2  # lazily, like everywhere in this package: the configuration imports this module
+
+        spec = settings["blur"]
+        chosen = _chosen(rng, n, spec["probability"])
+        sigmas = rng.uniform(0.0, spec["sigma"], n)
+        for index in np.flatnonzero(chosen & (sigmas > 0)):  # one OpenCV call per patch and channel
+            for channel in range(out.shape[1]):
+                out[index, channel] = cv2.GaussianBlur(
+                    out[index, channel], (0, 0), float(sigmas[index]), borderType=cv2.BORDER_REFLECT
+                )
+    if "noise" in settings:
+        spec = settings["noise"]
+        chosen = _chosen(rng, n, spec["probability"])
+        sigmas = rng.uniform(0.0, spec["sigma"], n).astype(np.float32)
+        noise = rng.standard_normal(out.shape, dtype=np.float32) * sigmas[:, None, None, None]
+        out[chosen] = np.clip(out[chosen] + noise[chosen], 0.0, 1.0)
+    return out
+
+
+__all__ = ["HED_FROM_RGB", "RGB_FROM_HED", "TRANSFORMS", "augment_patches", "check_augmentation", "stain_jitter"]
