@@ -161,3 +161,39 @@ def test_an_overlay_is_merged_onto_its_base_like_snakemake_does():
     assert set(config["apply"]) == {"scaled-rigid", "scaled-similarity"}
     with pytest.raises(ConfigError, match="datasets/bfshg-dev: 'source' is a required property"):
         load_config(ROOT / "config" / "bfshg-apply.yaml")  # on its own, its dataset is a fragment
+
+
+def test_a_sweep_generates_one_variant_per_combination():
+    config = demo()
+    dataset = config["datasets"]["synthetic"]
+    dataset["sweeps"] = {"tau-critic": {"training.temperature": [0.1, 1], "training.critic": ["mse", "cosine"]}}
+    validated = validate_config(copy.deepcopy(config))
+    variants = validated["datasets"]["synthetic"]["variants"]
+    assert set(variants) == {"default", "tau-critic-0p1-mse", "tau-critic-0p1-cosine", "tau-critic-1-mse",
+                             "tau-critic-1-cosine"}  # fmt: skip
+    assert variants["tau-critic-0p1-cosine"] == {"training": {"temperature": 0.1, "critic": "cosine"}}
+    assert validate_config(validated)["datasets"]["synthetic"]["variants"] == variants  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ({"training.temperature": [-1.0]}, "variants/s--1p0/training/temperature"),
+        ({"training.critic": ["bilinear"]}, "'bilinear' is not one of"),
+        ({"evaluation.failure_fraction": [0.1]}, "does not match"),
+        ({"training.temperature": ["a b"]}, "not a valid variant name"),
+    ],
+)
+def test_a_bad_sweep_is_rejected_at_parse_time(sweep, message):
+    config = demo()
+    config["datasets"]["synthetic"]["sweeps"] = {"s": sweep}
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_a_sweep_variant_may_not_replace_a_hand_written_one():
+    config = demo()
+    config["datasets"]["synthetic"]["variants"] = {"s-mse": {"training": {"temperature": 2.0}}}
+    config["datasets"]["synthetic"]["sweeps"] = {"s": {"training.critic": ["mse"]}}
+    with pytest.raises(ConfigError, match="generates variant 's-mse', which is taken"):
+        validate_config(config)

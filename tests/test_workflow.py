@@ -153,3 +153,14 @@ def test_the_apply_stage_in_the_tiny_run(tiny_run, tmp_path):
     changed.write_text(yaml.safe_dump(config))
     rules = {rule for rule, _ in planned_jobs("--configfile", str(changed), cwd=tiny_run)}
     assert "summarise_pairs" in rules and not rules & {"register_pairs", "train", "compute_comirs", "register"}
+
+
+def test_a_sweep_plans_a_trained_and_compared_variant_per_combination(tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["datasets"]["tiny"]["sweeps"] = {"tau": {"training.temperature": [0.1, 2]}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    jobs = planned_jobs("--configfile", str(path), cwd=tmp_path)
+    trained = {wildcards for rule, wildcards in jobs if rule == "train"}
+    assert trained == {f"dataset=tiny, variant={v}" for v in ("mse", "cosine", "tau-0p1", "tau-2")}
+    assert ("compare_variants", "dataset=tiny, testset=main") in jobs

@@ -18,8 +18,10 @@ a symlink, which ``git archive`` and some file systems do not keep), so there is
 from __future__ import annotations
 
 import copy
+import itertools
 import json
-from collections.abc import Mapping, MutableMapping
+import re
+from collections.abc import Mapping, MutableMapping, Sequence
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -71,6 +73,7 @@ def validate_config(
     problems = _schema_problems(config, schema)
     if not problems:
         for name, dataset in config.get("datasets", {}).items():
+            problems += expand_sweeps(name, dataset)
             problems += _dataset_problems(name, dataset)
             problems += _variant_problems(name, dataset, schema)
         for name, job in config.get("apply", {}).items():
@@ -78,6 +81,43 @@ def validate_config(
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
     return config
+
+
+def sweep_variants(sweep: str, grid: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, Any]]:
+    """The variants of one sweep: name -> overrides, one per combination of the grid's values.
+
+    ``grid`` maps dotted keys (``training.temperature``) to the values to try; a
+    variant is named ``<sweep>-<value>-...`` in the grid's key order, a ``.`` in a
+    value written ``p`` (variant names are folder names and wildcard values).
+    """
+    keys = list(grid)
+    variants = {}
+    for values in itertools.product(*(grid[key] for key in keys)):
+        label = "-".join([sweep, *(str(v).lower().replace(".", "p") for v in values)])
+        overrides: dict[str, Any] = {}
+        for key, value in zip(keys, values):
+            section, field = key.split(".", 1)
+            overrides.setdefault(section, {})[field] = value
+        variants[label] = overrides
+    return variants
+
+
+def expand_sweeps(name: str, dataset: MutableMapping[str, Any]) -> list[str]:
+    """Add the variants of a dataset's ``sweeps`` to its ``variants``; the problems (a name already taken).
+
+    Idempotent: a variant that a sweep generated before (same name, same overrides) is kept.
+    """
+    problems = []
+    for sweep, grid in dataset.get("sweeps", {}).items():
+        for variant, overrides in sweep_variants(sweep, grid).items():
+            existing = dataset["variants"].get(variant)
+            if existing is not None and existing != overrides:
+                problems.append(f"datasets/{name}/sweeps/{sweep}: generates variant {variant!r}, which is taken")
+            elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", variant):
+                problems.append(f"datasets/{name}/sweeps/{sweep}: {variant!r} is not a valid variant name")
+            else:
+                dataset["variants"][variant] = overrides
+    return problems
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -458,6 +458,7 @@ def final_outputs():
     ]
     comparison = [
         rules.compare_variants.output.markdown,
+        rules.compare_variants.output.success_md,
         rules.compare_variants.output.figure,
     ]
     outputs = []

@@ -83,6 +83,14 @@ rule compare_variants:
             labels={"table": "Wilcoxon tests between variants"},
         ),
         markdown="results/{dataset}/comparison/{testset}/variants.md",
+        success=report(
+            "results/{dataset}/comparison/{testset}/success.csv",
+            caption="../report/variants_success.rst",
+            category="Variants",
+            subcategory="{dataset} / {testset}",
+            labels={"table": "successes per variant"},
+        ),
+        success_md="results/{dataset}/comparison/{testset}/success.md",
         figure=report(
             "results/{dataset}/comparison/{testset}/variants.png",
             caption="../report/variants.rst",
