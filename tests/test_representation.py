@@ -5,9 +5,11 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 from scipy import ndimage
 
 from comir.evaluate.representation import (
+    agreement_table,
     apply_match,
     bootstrap_mean_pairwise,
     inscribed_disk,
@@ -354,3 +356,18 @@ def test_polar_plot_is_written_atomically(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["equivariance.png"]
     with pytest.raises(ValueError):
         plot_polar_equivariance({"empty": pd.DataFrame({"angle_deg": [], "correlation": []})}, path)
+
+
+def test_the_agreement_table_reads_a_variants_comirs_and_leaves_out_constant_ones(tmp_path):
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((6, 32, 32)).astype(np.float32)
+    for i in range(6):
+        tifffile.imwrite(tmp_path / f"c{i}_A_ref.tif", base[i])
+        tifffile.imwrite(tmp_path / f"c{i}_B_ref.tif", base[i] + 0.5 * rng.standard_normal((32, 32)).astype(np.float32))
+    tifffile.imwrite(tmp_path / "c5_B_ref.tif", np.zeros((32, 32), np.float32))  # a collapsed CoMIR
+    per_case, summary = agreement_table(tmp_path, [f"c{i}" for i in range(6)], n_boot=500, seed=1)
+    assert per_case["correlation"].iloc[:5].between(0.8, 0.95).all() and np.isnan(per_case["correlation"].iloc[5])
+    row = summary.iloc[0]
+    assert row["cases"] == 6 and row["constant"] == 1
+    assert row["ci_low"] <= row["mean_correlation"] <= row["ci_high"]
+    np.testing.assert_allclose(row["mean_correlation"], per_case["correlation"].iloc[:5].mean())

@@ -122,7 +122,7 @@ def test_more_epochs_retrain_and_rerun_what_uses_the_models_only(tiny_run):
     expected |= per_variant("evaluate") | per_variant("timing") | comparison()
     # What else uses the networks: their equivariance, the apply jobs, the reproducibility runs.
     expected |= equivariance() | apply_jobs() | {("reproducibility", "dataset=tiny")}
-    expected |= per_variant("translation_examples")  # Fig. 3 shows the CoMIRs
+    expected |= per_variant("translation_examples") | per_variant("agreement")  # both read the CoMIRs
     assert plan(tiny_run, config) == expected
 
 
@@ -132,7 +132,7 @@ def test_c4_averaging_recomputes_the_comirs_without_retraining(tiny_run):
     expected = per_variant("compute_comirs") | on_comirs() | per_variant("evaluate") | per_variant("timing")
     # The equivariance and reproducibility measurements compute CoMIRs with the dataset's inference too.
     expected |= equivariance() | {("reproducibility", "dataset=tiny")} | per_variant("translation_examples")
-    assert plan(tiny_run, config) == expected | comparison()
+    assert plan(tiny_run, config) == expected | comparison() | per_variant("agreement")
 
 
 def test_a_new_test_set_plans_its_own_jobs_without_retraining(tiny_run):
@@ -143,7 +143,7 @@ def test_a_new_test_set_plans_its_own_jobs_without_retraining(tiny_run):
     expected |= on_comirs("wide") | register("original", "mi", "wide")
     expected |= per_variant("evaluate", "wide") | per_variant("timing", "wide") | comparison("wide")
     expected |= {("translate", f"dataset=tiny, translator={m}, testset=wide") for m in TRANSLATORS}
-    expected |= on_translations("wide") | per_variant("translation_examples", "wide")
+    expected |= on_translations("wide") | per_variant("translation_examples", "wide") | per_variant("agreement", "wide")
     assert plan(tiny_run, config) == expected
 
 
@@ -154,6 +154,7 @@ def test_a_new_variant_trains_only_itself(tiny_run):
     expected = {("train", "dataset=tiny, variant=no-c4")} | per_variant("compute_comirs", variants=new)
     expected |= on_comirs(variants=new) | per_variant("evaluate", variants=new) | per_variant("timing", variants=new)
     expected |= comparison() | equivariance(new) | per_variant("translation_examples", variants=new)
+    expected |= per_variant("agreement", variants=new)
     assert plan(tiny_run, config) == expected
 
 
@@ -164,6 +165,7 @@ def test_a_variant_on_another_variants_networks_trains_nothing(tiny_run):
     expected = per_variant("compute_comirs", variants=new) | on_comirs(variants=new)
     expected |= per_variant("evaluate", variants=new) | per_variant("timing", variants=new) | comparison()
     expected |= equivariance(new) | per_variant("translation_examples", variants=new)
+    expected |= per_variant("agreement", variants=new)
     assert plan(tiny_run, config) == expected
 
 

@@ -77,6 +77,8 @@ def test_end_to_end_tiny_run(tiny_run, tmp_path):
         assert list(timing["stage"][:2]) == ["training", "inference"] and (timing["total_s"] > 0).all()
         sources = timing.loc[timing["stage"] == "registration", "source"]
         assert sorted(sources) == sorted(["original"] * 2 + [variant] * 4 + ["pix2pix", "cyclegan", "drit"] * 2)
+        agreement = pd.read_csv(evaluation / "tables" / "agreement.csv")
+        assert agreement.loc[0, "cases"] == 4 and -1 <= agreement.loc[0, "mean_correlation"] <= 1
         cascade = pd.read_csv(results / variant / "registration" / "main" / "cascade_A_to_B.csv")
         assert len(cascade) == 4 and cascade["message"].str.contains("kept|failed").all()
     # MI on the originals and on the fakes does not depend on the variant: computed once, read by both.
@@ -110,9 +112,9 @@ def test_end_to_end_tiny_run(tiny_run, tmp_path):
     model = "results/tiny/cosine/model/comir.pt"
     forced = planned_jobs("--forcerun", model, "--configfile", str(TINY_CONFIG), cwd=tiny_run)
     rules = sorted(rule for rule, _ in forced)
-    assert rules == ["compare_variants", "compute_comirs", "equivariance", "equivariance_comparison", "evaluate"] + [
-        "register"
-    ] * 4 + ["timing", "train", "translation_examples"]
+    assert rules == ["agreement", "compare_variants", "compute_comirs", "equivariance", "equivariance_comparison"] + [
+        "evaluate"
+    ] + ["register"] * 4 + ["timing", "train", "translation_examples"]
     shared = ("compare_variants", "equivariance_comparison")  # of all variants
     assert all("cosine" in wildcards for rule, wildcards in forced if rule not in shared)
     report = tmp_path / "report.html"

@@ -449,6 +449,7 @@ def final_outputs():
     evaluation = rules.evaluate.output
     per_testset = [
         rules.compute_comirs.output.examples,
+        rules.agreement.output.markdown,
         evaluation.success_md,
         evaluation.wilcoxon_md,
         evaluation.ecdf,

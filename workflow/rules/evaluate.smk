@@ -112,3 +112,30 @@ rule compare_variants:
         evaluation=lambda wc: canonical(DATASETS[wc.dataset]["evaluation"]),
     script:
         "../../scripts/compare_variants.py"
+
+
+rule agreement:
+    """How alike the two modalities' CoMIRs of the same places are (the paper's critic comparison)."""
+    input:
+        comirs=rules.compute_comirs.output.comirs,
+        cases=rules.build_testset.output.cases,
+    output:
+        table=evaluation_report(
+            f"{EVALUATION}/tables/agreement.csv", "agreement", "table", "agreement"
+        ),
+        markdown=f"{EVALUATION}/tables/agreement.md",
+        cases=f"{EVALUATION}/tables/agreement_cases.csv",
+    log:
+        "results/{dataset}/logs/{variant}/agreement/{testset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{variant}/agreement/{testset}.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        seed=config["seed"],
+    script:
+        "../../scripts/agreement.py"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -31,11 +32,12 @@ from matplotlib.figure import Figure
 from scipy import ndimage, special
 from scipy.optimize import linear_sum_assignment
 
-from comir.io import atomic_path
+from comir.io import atomic_path, read_image
 
 __all__ = [
     "BootstrapInterval",
     "ComirFunction",
+    "agreement_table",
     "apply_match",
     "bootstrap_mean_pairwise",
     "inscribed_disk",
@@ -465,6 +467,37 @@ def modality_agreement(
     patches = per_patch.size
     counts = np.random.default_rng(seed).multinomial(patches, np.full(patches, 1.0 / patches), size=n_boot)
     return per_patch, _percentile_interval(per_patch.mean(), counts @ per_patch / patches, level)
+
+
+def agreement_table(
+    comir_dir: str | os.PathLike[str], cases: Iterable[str], n_boot: int = 10_000, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How alike the two modalities' CoMIRs of a test set's reference patches are (paper's critic comparison).
+
+    ``comir_dir`` holds a variant's CoMIRs of the test set (``<case>_A_ref.tif`` and
+    ``<case>_B_ref.tif``: the same place seen by the two modalities). Returns the
+    per-case correlations (:func:`modality_agreement`, channels not matched) and a
+    one-row summary: cases, cases left out because a CoMIR is constant there (its
+    correlation is undefined), the mean and its 95 % bootstrap interval over cases.
+    """
+    comir_dir = Path(comir_dir)
+    rows, kept_a, kept_b = [], [], []
+    for case in cases:
+        pair = []
+        for slot in ("A", "B"):
+            comir = np.asarray(read_image(comir_dir / f"{case}_{slot}_ref.tif"), dtype=np.float64)
+            pair.append(comir[None] if comir.ndim == 2 else np.moveaxis(comir, -1, 0))
+        constant = any(np.ptp(c) == 0 for c in pair)
+        rows.append({"case": case, "correlation": np.nan if constant else weighted_pearson(*pair)})
+        if not constant:
+            kept_a.append(pair[0])
+            kept_b.append(pair[1])
+    per_case = pd.DataFrame(rows)
+    summary = {"cases": len(per_case), "constant": len(per_case) - len(kept_a)}
+    if kept_a:
+        _, interval = modality_agreement(np.stack(kept_a), np.stack(kept_b), n_boot, seed)
+        summary.update(mean_correlation=interval.mean, ci_low=interval.low, ci_high=interval.high)
+    return per_case, pd.DataFrame([summary])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
