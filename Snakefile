@@ -52,6 +52,7 @@ wildcard_constraints:
     reference="A|B",
     job=alternatives(list(APPLY)) or "(?!)",
     batch="[0-9]+",
+    pool=alternatives(list(config["pools"])) or "(?!)",
 
 
 include: "workflow/rules/download.smk"

@@ -17,6 +17,32 @@ def demo():
 OVERLAYS = {"bfshg-apply.yaml": "bfshg-dev.yaml", "bfshg-gan.yaml": "bfshg-dev.yaml", "demo-gan.yaml": "demo.yaml"}
 
 
+def test_the_cross_validation_folds_test_every_core_once_and_train_on_the_others():
+    config = load_config(ROOT / "config" / "bfshg-cv.yaml")
+    folds = [config["datasets"][name]["pairs"]["split"] for name in config["pools"]["bfshg-cv"]["datasets"]]
+    tested = [core for split in folds for core in split["test"]]
+    assert sorted(tested) == sorted(set(tested)) and len(tested) == 8
+    for split in folds:
+        cores = split["train"] + split["val"] + split["test"]
+        assert len(cores) == len(set(cores)) == 8  # no core both trained on and tested
+
+
+@pytest.mark.parametrize(
+    ("pool", "message"),
+    [
+        ({"datasets": ["synthetic", "nope"]}, "'nope' is not a dataset"),
+        ({"datasets": ["synthetic", "second"], "variant": "mse"}, "has no variant 'mse'"),
+        ({"datasets": ["synthetic"]}, "is too short"),
+    ],
+)
+def test_bad_pools_are_rejected(pool, message):
+    config = demo()
+    config["datasets"]["second"] = copy.deepcopy(config["datasets"]["synthetic"])
+    config["pools"] = {"p": pool}
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
 def test_every_shipped_config_validates_and_gets_defaults():
     for path in sorted((ROOT / "config").glob("*.yaml")):
         base = [ROOT / "config" / OVERLAYS[path.name]] if path.name in OVERLAYS else []

@@ -719,3 +719,12 @@ def test_timing_table_reads_benchmarks_per_stage_and_pair(tmp_path):
         timing_table(broken, infer, regs, jobs, n_pairs=20)
     with pytest.raises(ValueError, match="2 registration benchmarks for 1 jobs"):
         timing_table(train, infer, regs, jobs[:1], n_pairs=20)
+
+
+def test_pooled_results_keep_the_datasets_cases_apart():
+    from comir.evaluate.tables import pool_results
+
+    fold = pd.DataFrame({"case": ["case_0000", "case_0001"], "error_px": [1.0, 2.0]})
+    pooled = pool_results({"f1": fold, "f2": fold.assign(error_px=[3.0, 4.0])})
+    assert list(pooled["case"]) == ["f1/case_0000", "f1/case_0001", "f2/case_0000", "f2/case_0001"]
+    assert list(pooled["fold"]) == ["f1", "f1", "f2", "f2"] and list(pooled["error_px"]) == [1.0, 2.0, 3.0, 4.0]

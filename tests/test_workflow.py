@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from comir.testset import MATRIX_KEYS
-from conftest import TINY_CONFIG, planned_jobs
+from conftest import ROOT, TINY_CONFIG, planned_jobs
 from conftest import run_snakemake as snakemake
 
 
@@ -166,3 +166,11 @@ def test_a_sweep_plans_a_trained_and_compared_variant_per_combination(tmp_path):
     trained = {wildcards for rule, wildcards in jobs if rule == "train"}
     assert trained == {f"dataset=tiny, variant={v}" for v in ("mse", "cosine", "tau-0p1", "tau-2")}
     assert ("compare_variants", "dataset=tiny, testset=main") in jobs
+
+
+def test_a_pool_reads_every_registration_of_its_datasets(tmp_path):
+    run = snakemake("-n", "--configfile", str(ROOT / "config" / "bfshg-cv.yaml"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    block = run.stdout.split("rule pool_folds:")[1].split("output:")[0]
+    for fold in range(1, 5):  # the 4 folds' 6 runs on CoMIRs and 2 on the originals
+        assert block.count(f"results/bfshg-cv{fold}/") == 8

@@ -76,6 +76,8 @@ def validate_config(
             problems += expand_sweeps(name, dataset)
             problems += _dataset_problems(name, dataset)
             problems += _variant_problems(name, dataset, schema)
+        for name, pool in config.get("pools", {}).items():
+            problems += _pool_problems(name, pool, config["datasets"])
         for name, job in config.get("apply", {}).items():
             problems += _apply_problems(name, job, config["datasets"], schema)
     if problems:
@@ -280,6 +282,24 @@ def _translation_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
             f"datasets/{name}/registration/{translated[0]}/inputs: 'translated' needs translation models "
             "(the dataset's translation section)"
         )
+    return problems
+
+
+def _pool_problems(name: str, pool: Mapping[str, Any], datasets: Mapping[str, Any]) -> list[str]:
+    """A pool names datasets that exist, each with the pool's variant and test set and the same evaluation."""
+    problems = []
+    for dataset_name in pool["datasets"]:
+        dataset = datasets.get(dataset_name)
+        where = f"pools/{name}/datasets: {dataset_name!r}"
+        if dataset is None:
+            problems.append(f"{where} is not a dataset of this configuration")
+            continue
+        for key, section in (("variant", "variants"), ("testset", "testsets")):
+            if pool[key] not in dataset[section]:
+                problems.append(f"{where} has no {key} {pool[key]!r}")
+    found = [datasets[d] for d in pool["datasets"] if d in datasets]
+    if any(d["evaluation"] != found[0]["evaluation"] for d in found[1:]):
+        problems.append(f"pools/{name}: the pooled datasets must share their evaluation settings")
     return problems
 
 

@@ -486,6 +486,10 @@ def final_outputs():
                 translator=list(cfg["translation"]),
             )
     outputs += expand(rules.summarise_pairs.output.markdown, job=list(APPLY))
+    pooled = rules.pool_folds.output
+    outputs += expand(
+        [pooled.markdown, pooled.per_dataset, pooled.ecdf], pool=list(config["pools"])
+    )
     if apply_evaluated():
         evaluation = rules.evaluate_apply.output
         outputs += [evaluation.markdown, evaluation.wilcoxon, evaluation.ecdf]
@@ -636,3 +640,13 @@ def translation_examples_input(wildcards):
             testset=wildcards.testset,
         ),
     }
+
+
+def pool_registrations(wildcards):
+    """(dataset, registration CSV) of every registration a pool reads, in the pool's dataset order."""
+    pool = config["pools"][wildcards.pool]
+    return [
+        (dataset, registration_csv(dataset, source, pool["testset"], run, direction))
+        for dataset in pool["datasets"]
+        for source, run, direction in registration_jobs(dataset, pool["variant"])
+    ]

@@ -139,3 +139,45 @@ rule agreement:
         seed=config["seed"],
     script:
         "../../scripts/agreement.py"
+
+
+rule pool_folds:
+    """Several datasets' registrations pooled (e.g. cross-validation folds): success counts with
+    Clopper-Pearson intervals pooled and per dataset, Wilcoxon tests, eCDF."""
+    input:
+        registrations=lambda wc: [path for _, path in pool_registrations(wc)],
+    output:
+        success=report(
+            "results/pools/{pool}/success.csv",
+            caption="../report/pool.rst",
+            category="Pooled",
+            subcategory="{pool}",
+            labels={"table": "success, pooled"},
+        ),
+        markdown="results/pools/{pool}/success.md",
+        per_dataset="results/pools/{pool}/success_per_dataset.md",
+        wilcoxon="results/pools/{pool}/wilcoxon.md",
+        ecdf=report(
+            "results/pools/{pool}/ecdf.png",
+            caption="../report/pool.rst",
+            category="Pooled",
+            subcategory="{pool}",
+            labels={"figure": "eCDF, pooled"},
+        ),
+    log:
+        "results/pools/logs/{pool}.log",
+    benchmark:
+        "results/pools/benchmarks/{pool}.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        datasets=lambda wc: [dataset for dataset, _ in pool_registrations(wc)],
+        evaluation=lambda wc: canonical(
+            DATASETS[config["pools"][wc.pool]["datasets"][0]]["evaluation"]
+        ),
+    script:
+        "../../scripts/pool_folds.py"

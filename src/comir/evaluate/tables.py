@@ -20,7 +20,7 @@ import itertools
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ __all__ = [
     "load_results",
     "make_label",
     "percent_name",
+    "pool_results",
     "scored_errors",
     "success_columns",
     "success_table",
@@ -127,6 +128,17 @@ def load_results(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
     results = results.drop(columns="_source")
     results["label"] = make_label(results["method"], results["input"], results["direction"])
     return results
+
+
+def pool_results(results: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per-case results of several datasets (e.g. cross-validation folds) in one table.
+
+    ``results`` maps a dataset's name to its :func:`load_results` table. A ``fold``
+    column names the dataset and every case becomes ``<dataset>/<case>``, so that
+    cases of different datasets never pair up in a test and are counted apart.
+    """
+    parts = [frame.assign(fold=name, case=name + "/" + frame["case"].astype(str)) for name, frame in results.items()]
+    return pd.concat(parts, ignore_index=True)
 
 
 def _require(results: pd.DataFrame, columns: Sequence[str], who: str) -> None:
