@@ -673,7 +673,22 @@ def _build_generator(config: _GanConfig, in_channels: int, out_channels: int) ->
 # --------------------------------------------------------------------------- pix2pix
 
 
-class Pix2Pix(_TranslationModel):
+class _LinearDecayModel(_TranslationModel):
+    """pix2pix and CycleGAN: ``epochs_constant`` epochs at the learning rate, then linear decay."""
+
+    config: _GanConfig
+
+    @property
+    def epochs(self) -> int:
+        """``epochs_constant + epochs_decay``."""
+        return self.config.epochs
+
+    def learning_rate_factor(self, epoch: int) -> float:
+        """:func:`linear_decay_factor` of the config's schedule."""
+        return linear_decay_factor(epoch, self.config.epochs_constant, self.config.epochs_decay)
+
+
+class Pix2Pix(_LinearDecayModel):
     """pix2pix (Isola et al. 2017): a conditional GAN with an L1 term, trained on aligned pairs, one direction.
 
     Networks: ``generator`` (source -> target domain of ``config.direction``) and
@@ -714,15 +729,6 @@ class Pix2Pix(_TranslationModel):
     def multiple(self) -> int:
         """Image sides must be multiples of this: the generator's."""
         return self.networks["generator"].multiple
-
-    @property
-    def epochs(self) -> int:
-        """``epochs_constant + epochs_decay``."""
-        return self.config.epochs
-
-    def learning_rate_factor(self, epoch: int) -> float:
-        """:func:`linear_decay_factor` of the config's schedule."""
-        return linear_decay_factor(epoch, self.config.epochs_constant, self.config.epochs_decay)
 
     def _source_target(self, batch_a: Images, batch_b: Images) -> tuple[Tensor, Tensor]:
         real_a, real_b = self._training_batches(batch_a, batch_b)
@@ -823,7 +829,7 @@ class ImagePool:
         self.generator.set_state(state["rng"])
 
 
-class CycleGAN(_TranslationModel):
+class CycleGAN(_LinearDecayModel):
     """CycleGAN (Zhu et al. 2017): two generators and two discriminators with cycle consistency.
 
     Networks: ``generator_a2b``, ``generator_b2a`` and the PatchGANs
@@ -895,15 +901,6 @@ class CycleGAN(_TranslationModel):
     def multiple(self) -> int:
         """Image sides must be multiples of this: the generators'."""
         return self.networks["generator_a2b"].multiple
-
-    @property
-    def epochs(self) -> int:
-        """``epochs_constant + epochs_decay``."""
-        return self.config.epochs
-
-    def learning_rate_factor(self, epoch: int) -> float:
-        """:func:`linear_decay_factor` of the config's schedule."""
-        return linear_decay_factor(epoch, self.config.epochs_constant, self.config.epochs_decay)
 
     def _generator_terms(self, real_a: Tensor, real_b: Tensor) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """The generators' loss terms, and the translations ``fake_a``, ``fake_b`` for the discriminators."""
