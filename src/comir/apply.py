@@ -50,7 +50,7 @@ from comir.config import section_defaults
 from comir.infer import compute_comir, inference_network
 from comir.io import InputError, channels_of, read_image, to_uint8, write_csv, write_png, write_text, write_tiff
 from comir.preprocess import prepare_modality_image
-from comir.register import make_method, to_single_channel
+from comir.register import make_method, to_single_channel, with_transform
 from comir.register.base import RegistrationResult
 from comir.testset import MATRIX_KEYS
 from comir.train import load_checkpoint, resolve_device
@@ -322,10 +322,7 @@ def register_pair(
     floating = read_checked(floating_path, model.modalities[flo_slot], "floating")
     shapes = {ref_slot: reference.shape, flo_slot: floating.shape}
     resamplings = working_resamplings(model, shapes, pixel_sizes, ref_slot)
-    params = dict(params or {})
-    if geometry.check_transform(transform) != "rigid" or "transform" in params:
-        params["transform"] = params.get("transform", transform)
-    registration = make_method(method, params, seed, threads)  # a bad method or parameter stops here
+    registration = make_method(method, with_transform(params, transform), seed, threads)  # stops on bad input
     options = {**section_defaults("inference"), **(inference or {})}
     device = resolve_device(options.pop("device"))
     engine = options.pop("engine")

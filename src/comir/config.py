@@ -331,9 +331,9 @@ def _apply_problems(
         if job["truth"] is not None:
             problems.append(f"{where}/truth: a test set brings its own true transforms; leave truth out")
     problems += [f"{where}/inference: {p}" for p in _section_problems(job["inference"], "inference", schema)]
-    params = dict(job["params"])
-    if job["transform"] != "rigid" or "transform" in params:
-        params.setdefault("transform", job["transform"])
+    from comir.register import with_transform  # the registry imports the methods: only for apply jobs
+
+    params = with_transform(job["params"], job["transform"])
     problem = _registration_problem({"method": job["method"], "params": params})
     if problem:
         problems.append(f"{where}: {problem}")

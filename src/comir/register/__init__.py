@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from comir.geometry import check_transform
 from comir.register.alpha_amd import AlphaAMDRegistration
 from comir.register.base import (
     FAILED,
@@ -38,6 +39,17 @@ METHODS: dict[str, type] = {
     CurveAlignRegistration.name: CurveAlignRegistration,
     CascadeRegistration.name: CascadeRegistration,
 }
+
+
+def with_transform(params: Mapping[str, Any] | None, transform: str) -> dict[str, Any]:
+    """A method's ``params`` with the transform model ``transform`` added (unless they set one).
+
+    Rigid, every method's default, adds nothing, so that the rigid-only methods take it.
+    """
+    params = dict(params or {})
+    if check_transform(transform) != "rigid":
+        params.setdefault("transform", transform)
+    return params
 
 
 def make_method(name: str, params: Mapping[str, Any] | None, seed: int, threads: int = 1) -> Registration:
@@ -92,4 +104,5 @@ __all__ = [
     "ransac_fit",
     "timed",
     "to_single_channel",
+    "with_transform",
 ]
