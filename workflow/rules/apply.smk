@@ -46,9 +46,6 @@ rule register_pairs:
         "results/apply/logs/{job}/register_pairs/{batch}.log",
     benchmark:
         "results/apply/benchmarks/{job}/register_pairs/{batch}.tsv"
-    # Like the registrations: on a cluster several batches share one submission (profiles/slurm).
-    group:
-        "apply"
     conda:
         "../../envs/apply.yaml"
     threads: config["threads"]["comir"]
