@@ -478,8 +478,13 @@ class _TranslationModel(abc.ABC):
         )
         self.epoch = 0
         self.set_epoch(0)
+        self._build_random_state()
 
     # -- what each method implements
+    @abc.abstractmethod
+    def _build_random_state(self) -> None:
+        """Random state beyond the weights (image pools, sampling generators), seeded from ``self.seed``."""
+
     @abc.abstractmethod
     def _build_networks(self) -> dict[str, nn.Module]:
         """The method's networks by name, on the CPU, initialised."""
@@ -778,6 +783,9 @@ class Pix2Pix(_LinearDecayModel):
             raise ValueError(f"this pix2pix model translates {self.config.direction} only, not {direction}")
         return self.networks["generator"](images)
 
+    def _build_random_state(self) -> None:
+        """Nothing: pix2pix draws no random numbers of its own (dropout uses the global generator)."""
+
     def _random_state(self) -> dict[str, Any]:
         return {}  # pix2pix draws no random numbers of its own (dropout uses the global generator)
 
@@ -846,17 +854,8 @@ class CycleGAN(_LinearDecayModel):
 
     config_class = CycleGANConfig
 
-    def __init__(
-        self,
-        channels_a: int,
-        channels_b: int,
-        config: CycleGANConfig | Mapping[str, Any] | None = None,
-        *,
-        device: torch.device | str = "cpu",
-        mixed_precision: bool = False,
-        seed: int = 0,
-    ):
-        super().__init__(channels_a, channels_b, config, device=device, mixed_precision=mixed_precision, seed=seed)
+    def _build_random_state(self) -> None:
+        """The seeded image pools (and a note when the identity terms cannot apply)."""
         self.pools = {
             domain: ImagePool(self.config.pool_size, _stream_seed(self.seed, stream))
             for domain, stream in (("a", _POOL_A_STREAM), ("b", _POOL_B_STREAM))
@@ -1003,17 +1002,8 @@ class DRIT(_TranslationModel):
 
     config_class = DRITConfig
 
-    def __init__(
-        self,
-        channels_a: int,
-        channels_b: int,
-        config: DRITConfig | Mapping[str, Any] | None = None,
-        *,
-        device: torch.device | str = "cpu",
-        mixed_precision: bool = False,
-        seed: int = 0,
-    ):
-        super().__init__(channels_a, channels_b, config, device=device, mixed_precision=mixed_precision, seed=seed)
+    def _build_random_state(self) -> None:
+        """The seeded generator of the training noise and attribute samples."""
         self.generator = torch.Generator(device=self.device).manual_seed(_stream_seed(self.seed, _SAMPLING_STREAM))
 
     def _build_networks(self) -> dict[str, nn.Module]:
