@@ -16,17 +16,10 @@ import torch
 
 from comir import geometry
 from comir.__main__ import main
-from comir.apply import (
-    Resampling,
-    TrainedModel,
-    itk_transform_text,
-    register_pair,
-    to_original_grids,
-    warp_to_reference,
-    write_outputs,
-)
+from comir.apply import TrainedModel, itk_transform_text, register_pair, warp_to_reference, write_outputs
 from comir.io import InputError
 from comir.model import Tiramisu, TiramisuConfig
+from comir.resampling import Resampling, to_original_grids
 from comir.testset import MATRIX_KEYS
 from comir.train import save_checkpoint
 from registration_cases import make_pair
@@ -109,6 +102,23 @@ def test_existing_outputs_are_never_overwritten(tmp_path, model_file, capsys):
     assert main(args) == 2
     assert "already holds warped.tif" in capsys.readouterr().err
     assert (out / "warped.tif").read_bytes() == b"keep me" and sorted(p.name for p in out.iterdir()) == ["warped.tif"]
+
+
+def test_the_command_takes_mask_files_and_checks_them_before_any_work(tmp_path, model_file, capsys):
+    reference, floating = write_pair(tmp_path)
+    mask = np.ones((64, 64), np.uint8)
+    mask[:, :16] = 0
+    tifffile.imwrite(tmp_path / "mask.tif", mask)
+    tifffile.imwrite(tmp_path / "small.tif", mask[:32])
+    args = ["register", "--model", str(model_file), "--reference", str(reference), "--floating", str(floating),
+            "--method", "fft_search", "--masks", "none"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "bad"), "--floating-mask", str(tmp_path / "small.tif")]) == 2
+    assert "small.tif is 64x32 px but its image" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    main([*args, "--out", str(tmp_path / "out"), "--reference-mask", str(tmp_path / "mask.tif")])
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    assert "mask_reference.png" in written and "mask_floating.png" not in written  # --masks none: no auto mask
+    saved = cv2.imread(str(tmp_path / "out" / "mask_reference.png"), cv2.IMREAD_UNCHANGED)
+    assert not saved[:, :16].any() and saved[:, 16 + 4 :].all()  # the file's mask, shrunk by the 4 px margin
 
 
 @pytest.mark.slow
@@ -214,7 +224,7 @@ def test_pixel_sizes_must_name_both_modalities(tmp_path, twin_model_file):
     with pytest.raises(InputError, match="pixel sizes must be positive numbers for both modalities"):
         register_pair(model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", pixel_sizes={"fine": 1.0})
     with pytest.raises(ValueError, match="rigid transforms only"):
-        register_pair(model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", "fft_search", transform="affine")
+        register_pair(model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", "alpha_amd", transform="affine")
 
 
 def test_a_model_file_of_a_newer_format_is_refused_with_the_reason(tmp_path, model_file):

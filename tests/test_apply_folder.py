@@ -163,7 +163,7 @@ def tiny_config():
         (lambda job: job.update(pairs="folder"), "either pairs .a folder. or testset"),
         (lambda job: job.update(testset={"dataset": "tiny", "name": "nope"}), "no test set 'nope'"),
         (lambda job: job.update(truth="t.csv"), "brings its own true transforms"),
-        (lambda job: job.update(method="fft_search", params={}), "rigid transforms only"),
+        (lambda job: job.update(method="alpha_amd", params={}), "rigid transforms only"),
         (lambda job: job.update(params={"keypoints": {"ratio": 2}}), "ratio must be in"),
         (lambda job: job.update(inference={"tiles": 5}), "unknown key"),
         (lambda job: job.update(batch=3), "unknown key"),
@@ -183,3 +183,51 @@ def test_bad_apply_jobs_are_rejected_at_parse_time(change, message):
 def test_the_shipped_apply_jobs_validate():
     config = validate_config(tiny_config())
     assert config["apply"]["rigid"]["transform"] == "rigid" and config["apply"]["rigid"]["batches"] == 2
+
+
+def write_wedge_folder(root: Path) -> pd.DataFrame:
+    """One pair of ``MOVES["p2"]`` whose images share a zero-filled corner (an earlier resampling's border)."""
+    truth = write_folder(root, {"wedge": MOVES["p2"]})
+    for folder in ("fine", "other"):
+        image = tifffile.imread(root / folder / "wedge.tif")
+        yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+        image[(xx + yy) < 0.8 * image.shape[0]] = 0
+        tifffile.imwrite(root / folder / "wedge.tif", image)
+    return truth
+
+
+@pytest.mark.parametrize("masks", ["auto", "files"])
+def test_masks_keep_a_shared_zero_border_from_deciding_the_match(tmp_path, twin_model, masks):
+    truth = write_wedge_folder(tmp_path / "pairs")
+    if masks == "files":  # the same masks as files, for the reference modality only (the other: auto)
+        (tmp_path / "masks" / "fine").mkdir(parents=True)
+        valid = tifffile.imread(tmp_path / "pairs" / "fine" / "wedge.tif") != 0
+        tifffile.imwrite(tmp_path / "masks" / "fine" / "wedge.tif", valid.astype(np.uint8))
+        masks = str(tmp_path / "masks")
+    settings = {**SETTINGS, "masks": masks}
+    rows = register_batch(twin_model, tmp_path / "pairs", tmp_path / "out", settings)
+    cases = with_errors(summarise(rows, None), truth, "fft")
+    assert (rows["status"] == "ok").all() and (cases["error_px"] < 1.0).all(), rows["message"].tolist()
+    assert 0.6 < rows.loc[0, "reference_valid"] < 0.7 and 0.6 < rows.loc[0, "floating_valid"] < 0.7
+    written = {p.name for p in (tmp_path / "out" / "wedge").iterdir()}
+    assert {"mask_reference.png", "mask_floating.png"} <= written
+    unmasked = register_batch(twin_model, tmp_path / "pairs", tmp_path / "plain", {**SETTINGS, "masks": "none"})
+    error = with_errors(summarise(unmasked, None), truth, "fft")["error_px"]
+    assert (unmasked["reference_valid"] == 1.0).all() and (error > 20).all()
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        (lambda root: None, "mask folder not found"),
+        (lambda root: (root / "other").mkdir(parents=True), r"no mask for p1 in .*other"),
+        (lambda root: (root / "fine").mkdir(parents=True) or tifffile.imwrite(
+            root / "fine" / "p1.tif", np.ones((8, 8), np.uint8)), r"mask .*p1.tif is 8x8 px but its image"),
+    ],
+)
+def test_bad_mask_folders_stop_the_batch_before_any_work(tmp_path, twin_model, layout, message):
+    write_folder(tmp_path / "pairs", {"p1": MOVES["p1"]})
+    layout(tmp_path / "masks")
+    with pytest.raises(InputError, match=message):
+        register_batch(twin_model, tmp_path / "pairs", tmp_path / "out", {**SETTINGS, "masks": str(tmp_path / "masks")})
+    assert not (tmp_path / "out").exists()

@@ -450,7 +450,7 @@ def test_sift_acceptance_thresholds(monkeypatch):
         target = g.apply(truth, source)
         target[good:] = rng.uniform(-3000, 3000, (bad, 2))  # scattered far and wide
         method = make_method("sift", params, 0)
-        monkeypatch.setattr(method, "correspondences", lambda reference, floating: (source, target))
+        monkeypatch.setattr(method, "correspondences", lambda *images: (source, target))
         return method.register(image, image)
 
     ok = run(5, 0)

@@ -102,6 +102,8 @@ def test_ransac_of_a_rigid_model_cannot_fit_a_scale():
         ("mi", {"start_angles_deg": [0.0]}, "similarity", similarity(1.08, 4.0)),
         ("mi", {"start_angles_deg": [0.0], "iterations": 400}, "affine", np.array([[1.05, 0.06], [-0.03, 0.96]])),
         ("cascade", {}, "similarity", similarity(0.9, -25.0)),
+        ("fft_search", {}, "similarity", similarity(1.1, 15.0)),
+        ("fft_search", {}, "affine", SHEAR),
         ("cascade", {"refine": "mi"}, "affine", SHEAR),
     ],
 )
@@ -127,13 +129,18 @@ def test_ecc_refines_a_rough_estimate_to_the_model(kind):
     assert error(refined, truth, floating) < 0.5
 
 
-@pytest.mark.parametrize("method", ["fft_search", "alpha_amd", "curvealign"])
+@pytest.mark.parametrize("method", ["alpha_amd", "curvealign"])
 def test_rigid_only_methods_say_so_when_asked_for_another_model(method):
-    with pytest.raises(ValueError, match="rigid transforms only.*cascade, mi, sift"):
+    with pytest.raises(ValueError, match="rigid transforms only.*cascade, fft_search, mi, sift"):
         make_method(method, {"transform": "similarity"}, seed=0)
 
 
-@pytest.mark.parametrize("method", ["sift", "mi", "cascade"])
+def test_the_fft_search_fits_another_model_only_in_its_refinement():
+    with pytest.raises(ValueError, match="needs refine: true"):
+        make_method("fft_search", {"transform": "affine", "refine": False}, seed=0)
+
+
+@pytest.mark.parametrize("method", ["sift", "mi", "cascade", "fft_search"])
 def test_an_unknown_transform_model_is_a_configuration_error(method):
     with pytest.raises(ValueError, match="transform must be one of"):
         make_method(method, {"transform": "projective"}, seed=0)

@@ -17,12 +17,14 @@ import yaml
 
 from comir.geometry import TRANSFORMS
 from comir.io import InputError
+from comir.masks import MASK_MARGIN_PX, MASK_MODES
+from comir.register.coarse_to_fine import REGISTER_MAX_PX
 
 
 def _register(args: argparse.Namespace) -> int:
     import torch
 
-    from comir.apply import TrainedModel, check_new_outputs, register_pair, write_outputs
+    from comir.apply import TrainedModel, check_new_outputs, peak_memory_mb, register_pair, write_outputs
 
     check_new_outputs(args.out)  # before any work
     torch.set_num_threads(args.threads)
@@ -40,11 +42,13 @@ def _register(args: argparse.Namespace) -> int:
         pixel_sizes = dict(zip((ref_slot, model.other(ref_slot)), args.pixel_sizes))
     pair = register_pair(
         model, args.reference, args.floating, args.reference_modality, args.method, params, inference,
-        args.seed, args.threads, args.transform, pixel_sizes,
+        args.seed, args.threads, args.transform, pixel_sizes, args.masks,
+        (args.reference_mask, args.floating_mask), args.mask_margin_px, args.max_px or None,
     )  # fmt: skip
     written = write_outputs(args.out, pair, args.reference, args.floating, args.method)
     result = pair.result
     print(f"{result.status}: {result.message}")
+    print(f"peak memory {peak_memory_mb():.0f} MiB")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0 if result.ok else 1
 
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     register.add_argument("--method", default="cascade", help="registration method (default cascade)")
     register.add_argument("--params", default="", help="method parameters as YAML/JSON, e.g. '{keypoints: null}'")
     register.add_argument(
-        "--transform", default="rigid", choices=TRANSFORMS, help="transform model (default rigid; sift, mi, cascade)"
+        "--transform", default="rigid", choices=TRANSFORMS, help="transform model (default rigid; sift, mi, cascade, fft_search)"
     )
     register.add_argument(
         "--pixel-sizes",
@@ -77,6 +81,25 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         metavar=("REFERENCE", "FLOATING"),
         help="the two images' pixel sizes (same unit, e.g. microns per pixel): resampled to a common resolution",
+    )
+    register.add_argument(
+        "--masks",
+        default="auto",
+        choices=MASK_MODES,
+        help="valid-pixel masks of images without a mask file: auto (constant borders are not image; default) "
+        "or none",
+    )
+    register.add_argument("--reference-mask", help="the reference's mask file (non-zero = valid)")
+    register.add_argument("--floating-mask", help="the floating image's mask file (non-zero = valid)")
+    register.add_argument(
+        "--mask-margin-px", type=float, default=MASK_MARGIN_PX, help="shrink of the masks for the CoMIRs (px)"
+    )
+    register.add_argument(
+        "--max-px",
+        type=int,
+        default=REGISTER_MAX_PX,
+        help="CoMIRs with a longer side are registered at this size and refined by blocks at full resolution "
+        f"(default {REGISTER_MAX_PX}; 0: always at full resolution)",
     )
     # Inference settings default to the configuration schema's (config/README.md, inference.*).
     register.add_argument("--tile", type=int, help="inference tile (px)")

@@ -12,20 +12,30 @@ model trained once, e.g. on a GPU cluster, is reused anywhere.  For one pair:
    each modality where the model records one (``pixel_size`` of the dataset's
    modality), else the reference image's; without pixel sizes the images are
    used as they are;
-3. each image is pre-processed like the training data of its modality and its
-   CoMIR computed (ONNX Runtime on the CPU, tiled, as the pipeline does);
-4. a registration method (default the ``cascade``) registers the floating
+3. each image gets a valid-pixel mask (:mod:`comir.masks`): from a mask file,
+   or derived from constant borders (``masks="auto"``, the default), or none;
+4. each image is pre-processed like the training data of its modality, its
+   invalid pixels set to the valid mean (the network sees no edge there), and
+   its CoMIR computed (ONNX Runtime on the CPU, tiled, as the pipeline does);
+   the mask at the working resolution, shrunk by ``mask_margin_px``, is the
+   CoMIR's;
+5. a registration method (default the ``cascade``) registers the floating
    CoMIR to the reference CoMIR with the chosen transform model (rigid,
-   similarity, affine), and the transform is reported in the original pixel
-   grids of the two images;
-5. the outputs are written atomically into a new folder: ``transform.csv``
+   similarity, affine) and the masks, and the transform is reported in the
+   original pixel grids of the two images; CoMIRs larger than
+   ``register_max_px`` are registered at a coarse level and refined by blocks
+   at full resolution (:mod:`comir.register.coarse_to_fine`), so the memory
+   of a registration stays that of the images;
+6. the outputs are written atomically into a new folder: ``transform.csv``
    (one row: the floating -> reference matrix, status, metric, seconds,
-   message), ``transform.tfm`` (the same transform for ITK / SimpleITK /
+   the process's peak memory so far, message), ``transform.tfm`` (the same transform for ITK / SimpleITK /
    elastix users: the resampling transform, reference -> floating points, in
    pixel units), ``warped.tif`` (the floating image resampled into the
    reference frame, its own dtype and channels), ``overlay.png`` (before and
    after: colour overlay of the originals and checkerboard of the CoMIRs) and
-   ``comir_reference.tif`` / ``comir_floating.tif``.
+   ``comir_reference.tif`` / ``comir_floating.tif``, and where a mask was
+   used ``mask_reference.png`` / ``mask_floating.png`` (the CoMIRs' masks,
+   white = valid).
 
 A pair the method cannot register is a ``failed`` row (no warped image,
 transform or overlay is written); an existing output is never overwritten.
@@ -49,15 +59,27 @@ from comir import geometry
 from comir.config import section_defaults
 from comir.infer import compute_comir, inference_network
 from comir.io import InputError, channels_of, read_image, to_uint8, write_csv, write_png, write_text, write_tiff
+from comir.masks import MASK_MARGIN_PX, image_mask, working_mask
 from comir.preprocess import prepare_modality_image
 from comir.register import make_method, to_single_channel, with_transform
-from comir.register.base import RegistrationResult
+from comir.register.base import RegistrationResult, fill_invalid
+from comir.register.coarse_to_fine import REGISTER_MAX_PX, coarse_to_fine
+from comir.resampling import Resampling, to_original_grids
 from comir.testset import MATRIX_KEYS
 from comir.train import load_checkpoint, resolve_device
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("transform.csv", "transform.tfm", "warped.tif", "overlay.png", "comir_reference.tif", "comir_floating.tif")
+OUTPUTS = (
+    "transform.csv",
+    "transform.tfm",
+    "warped.tif",
+    "overlay.png",
+    "comir_reference.tif",
+    "comir_floating.tif",
+    "mask_reference.png",
+    "mask_floating.png",
+)
 # Side of the checkerboard squares of the overlay, as a fraction of the reference's shorter side.
 CHECKER_FRACTION = 1 / 8
 
@@ -202,55 +224,6 @@ def overlay(
     return np.concatenate(rows, axis=0)
 
 
-@dataclass(frozen=True)
-class Resampling:
-    """An image's resampling to the working resolution: ``shape`` (H, W) -> ``working_shape``.
-
-    Pixel centres follow ``cv2.resize``: original pixel ``x`` lies at working
-    pixel ``(x + 0.5) * f - 0.5`` with ``f`` the ratio of the sides, per axis
-    (:attr:`matrix`).
-    """
-
-    shape: tuple[int, int]
-    working_shape: tuple[int, int]
-
-    @classmethod
-    def between(cls, shape: tuple[int, ...], pixel_size: float, working_pixel_size: float) -> Resampling:
-        """From an image of ``pixel_size`` to ``working_pixel_size`` (same units): sides scaled, rounded."""
-        factor = float(pixel_size) / float(working_pixel_size)
-        height, width = int(shape[0]), int(shape[1])
-        working = (max(1, round(height * factor)), max(1, round(width * factor)))
-        return cls((height, width), working)
-
-    @property
-    def identity(self) -> bool:
-        """Whether nothing is resampled."""
-        return self.shape == self.working_shape
-
-    @property
-    def matrix(self) -> np.ndarray:
-        """The 2x3 map from original pixels to working pixels."""
-        fy, fx = (w / s for w, s in zip(self.working_shape, self.shape))
-        return np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]])
-
-    def apply(self, image: np.ndarray) -> np.ndarray:
-        """A pre-processed image (C, H, W) at the working resolution (area averaging to shrink, bilinear to enlarge)."""
-        import cv2
-
-        image = np.asarray(image, dtype=np.float32)
-        if self.identity:
-            return image
-        shrink = self.working_shape[0] * self.working_shape[1] < self.shape[0] * self.shape[1]
-        size = (self.working_shape[1], self.working_shape[0])
-        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        return np.stack([cv2.resize(np.ascontiguousarray(plane), size, interpolation=interpolation) for plane in image])
-
-
-def to_original_grids(matrix: np.ndarray, reference: Resampling, floating: Resampling) -> np.ndarray:
-    """A floating -> reference ``matrix`` of the working grids as the same map between the original grids."""
-    return geometry.compose(geometry.invert(reference.matrix), geometry.compose(matrix, floating.matrix))
-
-
 def working_resamplings(
     model: TrainedModel, shapes: Mapping[str, tuple[int, ...]], pixel_sizes: Mapping[str, float] | None, ref_slot: str
 ) -> dict[str, Resampling]:
@@ -281,7 +254,8 @@ class PairRegistration:
 
     ``comirs`` are at the working resolution; ``comir_matrix`` is the result's
     transform between them (the CoMIRs' grids), ``resamplings`` how each image
-    was brought there (reference, floating).
+    was brought there (reference, floating); ``masks`` the CoMIRs' valid
+    pixels (None: all valid).
     """
 
     result: RegistrationResult
@@ -290,6 +264,11 @@ class PairRegistration:
     comirs: tuple[np.ndarray, np.ndarray]  # (C, H, W) float32, reference then floating
     comir_matrix: np.ndarray
     resamplings: tuple[Resampling, Resampling]
+    masks: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+
+    def valid_fractions(self) -> tuple[float, float]:
+        """The fraction of valid CoMIR pixels, reference then floating (1 without a mask)."""
+        return tuple(1.0 if m is None else float(np.count_nonzero(m)) / m.size for m in self.masks)
 
 
 def register_pair(
@@ -304,6 +283,10 @@ def register_pair(
     threads: int = 1,
     transform: str = "rigid",
     pixel_sizes: Mapping[str, float] | None = None,
+    masks: str = "auto",
+    mask_files: tuple[str | Path | None, str | Path | None] = (None, None),
+    mask_margin_px: float = MASK_MARGIN_PX,
+    register_max_px: int | None = REGISTER_MAX_PX,
 ) -> PairRegistration:
     """Register the floating image to the reference image through their CoMIRs.
 
@@ -314,25 +297,41 @@ def register_pair(
     defaults.  ``transform``: rigid, similarity or affine (the method's
     ``transform`` parameter; a rigid-only method with another model is an
     error).  ``pixel_sizes``: the images' pixel sizes by slot or modality name
-    (module doc, step 2).  Every input is checked before any work.
+    (module doc, step 2).  ``masks``: "auto" or "none", for the images without
+    a mask file in ``mask_files`` (reference, floating; module doc, step 3);
+    ``mask_margin_px``: the masks' shrink for the CoMIRs; ``register_max_px``:
+    the largest CoMIR side registered in one piece (module doc, step 5; None:
+    any).  Every input is checked before any work.
     """
     ref_slot = model.slot(reference_modality)
     flo_slot = model.other(ref_slot)
     reference = read_checked(reference_path, model.modalities[ref_slot], "reference")
     floating = read_checked(floating_path, model.modalities[flo_slot], "floating")
+    full_masks = {
+        slot: image_mask(image, masks, mask_file, path)
+        for slot, image, mask_file, path in (
+            (ref_slot, reference, mask_files[0], reference_path),
+            (flo_slot, floating, mask_files[1], floating_path),
+        )
+    }
     shapes = {ref_slot: reference.shape, flo_slot: floating.shape}
     resamplings = working_resamplings(model, shapes, pixel_sizes, ref_slot)
-    registration = make_method(method, with_transform(params, transform), seed, threads)  # stops on bad input
+    registration = coarse_to_fine(
+        make_method(method, with_transform(params, transform), seed, threads), register_max_px, transform, seed
+    )  # stops on bad input
     options = {**section_defaults("inference"), **(inference or {})}
     device = resolve_device(options.pop("device"))
     engine = options.pop("engine")
-    comirs = []
+    comirs, comir_masks = [], []
     for slot, image, path in ((ref_slot, reference, reference_path), (flo_slot, floating, floating_path)):
         network = inference_network(model.networks[slot], engine, device)
-        prepared = prepare_modality_image(image, model.modalities[slot], str(path))
-        comirs.append(compute_comir(network, resamplings[slot].apply(prepared), device=device, **options))
+        prepared = resamplings[slot].apply(prepare_modality_image(image, model.modalities[slot], str(path)))
+        valid = working_mask(full_masks[slot], prepared.shape[1:], 0.0)
+        prepared = np.moveaxis(fill_invalid(np.moveaxis(prepared, 0, -1), valid), -1, 0)
+        comirs.append(compute_comir(network, prepared, device=device, **options))
+        comir_masks.append(working_mask(full_masks[slot], comirs[-1].shape[1:], mask_margin_px))
     as_image = [c[0] if c.shape[0] == 1 else np.moveaxis(c, 0, -1) for c in comirs]
-    result = registration.register(*as_image)
+    result = registration.register(*as_image, reference_mask=comir_masks[0], floating_mask=comir_masks[1])
     comir_matrix = result.matrix
     if result.ok:
         result = dataclasses.replace(
@@ -340,7 +339,17 @@ def register_pair(
         )
     log.info("%s -> %s: %s %s", floating_path, reference_path, result.status, result.message)
     pair_resamplings = (resamplings[ref_slot], resamplings[flo_slot])
-    return PairRegistration(result, reference, floating, (comirs[0], comirs[1]), comir_matrix, pair_resamplings)
+    return PairRegistration(
+        result, reference, floating, (comirs[0], comirs[1]), comir_matrix, pair_resamplings,
+        (comir_masks[0], comir_masks[1]),
+    )  # fmt: skip
+
+
+def peak_memory_mb() -> float:
+    """The peak resident memory of this process so far (MiB; ``ru_maxrss``, which Linux gives in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def check_new_outputs(out_dir: str | Path) -> Path:
@@ -368,6 +377,7 @@ def write_outputs(
         "seconds": result.seconds,
         **{k: v for k, v in zip(MATRIX_KEYS, np.asarray(result.matrix).ravel())},
         "angle_deg": math.degrees(float(geometry.rotation_angle(result.matrix))),
+        "peak_memory_mb": peak_memory_mb(),
         "message": result.message,
     }
     written = []
@@ -378,6 +388,9 @@ def write_outputs(
 
     for name, comir in (("comir_reference.tif", pair.comirs[0]), ("comir_floating.tif", pair.comirs[1])):
         write_tiff(keep(out_dir / name), comir[0] if comir.shape[0] == 1 else np.moveaxis(comir, 0, -1))
+    for name, mask in (("mask_reference.png", pair.masks[0]), ("mask_floating.png", pair.masks[1])):
+        if mask is not None:
+            write_png(keep(out_dir / name), mask.astype(np.uint8) * 255)
     if result.ok:
         height, width = pair.reference.shape[:2]
         write_tiff(keep(out_dir / "warped.tif"), warp_to_reference(pair.floating, result.matrix, (height, width)))
@@ -395,6 +408,7 @@ __all__ = [
     "check_new_outputs",
     "itk_transform_text",
     "overlay",
+    "peak_memory_mb",
     "read_checked",
     "register_pair",
     "warp_to_reference",

@@ -3,11 +3,16 @@
 A folder in the ``pairs`` layout (``ROOT/<folder of A>/<id>.tif``,
 ``ROOT/<folder of B>/<id>.tif``) is split into ``batches`` jobs; each job
 checks every image of its pairs (partner, readability, channels against the
-model's modalities) before registering any, then registers each pair with
+model's modalities, mask files) before registering any, then registers each pair with
 :func:`comir.apply.register_pair` and writes its outputs into ``<id>/``
 (:func:`comir.apply.write_outputs`) and one row per pair into the batch's table.
 The batches' tables are summarised and, with known transforms, evaluated by
 :mod:`comir.apply_results`.
+
+Masks (``masks`` of the settings): "auto" (constant borders, the default),
+"none", or a folder ``MASKS`` in the same layout (``MASKS/<folder of A>/<id>``
+with extension .tif, .tiff or .png): a modality whose sub-folder exists needs
+a mask file for each of its images, one whose sub-folder does not gets "auto".
 """
 
 from __future__ import annotations
@@ -22,9 +27,14 @@ import numpy as np
 import pandas as pd
 
 from comir import geometry
-from comir.apply import TrainedModel, read_checked, register_pair, write_outputs
+from comir.apply import TrainedModel, peak_memory_mb, read_checked, register_pair, write_outputs
 from comir.data.pairs import Modality, discover_pairs
 from comir.geometry import MATRIX_KEYS
+from comir.io import InputError
+from comir.masks import MASK_MARGIN_PX, MASK_MODES, read_mask
+from comir.register.coarse_to_fine import REGISTER_MAX_PX
+
+MASK_EXTENSIONS = (".tif", ".tiff", ".png")
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +51,27 @@ def folder_pairs(root: str | Path, model: TrainedModel, folders: Mapping[str, st
         for slot, spec in sorted(model.modalities.items())
     )
     return discover_pairs(Path(root), modalities)
+
+
+def mask_file(masks: str, folder: str, pair_id: str) -> Path | None:
+    """The mask file of image ``pair_id`` of the modality in ``folder``, or None (the image gets "auto").
+
+    ``masks``: "auto", "none" or a folder of masks (the module doc); a missing
+    folder, or a missing file where the modality's sub-folder exists, is an
+    :class:`InputError` naming what was looked for.
+    """
+    if masks in MASK_MODES:
+        return None
+    root = Path(masks)
+    if not root.is_dir():
+        raise InputError(f"mask folder not found: {root} (masks must be auto, none or a folder)")
+    if not (root / folder).is_dir():
+        return None
+    for extension in MASK_EXTENSIONS:
+        candidate = root / folder / f"{pair_id}{extension}"
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"no mask for {pair_id} in {root / folder} (looked for {pair_id}{{{','.join(MASK_EXTENSIONS)}}})")
 
 
 def batch_of(pairs: pd.DataFrame, batches: int, batch: int) -> pd.DataFrame:
@@ -64,16 +95,27 @@ def register_batch(
 
     ``settings``: an ``apply`` entry of the configuration (``reference``,
     ``method``, ``params``, ``transform``, ``pixel_size``, ``inference``,
-    ``folders``).  Every image of the batch is checked before the first
-    registration; a bad one stops the job with the file named.
+    ``folders``, ``masks``, ``mask_margin_px``, ``register_max_px``).  Every image and mask of the
+    batch is checked before the first registration; a bad one stops the job
+    with the file named.
     """
     model = TrainedModel.load(model_path)
     ref_slot = model.slot(settings.get("reference", "A"))
     flo_slot = model.other(ref_slot)
+    folders = {slot: settings.get("folders", {}).get(slot, spec["name"]) for slot, spec in model.modalities.items()}
+    masks = str(settings.get("masks", "auto"))
     pairs = batch_of(folder_pairs(root, model, settings.get("folders")), batches, batch)
+    masks_of = {}
     for pair in pairs.itertuples(index=False):  # every input checked before any work
-        read_checked(getattr(pair, f"path_{ref_slot}"), model.modalities[ref_slot], "reference")
-        read_checked(getattr(pair, f"path_{flo_slot}"), model.modalities[flo_slot], "floating")
+        files = []
+        for slot, role in ((ref_slot, "reference"), (flo_slot, "floating")):
+            path = getattr(pair, f"path_{slot}")
+            image = read_checked(path, model.modalities[slot], role)
+            files.append(mask_file(masks, folders[slot], pair.id))
+            if files[-1] is not None:
+                read_mask(files[-1], image.shape, path)
+        masks_of[pair.id] = tuple(files)
+    mode = masks if masks in MASK_MODES else "auto"
     method = settings.get("method", "cascade")
     direction = f"{flo_slot}_to_{ref_slot}"
     rows = []
@@ -82,10 +124,13 @@ def register_batch(
         registered = register_pair(
             model, reference_path, floating_path, ref_slot, method, settings.get("params"), settings.get("inference"),
             seed, threads, settings.get("transform", "rigid"), settings.get("pixel_size"),
+            mode, masks_of[pair.id], float(settings.get("mask_margin_px", MASK_MARGIN_PX)),
+            settings.get("register_max_px", REGISTER_MAX_PX),
         )  # fmt: skip
         write_outputs(Path(out_dir) / pair.id, registered, reference_path, floating_path, method)
         result = registered.result
         height, width = registered.floating.shape[:2]
+        valid = registered.valid_fractions()
         rows.append(
             {
                 "id": pair.id,
@@ -102,6 +147,9 @@ def register_batch(
                 **{f"est_{k}": v for k, v in zip(MATRIX_KEYS, np.asarray(result.matrix).ravel())},
                 "angle_deg": math.degrees(float(geometry.rotation_angle(result.matrix))),
                 "scale": float(geometry.scale_factor(result.matrix)),
+                "reference_valid": valid[0],
+                "floating_valid": valid[1],
+                "peak_memory_mb": peak_memory_mb(),
                 "message": result.message,
             }
         )

@@ -29,6 +29,7 @@
 
 from comir.config import model_variant, section_defaults, variant_config
 from comir.data.pairs import image_files
+from comir.masks import MASK_MODES
 from comir.workflow import canonical, modality_fields, pick
 
 DATASETS = config["datasets"]
@@ -534,17 +535,23 @@ def apply_testset_pairs(job):
 
 def apply_pairs(wildcards):
     """An apply job's pairs: the exported test set, or the user's folder and every image in it
-    (adding, removing or changing one reruns the job)."""
+    (adding, removing or changing one reruns the job); first the pairs' root, then the mask files.
+    """
     job = APPLY[wildcards.job]
+    masks = folder_images(job["masks"]) if job["masks"] not in MASK_MODES else []
     if job["testset"] is not None:
-        return [apply_testset_pairs(job)[0]]
-    root = Path(job["pairs"]).expanduser()
+        return [apply_testset_pairs(job)[0]] + masks
+    root = str(Path(job["pairs"]).expanduser())
+    return [root] + folder_images(root) + masks
+
+
+def folder_images(root):
+    """Every image in the sub-folders of ``root`` (a missing root, folder or partner is reported by
+    the job, with its name)."""
+    root = Path(root).expanduser()
     extensions = (".tif", ".tiff", ".png")
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    # A missing root, folder or partner is reported by the job, with its name.
-    return [str(root)] + [
-        str(f) for folder in folders for f in image_files(folder, extensions)
-    ]
+    return [str(f) for folder in folders for f in image_files(folder, extensions)]
 
 
 def apply_truth(wildcards):
@@ -568,6 +575,9 @@ def apply_settings(wildcards):
             "transform",
             "pixel_size",
             "inference",
+            "masks",
+            "mask_margin_px",
+            "register_max_px",
         ),
     )
     if job["testset"] is not None:

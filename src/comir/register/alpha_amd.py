@@ -80,6 +80,13 @@ within its start's row, so a start's run is the same alone); the run with the lo
 symmetric distance (evaluated on all pixels of the finest level,
 so the starts are compared without sampling noise) wins.
 
+Masks: only valid pixels are sampled, a point counts only where it lands on a
+valid pixel of the other image (like a point outside it), and the alpha-cuts
+hold valid pixels only, so the distance maps measure distances to image
+structure, never to an invalid region; invalid pixels are set to the valid
+mean before the stretch and the pyramid's smoothing, and a level's mask keeps
+only the pixels that smoothing left (almost) untouched by invalid ones.
+
 Inputs: multi-channel images are reduced by :func:`to_single_channel` (the
 floating image with the reference's basis).  ``logistic`` (CoMIRs, the
 paper): ``1 / (1 + exp(-x))`` first; then, for both kinds of input, a
@@ -98,7 +105,7 @@ from typing import ClassVar
 import numpy as np
 
 from comir.geometry import image_center, rigid_matrix
-from comir.register.base import OK, RegistrationResult, as_tuple, timed, to_single_channel
+from comir.register.base import OK, RegistrationResult, as_tuple, fill_invalid, timed, to_single_channel
 
 # Points per chunk when the measure is evaluated on every pixel.
 _CHUNK = 1 << 17
@@ -164,20 +171,23 @@ def _distance_to(mask: np.ndarray, empty_value: float) -> np.ndarray:
     )
 
 
-def alpha_distance_maps(quantized: np.ndarray, levels: int, complement: bool = True) -> np.ndarray:
+def alpha_distance_maps(
+    quantized: np.ndarray, levels: int, complement: bool = True, valid: np.ndarray | None = None
+) -> np.ndarray:
     """The cumulative alpha distance maps ``c_k``, shape ``(levels + 1, H, W)``, float64.
 
     ``c_k(y) = (1/Q)(sum_{q<=k} d(y, {k >= q}) + [complement] sum_{q>k} d(y, {k < q}))``
-    in pixels of ``quantized``.  An empty cut contributes the image diagonal
-    (a constant, so it adds no gradient).
+    in pixels of ``quantized``; with ``valid`` the cuts hold valid pixels only.
+    An empty cut contributes the image diagonal (a constant, so it adds no gradient).
     """
     height, width = quantized.shape
     empty = float(math.hypot(height, width))
-    upper = np.stack([_distance_to(quantized >= q, empty) for q in range(1, levels + 1)])
+    inside = np.ones(quantized.shape, dtype=bool) if valid is None else valid
+    upper = np.stack([_distance_to((quantized >= q) & inside, empty) for q in range(1, levels + 1)])
     maps = np.zeros((levels + 1, height, width))
     np.cumsum(upper, axis=0, out=maps[1:])
     if complement:
-        lower = np.stack([_distance_to(quantized < q, empty) for q in range(1, levels + 1)])
+        lower = np.stack([_distance_to((quantized < q) & inside, empty) for q in range(1, levels + 1)])
         # sum_{q > k} lower[q - 1] for k = 0..Q: reverse cumulative sum, 0 at k = Q.
         suffix = np.zeros_like(maps)
         np.cumsum(lower[::-1], axis=0, out=suffix[-2::-1])
@@ -194,25 +204,43 @@ class _Target:
 
     Coordinates are full-resolution pixels; the level's pixel ``[i, j]`` is
     the full-resolution point ``(factor * j, factor * i)``.  Map values are
-    stored in full-resolution pixels too.
+    stored in full-resolution pixels too.  With a ``mask`` (full resolution)
+    the sampleable pixels are the valid ones of the level (``pixel_count`` of
+    them; :meth:`points` takes indices into that list) and look-ups on invalid
+    pixels get weight 0.
     """
 
-    def __init__(self, image01: np.ndarray, levels: int, factor: int, sigma: float, complement: bool):
+    def __init__(
+        self,
+        image01: np.ndarray,
+        levels: int,
+        factor: int,
+        sigma: float,
+        complement: bool,
+        mask: np.ndarray | None = None,
+    ):
         self.factor = int(factor)
         level_image = _smooth(image01, sigma)[:: self.factor, :: self.factor]
         self.height, self.width = level_image.shape
+        self.plane = self.height * self.width
+        self.valid_index = self.valid = None
+        if mask is not None:
+            valid = _smooth(mask.astype(np.float32), sigma)[:: self.factor, :: self.factor] >= 0.999
+            self.valid, self.valid_index = valid.ravel(), np.flatnonzero(valid)
         self.quantized = round_to_levels(level_image, levels)
-        maps = alpha_distance_maps(self.quantized, levels, complement) * self.factor
+        valid_2d = None if self.valid is None else self.valid.reshape(self.height, self.width)
+        maps = alpha_distance_maps(self.quantized, levels, complement, valid_2d) * self.factor
         self.maps = maps.ravel()
         self.max_value = float(maps.max())
-        self.plane = self.height * self.width
         # Membership of a pixel at level k (fuzzy set plus complement).
         k = np.arange(levels + 1, dtype=np.float64)
         self.level_weight = np.ones(levels + 1) if complement else k / levels
-        self.pixel_count = self.plane
+        self.pixel_count = self.plane if self.valid_index is None else len(self.valid_index)
 
     def points(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Full-res coordinates, levels ``k`` and weights of flat pixel indices."""
+        """Full-res coordinates, levels ``k`` and weights of sample indices (``0 .. pixel_count - 1``)."""
+        if self.valid_index is not None:
+            index = self.valid_index[index]
         rows, cols = np.divmod(index, self.width)
         k = self.quantized.ravel()[index].astype(np.intp)
         return cols * float(self.factor), rows * float(self.factor), k, self.level_weight[k]
@@ -234,6 +262,8 @@ class _Target:
         u0 = np.minimum(uc.astype(np.intp), w - 2)
         v0 = np.minimum(vc.astype(np.intp), h - 2)
         fu, fv = uc - u0, vc - v0
+        if self.valid is not None:  # the nearest pixel must be valid
+            weight = weight * self.valid.take(np.rint(vc).astype(np.intp) * w + np.rint(uc).astype(np.intp))
         base = level * self.plane + v0 * w + u0
         maps = self.maps
         d00 = maps.take(base)
@@ -307,9 +337,10 @@ class AlphaAMDMeasure:
         complement: bool = True,
         reference_center: Sequence[float] | None = None,
         floating_center: Sequence[float] | None = None,
+        masks: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
     ):
-        self.reference = _Target(reference01, levels, factor, sigma, complement)
-        self.floating = _Target(floating01, levels, factor, sigma, complement)
+        self.reference = _Target(reference01, levels, factor, sigma, complement, masks[0])
+        self.floating = _Target(floating01, levels, factor, sigma, complement, masks[1])
         self.reference_center = np.asarray(
             reference_center if reference_center is not None else image_center(np.shape(reference01)), dtype=float
         )
@@ -524,17 +555,27 @@ class AlphaAMDRegistration:
 
     # -- steps of register(), public for tests and diagnostics
 
-    def preprocess(self, reference: np.ndarray, floating: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Both images as float64 in [0, 1] (``None`` for an image without contrast)."""
-        ref, basis = to_single_channel(reference)
-        flo, _ = to_single_channel(floating, basis)
+    def preprocess(
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        masks: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Both images as float64 in [0, 1] (``None`` for an image without contrast), invalid pixels filled."""
+        ref, basis = to_single_channel(fill_invalid(reference, masks[0]))
+        flo, _ = to_single_channel(fill_invalid(floating, masks[1]), basis)
         out = []
         for image in (ref, flo):
             image = logistic(image) if self.logistic else image
             out.append(normalize_intensity(image, float(self.normalize_percentile)))
         return out[0], out[1]
 
-    def pyramid(self, reference01: np.ndarray, floating01: np.ndarray) -> list[tuple[AlphaAMDMeasure, int, float]]:
+    def pyramid(
+        self,
+        reference01: np.ndarray,
+        floating01: np.ndarray,
+        masks: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+    ) -> list[tuple[AlphaAMDMeasure, int, float]]:
         """One measure per usable pyramid level with its iterations and step."""
         c_r, c_f = image_center(np.shape(reference01)), image_center(np.shape(floating01))
         out = []
@@ -545,8 +586,10 @@ class AlphaAMDRegistration:
             if small < 2:  # too coarse to interpolate
                 continue
             measure = AlphaAMDMeasure(
-                reference01, floating01, int(self.levels), factor, sigma, bool(self.complement), c_r, c_f
+                reference01, floating01, int(self.levels), factor, sigma, bool(self.complement), c_r, c_f, masks
             )
+            if min(measure.reference.pixel_count, measure.floating.pixel_count) == 0:
+                continue  # the masks leave no pixel at this level
             out.append((measure, int(iterations), float(step)))
         return out
 
@@ -603,13 +646,20 @@ class AlphaAMDRegistration:
         return params
 
     @timed
-    def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+    def register(
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        reference_mask: np.ndarray | None = None,
+        floating_mask: np.ndarray | None = None,
+    ) -> RegistrationResult:
         """Floating -> reference by alpha-AMD from every start; the lowest final distance wins."""
-        ref01, flo01 = self.preprocess(reference, floating)
+        masks = (reference_mask, floating_mask)
+        ref01, flo01 = self.preprocess(reference, floating, masks)
         for role, image in (("reference", ref01), ("floating", flo01)):
             if image is None:
                 return RegistrationResult.failed(f"{role} image has no contrast (constant)")
-        pyramid = self.pyramid(ref01, flo01)
+        pyramid = self.pyramid(ref01, flo01, masks)
         if not pyramid:
             return RegistrationResult.failed(f"images too small ({ref01.shape}, {flo01.shape})")
         finest = pyramid[-1][0]

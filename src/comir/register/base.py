@@ -6,6 +6,15 @@ Every method takes a *reference* and a *floating* image (float32, ``(H, W)`` or
 sends a floating-image pixel to the reference-image pixel showing the same
 place (the convention of :mod:`comir.geometry`).
 
+Valid-pixel masks (docs/method.md, section 13): ``register(reference,
+floating, reference_mask=None, floating_mask=None)`` also takes a boolean
+``(H, W)`` mask per image, True where the pixel is image (not a zero-filled
+border, the outside of a tissue core, an out-of-field area).  Every method
+honours them: no keypoint, sample or score term comes from an invalid pixel,
+so such regions cannot dominate the match (each method's docstring says how).
+``None`` means every pixel is valid, and then a method computes exactly what it
+computed before masks existed.
+
 Failures and bugs are kept apart (docs/method.md, section 7):
 
 * A pair the method cannot register (too few keypoints, a constant image, no
@@ -134,12 +143,18 @@ class RegistrationResult:
 
 @runtime_checkable
 class Registration(Protocol):
-    """A registration method: ``register(reference, floating) -> RegistrationResult``."""
+    """A registration method: ``register(reference, floating[, masks]) -> RegistrationResult``."""
 
     name: str
 
-    def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
-        """The rigid transform floating pixel -> reference pixel, or a failed result (docs/method.md, section 7)."""
+    def register(
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        reference_mask: np.ndarray | None = None,
+        floating_mask: np.ndarray | None = None,
+    ) -> RegistrationResult:
+        """The transform floating pixel -> reference pixel, or a failed result (docs/method.md, section 7)."""
 
 
 def check_image(image: np.ndarray, role: str) -> np.ndarray:
@@ -168,6 +183,40 @@ def check_pair(reference: np.ndarray, floating: np.ndarray) -> tuple[np.ndarray,
             "both images of a pair must have the same channel count"
         )
     return reference, floating
+
+
+def check_mask(mask: np.ndarray | None, image: np.ndarray, role: str) -> np.ndarray | None:
+    """A valid-pixel mask as booleans of the image's ``(H, W)``; ``None`` stays ``None`` (all valid).
+
+    ``ValueError`` for a mask of another shape (a bug or a mismatched file);
+    :class:`RegistrationFailure` for a mask without valid pixels (nothing to register).
+    """
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[..., 0]
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"{role} mask has shape {mask.shape}, its image {image.shape[:2]}")
+    mask = mask.astype(bool, copy=False)
+    if not mask.any():
+        raise RegistrationFailure(f"the {role} mask has no valid pixel (a constant or blank image?)")
+    return mask
+
+
+def fill_invalid(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``image`` with its invalid pixels set to the mean of its valid ones (per channel); as is without a mask.
+
+    For the steps that cannot skip pixels (blurs, resampling, detectors that
+    look at a neighbourhood): a flat fill adds no edge at the mask's border, so
+    the invalid region contributes no structure, only a little less contrast
+    next to it.
+    """
+    if mask is None or mask.all() or not mask.any():  # nothing to fill, or nothing to fill it from
+        return image
+    image = np.array(image, dtype=np.float32)
+    image[~mask] = image[mask].mean(axis=0)
+    return image
 
 
 def to_single_channel(
@@ -220,11 +269,13 @@ def timed(
     *,
     check: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] = check_pair,
 ) -> Any:
-    """Decorator for ``register(self, reference, floating, ...)`` (extra arguments are passed on).
+    """Decorator for ``register(self, reference, floating, ..., reference_mask=, floating_mask=)``.
 
     Validates the pair with ``check`` (default :func:`check_pair`, raising
-    :class:`ValueError` for malformed arguments), then runs the method and
-    measures its wall time into ``seconds``.  A :class:`RegistrationFailure` or
+    :class:`ValueError` for malformed arguments) and the masks with
+    :func:`check_mask` (passed on as keywords, ``None`` when not given; extra
+    arguments are passed on too), then runs the method and measures its wall
+    time into ``seconds``.  A :class:`RegistrationFailure` or
     a library failure (:func:`library_failures`) raised inside becomes a failed
     result with the identity matrix and the error's message; every other
     exception propagates (docs/method.md, section 7).  Use as ``@timed`` or,
@@ -233,11 +284,23 @@ def timed(
 
     def decorate(function: Callable[..., RegistrationResult]) -> Callable[..., RegistrationResult]:
         @functools.wraps(function)
-        def wrapper(self, reference: np.ndarray, floating: np.ndarray, *args: Any, **kwargs: Any) -> RegistrationResult:
+        def wrapper(
+            self,
+            reference: np.ndarray,
+            floating: np.ndarray,
+            *args: Any,
+            reference_mask: np.ndarray | None = None,
+            floating_mask: np.ndarray | None = None,
+            **kwargs: Any,
+        ) -> RegistrationResult:
             reference, floating = check(reference, floating)
             start = time.perf_counter()
             try:
-                result = function(self, reference, floating, *args, **kwargs)
+                masks = {
+                    "reference_mask": check_mask(reference_mask, reference, "reference"),
+                    "floating_mask": check_mask(floating_mask, floating, "floating"),
+                }
+                result = function(self, reference, floating, *args, **masks, **kwargs)
             except Exception as error:
                 if not is_registration_failure(error):
                     raise  # a bug or a configuration mistake must stop the job
@@ -274,7 +337,9 @@ __all__ = [
     "RegistrationFailure",
     "RegistrationResult",
     "check_image",
+    "check_mask",
     "check_pair",
+    "fill_invalid",
     "failure_message",
     "is_registration_failure",
     "library_failures",

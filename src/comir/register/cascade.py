@@ -44,6 +44,10 @@ translation, and the refinement adds scale or shear.
 (the same for the same inputs); the seconds of every stage go to the log
 (INFO, the register job's log file).
 
+Masks (docs/method.md, section 13) go to every stage; the quality score is
+computed on the valid pixels of both images only (after the invalid ones are
+set to the valid mean, so the smoothing brings no edge in).
+
 The score is a correlation of CoMIRs, which are trained to be similar across
 modalities; on the original images of two modalities it means little, so the
 cascade is a method for CoMIRs (``inputs: [comir]``).
@@ -61,7 +65,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from comir.geometry import check_transform
-from comir.register.base import OK, RegistrationFailure, RegistrationResult, timed, to_single_channel
+from comir.register.base import OK, RegistrationFailure, RegistrationResult, fill_invalid, timed, to_single_channel
 from comir.register.fft_search import FFTSearchRegistration, ecc_refine, overlap_ncc
 from comir.register.mi import MutualInformationRegistration
 from comir.register.sift import SiftRegistration
@@ -146,13 +150,15 @@ class CascadeRegistration:
         elif refine_params:
             raise ValueError("refine_params given but refine is 'none'")
 
-    def _estimates(self, reference: np.ndarray, floating: np.ndarray) -> tuple[list[Candidate], list[str]]:
+    def _estimates(
+        self, reference: np.ndarray, floating: np.ndarray, masks: dict[str, np.ndarray | None]
+    ) -> tuple[list[Candidate], list[str]]:
         """Candidates of stages 1-2 and the notes of the stages that failed."""
         candidates, notes = [], []
         for label, stage in (("fft", self._global), ("sift", self._keypoints)):
             if stage is None:
                 continue
-            result = stage.register(reference, floating)
+            result = stage.register(reference, floating, **masks)
             if result.ok:
                 candidates.append(Candidate(label, result.matrix, result.seconds))
             else:
@@ -160,39 +166,51 @@ class CascadeRegistration:
                 log.info("cascade stage seconds: %s (failed) %.3f", label, result.seconds)
         return candidates, notes
 
-    def _refined(self, candidate: Candidate, ref: np.ndarray, flo: np.ndarray, raw: tuple) -> Candidate | None:
+    def _refined(
+        self, candidate: Candidate, ref: np.ndarray, flo: np.ndarray, raw: tuple, masks: dict[str, np.ndarray | None]
+    ) -> Candidate | None:
         """``candidate`` refined by the configured local method, or None when it does not converge."""
         start = time.perf_counter()
         if self.refine == "ecc":
-            matrix = ecc_refine(ref, flo, candidate.matrix, self._ecc_iterations, self.transform)
+            pair_masks = (masks["reference_mask"], masks["floating_mask"])
+            matrix = ecc_refine(ref, flo, candidate.matrix, self._ecc_iterations, self.transform, pair_masks)
         else:
-            result = self._mi.refine(*raw, candidate.matrix)
+            result = self._mi.refine(*raw, candidate.matrix, **masks)
             matrix = result.matrix if result.ok else None
         if matrix is None:
             return None
         return Candidate(f"{candidate.label}+{self.refine}", matrix, time.perf_counter() - start)
 
     @timed
-    def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+    def register(
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        reference_mask: np.ndarray | None = None,
+        floating_mask: np.ndarray | None = None,
+    ) -> RegistrationResult:
         """Floating -> reference: the best-scoring candidate of the cascade (see the module doc)."""
         import cv2
 
-        candidates, notes = self._estimates(reference, floating)
+        masks = {"reference_mask": reference_mask, "floating_mask": floating_mask}
+        candidates, notes = self._estimates(reference, floating, masks)
         if not candidates:
             raise RegistrationFailure("every stage failed: " + "; ".join(notes))
-        ref, basis = to_single_channel(reference)
-        flo, _ = to_single_channel(floating, basis)
+        ref, basis = to_single_channel(fill_invalid(reference, reference_mask))
+        flo, _ = to_single_channel(fill_invalid(floating, floating_mask), basis)
         if float(self.smooth_sigma) > 0:
             ref, flo = (
                 cv2.GaussianBlur(image, (0, 0), float(self.smooth_sigma), borderType=cv2.BORDER_REFLECT)
                 for image in (ref, flo)
             )
         if self.refine != "none":
-            refined = [self._refined(c, ref, flo, (reference, floating)) for c in candidates]
+            refined = [self._refined(c, ref, flo, (reference, floating), masks) for c in candidates]
             candidates += [c for c in refined if c is not None]
-        min_count = int(math.ceil(float(self.min_overlap) * min(ref.size, flo.size)))
+        valid = [image.size if mask is None else int(np.count_nonzero(mask))
+                 for image, mask in ((ref, reference_mask), (flo, floating_mask))]  # fmt: skip
+        min_count = int(math.ceil(float(self.min_overlap) * min(valid)))
         for candidate in candidates:
-            candidate.quality = overlap_ncc(ref, flo, candidate.matrix, min_count)
+            candidate.quality = overlap_ncc(ref, flo, candidate.matrix, min_count, reference_mask, floating_mask)
         # Scores in the message (the per-case CSV: the same for the same inputs); stage times in the job's log.
         log.info("cascade stage seconds: %s", ", ".join(f"{c.label} {c.seconds:.3f}" for c in candidates))
         described = notes + [f"{c.label} {c.quality:.4f}" for c in candidates]

@@ -95,7 +95,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from comir.register.base import OK, RegistrationFailure, RegistrationResult, check_image, timed
+from comir.register.base import OK, RegistrationFailure, RegistrationResult, check_image, fill_invalid, timed
 from comir.register.mi import MutualInformationRegistration
 
 SEGMENTATIONS = ("hsv_otsu", "kmeans_ab")
@@ -418,10 +418,22 @@ class CurveAlignRegistration:
         )
 
     @timed(check=split_colour_pair)
-    def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
-        """Register the collagen map of the colour image to the grey (SHG) image with rigid MI."""
+    def register(
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        reference_mask: np.ndarray | None = None,
+        floating_mask: np.ndarray | None = None,
+    ) -> RegistrationResult:
+        """Register the collagen map of the colour image to the grey (SHG) image with rigid MI.
+
+        Masks: the colour image is segmented with its invalid pixels set to the
+        valid mean (they cannot be collagen) and the MI registration takes both
+        masks as its metric masks.
+        """
         colour_is_reference = reference.ndim == 3
-        rgb = reference if colour_is_reference else floating
+        colour_mask = reference_mask if colour_is_reference else floating_mask
+        rgb = fill_invalid(reference if colour_is_reference else floating, colour_mask)
         if np.ptp(rgb) == 0:
             return RegistrationResult.failed("the colour image is constant: no collagen to segment")
         pixels = rgb.shape[0] * rgb.shape[1]
@@ -431,13 +443,15 @@ class CurveAlignRegistration:
                 f"the colour image has {pixels} pixels, fewer than kmeans_clusters = {self.kmeans_clusters}"
             )
         found = self.segment(rgb)
+        if colour_mask is not None:
+            found = dataclasses.replace(found, collagen=found.collagen & colour_mask)
         share = float(np.count_nonzero(found.collagen)) / found.collagen.size
         note = f"{found.note}; collagen {share:.1%} of the colour image"
         if share == 0:
             return RegistrationResult.failed(f"{note}: nothing to register")
         mapped = collagen_map(found.collagen, float(self.smooth_sigma))
         pair = (mapped, floating) if colour_is_reference else (reference, mapped)
-        result = self._mi.register(*pair)
+        result = self._mi.register(*pair, reference_mask=reference_mask, floating_mask=floating_mask)
         if not result.ok:
             return dataclasses.replace(result, message=f"{note}; MI failed: {result.message}")
         return RegistrationResult(result.matrix, OK, result.metric, 0.0, f"{note}; {result.message}")

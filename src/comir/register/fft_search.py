@@ -51,7 +51,17 @@ Coarse to fine
    (``cv2.findTransformECC``, ``MOTION_EUCLIDEAN``) from that estimate; its
    result is kept only if it raises the score (evaluated directly on the
    overlap of the reference and the bilinearly warped floating image), so it
-   never makes the result worse.
+   never makes the result worse.  With ``transform`` "similarity" or
+   "affine" (docs/method.md, section 13) the search stays rigid and this
+   refinement fits the model (ECC's affine warp, projected onto a similarity
+   where asked), so a zoom or shear is recovered from the rigid estimate.
+
+Masks: invalid pixels are set to the mean of the valid ones, and each level
+carries validity masks (the full-resolution masks blurred and resampled like the
+images, valid where nothing invalid was blurred in); the reference's is the
+fixed mask of the masked scores, the floating one's is rotated with the image,
+so invalid pixels never enter a score, and ``min_overlap`` counts valid pixels.
+ECC's template mask is the reference mask and the floating mask at the estimate.
 
 Images are smoothed by a Gaussian of ``smooth_sigma`` px at full resolution
 (combined with the anti-aliasing blur of sigma ``factor / 2`` on the coarser
@@ -97,7 +107,7 @@ import scipy.fft as sfft
 from numpy.typing import DTypeLike
 
 from comir import geometry as g
-from comir.register.base import OK, RegistrationResult, timed, to_single_channel
+from comir.register.base import OK, RegistrationResult, fill_invalid, timed, to_single_channel
 from comir.register.fft_scores import (
     SPECTRUM_BUDGET,
     LagScores,
@@ -135,17 +145,32 @@ def _rotation_about(theta: float, center: np.ndarray, target: np.ndarray) -> np.
     return g.rigid_matrix(theta, *(target - center), center=tuple(center))
 
 
-def _warp(image: np.ndarray, matrix: np.ndarray, size_wh: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Floating image warped by ``matrix`` (floating -> output pixel) and its validity mask."""
+def _warp(
+    image: np.ndarray, matrix: np.ndarray, size_wh: tuple[int, int], valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Floating image warped by ``matrix`` (floating -> output pixel) and its validity mask.
+
+    ``valid``: the image's validity as float32 0/1 (None: every pixel); an
+    output pixel is valid when all that its bilinear interpolation reads is.
+    """
     import cv2
 
     matrix = np.asarray(matrix, dtype=np.float64)
     out = cv2.warpAffine(image, matrix, size_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    ones = np.ones(image.shape[:2], np.float32)
+    if valid is None:
+        valid = np.ones(image.shape[:2], np.float32)
     inside = cv2.warpAffine(
-        ones, matrix, size_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0
+        valid, matrix, size_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0
     )
     return out, inside >= 0.999
+
+
+def _level_mask(mask: np.ndarray | None, shape: tuple[int, int], factor: float, smooth: float) -> np.ndarray:
+    """A full-resolution mask at a level: blurred and resampled like the image, valid where it stays ~1."""
+    if mask is None:
+        return np.ones(shape, dtype=bool)
+    level = _downsample(mask.astype(np.float32), factor, smooth)
+    return level >= 0.999
 
 
 def _downsample(image: np.ndarray, factor: float, smooth: float = 0.0) -> np.ndarray:
@@ -181,7 +206,7 @@ def _parabola(
     return float(offset) if offset.ndim == 0 else offset
 
 
-def _peak(lag_scores: LagScores) -> tuple[np.ndarray, np.ndarray]:
+def peak_lags(lag_scores: LagScores) -> tuple[np.ndarray, np.ndarray]:
     """Best score and its sub-pixel lag ``(tx, ty)`` per item of a (stack of) score maps.
 
     Returns ``(best, lags)`` with shapes ``batch`` and ``batch + (2,)``.
@@ -237,21 +262,36 @@ class _Level:
     """One pyramid level: both images resampled by ``factor`` and the fixed-side spectra."""
 
     def __init__(
-        self, method: FFTSearchRegistration, ref: np.ndarray, flo: np.ndarray, factor: float, dtype: DTypeLike
+        self,
+        method: FFTSearchRegistration,
+        ref: np.ndarray,
+        flo: np.ndarray,
+        factor: float,
+        dtype: DTypeLike,
+        masks: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
     ) -> None:
         self.factor = factor
-        self.ref = _downsample(ref, factor, float(method.smooth_sigma))
-        self.flo = _downsample(flo, factor, float(method.smooth_sigma))
+        smooth = float(method.smooth_sigma)
+        self.ref = _downsample(ref, factor, smooth)
+        self.flo = _downsample(flo, factor, smooth)
+        self.ref_mask = _level_mask(masks[0], self.ref.shape, factor, smooth)
+        flo_mask = _level_mask(masks[1], self.flo.shape, factor, smooth)
+        # None when every pixel is valid: the warps then compute what they did before masks existed.
+        self.flo_valid = None if flo_mask.all() else flo_mask.astype(np.float32)
         self.score = method.score
-        self.min_count = max(2, int(math.ceil(method.min_overlap * min(self.ref.size, self.flo.size))))
-        mask = np.ones(self.ref.shape, dtype=bool)
+        valid = min(int(np.count_nonzero(self.ref_mask)), int(np.count_nonzero(flo_mask)))
+        self.min_count = max(2, int(math.ceil(method.min_overlap * valid)))
         if self.score == "ncc":
-            self.fixed = NCCFixed(self.ref, mask, dtype)
+            self.fixed = NCCFixed(self.ref, self.ref_mask, dtype)
         else:
             self.levels = int(method.mi_levels)
-            self.ref_labels, _ = equal_mass_levels(self.ref, self.levels)
-            _, self.flo_edges = equal_mass_levels(self.flo, self.levels)
-            self.fixed = MIFixed(self.ref_labels, mask, self.levels, dtype)
+            self.ref_labels, _ = equal_mass_levels(self.ref, self.levels, self.ref_mask)
+            _, self.flo_edges = equal_mass_levels(self.flo, self.levels, flo_mask)
+            self.fixed = MIFixed(self.ref_labels, self.ref_mask, self.levels, dtype)
+
+    def warp(self, matrix: np.ndarray, size_wh: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The level's floating image warped by ``matrix`` and its validity (:func:`_warp`)."""
+        return _warp(self.flo, matrix, size_wh, self.flo_valid)
 
     def scores(self, moving: np.ndarray, moving_mask: np.ndarray, y_lags: np.ndarray, x_lags: np.ndarray) -> LagScores:
         """The method's score of moving image(s) ``(H, W)`` or ``(B, H, W)`` against the reference, at the lags."""
@@ -278,8 +318,10 @@ class FFTSearchRegistration:
     images at full resolution; ``refine``: final ECC refinement, kept only if
     it raises the score; ``angle_screen``: angles kept by the half-resolution
     screen before the coarse search (0: no screen, the whole grid at the
-    coarse level); ``threads``: FFT worker threads; ``seed``: unused (the
-    method is deterministic), kept for the common interface.
+    coarse level); ``transform``: the model of the final refinement ("rigid",
+    "similarity" or "affine"; the search itself is rigid, so a non-rigid
+    model needs ``refine``); ``threads``: FFT worker threads; ``seed``:
+    unused (the method is deterministic), kept for the common interface.
 
     ``metric`` of the result is the final score, **higher is better** (NCC in
     [-1, 1], MI in nats).  See the module docstring for the algorithm.
@@ -297,10 +339,17 @@ class FFTSearchRegistration:
     smooth_sigma: float = 1.0
     refine: bool = True
     angle_screen: int = 6
+    transform: str = "rigid"
     threads: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
+        g.check_transform(self.transform)
+        if self.transform != "rigid" and not self.refine:
+            raise ValueError(
+                f"transform {self.transform!r} needs refine: true (the search is rigid; the ECC refinement "
+                "fits the scale or shear)"
+            )
         if self.score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
         if not 0 <= float(self.angle_range_deg) <= 180:
@@ -350,17 +399,14 @@ class FFTSearchRegistration:
             chosen_angles = order[start : start + batch]
             size = tuple(int(v) for v in sizes[chosen_angles].max(axis=0))
             canvas_center = np.array([(size[0] - 1) / 2.0, (size[1] - 1) / 2.0])
-            warped = [
-                _warp(level.flo, _rotation_about(angles[i], cf_level, canvas_center), size)
-                for i in chosen_angles
-            ]
+            warped = [level.warp(_rotation_about(angles[i], cf_level, canvas_center), size) for i in chosen_angles]
             moving = np.stack([w[0] for w in warped])
             mask = np.stack([w[1] for w in warped])
             min_rows = math.ceil(level.min_count / min(ref_w, size[0]) - 1e-9)
             min_cols = math.ceil(level.min_count / min(ref_h, size[1]) - 1e-9)
             y_lags = lag_range(ref_h, size[1], min_rows)
             x_lags = lag_range(ref_w, size[0], min_cols)
-            best, lag = _peak(level.scores(moving, mask, y_lags, x_lags))
+            best, lag = peak_lags(level.scores(moving, mask, y_lags, x_lags))
             for i, value, shift in zip(chosen_angles, best, lag, strict=True):
                 if np.isfinite(value):
                     found.append((float(value), float(angles[i]), canvas_center + shift))
@@ -377,7 +423,15 @@ class FFTSearchRegistration:
                 break
         return chosen
 
-    def _screened_angles(self, ref: np.ndarray, flo: np.ndarray, coarse_factor: float, angles: np.ndarray, cf):
+    def _screened_angles(
+        self,
+        ref: np.ndarray,
+        flo: np.ndarray,
+        coarse_factor: float,
+        angles: np.ndarray,
+        cf: np.ndarray,
+        masks: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+    ) -> np.ndarray:
         """The coarse grid angles worth scoring, by a cheaper search at half the coarse resolution.
 
         Every other grid angle is scored at twice the coarse factor; the
@@ -389,7 +443,7 @@ class FFTSearchRegistration:
         screen_factor = 2.0 * coarse_factor
         if count == 0 or len(angles) <= 3 * count or max(ref.shape + flo.shape) / screen_factor < SCREEN_MIN_PX:
             return angles
-        level = _Level(self, ref, flo, screen_factor, np.float32)
+        level = _Level(self, ref, flo, screen_factor, np.float32, masks)
         index = np.arange(0, len(angles), 2)
         found = self._best_per_angle(level, angles[index], cf)
         if not found:  # nothing admissible at the screen's resolution: let the coarse level decide
@@ -430,8 +484,8 @@ class FFTSearchRegistration:
                 theta = float(np.clip(theta, -limit, limit))
             # canvas pixel q <-> reference-level point q - window
             matrix = _rotation_about(theta, cf_level, c_level + window)
-            moving, mask = _warp(level.flo, matrix, size)
-            best, lag = _peak(level.scores(moving, mask, lags, lags))
+            moving, mask = level.warp(matrix, size)
+            best, lag = peak_lags(level.scores(moving, mask, lags, lags))
             samples.append((float(best), theta, c_level + window + lag))
         scores = np.array([s[0] for s in samples])
         k = int(np.argmax(scores))
@@ -449,22 +503,31 @@ class FFTSearchRegistration:
     def _direct_score(self, level: _Level, matrix: np.ndarray) -> float:
         """Score of one (sub-pixel) transform on the overlap at ``level`` (full resolution)."""
         if self.score == "ncc":
-            return overlap_ncc(level.ref, level.flo, matrix, level.min_count)
-        moving, mask = _warp(level.flo, matrix, (level.ref.shape[1], level.ref.shape[0]))
+            return overlap_ncc(level.ref, level.flo, matrix, level.min_count, level.ref_mask, level.flo_valid)
+        moving, mask = level.warp(matrix, (level.ref.shape[1], level.ref.shape[0]))
+        mask &= level.ref_mask
         if int(np.count_nonzero(mask)) < level.min_count:
             return -math.inf
         labels, _ = equal_mass_levels(moving[mask], level.levels, edges=level.flo_edges)
         return histogram_mi(level.ref_labels[mask], labels, level.levels)
 
     @timed
-    def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+    def register(
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        reference_mask: np.ndarray | None = None,
+        floating_mask: np.ndarray | None = None,
+    ) -> RegistrationResult:
         """Floating -> reference by the global search, coarse to fine (see the module docstring)."""
         with sfft.set_workers(int(self.threads)):  # FFT threads; the default 1 is single-threaded
-            return self._register(reference, floating)
+            return self._register(reference, floating, (reference_mask, floating_mask))
 
-    def _register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
-        ref, basis = to_single_channel(reference)
-        flo, _ = to_single_channel(floating, basis)
+    def _register(
+        self, reference: np.ndarray, floating: np.ndarray, masks: tuple[np.ndarray | None, np.ndarray | None]
+    ) -> RegistrationResult:
+        ref, basis = to_single_channel(fill_invalid(reference, masks[0]))
+        flo, _ = to_single_channel(fill_invalid(floating, masks[1]), basis)
         ref = np.ascontiguousarray(ref, dtype=np.float32)
         flo = np.ascontiguousarray(flo, dtype=np.float32)
         for role, image in (("reference", ref), ("floating", flo)):
@@ -485,12 +548,12 @@ class FFTSearchRegistration:
                 # float32 spectra on small levels (exact enough to round counts),
                 # float64 where the counts or sums get large.
                 small = max(ref.size, flo.size) / factor**2 <= 2**16
-                levels[factor] = _Level(self, ref, flo, factor, np.float32 if small else np.float64)
+                levels[factor] = _Level(self, ref, flo, factor, np.float32 if small else np.float64, masks)
             return levels[factor]
 
         cf = g.image_center(flo.shape)
         angles, step = angle_grid(float(self.angle_range_deg), float(self.angle_step_deg))
-        angles = self._screened_angles(ref, flo, coarse_factor, angles, cf)
+        angles = self._screened_angles(ref, flo, coarse_factor, angles, cf, masks)
         candidates = self._coarse(level(coarse_factor), angles, step, cf)
         if not candidates:
             return RegistrationResult.failed(
@@ -520,7 +583,8 @@ class FFTSearchRegistration:
         best = self._direct_score(full, matrix)
         note = f"angle {math.degrees(theta):.3f} deg"
         if self.refine:
-            polished = ecc_refine(full.ref, full.flo, matrix)
+            masks = (None if full.ref_mask.all() else full.ref_mask, full.flo_valid)
+            polished = ecc_refine(full.ref, full.flo, matrix, transform=self.transform, masks=masks)
             if polished is not None:
                 angle = float(g.rotation_angle(polished))
                 inside = self.angle_range_deg >= 180 or abs(angle) <= math.radians(self.angle_range_deg)
@@ -533,14 +597,25 @@ class FFTSearchRegistration:
         return RegistrationResult(matrix, OK, best, 0.0, f"{self.score} {best:.4f}; {note}")
 
 
-def overlap_ncc(reference: np.ndarray, floating: np.ndarray, matrix: np.ndarray, min_count: int) -> float:
+def overlap_ncc(
+    reference: np.ndarray,
+    floating: np.ndarray,
+    matrix: np.ndarray,
+    min_count: int,
+    reference_mask: np.ndarray | None = None,
+    floating_mask: np.ndarray | None = None,
+) -> float:
     """Pearson correlation of ``reference`` and ``floating`` warped by ``matrix`` (floating -> reference).
 
-    Computed on the pixels of the reference that the bilinearly warped floating
-    image covers; ``-inf`` when fewer than ``min_count`` pixels overlap or
-    either side is flat there.  Both images are single-channel float32.
+    Computed on the (valid) pixels of the reference that the bilinearly warped
+    (valid) floating image covers; ``-inf`` when fewer than ``min_count``
+    pixels overlap or either side is flat there.  Both images are
+    single-channel float32; the masks are booleans or 0/1 of their shapes.
     """
-    moving, mask = _warp(floating, matrix, (reference.shape[1], reference.shape[0]))
+    valid = None if floating_mask is None else np.asarray(floating_mask, dtype=np.float32)
+    moving, mask = _warp(floating, matrix, (reference.shape[1], reference.shape[0]), valid)
+    if reference_mask is not None:
+        mask &= np.asarray(reference_mask, dtype=bool)
     if int(np.count_nonzero(mask)) < max(2, int(min_count)):
         return -math.inf
     a = reference[mask].astype(np.float64)
@@ -552,9 +627,18 @@ def overlap_ncc(reference: np.ndarray, floating: np.ndarray, matrix: np.ndarray,
 
 
 def ecc_refine(
-    reference: np.ndarray, floating: np.ndarray, matrix: np.ndarray, iterations: int = 50, transform: str = "rigid"
+    reference: np.ndarray,
+    floating: np.ndarray,
+    matrix: np.ndarray,
+    iterations: int = 50,
+    transform: str = "rigid",
+    masks: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
 ) -> np.ndarray | None:
     """ECC (``cv2.findTransformECC``) from ``matrix`` (floating -> reference); None if it fails.
+
+    ``masks`` (reference, floating; booleans or 0/1, None: all valid): ECC's
+    template mask is the reference mask and the floating mask warped by
+    ``matrix`` (ECC takes one mask, on the reference grid).
 
     Returns the refined floating -> reference matrix of model ``transform``:
     rigid with ECC's Euclidean warp, made exactly rigid (it is, up to float32
@@ -569,8 +653,15 @@ def ecc_refine(
     motion = cv2.MOTION_EUCLIDEAN if transform == "rigid" else cv2.MOTION_AFFINE
     warp = g.invert(matrix).astype(np.float32)  # ECC's warp: reference -> floating
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, int(iterations), 1e-6)
+    template_mask = None
+    if masks[0] is not None or masks[1] is not None:
+        valid = None if masks[1] is None else np.asarray(masks[1], dtype=np.float32)
+        _, template_mask = _warp(floating, matrix, (reference.shape[1], reference.shape[0]), valid)
+        if masks[0] is not None:
+            template_mask &= np.asarray(masks[0], dtype=bool)
+        template_mask = template_mask.astype(np.uint8)
     try:
-        _, warp = cv2.findTransformECC(reference, floating, warp, motion, criteria, None, 1)
+        _, warp = cv2.findTransformECC(reference, floating, warp, motion, criteria, template_mask, 1)
     except cv2.error:
         return None
     if not np.all(np.isfinite(warp)):
@@ -584,4 +675,4 @@ def _wrap(angle: float) -> float:
     return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
-__all__ = ["FFTSearchRegistration", "angle_grid", "ecc_refine", "overlap_ncc"]
+__all__ = ["FFTSearchRegistration", "angle_grid", "ecc_refine", "overlap_ncc", "peak_lags"]

@@ -13,6 +13,11 @@ RGB inputs are reduced to one channel by PCA (docs/method.md, section 7), each
 image with its own basis; multi-channel CoMIRs also use the reference's basis
 for the floating image (``shared_basis``).
 
+Masks are SimpleITK's metric masks: only reference pixels inside the
+reference mask are sampled, and a sample counts only where it maps inside the
+floating mask; invalid pixels are first set to the valid mean, so the
+pyramid's smoothing brings no edge from them into the valid ones.
+
 Sampling: the paper's MI uses 80 histogram bins and every pixel of the overlap.
 The defaults here (``bins`` 32, ``sampling_fraction`` 0.25: a seeded random
 quarter of the reference pixels per evaluation) are speed options; with
@@ -59,6 +64,7 @@ from comir.register.base import (
     RegistrationFailure,
     RegistrationResult,
     as_tuple,
+    fill_invalid,
     is_registration_failure,
     timed,
     to_single_channel,
@@ -253,13 +259,17 @@ class MutualInformationRegistration:
         flo, _ = to_single_channel(floating, basis if self.shared_basis else None)
         return ref, flo
 
-    def _method(self, fixed: Any, initial: Any, radius: float) -> Any:
-        """A configured ImageRegistrationMethod (pyramid not yet set)."""
+    def _method(self, fixed: Any, initial: Any, radius: float, masks: tuple[Any, Any]) -> Any:
+        """A configured ImageRegistrationMethod (pyramid not yet set) with the metric masks (fixed, moving)."""
         import SimpleITK as sitk
 
         method = sitk.ImageRegistrationMethod()
         method.SetNumberOfThreads(int(self.threads))
         method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=int(self.bins))
+        if masks[0] is not None:
+            method.SetMetricFixedMask(masks[0])
+        if masks[1] is not None:
+            method.SetMetricMovingMask(masks[1])
         if float(self.sampling_fraction) >= 1.0:
             # Every pixel: RANDOM at 100 % would still draw random (repeated) points.
             method.SetMetricSamplingStrategy(method.NONE)
@@ -296,10 +306,10 @@ class MutualInformationRegistration:
         method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
         return method
 
-    def _register_once(self, fixed: Any, moving: Any, initial: Any) -> tuple[Any, float, str]:
+    def _register_once(self, fixed: Any, moving: Any, initial: Any, masks: tuple[Any, Any]) -> tuple[Any, float, str]:
         """One multi-resolution registration from ``initial`` (reference->floating)."""
         if self.optimizer == "gradient":
-            method = self._method(fixed, initial, 0.0)
+            method = self._method(fixed, initial, 0.0, masks)
             method.SetShrinkFactorsPerLevel(list(self.shrink_factors))
             method.SetSmoothingSigmasPerLevel(list(self.smoothing_sigmas))
             method.SetInitialTransform(initial, inPlace=False)
@@ -312,7 +322,7 @@ class MutualInformationRegistration:
         transform = kind(initial)
         metric, stop = math.nan, ""
         for shrink, sigma in zip(self.shrink_factors, self.smoothing_sigmas, strict=True):
-            method = self._method(fixed, transform, float(self.evolutionary_radius) * shrink)
+            method = self._method(fixed, transform, float(self.evolutionary_radius) * shrink, masks)
             method.SetShrinkFactorsPerLevel([shrink])
             method.SetSmoothingSigmasPerLevel([sigma])
             method.SetInitialTransform(transform, inPlace=False)
@@ -322,18 +332,23 @@ class MutualInformationRegistration:
             metric, stop = float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
         return transform, metric, stop
 
-    def _sitk_pair(self, reference: np.ndarray, floating: np.ndarray) -> tuple[Any, Any, np.ndarray]:
-        """SimpleITK images (spacing 1, origin 0) of the single-channel pair, and the reference centre."""
+    def _sitk_pair(
+        self, reference: np.ndarray, floating: np.ndarray, masks: tuple[np.ndarray | None, np.ndarray | None]
+    ) -> tuple[Any, Any, np.ndarray, tuple[Any, Any]]:
+        """SimpleITK images (spacing 1, origin 0) of the single-channel pair, the reference centre, the masks."""
         import SimpleITK as sitk
 
-        ref, flo = self._single_channel(reference, floating)
-        images = []
-        for array in (ref, flo):
-            image = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32))
+        ref, flo = self._single_channel(fill_invalid(reference, masks[0]), fill_invalid(floating, masks[1]))
+
+        def sitk_image(array: np.ndarray) -> Any:
+            image = sitk.GetImageFromArray(np.ascontiguousarray(array))
             image.SetSpacing((1.0, 1.0))
             image.SetOrigin((0.0, 0.0))
-            images.append(image)
-        return images[0], images[1], image_center(ref.shape)
+            return image
+
+        images = [sitk_image(array.astype(np.float32)) for array in (ref, flo)]
+        mask_images = tuple(None if m is None else sitk_image(m.astype(np.uint8)) for m in masks)
+        return images[0], images[1], image_center(ref.shape), mask_images
 
     def _initial(self, ref_center: np.ndarray, start_f2r: np.ndarray) -> Any:
         """The reference -> floating SimpleITK transform of the ``transform`` model about the reference centre.
@@ -362,9 +377,15 @@ class MutualInformationRegistration:
         return initial
 
     @timed
-    def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+    def register(
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        reference_mask: np.ndarray | None = None,
+        floating_mask: np.ndarray | None = None,
+    ) -> RegistrationResult:
         """Floating -> reference by Mattes MI from every start; the lowest final metric wins."""
-        fixed, moving, ref_center = self._sitk_pair(reference, floating)
+        fixed, moving, ref_center, masks = self._sitk_pair(reference, floating, (reference_mask, floating_mask))
         flo_center = image_center(np.shape(floating)[:2])
         best: tuple[float, np.ndarray, str] | None = None
         errors: list[tuple[float, str]] = []
@@ -376,7 +397,7 @@ class MutualInformationRegistration:
                 rigid_matrix(0.0, *(ref_center - flo_center)),
             )
             try:
-                matrix, metric, stop = self._run(fixed, moving, self._initial(ref_center, start_f2r))
+                matrix, metric, stop = self._run(fixed, moving, self._initial(ref_center, start_f2r), masks)
             except RegistrationFailure as failure:
                 errors.append((start, str(failure)))
                 continue
@@ -390,23 +411,31 @@ class MutualInformationRegistration:
         return RegistrationResult(matrix, OK, metric, 0.0, note)
 
     @timed
-    def refine(self, reference: np.ndarray, floating: np.ndarray, matrix: np.ndarray) -> RegistrationResult:
+    def refine(
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        matrix: np.ndarray,
+        reference_mask: np.ndarray | None = None,
+        floating_mask: np.ndarray | None = None,
+    ) -> RegistrationResult:
         """Floating -> reference by Mattes MI from the estimate ``matrix`` (floating -> reference), not the starts.
 
         The local refinement stage of :class:`comir.register.cascade.CascadeRegistration`.
         """
-        fixed, moving, ref_center = self._sitk_pair(reference, floating)
-        refined, metric, stop = self._run(fixed, moving, self._initial(ref_center, np.asarray(matrix, dtype=float)))
+        fixed, moving, ref_center, masks = self._sitk_pair(reference, floating, (reference_mask, floating_mask))
+        initial = self._initial(ref_center, np.asarray(matrix, dtype=float))
+        refined, metric, stop = self._run(fixed, moving, initial, masks)
         return RegistrationResult(refined, OK, metric, 0.0, f"from the given estimate; {stop}")
 
-    def _run(self, fixed: Any, moving: Any, initial: Any) -> tuple[np.ndarray, float, str]:
+    def _run(self, fixed: Any, moving: Any, initial: Any, masks: tuple[Any, Any]) -> tuple[np.ndarray, float, str]:
         """One registration from ``initial``: (floating -> reference matrix, final metric, stop condition).
 
         Raises :class:`RegistrationFailure` with an explanation when ITK cannot register the pair
         from there or the metric is not finite.
         """
         try:
-            transform, metric, stop = self._register_once(fixed, moving, initial)
+            transform, metric, stop = self._register_once(fixed, moving, initial, masks)
         except RuntimeError as error:  # SimpleITK's exception for every ITK error
             if not is_registration_failure(error):
                 raise  # NotImplementedError, RecursionError: a bug, not ITK

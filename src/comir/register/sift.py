@@ -66,7 +66,7 @@ import numpy as np
 
 from comir.geometry import check_transform, fit_transform
 from comir.io import to_uint8
-from comir.register.base import OK, RegistrationFailure, RegistrationResult, timed, to_single_channel
+from comir.register.base import OK, RegistrationFailure, RegistrationResult, fill_invalid, timed, to_single_channel
 
 # The paper's text (Fiji's SIFT as the paper describes it); "authors" differs in the steps per octave.
 _FIJI: dict[str, float | int | bool | None] = dict(
@@ -392,6 +392,12 @@ class SiftRegistration:
     Multi-channel inputs are projected to one channel with the reference's
     first principal component (the floating image reuses the reference's
     basis), then each is stretched to uint8 by its own 0.5-99.5 percentiles.
+
+    Masks: invalid pixels are first set to the mean of the valid ones (no
+    edge at the mask's border), and a keypoint is kept only where the disc of
+    its size (diameter ``2 sigma`` of its scale, OpenCV's ``KeyPoint.size``)
+    about it lies inside the valid pixels, so the border of a zero-filled region
+    gives no keypoint.
     """
 
     name: ClassVar[str] = "sift"
@@ -459,8 +465,8 @@ class SiftRegistration:
         flo, _ = to_single_channel(floating, basis)
         return to_uint8(ref), to_uint8(flo)
 
-    def features(self, image8: np.ndarray) -> Features:
-        """SIFT keypoints of a uint8 image (H, W) within the octave limits (see the module doc)."""
+    def features(self, image8: np.ndarray, mask: np.ndarray | None = None) -> Features:
+        """SIFT keypoints of a uint8 image (H, W) within the octave limits and the mask (see the module doc)."""
         import cv2
 
         image8 = np.asarray(image8)
@@ -471,6 +477,8 @@ class SiftRegistration:
             # Fiji's octaves halve with ceil: the first used octave has these sides.
             size = (-(-width // factor), -(-height // factor))
             detection = cv2.resize(image8, size, interpolation=cv2.INTER_AREA)
+            if mask is not None:  # a detection pixel is valid only if all it averages is
+                mask = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 1.0 - 1e-6
         sift = cv2.SIFT_create(
             nfeatures=0,
             nOctaveLayers=int(self.octave_layers),
@@ -494,6 +502,12 @@ class SiftRegistration:
             keep &= octaves >= 0  # Fiji's pyramid starts at the image itself: no up-sampled octave
             if self.min_octave_px is not None:
                 keep &= sides >= self.min_octave_px
+        if mask is not None:
+            # Distance of every detection pixel to the nearest invalid one, read at each keypoint.
+            clearance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+            cols = np.clip(np.rint(points[:, 0]).astype(np.intp), 0, detection.shape[1] - 1)
+            rows = np.clip(np.rint(points[:, 1]).astype(np.intp), 0, detection.shape[0] - 1)
+            keep &= clearance[rows, cols] >= sizes
         points, sizes = points[keep], sizes[keep]
         if factor > 1:
             # Detection-image pixel centres back to input pixels (cv2.resize's pixel-centre mapping).
@@ -509,13 +523,19 @@ class SiftRegistration:
         high = f"{self.max_octave_px}" if self.max_octave_px is not None else "any"
         return f" in octaves of {low}-{high} px"
 
-    def correspondences(self, reference: np.ndarray, floating: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Matches as (floating points, reference points), each (K, 2) in (x, y).
+    def correspondences(
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        reference_mask: np.ndarray | None = None,
+        floating_mask: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Matches as (floating points, reference points), each (K, 2) in (x, y), keypoints inside the masks.
 
         Raises :class:`RegistrationFailure` when an image has too few keypoints to match.
         """
-        ref8, flo8 = self._to_uint8(reference, floating)
-        ref_features, flo_features = self.features(ref8), self.features(flo8)
+        ref8, flo8 = self._to_uint8(fill_invalid(reference, reference_mask), fill_invalid(floating, floating_mask))
+        ref_features, flo_features = self.features(ref8, reference_mask), self.features(flo8, floating_mask)
         counts = (len(ref_features.points), len(flo_features.points))
         if counts[0] < 2 or counts[1] < 1:
             raise RegistrationFailure(
@@ -525,9 +545,15 @@ class SiftRegistration:
         return match_features(flo_features, ref_features, float(self.ratio), bool(self.unique_matches))
 
     @timed
-    def register(self, reference: np.ndarray, floating: np.ndarray) -> RegistrationResult:
+    def register(
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        reference_mask: np.ndarray | None = None,
+        floating_mask: np.ndarray | None = None,
+    ) -> RegistrationResult:
         """Floating -> reference from the RANSAC fit to the SIFT matches, or a failure with its reason."""
-        flo_pts, ref_pts = self.correspondences(reference, floating)
+        flo_pts, ref_pts = self.correspondences(reference, floating, reference_mask, floating_mask)
         matches = len(flo_pts)
         if matches < MINIMAL_SAMPLES[self.transform]:
             removal = " and the removal of ambiguous matches" if self.unique_matches else ""
