@@ -1,4 +1,4 @@
-"""A large unaligned pair through ``python -m comir register``: coarse-to-fine and masks against full resolution.
+r"""A large unaligned pair through ``python -m comir register``: coarse-to-fine and masks against full resolution.
 
 The pair is made from one real aligned BF/SHG core (any folder in the ``pairs``
 layout, e.g. ``../shared/data/bfshg-dev``): both images enlarged ``--zoom`` times
@@ -17,7 +17,7 @@ corners), wall seconds of the whole command (CoMIRs included), the
 registration's own seconds, the peak memory the command reports, and the
 seconds and memory as ratios to ``full resolution`` (the baseline, same run).
 
-    .venv/bin/python benchmarks/bench_large_pair.py --model results/bfshg-dev/default/model/comir.pt \\
+    .venv/bin/python benchmarks/bench_large_pair.py --model results/bfshg-dev/default/model/comir.pt \
         --pairs ../shared/data/bfshg-dev --id 1B_J3 [--zoom 6] [--angle 14] [--shift 60 -40]
 """
 
@@ -61,6 +61,7 @@ def make_pair(pairs: Path, pair_id: str, zoom: float, angle: float, shift: tuple
 
 
 def main() -> None:
+    """Make the pair, run every setting, print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     parser.add_argument("--pairs", type=Path, required=True)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from comir.config import ConfigError, load_config, validate_config
+from comir.config import ConfigError, load_config, validate_config, variant_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +50,32 @@ def test_every_shipped_config_validates_and_gets_defaults():
         for dataset in config["datasets"].values():
             expected = {"testsets", "variants", "model", "training", "inference", "evaluation", "registration"}
             assert expected <= set(dataset)
+
+
+def test_a_variant_gets_the_defaults_of_the_sections_it_adds():
+    config = demo()
+    dataset = config["datasets"]["synthetic"]
+    dataset["variants"] = {
+        "elastic": {"training": {"elastic": {"probability": 0.5}}},
+        "stain": {"training": {"augmentation": {"B": {"stain": {"probability": 0.8}}}}},
+    }
+    validate_config(config)
+    assert variant_config(dataset, "elastic")["training"]["elastic"] == {"probability": 0.5, "alpha": 4.0, "sigma": 8.0}
+    assert variant_config(dataset, "stain")["training"]["augmentation"]["B"]["stain"]["scale"] == 0.05
+
+
+def test_the_ablation_configs_give_each_switch_a_variant():
+    config = load_config(ROOT / "config" / "ablations.yaml")
+    variants = config["datasets"]["bfshg-ablations"]["variants"]
+    merged = {name: variant_config(config["datasets"]["bfshg-ablations"], name) for name in variants}
+    assert merged["sobel-input"]["model"]["input_filters"] == ["sobel"]
+    assert merged["third-view"]["training"]["third_view"] == {"from": "A", "view": "haematoxylin"}
+    assert merged["shared-blocks"]["training"]["shared_blocks"] == 1
+    base = merged["base"]
+    assert not base["model"]["input_filters"] and base["training"]["shared_blocks"] == 0
+    assert not {"elastic", "third_view", "structure_penalty", "self_similarity"} & set(base["training"])
+    strips = load_config(ROOT / "config" / "zurich-dev.yaml")["datasets"]["zurich-dev"]["zenodo"]["strips"]
+    assert strips["train"][1] <= strips["val"][0] and strips["val"][1] <= strips["test"][0]  # no overlap
 
 
 def test_paper_defaults_are_filled_in():
@@ -152,8 +178,6 @@ def test_config_readme_documents_every_key_of_the_schema():
 
 
 def test_a_variant_overrides_only_what_it_names():
-    from comir.config import variant_config
-
     config = demo()
     config["datasets"]["synthetic"]["variants"] = {
         "mse": {},

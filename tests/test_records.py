@@ -332,6 +332,29 @@ def test_zurich_folds(tmp_path):
         convert_pairs(layout, tmp_path / "o", dataset="bfshg")
 
 
+def test_one_zurich_scene_is_cut_into_strips(tmp_path):
+    record = build_fake_zurich(tmp_path, ids=(17, 3), size_range=(100, 100))
+    modalities = {"A": {"name": "RGB"}, "B": {"name": "NIR"}}
+    strips = {"image": "zh17", "train": [0.0, 0.5], "val": [0.5, 0.6], "test": [0.6, 1.0]}
+    table, _ = convert_record(tmp_path, tmp_path / "out", modalities, {"split": "strips", "strips": strips})
+    assert table[["id", "split"]].values.tolist() == [["zh17-train", "train"], ["zh17-val", "val"],
+                                                       ["zh17-test", "test"]]  # fmt: skip
+    nir = record.sources["zh17/NIR"] / 4096.0
+    for row, (x0, x1) in zip(table.itertuples(), [(0, 50), (50, 60), (60, 100)]):
+        np.testing.assert_allclose(read_image(row.path_B), nir[:, x0:x1], rtol=1e-6)
+    assert not (tmp_path / "out" / "RGB" / "zh3.tif").exists()  # only the cut scene is converted
+    layout = detect_layout(tmp_path)
+    bad = [
+        ({**strips, "val": [0.4, 0.6]}, "overlap"),
+        ({**strips, "test": [0.6, 0.6]}, "empty"),
+        ({**strips, "image": "zh5"}, "needs zurich_strips.image"),
+    ]
+    for options, message in bad:
+        with pytest.raises(InputError, match=message):
+            convert_pairs(layout, tmp_path / "o", dataset="zurich",
+                          options={"zurich_split": "strips", "zurich_strips": options})  # fmt: skip
+
+
 def test_zurich_missing_split_image(tmp_path):
     build_fake_zurich(tmp_path, ids=(10, 11))
     with pytest.raises(InputError, match="needs zh12"):

@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     register.add_argument("--method", default="cascade", help="registration method (default cascade)")
     register.add_argument("--params", default="", help="method parameters as YAML/JSON, e.g. '{keypoints: null}'")
     register.add_argument(
-        "--transform", default="rigid", choices=TRANSFORMS, help="transform model (default rigid; sift, mi, cascade, fft_search)"
+        "--transform",
+        default="rigid",
+        choices=TRANSFORMS,
+        help="transform model (default rigid; sift, mi, cascade, fft_search)",
     )
     register.add_argument(
         "--pixel-sizes",

@@ -14,6 +14,10 @@ independently per patch, each transform with its own probability:
 * ``blur``: a Gaussian blur of ``sigma ~ U(0, sigma)`` px.
 * ``noise``: additive Gaussian noise of ``sigma ~ U(0, sigma)`` (in the [0, 1] range).
 
+Shared by both modalities (``training.elastic``, so the pair stays aligned):
+:func:`elastic_pairs`, a smooth random elastic deformation, after the rotation and
+flips and before the intensity transforms.
+
 They apply in that order, after the geometric augmentation and from the same
 seeded generator, drawing only for the transforms that are configured: without
 any, the batches are exactly those of a run without augmentation, and with some,
@@ -97,4 +101,43 @@ def augment_patches(patches: np.ndarray, settings: Mapping[str, Any], rng: np.ra
     return out
 
 
-__all__ = ["HED_FROM_RGB", "RGB_FROM_HED", "TRANSFORMS", "augment_patches", "check_augmentation", "stain_jitter"]
+def elastic_pairs(
+    batch_a: np.ndarray, batch_b: np.ndarray, settings: Mapping[str, Any], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both modalities' patches (n, C, H, W) deformed by the same random elastic field (Simard et al. 2003).
+
+    With ``probability`` per patch: a displacement field of uniform noise in
+    [-1, 1] per axis, Gaussian-smoothed by ``sigma`` px and scaled so that its
+    largest displacement is ``alpha`` px, applied to every channel of both
+    modalities alike (bilinear, reflected border), so the pair stays aligned.
+    Drawn only when configured: without it the batches are unchanged.
+    """
+    import cv2
+
+    n, _, height, width = batch_a.shape
+    chosen = _chosen(rng, n, settings["probability"])
+    fields = rng.uniform(-1.0, 1.0, (n, 2, height, width)).astype(np.float32)
+    out_a, out_b = np.array(batch_a, copy=True), np.array(batch_b, copy=True)
+    yy, xx = np.mgrid[:height, :width].astype(np.float32)
+    for index in np.flatnonzero(chosen):
+        smooth = [cv2.GaussianBlur(f, (0, 0), float(settings["sigma"])) for f in fields[index]]
+        peak = max(float(np.abs(f).max()) for f in smooth) or 1.0
+        map_x = xx + smooth[0] * (float(settings["alpha"]) / peak)
+        map_y = yy + smooth[1] * (float(settings["alpha"]) / peak)
+        for out in (out_a, out_b):
+            for channel in range(out.shape[1]):
+                out[index, channel] = cv2.remap(
+                    out[index, channel], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+                )
+    return out_a, out_b
+
+
+__all__ = [
+    "HED_FROM_RGB",
+    "RGB_FROM_HED",
+    "TRANSFORMS",
+    "augment_patches",
+    "check_augmentation",
+    "elastic_pairs",
+    "stain_jitter",
+]

@@ -18,6 +18,7 @@ a symlink, which ``git archive`` and some file systems do not keep), so there is
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 import re
@@ -134,12 +135,27 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def variant_config(dataset: Mapping[str, Any], variant: str) -> dict[str, Any]:
-    """A dataset's configuration as ``variant`` runs it (its overrides merged onto the dataset)."""
+    """A dataset's configuration as ``variant`` runs it (its overrides merged onto the dataset).
+
+    The schema's defaults are filled into what the overrides add (e.g. an ``elastic`` section
+    given only its ``probability``), as validation filled them into the dataset's own sections.
+    """
     if variant not in dataset["variants"]:
         raise KeyError(f"unknown variant {variant!r}; this dataset has {', '.join(dataset['variants'])}")
     base = {key: value for key, value in dataset.items() if key != "variants"}
     overrides = {key: value for key, value in dataset["variants"][variant].items() if key != "model_from"}
-    return deep_merge(base, overrides)
+    merged = deep_merge(base, overrides)
+    for _ in _Validator(_dataset_schema()).iter_errors(merged):  # fills defaults; problems were reported
+        pass
+    merged.pop("variants", None)  # a default the filling adds back: a variant has none
+    return merged
+
+
+@functools.cache
+def _dataset_schema() -> dict[str, Any]:
+    """The packaged schema's dataset node, as a schema of its own (read-only)."""
+    schema = load_schema()
+    return {"definitions": schema.get("definitions", {}), "$ref": "#/definitions/dataset"}
 
 
 def node_defaults(node: Mapping[str, Any]) -> dict[str, Any]:
@@ -225,6 +241,17 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
     up = model.get("up_blocks")
     if up is not None and len(up) != len(model["down_blocks"]):
         problems.append(f"datasets/{name}/model/up_blocks: needs {len(model['down_blocks'])} entries like down_blocks")
+    if dataset["training"]["shared_blocks"] > len(model["down_blocks"]):
+        problems.append(
+            f"datasets/{name}/training/shared_blocks: {dataset['training']['shared_blocks']} is more than the "
+            f"{len(model['down_blocks'])} down blocks of the networks"
+        )
+    third = dataset["training"].get("third_view")
+    if third and third["view"] == "haematoxylin" and dataset["modalities"][third["from"]]["channels"] != 3:
+        problems.append(
+            f"datasets/{name}/training/third_view: the haematoxylin view needs an RGB (3-channel) modality, "
+            f"{third['from']} has {dataset['modalities'][third['from']]['channels']} channel(s)"
+        )
     problems += _translation_problems(name, dataset)
     for slot, settings in dataset["training"]["augmentation"].items():
         channels = dataset["modalities"][slot]["channels"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -184,6 +185,104 @@ def activation_decay(outputs: Sequence[Tensor], l1: float, l2: float) -> Tensor:
         abs_sum = torch.stack([y.abs().sum() for y in ys]).sum()
         sq_sum = torch.stack([y.square().sum() for y in ys]).sum()
         return (l1 * abs_sum + l2 * sq_sum) / count
+
+
+# --------------------------------------------------------------------------- ablation terms
+# Beyond the paper, each off by default (docs/method.md, section 5, "Ablations"); in float32 with
+# autocast off like the terms above.
+
+STRUCTURE_PENALTIES: tuple[str, ...] = ("tv", "gradient")
+
+
+def gaussian_blur(z: Tensor, sigma: float) -> Tensor:
+    """``(N, C, H, W)`` blurred by a separable Gaussian of ``sigma`` px (reflect padding).
+
+    The kernel reaches ``ceil(3 sigma)`` px, at most the image's shorter side minus one (reflect
+    padding cannot reach farther), renormalised.
+    """
+    radius = max(1, min(int(math.ceil(3.0 * sigma)), min(z.shape[-2:]) - 1))
+    offsets = torch.arange(-radius, radius + 1, device=z.device, dtype=z.dtype)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    channels = z.shape[1]
+    padded = F.pad(z, (radius, radius, radius, radius), mode="reflect")
+    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(rows, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+
+def highpass(outputs: Sequence[Tensor], sigma: float) -> list[Tensor]:
+    """Each output minus its Gaussian blur of ``sigma`` px: what the critic sees with the high-pass ablation.
+
+    The critic then compares structure finer than ``sigma`` only; the slowly
+    varying part of a CoMIR is free.
+    """
+    with _autocast_off(outputs[0].device):
+        return [z.float() - gaussian_blur(z.float(), float(sigma)) for z in outputs]
+
+
+def _differences(z: Tensor) -> tuple[Tensor, Tensor]:
+    return z[..., :, 1:] - z[..., :, :-1], z[..., 1:, :] - z[..., :-1, :]
+
+
+def structure_penalty(outputs: Sequence[Tensor], kind: str) -> Tensor:
+    """A structural term on the CoMIRs: ``tv`` or ``gradient``.
+
+    ``tv``: the mean absolute finite difference (total variation per pixel)
+    of every output: smoother CoMIRs.  ``gradient``: the mean squared
+    difference of the finite differences of each pair of modalities' outputs:
+    CoMIRs with the same edges.
+    """
+    if kind not in STRUCTURE_PENALTIES:
+        raise ValueError(f"structure penalty must be one of {STRUCTURE_PENALTIES}, got {kind!r}")
+    with _autocast_off(outputs[0].device):
+        grads = [_differences(z.float()) for z in outputs]
+        if kind == "tv":
+            return torch.stack([(dx.abs().mean() + dy.abs().mean()) / 2 for dx, dy in grads]).mean()
+        pairs = [
+            ((a[0] - b[0]).square().mean() + (a[1] - b[1]).square().mean()) / 2
+            for i, a in enumerate(grads)
+            for b in grads[i + 1 :]
+        ]
+        return torch.stack(pairs).mean()
+
+
+def self_similarity(x: Tensor, radius: int) -> Tensor:
+    """MIND-style local self-similarity descriptor ``(N, 8, H, W)`` of ``(N, C, H, W)``.
+
+    For the 8 offsets of the square of half-side ``radius`` px, ``D_o`` is the
+    3x3 mean of the squared difference between the image and itself shifted by
+    ``o`` (summed over channels, replicate borders); the descriptor is
+    ``exp(-D_o / V)`` with ``V`` the mean of ``D_o`` over the offsets (Heinrich
+    et al. 2012): it describes the local structure, not the intensities, so the
+    descriptors of an input and of its CoMIR can be compared.
+    """
+    r = int(radius)
+    offsets = [(dy, dx) for dy in (-r, 0, r) for dx in (-r, 0, r) if dy or dx]
+    padded = F.pad(x, (r, r, r, r), mode="replicate")
+    height, width = x.shape[-2:]
+    distances = []
+    for dy, dx in offsets:
+        shifted = padded[..., r + dy : r + dy + height, r + dx : r + dx + width]
+        squared = (x - shifted).square().sum(dim=1, keepdim=True)
+        distances.append(F.avg_pool2d(F.pad(squared, (1, 1, 1, 1), mode="replicate"), 3, stride=1))
+    d = torch.cat(distances, dim=1)
+    variance = d.mean(dim=1, keepdim=True)
+    variance = variance + 1e-3 * variance.mean() + 1e-12  # flat regions: no division by ~0
+    return torch.exp(-d / variance)
+
+
+def self_similarity_loss(inputs: Sequence[Tensor], outputs: Sequence[Tensor], radius: int) -> Tensor:
+    """Mean absolute difference of each modality's input and CoMIR self-similarity descriptors.
+
+    Away from the ``radius + 1`` px border (where the shifts read padding).
+    """
+    border = int(radius) + 1
+    with _autocast_off(outputs[0].device):
+        terms = []
+        for x, z in zip(inputs, outputs, strict=True):
+            difference = self_similarity(x.float(), radius) - self_similarity(z.float(), radius)
+            terms.append(difference[..., border:-border, border:-border].abs().mean())
+        return torch.stack(terms).mean()
 
 
 def rot90_batch(x: Tensor, k: Tensor) -> Tensor:

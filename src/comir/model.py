@@ -15,6 +15,11 @@ public code (``DenseUNet`` with ``upsampling_type="upsample"`` and the
   convolution, which creates checkerboard/grid artefacts);
 * head: 1x1 convolution without bias to the CoMIR channels, no activation.
 
+Ablation (beyond the paper, off by default): ``input_filters`` appends fixed,
+not learned, 3x3 filters of the input's channel mean (Sobel magnitude,
+horizontal and vertical Sobel derivatives, Laplacian; replicate padding) as
+extra input channels, so the network sees image gradients directly.
+
 All convolutions except the head have a bias, as in the authors' code.
 Weights use PyTorch's default initialisation; seed ``torch`` before building
 a network to make it reproducible.
@@ -60,6 +65,7 @@ class TiramisuConfig:
     compression: float = 0.75
     dropout: float = 0.2
     checkpoint: bool = False
+    input_filters: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         down = tuple(int(n) for n in self.down_blocks)
@@ -67,6 +73,12 @@ class TiramisuConfig:
         # frozen dataclass: normalised values are written through object.__setattr__
         object.__setattr__(self, "down_blocks", down)
         object.__setattr__(self, "up_blocks", up)
+        object.__setattr__(self, "input_filters", tuple(self.input_filters))
+        unknown = [name for name in self.input_filters if name not in INPUT_FILTERS]
+        if unknown or len(set(self.input_filters)) != len(self.input_filters):
+            raise ValueError(
+                f"TiramisuConfig.input_filters must be distinct names of {INPUT_FILTERS}, got {self.input_filters}"
+            )
         for name in ("in_channels", "out_channels", "init_filters", "growth_rate"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TiramisuConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -99,6 +111,7 @@ class TiramisuConfig:
         d = asdict(self)
         d["down_blocks"] = list(self.down_blocks)
         d["up_blocks"] = list(self.up_blocks)
+        d["input_filters"] = list(self.input_filters)
         return d
 
     @classmethod
@@ -215,6 +228,40 @@ class _TransitionUp(nn.Module):
         return torch.cat([skip, self.up(x)], 1)
 
 
+INPUT_FILTERS = ("sobel", "grad_x", "grad_y", "laplacian")
+_SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
+_LAPLACIAN = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
+
+
+class InputFilters(nn.Module):
+    """Fixed 3x3 filters of the channel mean appended to the input: ``(N, C, H, W) -> (N, C + K, H, W)``.
+
+    ``sobel``: gradient magnitude ``sqrt(gx^2 + gy^2)`` (Sobel, /8 so that a
+    unit ramp has gradient 1); ``grad_x``/``grad_y``: the two derivatives;
+    ``laplacian``: the 4-neighbour Laplacian.  Replicate padding.
+    """
+
+    def __init__(self, names: tuple[str, ...]):
+        super().__init__()
+        self.names = tuple(names)
+        sobel_x = torch.tensor(_SOBEL_X) / 8.0
+        kernels = torch.stack([sobel_x, sobel_x.T, torch.tensor(_LAPLACIAN)])[:, None]
+        self.register_buffer("kernels", kernels, persistent=False)  # (3, 1, 3, 3), not learned
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` with the filters' responses appended as channels."""
+        grey = F.pad(x.mean(dim=1, keepdim=True), (1, 1, 1, 1), mode="replicate")
+        gx, gy, laplacian = F.conv2d(grey, self.kernels.to(grey.dtype)).unbind(dim=1)
+        computed = {
+            "grad_x": gx,
+            "grad_y": gy,
+            "laplacian": laplacian,
+            # The small constant keeps the gradient of sqrt finite on flat regions.
+            "sobel": torch.sqrt(gx * gx + gy * gy + 1e-12) if "sobel" in self.names else None,
+        }
+        return torch.cat([x, *(computed[name][:, None] for name in self.names)], dim=1)
+
+
 class Tiramisu(nn.Module):
     """FC-DenseNet mapping ``(N, in_channels, H, W)`` to ``(N, out_channels, H, W)``.
 
@@ -227,8 +274,9 @@ class Tiramisu(nn.Module):
         self.config = config
         g, p, ckpt = config.growth_rate, config.dropout, config.checkpoint
 
+        self.input_filters = InputFilters(config.input_filters) if config.input_filters else None
         self.first_conv = nn.Conv2d(
-            config.in_channels, config.init_filters, kernel_size=3, padding=1, bias=True
+            config.in_channels + len(config.input_filters), config.init_filters, kernel_size=3, padding=1, bias=True
         )
         channels = config.init_filters
 
@@ -281,6 +329,8 @@ class Tiramisu(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """The CoMIR ``(N, out_channels, H, W)`` of ``x``."""
         self.check_input(self.config, x)
+        if self.input_filters is not None:
+            x = self.input_filters(x)
         x = self.first_conv(x)
         skips = []
         for block, transition in zip(self.down_blocks, self.transitions_down):
@@ -398,6 +448,8 @@ def receptive_field(config: TiramisuConfig) -> ReceptiveField:
     dropout do not change it. See docs/method.md, section 6.
     """
     m: _Map = (1, ((0, 0),))
+    if config.input_filters:
+        m = _conv3(m)  # the fixed 3x3 input filters (their input, read unfiltered too, is inside)
     m = _conv3(m)  # first convolution
     skips = []
     for n_layers in config.down_blocks:

@@ -22,9 +22,16 @@ import pandas as pd
 import torch
 
 from comir import precision
-from comir.augment import augment_patches
+from comir.augment import augment_patches, elastic_pairs
 from comir.io import atomic_path, write_csv
-from comir.loss import activation_decay, equivariant_forward, info_nce
+from comir.loss import (
+    activation_decay,
+    equivariant_forward,
+    highpass,
+    info_nce,
+    self_similarity_loss,
+    structure_penalty,
+)
 from comir.model import Tiramisu, TiramisuConfig
 from comir.preprocess import SLOTS, rotation_crop
 
@@ -58,6 +65,13 @@ class TrainingConfig:
     rotation: bool = True
     flips: bool = True
     augmentation: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # per slot (comir.augment)
+    # Ablations beyond the paper, each off by default (docs/method.md, section 5, "Ablations").
+    elastic: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # shared elastic deformation
+    critic_highpass_sigma: float | None = None  # CoMIRs high-passed before the critic
+    structure_penalty: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # {kind, weight}
+    self_similarity: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # {weight, radius}
+    shared_blocks: int = 0  # down blocks (with their transitions) shared by the two networks
+    third_view: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # {from, view}: a third network
     validation_batches: int = 4
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     mixed_precision: bool = True  # CUDA only
@@ -120,8 +134,10 @@ class PatchSampler:
         rotation: bool,
         flips: bool,
         augmentation: Mapping[str, Mapping[str, Any]] | None = None,
+        elastic: Mapping[str, Any] | None = None,
     ):
         self.augmentation = dict(augmentation or {})  # per slot: comir.augment's transforms
+        self.elastic = dict(elastic or {})  # both slots alike: comir.augment.elastic_pairs
         self.patch = patch_size
         self.rotation = rotation
         self.flips = flips
@@ -180,6 +196,8 @@ class PatchSampler:
         channel_first = patches.transpose(0, 3, 1, 2)
         batch_a = np.ascontiguousarray(channel_first[:, : self.channels_a])
         batch_b = np.ascontiguousarray(channel_first[:, self.channels_a :])
+        if augment and self.elastic:
+            batch_a, batch_b = elastic_pairs(batch_a, batch_b, self.elastic, rng)
         if augment and self.augmentation:  # drawn after every geometric choice: the same places either way
             batch_a = augment_patches(batch_a, self.augmentation.get("A", {}), rng)
             batch_b = augment_patches(batch_b, self.augmentation.get("B", {}), rng)
@@ -279,17 +297,102 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
     return precision.autocast(device, enabled)
 
 
-def contrastive_loss(outputs: Sequence[torch.Tensor], cfg: TrainingConfig) -> torch.Tensor:
+def contrastive_loss(
+    outputs: Sequence[torch.Tensor], cfg: TrainingConfig, inputs: Sequence[torch.Tensor] | None = None
+) -> torch.Tensor:
     """InfoNCE plus activation decay of the networks' outputs (docs/method.md, sections 3 and 5).
 
-    Both terms cast the outputs up and compute in float32 with autocast
-    disabled themselves, so the loss is the same inside the training's
-    autocast context as outside it.
+    With the ablations configured: the critic sees the high-passed outputs
+    (``critic_highpass_sigma``), and the structure penalty and the
+    self-similarity term (which needs the networks' ``inputs``) are added with
+    their weights.  Every term casts the outputs up and computes in float32
+    with autocast disabled itself, so the loss is the same inside the
+    training's autocast context as outside it.
     """
-    loss = info_nce(outputs, critic=cfg.critic, tau=cfg.temperature)
+    critic_view = highpass(outputs, cfg.critic_highpass_sigma) if cfg.critic_highpass_sigma else outputs
+    loss = info_nce(critic_view, critic=cfg.critic, tau=cfg.temperature)
     if cfg.l1_activation or cfg.l2_activation:
         loss = loss + activation_decay(outputs, cfg.l1_activation, cfg.l2_activation)
+    if cfg.structure_penalty:
+        loss = loss + cfg.structure_penalty["weight"] * structure_penalty(outputs, cfg.structure_penalty["kind"])
+    if cfg.self_similarity:
+        if inputs is None:
+            raise ValueError("the self-similarity term needs the networks' inputs")
+        similarity = self_similarity_loss(inputs, outputs, cfg.self_similarity["radius"])
+        loss = loss + cfg.self_similarity["weight"] * similarity
     return loss
+
+
+THIRD_VIEWS = ("grey", "sobel", "haematoxylin")
+# The third network's slot and its seed offset (A and B use 0 and 1, build_models).
+THIRD_SLOT = "C"
+
+
+def derived_view(patches: torch.Tensor, view: str) -> torch.Tensor:
+    """A single-channel view of a modality's patches ``(N, C, H, W)`` in [0, 1], for the third network.
+
+    ``grey``: the channel mean; ``sobel``: the gradient magnitude of the grey
+    image (:class:`comir.model.InputFilters`); ``haematoxylin``: the
+    haematoxylin optical density of an RGB bright-field patch (Ruifrok and
+    Johnston's colour deconvolution, :mod:`comir.augment`).
+    """
+    from comir.augment import HED_FROM_RGB
+    from comir.model import InputFilters
+
+    if view == "grey":
+        return patches.mean(dim=1, keepdim=True)
+    if view == "sobel":
+        return InputFilters(("sobel",)).to(patches.device)(patches)[:, -1:]
+    if view == "haematoxylin":
+        density = -torch.log(patches.float().clamp(1e-3, 1.0))
+        unmix = torch.as_tensor(HED_FROM_RGB[:, 0], dtype=density.dtype, device=density.device)
+        return torch.einsum("nchw,c->nhw", density, unmix)[:, None].to(patches.dtype)
+    raise ValueError(f"third view must be one of {THIRD_VIEWS}, got {view!r}")
+
+
+def network_inputs(batch: Sequence[torch.Tensor], cfg: TrainingConfig) -> list[torch.Tensor]:
+    """The networks' inputs of a batch: A, B and, with ``third_view``, the view derived from one of them."""
+    if not cfg.third_view:
+        return list(batch)
+    return [*batch, derived_view(batch[SLOTS.index(cfg.third_view["from"])], cfg.third_view["view"])]
+
+
+def third_network(models: Mapping[str, Tiramisu], cfg: TrainingConfig) -> dict[str, Tiramisu]:
+    """The networks trained: A and B and, with ``third_view``, a third one of A's architecture on one channel.
+
+    The third network adds a third view to the InfoNCE (M = 3 points per place,
+    docs/method.md, section 3); it is not part of the model file, whose CoMIRs
+    are A's and B's.
+    """
+    if not cfg.third_view:
+        return dict(models)
+    torch.manual_seed(cfg.seed * 1000 + 2)
+    config = dataclasses.replace(models["A"].config, in_channels=1)
+    return {**models, THIRD_SLOT: Tiramisu(config)}
+
+
+def share_blocks(models: Mapping[str, Tiramisu], count: int) -> None:
+    """Make the first ``count`` down blocks and their transitions of network B those of network A.
+
+    Each network keeps its own first convolution (the stem: the modalities'
+    channel counts differ) and everything after the shared blocks; the shared
+    modules are one set of parameters, trained by both modalities' batches
+    (the ablation ``training.shared_blocks``).  The state_dicts still hold
+    every parameter, so saved networks load and run independently.
+    """
+    a, b = models["A"], models["B"]
+    if count > len(a.down_blocks):
+        raise ValueError(f"shared_blocks is {count} but the networks have {len(a.down_blocks)} down blocks")
+    if a.first_conv.out_channels != b.first_conv.out_channels:
+        raise ValueError("shared blocks need the same init_filters in both networks")
+    for index in range(count):
+        b.down_blocks[index] = a.down_blocks[index]
+        b.transitions_down[index] = a.transitions_down[index]
+
+
+def unique_parameters(models: Mapping[str, Tiramisu]) -> list[torch.nn.Parameter]:
+    """Every parameter of the networks once (shared blocks would otherwise be stepped twice)."""
+    return list({id(p): p for model in models.values() for p in model.parameters()}.values())
 
 
 def train(
@@ -312,7 +415,9 @@ def train(
         torch.set_num_threads(max(1, cfg.threads))
     c4_generator = torch.Generator().manual_seed(cfg.seed + 3)
     torch.manual_seed(cfg.seed + 4)  # dropout masks
-    sampler = PatchSampler(train_pairs, cfg.patch_size, cfg.rotation, cfg.flips, cfg.augmentation)
+    share_blocks(models, cfg.shared_blocks)
+    networks = third_network(models, cfg)
+    sampler = PatchSampler(train_pairs, cfg.patch_size, cfg.rotation, cfg.flips, cfg.augmentation, cfg.elastic)
     training_batches = TrainingBatches(sampler, cfg.batch_size, cfg.seed, _TRAINING_STREAM)
     recalibration_batches = TrainingBatches(sampler, cfg.batch_size, cfg.seed, _RECALIBRATION_STREAM)
     workers = loader_workers(cfg.workers, device)
@@ -320,9 +425,9 @@ def train(
     val_rng = np.random.default_rng([cfg.seed, _VALIDATION_STREAM])
     validation = [val_sampler.sample(val_rng, cfg.batch_size, augment=False) for _ in range(cfg.validation_batches)]
 
-    for model in models.values():
+    for model in networks.values():
         model.to(device, memory_format=memory_format(device))
-    params = [p for m in models.values() for p in m.parameters()]
+    params = unique_parameters(networks)
     if cfg.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
             params, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay
@@ -335,10 +440,10 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_grad_scaler(device, use_amp))
 
     history: list[dict[str, Any]] = []
-    fingerprint = training_fingerprint(models, train_pairs, val_pairs, cfg)
+    fingerprint = training_fingerprint(networks, train_pairs, val_pairs, cfg)
     state = load_training_state(resume_state, fingerprint) if resume_state is not None else None
     if state is not None:
-        restore_training_state(state, models, optimizer, scaler, c4_generator)
+        restore_training_state(state, networks, optimizer, scaler, c4_generator)
         history = list(state["history"])
         log.info("resumed from %s after epoch %d of %d", resume_state, state["epoch"], cfg.epochs)
     # One loader for the whole run, so that its workers start once and stay ahead across epochs.
@@ -346,19 +451,19 @@ def train(
     batches = iter(batch_loader(training_batches, remaining, workers, device))
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         start = time.perf_counter()
-        for model in models.values():
+        for model in networks.values():
             model.train()
         losses = []
         for arrays in itertools.islice(batches, cfg.steps_per_epoch):
-            loss = training_step(models, arrays, cfg, optimizer, scaler, c4_generator, device, use_amp)
+            loss = training_step(networks, arrays, cfg, optimizer, scaler, c4_generator, device, use_amp)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"training loss became {loss.item()} at epoch {epoch}; lower the learning rate"
                 )
             losses.append(loss.item())
         recalibration = range((epoch - 1) * cfg.validation_batches, epoch * cfg.validation_batches)
-        recalibrate_batchnorm(models, (recalibration_batches[i] for i in recalibration), device, use_amp)
-        val_loss = evaluate_loss(models, validation, cfg, device, use_amp)
+        recalibrate_batchnorm(networks, (recalibration_batches[i] for i in recalibration), cfg, device, use_amp)
+        val_loss = evaluate_loss(networks, validation, cfg, device, use_amp)
         history.append(
             {
                 "epoch": epoch,
@@ -373,7 +478,7 @@ def train(
             "epoch %d/%d train %.4f val %.4f (%.1f s)", epoch, cfg.epochs, row["train_loss"], val_loss, row["seconds"]
         )
         if resume_state is not None:
-            save_training_state(resume_state, fingerprint, history, models, optimizer, scaler, c4_generator)
+            save_training_state(resume_state, fingerprint, history, networks, optimizer, scaler, c4_generator)
     if device.type == "cuda":
         log.info("peak GPU memory %.1f MiB", torch.cuda.max_memory_allocated(device) / 2**20)
     return pd.DataFrame(history)
@@ -470,18 +575,19 @@ def training_step(
     device: torch.device,
     use_amp: bool,
 ) -> torch.Tensor:
-    """One optimisation step of both networks on one batch (A, B); returns the step's loss.
+    """One optimisation step of the networks on one batch (A, B); returns the step's loss.
 
     C4 rotations (when configured), the contrastive loss under the run's precision, gradient
-    scaling, and the gradient-norm clip of each network separately (the paper's).
+    scaling, and the gradient-norm clip of each network separately (the paper's). ``models``
+    may hold the third network of ``third_view`` (:func:`third_network`).
     """
-    batch = [to_device(b, device) for b in arrays]
+    batch = network_inputs([to_device(b, device) for b in arrays], cfg)
     with _autocast(device, use_amp):
         outputs = [
             equivariant_forward(models[slot], x, c4_generator) if cfg.equivariance else models[slot](x)
-            for slot, x in zip(SLOTS, batch)
+            for slot, x in zip(models, batch, strict=True)
         ]
-        loss = contrastive_loss(outputs, cfg)
+        loss = contrastive_loss(outputs, cfg, batch)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
@@ -496,6 +602,7 @@ def training_step(
 def recalibrate_batchnorm(
     models: Mapping[str, Tiramisu],
     batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    cfg: TrainingConfig,
     device: torch.device,
     use_amp: bool,
 ) -> None:
@@ -516,9 +623,9 @@ def recalibrate_batchnorm(
     for model in models.values():
         model.train()
     for arrays in batches:
-        batch = [to_device(b, device) for b in arrays]
+        batch = network_inputs([to_device(b, device) for b in arrays], cfg)
         with _autocast(device, use_amp):
-            for slot, x in zip(SLOTS, batch):
+            for slot, x in zip(models, batch, strict=True):
                 models[slot](x)
     for bn, momentum in zip(norms, saved):
         bn.momentum = momentum
@@ -537,9 +644,10 @@ def evaluate_loss(
         model.eval()
     values = []
     for batch in batches:
+        inputs = network_inputs([to_device(x, device) for x in batch], cfg)
         with _autocast(device, use_amp):
-            outputs = [models[slot](to_device(x, device)) for slot, x in zip(SLOTS, batch)]
-            values.append(contrastive_loss(outputs, cfg).item())
+            outputs = [models[slot](x) for slot, x in zip(models, inputs, strict=True)]
+            values.append(contrastive_loss(outputs, cfg, inputs).item())
     return float(np.mean(values))
 
 

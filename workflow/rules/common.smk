@@ -88,8 +88,9 @@ def data_params(wildcards):
     source = cfg["source"]
     section = cfg.get(source, {})
     if source == "zenodo":
-        # How the files are fetched changes no pair.
-        section = pick(section, ("record", "split"))
+        # How the files are fetched changes no pair; the strips only exist for split 'strips'.
+        strips = ("strips",) if section.get("strips") is not None else ()
+        section = pick(section, ("record", "split", *strips))
     return canonical(
         {
             "source": source,

@@ -77,8 +77,11 @@ ZURICH_CHANNELS = {"RGB": 3, "NIR": 1}
 class RecordOptions:
     """Choices of :func:`convert_pairs` (all have the paper's defaults)."""
 
-    #: "paper" (train zh10, val zh11, test zh12) or "fold1" / "fold2" / "fold3" (MultiRegEval)
+    #: "paper" (train zh10, val zh11, test zh12), "fold1" / "fold2" / "fold3" (MultiRegEval), or
+    #: "strips" (one scene cut into column strips, :data:`zurich_strips`)
     zurich_split: str = "paper"
+    #: split "strips": {"image": "zh17", "train": [x0, x1], "val": [...], "test": [...]}, fractions of the width
+    zurich_strips: Mapping[str, Any] | None = None
     #: validation image overriding the default of the chosen split (e.g. "zh11")
     zurich_val: str | None = None
     #: what the 4 stored channels are, in order; the default is the authors' code
@@ -258,6 +261,8 @@ def convert_record(
     options = {k: cfg[k] for k in RecordOptions.__dataclass_fields__ if k in cfg}
     if "split" in cfg:
         options["zurich_split"] = cfg["split"]
+    if cfg.get("strips") is not None:
+        options["zurich_strips"] = cfg["strips"]
     table = convert_pairs(layout, out_dir, dataset=layout.dataset, options=options, modalities=names)
     description = {
         "kind": layout.kind,
@@ -358,9 +363,40 @@ def _convert_bfshg(layout: Layout, out_dir: Path, opts: RecordOptions, names: tu
     return table
 
 
+def strip_bounds(width: int, strips: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    """Split -> the column range ``[x0, x1)`` of its strip in a scene ``width`` px wide.
+
+    Fractions of the width, rounded; the strips must be non-empty and must not overlap
+    (an :class:`InputError` says which).
+    """
+    bounds = {}
+    for split in ("train", "val", "test"):
+        if split not in strips:
+            raise InputError(f"Zurich strips need a {split!r} strip, got {dict(strips)}")
+        x0, x1 = (round(float(f) * width) for f in strips[split])
+        if not 0 <= x0 < x1 <= width:
+            raise InputError(f"Zurich strip {split} {list(strips[split])} is empty or outside [0, 1]")
+        bounds[split] = (x0, x1)
+    ordered = sorted(bounds.values())
+    if any(a[1] > b[0] for a, b in zip(ordered, ordered[1:])):
+        raise InputError(f"Zurich strips overlap: {dict(strips)}")
+    return bounds
+
+
 def zurich_split(image_ids: Iterable[str], opts: RecordOptions) -> dict[str, str]:
-    """Image id -> split for the chosen Zurich split (ids not used are left out)."""
+    """Image id -> split for the chosen Zurich split (ids not used are left out).
+
+    Split "strips" assigns its one scene to "strips" (cut by :func:`strip_bounds`).
+    """
     available = set(image_ids)
+    if opts.zurich_split == "strips":
+        image = str((opts.zurich_strips or {}).get("image", ""))
+        if image not in available:
+            raise InputError(
+                f"Zurich split strips needs zurich_strips.image, one of the record's images "
+                f"({', '.join(sorted(available, key=zurich_number)) or 'none'}), got {image!r}"
+            )
+        return {image: "strips"}
     if opts.zurich_split == "paper":
         assignment = {i: s for s, ids in ZURICH_PAPER_SPLIT.items() for i in ids}
     elif (m := re.fullmatch(r"fold([123])", str(opts.zurich_split))) is not None:
@@ -370,7 +406,9 @@ def zurich_split(image_ids: Iterable[str], opts: RecordOptions) -> dict[str, str
         assignment.update({i: "test" for i in test})
         assignment[ZURICH_FOLD_VAL[fold]] = "val"
     else:
-        raise InputError(f"zurich_split must be 'paper', 'fold1', 'fold2' or 'fold3', got {opts.zurich_split!r}")
+        raise InputError(
+            f"zurich_split must be 'paper', 'fold1', 'fold2', 'fold3' or 'strips', got {opts.zurich_split!r}"
+        )
     if opts.zurich_val is not None:
         val = str(opts.zurich_val)
         if assignment.get(val) == "test":
@@ -398,7 +436,10 @@ def _convert_zurich(layout: Layout, out_dir: Path, opts: RecordOptions, names: t
     votes: Counter[int] = Counter()
     paths: dict[str, dict[str, str]] = {}
     clipped_total = 0
+    strips = opts.zurich_split == "strips"
     for image_id in sorted(layout.zurich_images, key=zurich_number):
+        if strips and image_id not in assignment:
+            continue  # one scene is cut into strips; the others are not used
         source = layout.zurich_images[image_id]
         image = read_image(source)
         if channels_of(image) != 4:
@@ -414,11 +455,18 @@ def _convert_zurich(layout: Layout, out_dir: Path, opts: RecordOptions, names: t
             votes[nir_channel(image)] += 1
         scaled = np.clip(image.astype(np.float32) / np.float32(opts.zurich_scale), 0.0, 1.0)
         outputs = {"RGB": scaled[..., rgb_index], "NIR": scaled[..., nir_index]}
-        paths[image_id] = {}
-        for modality, data in outputs.items():
-            target = out_dir / modality / f"{image_id}.tif"
-            write_tiff(target, np.ascontiguousarray(data, dtype=np.float32))
-            paths[image_id][modality] = str(target.resolve())
+        # The scene itself, or its strips as images <id>-train, <id>-val, <id>-test.
+        parts = {image_id: slice(None)}
+        if strips:
+            bounds = strip_bounds(image.shape[1], opts.zurich_strips)
+            parts = {f"{image_id}-{split}": slice(*bounds[split]) for split in bounds}
+            assignment = {f"{image_id}-{split}": split for split in bounds}
+        for part, columns in parts.items():
+            paths[part] = {}
+            for modality, data in outputs.items():
+                target = out_dir / modality / f"{part}.tif"
+                write_tiff(target, np.ascontiguousarray(data[:, columns], dtype=np.float32))
+                paths[part][modality] = str(target.resolve())
     check = None
     if opts.check_channel_order and votes:
         detected, count = votes.most_common(1)[0]
@@ -434,7 +482,9 @@ def _convert_zurich(layout: Layout, out_dir: Path, opts: RecordOptions, names: t
             log.info("Zurich channel order: data agree that NIR is channel %d (%s)", nir_index, dict(votes))
     rows = [
         {"id": i, "split": s, "path_A": paths[i][names[0]], "path_B": paths[i][names[1]]}
-        for i, s in sorted(assignment.items(), key=lambda kv: (RECORD_SPLITS.index(kv[1]), zurich_number(kv[0])))
+        for i, s in sorted(
+            assignment.items(), key=lambda kv: (RECORD_SPLITS.index(kv[1]), zurich_number(kv[0].split("-")[0]))
+        )
     ]
     table = pd.DataFrame(rows, columns=["id", "split", "path_A", "path_B"])
     counts = table["split"].value_counts().to_dict()
