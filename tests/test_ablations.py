@@ -1,4 +1,8 @@
-"""The ablation switches of richer CoMIRs: each does what it says and is off by default."""
+"""Ablation switches and training options: each does what it says and is off by default.
+
+The switches of richer CoMIRs, and the options for better CoMIRs on a CPU budget (stain
+normalisation, learning-rate schedule).
+"""
 
 from __future__ import annotations
 
@@ -8,23 +12,27 @@ import numpy as np
 import pytest
 import torch
 
-from comir.augment import elastic_pairs
+from comir.augment import HED_FROM_RGB, elastic_pairs, stain_jitter
 from comir.config import section_defaults
 from comir.infer import compute_comir, inference_network
 from comir.loss import activation_decay, highpass, info_nce, self_similarity, self_similarity_loss, structure_penalty
 from comir.model import InputFilters, Tiramisu, TiramisuConfig, required_margin
+from comir.preprocess import prepare_modality_image
+from comir.stain import macenko_normalize, macenko_stains
 from comir.train import (
     PatchSampler,
     TrainingConfig,
     build_models,
     contrastive_loss,
     derived_view,
+    learning_rate_at,
     network_inputs,
     share_blocks,
     third_network,
     train,
     unique_parameters,
 )
+from registration_cases import he_shg_scene
 from test_train import TINY, structured_pair
 
 RAMP = torch.arange(16.0).repeat(16, 1)[None, None]  # x increases by 1 per pixel
@@ -138,12 +146,13 @@ def test_shared_blocks_are_one_set_of_parameters_that_both_modalities_train(tmp_
 
 def test_every_switch_is_off_by_default_and_changes_the_loss_when_on():
     defaults = section_defaults("training")
-    assert not {"elastic", "structure_penalty", "self_similarity"} & set(defaults)  # absent unless configured
-    assert defaults["critic_highpass_sigma"] is None and defaults["shared_blocks"] == 0
+    switches = {"elastic", "structure_penalty", "self_similarity", "third_view", "critic_highpass_sigma"}
+    switches.add("shared_blocks")
+    assert not switches & set(defaults)  # absent unless configured: existing runs keep their parameters
     cfg = TrainingConfig()
     assert (cfg.elastic, cfg.critic_highpass_sigma, cfg.structure_penalty, cfg.self_similarity, cfg.shared_blocks) == (
         {}, None, {}, {}, 0)  # fmt: skip
-    assert section_defaults("model")["input_filters"] == []
+    assert "input_filters" not in section_defaults("model")
     outputs = outputs_pair()
     inputs = [torch.rand(6, 1, 24, 24, generator=torch.Generator().manual_seed(5)) for _ in range(2)]
     base = contrastive_loss(outputs, cfg, inputs).item()
@@ -166,8 +175,6 @@ def test_a_third_view_adds_a_third_network_to_the_loss_but_not_to_the_model():
     torch.testing.assert_close(derived_view(rgb, "grey"), rgb.mean(dim=1, keepdim=True))
     haematoxylin = derived_view(rgb, "haematoxylin")
     density = -torch.log(rgb)
-    from comir.augment import HED_FROM_RGB
-
     expected = torch.einsum("nchw,c->nhw", density, torch.as_tensor(HED_FROM_RGB[:, 0], dtype=torch.float32))
     torch.testing.assert_close(haematoxylin[:, 0], expected)
     assert derived_view(RAMP, "sobel").shape == (1, 1, 16, 16)
@@ -183,3 +190,34 @@ def test_a_third_view_adds_a_third_network_to_the_loss_but_not_to_the_model():
     pairs = [structured_pair(i, 64) for i in range(2)]
     history = train(models, pairs[:1], pairs[1:], cfg)
     assert np.isfinite(history["val_loss"]).all() and list(models) == ["A", "B"]  # the caller's networks only
+
+
+def test_stain_normalisation_undoes_a_change_of_stain_strength():
+    rgb = np.asarray(he_shg_scene(256, 0)["rgb"])
+    # Haematoxylin 1.5 times, eosin 0.6 times as strong: the same tissue, stained differently.
+    restained = np.moveaxis(stain_jitter(np.moveaxis(rgb, -1, 0)[None], np.array([[1.5, 0.6, 1.0]]),
+                                         np.zeros((1, 3))), 1, -1)[0]  # fmt: skip
+    before = np.abs(rgb - restained).mean()
+    after = np.abs(macenko_normalize(rgb) - macenko_normalize(restained)).mean()
+    assert after < before / 5
+    stains, _ = macenko_stains(rgb)
+    assert stains[0, 0] > stains[0, 1]  # haematoxylin first: more red absorbed
+    blank = np.ones((32, 32, 3), np.float32)
+    np.testing.assert_array_equal(macenko_normalize(blank), blank)  # no tissue: left as it is
+    plain = prepare_modality_image(rgb, {"channels": 3}, "rgb")
+    normalized = prepare_modality_image(rgb, {"channels": 3, "stain_normalization": "macenko"}, "rgb")
+    np.testing.assert_allclose(normalized, np.moveaxis(macenko_normalize(rgb), -1, 0))
+    assert not np.allclose(plain, normalized)
+    with pytest.raises(ValueError, match="RGB image"):
+        macenko_normalize(rgb[..., 0])
+
+
+def test_the_learning_rate_schedule_warms_up_and_decays_and_is_constant_by_default():
+    constant = TrainingConfig(learning_rate=0.01, epochs=2, steps_per_epoch=10)
+    assert [learning_rate_at(step, constant) for step in (0, 7, 19)] == [0.01, 0.01, 0.01]
+    cosine = dataclasses.replace(constant, learning_rate_schedule="cosine", warmup_steps=4)
+    rates = [learning_rate_at(step, cosine) for step in range(20)]
+    assert rates[:4] == pytest.approx([0.002, 0.004, 0.006, 0.008])  # linear warm-up
+    assert rates[4] == pytest.approx(0.01) and rates[-1] < 0.001  # then half a cosine towards 0
+    assert all(a >= b for a, b in zip(rates[4:], rates[5:]))
+    assert "learning_rate_schedule" not in section_defaults("training")

@@ -241,11 +241,17 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
     up = model.get("up_blocks")
     if up is not None and len(up) != len(model["down_blocks"]):
         problems.append(f"datasets/{name}/model/up_blocks: needs {len(model['down_blocks'])} entries like down_blocks")
-    if dataset["training"]["shared_blocks"] > len(model["down_blocks"]):
+    if dataset["training"].get("shared_blocks", 0) > len(model["down_blocks"]):
         problems.append(
             f"datasets/{name}/training/shared_blocks: {dataset['training']['shared_blocks']} is more than the "
             f"{len(model['down_blocks'])} down blocks of the networks"
         )
+    for slot, spec in dataset["modalities"].items():
+        if spec.get("stain_normalization") is not None and spec["channels"] != 3:
+            problems.append(
+                f"datasets/{name}/modalities/{slot}/stain_normalization: needs an RGB (3-channel) modality, "
+                f"this one has {spec['channels']} channel(s)"
+            )
     third = dataset["training"].get("third_view")
     if third and third["view"] == "haematoxylin" and dataset["modalities"][third["from"]]["channels"] != 3:
         problems.append(

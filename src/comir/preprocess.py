@@ -26,16 +26,23 @@ def rotation_crop(patch_size: int) -> int:
 
 
 def prepare_image(
-    image: np.ndarray, channels: int, log1p: bool, name: str = "image", max_value: float | None = None
+    image: np.ndarray,
+    channels: int,
+    log1p: bool,
+    name: str = "image",
+    max_value: float | None = None,
+    stain_normalization: str | None = None,
 ) -> np.ndarray:
     """(H, W[, C]) stored image -> (C, H, W) float32.
 
     Values are divided by the modality's full scale (``max_value``, else the
     integer type's maximum; floats as they are), so full intensity is 1.
-    ``log1p`` compresses the heavy-tailed intensities of SHG-like images
-    (paper: SHG gets log(1 + x)); it applies to ``max(x, 0)`` (a negative value
-    below -1 has no logarithm) and the result is rescaled by log(2).
-    Non-finite pixels raise :class:`~comir.io.InputError` naming the image.
+    ``stain_normalization`` ("macenko", RGB only; :mod:`comir.stain`)
+    re-renders an H&E image with reference stains.  ``log1p`` compresses the
+    heavy-tailed intensities of SHG-like images (paper: SHG gets log(1 + x));
+    it applies to ``max(x, 0)`` (a negative value below -1 has no logarithm)
+    and the result is rescaled by log(2).  Non-finite pixels raise
+    :class:`~comir.io.InputError` naming the image.
     """
     found = channels_of(image)
     if found != channels:
@@ -43,6 +50,12 @@ def prepare_image(
     data = to_float01(image, max_value)
     if not np.isfinite(data).all():
         raise InputError(f"{name} has NaN or infinite pixels")
+    if stain_normalization is not None:
+        from comir.stain import STAIN_NORMALIZATIONS, macenko_normalize
+
+        if stain_normalization not in STAIN_NORMALIZATIONS:
+            raise ValueError(f"stain_normalization must be one of {STAIN_NORMALIZATIONS}, got {stain_normalization!r}")
+        data = macenko_normalize(data)
     if log1p:
         data = np.log1p(np.maximum(data, 0.0)) / np.log(2.0)
     if data.ndim == 2:
@@ -53,8 +66,15 @@ def prepare_image(
 
 
 def prepare_modality_image(image: np.ndarray, modality: Mapping[str, Any], name: str) -> np.ndarray:
-    """:func:`prepare_image` with a modality's configuration (channels, log1p, max_value)."""
-    return prepare_image(image, modality["channels"], modality.get("log1p", False), name, modality.get("max_value"))
+    """:func:`prepare_image` with a modality's configuration (channels, log1p, max_value, stain_normalization)."""
+    return prepare_image(
+        image,
+        modality["channels"],
+        modality.get("log1p", False),
+        name,
+        modality.get("max_value"),
+        modality.get("stain_normalization"),
+    )
 
 
 def load_split(

@@ -54,6 +54,8 @@ class TrainingConfig:
     patch_size: int = 128
     optimizer: str = "sgd"  # "sgd" | "adam"
     learning_rate: float = 1e-2
+    learning_rate_schedule: str = "constant"  # "constant" | "cosine"
+    warmup_steps: int = 0
     momentum: float = 0.9
     weight_decay: float = 1e-5
     grad_clip: float = 1.0
@@ -371,6 +373,26 @@ def third_network(models: Mapping[str, Tiramisu], cfg: TrainingConfig) -> dict[s
     return {**models, THIRD_SLOT: Tiramisu(config)}
 
 
+def learning_rate_at(step: int, cfg: TrainingConfig) -> float:
+    """The learning rate of optimisation step ``step`` (0-based) of the run.
+
+    ``constant``: ``learning_rate`` (the paper's). ``cosine``: half a cosine from
+    ``learning_rate`` to 0 over the steps after the warm-up. ``warmup_steps``:
+    a linear ramp from ``learning_rate / (warmup_steps + 1)`` up to it first.
+    Computed from the step alone, so a resumed run continues the schedule.
+    """
+    base = float(cfg.learning_rate)
+    warmup = int(cfg.warmup_steps)
+    if step < warmup:
+        return base * (step + 1) / (warmup + 1)
+    if cfg.learning_rate_schedule == "constant":
+        return base
+    if cfg.learning_rate_schedule != "cosine":
+        raise ValueError(f"learning_rate_schedule must be constant or cosine, got {cfg.learning_rate_schedule!r}")
+    total = max(1, cfg.epochs * cfg.steps_per_epoch - warmup)
+    return base * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / total))
+
+
 def share_blocks(models: Mapping[str, Tiramisu], count: int) -> None:
     """Make the first ``count`` down blocks and their transitions of network B those of network A.
 
@@ -454,7 +476,9 @@ def train(
         for model in networks.values():
             model.train()
         losses = []
-        for arrays in itertools.islice(batches, cfg.steps_per_epoch):
+        for index, arrays in enumerate(itertools.islice(batches, cfg.steps_per_epoch)):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at((epoch - 1) * cfg.steps_per_epoch + index, cfg)
             loss = training_step(networks, arrays, cfg, optimizer, scaler, c4_generator, device, use_amp)
             if not torch.isfinite(loss):
                 raise FloatingPointError(

@@ -71,11 +71,22 @@ DATA_MODALITY_KEYS = ("name", "channels", "max_value")
 IMAGE_MODALITY_KEYS = ("name", "channels", "log1p", "max_value")
 
 
+def image_modality_settings(modalities):
+    """The modality settings that turn pixels into network or method input: IMAGE_MODALITY_KEYS, and
+    the stain normalisation where one is set (absent otherwise, so that configurations without it
+    keep their parameters and results)."""
+    fields = modality_fields(modalities, IMAGE_MODALITY_KEYS)
+    for slot, spec in modalities.items():
+        if spec.get("stain_normalization") is not None:
+            fields[slot]["stain_normalization"] = spec["stain_normalization"]
+    return fields
+
+
 def model_modalities(modalities):
     """The modality settings recorded in a model file: those of the images, and the pixel size where
     one is given (absent otherwise, so that configurations without pixel sizes keep their models).
     """
-    fields = modality_fields(modalities, IMAGE_MODALITY_KEYS)
+    fields = image_modality_settings(modalities)
     for slot, spec in modalities.items():
         if spec.get("pixel_size") is not None:
             fields[slot]["pixel_size"] = spec["pixel_size"]
@@ -119,9 +130,7 @@ def pairs_files(wildcards):
 
 def image_modalities(wildcards):
     """The modality settings that turn stored images into network or method input."""
-    return canonical(
-        modality_fields(DATASETS[wildcards.dataset]["modalities"], IMAGE_MODALITY_KEYS)
-    )
+    return canonical(image_modality_settings(DATASETS[wildcards.dataset]["modalities"]))
 
 
 def testset_params(wildcards):
@@ -391,7 +400,7 @@ def dataset_network_params(wildcards):
             "model": cfg["model"],
             "training": cfg["training"],
             "inference": pick(cfg["inference"], inference),
-            "modalities": modality_fields(cfg["modalities"], IMAGE_MODALITY_KEYS),
+            "modalities": image_modality_settings(cfg["modalities"]),
         }
     )
 
@@ -616,7 +625,7 @@ def translation_params(wildcards):
             "training": pick(
                 cfg["training"], ("rotation", "flips", "device", "mixed_precision")
             ),
-            "modalities": modality_fields(cfg["modalities"], IMAGE_MODALITY_KEYS),
+            "modalities": image_modality_settings(cfg["modalities"]),
         }
     )
 
