@@ -17,5 +17,9 @@ write_csv(snakemake.output.success, success)
 write_text(snakemake.output.markdown, to_markdown(success))
 per_dataset = success_table(pooled.assign(input=pooled["input"] + ", " + pooled["fold"]), fractions, failure_fraction)
 write_text(snakemake.output.per_dataset, to_markdown(per_dataset))
+# Per image (e.g. per tissue core): where the failures are.
+per_image = success_table(pooled.assign(input=pooled["input"] + ", " + pooled["image_id"].astype(str)), fractions,
+                          failure_fraction)  # fmt: skip
+write_text(snakemake.output.per_image, to_markdown(per_image))
 write_text(snakemake.output.wilcoxon, to_markdown(wilcoxon_table(pooled, failure_fraction=failure_fraction)))
 plot_ecdf(pooled, snakemake.output.ecdf, fractions=fractions, failure_fraction=failure_fraction)

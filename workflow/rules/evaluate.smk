@@ -143,7 +143,7 @@ rule agreement:
 
 rule pool_folds:
     """Several datasets' registrations pooled (e.g. cross-validation folds): success counts with
-    Clopper-Pearson intervals pooled and per dataset, Wilcoxon tests, eCDF."""
+    Clopper-Pearson intervals pooled, per dataset and per image, Wilcoxon tests, eCDF."""
     input:
         registrations=lambda wc: [path for _, path in pool_registrations(wc)],
     output:
@@ -156,6 +156,7 @@ rule pool_folds:
         ),
         markdown="results/pools/{pool}/success.md",
         per_dataset="results/pools/{pool}/success_per_dataset.md",
+        per_image="results/pools/{pool}/success_per_image.md",
         wilcoxon="results/pools/{pool}/wilcoxon.md",
         ecdf=report(
             "results/pools/{pool}/ecdf.png",
