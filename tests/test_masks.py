@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import cv2
 import numpy as np
 import pytest
 import tifffile
@@ -60,6 +61,17 @@ def test_the_constant_border_is_found_and_nothing_else():
     dark = np.where(wedge(reference.shape), rng.uniform(0, 0.01, reference.shape), reference).astype(np.float32)
     assert constant_border_mask(dark) is None
     assert constant_border_mask(make_pair(0.0, (0.0, 0.0))[0]) is None
+    # An SHG-like image: exactly 0 wherever there is no signal, in blobs between the structure,
+    # touching the border. Its own background, inside the hull of the rest: no mask.
+    shg = np.asarray(make_pair(0.0, (0.0, 0.0))[0]).copy()
+    shg[shg < np.percentile(shg, 30)] = 0
+    assert constant_border_mask(shg) is None
+    # A textured image rotated with zero-filled corners: the corners, outside the hull, are found.
+    turn = g.rigid_matrix(np.radians(20), 0, 0, (127.5, 127.5))
+    found = constant_border_mask(cv2.warpAffine(np.asarray(make_pair(0.0, (0.0, 0.0))[0]), turn, (256, 256)))
+    assert found is not None and not found[0, 0] and found[128, 128] and 0.1 < 1 - found.mean() < 0.45
+    # Rotated, the SHG-like image's own zeros join the corners: ambiguous, so auto declines (mask files then).
+    assert constant_border_mask(cv2.warpAffine(shg, turn, (256, 256))) is None
 
 
 def test_a_white_colour_border_is_found_in_all_channels_and_a_thin_line_is_not():

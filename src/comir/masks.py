@@ -9,10 +9,15 @@ takes one per image (:mod:`comir.register.base`).
 
 * :func:`constant_border_mask` (``masks: auto``): the pixels that have the
   border's most frequent value in every channel and are connected to the border
-  through such pixels are invalid.  Exact equality on purpose: a filled border
-  is exactly constant, a real dark or bright background is not (noise), so
-  real background stays image.  Regions under :data:`MIN_INVALID_FRACTION` of
-  the image are ignored (a stray constant edge pixel is no border).
+  through such pixels are invalid, if they lie outside the convex hull of the
+  rest.  Exact equality because a filled border is exactly constant; the hull
+  because the valid part of a resampled image is the image of its rectangle (a
+  convex polygon, clipped by the frame), and so is a round tissue core or field
+  of view, so the filled border lies outside it, while a modality whose real
+  background is exactly constant (SHG is 0 where there is no collagen; 8-bit
+  bright field saturates) has such pixels between image structure, inside the
+  hull, and they stay image.  Regions under :data:`MIN_INVALID_FRACTION` of the
+  image are ignored (a stray constant edge pixel is no border).
 * :func:`read_mask`: a mask file (TIFF or PNG, non-zero = valid, any channels),
   of its image's height and width.
 * :func:`working_mask`: a mask brought to the working resolution and shrunk by
@@ -33,6 +38,8 @@ MASK_MODES = ("auto", "none")
 MASK_MARGIN_PX = 4.0
 # Constant border regions smaller than this fraction of the image are left valid.
 MIN_INVALID_FRACTION = 0.01
+# Least fraction of a constant border region outside the convex hull of the rest for it to be masked.
+MIN_OUTSIDE_HULL = 0.9
 
 
 def border_pixels(image: np.ndarray) -> np.ndarray:
@@ -41,14 +48,18 @@ def border_pixels(image: np.ndarray) -> np.ndarray:
     return np.concatenate([pixels[0], pixels[-1], pixels[1:-1, 0], pixels[1:-1, -1]])
 
 
-def constant_border_mask(image: np.ndarray, min_fraction: float = MIN_INVALID_FRACTION) -> np.ndarray | None:
+def constant_border_mask(
+    image: np.ndarray, min_fraction: float = MIN_INVALID_FRACTION, min_outside: float = MIN_OUTSIDE_HULL
+) -> np.ndarray | None:
     """Valid pixels of ``image`` (H, W[, C]): all but its constant-valued regions connected to the border.
 
     The candidate value is the most frequent value (all channels) among the
     border pixels; every pixel of that value connected to the border (8
     neighbours) through pixels of that value is invalid.  Returns ``None``
     (every pixel valid) when that region covers less than ``min_fraction`` of
-    the image.
+    the image, or when less than ``min_outside`` of it lies outside the convex
+    hull of the rest (the constant value is the image's own background, see
+    the module doc).
     """
     from scipy import ndimage
 
@@ -61,7 +72,22 @@ def constant_border_mask(image: np.ndarray, min_fraction: float = MIN_INVALID_FR
     invalid = np.isin(labels, touching[touching > 0])
     if np.count_nonzero(invalid) < min_fraction * invalid.size:
         return None
-    return ~invalid
+    valid = ~invalid
+    if valid.any():
+        outside = np.count_nonzero(invalid & ~convex_hull(valid))
+        if outside < min_outside * np.count_nonzero(invalid):
+            return None
+    return valid
+
+
+def convex_hull(mask: np.ndarray) -> np.ndarray:
+    """The pixels of the convex hull of ``mask``'s pixels (the mask included)."""
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros(mask.shape, np.uint8)
+    cv2.fillConvexPoly(filled, cv2.convexHull(np.concatenate(contours)), 1)
+    return filled.astype(bool) | mask
 
 
 def read_mask(path: str | Path, shape: tuple[int, ...], image_path: str | Path) -> np.ndarray:
@@ -104,8 +130,10 @@ __all__ = [
     "MASK_MARGIN_PX",
     "MASK_MODES",
     "MIN_INVALID_FRACTION",
+    "MIN_OUTSIDE_HULL",
     "border_pixels",
     "constant_border_mask",
+    "convex_hull",
     "image_mask",
     "read_mask",
     "working_mask",
