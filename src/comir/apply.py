@@ -28,7 +28,8 @@ model trained once, e.g. on a GPU cluster, is reused anywhere.  For one pair:
    of a registration stays that of the images;
 6. the outputs are written atomically into a new folder: ``transform.csv``
    (one row: the floating -> reference matrix, status, metric, seconds,
-   the process's peak memory so far, message), ``transform.tfm`` (the same transform for ITK / SimpleITK /
+   the valid fractions of the two CoMIRs, the process's peak memory so far,
+   message), ``transform.tfm`` (the same transform for ITK / SimpleITK /
    elastix users: the resampling transform, reference -> floating points, in
    pixel units), ``warped.tif`` (the floating image resampled into the
    reference frame, its own dtype and channels), ``overlay.png`` (before and
@@ -377,6 +378,8 @@ def write_outputs(
         "seconds": result.seconds,
         **{k: v for k, v in zip(MATRIX_KEYS, np.asarray(result.matrix).ravel())},
         "angle_deg": math.degrees(float(geometry.rotation_angle(result.matrix))),
+        "reference_valid": pair.valid_fractions()[0],
+        "floating_valid": pair.valid_fractions()[1],
         "peak_memory_mb": peak_memory_mb(),
         "message": result.message,
     }
