@@ -369,6 +369,7 @@ def write_outputs(
     out_dir = check_new_outputs(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = pair.result
+    reference_valid, floating_valid = pair.valid_fractions()
     row = {
         "reference": str(reference_path),
         "floating": str(floating_path),
@@ -378,8 +379,8 @@ def write_outputs(
         "seconds": result.seconds,
         **{k: v for k, v in zip(MATRIX_KEYS, np.asarray(result.matrix).ravel())},
         "angle_deg": math.degrees(float(geometry.rotation_angle(result.matrix))),
-        "reference_valid": pair.valid_fractions()[0],
-        "floating_valid": pair.valid_fractions()[1],
+        "reference_valid": reference_valid,
+        "floating_valid": floating_valid,
         "peak_memory_mb": peak_memory_mb(),
         "message": result.message,
     }

@@ -30,11 +30,9 @@ from comir import geometry
 from comir.apply import TrainedModel, peak_memory_mb, read_checked, register_pair, write_outputs
 from comir.data.pairs import Modality, discover_pairs
 from comir.geometry import MATRIX_KEYS
-from comir.io import InputError
+from comir.io import IMAGE_SUFFIXES, InputError
 from comir.masks import MASK_MARGIN_PX, MASK_MODES, read_mask
 from comir.register.coarse_to_fine import REGISTER_MAX_PX
-
-MASK_EXTENSIONS = (".tif", ".tiff", ".png")
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +65,11 @@ def mask_file(masks: str, folder: str, pair_id: str) -> Path | None:
         raise InputError(f"mask folder not found: {root} (masks must be auto, none or a folder)")
     if not (root / folder).is_dir():
         return None
-    for extension in MASK_EXTENSIONS:
+    for extension in IMAGE_SUFFIXES:
         candidate = root / folder / f"{pair_id}{extension}"
         if candidate.is_file():
             return candidate
-    raise InputError(f"no mask for {pair_id} in {root / folder} (looked for {pair_id}{{{','.join(MASK_EXTENSIONS)}}})")
+    raise InputError(f"no mask for {pair_id} in {root / folder} (looked for {pair_id}{{{','.join(IMAGE_SUFFIXES)}}})")
 
 
 def batch_of(pairs: pd.DataFrame, batches: int, batch: int) -> pd.DataFrame:

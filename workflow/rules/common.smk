@@ -29,6 +29,7 @@
 
 from comir.config import model_variant, section_defaults, variant_config
 from comir.data.pairs import image_files
+from comir.io import IMAGE_SUFFIXES
 from comir.masks import MASK_MODES
 from comir.workflow import canonical, modality_fields, pick
 
@@ -559,9 +560,8 @@ def folder_images(root):
     """Every image in the sub-folders of ``root`` (a missing root, folder or partner is reported by
     the job, with its name)."""
     root = Path(root).expanduser()
-    extensions = (".tif", ".tiff", ".png")
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    return [str(f) for folder in folders for f in image_files(folder, extensions)]
+    return [str(f) for folder in folders for f in image_files(folder, IMAGE_SUFFIXES)]
 
 
 def apply_truth(wildcards):

@@ -133,7 +133,7 @@ def _scan_folder(folder: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
 def discover_pairs(
     root: Path,
     modalities: tuple[Modality, Modality],
-    extensions: Sequence[str] = (".tif", ".tiff", ".png"),
+    extensions: Sequence[str] = IMAGE_SUFFIXES,
 ) -> pd.DataFrame:
     """Find aligned pairs ``root/<A.name>/<id>.<ext>`` + ``root/<B.name>/<id>.<ext>``.
 

@@ -66,6 +66,7 @@ import numpy as np
 
 from comir.geometry import check_transform, fit_transform
 from comir.io import to_uint8
+from comir.masks import working_mask
 from comir.register.base import OK, RegistrationFailure, RegistrationResult, fill_invalid, timed, to_single_channel
 
 # The paper's text (Fiji's SIFT as the paper describes it); "authors" differs in the steps per octave.
@@ -477,8 +478,7 @@ class SiftRegistration:
             # Fiji's octaves halve with ceil: the first used octave has these sides.
             size = (-(-width // factor), -(-height // factor))
             detection = cv2.resize(image8, size, interpolation=cv2.INTER_AREA)
-            if mask is not None:  # a detection pixel is valid only if all it averages is
-                mask = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 1.0 - 1e-6
+            mask = working_mask(mask, detection.shape, 0.0)  # valid where all a detection pixel averages is
         sift = cv2.SIFT_create(
             nfeatures=0,
             nOctaveLayers=int(self.octave_layers),
