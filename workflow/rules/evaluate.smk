@@ -143,7 +143,8 @@ rule agreement:
 
 rule pool_folds:
     """Several datasets' registrations pooled (e.g. cross-validation folds): success counts with
-    Clopper-Pearson intervals pooled, per dataset and per image, Wilcoxon tests, eCDF."""
+    Clopper-Pearson intervals pooled, per dataset and per image, Wilcoxon tests, eCDF.
+    """
     input:
         registrations=lambda wc: [path for _, path in pool_registrations(wc)],
     output:
