@@ -71,10 +71,13 @@ def test_the_ablation_configs_give_each_switch_a_variant():
     assert merged["sobel-input"]["model"]["input_filters"] == ["sobel"]
     assert merged["third-view"]["training"]["third_view"] == {"from": "A", "view": "haematoxylin"}
     assert merged["shared-blocks"]["training"]["shared_blocks"] == 1
+    assert merged["stain-normalization"]["modalities"]["A"]["stain_normalization"] == "macenko"
+    assert merged["stain-normalization"]["modalities"]["A"]["channels"] == 3  # the rest kept
     base = merged["base"]
     assert "input_filters" not in base["model"]
     switches = {"elastic", "third_view", "structure_penalty", "self_similarity", "shared_blocks"}
     assert not switches & set(base["training"])
+    assert all("stain_normalization" not in spec for spec in base["modalities"].values())
     strips = load_config(ROOT / "config" / "zurich-dev.yaml")["datasets"]["zurich-dev"]["zenodo"]["strips"]
     assert strips["train"][1] <= strips["val"][0] and strips["val"][1] <= strips["test"][0]  # no overlap
 
@@ -132,7 +135,15 @@ def test_defaults_are_not_shared_between_datasets():
         (lambda c: c["datasets"]["synthetic"].setdefault("variants", {"default": {}}).update(
             c4={"model_from": "default", "training": {"epochs": 2}}
         ),
-         "variants/c4/model_from: a variant that uses 'default'.s networks cannot override model or training"),
+         "variants/c4/model_from: a variant that uses 'default'.s networks cannot override model, training or modalities"),
+        (lambda c: c["datasets"]["synthetic"].setdefault("variants", {"default": {}}).update(
+            c4={"model_from": "default", "modalities": {"B": {"stain_normalization": "macenko"}}}
+        ),
+         "variants/c4/model_from: a variant that uses 'default'.s networks cannot override model, training or modalities"),
+        (lambda c: c["datasets"]["synthetic"].update(variants={"x": {"modalities": {"A": {"channels": 3}}}}),
+         "variants/x/modalities/A: unknown key.*channels"),
+        (lambda c: c["datasets"]["synthetic"].update(variants={"x": {"modalities": {"C": {}}}}),
+         "variants/x/modalities.*'C'"),
         (lambda c: c["datasets"]["synthetic"]["registration"].update(ca={"method": "curvealign", "inputs": ["comir"]}),
          "curvealign.*originals only"),
         (lambda c: c["datasets"]["synthetic"]["modalities"]["B"].update(channels=1)

@@ -169,6 +169,17 @@ def test_a_variant_on_another_variants_networks_trains_nothing(tiny_run):
     assert plan(tiny_run, config) == expected
 
 
+def test_a_variants_stain_normalisation_retrains_it_and_leaves_the_originals_alone(tiny_run):
+    config = tiny()
+    config["datasets"]["tiny"]["variants"]["mse"]["modalities"] = {"B": {"stain_normalization": "macenko"}}
+    mse = ("mse",)
+    expected = {("train", "dataset=tiny, variant=mse")} | per_variant("compute_comirs", variants=mse)
+    expected |= on_comirs(variants=mse) | per_variant("evaluate", variants=mse) | per_variant("timing", variants=mse)
+    expected |= comparison() | equivariance(mse) | per_variant("translation_examples", variants=mse)
+    expected |= per_variant("agreement", variants=mse) | apply_jobs()  # the apply jobs use mse's model
+    assert plan(tiny_run, config) == expected
+
+
 def test_a_second_dataset_leaves_the_first_alone(tiny_run):
     config = tiny()
     config["datasets"]["other"] = copy.deepcopy(config["datasets"]["tiny"])

@@ -201,8 +201,10 @@ def _variant_problems(name: str, dataset: Mapping[str, Any], schema: Mapping[str
             problems.append(f"{where}: {source!r} is not a variant of this dataset")
         elif source is not None and (source == variant or "model_from" in dataset["variants"][source]):
             problems.append(f"{where}: {source!r} must be a variant that trains its own networks")
-        elif source is not None and ({"model", "training"} & set(overrides)):
-            problems.append(f"{where}: a variant that uses {source!r}'s networks cannot override model or training")
+        elif source is not None and ({"model", "training", "modalities"} & set(overrides)):
+            problems.append(
+                f"{where}: a variant that uses {source!r}'s networks cannot override model, training or modalities"
+            )
         merged = variant_config(dataset, variant)
         prefix = f"datasets/{name}/"
         found = _schema_problems(merged, dataset_schema, prefix)

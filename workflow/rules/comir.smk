@@ -30,7 +30,7 @@ rule compute_comirs:
         runtime=120,
         gpu=lambda wc: int(variant_dataset_config(wc)["inference"]["device"] != "cpu"),
     params:
-        modalities=image_modalities,
+        modalities=network_input_modalities,
         inference=inference_params,
     script:
         "../../scripts/compute_comirs.py"

@@ -130,8 +130,18 @@ def pairs_files(wildcards):
 
 
 def image_modalities(wildcards):
-    """The modality settings that turn stored images into network or method input."""
+    """The modality settings that turn stored images into method input (registrations on the
+    originals, translation models: the dataset's, whatever the variant)."""
     return canonical(image_modality_settings(DATASETS[wildcards.dataset]["modalities"]))
+
+
+def network_input_modalities(wildcards):
+    """The modality settings that turn stored images into input of a variant's networks: those of
+    the variant that trained them (a variant may override stain_normalization; one with
+    model_from uses its source's)."""
+    dataset = DATASETS[wildcards.dataset]
+    trained = variant_config(dataset, model_variant(dataset, wildcards.variant))
+    return canonical(image_modality_settings(trained["modalities"]))
 
 
 def testset_params(wildcards):
