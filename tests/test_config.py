@@ -135,11 +135,11 @@ def test_defaults_are_not_shared_between_datasets():
         (lambda c: c["datasets"]["synthetic"].setdefault("variants", {"default": {}}).update(
             c4={"model_from": "default", "training": {"epochs": 2}}
         ),
-         "variants/c4/model_from: a variant that uses 'default'.s networks cannot override model, training or modalities"),
+         "variants/c4/model_from: a variant that uses 'default'.s networks cannot override model, training or modal"),
         (lambda c: c["datasets"]["synthetic"].setdefault("variants", {"default": {}}).update(
             c4={"model_from": "default", "modalities": {"B": {"stain_normalization": "macenko"}}}
         ),
-         "variants/c4/model_from: a variant that uses 'default'.s networks cannot override model, training or modalities"),
+         "variants/c4/model_from: a variant that uses 'default'.s networks cannot override model, training or modal"),
         (lambda c: c["datasets"]["synthetic"].update(variants={"x": {"modalities": {"A": {"channels": 3}}}}),
          "variants/x/modalities/A: unknown key.*channels"),
         (lambda c: c["datasets"]["synthetic"].update(variants={"x": {"modalities": {"C": {}}}}),
