@@ -9,7 +9,7 @@ setup_logging(snakemake.log[0])
 evaluation = snakemake.params.evaluation
 results = load_results(snakemake.input.registrations)
 failure_fraction = evaluation["failure_fraction"]
-tests = variant_table(results, failure_fraction=failure_fraction)
+tests = variant_table(results, failure_fraction=failure_fraction, reference=evaluation.get("reference_variant"))
 write_csv(snakemake.output.table, tests)
 write_text(snakemake.output.markdown, to_markdown(tests))
 # Each variant's successes side by side (e.g. a temperature x critic sweep, paper Fig. 11).

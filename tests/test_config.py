@@ -142,6 +142,8 @@ def test_defaults_are_not_shared_between_datasets():
          "variants/c4/model_from: a variant that uses 'default'.s networks cannot override model, training or modal"),
         (lambda c: c["datasets"]["synthetic"].update(variants={"x": {"modalities": {"A": {"channels": 3}}}}),
          "variants/x/modalities/A: unknown key.*channels"),
+        (lambda c: c["datasets"]["synthetic"].update(evaluation={"reference_variant": "base"}),
+         "evaluation/reference_variant: 'base' is not a variant of this dataset"),
         (lambda c: c["datasets"]["synthetic"].update(variants={"x": {"modalities": {"C": {}}}}),
          "variants/x/modalities.*'C'"),
         (lambda c: c["datasets"]["synthetic"]["registration"].update(ca={"method": "curvealign", "inputs": ["comir"]}),

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
 from comir.evaluate import (
@@ -670,6 +671,31 @@ def test_variant_table_compares_variants_within_each_method_only():
     mi = results[results["method"] == "mi"]
     expected = scipy.stats.wilcoxon(*(mi[mi["source"] == s]["error_px"].to_numpy() for s in ("cosine", "mse"))).pvalue
     assert table["p_value"].iloc[0] == pytest.approx(expected)
+
+
+def test_variant_table_against_a_reference_tests_only_the_pairs_with_it():
+    from comir.evaluate import variant_table
+
+    two = variant_results()
+    third = two[two["source"] == "mse"].assign(source="base", error_px=lambda f: f["error_px"] * 0.5)
+    results = pd.concat([two, third], ignore_index=True)
+    every = variant_table(results, failure_fraction=0.12)
+    assert len(every) == 6  # 3 pairs x 2 methods
+    table = variant_table(results, failure_fraction=0.12, reference="base")
+    assert sorted(table[["method", "variant_x", "variant_y"]].itertuples(index=False, name=None)) == [
+        ("mi", "cosine", "base"), ("mi", "mse", "base"), ("sift", "cosine", "base"), ("sift", "mse", "base"),
+    ]
+    # The same tests as among all pairs (oriented with the reference as y), Holm's adjustment over 4.
+    for row in table.itertuples():
+        (match,) = every[(every["method"] == row.method) & (every["variant_x"] == "base")
+                         & (every["variant_y"] == row.variant_x)].itertuples()
+        assert row.p_value == pytest.approx(match.p_value)
+        assert row.rank_biserial_r == pytest.approx(-match.rank_biserial_r)
+        assert row.median_difference_px == pytest.approx(-match.median_difference_px)
+    assert (table["rank_biserial_r"] > 0).all()  # every variant has larger errors than the base
+    assert table["p_holm"].to_numpy() == pytest.approx(
+        np.minimum(1, multipletests(table["p_value"].to_numpy(), method="holm")[1])
+    )
 
 
 def test_load_results_keeps_variants_apart_but_rejects_true_duplicates(tmp_path):

@@ -192,6 +192,11 @@ def _variant_problems(name: str, dataset: Mapping[str, Any], schema: Mapping[str
     Problems the dataset has on its own are reported once, for the dataset, not again per variant.
     """
     problems = []
+    reference = dataset["evaluation"].get("reference_variant")
+    if reference is not None and reference not in dataset["variants"]:
+        problems.append(
+            f"datasets/{name}/evaluation/reference_variant: {reference!r} is not a variant of this dataset"
+        )
     inherited = set(_dataset_problems(name, dataset))
     dataset_schema = {"definitions": schema.get("definitions", {}), "$ref": "#/definitions/dataset"}
     for variant, overrides in dataset["variants"].items():

@@ -179,6 +179,19 @@ def registration_params(wildcards):
     return canonical(pick(registration_spec(wildcards), ("method", "params")))
 
 
+def statistics_settings(dataset):
+    """A dataset's evaluation settings as every statistic but the variant comparison reads them
+    (reference_variant concerns compare_variants alone, so setting it reruns nothing else).
+    """
+    return canonical(
+        {
+            key: value
+            for key, value in DATASETS[dataset]["evaluation"].items()
+            if key != "reference_variant"
+        }
+    )
+
+
 def evaluation_provenance(wildcards):
     """The settings behind one variant's evaluation on one test set, recorded in provenance.json."""
     cfg = variant_dataset_config(wildcards)
@@ -199,7 +212,8 @@ def evaluation_provenance(wildcards):
                     "inference",
                 ),
             ),
-            **pick(cfg, ("directions", "registration", "evaluation")),
+            **pick(cfg, ("directions", "registration")),
+            "evaluation": statistics_settings(wildcards.dataset),
         }
     )
 

@@ -38,7 +38,7 @@ rule evaluate:
         mem_mb=2000,
         runtime=30,
     params:
-        evaluation=lambda wc: canonical(DATASETS[wc.dataset]["evaluation"]),
+        evaluation=lambda wc: statistics_settings(wc.dataset),
         provenance=evaluation_provenance,
     script:
         "../../scripts/evaluate.py"
@@ -178,8 +178,8 @@ rule pool_folds:
         runtime=30,
     params:
         datasets=lambda wc: [dataset for dataset, _ in pool_registrations(wc)],
-        evaluation=lambda wc: canonical(
-            DATASETS[config["pools"][wc.pool]["datasets"][0]]["evaluation"]
+        evaluation=lambda wc: statistics_settings(
+            config["pools"][wc.pool]["datasets"][0]
         ),
     script:
         "../../scripts/pool_folds.py"

@@ -290,7 +290,9 @@ def success_table(
 # --------------------------------------------------------------------------- Wilcoxon
 
 
-def wilcoxon_table(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.DataFrame:
+def wilcoxon_table(
+    results: pd.DataFrame, failure_fraction: float = 0.12, reference_input: str | None = None
+) -> pd.DataFrame:
     """Paired Wilcoxon signed-rank tests between every two labels of one direction.
 
     A label is one method x input x direction. Only labels of the same
@@ -309,7 +311,9 @@ def wilcoxon_table(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.
     ``rank_biserial_r`` (and ``median_difference_px``, the median of scored
     ``error_x - error_y``) means ``label_x`` has LARGER errors than ``label_y``.
     Within a direction, labels are ordered alphabetically and ``label_x`` is
-    the earlier one.
+    the earlier one. With ``reference_input``, each label is tested only against the label(s) of
+    its direction whose input is ``reference_input`` (then ``label_y``), so that Holm's adjustment
+    covers just those tests (e.g. every ablation against its base).
     """
     _require(results, ["case", "width", "status", "error_px", *GROUP_COLUMNS], "wilcoxon_table")
     frame = results.assign(error_px=scored_errors(results, failure_fraction))
@@ -327,7 +331,13 @@ def wilcoxon_table(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.
         present = errors.notna().to_numpy()
         values = errors.to_numpy(dtype=float)
         labels = list(errors.columns)
-        for i, j in itertools.combinations(range(len(labels)), 2):
+        if reference_input is None:
+            pairs = list(itertools.combinations(range(len(labels)), 2))
+        else:
+            input_of = part.groupby("label")["input"].first()
+            references = [k for k, label in enumerate(labels) if input_of[label] == reference_input]
+            pairs = [(i, j) for j in references for i in range(len(labels)) if i not in references]
+        for i, j in pairs:
             both = present[:, i] & present[:, j]
             if not both.any():
                 continue
@@ -356,11 +366,14 @@ def wilcoxon_table(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.
     return table
 
 
-def variant_table(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.DataFrame:
+def variant_table(
+    results: pd.DataFrame, failure_fraction: float = 0.12, reference: str | None = None
+) -> pd.DataFrame:
     """Variants against each other per method and direction (paper, Fig. 9: MSE vs cosine critic).
 
     ``results`` holds registrations on CoMIRs with a ``source`` column naming
-    the variant. For every method and direction, every two variants are
+    the variant. For every method and direction, every two variants (with
+    ``reference``, every variant and the reference, which is then ``variant_y``) are
     compared with :func:`wilcoxon_table`'s paired test on their common cases,
     on :func:`scored_errors` (failures count as ``failure_fraction * width``);
     Holm's adjustment runs over all rows. Columns: ``method, direction,
@@ -373,7 +386,7 @@ def variant_table(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.D
     for method, part in results.groupby("method", sort=True):
         # The variant takes the place of the input so that labels differ by variant only.
         tests = wilcoxon_table(
-            part.assign(input=part["source"]).drop(columns="label", errors="ignore"), failure_fraction
+            part.assign(input=part["source"]).drop(columns="label", errors="ignore"), failure_fraction, reference
         )
         if tests.empty:
             continue
