@@ -50,6 +50,8 @@ METHODS: dict[str, tuple[str, dict]] = {
     "sift_opencv": ("sift", {"preset": "opencv"}),
     "mi": ("mi", {}),
     "mi_5start": ("mi", {"start_angles_deg": [-20, -10, 0, 10, 20]}),
+    # The same 5 starts, only the best after the coarser levels continuing to the finest (docs/method.md, section 12).
+    "mi_5start_screened": ("mi", {"start_angles_deg": [-20, -10, 0, 10, 20], "finest_level_starts": 1}),
     # One iteration per pyramid level: what building a SimpleITK registration costs (docs/method.md, section 12).
     "mi_setup": ("mi", {"iterations": 1}),
     "mi_evolutionary": ("mi", {"optimizer": "evolutionary"}),

@@ -581,6 +581,41 @@ def test_mi_multi_start_keeps_lowest_metric():
 
 
 @pytest.mark.parametrize("optimizer", ["gradient", "evolutionary"])
+def test_mi_finest_level_starts_screens_on_the_coarser_levels(optimizer):
+    """Only the best start after the coarser levels pays for the finest one; it finds what every start finds."""
+    reference, floating, truth = make_pair(40.0, (8.0, -6.0), seed=0)
+    starts = (0.0, 40.0, -40.0)
+    full = make_method("mi", {"start_angles_deg": starts, "optimizer": optimizer}, 0).register(reference, floating)
+    screened = make_method(
+        "mi", {"start_angles_deg": starts, "optimizer": optimizer, "finest_level_starts": 1}, 0
+    ).register(reference, floating)
+    for result in (full, screened):
+        assert result.status == "ok", result.message
+        assert error(result, truth, floating) < 1.0
+    assert "start -40 deg" in screened.message and "1 of 3 start(s) to the finest level" in screened.message
+    assert "finest level" not in full.message
+    assert screened.metric == pytest.approx(full.metric, rel=0.05)
+    # The screen kept the right start: its result is that start's own registration (the finest
+    # level run as a second ITK call, so equal within the optimiser's tolerance, not bit for bit).
+    alone = make_method("mi", {"start_angles_deg": (-40.0,), "optimizer": optimizer}, 0).register(reference, floating)
+    assert float(g.corner_error(screened.matrix, alone.matrix, SIZE, SIZE)) < 0.1
+
+
+def test_mi_finest_level_starts_leaves_unscreened_runs_alone():
+    """As many starts kept as there are, or a single level: no screen; k < 1 is refused."""
+    reference, floating, _ = make_pair(5.0, (6.0, -4.0), seed=2)
+    plain = make_method("mi", {"start_angles_deg": (0.0, 10.0)}, 0).register(reference, floating)
+    single_level = {"finest_level_starts": 1, "shrink_factors": (1,), "smoothing_sigmas": (0,)}
+    for params in ({"finest_level_starts": 2}, single_level):
+        result = make_method("mi", {"start_angles_deg": (0.0, 10.0), **params}, 0).register(reference, floating)
+        assert "finest level" not in result.message
+        if "shrink_factors" not in params:  # as many starts kept as there are: the plain registration
+            np.testing.assert_allclose(result.matrix, plain.matrix, atol=1e-9)
+    with pytest.raises(ValueError, match="finest_level_starts"):
+        make_method("mi", {"finest_level_starts": 0}, 0)
+
+
+@pytest.mark.parametrize("optimizer", ["gradient", "evolutionary"])
 def test_mi_fails_without_raising(optimizer):
     method = make_method("mi", {"optimizer": optimizer}, 0)
     constant = np.full((64, 64), 0.5, np.float32)

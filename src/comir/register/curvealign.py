@@ -120,6 +120,7 @@ MI_PARAMS = (
     "shrink_factors",
     "smoothing_sigmas",
     "start_angles_deg",
+    "finest_level_starts",
     "evolutionary_radius",
     "evolutionary_growth",
     "evolutionary_epsilon",
@@ -380,6 +381,7 @@ class CurveAlignRegistration:
     shrink_factors: tuple[int, ...] = _MI.shrink_factors
     smoothing_sigmas: tuple[float, ...] = _MI.smoothing_sigmas
     start_angles_deg: tuple[float, ...] = _MI.start_angles_deg
+    finest_level_starts: int | None = _MI.finest_level_starts
     evolutionary_radius: float = _MI.evolutionary_radius
     evolutionary_growth: float = _MI.evolutionary_growth
     evolutionary_epsilon: float = _MI.evolutionary_epsilon

@@ -190,9 +190,12 @@ class MutualInformationRegistration:
     "evolutionary": (1+1) evolutionary with ``evolutionary_radius``,
     ``evolutionary_growth``, ``evolutionary_epsilon``), ``iterations`` (per
     resolution level), ``shrink_factors``/``smoothing_sigmas`` (pyramid, sigma
-    in pixels), ``start_angles_deg`` (one full registration per start; the
+    in pixels), ``start_angles_deg`` (one registration per start; the
     angle is the rotation of the starting floating->reference estimate; the
-    result with the lowest final metric wins), ``shared_basis`` (project a
+    result with the lowest final metric wins), ``finest_level_starts`` (None:
+    every start runs every level; k: every start runs the coarser levels, and
+    only the k starts with the lowest metric there continue to the finest
+    level, which costs most; docs/method.md, section 12), ``shared_basis`` (project a
     multi-channel floating image with the reference's PCA basis instead of
     its own), ``transform`` ("rigid": ITK's Euler2D, the paper's;
     "similarity": Similarity2D; "affine": AffineTransform; all about the
@@ -210,6 +213,7 @@ class MutualInformationRegistration:
     shrink_factors: tuple[int, ...] = (4, 2, 1)
     smoothing_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0)
     start_angles_deg: tuple[float, ...] = (0.0,)
+    finest_level_starts: int | None = None
     evolutionary_radius: float = 1.0
     evolutionary_growth: float = 1.05
     evolutionary_epsilon: float = 1e-3
@@ -240,6 +244,8 @@ class MutualInformationRegistration:
             raise ValueError("shrink_factors must be >= 1 and smoothing_sigmas >= 0")
         if not self.start_angles_deg:
             raise ValueError("start_angles_deg must not be empty")
+        if self.finest_level_starts is not None and int(self.finest_level_starts) < 1:
+            raise ValueError(f"finest_level_starts must be >= 1 or null, got {self.finest_level_starts}")
         if float(self.learning_rate) <= 0 or float(self.min_step) <= 0:
             raise ValueError("learning_rate and min_step must be > 0")
         if float(self.evolutionary_radius) <= 0 or float(self.evolutionary_growth) <= 1:
@@ -306,22 +312,30 @@ class MutualInformationRegistration:
         method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
         return method
 
-    def _register_once(self, fixed: Any, moving: Any, initial: Any, masks: tuple[Any, Any]) -> tuple[Any, float, str]:
-        """One multi-resolution registration from ``initial`` (reference->floating)."""
+    def _register_once(
+        self, fixed: Any, moving: Any, initial: Any, masks: tuple[Any, Any], levels: slice
+    ) -> tuple[Any, float, str]:
+        """A multi-resolution registration over the pyramid ``levels`` from ``initial`` (reference->floating).
+
+        Returns the optimised transform as the kind and centre of ``initial``, so that a later call
+        can continue from it, with its final metric and the optimiser's stop condition.
+        """
+        kind = type(initial)  # Euler2DTransform, Similarity2DTransform or AffineTransform
+        shrinks, sigmas = self.shrink_factors[levels], self.smoothing_sigmas[levels]
         if self.optimizer == "gradient":
             method = self._method(fixed, initial, 0.0, masks)
-            method.SetShrinkFactorsPerLevel(list(self.shrink_factors))
-            method.SetSmoothingSigmasPerLevel(list(self.smoothing_sigmas))
+            method.SetShrinkFactorsPerLevel(list(shrinks))
+            method.SetSmoothingSigmasPerLevel(list(sigmas))
             method.SetInitialTransform(initial, inPlace=False)
-            transform = method.Execute(fixed, moving)
+            result = method.Execute(fixed, moving)
+            transform = kind(initial)  # same centre
+            transform.SetParameters(_optimised_parameters(result))
             return transform, float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
         # Evolutionary: one run per level, so that the search radius can follow
         # the level's pixel size (ITK would restart every level at one radius).
-
-        kind = type(initial)  # Euler2DTransform, Similarity2DTransform or AffineTransform
         transform = kind(initial)
         metric, stop = math.nan, ""
-        for shrink, sigma in zip(self.shrink_factors, self.smoothing_sigmas, strict=True):
+        for shrink, sigma in zip(shrinks, sigmas, strict=True):
             method = self._method(fixed, transform, float(self.evolutionary_radius) * shrink, masks)
             method.SetShrinkFactorsPerLevel([shrink])
             method.SetSmoothingSigmasPerLevel([sigma])
@@ -384,10 +398,20 @@ class MutualInformationRegistration:
         reference_mask: np.ndarray | None = None,
         floating_mask: np.ndarray | None = None,
     ) -> RegistrationResult:
-        """Floating -> reference by Mattes MI from every start; the lowest final metric wins."""
+        """Floating -> reference by Mattes MI from every start; the lowest final metric wins.
+
+        With ``finest_level_starts`` k (and more than k starts and one level), every start
+        runs the coarser levels and only the k best there run the finest level.
+        """
         fixed, moving, ref_center, masks = self._sitk_pair(reference, floating, (reference_mask, floating_mask))
         flo_center = image_center(np.shape(floating)[:2])
-        best: tuple[float, np.ndarray, str] | None = None
+        screened = (
+            self.finest_level_starts is not None
+            and int(self.finest_level_starts) < len(self.start_angles_deg)
+            and len(self.shrink_factors) > 1
+        )
+        first_levels = slice(None, -1) if screened else slice(None)
+        runs: list[tuple[float, float, Any, str]] = []  # (metric, start, transform, stop) per converged start
         errors: list[tuple[float, str]] = []
         for start in self.start_angles_deg:
             # Starting floating->reference estimate: rotate by `start` about the
@@ -397,18 +421,33 @@ class MutualInformationRegistration:
                 rigid_matrix(0.0, *(ref_center - flo_center)),
             )
             try:
-                matrix, metric, stop = self._run(fixed, moving, self._initial(ref_center, start_f2r), masks)
+                transform, metric, stop = self._run(
+                    fixed, moving, self._initial(ref_center, start_f2r), masks, first_levels
+                )
             except RegistrationFailure as failure:
                 errors.append((start, str(failure)))
                 continue
-            if best is None or metric < best[0]:
-                best = (metric, matrix, f"start {start:g} deg; {stop}")
-        if best is None:
+            runs.append((metric, start, transform, stop))
+        note_screen = ""
+        if screened and runs:
+            # Only the best starts of the coarser levels pay for the finest one (stable order on ties).
+            kept = sorted(runs, key=lambda run: run[0])[: int(self.finest_level_starts)]
+            note_screen = f"; {len(kept)} of {len(runs)} start(s) to the finest level"
+            runs = []
+            for _, start, transform, _ in kept:
+                try:
+                    transform, metric, stop = self._run(fixed, moving, transform, masks, slice(-1, None))
+                except RegistrationFailure as failure:
+                    errors.append((start, str(failure)))
+                    continue
+                runs.append((metric, start, transform, stop))
+        if not runs:
             raise RegistrationFailure(_start_errors(errors) or "no start converged")
-        metric, matrix, note = best
+        metric, start, transform, stop = min(runs, key=lambda run: run[0])
+        note = f"start {start:g} deg; {stop}{note_screen}"
         if errors:
             note += f" ({len(errors)} start(s) failed)"
-        return RegistrationResult(matrix, OK, metric, 0.0, note)
+        return RegistrationResult(_floating_to_reference_of(transform), OK, metric, 0.0, note)
 
     @timed
     def refine(
@@ -425,24 +464,33 @@ class MutualInformationRegistration:
         """
         fixed, moving, ref_center, masks = self._sitk_pair(reference, floating, (reference_mask, floating_mask))
         initial = self._initial(ref_center, np.asarray(matrix, dtype=float))
-        refined, metric, stop = self._run(fixed, moving, initial, masks)
-        return RegistrationResult(refined, OK, metric, 0.0, f"from the given estimate; {stop}")
+        refined, metric, stop = self._run(fixed, moving, initial, masks, slice(None))
+        return RegistrationResult(
+            _floating_to_reference_of(refined), OK, metric, 0.0, f"from the given estimate; {stop}"
+        )
 
-    def _run(self, fixed: Any, moving: Any, initial: Any, masks: tuple[Any, Any]) -> tuple[np.ndarray, float, str]:
-        """One registration from ``initial``: (floating -> reference matrix, final metric, stop condition).
+    def _run(
+        self, fixed: Any, moving: Any, initial: Any, masks: tuple[Any, Any], levels: slice
+    ) -> tuple[Any, float, str]:
+        """One registration over ``levels`` from ``initial``: (reference -> floating transform, metric, stop condition).
 
         Raises :class:`RegistrationFailure` with an explanation when ITK cannot register the pair
         from there or the metric is not finite.
         """
         try:
-            transform, metric, stop = self._register_once(fixed, moving, initial, masks)
+            transform, metric, stop = self._register_once(fixed, moving, initial, masks, levels)
         except RuntimeError as error:  # SimpleITK's exception for every ITK error
             if not is_registration_failure(error):
                 raise  # NotImplementedError, RecursionError: a bug, not ITK
             raise RegistrationFailure(explain_itk_error(str(error))) from error
         if not math.isfinite(metric):
             raise RegistrationFailure(f"non-finite metric {metric}")
-        return floating_to_reference(sitk_transform_matrix(transform)), metric, stop
+        return transform, metric, stop
+
+
+def _floating_to_reference_of(transform: Any) -> np.ndarray:
+    """The project's floating -> reference matrix of a SimpleITK reference -> floating transform."""
+    return floating_to_reference(sitk_transform_matrix(transform))
 
 
 __all__ = [
