@@ -400,8 +400,8 @@ class MutualInformationRegistration:
     ) -> RegistrationResult:
         """Floating -> reference by Mattes MI from every start; the lowest final metric wins.
 
-        With ``finest_level_starts`` k (and more than k starts and one level), every start
-        runs the coarser levels and only the k best there run the finest level.
+        With ``finest_level_starts`` k (fewer than the starts, and a pyramid of more than one
+        level), every start runs the coarser levels and only the k best there run the finest level.
         """
         fixed, moving, ref_center, masks = self._sitk_pair(reference, floating, (reference_mask, floating_mask))
         flo_center = image_center(np.shape(floating)[:2])
