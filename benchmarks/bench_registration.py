@@ -50,6 +50,8 @@ METHODS: dict[str, tuple[str, dict]] = {
     "sift_opencv": ("sift", {"preset": "opencv"}),
     "mi": ("mi", {}),
     "mi_5start": ("mi", {"start_angles_deg": [-20, -10, 0, 10, 20]}),
+    # The same on one thread: the starts one after another, the same results (docs/method.md, section 12).
+    "mi_5start_1thread": ("mi", {"start_angles_deg": [-20, -10, 0, 10, 20], "threads": 1}),
     # The same 5 starts, only the best after the coarser levels continuing to the finest (docs/method.md, section 12).
     "mi_5start_screened": ("mi", {"start_angles_deg": [-20, -10, 0, 10, 20], "finest_level_starts": 1}),
     # One iteration per pyramid level: what building a SimpleITK registration costs (docs/method.md, section 12).
@@ -66,6 +68,13 @@ METHODS: dict[str, tuple[str, dict]] = {
     "curvealign_kmeans": ("curvealign", {"segmentation": "kmeans_ab"}),
 }
 BASELINE = "mi"
+# (faster path, its reference) whose time ratio is printed after the table when both ran.
+SPEED_PAIRS = (
+    ("mi_5start", "mi_5start_1thread"),
+    ("mi_5start_screened", "mi_5start"),
+    ("fft_ncc", "fft_ncc_noscreen"),
+    ("fft_mi", "fft_mi_noscreen"),
+)
 
 
 def make_pairs(count: int, size: int, rotation_deg: float, translation_px: float, seed: int) -> list[dict]:
@@ -114,8 +123,10 @@ def measure(label: str, pairs: list[dict], input_kind: str, threads: int) -> dic
 
     for module in ("scipy.fft", "scipy.ndimage", "skimage.color", "skimage.filters"):
         importlib.import_module(module)  # the methods' lazy imports, before the memory baseline
+    # As the register rule sets them (comir.register.set_native_threads, inline: the baseline
+    # revision's package, measured in this same function, predates it).
     cv2.setNumThreads(threads)
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     name, params = METHODS[label]
     method = make_method(name, params, seed=0, threads=threads)
     colour = bool(getattr(method, "colour_input", False))
@@ -201,12 +212,13 @@ def main() -> None:
     )
     print(header)
     baseline = None
+    medians: dict[str, float] = {}
     for label in labels:
         row = isolated(measure, label, pairs, args.input, args.threads)
         if "error" in row:
             print(f"{label:18s} error: {row['error']}")
             continue
-        median = statistics.median(row["seconds"])
+        median = medians[label] = statistics.median(row["seconds"])
         baseline = baseline or median
         earlier = isolated(measure, label, pairs, args.input, args.threads, src=before) if before else {"error": ""}
         versus = "" if "error" in earlier else f"{median / statistics.median(earlier['seconds']):.2f}"
@@ -219,6 +231,9 @@ def main() -> None:
             f"{statistics.median(row['errors']):14.2f}",
             flush=True,
         )
+    for fast, reference in SPEED_PAIRS:
+        if fast in medians and reference in medians:
+            print(f"{fast} / {reference}: {medians[fast] / medians[reference]:.2f} of the time")
     load = os.getloadavg()[0]
     print(f"total {time.perf_counter() - start:.0f} s; load average at the end {load:.1f} on {os.cpu_count()} CPUs")
 

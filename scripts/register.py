@@ -2,21 +2,17 @@
 
 from pathlib import Path
 
-import cv2
 import pandas as pd
-import SimpleITK as sitk
 
 from comir.io import write_csv
-from comir.register import make_method
+from comir.register import make_method, set_native_threads
 from comir.register.cases import register_cases
 from comir.workflow import setup_logging
 
 log = setup_logging(snakemake.log[0])
 run = snakemake.params.run
 wc = snakemake.wildcards
-cv2.setNumThreads(snakemake.threads)
-# SimpleITK's global thread pool otherwise makes MI results vary between identical runs.
-sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(snakemake.threads)
+set_native_threads(snakemake.threads)  # reproducible MI whatever the threads
 method = make_method(run["method"], run["params"], snakemake.params.seed, threads=snakemake.threads)
 cases = pd.read_csv(snakemake.input.cases)
 image_input = snakemake.params.image_input

@@ -1,18 +1,16 @@
 """Snakemake script: one batch of an apply job (a trained model registers unaligned pairs)."""
 
-import cv2
-import SimpleITK as sitk
 import torch
 
 from comir.apply_folder import register_batch
 from comir.io import write_csv
+from comir.register import set_native_threads
 from comir.workflow import setup_logging
 
 log = setup_logging(snakemake.log[0])
 threads = snakemake.threads
 torch.set_num_threads(threads)
-cv2.setNumThreads(threads)
-sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)  # reproducible MI, as in the register rule
+set_native_threads(threads)  # reproducible MI, as in the register rule
 rows = register_batch(
     snakemake.input.model,
     snakemake.input.pairs[0],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 
 import cv2
 import numpy as np
@@ -27,6 +28,7 @@ from comir.register import (
     SiftRegistration,
     make_method,
     ransac_fit,
+    set_native_threads,
     to_single_channel,
 )
 from comir.register.mi import explain_itk_error, sitk_transform_matrix
@@ -613,6 +615,56 @@ def test_mi_finest_level_starts_leaves_unscreened_runs_alone():
             np.testing.assert_allclose(result.matrix, plain.matrix, atol=1e-9)
     with pytest.raises(ValueError, match="finest_level_starts"):
         make_method("mi", {"finest_level_starts": 0}, 0)
+
+
+@pytest.fixture
+def native_threads():
+    """The register rule's thread settings (set_native_threads) for a test, the previous ones restored after."""
+    import SimpleITK as sitk
+
+    before = (cv2.getNumThreads(), sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
+    set_native_threads(2)
+    yield
+    cv2.setNumThreads(before[0])
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before[1])
+
+
+def test_set_native_threads_keeps_itk_single_threaded(native_threads):
+    import SimpleITK as sitk
+
+    assert cv2.getNumThreads() == 2 and sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
+
+
+@pytest.mark.parametrize("params", [{}, {"optimizer": "evolutionary"}, {"finest_level_starts": 2}])
+def test_mi_starts_on_threads_give_the_sequential_result(params, native_threads, monkeypatch):
+    """The starts run concurrently, each a single-threaded ITK registration: threads change nothing but the time."""
+    reference, floating, truth = make_pair(40.0, (8.0, -6.0), seed=0)
+    settings = {"start_angles_deg": (0.0, 40.0, -40.0, 20.0), **params}
+    sequential = make_method("mi", settings, 0, threads=1).register(reference, floating)
+    workers = set()
+    register_once = MutualInformationRegistration._register_once
+
+    def recording(self, *args, **kwargs):
+        workers.add(threading.get_ident())
+        return register_once(self, *args, **kwargs)
+
+    monkeypatch.setattr(MutualInformationRegistration, "_register_once", recording)
+    concurrent = make_method("mi", settings, 0, threads=3).register(reference, floating)
+    assert len(workers) >= 2 and threading.get_ident() not in workers
+    assert sequential.status == concurrent.status == "ok", (sequential.message, concurrent.message)
+    assert error(concurrent, truth, floating) < 1.0
+    np.testing.assert_allclose(concurrent.matrix, sequential.matrix, rtol=0, atol=1e-9)
+    assert concurrent.metric == pytest.approx(sequential.metric, rel=1e-9)
+    assert concurrent.message.split(";")[0] == sequential.message.split(";")[0]  # the same start won
+
+
+def test_mi_failed_starts_on_threads_are_reported_in_start_order(native_threads):
+    reference, floating, _ = make_pair(5.0, (6.0, -4.0), seed=2)
+    result = make_method("mi", {"learning_rate": 1e6, "start_angles_deg": [-5, 5, 15]}, 0, threads=2).register(
+        reference, floating
+    )
+    assert_failed(result)
+    assert result.message.startswith("starts -5, 5, 15 deg: the reference and the transformed floating image")
 
 
 @pytest.mark.parametrize("optimizer", ["gradient", "evolutionary"])

@@ -25,9 +25,11 @@ def _register(args: argparse.Namespace) -> int:
     import torch
 
     from comir.apply import TrainedModel, check_new_outputs, peak_memory_mb, register_pair, write_outputs
+    from comir.register import set_native_threads
 
     check_new_outputs(args.out)  # before any work
     torch.set_num_threads(args.threads)
+    set_native_threads(args.threads)  # reproducible MI, as in the workflow
     params = yaml.safe_load(args.params) if args.params else {}
     if not isinstance(params, dict):
         raise InputError(f"--params must be a mapping (YAML or JSON), got {args.params!r}")

@@ -22,6 +22,7 @@ from comir.register.base import (
     RegistrationResult,
     check_pair,
     param_names,
+    set_native_threads,
     timed,
     to_single_channel,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "check_pair",
     "make_method",
     "ransac_fit",
+    "set_native_threads",
     "timed",
     "to_single_channel",
     "with_transform",

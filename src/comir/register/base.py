@@ -314,6 +314,21 @@ def timed(
     return decorate if register is None else decorate(register)
 
 
+def set_native_threads(threads: int) -> None:
+    """Thread counts of the native libraries for a process that registers with ``threads`` threads.
+
+    OpenCV gets ``threads``; SimpleITK's global default gets 1, because its Mattes metric sums
+    over ITK threads in a varying order, so that two identical MI registrations would differ
+    (docs/method.md, section 12): MI uses the threads for its starts instead
+    (:mod:`comir.register.mi`).
+    """
+    import cv2
+    import SimpleITK as sitk
+
+    cv2.setNumThreads(int(threads))
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+
+
 def failure_message(error: BaseException) -> str:
     """The message of a failed result: a RegistrationFailure's own text, else the library error's type and text."""
     text = " ".join(str(error).split())  # ITK messages span several lines

@@ -47,12 +47,21 @@ failure (ITK's default rule), ``iterations`` (200) evaluations per level,
 practice the iteration cap ends each level).  On 256 px texture pairs this
 gives ~0.05-0.2 px corner error in ~0.8 s; larger radii (2-4 px) or growth
 1.1-1.2 were less precise at the same budget and no more robust.
+
+Threads: the starts run concurrently on up to ``threads`` Python threads (ITK releases the GIL
+while it registers), each start a single-threaded ITK registration on its own copy of the
+images, so the result is the one a sequential run gives whatever ``threads`` is, but only where
+SimpleITK's global default thread count is 1 (:func:`comir.register.base.set_native_threads`, as
+every workflow script sets it): ITK's Mattes metric otherwise sums over its threads in a varying
+order, and two identical runs differ (measured in docs/method.md, section 12).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -71,6 +80,8 @@ from comir.register.base import (
 )
 
 OPTIMIZERS = ("gradient", "evolutionary")
+# SimpleITK images of one registration: fixed (reference), moving (floating), metric masks (fixed, moving).
+_SitkImages = tuple[Any, Any, tuple[Any, Any]]
 
 _NO_OVERLAP = (
     "the reference and the transformed floating image do not overlap (enough): (almost) no sampled "
@@ -199,7 +210,8 @@ class MutualInformationRegistration:
     multi-channel floating image with the reference's PCA basis instead of
     its own), ``transform`` ("rigid": ITK's Euler2D, the paper's;
     "similarity": Similarity2D; "affine": AffineTransform; all about the
-    reference centre), ``threads`` (SimpleITK threads), ``seed``.
+    reference centre), ``threads`` (starts registered concurrently, each on one ITK
+    thread; the result does not depend on it, see the module doc), ``seed``.
     """
 
     name: ClassVar[str] = "mi"
@@ -270,7 +282,7 @@ class MutualInformationRegistration:
         import SimpleITK as sitk
 
         method = sitk.ImageRegistrationMethod()
-        method.SetNumberOfThreads(int(self.threads))
+        method.SetNumberOfThreads(1)  # parallel across starts instead: reproducible (module doc)
         method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=int(self.bins))
         if masks[0] is not None:
             method.SetMetricFixedMask(masks[0])
@@ -348,21 +360,29 @@ class MutualInformationRegistration:
 
     def _sitk_pair(
         self, reference: np.ndarray, floating: np.ndarray, masks: tuple[np.ndarray | None, np.ndarray | None]
-    ) -> tuple[Any, Any, np.ndarray, tuple[Any, Any]]:
-        """SimpleITK images (spacing 1, origin 0) of the single-channel pair, the reference centre, the masks."""
+    ) -> tuple[Callable[[], _SitkImages], np.ndarray]:
+        """A maker of SimpleITK images (spacing 1, origin 0) of the single-channel pair and masks; the reference centre.
+
+        Each call of the maker gives new images, so that concurrent starts never share an ITK
+        pipeline input.
+        """
         import SimpleITK as sitk
 
         ref, flo = self._single_channel(fill_invalid(reference, masks[0]), fill_invalid(floating, masks[1]))
+        arrays = [np.ascontiguousarray(array, dtype=np.float32) for array in (ref, flo)]
+        mask_arrays = [None if m is None else np.ascontiguousarray(m, dtype=np.uint8) for m in masks]
 
         def sitk_image(array: np.ndarray) -> Any:
-            image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+            image = sitk.GetImageFromArray(array)  # a copy
             image.SetSpacing((1.0, 1.0))
             image.SetOrigin((0.0, 0.0))
             return image
 
-        images = [sitk_image(array.astype(np.float32)) for array in (ref, flo)]
-        mask_images = tuple(None if m is None else sitk_image(m.astype(np.uint8)) for m in masks)
-        return images[0], images[1], image_center(ref.shape), mask_images
+        def make() -> _SitkImages:
+            masks_itk = tuple(None if m is None else sitk_image(m) for m in mask_arrays)
+            return sitk_image(arrays[0]), sitk_image(arrays[1]), masks_itk
+
+        return make, image_center(ref.shape)
 
     def _initial(self, ref_center: np.ndarray, start_f2r: np.ndarray) -> Any:
         """The reference -> floating SimpleITK transform of the ``transform`` model about the reference centre.
@@ -403,7 +423,7 @@ class MutualInformationRegistration:
         With ``finest_level_starts`` k (fewer than the starts, and a pyramid of more than one
         level), every start runs the coarser levels and only the k best there run the finest level.
         """
-        fixed, moving, ref_center, masks = self._sitk_pair(reference, floating, (reference_mask, floating_mask))
+        images, ref_center = self._sitk_pair(reference, floating, (reference_mask, floating_mask))
         flo_center = image_center(np.shape(floating)[:2])
         screened = (
             self.finest_level_starts is not None
@@ -411,36 +431,28 @@ class MutualInformationRegistration:
             and len(self.shrink_factors) > 1
         )
         first_levels = slice(None, -1) if screened else slice(None)
-        runs: list[tuple[float, float, Any, str]] = []  # (metric, start, transform, stop) per converged start
-        errors: list[tuple[float, str]] = []
-        for start in self.start_angles_deg:
-            # Starting floating->reference estimate: rotate by `start` about the
-            # reference centre after sending the floating centre onto it.
-            start_f2r = compose(
-                rigid_matrix(math.radians(start), 0.0, 0.0, tuple(ref_center)),
-                rigid_matrix(0.0, *(ref_center - flo_center)),
+        # Starting floating->reference estimates: rotate by `start` about the reference centre
+        # after sending the floating centre onto it.
+        initials = [
+            self._initial(
+                ref_center,
+                compose(
+                    rigid_matrix(math.radians(start), 0.0, 0.0, tuple(ref_center)),
+                    rigid_matrix(0.0, *(ref_center - flo_center)),
+                ),
             )
-            try:
-                transform, metric, stop = self._run(
-                    fixed, moving, self._initial(ref_center, start_f2r), masks, first_levels
-                )
-            except RegistrationFailure as failure:
-                errors.append((start, str(failure)))
-                continue
-            runs.append((metric, start, transform, stop))
+            for start in self.start_angles_deg
+        ]
+        runs, errors = self._each_start(images, self.start_angles_deg, initials, first_levels)
         note_screen = ""
         if screened and runs:
             # Only the best starts of the coarser levels pay for the finest one (stable order on ties).
             kept = sorted(runs, key=lambda run: run[0])[: int(self.finest_level_starts)]
             note_screen = f"; {len(kept)} of {len(runs)} start(s) to the finest level"
-            runs = []
-            for _, start, transform, _ in kept:
-                try:
-                    transform, metric, stop = self._run(fixed, moving, transform, masks, slice(-1, None))
-                except RegistrationFailure as failure:
-                    errors.append((start, str(failure)))
-                    continue
-                runs.append((metric, start, transform, stop))
+            runs, finest_errors = self._each_start(
+                images, [run[1] for run in kept], [run[2] for run in kept], slice(-1, None)
+            )
+            errors += finest_errors
         if not runs:
             raise RegistrationFailure(_start_errors(errors) or "no start converged")
         metric, start, transform, stop = min(runs, key=lambda run: run[0])
@@ -448,6 +460,40 @@ class MutualInformationRegistration:
         if errors:
             note += f" ({len(errors)} start(s) failed)"
         return RegistrationResult(_floating_to_reference_of(transform), OK, metric, 0.0, note)
+
+    def _each_start(
+        self,
+        images: Callable[[], _SitkImages],
+        starts: list[float] | tuple[float, ...],
+        initials: list[Any],
+        levels: slice,
+    ) -> tuple[list[tuple[float, float, Any, str]], list[tuple[float, str]]]:
+        """Register from every initial transform over ``levels``, on up to ``threads`` threads at once.
+
+        Returns ``(metric, start, transform, stop)`` of every converged start and ``(start, explanation)``
+        of every failed one, both in the order of ``starts`` whatever the threads.
+        """
+
+        def attempt(initial: Any) -> tuple[Any, float, str] | RegistrationFailure:
+            try:
+                return self._run(images, initial, levels)
+            except RegistrationFailure as failure:
+                return failure
+
+        workers = min(int(self.threads), len(initials))
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                outcomes = list(pool.map(attempt, initials))
+        else:
+            outcomes = [attempt(initial) for initial in initials]
+        runs, errors = [], []
+        for start, outcome in zip(starts, outcomes, strict=True):
+            if isinstance(outcome, RegistrationFailure):
+                errors.append((start, str(outcome)))
+            else:
+                transform, metric, stop = outcome
+                runs.append((metric, start, transform, stop))
+        return runs, errors
 
     @timed
     def refine(
@@ -462,22 +508,23 @@ class MutualInformationRegistration:
 
         The local refinement stage of :class:`comir.register.cascade.CascadeRegistration`.
         """
-        fixed, moving, ref_center, masks = self._sitk_pair(reference, floating, (reference_mask, floating_mask))
+        images, ref_center = self._sitk_pair(reference, floating, (reference_mask, floating_mask))
         initial = self._initial(ref_center, np.asarray(matrix, dtype=float))
-        refined, metric, stop = self._run(fixed, moving, initial, masks, slice(None))
+        refined, metric, stop = self._run(images, initial, slice(None))
         return RegistrationResult(
             _floating_to_reference_of(refined), OK, metric, 0.0, f"from the given estimate; {stop}"
         )
 
-    def _run(
-        self, fixed: Any, moving: Any, initial: Any, masks: tuple[Any, Any], levels: slice
-    ) -> tuple[Any, float, str]:
-        """One registration over ``levels`` from ``initial``: (reference -> floating transform, metric, stop condition).
+    def _run(self, images: Callable[[], _SitkImages], initial: Any, levels: slice) -> tuple[Any, float, str]:
+        """One registration of new ``images()`` over ``levels`` from ``initial``.
+
+        Returns the reference -> floating transform, the metric and the optimiser's stop condition.
 
         Raises :class:`RegistrationFailure` with an explanation when ITK cannot register the pair
         from there or the metric is not finite.
         """
         try:
+            fixed, moving, masks = images()
             transform, metric, stop = self._register_once(fixed, moving, initial, masks, levels)
         except RuntimeError as error:  # SimpleITK's exception for every ITK error
             if not is_registration_failure(error):
