@@ -227,7 +227,8 @@ def test_sift_recovers_rotation_and_translation():
     assert result.metric >= 5 and result.seconds > 0
     assert_rigid(result.matrix)
     again = make_method("sift", {}, 0).register(reference, floating)
-    np.testing.assert_array_equal(again.matrix, result.matrix)  # seeded
+    # Seeded; to rounding, since NumPy's SIMD reductions may round differently with memory alignment.
+    np.testing.assert_allclose(again.matrix, result.matrix, rtol=0, atol=1e-6)
 
 
 def test_sift_presets_and_explicit_overrides():
