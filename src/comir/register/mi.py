@@ -433,24 +433,27 @@ class MutualInformationRegistration:
         first_levels = slice(None, -1) if screened else slice(None)
         # Starting floating->reference estimates: rotate by `start` about the reference centre
         # after sending the floating centre onto it.
-        initials = [
-            self._initial(
-                ref_center,
-                compose(
-                    rigid_matrix(math.radians(start), 0.0, 0.0, tuple(ref_center)),
-                    rigid_matrix(0.0, *(ref_center - flo_center)),
+        starts = [
+            (
+                start,
+                self._initial(
+                    ref_center,
+                    compose(
+                        rigid_matrix(math.radians(start), 0.0, 0.0, tuple(ref_center)),
+                        rigid_matrix(0.0, *(ref_center - flo_center)),
+                    ),
                 ),
             )
             for start in self.start_angles_deg
         ]
-        runs, errors = self._each_start(images, self.start_angles_deg, initials, first_levels)
+        runs, errors = self._each_start(images, starts, first_levels)
         note_screen = ""
         if screened and runs:
             # Only the best starts of the coarser levels pay for the finest one (stable order on ties).
             kept = sorted(runs, key=lambda run: run[0])[: int(self.finest_level_starts)]
             note_screen = f"; {len(kept)} of {len(runs)} start(s) to the finest level"
             runs, finest_errors = self._each_start(
-                images, [run[1] for run in kept], [run[2] for run in kept], slice(-1, None)
+                images, [(start, transform) for _, start, transform, _ in kept], slice(-1, None)
             )
             errors += finest_errors
         if not runs:
@@ -464,11 +467,10 @@ class MutualInformationRegistration:
     def _each_start(
         self,
         images: Callable[[], _SitkImages],
-        starts: list[float] | tuple[float, ...],
-        initials: list[Any],
+        starts: list[tuple[float, Any]],
         levels: slice,
     ) -> tuple[list[tuple[float, float, Any, str]], list[tuple[float, str]]]:
-        """Register from every initial transform over ``levels``, on up to ``threads`` threads at once.
+        """Register from every ``(start angle, initial transform)`` over ``levels``, ``threads`` at a time.
 
         Returns ``(metric, start, transform, stop)`` of every converged start and ``(start, explanation)``
         of every failed one, both in the order of ``starts`` whatever the threads.
@@ -480,6 +482,7 @@ class MutualInformationRegistration:
             except RegistrationFailure as failure:
                 return failure
 
+        initials = [initial for _, initial in starts]
         workers = min(int(self.threads), len(initials))
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
@@ -487,7 +490,7 @@ class MutualInformationRegistration:
         else:
             outcomes = [attempt(initial) for initial in initials]
         runs, errors = [], []
-        for start, outcome in zip(starts, outcomes, strict=True):
+        for (start, _), outcome in zip(starts, outcomes, strict=True):
             if isinstance(outcome, RegistrationFailure):
                 errors.append((start, str(outcome)))
             else:
