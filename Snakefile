@@ -53,6 +53,7 @@ wildcard_constraints:
     job=alternatives(list(APPLY)) or "(?!)",
     batch="[0-9]+",
     pool=alternatives(list(config["pools"])) or "(?!)",
+    series=alternatives(names_of("stress")) or "(?!)",
 
 
 include: "workflow/rules/download.smk"
@@ -63,6 +64,7 @@ include: "workflow/rules/comir.smk"
 include: "workflow/rules/translation.smk"
 include: "workflow/rules/register.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/stress.smk"
 include: "workflow/rules/representation.smk"
 include: "workflow/rules/apply.smk"
 

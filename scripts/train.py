@@ -5,7 +5,15 @@ from pathlib import Path
 import pandas as pd
 
 from comir.preprocess import check_image_sizes, load_split, rotation_crop
-from comir.train import TrainingConfig, build_models, model_configs, save_checkpoint, train, write_history
+from comir.train import (
+    TrainingConfig,
+    build_models,
+    modality_statistics,
+    model_configs,
+    save_checkpoint,
+    train,
+    write_history,
+)
 from comir.workflow import provenance, setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -20,7 +28,10 @@ check_image_sizes(pairs, ["val"], cfg.patch_size, f"validation ({cfg.patch_size}
 models = build_models(model_configs(network), cfg.seed)
 state = Path(snakemake.params.resume_state)
 modalities = network["modalities"]
-history = train(models, load_split(pairs, "train", modalities), load_split(pairs, "val", modalities), cfg, state)
+training = load_split(pairs, "train", modalities)
+# The network inputs the model saw, for the apply stage's range check of new images (comir.apply).
+statistics = modality_statistics(training)
+history = train(models, training, load_split(pairs, "val", modalities), cfg, state)
 made_by = {
     "dataset": snakemake.wildcards.dataset,
     "variant": snakemake.wildcards.variant,
@@ -30,7 +41,12 @@ made_by = {
 save_checkpoint(
     snakemake.output.model,
     models,
-    {"modalities": modalities, "training": network["training"], "provenance": provenance(made_by)},
+    {
+        "modalities": modalities,
+        "training": network["training"],
+        "provenance": provenance(made_by),
+        "input_statistics": statistics,
+    },
 )
 write_history(history, snakemake.output.history, snakemake.output.plot)
 state.unlink(missing_ok=True)  # the checkpoint holds the result; a later run starts afresh

@@ -27,6 +27,28 @@ def test_the_cross_validation_folds_test_every_core_once_and_train_on_the_others
         assert len(cores) == len(set(cores)) == 8  # no core both trained on and tested
 
 
+def slide_family(core: str) -> str:
+    """The slide family of a BF/SHG core id: 1B_A1 -> 1B, 2B_D2 -> 2B, X04Y03 -> X, PANC16 -> PANC."""
+    return next(family for family in ("1B", "2B", "PANC", "X") if core.startswith(family))
+
+
+def test_the_slide_benchmark_tests_each_family_once_on_networks_that_never_saw_it():
+    config = load_config(ROOT / "config" / "bfshg-slides.yaml")
+    datasets = config["pools"]["bfshg-slides"]["datasets"]
+    splits = {name: config["datasets"][name]["pairs"]["split"] for name in datasets}
+    tested = [core for split in splits.values() for core in split["test"]]
+    assert len(tested) == len(set(tested)) == 14  # every core of both folders, once
+    assert sorted({slide_family(core) for core in tested}) == ["1B", "2B", "PANC", "X"]
+    for name, split in splits.items():
+        families = {slide_family(core) for core in split["test"]}
+        seen = {slide_family(core) for core in split["train"] + split["val"]}
+        assert families == {name.removeprefix("slides-")} and not families & seen
+        assert len(split["train"] + split["val"] + split["test"]) == 14
+        # 18 cases per test core, as in the cross-validation, so every core weighs alike in the pool
+        strata = config["datasets"][name]["testsets"]["main"]["strata"]
+        assert sum(s["count"] for s in strata) == 18 * len(split["test"])
+
+
 @pytest.mark.parametrize(
     ("pool", "message"),
     [
@@ -260,4 +282,85 @@ def test_a_sweep_variant_may_not_replace_a_hand_written_one():
     config["datasets"]["synthetic"]["variants"] = {"s-mse": {"training": {"temperature": 2.0}}}
     config["datasets"]["synthetic"]["sweeps"] = {"s": {"training.critic": ["mse"]}}
     with pytest.raises(ConfigError, match="generates variant 's-mse', which is taken"):
+        validate_config(config)
+
+
+@pytest.mark.parametrize(
+    ("shift", "message"),
+    [
+        ({"modality": "A", "kind": "stain", "severity": 1},
+         "datasets/synthetic/testsets/main/shift: shift kind 'stain' needs an RGB \\(3-channel\\) modality, "
+         "modality A has 1 channel\\(s\\)"),
+        ({"modality": "B", "kind": "sparsity", "severity": 1},
+         "testsets/main/shift: shift kind 'sparsity' needs a single-channel modality, modality B has 3"),
+        ({"modality": "B", "kind": "blur", "severity": 1}, "testsets/main/shift/kind: 'blur' is not one of"),
+        ({"modality": "B", "kind": "gain", "severity": -1}, "shift/severity: -1 is less than the minimum of 0"),
+        ({"modality": "B", "kind": "gain"}, "testsets/main/shift: 'severity' is a required property"),
+        ({"modality": "B", "kind": "gain", "severity": 1, "sign": 1}, "shift: unknown key.*sign"),
+    ],
+)
+def test_a_shift_that_cannot_apply_is_rejected_naming_the_key(shift, message):
+    config = demo()
+    config["datasets"]["synthetic"]["testsets"]["main"]["shift"] = shift
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_a_shift_that_fits_its_modality_validates():
+    config = demo()
+    testsets = config["datasets"]["synthetic"]["testsets"]
+    testsets["fibres-sparse"] = {**testsets["main"], "shift": {"modality": "A", "kind": "sparsity", "severity": 0.5}}
+    testsets["stain"] = {**testsets["main"], "shift": {"modality": "B", "kind": "stain", "severity": 1}}
+    validate_config(config)
+
+
+def test_a_stress_series_generates_one_test_set_per_severity():
+    config = demo()
+    dataset = config["datasets"]["synthetic"]
+    dataset["stress"] = {
+        "fibres-sparsity": {"modality": "A", "kind": "sparsity", "severities": [0.25, 0.5, 1.0]},
+        "he": {"base": "main", "modality": "B", "kind": "stain", "severities": [2]},
+    }
+    validated = validate_config(copy.deepcopy(config))
+    testsets = validated["datasets"]["synthetic"]["testsets"]
+    assert set(testsets) == {"main", "fibres-sparsity-0p25", "fibres-sparsity-0p5", "fibres-sparsity-1", "he-2"}
+    base = testsets["main"]
+    assert "shift" not in base
+    assert testsets["fibres-sparsity-0p5"] == {**base, "shift": {"modality": "A", "kind": "sparsity", "severity": 0.5}}
+    assert testsets["he-2"]["shift"] == {"modality": "B", "kind": "stain", "severity": 2}
+    assert validated["datasets"]["synthetic"]["stress"]["he"]["base"] == "main"
+    assert validated["datasets"]["synthetic"]["stress"]["fibres-sparsity"]["base"] == "main"  # the default
+    assert validate_config(validated)["datasets"]["synthetic"]["testsets"] == testsets  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"modality": "A", "kind": "stain", "severities": [1]},
+         "datasets/synthetic/stress/s: shift kind 'stain' needs an RGB \\(3-channel\\) modality, modality A has 1"),
+        ({"base": "nope", "modality": "A", "kind": "gain", "severities": [1]},
+         "datasets/synthetic/stress/s/base: 'nope' is not a test set of this dataset"),
+        ({"modality": "A", "kind": "gain", "severities": [0]}, "stress/s/severities/0: 0 is less than or equal"),
+        ({"modality": "A", "kind": "gain", "severities": []}, "stress/s/severities: \\[\\] should be non-empty"),
+        ({"modality": "A", "kind": "gain", "severities": [1], "seed": 2}, "stress/s: unknown key.*seed"),
+    ],
+)
+def test_a_bad_stress_series_is_rejected_naming_the_key(entry, message):
+    config = demo()
+    config["datasets"]["synthetic"]["stress"] = {"s": entry}
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_a_stress_series_does_not_overwrite_a_test_set():
+    config = demo()
+    dataset = config["datasets"]["synthetic"]
+    dataset["testsets"]["s-1"] = {"patch_size": 128}
+    dataset["stress"] = {"s": {"modality": "A", "kind": "gain", "severities": [1]}}
+    with pytest.raises(ConfigError, match="stress/s: generates test set 's-1', which is taken"):
+        validate_config(config)
+    dataset["testsets"].pop("s-1")
+    dataset["testsets"]["shifted"] = {"shift": {"modality": "A", "kind": "gain", "severity": 1}}
+    dataset["stress"] = {"s": {"base": "shifted", "modality": "A", "kind": "noise", "severities": [1]}}
+    with pytest.raises(ConfigError, match="stress/s/base: test set 'shifted' has a shift of its own"):
         validate_config(config)

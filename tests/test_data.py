@@ -216,6 +216,21 @@ def test_discover_and_validate_happy_path(tmp_path):
         discover_pairs(root, MODS, extensions=(".tiff",))
 
 
+def test_pairs_of_several_roots_are_pooled_and_an_id_in_two_is_named(tmp_path):
+    first = _make_folder(tmp_path / "slide1", ids=("a1", "a2"))
+    second = _make_folder(tmp_path / "slide2", ids=("b1",))
+    table = discover_pairs([second, first], MODS)
+    assert list(table["id"]) == ["a1", "a2", "b1"]
+    assert Path(table.loc[2, "path_A"]).parent.parent == second.resolve()
+    assert discover_pairs([str(first)], MODS).equals(discover_pairs(first, MODS))
+    _make_folder(tmp_path / "slide3", ids=("a2",))
+    message = _error(discover_pairs, [first, tmp_path / "slide3"], MODS)
+    assert "several data roots" in message
+    assert str(first.resolve() / "BF" / "a2.tif") in message
+    assert str((tmp_path / "slide3").resolve() / "BF" / "a2.tif") in message
+    assert "no data root" in _error(discover_pairs, [], MODS)
+
+
 def _error(func, *args, **kwargs) -> str:
     with pytest.raises(InputError) as info:
         func(*args, **kwargs)

@@ -54,6 +54,7 @@ IMPORT_TO_CONDA = {
     "skimage": "scikit-image",
     "sklearn": "scikit-learn",
     "SimpleITK": "simpleitk",
+    "itk": "itk-elastix",  # comir.register.elastix imports itk; conda-forge's itk-elastix brings it
     "yaml": "pyyaml",
     "matplotlib": "matplotlib-base",
     "mpl_toolkits": "matplotlib-base",

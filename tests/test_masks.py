@@ -23,6 +23,7 @@ METHODS = {
     "cascade": {},
     "mi": {"start_angles_deg": [-20, 0, 20]},
     "alpha_amd": {"start_angles_rad": [-0.35, 0.0, 0.35]},
+    "elastix": {},
 }
 
 

@@ -107,7 +107,7 @@ def test_make_method_registry_and_errors():
         make_method("mi", {"shrink_factors": [4, 2, 1], "smoothing_sigmas": [1, 0]}, 0)
 
 
-@pytest.mark.parametrize("name", ["sift", "mi", "alpha_amd", "fft_search"])
+@pytest.mark.parametrize("name", ["sift", "mi", "alpha_amd", "fft_search", "elastix"])
 def test_bad_arguments_raise_value_error(name):
     method = make_method(name, {}, 0)
     rgb = np.zeros((32, 32, 3), np.float32)

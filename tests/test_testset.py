@@ -204,3 +204,71 @@ def test_the_source_size_bound_covers_zoomed_out_cases():
     reach = np.abs(geometry.apply(geometry.invert(worst), geometry.corners(256, 256)) - 127.5).max()
     assert recipe.max_reach() >= reach
     assert TestSetRecipe(patch_size=256, rotation_deg=30, translation_px=31).max_reach() < reach
+
+
+def test_a_shift_degrades_only_its_modality_and_is_reproducible(pairs, tmp_path):
+    """Stress test sets (comir.shifts): B (RGB here) stain-shifted, A's files byte for byte unchanged."""
+    from dataclasses import replace
+
+    from comir.shifts import Shift, case_rng
+
+    plain = build_testset(pairs, RECIPE, tmp_path / "plain")
+    shift = Shift("B", "stain", 1.0)
+    shifted = build_testset(pairs, replace(RECIPE, shift=shift), tmp_path / "shifted")
+    again = build_testset(pairs, replace(RECIPE, shift=shift), tmp_path / "again")
+    pd.testing.assert_frame_equal(again, shifted)
+    assert tuple(shifted.columns) == (*TESTSET_COLUMNS, "shift_modality", "shift_kind", "shift_severity")
+    assert (shifted[["shift_modality", "shift_kind", "shift_severity"]].drop_duplicates().values.tolist()
+            == [["B", "stain", 1.0]])  # fmt: skip
+    pd.testing.assert_frame_equal(shifted[list(TESTSET_COLUMNS)], plain)
+    for number, case in enumerate(plain["case"]):
+        for kind in ("ref", "flo"):
+            name = f"{case}_A_{kind}.tif"
+            assert (tmp_path / "shifted" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+            name = f"{case}_B_{kind}.tif"
+            assert (tmp_path / "shifted" / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
+            before, after = read_image(tmp_path / "plain" / name), read_image(tmp_path / "shifted" / name)
+            assert after.dtype == np.uint8 and after.shape == before.shape
+            assert np.abs(after.astype(int) - before).mean() > 5
+        # The case's own draw from the test set's seed, applied to the unshifted patches.
+        patches = [read_image(tmp_path / "plain" / f"{case}_B_{kind}.tif") for kind in ("ref", "flo")]
+        expected = shift.apply_stored(patches, case_rng(RECIPE.seed, number))
+        for kind, patch in zip(("ref", "flo"), expected):
+            np.testing.assert_array_equal(read_image(tmp_path / "shifted" / f"{case}_B_{kind}.tif"), patch)
+
+
+def test_a_shifted_prebuilt_test_set_equals_one_shifted_while_built(pairs, tmp_path):
+    from dataclasses import replace
+
+    from comir.shifts import Shift
+    from comir.testset import shift_written_testset
+
+    shift = Shift("A", "sparsity", 0.5)
+    plain = build_testset(pairs, RECIPE, tmp_path / "imported")
+    cases = shift_written_testset(plain, tmp_path / "imported", shift, RECIPE.seed)
+    built = build_testset(pairs, replace(RECIPE, shift=shift), tmp_path / "built")
+    pd.testing.assert_frame_equal(cases, built)
+    for path in sorted((tmp_path / "built").iterdir()):
+        np.testing.assert_array_equal(read_image(path), read_image(tmp_path / "imported" / path.name))
+    ref = read_image(tmp_path / "built" / f"{plain['case'][0]}_A_ref.tif")
+    assert (ref > 0).mean() == pytest.approx(0.525, abs=0.02)  # q = 47.5: the brightest 52.5 % survive
+
+
+def test_make_testset_reads_the_shift_and_the_full_scale(pairs, tmp_path):
+    table = pairs.assign(height=200, width=200)
+    table.to_csv(tmp_path / "pairs.csv", index=False)
+    strata = [{"name": s.name, "max_displacement_px": s.max_displacement_px, "count": s.count} for s in RECIPE.strata]
+    spec = {"recipe": "comir", "patch_size": 96, "rotation_deg": 20, "translation_px": 12, "strata": strata,
+            "shift": {"modality": "A", "kind": "gain", "severity": 0.5}}  # fmt: skip
+    recipe = TestSetRecipe.from_config(spec, RECIPE.seed)
+    assert recipe.shift is not None and (recipe.shift.kind, recipe.shift.severity) == ("gain", 0.5)
+    assert TestSetRecipe.from_config({k: v for k, v in spec.items() if k != "shift"}, 3).shift is None
+    modalities = {"A": {"name": "a", "channels": 1, "max_value": 127.5}, "B": {"name": "b", "channels": 3}}
+    make_testset(spec, RECIPE.seed, tmp_path / "pairs.csv", tmp_path / "made", modalities=modalities)
+    build_testset(pairs, RECIPE, tmp_path / "plain")
+    name = "case_0000_A_flo.tif"
+    before, after = read_image(tmp_path / "plain" / name), read_image(tmp_path / "made" / name)
+    # Full scale 127.5: values above it clip to 1 before the gain of 1/2, i.e. to 63.75 -> 64; the
+    # rest halve, rounded to the nearest integer (a tie either way: float32 scaling).
+    expected = np.minimum(before, 127.5) / 2
+    assert np.abs(after - expected).max() <= 0.5 + 1e-4 and after.max() == 64

@@ -131,7 +131,7 @@ def test_ecc_refines_a_rough_estimate_to_the_model(kind):
 
 @pytest.mark.parametrize("method", ["alpha_amd", "curvealign"])
 def test_rigid_only_methods_say_so_when_asked_for_another_model(method):
-    with pytest.raises(ValueError, match="rigid transforms only.*cascade, fft_search, mi, sift"):
+    with pytest.raises(ValueError, match="rigid transforms only.*cascade, elastix, fft_search, mi, sift"):
         make_method(method, {"transform": "similarity"}, seed=0)
 
 
@@ -140,7 +140,7 @@ def test_the_fft_search_fits_another_model_only_in_its_refinement():
         make_method("fft_search", {"transform": "affine", "refine": False}, seed=0)
 
 
-@pytest.mark.parametrize("method", ["sift", "mi", "cascade", "fft_search"])
+@pytest.mark.parametrize("method", ["sift", "mi", "cascade", "fft_search", "elastix"])
 def test_an_unknown_transform_model_is_a_configuration_error(method):
     with pytest.raises(ValueError, match="transform must be one of"):
         make_method(method, {"transform": "projective"}, seed=0)

@@ -1,5 +1,7 @@
 """The real Snakemake workflow, run through its command line as users run it."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,10 +18,10 @@ def test_demo_dag_plans_every_stage(tmp_path):
     for rule in ["prepare_data", "build_testset", "train", "compute_comirs", "register", "evaluate"]:
         assert rule in run.stdout
     # On CoMIRs: sift (2 presets), MI (gradient, evolutionary), alpha-AMD (1 and 3 starts), FFT
-    # search (NCC, MI), the cascade; on originals: MI (gradient, evolutionary), CurveAlign:
-    # 12 runs x 2 directions.
+    # search (NCC, MI), the cascade; on originals: MI (gradient, evolutionary), CurveAlign, elastix:
+    # 13 runs x 2 directions.
     counts = dict(line.split()[:2] for line in run.stdout.splitlines() if line.split()[:1] == ["register"])
-    assert counts == {"register": "24"}
+    assert counts == {"register": "26"}
 
 
 @pytest.mark.parametrize(
@@ -168,9 +170,42 @@ def test_a_sweep_plans_a_trained_and_compared_variant_per_combination(tmp_path):
     assert ("compare_variants", "dataset=tiny, testset=main") in jobs
 
 
+def test_the_slide_benchmark_plans_one_training_per_family_and_variant(tmp_path):
+    jobs = planned_jobs("--configfile", str(ROOT / "config" / "bfshg-slides.yaml"), cwd=tmp_path)
+    trained = {wildcards for rule, wildcards in jobs if rule == "train"}
+    families = ("1B", "2B", "X", "PANC")
+    # c4-average uses the default variant's networks: two trainings per family
+    assert trained == {f"dataset=slides-{f}, variant={v}" for f in families for v in ("default", "invariant")}
+    pools = {wildcards for rule, wildcards in jobs if rule == "pool_folds"}
+    assert len(pools) == 3
+
+
 def test_a_pool_reads_every_registration_of_its_datasets(tmp_path):
     run = snakemake("-n", "--configfile", str(ROOT / "config" / "bfshg-cv.yaml"), cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
-    block = run.stdout.split("rule pool_folds:")[1].split("output:")[0]
-    for fold in range(1, 5):  # the 4 folds' 6 runs on CoMIRs and 2 on the originals
-        assert block.count(f"results/bfshg-cv{fold}/") == 8
+    jobs = run.stdout.split("rule pool_folds:")[1:]
+    inputs = {re.search(r"wildcards: pool=(\S+)", job).group(1): job.split("output:")[0] for job in jobs}
+    variants = {"bfshg-cv": "default", "bfshg-cv-c4": "c4-average",
+                "bfshg-cv-elastic-gradient-96": "elastic-gradient-96"}  # fmt: skip
+    assert set(inputs) == set(variants)
+    for pool, variant in variants.items():
+        for fold in range(1, 5):
+            # the 4 folds' 6 runs on CoMIRs and 6 on the originals (mi, elastix, elastix-affine),
+            # and (the figure of the cores) the test set's patches and the pool variant's CoMIRs
+            assert inputs[pool].count(f"results/bfshg-cv{fold}/") == 14
+            assert inputs[pool].count(f"results/bfshg-cv{fold}/{variant}/registration/main/") == 6
+            assert f"results/bfshg-cv{fold}/testsets/main/images" in inputs[pool]
+            assert f"results/bfshg-cv{fold}/{variant}/comir/main/images" in inputs[pool]
+
+
+def test_a_stress_series_plans_its_test_sets_and_a_curve_per_variant(tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["datasets"]["tiny"]["stress"] = {"fibres-gain": {"modality": "A", "kind": "gain", "severities": [0.5, 1]}}
+    path = tmp_path / "stress.yaml"
+    path.write_text(yaml.safe_dump(config))
+    jobs = planned_jobs("--configfile", str(path), cwd=tmp_path)
+    built = {wildcards for rule, wildcards in jobs if rule == "build_testset"}
+    assert built == {f"dataset=tiny, testset={t}" for t in ("main", "fibres-gain-0p5", "fibres-gain-1")}
+    curves = {wildcards for rule, wildcards in jobs if rule == "stress_curve"}
+    assert curves == {f"dataset=tiny, variant={v}, series=fibres-gain" for v in ("mse", "cosine")}
+    assert ("evaluate", "dataset=tiny, variant=cosine, testset=fibres-gain-1") in jobs

@@ -4,7 +4,10 @@
         --reference he.tif --reference-modality BF --floating shg.tif --out registered/core1
 
 See :mod:`comir.apply` and README "Register your own images".  Exit status: 0 registered, 1 the
-method reported a failure (``transform.csv`` says why), 2 bad input (nothing written).
+method reported a failure (``transform.csv`` says why), 2 bad input (nothing written): a setting
+outside its limits, an output folder that is a file or holds outputs, or images the model cannot
+register (:func:`comir.apply.check_pair`: channels, too small, extents far apart, intensities far
+outside the training range; ``--rescale`` maps them onto it instead), each checked before any work.
 """
 
 from __future__ import annotations
@@ -18,18 +21,43 @@ import yaml
 from comir.geometry import TRANSFORMS
 from comir.io import InputError
 from comir.masks import MASK_MARGIN_PX, MASK_MODES
+from comir.register import METHODS
 from comir.register.coarse_to_fine import REGISTER_MAX_PX
+
+# The settings of comir.apply.check_settings (the configuration schema's limits) by the flags that give them.
+FLAGS = {
+    "inference.tile": "--tile",
+    "inference.pad": "--pad",
+    "register_max_px": "--max-px",
+    "mask_margin_px": "--mask-margin-px",
+}
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _register(args: argparse.Namespace) -> int:
     import torch
 
-    from comir.apply import TrainedModel, check_new_outputs, peak_memory_mb, register_pair, write_outputs
+    from comir.apply import (
+        TrainedModel,
+        check_new_outputs,
+        check_settings,
+        peak_memory_mb,
+        register_pair,
+        write_outputs,
+    )
     from comir.register import set_native_threads
 
     check_new_outputs(args.out)  # before any work
-    torch.set_num_threads(args.threads)
-    set_native_threads(args.threads)  # reproducible MI, as in the workflow
     params = yaml.safe_load(args.params) if args.params else {}
     if not isinstance(params, dict):
         raise InputError(f"--params must be a mapping (YAML or JSON), got {args.params!r}")
@@ -37,6 +65,10 @@ def _register(args: argparse.Namespace) -> int:
     inference = {key: value for key, value in given.items() if value is not None}  # the rest: schema defaults
     if args.c4_average:
         inference["c4_average"] = True
+    max_px = None if args.max_px == 0 else args.max_px
+    check_settings(inference, max_px, args.mask_margin_px, FLAGS)
+    torch.set_num_threads(args.threads)
+    set_native_threads(args.threads)  # reproducible MI, as in the workflow
     model = TrainedModel.load(args.model)
     pixel_sizes = None
     if args.pixel_sizes:
@@ -45,7 +77,7 @@ def _register(args: argparse.Namespace) -> int:
     pair = register_pair(
         model, args.reference, args.floating, args.reference_modality, args.method, params, inference,
         args.seed, args.threads, args.transform, pixel_sizes, args.masks,
-        (args.reference_mask, args.floating_mask), args.mask_margin_px, args.max_px or None,
+        (args.reference_mask, args.floating_mask), args.mask_margin_px, max_px, args.rescale,
     )  # fmt: skip
     written = write_outputs(args.out, pair, args.reference, args.floating, args.method)
     result = pair.result
@@ -72,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         "--reference-modality", default="A", help="the reference's modality: slot A/B or its name (default A)"
     )
     register.add_argument("--out", required=True, help="a new folder for the outputs")
-    register.add_argument("--method", default="cascade", help="registration method (default cascade)")
+    register.add_argument(
+        "--method", default="cascade", choices=sorted(METHODS), help="registration method (default cascade)"
+    )
     register.add_argument("--params", default="", help="method parameters as YAML/JSON, e.g. '{keypoints: null}'")
     register.add_argument(
         "--transform",
@@ -104,7 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=REGISTER_MAX_PX,
         help="CoMIRs with a longer side are registered at this size and refined by blocks at full resolution "
-        f"(default {REGISTER_MAX_PX}; 0: always at full resolution)",
+        f"(default {REGISTER_MAX_PX}, at least 64; 0: always at full resolution)",
+    )
+    register.add_argument(
+        "--rescale",
+        action="store_true",
+        help="map each image's 0.1..99.9th percentile intensities linearly onto the training images' range "
+        "(for images stored on another scale; without it such images are refused)",
     )
     # Inference settings default to the configuration schema's (config/README.md, inference.*).
     register.add_argument("--tile", type=int, help="inference tile (px)")
@@ -113,8 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     register.add_argument("--device", choices=("auto", "cpu", "cuda"))
     register.add_argument("--c4-average", action="store_true", help="test-time C4 averaging of the CoMIRs")
     register.add_argument("--seed", type=int, default=0)
-    register.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
+    register.add_argument("--threads", type=_positive_int, default=2)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help (0) or a bad argument (2, argparse printed why): a status, not an exit
+        return int(stop.code or 0)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _register(args)

@@ -5,8 +5,13 @@ networks' configurations, the modalities with their pre-processing, the
 training settings and provenance; loaded with ``weights_only=True``), so a
 model trained once, e.g. on a GPU cluster, is reused anywhere.  For one pair:
 
-1. both images are read and checked against their modality (channels) before
-   any work, the files named in every error;
+1. both images are read and checked against the model before any work, the
+   files named in every error (:func:`check_pair`): channels of their
+   modality, a side of at least :meth:`TrainedModel.min_side` px at the working resolution,
+   physical extents within :data:`MAX_EXTENT_RATIO` of each other, network
+   input within :data:`RANGE_FACTOR` of the training range (model files that
+   record it: ``input_statistics``), and the settings against the
+   configuration schema (:func:`check_settings`);
 2. with pixel sizes (units per pixel, e.g. microns) given for the two images,
    both are resampled to the working resolution: the model's own pixel size of
    each modality where the model records one (``pixel_size`` of the dataset's
@@ -47,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,17 +63,18 @@ import pandas as pd
 import torch
 
 from comir import geometry
-from comir.config import section_defaults
+from comir.config import load_schema, schema_problems, section_defaults, section_problems
 from comir.infer import compute_comir, inference_network
 from comir.io import InputError, channels_of, read_image, to_uint8, write_csv, write_png, write_text, write_tiff
 from comir.masks import MASK_MARGIN_PX, image_mask, working_mask
+from comir.model import TiramisuConfig
 from comir.preprocess import prepare_modality_image
 from comir.register import make_method, to_single_channel, with_transform
 from comir.register.base import RegistrationResult, fill_invalid
 from comir.register.coarse_to_fine import REGISTER_MAX_PX, coarse_to_fine
 from comir.resampling import Resampling, to_original_grids
 from comir.testset import MATRIX_KEYS
-from comir.train import load_checkpoint, resolve_device
+from comir.train import input_statistics, load_checkpoint, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +90,21 @@ OUTPUTS = (
 )
 # Side of the checkerboard squares of the overlay, as a fraction of the reference's shorter side.
 CHECKER_FRACTION = 1 / 8
+# Smallest image side (px, at the working resolution) a pair is registered at, besides the network's pooling
+# grid (2^depth): the registration methods need some pixels.  MI's pyramid shrinks by 4 at its coarsest level
+# and needs >= 4 px there (16 px); SIFT finds keypoints in octaves of halving size and FFT/ECC need a few
+# periods of structure.  Below it a method "registers" noise (a 3x3 pair came out "ok", metric 0.95).
+MIN_REGISTER_PX = 16
+# New network input whose 99.9th percentile (in linear intensity: log1p undone) is more than this factor above
+# or below the training images' is refused: the network never saw such values (a float image in 0..60000 for a
+# model trained on 0..1 gave CoMIR values of +-65000 instead of about +-1; a factor 1/20 is an image stored on
+# another scale, e.g. 8-bit data in 16-bit files: 1/257).  Ordinary variation of gain and staining stays
+# well inside it (12-bit data in 16-bit files without max_value: 1/16).
+RANGE_FACTOR = 20.0
+# Largest ratio of the two images' longer sides (physical, with pixel sizes; else in pixels): one pair shows
+# overlapping views of one tissue region, so a larger ratio is a wrong file, a missing pixel size or a
+# region to crop (a 2000 px reference with a 64 px floating image came out "ok" at a translation of 1240 px).
+MAX_EXTENT_RATIO = 4.0
 
 
 @dataclass
@@ -92,6 +114,9 @@ class TrainedModel:
     path: Path
     networks: dict[str, torch.nn.Module]
     modalities: dict[str, dict[str, Any]]
+    # Per slot the training images' network-input statistics (:func:`comir.train.input_statistics`);
+    # None for model files written before they were recorded (the range check is skipped).
+    statistics: dict[str, dict[str, float]] | None = None
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
@@ -106,7 +131,17 @@ class TrainedModel:
         modalities = payload.get("modalities")
         if not isinstance(modalities, Mapping) or set(modalities) != set(networks):
             raise InputError(f"{path} has no modality description for its networks {sorted(networks)}")
-        return cls(path, networks, {slot: dict(spec) for slot, spec in modalities.items()})
+        statistics = payload.get("input_statistics")
+        if not (isinstance(statistics, Mapping) and set(statistics) == set(networks)):
+            log.warning(
+                "%s records no training input statistics (written before they were): the intensity range "
+                "check of new images is skipped",
+                path,
+            )
+            statistics = None
+        else:
+            statistics = {slot: {k: float(v) for k, v in values.items()} for slot, values in statistics.items()}
+        return cls(path, networks, {slot: dict(spec) for slot, spec in modalities.items()}, statistics)
 
     def slot(self, modality: str) -> str:
         """The network slot (``A``/``B``) of a modality given by slot or by name."""
@@ -119,6 +154,12 @@ class TrainedModel:
     def other(self, slot: str) -> str:
         """The other network's slot."""
         return next(s for s in self.modalities if s != slot)
+
+    def min_side(self, slot: str) -> int:
+        """The smallest image side (px, working resolution) for ``slot``'s network and :data:`MIN_REGISTER_PX`."""
+        config = getattr(self.networks[slot], "config", None)
+        multiple = config.multiple if isinstance(config, TiramisuConfig) else 1
+        return max(MIN_REGISTER_PX, multiple)
 
 
 def read_checked(path: str | Path, modality: Mapping[str, Any], role: str) -> np.ndarray:
@@ -249,6 +290,213 @@ def working_resamplings(
     return {slot: Resampling.between(shapes[slot], given[slot], working[slot]) for slot in shapes}
 
 
+def check_settings(
+    inference: Mapping[str, Any] | None = None,
+    register_max_px: int | None = REGISTER_MAX_PX,
+    mask_margin_px: float = MASK_MARGIN_PX,
+    names: Mapping[str, str] | None = None,
+) -> None:
+    """:class:`InputError` listing every setting outside the configuration schema, before any work.
+
+    The limits are the schema's, one source with config/README.md: ``inference`` as a dataset's
+    ``inference`` section (e.g. ``tile`` >= 16, ``pad`` >= 0, no unknown key), ``register_max_px`` and
+    ``mask_margin_px`` as an apply job's keys (>= 64 or None; >= 0).  ``names``: what to call a
+    setting in the message (``inference.tile``, ``register_max_px``, ...), e.g. the command's flags.
+    """
+    schema = load_schema()
+    names = names or {}
+    found = []
+    for line in section_problems(inference or {}, "inference", schema):
+        where, message = line.split(": ", 1)
+        found.append(("inference" if where == "(top level)" else f"inference.{where}", message))
+    job = schema["definitions"]["apply"]["properties"]
+    for key, value in (("register_max_px", register_max_px), ("mask_margin_px", mask_margin_px)):
+        found += [(key, line.split(": ", 1)[1]) for line in schema_problems(value, job[key])]
+    if found:
+        raise InputError("; ".join(f"{names.get(key, key)}: {message}" for key, message in found))
+
+
+def check_size(model: TrainedModel, slot: str, resampling: Resampling, path: str | Path, role: str) -> None:
+    """:class:`InputError` when an image is too small, at the working resolution, for :meth:`TrainedModel.min_side`."""
+    minimum = model.min_side(slot)
+    if min(resampling.working_shape) >= minimum:
+        return
+    (height, width), (work_h, work_w) = resampling.shape, resampling.working_shape
+    at = "" if resampling.identity else f", {work_h}x{work_w} px at the working resolution"
+    raise InputError(
+        f"{role} image {path} is {height}x{width} px (HxW{at}): smaller than the {minimum} px per side that "
+        f"registering with this model needs (its network's pooling grid and the registration methods' "
+        f"{MIN_REGISTER_PX} px); use a larger image"
+    )
+
+
+def check_extents(
+    shapes: Mapping[str, tuple[int, ...]],
+    paths: Mapping[str, str | Path],
+    roles: Mapping[str, str],
+    pixel_sizes: Mapping[str, float] | None,
+) -> None:
+    """:class:`InputError` when the two images' longer sides differ by more than :data:`MAX_EXTENT_RATIO`.
+
+    With ``pixel_sizes`` (by slot) the physical extents (longer side x pixel size) are compared, else the
+    sides in pixels.
+    """
+    sides = {
+        slot: max(shape[:2]) * (float(pixel_sizes[slot]) if pixel_sizes else 1.0) for slot, shape in shapes.items()
+    }
+    ratio = max(sides.values()) / min(sides.values())
+    if ratio <= MAX_EXTENT_RATIO:
+        return
+    described = " and ".join(
+        f"{roles[slot]} image {paths[slot]} is {shape[0]}x{shape[1]} px"
+        + (f" at {float(pixel_sizes[slot]):g} per px" if pixel_sizes else "")
+        for slot, shape in shapes.items()
+    )
+    if pixel_sizes:
+        raise InputError(
+            f"{described}: their physical extents (longer side x pixel size) differ by a factor {ratio:.1f}, more "
+            f"than the {MAX_EXTENT_RATIO:g} of two views of one region; check the pixel sizes, or crop the larger "
+            "image to the region of the smaller"
+        )
+    raise InputError(
+        f"{described}: their longer sides differ by a factor {ratio:.1f}, more than the {MAX_EXTENT_RATIO:g} of "
+        "two views of one region; give their pixel sizes (--pixel-sizes REFERENCE FLOATING; apply: pixel_size) "
+        "if they differ, or crop the larger image to the region of the smaller"
+    )
+
+
+def _linear(value: float, modality: Mapping[str, Any]) -> float:
+    """A network-input level in linear intensity: log1p undone for a log1p modality (y = log2(1 + x))."""
+    return 2.0 ** min(value, 1000.0) - 1.0 if modality.get("log1p") else value
+
+
+def range_problem(found: Mapping[str, float], trained: Mapping[str, float], modality: Mapping[str, Any]) -> str | None:
+    """Why network input of statistics ``found`` is far outside the training input ``trained``, or None.
+
+    Far: the 99.9th percentiles differ by more than :data:`RANGE_FACTOR`, compared in linear intensity
+    (log1p undone), so that the factor means the same for every modality; a training level of 0 or less
+    gives no scale (None).
+    """
+    high, reference = _linear(found["p99.9"], modality), _linear(trained["p99.9"], modality)
+    if reference <= 0:
+        return None
+    if high > RANGE_FACTOR * reference:
+        side = "above"
+    elif high < reference / RANGE_FACTOR:
+        side = "below"
+    else:
+        return None
+    return (
+        f"its network input spans {found['p0.1']:.4g}..{found['p99.9']:.4g} (0.1..99.9th percentiles), but the "
+        f"model's {modality.get('name')!r} training images spanned {trained['p0.1']:.4g}..{trained['p99.9']:.4g}: "
+        f"more than {RANGE_FACTOR:g}x {side} what the network has seen"
+    )
+
+
+def prepare_checked(
+    model: TrainedModel,
+    slot: str,
+    image: np.ndarray,
+    path: str | Path,
+    role: str,
+    valid: np.ndarray | None = None,
+    rescale: bool = False,
+) -> np.ndarray:
+    """The network input (C, H, W) of ``image``, its intensity range checked against the training images'.
+
+    Statistics (:func:`comir.train.input_statistics`) over the ``valid`` pixels; an input far outside the
+    training range (:func:`range_problem`) is an :class:`InputError` naming the file and the remedy.
+    ``rescale``: instead, map the image's 0.1..99.9th percentile range linearly onto the training images'
+    (clipped to their minimum and maximum), for every image.  A model file without statistics skips the
+    check (:meth:`TrainedModel.load` says so); a constant image has no range to check or map.
+    """
+    modality = model.modalities[slot]
+    prepared = prepare_modality_image(image, modality, str(path))
+    trained = None if model.statistics is None else model.statistics[slot]
+    if trained is None:
+        if rescale:
+            raise InputError(
+                f"rescaling {path} needs the training images' range, which {model.path} does not record (written "
+                "before it was): retrain the model, or scale the image yourself and leave out --rescale"
+            )
+        return prepared
+    found = input_statistics([prepared], [valid])
+    low, high = found["p0.1"], found["p99.9"]
+    if high <= low:
+        log.warning("%s image %s is constant (%.4g): no intensity range to check or rescale", role, path, high)
+        return prepared
+    if rescale:
+        scale = (trained["p99.9"] - trained["p0.1"]) / (high - low)
+        log.info("%s image %s rescaled: %.4g..%.4g -> %.4g..%.4g", role, path, low, high, trained["p0.1"],
+                 trained["p99.9"])  # fmt: skip
+        mapped = (prepared - np.float32(low)) * np.float32(scale) + np.float32(trained["p0.1"])
+        return np.clip(mapped, trained["min"], trained["max"]).astype(np.float32)
+    problem = range_problem(found, trained, modality)
+    if problem:
+        max_value = modality.get("max_value")
+        scale = (
+            f"full intensity {max_value:g}, the model's max_value" if max_value
+            else "integer images divided by their type's maximum, float images as they are (0..1)"
+        )  # fmt: skip
+        raise InputError(
+            f"{role} image {path}: {problem}. Store it on the training scale ({scale}), or pass --rescale "
+            "(apply: rescale: true) to map its 0.1..99.9th percentile range onto the training range"
+        )
+    return prepared
+
+
+@dataclass
+class CheckedPair:
+    """A pair checked against the model (:func:`check_pair`).
+
+    By slot: the images as stored, their full-resolution masks (None: all
+    valid), their resamplings and their network inputs (before resampling).
+    """
+
+    images: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray | None]
+    resamplings: dict[str, Resampling]
+    prepared: dict[str, np.ndarray]
+
+
+def check_pair(
+    model: TrainedModel,
+    reference_path: str | Path,
+    floating_path: str | Path,
+    reference_modality: str,
+    pixel_sizes: Mapping[str, float] | None = None,
+    masks: str = "auto",
+    mask_files: tuple[str | Path | None, str | Path | None] = (None, None),
+    rescale: bool = False,
+) -> CheckedPair:
+    """Read one pair and check it against the model before any network or registration work.
+
+    In order, each an :class:`InputError` naming the file(s) and what to do: the modality and the
+    channels (:func:`read_checked`), the pixel sizes (:func:`working_resamplings`), each side at the
+    working resolution (:func:`check_size`), the two extents (:func:`check_extents`), the mask files,
+    and each network input's intensity range (:func:`prepare_checked`; ``rescale`` maps it instead).
+    Arguments as :func:`register_pair`'s.
+    """
+    ref_slot = model.slot(reference_modality)
+    flo_slot = model.other(ref_slot)
+    paths = {ref_slot: reference_path, flo_slot: floating_path}
+    roles = {ref_slot: "reference", flo_slot: "floating"}
+    images = {slot: read_checked(paths[slot], model.modalities[slot], roles[slot]) for slot in paths}
+    shapes = {slot: image.shape for slot, image in images.items()}
+    resamplings = working_resamplings(model, shapes, pixel_sizes, ref_slot)
+    for slot in paths:
+        check_size(model, slot, resamplings[slot], paths[slot], roles[slot])
+    sizes = {model.slot(key): float(value) for key, value in pixel_sizes.items()} if pixel_sizes else None
+    check_extents(shapes, paths, roles, sizes)
+    files = {ref_slot: mask_files[0], flo_slot: mask_files[1]}
+    full_masks = {slot: image_mask(images[slot], masks, files[slot], paths[slot]) for slot in paths}
+    prepared = {
+        slot: prepare_checked(model, slot, images[slot], paths[slot], roles[slot], full_masks[slot], rescale)
+        for slot in paths
+    }
+    return CheckedPair(images, full_masks, resamplings, prepared)
+
+
 @dataclass
 class PairRegistration:
     """What :func:`register_pair` computed: the result (original grids) and the images behind it.
@@ -288,6 +536,7 @@ def register_pair(
     mask_files: tuple[str | Path | None, str | Path | None] = (None, None),
     mask_margin_px: float = MASK_MARGIN_PX,
     register_max_px: int | None = REGISTER_MAX_PX,
+    rescale: bool = False,
 ) -> PairRegistration:
     """Register the floating image to the reference image through their CoMIRs.
 
@@ -302,31 +551,26 @@ def register_pair(
     a mask file in ``mask_files`` (reference, floating; module doc, step 3);
     ``mask_margin_px``: the masks' shrink for the CoMIRs; ``register_max_px``:
     the largest CoMIR side registered in one piece (module doc, step 5; None:
-    any).  Every input is checked before any work.
+    any); ``rescale``: map each image's intensity range onto the training
+    images' (:func:`prepare_checked`).  Every input and setting is checked
+    before any work (:func:`check_settings`, :func:`check_pair`).
     """
-    ref_slot = model.slot(reference_modality)
-    flo_slot = model.other(ref_slot)
-    reference = read_checked(reference_path, model.modalities[ref_slot], "reference")
-    floating = read_checked(floating_path, model.modalities[flo_slot], "floating")
-    full_masks = {
-        slot: image_mask(image, masks, mask_file, path)
-        for slot, image, mask_file, path in (
-            (ref_slot, reference, mask_files[0], reference_path),
-            (flo_slot, floating, mask_files[1], floating_path),
-        )
-    }
-    shapes = {ref_slot: reference.shape, flo_slot: floating.shape}
-    resamplings = working_resamplings(model, shapes, pixel_sizes, ref_slot)
+    check_settings(inference, register_max_px, mask_margin_px)
     registration = coarse_to_fine(
         make_method(method, with_transform(params, transform), seed, threads), register_max_px, transform, seed
-    )  # stops on bad input
+    )  # stops on bad parameters
+    checked = check_pair(model, reference_path, floating_path, reference_modality, pixel_sizes, masks, mask_files,
+                         rescale)  # fmt: skip
+    ref_slot = model.slot(reference_modality)
+    flo_slot = model.other(ref_slot)
+    resamplings, full_masks = checked.resamplings, checked.masks
     options = {**section_defaults("inference"), **(inference or {})}
     device = resolve_device(options.pop("device"))
     engine = options.pop("engine")
     comirs, comir_masks = [], []
-    for slot, image, path in ((ref_slot, reference, reference_path), (flo_slot, floating, floating_path)):
+    for slot in (ref_slot, flo_slot):
         network = inference_network(model.networks[slot], engine, device)
-        prepared = resamplings[slot].apply(prepare_modality_image(image, model.modalities[slot], str(path)))
+        prepared = resamplings[slot].apply(checked.prepared.pop(slot))  # the checked input, freed once used
         valid = working_mask(full_masks[slot], prepared.shape[1:], 0.0)
         prepared = np.moveaxis(fill_invalid(np.moveaxis(prepared, 0, -1), valid), -1, 0)
         comirs.append(compute_comir(network, prepared, device=device, **options))
@@ -341,7 +585,8 @@ def register_pair(
     log.info("%s -> %s: %s %s", floating_path, reference_path, result.status, result.message)
     pair_resamplings = (resamplings[ref_slot], resamplings[flo_slot])
     return PairRegistration(
-        result, reference, floating, (comirs[0], comirs[1]), comir_matrix, pair_resamplings,
+        result, checked.images[ref_slot], checked.images[flo_slot], (comirs[0], comirs[1]), comir_matrix,
+        pair_resamplings,
         (comir_masks[0], comir_masks[1]),
     )  # fmt: skip
 
@@ -354,8 +599,18 @@ def peak_memory_mb() -> float:
 
 
 def check_new_outputs(out_dir: str | Path) -> Path:
-    """``out_dir`` as a Path; :class:`InputError` if it already holds an output (nothing is overwritten)."""
+    """``out_dir`` as a Path; :class:`InputError` if it cannot be the outputs' folder.
+
+    Refused: an existing file (not a folder) at ``out_dir`` or above it, a folder that cannot be written
+    to, or one that already holds an output (nothing is overwritten).
+    """
     out_dir = Path(out_dir)
+    existing_above = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
+    if existing_above is not None and not existing_above.is_dir():
+        where = "" if existing_above == out_dir else f" (in the path of {out_dir})"
+        raise InputError(f"{existing_above} is a file, not a folder{where}; choose a new output folder")
+    if existing_above is not None and not os.access(existing_above, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write to {existing_above}; choose an output folder you can write to")
     existing = [name for name in OUTPUTS if (out_dir / name).exists()]
     if existing:
         raise InputError(f"{out_dir} already holds {', '.join(existing)}; choose a new output folder")
@@ -406,13 +661,23 @@ def write_outputs(
 
 
 __all__ = [
+    "MAX_EXTENT_RATIO",
+    "MIN_REGISTER_PX",
     "OUTPUTS",
+    "RANGE_FACTOR",
+    "CheckedPair",
     "PairRegistration",
     "TrainedModel",
+    "check_extents",
     "check_new_outputs",
+    "check_pair",
+    "check_settings",
+    "check_size",
     "itk_transform_text",
     "overlay",
     "peak_memory_mb",
+    "prepare_checked",
+    "range_problem",
     "read_checked",
     "register_pair",
     "warp_to_reference",

@@ -2,8 +2,9 @@
 
 A folder in the ``pairs`` layout (``ROOT/<folder of A>/<id>.tif``,
 ``ROOT/<folder of B>/<id>.tif``) is split into ``batches`` jobs; each job
-checks every image of its pairs (partner, readability, channels against the
-model's modalities, mask files) before registering any, then registers each pair with
+checks every pair (partner, readability, and :func:`comir.apply.check_pair`'s
+checks against the model: channels, size, extents, mask files, intensity
+range) and the settings before registering any, then registers each pair with
 :func:`comir.apply.register_pair` and writes its outputs into ``<id>/``
 (:func:`comir.apply.write_outputs`) and one row per pair into the batch's table.
 The batches' tables are summarised and, with known transforms, evaluated by
@@ -27,11 +28,12 @@ import numpy as np
 import pandas as pd
 
 from comir import geometry
-from comir.apply import TrainedModel, peak_memory_mb, read_checked, register_pair, write_outputs
+from comir.apply import TrainedModel, check_pair, check_settings, peak_memory_mb, register_pair, write_outputs
 from comir.data.pairs import Modality, discover_pairs
 from comir.geometry import MATRIX_KEYS
 from comir.io import IMAGE_SUFFIXES, InputError
-from comir.masks import MASK_MARGIN_PX, MASK_MODES, read_mask
+from comir.masks import MASK_MARGIN_PX, MASK_MODES
+from comir.register import make_method, with_transform
 from comir.register.coarse_to_fine import REGISTER_MAX_PX
 
 log = logging.getLogger(__name__)
@@ -93,9 +95,9 @@ def register_batch(
 
     ``settings``: an ``apply`` entry of the configuration (``reference``,
     ``method``, ``params``, ``transform``, ``pixel_size``, ``inference``,
-    ``folders``, ``masks``, ``mask_margin_px``, ``register_max_px``).  Every image and mask of the
-    batch is checked before the first registration; a bad one stops the job
-    with the file named.
+    ``folders``, ``masks``, ``mask_margin_px``, ``register_max_px``, ``rescale``).  The settings and every
+    pair of the batch (:func:`comir.apply.check_pair`: images, masks, sizes, extents, intensity ranges) are
+    checked before the first registration; a bad one stops the job with the file named.
     """
     model = TrainedModel.load(model_path)
     ref_slot = model.slot(settings.get("reference", "A"))
@@ -103,18 +105,20 @@ def register_batch(
     folders = {slot: settings.get("folders", {}).get(slot, spec["name"]) for slot, spec in model.modalities.items()}
     masks = str(settings.get("masks", "auto"))
     pairs = batch_of(folder_pairs(root, model, settings.get("folders")), batches, batch)
-    masks_of = {}
-    for pair in pairs.itertuples(index=False):  # every input checked before any work
-        files = []
-        for slot, role in ((ref_slot, "reference"), (flo_slot, "floating")):
-            path = getattr(pair, f"path_{slot}")
-            image = read_checked(path, model.modalities[slot], role)
-            files.append(mask_file(masks, folders[slot], pair.id))
-            if files[-1] is not None:
-                read_mask(files[-1], image.shape, path)
-        masks_of[pair.id] = tuple(files)
     mode = masks if masks in MASK_MODES else "auto"
     method = settings.get("method", "cascade")
+    margin = float(settings.get("mask_margin_px", MASK_MARGIN_PX))
+    max_px = settings.get("register_max_px", REGISTER_MAX_PX)
+    rescale = bool(settings.get("rescale", False))
+    check_settings(settings.get("inference"), max_px, margin)
+    make_method(method, with_transform(settings.get("params"), settings.get("transform", "rigid")), seed, threads)
+    masks_of = {}
+    for pair in pairs.itertuples(index=False):  # every pair checked before any work
+        masks_of[pair.id] = tuple(mask_file(masks, folders[slot], pair.id) for slot in (ref_slot, flo_slot))
+        check_pair(
+            model, getattr(pair, f"path_{ref_slot}"), getattr(pair, f"path_{flo_slot}"), ref_slot,
+            settings.get("pixel_size"), mode, masks_of[pair.id], rescale,
+        )  # fmt: skip
     direction = f"{flo_slot}_to_{ref_slot}"
     rows = []
     for pair in pairs.itertuples(index=False):
@@ -122,8 +126,7 @@ def register_batch(
         registered = register_pair(
             model, reference_path, floating_path, ref_slot, method, settings.get("params"), settings.get("inference"),
             seed, threads, settings.get("transform", "rigid"), settings.get("pixel_size"),
-            mode, masks_of[pair.id], float(settings.get("mask_margin_px", MASK_MARGIN_PX)),
-            settings.get("register_max_px", REGISTER_MAX_PX),
+            mode, masks_of[pair.id], margin, max_px, rescale,
         )  # fmt: skip
         write_outputs(Path(out_dir) / pair.id, registered, reference_path, floating_path, method)
         result = registered.result

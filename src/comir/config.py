@@ -33,6 +33,7 @@ import yaml
 
 from comir.augment import check_augmentation
 from comir.representation_settings import PROBLEMS as REPRESENTATION_PROBLEMS
+from comir.shifts import severity_label, shift_problem
 
 REFERENCE_MARKER = "## Every key"
 # Package data (see the module docstring): found wherever comir is installed, even inside a zip.
@@ -71,10 +72,11 @@ def validate_config(
 ) -> MutableMapping[str, Any]:
     """Validate ``config`` in place, filling in defaults; raise :class:`ConfigError` listing every problem."""
     schema = load_schema() if schema is None else schema
-    problems = _schema_problems(config, schema)
+    problems = schema_problems(config, schema)
     if not problems:
         for name, dataset in config.get("datasets", {}).items():
             problems += expand_sweeps(name, dataset)
+            problems += expand_stress(name, dataset)
             problems += _dataset_problems(name, dataset)
             problems += _variant_problems(name, dataset, schema)
         for name, pool in config.get("pools", {}).items():
@@ -121,6 +123,58 @@ def expand_sweeps(name: str, dataset: MutableMapping[str, Any]) -> list[str]:
             else:
                 dataset["variants"][variant] = overrides
     return problems
+
+
+def stress_testset_name(series: str, severity: float) -> str:
+    """The test set of one severity of a stress series: ``<series>-<severity>``, a '.' written 'p'."""
+    return f"{series}-{severity_label(severity)}"
+
+
+def stress_testsets(series: str, entry: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The test sets of one ``stress`` series: name -> the base test set's settings plus the shift."""
+    return {
+        stress_testset_name(series, severity): {
+            **copy.deepcopy(dict(base)),
+            "shift": {"modality": entry["modality"], "kind": entry["kind"], "severity": severity},
+        }
+        for severity in entry["severities"]
+    }
+
+
+def expand_stress(name: str, dataset: MutableMapping[str, Any]) -> list[str]:
+    """Add the test sets of a dataset's ``stress`` series to its ``testsets``; the problems.
+
+    Like :func:`expand_sweeps`, and idempotent: a test set a series generated before is kept.
+    """
+    problems = []
+    for series, entry in dataset.get("stress", {}).items():
+        where = f"datasets/{name}/stress/{series}"
+        base = dataset["testsets"].get(entry["base"])
+        if base is None:
+            problems.append(f"{where}/base: {entry['base']!r} is not a test set of this dataset")
+            continue
+        if "shift" in base:
+            problems.append(f"{where}/base: test set {entry['base']!r} has a shift of its own; stress one without")
+            continue
+        problem = _shift_problem(entry["kind"], entry["modality"], dataset["modalities"])
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
+        for testset, spec in stress_testsets(series, entry, base).items():
+            existing = dataset["testsets"].get(testset)
+            if existing is not None and existing != spec:
+                problems.append(f"{where}: generates test set {testset!r}, which is taken")
+            elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", testset):
+                problems.append(f"{where}: {testset!r} is not a valid test set name")
+            else:
+                dataset["testsets"][testset] = spec
+    return problems
+
+
+def _shift_problem(kind: str, slot: str, modalities: Mapping[str, Any]) -> str | None:
+    """Why a shift of ``kind`` cannot degrade modality ``slot`` (its channel count), naming the slot."""
+    problem = shift_problem(kind, modalities[slot]["channels"])
+    return problem and problem.replace("this one", f"modality {slot}")
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -174,7 +228,8 @@ def model_variant(dataset: Mapping[str, Any], variant: str) -> str:
     return dataset["variants"][variant].get("model_from", variant)
 
 
-def _schema_problems(instance: Any, schema: Mapping[str, Any], prefix: str = "") -> list[str]:
+def schema_problems(instance: Any, schema: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Every way ``instance`` breaks ``schema``, one line each (``<prefix><path>: <message>``), in path order."""
     validator = _Validator(schema)
     lines = []
     for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
@@ -212,7 +267,7 @@ def _variant_problems(name: str, dataset: Mapping[str, Any], schema: Mapping[str
             )
         merged = variant_config(dataset, variant)
         prefix = f"datasets/{name}/"
-        found = _schema_problems(merged, dataset_schema, prefix)
+        found = schema_problems(merged, dataset_schema, prefix)
         found = found or [p for p in _dataset_problems(name, merged) if p not in inherited]
         problems += [f"{prefix}variants/{variant}/{p.removeprefix(prefix)}" for p in found]
     return problems
@@ -238,6 +293,10 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
                 f"datasets/{name}/testsets/{testset_name}: recipe 'prebuilt' needs a record that ships a "
                 "transformed test set: a dataset of source 'zenodo' or the test set's own 'zenodo' section"
             )
+        shift = testset.get("shift")
+        problem = shift and _shift_problem(shift["kind"], shift["modality"], dataset["modalities"])
+        if problem:
+            problems.append(f"datasets/{name}/testsets/{testset_name}/shift: {problem}")
     model = dataset["model"]
     multiple = 2 ** len(model["down_blocks"])
     if dataset["training"]["patch_size"] % multiple:
@@ -270,6 +329,11 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
         channels = dataset["modalities"][slot]["channels"]
         where = f"datasets/{name}/training/augmentation/{slot}"
         problems += [f"{where}: {problem}" for problem in check_augmentation(settings, channels)]
+        if "stain" in settings and dataset["modalities"][slot].get("stain_normalization") == "deconvolution":
+            problems.append(
+                f"{where}/stain: the network sees this modality's stain concentrations "
+                "(stain_normalization: deconvolution), not colours; vary them with 'intensity'"
+            )
     problems += _representation_problems(name, dataset)
     channels = sorted(dataset["modalities"][slot]["channels"] for slot in ("A", "B"))
     for run_name, run in dataset["registration"].items():
@@ -370,7 +434,7 @@ def _apply_problems(
             problems.append(f"{where}/testset: no test set {testset['name']!r} in dataset {testset['dataset']!r}")
         if job["truth"] is not None:
             problems.append(f"{where}/truth: a test set brings its own true transforms; leave truth out")
-    problems += [f"{where}/inference: {p}" for p in _section_problems(job["inference"], "inference", schema)]
+    problems += [f"{where}/inference: {p}" for p in section_problems(job["inference"], "inference", schema)]
     from comir.register import with_transform  # the registry imports the methods: only for apply jobs
 
     params = with_transform(job["params"], job["transform"])
@@ -380,10 +444,10 @@ def _apply_problems(
     return problems
 
 
-def _section_problems(values: Mapping[str, Any], section: str, schema: Mapping[str, Any]) -> list[str]:
+def section_problems(values: Mapping[str, Any], section: str, schema: Mapping[str, Any]) -> list[str]:
     """Problems of ``values`` as a dataset's ``section`` (unknown keys, bad values), without filling defaults."""
     node = copy.deepcopy(schema["definitions"]["dataset"]["properties"][section])
-    return _schema_problems(copy.deepcopy(dict(values)), node)
+    return schema_problems(copy.deepcopy(dict(values)), node)
 
 
 def _registration_problem(run: Mapping[str, Any]) -> str | None:

@@ -32,13 +32,18 @@ def prepare_image(
     name: str = "image",
     max_value: float | None = None,
     stain_normalization: str | None = None,
+    percentile_scaling: float | None = None,
 ) -> np.ndarray:
     """(H, W[, C]) stored image -> (C, H, W) float32.
 
     Values are divided by the modality's full scale (``max_value``, else the
     integer type's maximum; floats as they are), so full intensity is 1.
-    ``stain_normalization`` ("macenko", RGB only; :mod:`comir.stain`)
-    re-renders an H&E image with reference stains.  ``log1p`` compresses the
+    ``stain_normalization`` (RGB only; :mod:`comir.stain`): "macenko"
+    re-renders an H&E image with reference stains, "deconvolution" turns it into
+    per-image normalised haematoxylin, eosin and residual channels.  ``percentile_scaling``
+    ``q`` divides the image by its own ``q``-th percentile (over all pixels and channels) and
+    clips at 1, so a dim acquisition (low gain, faint signal) reaches the network at the same
+    scale as a bright one; an image whose percentile is 0 (blank) is left as it is.  ``log1p`` compresses the
     heavy-tailed intensities of SHG-like images (paper: SHG gets log(1 + x));
     it applies to ``max(x, 0)`` (a negative value below -1 has no logarithm)
     and the result is rescaled by log(2).  Non-finite pixels raise
@@ -51,11 +56,11 @@ def prepare_image(
     if not np.isfinite(data).all():
         raise InputError(f"{name} has NaN or infinite pixels")
     if stain_normalization is not None:
-        from comir.stain import STAIN_NORMALIZATIONS, macenko_normalize
+        from comir.stain import apply_stain_normalization
 
-        if stain_normalization not in STAIN_NORMALIZATIONS:
-            raise ValueError(f"stain_normalization must be one of {STAIN_NORMALIZATIONS}, got {stain_normalization!r}")
-        data = macenko_normalize(data)
+        data = apply_stain_normalization(data, stain_normalization)
+    if percentile_scaling is not None:
+        data = scale_by_percentile(data, percentile_scaling)
     if log1p:
         data = np.log1p(np.maximum(data, 0.0)) / np.log(2.0)
     if data.ndim == 2:
@@ -65,8 +70,18 @@ def prepare_image(
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
+def scale_by_percentile(data: np.ndarray, percentile: float) -> np.ndarray:
+    """``data`` (in [0, 1]) divided by its ``percentile``-th percentile, clipped to [0, 1]; blank: as it is."""
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile_scaling must be in (0, 100], got {percentile}")
+    level = float(np.percentile(data, percentile))
+    if level <= 0:
+        return data
+    return np.clip(data / np.float32(level), 0.0, 1.0).astype(np.float32)
+
+
 def prepare_modality_image(image: np.ndarray, modality: Mapping[str, Any], name: str) -> np.ndarray:
-    """:func:`prepare_image` with a modality's configuration (channels, log1p, max_value, stain_normalization)."""
+    """:func:`prepare_image` with a modality's configuration (its keys of the same names)."""
     return prepare_image(
         image,
         modality["channels"],
@@ -74,6 +89,7 @@ def prepare_modality_image(image: np.ndarray, modality: Mapping[str, Any], name:
         name,
         modality.get("max_value"),
         modality.get("stain_normalization"),
+        modality.get("percentile_scaling"),
     )
 
 

@@ -1,4 +1,4 @@
-"""Stain normalisation of RGB bright-field (H&E) images (docs/method.md, section 5).
+"""Stain normalisation and stain-invariant input of RGB bright-field (H&E) images (docs/method.md, section 5).
 
 Stain strength and hue vary between labs, scanners and batches; a network
 trained on some cores then sees unfamiliar colours on others.  Macenko et al.
@@ -22,23 +22,42 @@ function serves training, inference and the apply stage (a modality's
 The reference vectors and maxima are the values widely used with Macenko's method
 (:data:`REFERENCE_STAINS`, :data:`REFERENCE_MAX_CONCENTRATIONS`).  An image with too few
 tissue pixels (:data:`MIN_TISSUE_PIXELS`) is returned as it is.
+
+``stain_normalization: deconvolution`` (:func:`stain_deconvolution`) gives the network the
+stains themselves instead of colours: per image, the haematoxylin and eosin concentrations
+(least squares onto the image's own Macenko stain vectors; the reference vectors where the
+image has too little tissue or shows one dye only: its two estimated stains less than
+:data:`MIN_STAIN_ANGLE_DEG` apart, or its optical density's second principal direction weaker
+than :data:`MIN_SECOND_STAIN_SHARE` of the first) and the norm of the optical density that
+neither stain explains (pigment, dirt, out-of-focus dark areas), each divided by twice its 99th
+percentile over the tissue pixels (at least :data:`MIN_DENSITY_SCALE`) and clipped to [0, 1].  A change
+of stain hue (other vectors) or strength (other concentrations) then leaves the three
+channels unchanged up to the estimation's accuracy; eosin marks the collagen that SHG images.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-STAIN_NORMALIZATIONS = ("macenko",)
+STAIN_NORMALIZATIONS = ("macenko", "deconvolution")
 #: Columns: haematoxylin and eosin optical densities (R, G, B).
 REFERENCE_STAINS = np.array([[0.5626, 0.2159], [0.7201, 0.8012], [0.4062, 0.5581]])
 REFERENCE_MAX_CONCENTRATIONS = np.array([1.9705, 1.0308])
 MIN_TISSUE_PIXELS = 100
+#: Estimated stain vectors closer than this (degrees) are one stain: the reference vectors are used.
+MIN_STAIN_ANGLE_DEG = 5.0
+#: A second principal direction of the tissue's optical density weaker than this share of the first:
+#: one dye only (the second "stain" would be rounding noise), so the reference vectors are used.
+MIN_SECOND_STAIN_SHARE = 1e-3
+#: The least scale of a deconvolved channel (optical density): a stain that is (almost) absent stays
+#: near 0 instead of being stretched to full range.
+MIN_DENSITY_SCALE = 0.2
 _MIN_INTENSITY = 1e-3
 
 
 def macenko_stains(rgb: np.ndarray, beta: float = 0.15, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray] | None:
     """The image's stain vectors (3, 2; haematoxylin, eosin) and its tissue pixels' OD (N, 3), or None."""
-    density = -np.log(np.clip(rgb.reshape(-1, 3).astype(np.float64), _MIN_INTENSITY, 1.0))
+    density = _optical_density(rgb)
     tissue = density[np.all(density > beta, axis=1)]
     if len(tissue) < MIN_TISSUE_PIXELS:
         return None
@@ -56,14 +75,12 @@ def macenko_stains(rgb: np.ndarray, beta: float = 0.15, alpha: float = 1.0) -> t
 
 def macenko_normalize(rgb: np.ndarray) -> np.ndarray:
     """An RGB image (H, W, 3) in [0, 1] re-rendered with the reference stains (module doc); float32."""
-    rgb = np.asarray(rgb, dtype=np.float32)
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"stain normalisation needs an RGB image (H, W, 3), got shape {rgb.shape}")
+    rgb = _check_rgb(rgb)
     found = macenko_stains(rgb)
     if found is None:
         return rgb
     stains, tissue = found
-    density = -np.log(np.clip(rgb.reshape(-1, 3).astype(np.float64), _MIN_INTENSITY, 1.0))
+    density = _optical_density(rgb)
     concentrations, *_ = np.linalg.lstsq(stains, density.T, rcond=None)  # (2, H*W)
     tissue_concentrations, *_ = np.linalg.lstsq(stains, tissue.T, rcond=None)
     maxima = np.percentile(tissue_concentrations, 99, axis=1)
@@ -74,11 +91,64 @@ def macenko_normalize(rgb: np.ndarray) -> np.ndarray:
     return np.clip(normalized, 0.0, 1.0).astype(np.float32)
 
 
+def _optical_density(rgb: np.ndarray) -> np.ndarray:
+    """Optical densities (N, 3) of the pixels of an RGB image in [0, 1]."""
+    return -np.log(np.clip(rgb.reshape(-1, 3).astype(np.float64), _MIN_INTENSITY, 1.0))
+
+
+def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"stain normalisation needs an RGB image (H, W, 3), got shape {rgb.shape}")
+    return rgb
+
+
+def stain_deconvolution(rgb: np.ndarray, beta: float = 0.15) -> np.ndarray:
+    """An RGB image (H, W, 3) in [0, 1] as (H, W, 3) float32 in [0, 1]: haematoxylin, eosin, residual (module doc).
+
+    Each channel is divided by twice its 99th percentile over the tissue pixels (every
+    channel's optical density above ``beta``), so an image whose stains are stronger or
+    weaker as a whole gives the same channels; background (no absorption) is 0.
+    """
+    rgb = _check_rgb(rgb)
+    density = _optical_density(rgb)
+    found = macenko_stains(rgb, beta)
+    stains = REFERENCE_STAINS / np.linalg.norm(REFERENCE_STAINS, axis=0)
+    if found is not None:
+        estimated, tissue_density = found[0] / np.linalg.norm(found[0], axis=0), found[1]
+        angle = np.degrees(np.arccos(np.clip(estimated[:, 0] @ estimated[:, 1], -1.0, 1.0)))
+        spread = np.linalg.eigvalsh(tissue_density.T @ tissue_density)  # ascending
+        if angle >= MIN_STAIN_ANGLE_DEG and spread[1] >= MIN_SECOND_STAIN_SHARE * spread[2]:
+            stains = estimated
+    concentrations, *_ = np.linalg.lstsq(stains, density.T, rcond=None)  # (2, N)
+    residual = np.linalg.norm(density.T - stains @ concentrations, axis=0)
+    channels = np.vstack([np.maximum(concentrations, 0.0), residual[None]])  # (3, N)
+    tissue = np.all(density > beta, axis=1)
+    reference = channels[:, tissue] if tissue.sum() >= MIN_TISSUE_PIXELS else channels
+    scale = np.maximum(2.0 * np.percentile(reference, 99, axis=1), MIN_DENSITY_SCALE)
+    channels /= scale[:, None]
+    return np.clip(channels.T, 0.0, 1.0).reshape(rgb.shape).astype(np.float32)
+
+
+def apply_stain_normalization(rgb: np.ndarray, kind: str) -> np.ndarray:
+    """``rgb`` (H, W, 3) in [0, 1] as a modality's ``stain_normalization`` ``kind`` turns it into network input."""
+    if kind == "macenko":
+        return macenko_normalize(rgb)
+    if kind == "deconvolution":
+        return stain_deconvolution(rgb)
+    raise ValueError(f"stain_normalization must be one of {STAIN_NORMALIZATIONS}, got {kind!r}")
+
+
 __all__ = [
+    "MIN_DENSITY_SCALE",
+    "MIN_SECOND_STAIN_SHARE",
+    "MIN_STAIN_ANGLE_DEG",
     "MIN_TISSUE_PIXELS",
     "REFERENCE_MAX_CONCENTRATIONS",
     "REFERENCE_STAINS",
     "STAIN_NORMALIZATIONS",
+    "apply_stain_normalization",
     "macenko_normalize",
     "macenko_stains",
+    "stain_deconvolution",
 ]

@@ -19,6 +19,13 @@ sets for the similarity and affine transform models (docs/method.md, section
 13).  The scale is the floating patch's zoom: content appears ``scale`` times
 larger in it than in the reference patch.
 
+Any test set can also degrade one modality's patches (``shift: {modality,
+kind, severity}``, :mod:`comir.shifts`, docs/method.md, section 14): both
+patches of that modality are shifted after they are cut (or imported) and
+before they are written, in their stored dtype; the cases table then gains the
+columns ``shift_modality``, ``shift_kind`` and ``shift_severity``.  Without a
+shift nothing is drawn and the files are those of a test set without the key.
+
 For every case both modalities get the *same* transform, so the same case can
 be registered in both directions. The floating patch is resampled from the
 full source image (never from the reference patch), so no padding or border
@@ -47,6 +54,7 @@ from comir import geometry
 from comir.geometry import MATRIX_KEYS
 from comir.io import InputError, read_image, write_tiff
 from comir.preprocess import SLOTS, check_image_sizes
+from comir.shifts import Shift, case_rng
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +173,7 @@ class TestSetRecipe:
     interpolation: str = "cubic"
     seed: int = 0
     max_draws: int = 100_000
+    shift: Shift | None = None  # one modality's patches degraded (comir.shifts); None: as drawn
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], seed: int) -> TestSetRecipe:
@@ -173,7 +182,7 @@ class TestSetRecipe:
             Stratum(s["name"], s.get("max_displacement_px"), int(s["count"]))
             for s in cfg.get("strata", [])
         )
-        kwargs = {k: v for k, v in cfg.items() if k not in ("strata", "multiregeval", "prebuilt")}
+        kwargs = {k: v for k, v in cfg.items() if k not in ("strata", "multiregeval", "prebuilt", "shift")}
         mre = cfg.get("multiregeval", {})
         renamed = {
             "levels": mre.get("levels"),
@@ -189,7 +198,7 @@ class TestSetRecipe:
             kwargs["scale_range"] = (low, high)
         if strata:
             kwargs["strata"] = strata
-        return cls(seed=seed, **kwargs)
+        return cls(seed=seed, shift=Shift.from_config(cfg.get("shift")), **kwargs)
 
     def max_reach(self) -> float:
         """Largest distance from the patch centre at which a floating patch samples the source."""
@@ -326,12 +335,18 @@ def extract_patches(
 
 
 def build_testset(
-    pairs: pd.DataFrame, recipe: TestSetRecipe, out_dir: Path
+    pairs: pd.DataFrame,
+    recipe: TestSetRecipe,
+    out_dir: Path,
+    modalities: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Write ``out_dir/<case>_<slot>_{ref,flo}.tif`` for every case and return the cases table.
 
     ``pairs`` holds the test split (columns ``id, path_A, path_B``); cases are
-    spread over its images round-robin in a seeded random order.
+    spread over its images round-robin in a seeded random order.  With a
+    ``recipe.shift``, its modality's patches are shifted before they are
+    written (the full scale of their stored values: that modality's
+    ``max_value`` in ``modalities``, by default the dtype's).
     """
     if pairs.empty:
         raise InputError("the test split is empty: no images to build a test set from")
@@ -365,9 +380,51 @@ def build_testset(
             truth = row[[f"true_{k}" for k in MATRIX_KEYS]].to_numpy(float).reshape(2, 3)
             for slot in SLOTS:
                 ref, flo = extract_patches(images[slot], (x0, y0), truth, size, recipe.interpolation)
+                if recipe.shift is not None and slot == recipe.shift.modality:
+                    ref, flo = _shifted(recipe.shift, recipe.seed, index, (ref, flo), modalities)
                 write_tiff(out_dir / f"{row['case']}_{slot}_ref.tif", ref)
                 write_tiff(out_dir / f"{row['case']}_{slot}_flo.tif", flo)
-    return cases
+    return _with_shift_columns(cases, recipe.shift)
+
+
+def _shifted(
+    shift: Shift,
+    seed: int,
+    case_number: int,
+    patches: tuple[np.ndarray, np.ndarray],
+    modalities: Mapping[str, Mapping[str, Any]] | None,
+) -> list[np.ndarray]:
+    """One case's reference and floating patch of the shifted modality, shifted with the case's own draw."""
+    max_value = (modalities or {}).get(shift.modality, {}).get("max_value")
+    return shift.apply_stored(patches, case_rng(seed, case_number), max_value)
+
+
+def _with_shift_columns(cases: pd.DataFrame, shift: Shift | None) -> pd.DataFrame:
+    """The cases table, with the shift recorded in its last columns when there is one."""
+    if shift is None:
+        return cases
+    return cases.assign(**shift.columns())
+
+
+def shift_written_testset(
+    cases: pd.DataFrame,
+    images_dir: Path,
+    shift: Shift,
+    seed: int,
+    modalities: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pd.DataFrame:
+    """Shift the patches of a test set already written to ``images_dir`` (an imported one), in place.
+
+    Case ``i`` of ``cases`` (table order) draws from ``case_rng(seed, i)``, as in
+    :func:`build_testset`; returns the cases table with the shift's columns.
+    """
+    images_dir = Path(images_dir)
+    for number, case in enumerate(cases["case"]):
+        paths = [images_dir / f"{case}_{shift.modality}_{kind}.tif" for kind in ("ref", "flo")]
+        shifted = _shifted(shift, seed, number, tuple(read_image(p) for p in paths), modalities)
+        for path, patch in zip(paths, shifted):
+            write_tiff(path, patch)
+    return _with_shift_columns(cases, shift)
 
 
 def make_testset(
@@ -384,7 +441,9 @@ def make_testset(
     transformed test set ``spec["prebuilt"]`` of the unpacked record
     ``record_dir`` for the dataset's ``modalities`` (slots A, B); any other
     recipe draws the cases with ``seed`` from the test split of the pairs table
-    ``pairs_csv``, once every test image is known to be large enough.
+    ``pairs_csv``, once every test image is known to be large enough.  A
+    ``spec["shift"]`` degrades one modality's patches (:mod:`comir.shifts`; the
+    full scale of its stored values from ``modalities``).
     """
     images_dir = Path(images_dir)
     if spec["recipe"] == "prebuilt":
@@ -395,10 +454,13 @@ def make_testset(
         from comir.data.prebuilt import import_prebuilt_testset
 
         cases = import_prebuilt_testset(detect_layout(Path(record_dir)), spec["prebuilt"], images_dir, modalities)
+        shift = Shift.from_config(spec.get("shift"))
+        if shift is not None:
+            cases = shift_written_testset(cases, images_dir, shift, seed, modalities)
     else:
         pairs = pd.read_csv(pairs_csv)
         recipe = TestSetRecipe.from_config(spec, seed)
         check_image_sizes(pairs, ["test"], recipe.min_source_size(), "this test set's patches and transforms")
-        cases = build_testset(pairs[pairs["split"] == "test"], recipe, images_dir)
+        cases = build_testset(pairs[pairs["split"] == "test"], recipe, images_dir, modalities)
     log.info("%d cases: %s", len(cases), cases["stratum"].value_counts().to_dict())
     return cases

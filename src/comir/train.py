@@ -675,8 +675,45 @@ def evaluate_loss(
     return float(np.mean(values))
 
 
+# Percentiles of the network input recorded per modality in the model file (``input_statistics``),
+# with its minimum and maximum; the apply stage compares new images with them (comir.apply).
+INPUT_PERCENTILES = (0.1, 50.0, 99.9)
+# Pixels (over all images of a modality, channels pooled) behind those percentiles: an even stride through each
+# image, so that the statistics of many large images stay cheap; the minimum and maximum use every pixel.
+STATISTICS_SAMPLES = 1 << 22
+
+
+def input_statistics(images: Sequence[np.ndarray], valid: Sequence[np.ndarray | None] | None = None) -> dict:
+    """The percentiles :data:`INPUT_PERCENTILES` (``p0.1``, ``p50``, ``p99.9``), ``min`` and ``max`` of network inputs.
+
+    ``images``: prepared (C, H, W) arrays as :func:`comir.preprocess.prepare_modality_image` returns them
+    (after scaling, stain normalisation, log1p), channels pooled; ``valid``: per image an (H, W) mask of the
+    pixels to use (None: all).  Plain floats, so the model file still loads with ``weights_only``.
+    """
+    valid = [None] * len(images) if valid is None else list(valid)
+    per_image = max(1, STATISTICS_SAMPLES // max(1, len(images)))
+    samples, low, high = [], math.inf, -math.inf
+    for image, mask in zip(images, valid, strict=True):
+        values = np.asarray(image)[:, mask] if mask is not None and mask.any() else np.asarray(image)
+        values = values.ravel()
+        low, high = min(low, float(values.min())), max(high, float(values.max()))
+        samples.append(values[:: -(-values.size // per_image)])  # at most per_image values
+    levels = np.percentile(np.concatenate(samples), INPUT_PERCENTILES)
+    return {
+        **{f"p{q:g}": float(v) for q, v in zip(INPUT_PERCENTILES, levels, strict=True)},
+        "min": low,
+        "max": high,
+    }
+
+
+def modality_statistics(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, float]]:
+    """:func:`input_statistics` per modality slot of prepared training pairs (``load_split``), for the model file."""
+    return {slot: input_statistics([pair[index] for pair in pairs]) for index, slot in enumerate(SLOTS)}
+
+
 # Version of the model file's layout: a reader refuses files of a newer layout instead of misreading
-# them. Files without the key (written before it existed) are version 1.
+# them. Files without the key (written before it existed) are version 1. Keys added since (e.g.
+# ``input_statistics``) are optional: readers skip what they need when it is absent.
 CHECKPOINT_FORMAT = 1
 
 

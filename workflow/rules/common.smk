@@ -8,6 +8,7 @@
 #   <source>/registration/<testset>/<run>_<direction>.csv
 #                              source = original (shared by all variants) or a variant (its CoMIRs)
 #   <variant>/evaluation/<testset>/{tables,figures}/   the paper's statistics for one variant
+#   <variant>/evaluation/stress/<series>.{csv,png}     a stress series: success against severity
 #   comparison/<testset>/      variants against each other (e.g. MSE vs cosine critic)
 #   translation/<model>/       a GAN translation baseline: model.pt, loss.csv/.png, <testset>/images/
 #                              (its fakes, registered as registration source <model>),
@@ -27,7 +28,12 @@
 # Paths: a rule's output and benchmark declarations are the only place each path is written;
 # helpers and rule all fill them in (`rules.<name>.output`, `fill`, `expand`).
 
-from comir.config import model_variant, section_defaults, variant_config
+from comir.config import (
+    model_variant,
+    section_defaults,
+    stress_testset_name,
+    variant_config,
+)
 from comir.data.pairs import image_files
 from comir.io import IMAGE_SUFFIXES
 from comir.masks import MASK_MODES
@@ -70,16 +76,18 @@ def testset_config(wildcards):
 # or method input (log1p too); names also label the results.
 DATA_MODALITY_KEYS = ("name", "channels", "max_value")
 IMAGE_MODALITY_KEYS = ("name", "channels", "log1p", "max_value")
+OPTIONAL_IMAGE_MODALITY_KEYS = ("stain_normalization", "percentile_scaling")
 
 
 def image_modality_settings(modalities):
     """The modality settings that turn pixels into network or method input: IMAGE_MODALITY_KEYS, and
-    the stain normalisation where one is set (absent otherwise, so that configurations without it
-    keep their parameters and results)."""
+    the stain normalisation and percentile scaling where set (absent otherwise, so that
+    configurations without them keep their parameters and results)."""
     fields = modality_fields(modalities, IMAGE_MODALITY_KEYS)
     for slot, spec in modalities.items():
-        if spec.get("stain_normalization") is not None:
-            fields[slot]["stain_normalization"] = spec["stain_normalization"]
+        for key in OPTIONAL_IMAGE_MODALITY_KEYS:
+            if spec.get(key) is not None:
+                fields[slot][key] = spec[key]
     return fields
 
 
@@ -117,9 +125,14 @@ def pairs_files(wildcards):
     cfg = DATASETS[wildcards.dataset]
     if cfg["source"] != "pairs":
         return []
-    root = Path(cfg["pairs"]["root"]).expanduser()
+    roots = cfg["pairs"]["root"]
+    roots = [roots] if isinstance(roots, str) else roots
     extensions = [e.lower() for e in cfg["pairs"]["extensions"]]
-    folders = [root / cfg["modalities"][slot]["name"] for slot in ("A", "B")]
+    folders = [
+        Path(root).expanduser() / cfg["modalities"][slot]["name"]
+        for root in roots
+        for slot in ("A", "B")
+    ]
     # A missing folder is reported by prepare_data, with its name.
     return [
         str(path)
@@ -145,16 +158,20 @@ def network_input_modalities(wildcards):
 
 
 def testset_params(wildcards):
-    """What build_testset uses: the test set's own settings (and, to import a prebuilt set, the modalities)."""
+    """What build_testset uses: the test set's own settings (and, to import a prebuilt set, the
+    modalities; with a shift, also their full scale)."""
     spec = testset_config(wildcards)
     if spec["scale_range"] == [1, 1]:
         # The default (rigid cases) draws what test sets drew before the key existed: keep them.
         spec = {key: value for key, value in spec.items() if key != "scale_range"}
     params = {"testset": spec}
-    if spec["recipe"] == "prebuilt":
-        params["modalities"] = modality_fields(
-            DATASETS[wildcards.dataset]["modalities"], ("name", "channels")
-        )
+    modalities = DATASETS[wildcards.dataset]["modalities"]
+    if "shift" in spec:
+        # Only test sets with a shift read max_value: the others keep their parameters.
+        fields = ("name", "channels", "max_value")
+        params["modalities"] = modality_fields(modalities, fields)
+    elif spec["recipe"] == "prebuilt":
+        params["modalities"] = modality_fields(modalities, ("name", "channels"))
     return canonical(params)
 
 
@@ -404,6 +421,38 @@ def evaluation_report(path, caption, kind, name):
     )
 
 
+def stress_series(wildcards):
+    """A dataset's stress series (its ``stress`` entry) of the wildcards."""
+    return DATASETS[wildcards.dataset]["stress"][wildcards.series]
+
+
+def stress_severities(wildcards):
+    """A stress series' severities, the base test set's 0 first, then increasing."""
+    return [0.0, *sorted(float(s) for s in stress_series(wildcards)["severities"])]
+
+
+def stress_testsets_of(wildcards):
+    """The test sets of a stress series in the order of stress_severities: the base, then each severity."""
+    entry = stress_series(wildcards)
+    return [entry["base"]] + [
+        stress_testset_name(wildcards.series, severity)
+        for severity in sorted(entry["severities"], key=float)
+    ]
+
+
+def stress_success_tables(wildcards):
+    """The success tables of a variant's evaluation on each test set of a stress series."""
+    return [
+        fill(
+            rules.evaluate.output.success,
+            dataset=wildcards.dataset,
+            variant=wildcards.variant,
+            testset=testset,
+        )
+        for testset in stress_testsets_of(wildcards)
+    ]
+
+
 def representation_settings(wildcards, kind):
     """A dataset's representation.<kind> section, in canonical form; a measurement that is
     off (null) stops here, naming the key."""
@@ -508,6 +557,14 @@ def final_outputs():
         )
         if len(variants) > 1:
             outputs += expand(comparison, dataset=dataset, testset=testsets)
+        if cfg["stress"]:
+            curve = rules.stress_curve.output
+            outputs += expand(
+                [curve.table, curve.figure],
+                dataset=dataset,
+                variant=variants,
+                series=list(cfg["stress"]),
+            )
         outputs += representation_outputs(dataset, cfg)
         if cfg["translation"]:
             outputs += expand(
@@ -614,6 +671,9 @@ def apply_settings(wildcards):
             "register_max_px",
         ),
     )
+    # Only when set: jobs without it keep their params (and results).
+    if job.get("rescale"):
+        settings["rescale"] = True
     if job["testset"] is not None:
         # Exported under the test set's modality names, whatever the model calls them.
         modalities = DATASETS[job["testset"]["dataset"]]["modalities"]
@@ -694,3 +754,36 @@ def pool_registrations(wildcards):
         for dataset in pool["datasets"]
         for source, run, direction in registration_jobs(dataset, pool["variant"])
     ]
+
+
+def pool_patches(wildcards):
+    """Per pooled dataset, in the pool's dataset order: its test set's patches and the pool variant's
+    CoMIRs of them (the figure of the cores)."""
+    pool = config["pools"][wildcards.pool]
+    return {
+        "patches": [
+            fill(
+                rules.build_testset.output.images,
+                dataset=dataset,
+                testset=pool["testset"],
+            )
+            for dataset in pool["datasets"]
+        ],
+        "comirs": [
+            fill(
+                rules.compute_comirs.output.comirs,
+                dataset=dataset,
+                variant=pool["variant"],
+                testset=pool["testset"],
+            )
+            for dataset in pool["datasets"]
+        ],
+    }
+
+
+def pool_modalities(wildcards):
+    """The modality names and full scales of a pool (its first dataset's) for the figure of the cores."""
+    first = config["pools"][wildcards.pool]["datasets"][0]
+    return canonical(
+        modality_fields(DATASETS[first]["modalities"], ("name", "max_value"))
+    )

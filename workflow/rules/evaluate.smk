@@ -143,9 +143,11 @@ rule agreement:
 
 rule pool_folds:
     """Several datasets' registrations pooled (e.g. cross-validation folds): success counts with
-    Clopper-Pearson intervals pooled, per dataset and per image, Wilcoxon tests, eCDF.
+    Clopper-Pearson intervals pooled, per dataset and per image, Wilcoxon tests, eCDF; per core
+    (image) and run, worst cores first, with their patches, CoMIRs and image statistics.
     """
     input:
+        unpack(pool_patches),
         registrations=lambda wc: [path for _, path in pool_registrations(wc)],
     output:
         success=report(
@@ -166,6 +168,20 @@ rule pool_folds:
             subcategory="{pool}",
             labels={"figure": "eCDF, pooled"},
         ),
+        cores=report(
+            "results/pools/{pool}/cores.csv",
+            caption="../report/pool_cores.rst",
+            category="Pooled",
+            subcategory="{pool}",
+            labels={"table": "success per core"},
+        ),
+        cores_figure=report(
+            "results/pools/{pool}/cores.png",
+            caption="../report/pool_cores.rst",
+            category="Pooled",
+            subcategory="{pool}",
+            labels={"figure": "cores, worst first"},
+        ),
     log:
         "results/pools/logs/{pool}.log",
     benchmark:
@@ -178,6 +194,8 @@ rule pool_folds:
         runtime=30,
     params:
         datasets=lambda wc: [dataset for dataset, _ in pool_registrations(wc)],
+        pooled=lambda wc: config["pools"][wc.pool]["datasets"],
+        modalities=pool_modalities,
         evaluation=lambda wc: statistics_settings(
             config["pools"][wc.pool]["datasets"][0]
         ),

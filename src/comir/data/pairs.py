@@ -131,16 +131,36 @@ def _scan_folder(folder: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
 
 
 def discover_pairs(
-    root: Path,
+    root: Path | str | Sequence[Path | str],
     modalities: tuple[Modality, Modality],
     extensions: Sequence[str] = IMAGE_SUFFIXES,
 ) -> pd.DataFrame:
     """Find aligned pairs ``root/<A.name>/<id>.<ext>`` + ``root/<B.name>/<id>.<ext>``.
 
-    Returns a DataFrame with columns ``id, path_A, path_B`` (absolute paths as
-    strings), sorted by id.  Files whose extension is not in ``extensions`` and
-    hidden files are ignored.
+    ``root`` is one folder or a list of folders (e.g. slides kept apart on disk), whose pairs
+    are pooled; an id found under two of them is an error naming both files.  Returns a
+    DataFrame with columns ``id, path_A, path_B`` (absolute paths as strings), sorted by id.
+    Files whose extension is not in ``extensions`` and hidden files are ignored.
     """
+    roots = [root] if isinstance(root, (str, Path)) else list(root)
+    if not roots:
+        raise InputError("no data root given (pairs: root is an empty list)")
+    tables = [_discover_in(Path(folder), modalities, extensions) for folder in roots]
+    table = pd.concat(tables, ignore_index=True)
+    repeated = table[table["id"].duplicated(keep=False)].sort_values("id")
+    if len(repeated):
+        listed = [f"{key}: {', '.join(group['path_A'])}" for key, group in repeated.groupby("id")]
+        raise InputError(
+            "the same pair id under several data roots (ids must be unique across roots):\n  "
+            + _join_problems(listed)
+        )
+    return table.sort_values("id").reset_index(drop=True)
+
+
+def _discover_in(
+    root: Path, modalities: tuple[Modality, Modality], extensions: Sequence[str]
+) -> pd.DataFrame:
+    """The pairs of one data root (:func:`discover_pairs`)."""
     mod_a, mod_b = _check_modalities(modalities)
     extensions = _normalise_extensions(extensions)
     root = Path(root).expanduser()

@@ -58,7 +58,7 @@ def prepare_dataset(
         table, layout = convert_record(record, image_dir, mods, dataset["zenodo"])
     else:
         cfg = dataset["pairs"]
-        found = discover_pairs(Path(cfg["root"]), mods, tuple(cfg["extensions"]))
+        found = discover_pairs(cfg["root"], mods, tuple(cfg["extensions"]))
         split = cfg["split"]
         table = split_pairs(
             found,

@@ -13,6 +13,9 @@ failure's error is that bound (:func:`scored_errors`, :func:`failure_mask`).
 * :mod:`comir.evaluate.figures`: eCDF, error versus displacement, success bars,
   paired errors of two variants (and the curve and points the first two draw).
 * :mod:`comir.evaluate.timing`: time per stage from Snakemake benchmark files.
+* :mod:`comir.evaluate.pools`: a pool's success per core and run, the cores no run registers,
+  and the figure of the cores (patches, CoMIRs, image statistics).
+* :mod:`comir.evaluate.stress`: success rate against the severity of a shift (stress test sets).
 """
 
 from comir.evaluate.figures import (

@@ -28,6 +28,7 @@ from comir.register.base import (
 )
 from comir.register.cascade import CascadeRegistration
 from comir.register.curvealign import CurveAlignRegistration
+from comir.register.elastix import ElastixRegistration
 from comir.register.fft_search import FFTSearchRegistration
 from comir.register.mi import MutualInformationRegistration
 from comir.register.sift import SiftRegistration, ransac_fit
@@ -39,6 +40,7 @@ METHODS: dict[str, type] = {
     FFTSearchRegistration.name: FFTSearchRegistration,
     CurveAlignRegistration.name: CurveAlignRegistration,
     CascadeRegistration.name: CascadeRegistration,
+    ElastixRegistration.name: ElastixRegistration,
 }
 
 
@@ -91,6 +93,7 @@ __all__ = [
     "AlphaAMDRegistration",
     "CascadeRegistration",
     "CurveAlignRegistration",
+    "ElastixRegistration",
     "FFTSearchRegistration",
     "FAILED",
     "METHODS",
