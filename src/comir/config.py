@@ -114,14 +114,27 @@ def expand_sweeps(name: str, dataset: MutableMapping[str, Any]) -> list[str]:
     """
     problems = []
     for sweep, grid in dataset.get("sweeps", {}).items():
-        for variant, overrides in sweep_variants(sweep, grid).items():
-            existing = dataset["variants"].get(variant)
-            if existing is not None and existing != overrides:
-                problems.append(f"datasets/{name}/sweeps/{sweep}: generates variant {variant!r}, which is taken")
-            elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", variant):
-                problems.append(f"datasets/{name}/sweeps/{sweep}: {variant!r} is not a valid variant name")
-            else:
-                dataset["variants"][variant] = overrides
+        where = f"datasets/{name}/sweeps/{sweep}"
+        problems += _add_generated(dataset["variants"], sweep_variants(sweep, grid), where, "variant")
+    return problems
+
+
+def _add_generated(
+    section: MutableMapping[str, Any], generated: Mapping[str, Any], where: str, kind: str
+) -> list[str]:
+    """Add generated entries (variants, test sets) to ``section``; the problems (a name taken or invalid).
+
+    An entry generated before (same name, same settings) is kept, so expanding twice changes nothing.
+    """
+    problems = []
+    for entry, settings in generated.items():
+        existing = section.get(entry)
+        if existing is not None and existing != settings:
+            problems.append(f"{where}: generates {kind} {entry!r}, which is taken")
+        elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", entry):
+            problems.append(f"{where}: {entry!r} is not a valid {kind} name")
+        else:
+            section[entry] = settings
     return problems
 
 
@@ -160,14 +173,7 @@ def expand_stress(name: str, dataset: MutableMapping[str, Any]) -> list[str]:
         if problem:
             problems.append(f"{where}: {problem}")
             continue
-        for testset, spec in stress_testsets(series, entry, base).items():
-            existing = dataset["testsets"].get(testset)
-            if existing is not None and existing != spec:
-                problems.append(f"{where}: generates test set {testset!r}, which is taken")
-            elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", testset):
-                problems.append(f"{where}: {testset!r} is not a valid test set name")
-            else:
-                dataset["testsets"][testset] = spec
+        problems += _add_generated(dataset["testsets"], stress_testsets(series, entry, base), where, "test set")
     return problems
 
 
