@@ -69,16 +69,10 @@ overlap, "No valid voxels" when the masks leave too few pixels, "less than 4" pi
 axis for the pyramid) and explained
 (:func:`explain_elastix_error`); non-finite transform parameters are a failure too.
 
-Threads and reproducibility: elastix runs on one thread.  Two runs with the same seed and the
-same thread count give the same matrix, bit for bit (measured with 1, 2 and 4 threads), but the
-thread count changes elastix's summation order and with it the last digits (~1e-14 px between
-1 and 2 threads), and two threads were not faster on 256 or 1024 px pairs on a 2-core machine
-(~0.5 s, ~1.1 s per registration); so, like MI, the result does not depend on the job's
-``threads``.
-
-Cost: importing itk and loading its elastix module takes 5-12 s once per process, at the first
-registration but outside its ``seconds``; a registration of a 256 px pair takes ~0.55 s
-(docs/method.md, section 7).
+Threads and reproducibility: elastix runs on one thread, so that the result of a seed does not
+depend on the job's ``threads`` (the thread count changes elastix's summation order, and with
+it the last digits; measured in docs/method.md, section 7).  Importing itk happens at the first
+registration of a process, outside its ``seconds``.
 """
 
 from __future__ import annotations
