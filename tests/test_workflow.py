@@ -174,10 +174,11 @@ def test_the_slide_benchmark_plans_one_training_per_family_and_variant(tmp_path)
     jobs = planned_jobs("--configfile", str(ROOT / "config" / "bfshg-slides.yaml"), cwd=tmp_path)
     trained = {wildcards for rule, wildcards in jobs if rule == "train"}
     families = ("1B", "2B", "X", "PANC")
-    # c4-average uses the default variant's networks: two trainings per family
-    assert trained == {f"dataset=slides-{f}, variant={v}" for f in families for v in ("default", "invariant")}
+    # c4-average uses the default variant's networks: three trainings per family
+    variants = ("default", "invariant", "shg-percentile")
+    assert trained == {f"dataset=slides-{f}, variant={v}" for f in families for v in variants}
     pools = {wildcards for rule, wildcards in jobs if rule == "pool_folds"}
-    assert len(pools) == 3
+    assert len(pools) == 4
 
 
 def test_a_pool_reads_every_registration_of_its_datasets(tmp_path):
