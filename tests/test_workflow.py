@@ -210,3 +210,33 @@ def test_a_stress_series_plans_its_test_sets_and_a_curve_per_variant(tmp_path):
     curves = {wildcards for rule, wildcards in jobs if rule == "stress_curve"}
     assert curves == {f"dataset=tiny, variant={v}, series=fibres-gain" for v in ("mse", "cosine")}
     assert ("evaluate", "dataset=tiny, variant=cosine, testset=fibres-gain-1") in jobs
+
+
+@pytest.mark.slow
+def test_a_pool_and_a_stress_series_run_for_real(tmp_path):
+    """Two tiny datasets pooled (per-core table and figure) and a stress series (its curve), run."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config.pop("apply")
+    dataset = config["datasets"]["tiny"]
+    for section in ("translation", "representation"):
+        dataset.pop(section)
+    dataset["registration"]["mi"]["inputs"] = ["original"]
+    dataset["variants"] = {"mse": {}}
+    dataset["stress"] = {"fibres-gain": {"modality": "A", "kind": "gain", "severities": [1]}}
+    second = yaml.safe_load(yaml.safe_dump(dataset))
+    second["synthetic"]["n_test"] = 3
+    config["datasets"]["tiny2"] = second
+    config["pools"] = {"both": {"datasets": ["tiny", "tiny2"], "variant": "mse"}}
+    path = tmp_path / "pool.yaml"
+    path.write_text(yaml.safe_dump(config))
+    targets = ["results/pools/both/cores.png", "results/tiny/mse/evaluation/stress/fibres-gain.csv"]
+    run = snakemake(*targets, "--cores", "2", "--configfile", str(path), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    cores = pd.read_csv(tmp_path / "results" / "pools" / "both" / "cores.csv")
+    # every test image of both datasets, each with its 3 runs x 2 directions
+    assert len(cores) == 6 * cores.groupby(["dataset", "image_id"]).ngroups
+    assert set(cores["dataset"]) == {"tiny", "tiny2"} and cores["unregistered"].dtype == bool
+    assert (tmp_path / "results" / "pools" / "both" / "cores.png").stat().st_size > 10000
+    curve = pd.read_csv(tmp_path / "results" / "tiny" / "mse" / "evaluation" / "stress" / "fibres-gain.csv")
+    assert set(curve["severity"]) == {0.0, 1.0} and set(curve["n"]) == {4}
+    assert (curve["ci_low"] <= curve["rate"]).all() and (curve["rate"] <= curve["ci_high"]).all()
