@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import comir.precision
-from comir.infer import compute_comir, preview
+from comir.infer import compute_comir
+from comir.io import comir_preview
 from comir.model import Tiramisu, TiramisuConfig, required_margin
 
 
@@ -142,8 +143,8 @@ def test_mixed_precision_inference_through_the_shared_helper(model, monkeypatch)
 
 def test_preview_is_8_bit():
     comir = np.random.default_rng(0).normal(size=(1, 20, 30)).astype(np.float32)
-    assert preview(comir).shape == (20, 30) and preview(comir).dtype == np.uint8
-    assert preview(np.concatenate([comir, comir])).shape == (20, 30, 3)
+    assert comir_preview(comir).shape == (20, 30) and comir_preview(comir).dtype == np.uint8
+    assert comir_preview(np.concatenate([comir, comir])).shape == (20, 30, 3)
 
 
 def test_onnx_runtime_gives_the_pytorch_comir(model, deep_model):

@@ -36,7 +36,7 @@ _STAINS = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
 RGB_FROM_HED = _STAINS / np.linalg.norm(_STAINS, axis=1, keepdims=True)
 HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED)
 # The darkest transmitted intensity: a pixel of 0 would have an infinite optical density.
-_MIN_INTENSITY = 1e-3
+MIN_INTENSITY = 1e-3
 
 TRANSFORMS = ("stain", "intensity", "blur", "noise")
 
@@ -50,14 +50,18 @@ def check_augmentation(settings: Mapping[str, Any], channels: int) -> list[str]:
     return problems
 
 
+def optical_density(rgb: np.ndarray) -> np.ndarray:
+    """Optical density ``-ln I`` of intensities in [0, 1], clipped to [:data:`MIN_INTENSITY`, 1]; same shape."""
+    return -np.log(np.clip(rgb, MIN_INTENSITY, 1.0))
+
+
 def _chosen(rng: np.random.Generator, n: int, probability: float) -> np.ndarray:
     return rng.random(n) < float(probability)
 
 
 def stain_jitter(patches: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
     """RGB patches (n, 3, H, W) in [0, 1], their H, E, D densities scaled by ``alpha``, shifted by ``beta`` (n, 3)."""
-    rgb = np.clip(np.moveaxis(patches, 1, -1), _MIN_INTENSITY, 1.0)  # (n, H, W, 3)
-    hed = -np.log(rgb) @ HED_FROM_RGB
+    hed = optical_density(np.moveaxis(patches, 1, -1)) @ HED_FROM_RGB  # (n, H, W, 3)
     hed = hed * alpha[:, None, None, :] + beta[:, None, None, :]
     jittered = np.exp(-(hed @ RGB_FROM_HED))
     return np.moveaxis(np.clip(jittered, 0.0, 1.0), -1, 1).astype(np.float32)
@@ -139,5 +143,6 @@ __all__ = [
     "augment_patches",
     "check_augmentation",
     "elastic_pairs",
+    "optical_density",
     "stain_jitter",
 ]

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from comir import precision
-from comir.io import atomic_path, read_image, to_uint8, write_png, write_tiff
+from comir.io import atomic_path, comir_preview, read_image, write_png, write_tiff
 from comir.model import Tiramisu, required_margin
 from comir.preprocess import prepare_modality_image
 from comir.train import memory_format, to_device
@@ -205,16 +205,6 @@ def compute_comir(
     return output
 
 
-def preview(comir: np.ndarray) -> np.ndarray:
-    """An 8-bit picture of a (C, H, W) CoMIR: grey for 1 channel, RGB of the first three otherwise."""
-    if comir.shape[0] == 1:
-        return to_uint8(comir[0])
-    channels = [to_uint8(c) for c in comir[:3]]
-    while len(channels) < 3:
-        channels.append(np.zeros_like(channels[0]))
-    return np.stack(channels, axis=-1)
-
-
 def comir_test_set(
     models: Mapping[str, Tiramisu],
     cases: Sequence[str],
@@ -240,7 +230,7 @@ def comir_test_set(
                 image = prepare_modality_image(read_image(image_dir / f"{name}.tif"), spec, name)
                 comir = compute_comir(network, image, device=device, **options)
                 write_tiff(out_dir / f"{name}.tif", comir[0] if comir.shape[0] == 1 else np.moveaxis(comir, 0, -1))
-                write_png(preview_dir / f"{name}.png", preview(comir))
+                write_png(preview_dir / f"{name}.png", comir_preview(comir))
 
 
 def plot_examples(
@@ -262,7 +252,7 @@ def plot_examples(
         for slot in ("A", "B"):
             comir = read_image(comir_dir / f"{case}_{slot}_ref.tif")
             comir = comir[None] if comir.ndim == 2 else np.moveaxis(comir, -1, 0)
-            panels.append((preview(comir), f"CoMIR of {modalities[slot]['name']}"))
+            panels.append((comir_preview(comir), f"CoMIR of {modalities[slot]['name']}"))
         for ax, (picture, title) in zip(row, panels):
             ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
             ax.set_title(f"{title} ({case})", fontsize=9)

@@ -175,3 +175,13 @@ def to_uint8(image: np.ndarray, low: float | None = None, high: float | None = N
         low, high = (float(v) for v in np.percentile(image, [0.5, 99.5]))
     scale = 255.0 / max(high - low, 1e-12)
     return np.clip((image - low) * scale, 0, 255).astype(np.uint8)
+
+
+def comir_preview(comir: np.ndarray) -> np.ndarray:
+    """An 8-bit picture of a (C, H, W) CoMIR: grey for 1 channel, RGB of the first three otherwise."""
+    if comir.shape[0] == 1:
+        return to_uint8(comir[0])
+    channels = [to_uint8(c) for c in comir[:3]]
+    while len(channels) < 3:
+        channels.append(np.zeros_like(channels[0]))
+    return np.stack(channels, axis=-1)

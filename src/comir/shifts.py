@@ -6,7 +6,7 @@ models *another slide or scanner* (a different acquisition of both images),
 not a difference within a pair.  Each kind is a pure, vectorised function on
 float images in [0, 1] (an (H, W) or (H, W, C) array); the result is clipped to
 [0, 1].  ``severity`` is a number >= 0; severity 0 changes nothing (up to
-rounding) except for ``sparsity`` (see there); severity 1 is a strong shift.
+rounding; ``sparsity`` subtracts the patch's minimum); severity 1 is a strong shift.
 
 * ``stain`` (RGB bright field, H&E): a different staining protocol or scanner
   colour response, in optical density ``OD = -ln(max(I, 1e-3))``.  The pixel is
@@ -67,7 +67,7 @@ from typing import Any
 
 import numpy as np
 
-from comir.augment import HED_FROM_RGB, RGB_FROM_HED
+from comir.augment import HED_FROM_RGB, RGB_FROM_HED, optical_density
 from comir.io import full_scale, to_float01
 
 #: The kinds of shift, in the order the schema lists them.
@@ -80,8 +80,6 @@ STAIN_ROTATION_DEG = 20.0
 PHOTONS_AT_SEVERITY_1 = 25.0
 #: Read noise (standard deviation, [0, 1] units) of ``noise`` at severity 1.
 READ_NOISE = 0.05
-# The darkest transmitted intensity (as in comir.augment): 0 would have an infinite optical density.
-_MIN_INTENSITY = 1e-3
 _GREY = np.ones(3) / np.sqrt(3.0)
 
 
@@ -136,8 +134,7 @@ def stain(image: np.ndarray, severity: float, signs: Sequence[float]) -> np.ndar
     """An RGB image (H, W, 3) in [0, 1] with the H&E stain shift of the module docstring."""
     image = _check(image, "stain")
     matrix, factors = shifted_stains(severity, signs)
-    density = -np.log(np.clip(image, _MIN_INTENSITY, 1.0))
-    concentrations = density @ HED_FROM_RGB
+    concentrations = optical_density(image) @ HED_FROM_RGB
     return np.clip(np.exp(-((concentrations * factors) @ matrix)), 0.0, 1.0)
 
 

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from comir.augment import optical_density
+
 STAIN_NORMALIZATIONS = ("macenko", "deconvolution")
 #: Columns: haematoxylin and eosin optical densities (R, G, B).
 REFERENCE_STAINS = np.array([[0.5626, 0.2159], [0.7201, 0.8012], [0.4062, 0.5581]])
@@ -52,7 +54,6 @@ MIN_SECOND_STAIN_SHARE = 1e-3
 #: The least scale of a deconvolved channel (optical density): a stain that is (almost) absent stays
 #: near 0 instead of being stretched to full range.
 MIN_DENSITY_SCALE = 0.2
-_MIN_INTENSITY = 1e-3
 
 
 def macenko_stains(rgb: np.ndarray, beta: float = 0.15, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray] | None:
@@ -93,7 +94,7 @@ def macenko_normalize(rgb: np.ndarray) -> np.ndarray:
 
 def _optical_density(rgb: np.ndarray) -> np.ndarray:
     """Optical densities (N, 3) of the pixels of an RGB image in [0, 1]."""
-    return -np.log(np.clip(rgb.reshape(-1, 3).astype(np.float64), _MIN_INTENSITY, 1.0))
+    return optical_density(rgb.reshape(-1, 3).astype(np.float64))
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:

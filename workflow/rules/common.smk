@@ -433,10 +433,9 @@ def stress_severities(wildcards):
 
 def stress_testsets_of(wildcards):
     """The test sets of a stress series in the order of stress_severities: the base, then each severity."""
-    entry = stress_series(wildcards)
-    return [entry["base"]] + [
+    return [stress_series(wildcards)["base"]] + [
         stress_testset_name(wildcards.series, severity)
-        for severity in sorted(entry["severities"], key=float)
+        for severity in stress_severities(wildcards)[1:]
     ]
 
 

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from comir.augment import MIN_INTENSITY
 from comir.evaluate.figures import _display, _new_figure, _save
 from comir.evaluate.tables import GROUP_COLUMNS, make_label, percent_name, success_columns, success_table
-from comir.io import read_image, to_float01, to_uint8
+from comir.io import comir_preview, read_image, to_float01
 
 __all__ = [
     "CORE_KEYS",
@@ -44,7 +45,6 @@ UNREGISTERED_RATE = 0.5
 COMIR_INPUT, ORIGINAL_INPUT = "comir", "original"
 #: A pixel of the B patch is signal when it exceeds this share of the patch's maximum.
 SIGNAL_SHARE = 0.1
-_MIN_INTENSITY = 1e-3  # optical density at most 3 (as comir.stain)
 
 # Figure geometry (inches): four image columns and a text column; each core adds a row.
 CORES_FIGURE_WIDTH_IN = 10.0
@@ -229,7 +229,7 @@ def patch_statistics(
     b = _grey(to_float01(np.asarray(b), max_values.get("B")).astype(np.float64))
     peak = float(b.max())
     coverage = float(np.mean(b > SIGNAL_SHARE * peak)) if peak > 0 else 0.0
-    density = -np.log10(np.clip(a, _MIN_INTENSITY, None))
+    density = -np.log10(np.clip(a, MIN_INTENSITY, None))
     x, y = np.asarray(comir_a, dtype=np.float64), np.asarray(comir_b, dtype=np.float64)
     correlation = math.nan
     if x.shape == y.shape and x.std() > 0 and y.std() > 0:
@@ -248,13 +248,9 @@ def _downsample(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _comir_picture(comir: np.ndarray) -> np.ndarray:
-    """A stored (channel-last) CoMIR as 8-bit grey or RGB of its first three channels, as comir.infer.preview."""
+    """A stored (channel-last) CoMIR as :func:`comir.io.comir_preview` draws it."""
     comir = np.asarray(comir, dtype=np.float32)
-    if comir.ndim == 2 or comir.shape[2] == 1:
-        return to_uint8(comir.reshape(comir.shape[:2]))
-    channels = [to_uint8(comir[..., c]) for c in range(min(3, comir.shape[2]))]
-    channels += [np.zeros_like(channels[0])] * (3 - len(channels))
-    return np.stack(channels, axis=-1)
+    return comir_preview(comir[None] if comir.ndim == 2 else np.moveaxis(comir, -1, 0))
 
 
 def _percent(successes: int, cases: int) -> str:

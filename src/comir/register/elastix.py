@@ -190,6 +190,13 @@ def final_metric(log: str) -> float:
         return math.nan
 
 
+def _scale_angle(transform: str, parameters: np.ndarray) -> tuple[float, float]:
+    """Scale (1 for rigid) and angle of EulerTransform (angle, tx, ty) or SimilarityTransform (scale, angle, ...)."""
+    if transform == "rigid":
+        return 1.0, float(parameters[0])
+    return float(parameters[0]), float(parameters[1])
+
+
 def reference_to_floating(
     transform: str, parameters: np.ndarray, center: np.ndarray, floating_origin: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -202,8 +209,7 @@ def reference_to_floating(
     if transform == "affine":
         linear = parameters[:4].reshape(2, 2)
     else:
-        scale = 1.0 if transform == "rigid" else float(parameters[0])
-        angle = float(parameters[0 if transform == "rigid" else 1])
+        scale, angle = _scale_angle(transform, parameters)
         linear = scale * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     translation = parameters[-2:]
     return linear, center + translation - linear @ center - floating_origin
@@ -220,8 +226,8 @@ def floating_to_reference(
     linear, offset = reference_to_floating(transform, parameters, center, floating_origin)
     if transform == "affine":
         return invert(np.hstack([linear, offset[:, None]]))
-    scale = 1.0 if transform == "rigid" else float(parameters[0])
-    angle = -float(parameters[0 if transform == "rigid" else 1])
+    scale, angle = _scale_angle(transform, parameters)
+    angle = -angle
     inverse = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]) / scale
     return np.hstack([inverse, (-inverse @ offset)[:, None]])
 
