@@ -1,12 +1,16 @@
-"""Snakemake script: one registration run on one input in one direction over all test cases."""
+"""Snakemake script: one registration run on one input in one direction over all test cases.
+
+Rule register_unrelated: each case's reference against an unrelated floating patch instead.
+"""
 
 from pathlib import Path
 
 import pandas as pd
 
+from comir.calibration import load_calibration
 from comir.io import write_csv
 from comir.register import make_method, set_native_threads
-from comir.register.cases import register_cases
+from comir.register.cases import Judge, register_cases
 from comir.workflow import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -16,9 +20,14 @@ set_native_threads(snakemake.threads)  # reproducible MI whatever the threads
 method = make_method(run["method"], run["params"], snakemake.params.seed, threads=snakemake.threads)
 cases = pd.read_csv(snakemake.input.cases)
 image_input = snakemake.params.image_input
+unrelated = snakemake.rule == "register_unrelated"
+calibration = load_calibration(snakemake.input.calibration[0]) if snakemake.input.calibration else None
+# A calibrated run's results carry their confidence; unrelated pairs always their evidence (docs/method.md, 15).
+judge = Judge(snakemake.params.seed, calibration) if calibration or unrelated else None
 results = register_cases(
-    cases, Path(snakemake.input.images), method, wc.run, image_input, wc.direction, snakemake.params.modalities
-)
+    cases, Path(snakemake.input.images), method, wc.run, image_input, wc.direction, snakemake.params.modalities,
+    judge, unrelated,
+)  # fmt: skip
 results["input"] = snakemake.params.input_label  # original, comir, or the translation model's name
 results.insert(results.columns.get_loc("input") + 1, "source", wc.source)  # original, a variant or a translation
 log.info("%d of %d registrations reported success", (results["status"] == "ok").sum(), len(results))

@@ -1,4 +1,4 @@
-"""Snakemake script: the pairs of an apply job in one table, failures and low quality flagged."""
+"""Snakemake script: the pairs of an apply job in one table, failures, low confidence and low quality flagged."""
 
 import pandas as pd
 
@@ -13,5 +13,7 @@ summary = summarise(rows, snakemake.params.min_quality)
 flagged = summary[summary["flag"] != ""]
 log.info("%d pairs, %d flagged", len(summary), len(flagged))
 write_csv(snakemake.output.summary, summary)
-shown = ["id", "status", "flag", "metric", "angle_deg", "scale", "seconds", "message"]
+shown = ["id", "status", "flag", "metric", "confidence", "angle_deg", "scale", "seconds", "message"]
+if "confidence" not in summary or summary["confidence"].isna().all():  # no calibration for this method
+    shown.remove("confidence")
 write_text(snakemake.output.markdown, to_markdown(summary[shown]))

@@ -16,9 +16,18 @@ import torch
 
 from comir import geometry
 from comir.__main__ import main
-from comir.apply import TrainedModel, itk_transform_text, register_pair, warp_to_reference, write_outputs
+from comir.apply import (
+    TrainedModel,
+    itk_transform_text,
+    register_pair,
+    warp_to_reference,
+    write_calibrated_model,
+    write_outputs,
+)
+from comir.calibration import calibration_key, fit_calibration
 from comir.io import InputError
 from comir.model import Tiramisu, TiramisuConfig
+from comir.register.confidence import evidence
 from comir.resampling import Resampling, to_original_grids
 from comir.testset import MATRIX_KEYS
 from comir.train import save_checkpoint
@@ -235,3 +244,76 @@ def test_a_model_file_of_a_newer_format_is_refused_with_the_reason(tmp_path, mod
     torch.save(payload, newer)
     with pytest.raises(InputError, match="format 99.*update comir"):
         TrainedModel.load(newer)
+
+
+def _pair_evidence(model, folder, name, reference, floating):
+    """The evidence of fft_search {score: ncc} on the twin model's CoMIRs of one pair (written to ``folder``)."""
+    tifffile.imwrite(folder / f"{name}_ref.tif", reference)
+    tifffile.imwrite(folder / f"{name}_flo.tif", floating)
+    pair = register_pair(model, folder / f"{name}_ref.tif", folder / f"{name}_flo.tif", "fine", "fft_search",
+                         {"score": "ncc"})  # fmt: skip
+    return evidence(*(c[0] for c in pair.comirs), pair.comir_matrix)
+
+
+@pytest.fixture(scope="module")
+def calibrated_twin(tmp_path_factory, twin_model_file):
+    """The twin model calibrated for fft_search {score: ncc} on its own evidence.
+
+    Three true pairs (right) and three unrelated pairs (two textures; wrong), false-accept rate 0.
+    """
+    folder = tmp_path_factory.mktemp("calibration")
+    model = TrainedModel.load(twin_model_file)
+    rows = [_pair_evidence(model, folder, f"true{seed}", *make_pair(-15.0, (-6.0, 4.0), seed=seed)[:2])
+            for seed in (1, 2, 3)]  # fmt: skip
+    rows += [_pair_evidence(model, folder, f"unrelated{seed}", make_pair(0.0, (0.0, 0.0), seed=seed)[0],
+                            make_pair(0.0, (0.0, 0.0), seed=seed + 9)[1]) for seed in (0, 1, 3)]  # fmt: skip
+    calibration = fit_calibration(rows, [True] * 3 + [False] * 3, ["true"] * 3 + ["unrelated"] * 3, 0.0)
+    path = folder / "comir-calibrated.pt"
+    write_calibrated_model(twin_model_file, {calibration_key("fft_search", {"score": "ncc"}): calibration}, path)
+    return path
+
+
+def test_a_calibrated_model_accepts_a_true_pair_and_rejects_an_unrelated_one(tmp_path, calibrated_twin, capsys):
+    reference, floating, truth = make_pair(12.0, (8.0, -5.0))
+    # A held-out unrelated pair: two other textures, nothing to register.
+    unrelated_images = {"ref2.tif": make_pair(0.0, (0.0, 0.0), seed=2)[0],
+                        "other.tif": make_pair(0.0, (0.0, 0.0), seed=11)[1]}  # fmt: skip
+    for name, image in {"ref.tif": reference, "flo.tif": floating, **unrelated_images}.items():
+        tifffile.imwrite(tmp_path / name, image)
+    model = TrainedModel.load(calibrated_twin)
+    threshold = model.calibration("fft_search", {"score": "ncc"}).threshold
+    true = register_pair(model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", "fft_search", {"score": "ncc"})
+    assert true.result.ok and true.confidence >= threshold
+    assert float(geometry.corner_error(true.result.matrix, truth, 256, 256)) < 1.0
+    unrelated = register_pair(model, tmp_path / "ref2.tif", tmp_path / "other.tif", "fine", "fft_search",
+                              {"score": "ncc"})  # fmt: skip
+    assert not unrelated.result.ok and unrelated.result.message.startswith("low confidence")
+    assert unrelated.confidence < threshold and np.allclose(unrelated.result.matrix, np.eye(2, 3))
+    # Another method (or other parameters) has no calibration: no confidence, no judgement.
+    plain = register_pair(model, tmp_path / "ref2.tif", tmp_path / "other.tif", "fine", "fft_search")
+    assert math.isnan(plain.confidence)
+    # The command: exit 1 for a rejected pair, 0 when the threshold is overridden; the confidence written.
+    args = ["register", "--model", str(calibrated_twin), "--reference-modality", "fine", "--method", "fft_search",
+            "--params", "{score: ncc}"]  # fmt: skip
+    unrelated_args = [*args, "--reference", str(tmp_path / "ref2.tif"), "--floating", str(tmp_path / "other.tif")]
+    assert main([*unrelated_args, "--out", str(tmp_path / "rejected")]) == 1
+    assert "low confidence" in capsys.readouterr().out
+    written = pd.read_csv(tmp_path / "rejected" / "transform.csv")
+    assert written.loc[0, "status"] == "failed" and written.loc[0, "confidence"] == pytest.approx(unrelated.confidence)
+    assert main([*unrelated_args, "--out", str(tmp_path / "forced"), "--min-confidence", "0"]) == 0
+    true_args = [*args, "--reference", str(tmp_path / "ref.tif"), "--floating", str(tmp_path / "flo.tif")]
+    assert main([*true_args, "--out", str(tmp_path / "true")]) == 0
+    assert f"confidence {true.confidence:.3f}" in capsys.readouterr().out
+
+
+def test_a_minimum_confidence_needs_a_calibration(tmp_path, twin_model_file, calibrated_twin, capsys):
+    reference, floating, _ = make_pair(0.0, (0.0, 0.0))
+    for name, image in {"ref.tif": reference, "flo.tif": floating}.items():
+        tifffile.imwrite(tmp_path / name, image)
+    args = ["register", "--reference", str(tmp_path / "ref.tif"), "--floating", str(tmp_path / "flo.tif"),
+            "--reference-modality", "fine", "--method", "fft_search", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main([*args, "--model", str(twin_model_file), "--min-confidence", "0.5"]) == 2
+    assert "has no calibration for fft_search" in capsys.readouterr().err
+    assert main([*args, "--model", str(calibrated_twin), "--min-confidence", "1.5"]) == 2
+    assert "a minimum confidence is a probability" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -14,7 +14,14 @@ import yaml
 
 from comir import geometry
 from comir.apply_folder import batch_of, register_batch
-from comir.apply_results import LOW_QUALITY_FLAG, export_testset_pairs, read_truth, summarise, with_errors
+from comir.apply_results import (
+    LOW_CONFIDENCE_FLAG,
+    LOW_QUALITY_FLAG,
+    export_testset_pairs,
+    read_truth,
+    summarise,
+    with_errors,
+)
 from comir.config import ConfigError, validate_config
 from comir.io import InputError
 from comir.model import Tiramisu, TiramisuConfig
@@ -71,6 +78,9 @@ def test_a_folder_is_registered_in_batches_with_outputs_per_pair(tmp_path, twin_
     assert (cases["direction"] == "B_to_A").all() and (cases["method"] == "fft").all()
     flagged = summarise(summary.drop(columns="flag"), min_quality=1.01)
     assert (flagged["flag"] == LOW_QUALITY_FLAG).all()
+    assert summary["confidence"].isna().all()  # the model has no calibration: nothing judged
+    rejected = summary.drop(columns="flag").assign(status="failed", message="low confidence: 0.1 below 0.5")
+    assert (summarise(rejected, min_quality=None)["flag"] == LOW_CONFIDENCE_FLAG).all()
 
 
 def test_a_pair_without_common_structure_is_a_failed_row_with_a_message(tmp_path, twin_model):

@@ -140,6 +140,21 @@ def test_make_testset_checks_the_sizes_then_draws_the_recipe(pairs, tmp_path):
         make_testset({**spec, "patch_size": 190}, RECIPE.seed, tmp_path / "pairs.csv", tmp_path / "big")
 
 
+def test_a_calibration_test_set_is_cut_from_the_validation_images(pairs, tmp_path):
+    table = pd.concat([pairs.assign(split="test"), pairs.assign(split="val", id=["v0", "v1"])])
+    table = table.assign(height=200, width=200)
+    table.to_csv(tmp_path / "pairs.csv", index=False)
+    strata = [{"name": s.name, "max_displacement_px": s.max_displacement_px, "count": s.count} for s in RECIPE.strata]
+    spec = {"recipe": "comir", "patch_size": 96, "rotation_deg": 20, "translation_px": 12, "strata": strata}
+    validation = make_testset({**spec, "split": "val"}, RECIPE.seed, tmp_path / "pairs.csv", tmp_path / "val")
+    assert set(validation["image_id"]) == {"v0", "v1"}
+    test = make_testset(spec, RECIPE.seed, tmp_path / "pairs.csv", tmp_path / "test")
+    assert set(test["image_id"]) == {"img0", "img1"}
+    table[table["split"] == "test"].to_csv(tmp_path / "no_val.csv", index=False)
+    with pytest.raises(InputError, match="the val split is empty"):
+        make_testset({**spec, "split": "val"}, RECIPE.seed, tmp_path / "no_val.csv", tmp_path / "none")
+
+
 def test_too_small_image_names_the_file(tmp_path):
     a, b = tmp_path / "small_a.tif", tmp_path / "small_b.tif"
     tifffile.imwrite(a, texture(100, 0))

@@ -1,6 +1,8 @@
 """The real Snakemake workflow, run through its command line as users run it."""
 
+import json
 import re
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -83,6 +85,18 @@ def test_end_to_end_tiny_run(tiny_run, tmp_path):
         assert agreement.loc[0, "cases"] == 4 and -1 <= agreement.loc[0, "mean_correlation"] <= 1
         cascade = pd.read_csv(results / variant / "registration" / "main" / "cascade_A_to_B.csv")
         assert len(cascade) == 4 and cascade["message"].str.contains("kept|failed").all()
+        # Calibrated confidence (docs/method.md, section 15): fitted on the validation images' test set,
+        # judged on main with its true pairs and unrelated pairs.
+        for run in ["sift", "cascade"]:
+            calibration = json.loads((results / variant / "confidence" / f"{run}.json").read_text())
+            assert 0 <= calibration["threshold"] <= 1 and calibration["false_accept_rate"] == 0.05
+        judged = pd.read_csv(results / variant / "registration" / "main" / "cascade_A_to_B.csv")
+        assert judged["confidence"].between(0, 1).all() and {"quality", "prominence", "accepted"} <= set(judged)
+        unrelated = pd.read_csv(results / variant / "registration" / "main" / "unrelated" / "cascade_A_to_B.csv")
+        assert len(unrelated) == 4 and (unrelated["partner"] != unrelated["case"]).all()
+        acceptance = pd.read_csv(evaluation / "tables" / "confidence.csv")
+        assert len(acceptance) == 4 and set(acceptance["unrelated"]) == {4}
+        assert (evaluation / "figures" / "reliability.png").stat().st_size > 5000
     # MI on the originals and on the fakes does not depend on the variant: computed once, read by both.
     assert len(list((results / "original" / "registration" / "main").glob("*.csv"))) == 2
     for model in ["pix2pix", "cyclegan", "drit"]:
@@ -113,10 +127,14 @@ def test_end_to_end_tiny_run(tiny_run, tmp_path):
     # An ablation reruns exactly the affected rules: one variant's training and what follows from it.
     model = "results/tiny/cosine/model/comir.pt"
     forced = planned_jobs("--forcerun", model, "--configfile", str(TINY_CONFIG), cwd=tiny_run)
-    rules = sorted(rule for rule, _ in forced)
-    assert rules == ["agreement", "compare_variants", "compute_comirs", "equivariance", "equivariance_comparison"] + [
-        "evaluate"
-    ] + ["register"] * 4 + ["timing", "train", "translation_examples"]
+    rules = Counter(rule for rule, _ in forced)
+    per_testset = ("agreement", "compare_variants", "compute_comirs", "evaluate", "timing", "translation_examples")
+    assert rules == {
+        "train": 1, "equivariance": 1, "equivariance_comparison": 1,
+        **{rule: 2 for rule in per_testset},  # main and calibration
+        "register": 8, "register_unrelated": 8,  # sift and cascade on CoMIRs, 2 directions, 2 test sets
+        "calibrate": 2, "evaluate_confidence": 1,  # per run; on main
+    }  # fmt: skip
     shared = ("compare_variants", "equivariance_comparison")  # of all variants
     assert all("cosine" in wildcards for rule, wildcards in forced if rule not in shared)
     report = tmp_path / "report.html"
@@ -150,6 +168,9 @@ def test_the_apply_stage_in_the_tiny_run(tiny_run, tmp_path):
     assert sorted(success["method"]) == ["rigid", "similarity"] and set(success["n"]) == {4}
     similarity = pd.read_csv(apply / "similarity" / "summary.csv")
     assert "scale" in similarity.columns
+    # The calibrated model judges the rigid cascade (calibrated by the workflow); the similarity model has no
+    # calibration: no confidence.
+    assert rigid["confidence"].between(0, 1).all() and similarity["confidence"].isna().all()
     # Changing how pairs are flagged re-summarises; it registers nothing again.
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["apply"]["rigid"]["min_quality"] = 0.9
@@ -174,11 +195,11 @@ def test_the_slide_benchmark_plans_one_training_per_family_and_variant(tmp_path)
     jobs = planned_jobs("--configfile", str(ROOT / "config" / "bfshg-slides.yaml"), cwd=tmp_path)
     trained = {wildcards for rule, wildcards in jobs if rule == "train"}
     families = ("1B", "2B", "X", "PANC")
-    # c4-average uses the default variant's networks: three trainings per family
-    variants = ("default", "invariant", "shg-percentile")
+    # c4-average uses the default variant's networks: four trainings per family
+    variants = ("default", "invariant", "shg-percentile", "augmented")
     assert trained == {f"dataset=slides-{f}, variant={v}" for f in families for v in variants}
     pools = {wildcards for rule, wildcards in jobs if rule == "pool_folds"}
-    assert len(pools) == 4
+    assert len(pools) == 5
 
 
 def test_a_pool_reads_every_registration_of_its_datasets(tmp_path):
@@ -206,7 +227,8 @@ def test_a_stress_series_plans_its_test_sets_and_a_curve_per_variant(tmp_path):
     path.write_text(yaml.safe_dump(config))
     jobs = planned_jobs("--configfile", str(path), cwd=tmp_path)
     built = {wildcards for rule, wildcards in jobs if rule == "build_testset"}
-    assert built == {f"dataset=tiny, testset={t}" for t in ("main", "fibres-gain-0p5", "fibres-gain-1")}
+    expected = ("main", "calibration", "fibres-gain-0p5", "fibres-gain-1")  # calibration: the confidence's
+    assert built == {f"dataset=tiny, testset={t}" for t in expected}
     curves = {wildcards for rule, wildcards in jobs if rule == "stress_curve"}
     assert curves == {f"dataset=tiny, variant={v}, series=fibres-gain" for v in ("mse", "cosine")}
     assert ("evaluate", "dataset=tiny, variant=cosine, testset=fibres-gain-1") in jobs

@@ -4,7 +4,8 @@
         --reference he.tif --reference-modality BF --floating shg.tif --out registered/core1
 
 See :mod:`comir.apply` and README "Register your own images".  Exit status: 0 registered, 1 the
-method reported a failure (``transform.csv`` says why), 2 bad input (nothing written): a setting
+method reported a failure or, with a calibrated model (rule calibrate_model), the result's confidence
+is below the threshold (``transform.csv`` says why, with the confidence), 2 bad input (nothing written): a setting
 outside its limits, an output folder that is a file or holds outputs, or images the model cannot
 register (:func:`comir.apply.check_pair`: channels, too small, extents far apart, intensities far
 outside the training range; ``--rescale`` maps them onto it instead), each checked before any work.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 
 import yaml
@@ -77,11 +79,13 @@ def _register(args: argparse.Namespace) -> int:
     pair = register_pair(
         model, args.reference, args.floating, args.reference_modality, args.method, params, inference,
         args.seed, args.threads, args.transform, pixel_sizes, args.masks,
-        (args.reference_mask, args.floating_mask), args.mask_margin_px, max_px, args.rescale,
+        (args.reference_mask, args.floating_mask), args.mask_margin_px, max_px, args.rescale, args.min_confidence,
     )  # fmt: skip
     written = write_outputs(args.out, pair, args.reference, args.floating, args.method)
     result = pair.result
     print(f"{result.status}: {result.message}")
+    if not math.isnan(pair.confidence):
+        print(f"confidence {pair.confidence:.3f} (calibrated probability of a result within the success threshold)")
     print(f"peak memory {peak_memory_mb():.0f} MiB")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0 if result.ok else 1
@@ -145,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="map each image's 0.1..99.9th percentile intensities linearly onto the training images' range "
         "(for images stored on another scale; without it such images are refused)",
+    )
+    register.add_argument(
+        "--min-confidence",
+        type=float,
+        help="with a calibrated model: the least confidence of an accepted result (default: the calibration's "
+        "threshold, chosen for its false-accept rate)",
     )
     # Inference settings default to the configuration schema's (config/README.md, inference.*).
     register.add_argument("--tile", type=int, help="inference tile (px)")

@@ -63,15 +63,27 @@ import pandas as pd
 import torch
 
 from comir import geometry
+from comir.calibration import LOW_CONFIDENCE, Calibration, calibration_key
 from comir.config import load_schema, schema_problems, section_defaults, section_problems
 from comir.infer import compute_comir, inference_network
-from comir.io import InputError, channels_of, read_image, to_uint8, write_csv, write_png, write_text, write_tiff
+from comir.io import (
+    InputError,
+    atomic_path,
+    channels_of,
+    read_image,
+    to_uint8,
+    write_csv,
+    write_png,
+    write_text,
+    write_tiff,
+)
 from comir.masks import MASK_MARGIN_PX, image_mask, working_mask
 from comir.model import TiramisuConfig
 from comir.preprocess import prepare_modality_image
 from comir.register import make_method, to_single_channel, with_transform
 from comir.register.base import RegistrationResult, fill_invalid
 from comir.register.coarse_to_fine import REGISTER_MAX_PX, coarse_to_fine
+from comir.register.confidence import evidence
 from comir.resampling import Resampling, to_original_grids
 from comir.testset import MATRIX_KEYS
 from comir.train import input_statistics, load_checkpoint, resolve_device
@@ -117,6 +129,9 @@ class TrainedModel:
     # Per slot the training images' network-input statistics (:func:`comir.train.input_statistics`);
     # None for model files written before they were recorded (the range check is skipped).
     statistics: dict[str, dict[str, float]] | None = None
+    # Calibrated confidence per registration method and parameters (:func:`calibration_key`), written by
+    # rule calibrate_model (docs/method.md, section 15); empty: the results are not judged.
+    calibrations: dict[str, Calibration] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
@@ -141,7 +156,15 @@ class TrainedModel:
             statistics = None
         else:
             statistics = {slot: {k: float(v) for k, v in values.items()} for slot, values in statistics.items()}
-        return cls(path, networks, {slot: dict(spec) for slot, spec in modalities.items()}, statistics)
+        calibrations = {key: Calibration.from_dict(value) for key, value in payload.get("calibrations", {}).items()}
+        if not calibrations:
+            log.warning("%s has no calibrated confidence (rule calibrate_model): results are not judged", path)
+        modalities = {slot: dict(spec) for slot, spec in modalities.items()}
+        return cls(path, networks, modalities, statistics, calibrations)
+
+    def calibration(self, method: str, params: Mapping[str, Any] | None) -> Calibration | None:
+        """The calibration of ``method`` with ``params`` (as given to :func:`make_method`), if the file has one."""
+        return self.calibrations.get(calibration_key(method, params))
 
     def slot(self, modality: str) -> str:
         """The network slot (``A``/``B``) of a modality given by slot or by name."""
@@ -514,6 +537,8 @@ class PairRegistration:
     comir_matrix: np.ndarray
     resamplings: tuple[Resampling, Resampling]
     masks: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+    # The calibrated probability that the result is right (nan: the model has no calibration for the method).
+    confidence: float = math.nan
 
     def valid_fractions(self) -> tuple[float, float]:
         """The fraction of valid CoMIR pixels, reference then floating (1 without a mask)."""
@@ -537,6 +562,7 @@ def register_pair(
     mask_margin_px: float = MASK_MARGIN_PX,
     register_max_px: int | None = REGISTER_MAX_PX,
     rescale: bool = False,
+    min_confidence: float | None = None,
 ) -> PairRegistration:
     """Register the floating image to the reference image through their CoMIRs.
 
@@ -554,8 +580,15 @@ def register_pair(
     any); ``rescale``: map each image's intensity range onto the training
     images' (:func:`prepare_checked`).  Every input and setting is checked
     before any work (:func:`check_settings`, :func:`check_pair`).
+
+    When the model file holds a calibration of the method with these
+    parameters (docs/method.md, section 15), the result gets its
+    ``confidence``; below the calibration's threshold (or ``min_confidence``,
+    which needs a calibration) it is ``failed`` with the reason ``low
+    confidence``.
     """
     check_settings(inference, register_max_px, mask_margin_px)
+    calibration = judging_calibration(model, method, with_transform(params, transform), min_confidence)
     registration = coarse_to_fine(
         make_method(method, with_transform(params, transform), seed, threads), register_max_px, transform, seed
     )  # stops on bad parameters
@@ -577,6 +610,9 @@ def register_pair(
         comir_masks.append(working_mask(full_masks[slot], comirs[-1].shape[1:], mask_margin_px))
     as_image = [c[0] if c.shape[0] == 1 else np.moveaxis(c, 0, -1) for c in comirs]
     result = registration.register(*as_image, reference_mask=comir_masks[0], floating_mask=comir_masks[1])
+    confidence = math.nan
+    if calibration is not None:
+        confidence, result = judged(calibration, result, as_image, comir_masks, seed)
     comir_matrix = result.matrix
     if result.ok:
         result = dataclasses.replace(
@@ -588,7 +624,54 @@ def register_pair(
         result, checked.images[ref_slot], checked.images[flo_slot], (comirs[0], comirs[1]), comir_matrix,
         pair_resamplings,
         (comir_masks[0], comir_masks[1]),
+        confidence,
     )  # fmt: skip
+
+
+def write_calibrated_model(model: str | Path, calibrations: Mapping[str, Calibration], out: str | Path) -> None:
+    """Write the model file ``model`` again as ``out`` with ``calibrations`` (by :func:`calibration_key`) inside."""
+    payload = torch.load(model, map_location="cpu", weights_only=True)
+    payload["calibrations"] = {key: calibration.to_dict() for key, calibration in calibrations.items()}
+    with atomic_path(out) as tmp:
+        torch.save(payload, tmp)
+
+
+def judging_calibration(
+    model: TrainedModel, method: str, params: Mapping[str, Any] | None, min_confidence: float | None
+) -> Calibration | None:
+    """The calibration that judges ``method``'s results (with the threshold ``min_confidence`` if given).
+
+    :class:`InputError` for a ``min_confidence`` outside [0, 1] or without a calibration to apply it to.
+    """
+    calibration = model.calibration(method, params)
+    if min_confidence is None:
+        return calibration
+    if not 0 <= min_confidence <= 1:
+        raise InputError(f"a minimum confidence is a probability in [0, 1], got {min_confidence}")
+    if calibration is None:
+        known = ", ".join(sorted(model.calibrations)) or "none"
+        raise InputError(
+            f"{model.path} has no calibration for {method} with these parameters (calibrated: {known}); "
+            "a minimum confidence needs one (rule calibrate_model)"
+        )
+    return calibration.with_threshold(min_confidence)
+
+
+def judged(
+    calibration: Calibration,
+    result: RegistrationResult,
+    comirs: list[np.ndarray],
+    masks: list[np.ndarray | None],
+    seed: int,
+) -> tuple[float, RegistrationResult]:
+    """The confidence of a result on the CoMIRs, and the result, ``failed`` (low confidence) below the threshold."""
+    if not result.ok:
+        return 0.0, result
+    confidence = calibration.confidence(evidence(*comirs, result.matrix, *masks, seed=seed))
+    if calibration.accepts(confidence):
+        return confidence, result
+    reason = f"{LOW_CONFIDENCE}: {confidence:.3g} below the threshold {calibration.threshold:.3g}; {result.message}"
+    return confidence, RegistrationResult.failed(reason, result.seconds, result.metric)
 
 
 def peak_memory_mb() -> float:
@@ -631,6 +714,7 @@ def write_outputs(
         "method": method,
         "status": result.status,
         "metric": result.metric,
+        "confidence": pair.confidence,
         "seconds": result.seconds,
         **{k: v for k, v in zip(MATRIX_KEYS, np.asarray(result.matrix).ravel())},
         "angle_deg": math.degrees(float(geometry.rotation_angle(result.matrix))),
@@ -674,6 +758,7 @@ __all__ = [
     "check_settings",
     "check_size",
     "itk_transform_text",
+    "judging_calibration",
     "overlay",
     "peak_memory_mb",
     "prepare_checked",
@@ -681,5 +766,6 @@ __all__ = [
     "read_checked",
     "register_pair",
     "warp_to_reference",
+    "write_calibrated_model",
     "write_outputs",
 ]

@@ -28,7 +28,15 @@ import numpy as np
 import pandas as pd
 
 from comir import geometry
-from comir.apply import TrainedModel, check_pair, check_settings, peak_memory_mb, register_pair, write_outputs
+from comir.apply import (
+    TrainedModel,
+    check_pair,
+    check_settings,
+    judging_calibration,
+    peak_memory_mb,
+    register_pair,
+    write_outputs,
+)
 from comir.data.pairs import Modality, discover_pairs
 from comir.geometry import MATRIX_KEYS
 from comir.io import IMAGE_SUFFIXES, InputError
@@ -95,7 +103,9 @@ def register_batch(
 
     ``settings``: an ``apply`` entry of the configuration (``reference``,
     ``method``, ``params``, ``transform``, ``pixel_size``, ``inference``,
-    ``folders``, ``masks``, ``mask_margin_px``, ``register_max_px``, ``rescale``).  The settings and every
+    ``folders``, ``masks``, ``mask_margin_px``, ``register_max_px``, ``rescale``, ``min_confidence``).  With a
+    calibrated model (docs/method.md, section 15) each row has its ``confidence``, and a result below the
+    threshold is ``failed`` (low confidence).  The settings and every
     pair of the batch (:func:`comir.apply.check_pair`: images, masks, sizes, extents, intensity ranges) are
     checked before the first registration; a bad one stops the job with the file named.
     """
@@ -110,8 +120,11 @@ def register_batch(
     margin = float(settings.get("mask_margin_px", MASK_MARGIN_PX))
     max_px = settings.get("register_max_px", REGISTER_MAX_PX)
     rescale = bool(settings.get("rescale", False))
+    min_confidence = settings.get("min_confidence")
     check_settings(settings.get("inference"), max_px, margin)
-    make_method(method, with_transform(settings.get("params"), settings.get("transform", "rigid")), seed, threads)
+    params = with_transform(settings.get("params"), settings.get("transform", "rigid"))
+    make_method(method, params, seed, threads)
+    judging_calibration(model, method, params, min_confidence)  # a threshold without a calibration stops here
     masks_of = {}
     for pair in pairs.itertuples(index=False):  # every pair checked before any work
         masks_of[pair.id] = tuple(mask_file(masks, folders[slot], pair.id) for slot in (ref_slot, flo_slot))
@@ -126,7 +139,7 @@ def register_batch(
         registered = register_pair(
             model, reference_path, floating_path, ref_slot, method, settings.get("params"), settings.get("inference"),
             seed, threads, settings.get("transform", "rigid"), settings.get("pixel_size"),
-            mode, masks_of[pair.id], margin, max_px, rescale,
+            mode, masks_of[pair.id], margin, max_px, rescale, min_confidence,
         )  # fmt: skip
         write_outputs(Path(out_dir) / pair.id, registered, reference_path, floating_path, method)
         result = registered.result
@@ -144,6 +157,7 @@ def register_batch(
                 "height": height,
                 "status": result.status,
                 "metric": result.metric,
+                "confidence": registered.confidence,
                 "seconds": result.seconds,
                 **{f"est_{k}": v for k, v in zip(MATRIX_KEYS, np.asarray(result.matrix).ravel())},
                 "angle_deg": math.degrees(float(geometry.rotation_angle(result.matrix))),

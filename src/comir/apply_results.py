@@ -1,9 +1,11 @@
 """Results of the apply stage: the summary with flags, and errors against known transforms (docs/method.md, section 13).
 
 The summary joins the batches of an apply job (:mod:`comir.apply_folder`) and
-flags the pairs to look at: ``failed`` (the method reported a failure) and
-``low quality`` (a metric below ``min_quality``, for methods whose metric grows
-with quality: the cascade's CoMIR correlation, SIFT's inliers).
+flags the pairs to look at: ``failed`` (the method reported a failure),
+``low confidence`` (a calibrated model judged the result below its threshold;
+docs/method.md, section 15) and ``low quality`` (a metric below
+``min_quality``, for methods whose metric grows with quality: the cascade's
+CoMIR correlation, SIFT's inliers).
 
 With known transforms (a CSV with ``id`` and the floating -> reference matrix
 ``a11, a12, tx, a21, a22, ty`` in original pixels, as :func:`export_testset_pairs`
@@ -24,17 +26,21 @@ import numpy as np
 import pandas as pd
 
 from comir import geometry
+from comir.calibration import LOW_CONFIDENCE
 from comir.geometry import MATRIX_KEYS
 from comir.io import InputError, read_image, write_csv, write_tiff
 
-#: Flags of the summary: the method failed; its metric is below ``min_quality``.
-FAILED_FLAG, LOW_QUALITY_FLAG = "failed", "low quality"
+#: Flags of the summary: the method failed; the calibrated confidence is below the threshold (the
+#: failure's reason, :data:`comir.calibration.LOW_CONFIDENCE`); the metric is below ``min_quality``.
+FAILED_FLAG, LOW_CONFIDENCE_FLAG, LOW_QUALITY_FLAG = "failed", LOW_CONFIDENCE, "low quality"
 
 
 def summarise(rows: pd.DataFrame, min_quality: float | None) -> pd.DataFrame:
-    """The batches' rows with a ``flag``: ``failed``, ``low quality`` (metric < ``min_quality``) or empty."""
+    """The batches' rows with a ``flag``: ``failed``, ``low confidence``, ``low quality`` or empty."""
     summary = rows.sort_values("id").reset_index(drop=True)
     flag = np.where(summary["status"] != "ok", FAILED_FLAG, "")
+    rejected = (summary["status"] != "ok") & summary["message"].astype(str).str.startswith(LOW_CONFIDENCE)
+    flag = np.where(rejected, LOW_CONFIDENCE_FLAG, flag)
     if min_quality is not None:
         low = (summary["status"] == "ok") & ~(summary["metric"] >= float(min_quality))
         flag = np.where(low, LOW_QUALITY_FLAG, flag)

@@ -293,7 +293,17 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
     fractions = split.get("fractions")
     if fractions and abs(sum(fractions) - 1.0) > 1e-6:
         problems.append(f"datasets/{name}/pairs/split/fractions: {fractions} must sum to 1")
+    confidence = dataset.get("confidence")
+    if confidence is not None:
+        calibration = dataset["testsets"].get(confidence["testset"])
+        if calibration is None or calibration.get("split") != "val":
+            problems.append(
+                f"datasets/{name}/confidence/testset: {confidence['testset']!r} must be one of the dataset's "
+                "test sets with split: val (the calibration data must not be the data it is judged on)"
+            )
     for testset_name, testset in dataset["testsets"].items():
+        if testset.get("split") == "val" and testset["recipe"] == "prebuilt":
+            problems.append(f"datasets/{name}/testsets/{testset_name}/split: a prebuilt test set has no split")
         if testset["recipe"] == "prebuilt" and source != "zenodo" and "zenodo" not in testset:
             problems.append(
                 f"datasets/{name}/testsets/{testset_name}: recipe 'prebuilt' needs a record that ships a "

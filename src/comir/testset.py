@@ -182,7 +182,7 @@ class TestSetRecipe:
             Stratum(s["name"], s.get("max_displacement_px"), int(s["count"]))
             for s in cfg.get("strata", [])
         )
-        kwargs = {k: v for k, v in cfg.items() if k not in ("strata", "multiregeval", "prebuilt", "shift")}
+        kwargs = {k: v for k, v in cfg.items() if k not in ("strata", "multiregeval", "prebuilt", "shift", "split")}
         mre = cfg.get("multiregeval", {})
         renamed = {
             "levels": mre.get("levels"),
@@ -339,17 +339,18 @@ def build_testset(
     recipe: TestSetRecipe,
     out_dir: Path,
     modalities: Mapping[str, Mapping[str, Any]] | None = None,
+    split: str = "test",
 ) -> pd.DataFrame:
     """Write ``out_dir/<case>_<slot>_{ref,flo}.tif`` for every case and return the cases table.
 
-    ``pairs`` holds the test split (columns ``id, path_A, path_B``); cases are
+    ``pairs`` holds the images of ``split`` (columns ``id, path_A, path_B``); cases are
     spread over its images round-robin in a seeded random order.  With a
     ``recipe.shift``, its modality's patches are shifted before they are
     written (the full scale of their stored values: that modality's
     ``max_value`` in ``modalities``, by default the dtype's).
     """
     if pairs.empty:
-        raise InputError("the test split is empty: no images to build a test set from")
+        raise InputError(f"the {split} split is empty: no images to build a test set from")
     rng = np.random.default_rng([recipe.seed, 1])
     cases = draw_transforms(recipe, rng)
     cases = cases.sample(frac=1.0, random_state=np.random.RandomState(recipe.seed)).reset_index(drop=True)
@@ -440,8 +441,8 @@ def make_testset(
     ``spec`` is the test set's configuration.  Recipe ``prebuilt`` imports the
     transformed test set ``spec["prebuilt"]`` of the unpacked record
     ``record_dir`` for the dataset's ``modalities`` (slots A, B); any other
-    recipe draws the cases with ``seed`` from the test split of the pairs table
-    ``pairs_csv``, once every test image is known to be large enough.  A
+    recipe draws the cases with ``seed`` from the split ``spec["split"]`` (default: test) of the pairs
+    table ``pairs_csv``, once every test image is known to be large enough.  A
     ``spec["shift"]`` degrades one modality's patches (:mod:`comir.shifts`; the
     full scale of its stored values from ``modalities``).
     """
@@ -460,7 +461,8 @@ def make_testset(
     else:
         pairs = pd.read_csv(pairs_csv)
         recipe = TestSetRecipe.from_config(spec, seed)
-        check_image_sizes(pairs, ["test"], recipe.min_source_size(), "this test set's patches and transforms")
-        cases = build_testset(pairs[pairs["split"] == "test"], recipe, images_dir, modalities)
+        split = spec.get("split", "test")
+        check_image_sizes(pairs, [split], recipe.min_source_size(), "this test set's patches and transforms")
+        cases = build_testset(pairs[pairs["split"] == split], recipe, images_dir, modalities, split)
     log.info("%d cases: %s", len(cases), cases["stratum"].value_counts().to_dict())
     return cases

@@ -565,6 +565,7 @@ def final_outputs():
                 series=list(cfg["stress"]),
             )
         outputs += representation_outputs(dataset, cfg)
+        outputs += confidence_targets(dataset, cfg, variants)
         if cfg["translation"]:
             outputs += expand(
                 rules.translation_examples.output[0],
@@ -597,11 +598,18 @@ def slot_of(modalities, modality):
 
 
 def apply_model(wildcards):
-    """An apply job's model file: trained by this configuration, or given by path."""
+    """An apply job's model file: given by path, or trained by this configuration (with its
+    calibrated confidence when the dataset has a confidence section)."""
     model = APPLY[wildcards.job]["model"]
     if "file" in model:
         return model["file"]
     dataset = DATASETS[model["dataset"]]
+    if dataset["confidence"] is not None:
+        return fill(
+            rules.calibrate_model.output[0],
+            dataset=model["dataset"],
+            variant=model["variant"],
+        )
     return fill(
         rules.train.output.model,
         dataset=model["dataset"],
@@ -670,9 +678,11 @@ def apply_settings(wildcards):
             "register_max_px",
         ),
     )
-    # Only when set: jobs without it keep their params (and results).
+    # Only when set: jobs without them keep their params (and results).
     if job.get("rescale"):
         settings["rescale"] = True
+    if job.get("min_confidence") is not None:
+        settings["min_confidence"] = job["min_confidence"]
     if job["testset"] is not None:
         # Exported under the test set's modality names, whatever the model calls them.
         modalities = DATASETS[job["testset"]["dataset"]]["modalities"]
@@ -785,4 +795,110 @@ def pool_modalities(wildcards):
     first = config["pools"][wildcards.pool]["datasets"][0]
     return canonical(
         modality_fields(DATASETS[first]["modalities"], ("name", "max_value"))
+    )
+
+
+# Calibrated confidence (config `confidence`; docs/method.md, section 15): register.smk and
+# confidence.smk.
+CALIBRATION = "results/{dataset}/{variant}/confidence/{run}"
+
+
+def calibrates(dataset, run):
+    """Whether a registration run is calibrated: the dataset has a confidence section and the
+    run registers CoMIRs (docs/method.md, section 15)."""
+    cfg = DATASETS[dataset]
+    return (
+        cfg["confidence"] is not None and "comir" in cfg["registration"][run]["inputs"]
+    )
+
+
+def calibration_input(wildcards):
+    """The calibration of a registration on a variant's CoMIRs, for every test set but the one it
+    is fitted on; nothing otherwise."""
+    if (
+        source_input(wildcards.dataset, wildcards.source) != "comir"
+        or not calibrates(wildcards.dataset, wildcards.run)
+        or wildcards.testset == DATASETS[wildcards.dataset]["confidence"]["testset"]
+    ):
+        return []
+    return expand(
+        f"{CALIBRATION}.json",
+        dataset=wildcards.dataset,
+        variant=wildcards.source,
+        run=wildcards.run,
+    )
+
+
+def run_results(dataset, variant, testset, runs, template):
+    """Per-case results of ``runs`` (every direction) on a variant's CoMIRs, from a register rule's
+    output ``template`` (true or unrelated pairs)."""
+    return expand(
+        template,
+        dataset=dataset,
+        source=variant,
+        testset=testset,
+        run=runs,
+        direction=DATASETS[dataset]["directions"],
+    )
+
+
+def calibration_results(wildcards, template):
+    """The calibrated run's results on the calibration test set (true or unrelated pairs)."""
+    testset = DATASETS[wildcards.dataset]["confidence"]["testset"]
+    return run_results(
+        wildcards.dataset, wildcards.variant, testset, [wildcards.run], template
+    )
+
+
+def calibration_testset(wildcards, output):
+    """An input of the calibration test set, from ``output`` of build_testset or compute_comirs."""
+    testset = DATASETS[wildcards.dataset]["confidence"]["testset"]
+    return expand(
+        output, dataset=wildcards.dataset, variant=wildcards.variant, testset=testset
+    )
+
+
+def calibrated_runs(dataset):
+    return sorted(
+        run for run in DATASETS[dataset]["registration"] if calibrates(dataset, run)
+    )
+
+
+def judged_results(wildcards, template):
+    """The results of every calibrated run on one test set (true or unrelated pairs)."""
+    runs = calibrated_runs(wildcards.dataset)
+    return run_results(
+        wildcards.dataset, wildcards.variant, wildcards.testset, runs, template
+    )
+
+
+def calibration_files(wildcards, suffix):
+    """A file of rule calibrate (``.json`` or ``_evidence.csv``) per calibrated run of a variant."""
+    return expand(
+        CALIBRATION + suffix,
+        dataset=wildcards.dataset,
+        variant=wildcards.variant,
+        run=calibrated_runs(wildcards.dataset),
+    )
+
+
+def confidence_targets(dataset, cfg, variants):
+    """Per variant the calibration of every calibrated run and the judgement of every other test set."""
+    if cfg["confidence"] is None:
+        return []
+    runs = calibrated_runs(dataset)
+    judged = [t for t in cfg["testsets"] if t != cfg["confidence"]["testset"]]
+    return expand(
+        f"{CALIBRATION}.json",
+        dataset=dataset,
+        variant=variants,
+        run=runs,
+    ) + expand(
+        [
+            rules.evaluate_confidence.output.markdown,
+            rules.evaluate_confidence.output.figure,
+        ],
+        dataset=dataset,
+        variant=variants,
+        testset=judged,
     )

@@ -1,8 +1,10 @@
 rule register:
-    """One registration run in one direction over all cases of a test set, on the originals or on a variant's CoMIRs."""
+    """One registration run in one direction over all cases of a test set, on the originals or on a
+    variant's CoMIRs (with a calibration: each result's confidence)."""
     input:
         images=registration_images,
         cases=rules.build_testset.output.cases,
+        calibration=calibration_input,
     output:
         "results/{dataset}/{source}/registration/{testset}/{run}_{direction}.csv",
     log:
@@ -28,3 +30,15 @@ rule register:
         seed=config["seed"],
     script:
         "../../scripts/register.py"
+
+
+# A calibrated run on CoMIRs with each reference against the floating patch of another place (every
+# result wrong; docs/method.md, section 15): how often its confidence accepts a pair with nothing
+# to register. The script tells it from the register rule by its name.
+use rule register as register_unrelated with:
+    output:
+        "results/{dataset}/{source}/registration/{testset}/unrelated/{run}_{direction}.csv",
+    log:
+        "results/{dataset}/logs/{source}/register/{testset}/unrelated/{run}_{direction}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{source}/register/{testset}/unrelated/{run}_{direction}.tsv"

@@ -10,7 +10,9 @@ exception (a missing file, a method's bug, a configuration mistake such as
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,11 @@ import numpy as np
 import pandas as pd
 
 from comir import geometry
+from comir.calibration import FEATURES, NO_EVIDENCE, Calibration
 from comir.io import read_image
 from comir.preprocess import prepare_modality_image
 from comir.register.base import Registration, RegistrationResult, to_single_channel
+from comir.register.confidence import evidence
 from comir.testset import MATRIX_KEYS
 
 log = logging.getLogger(__name__)
@@ -93,21 +97,37 @@ def register_cases(
     image_input: str,
     direction: str,
     modalities: Mapping[str, Mapping[str, Any]],
+    judge: Judge | None = None,
+    unrelated: bool = False,
 ) -> pd.DataFrame:
     """Register every case of ``cases`` (the test set's ``cases.csv``) in ``direction``; one row per case.
 
     Patches are ``image_dir/<case>_<slot>_<ref|flo>.tif``.  A case with a
     non-finite patch is a failed row naming the case and the file(s).
+
+    With a ``judge`` (CoMIRs only; docs/method.md, section 15) each row also
+    has the evidence of :func:`comir.register.confidence.evidence` (columns
+    :data:`~comir.calibration.FEATURES`; no evidence for a failed
+    result) and, when the judge has a calibration, ``confidence`` (0 for a
+    failed result) and ``accepted`` (ok and at or above the threshold);
+    ``status`` keeps the method's own verdict, so the paper's statistics are
+    unchanged.  With ``unrelated`` each case's reference is registered against
+    the floating patch of its :func:`unrelated_partner` instead (named in
+    column ``partner``; no truth, so ``error_px`` and ``true_*`` are empty; a
+    case without a partner is left out): every such result is wrong.
     """
     reference_slot, floating_slot = DIRECTIONS[direction]
     colour = bool(getattr(method, "colour_input", False))  # the method wants RGB originals as they are
     rows = []
-    for case in cases.itertuples(index=False):
+    for index, case in enumerate(cases.itertuples(index=False)):
+        partner = unrelated_partner(cases, index) if unrelated else case.case
+        if partner is None:
+            continue
         reference, ref_problem = _load_checked(
             image_dir, f"{case.case}_{reference_slot}_ref", "reference", image_input, modalities[reference_slot], colour
         )
         floating, flo_problem = _load_checked(
-            image_dir, f"{case.case}_{floating_slot}_flo", "floating", image_input, modalities[floating_slot], colour
+            image_dir, f"{partner}_{floating_slot}_flo", "floating", image_input, modalities[floating_slot], colour
         )
         problems = [p for p in (ref_problem, flo_problem) if p]
         if problems:
@@ -115,11 +135,15 @@ def register_cases(
             log.warning("%s", result.message)
         else:
             result = method.register(reference, floating)
-        truth = np.array([getattr(case, f"true_{k}") for k in MATRIX_KEYS]).reshape(2, 3)
-        error = float(geometry.corner_error(result.matrix, truth, case.width, case.height))
+        if unrelated:
+            truth, error = np.full((2, 3), np.nan), math.nan
+        else:
+            truth = np.array([getattr(case, f"true_{k}") for k in MATRIX_KEYS]).reshape(2, 3)
+            error = float(geometry.corner_error(result.matrix, truth, case.width, case.height))
         rows.append(
             {
                 "case": case.case,
+                **({"partner": partner} if unrelated else {}),
                 "image_id": case.image_id,
                 "stratum": case.stratum,
                 "width": case.width,
@@ -136,8 +160,67 @@ def register_cases(
                 "error_px": error,
                 **{f"est_{k}": v for k, v in zip(MATRIX_KEYS, np.asarray(result.matrix).ravel())},
                 **{f"true_{k}": v for k, v in zip(MATRIX_KEYS, truth.ravel())},
+                **({} if judge is None else judge.columns(result, reference, floating)),
                 "message": result.message,
             }
         )
         log.info("%s: %s error %.2f px in %.2f s %s", case.case, result.status, error, result.seconds, result.message)
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Judge:
+    """How :func:`register_cases` judges each result (docs/method.md, section 15).
+
+    Its evidence (the alternatives drawn with ``seed``) and, with a calibration,
+    its confidence and whether it is accepted.
+    """
+
+    seed: int = 0
+    calibration: Calibration | None = None
+
+    def columns(self, result: RegistrationResult, reference: np.ndarray, floating: np.ndarray) -> dict[str, Any]:
+        """The judgement's columns of one result (the evidence of a failed result: :data:`NO_EVIDENCE`)."""
+        measured = evidence(reference, floating, result.matrix, seed=self.seed) if result.ok else dict(NO_EVIDENCE)
+        if self.calibration is None:
+            return measured
+        confidence = self.calibration.confidence(measured) if result.ok else 0.0
+        return {**measured, "confidence": confidence, "accepted": result.ok and self.calibration.accepts(confidence)}
+
+
+def unrelated_partner(cases: pd.DataFrame, index: int) -> str | None:
+    """The case whose floating patch shows nothing of case ``index``'s reference patch; None if none does.
+
+    The first case from half the table on (cycling) that is cut from another
+    image or whose patch origin lies at least twice the patch side away (the
+    floating patch reaches at most about one side beyond its reference's).
+    """
+    n = len(cases)
+    here = cases.iloc[index]
+    for step in range(n // 2, n // 2 + n):
+        other = cases.iloc[(index + step) % n]
+        if other["case"] == here["case"]:
+            continue
+        apart = max(abs(float(other[key]) - float(here[key])) for key in ("crop_x", "crop_y"))
+        if other["image_id"] != here["image_id"] or apart >= 2 * float(here["width"]):
+            return str(other["case"])
+    return None
+
+
+def results_evidence(
+    results: pd.DataFrame, image_dir: Path, modalities: Mapping[str, Mapping[str, Any]], seed: int = 0
+) -> pd.DataFrame:
+    """``results`` (per-case rows on CoMIRs) with the evidence of each result (:class:`Judge` without calibration).
+
+    The patches are read from ``image_dir`` as :func:`register_cases` read them.
+    """
+    judge = Judge(seed)
+    measured = []
+    for row in results.itertuples(index=False):
+        reference_slot, floating_slot = DIRECTIONS[row.direction]
+        matrix = np.array([getattr(row, f"est_{k}") for k in MATRIX_KEYS]).reshape(2, 3)
+        result = RegistrationResult(matrix, row.status, row.metric, row.seconds, str(row.message))
+        reference = load_patch(image_dir, f"{row.case}_{reference_slot}_ref", "comir", modalities[reference_slot])
+        floating = load_patch(image_dir, f"{row.case}_{floating_slot}_flo", "comir", modalities[floating_slot])
+        measured.append(judge.columns(result, reference, floating))
+    return pd.concat([results.reset_index(drop=True), pd.DataFrame(measured, columns=list(FEATURES))], axis=1)

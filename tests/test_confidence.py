@@ -1,0 +1,201 @@
+"""Calibrated confidence: comir.register.confidence, comir.calibration, comir.evaluate.confidence."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from comir.calibration import (
+    FEATURES,
+    NO_EVIDENCE,
+    Calibration,
+    _fit_logistic,
+    calibration_data,
+    fit_calibration,
+    load_calibration,
+    reliability_table,
+    threshold_for,
+)
+from comir.evaluate.confidence import acceptance_markdown, acceptance_table
+from comir.geometry import IDENTITY
+from comir.io import InputError
+from comir.register import make_method
+from comir.register.cases import Judge, register_cases, results_evidence, unrelated_partner
+from comir.register.confidence import evidence
+from comir.testset import MATRIX_KEYS
+from registration_cases import crop_pair, texture
+
+EVIDENCE = [(0.9, 12.0, 0.9), (0.8, 9.0, 0.8), (0.3, 2.0, 0.5), (0.2, 1.0, 0.4), (0.85, 3.0, 0.3), (0.25, 8.0, 0.9)]
+ROWS = [{"quality": q, "prominence": p, "overlap": o} for q, p, o in EVIDENCE]
+CORRECT = [True, True, False, False, True, False]
+
+
+def test_the_true_transform_has_strong_evidence_and_a_wrong_one_none():
+    reference, floating, truth = crop_pair(texture(), texture(), 20, (6, -4))
+    right = evidence(reference, floating, truth)
+    wrong = evidence(reference, floating, IDENTITY)
+    assert right["quality"] > 0.95 and right["prominence"] > 5 and 0.5 < right["overlap"] <= 1
+    assert wrong["quality"] < 0.6 and wrong["prominence"] < right["prominence"] / 2
+    other = evidence(reference, texture(seed=5)[:256, :256], truth)  # another image: nothing to register
+    assert other["quality"] < 0.5
+    assert evidence(reference, floating, truth, seed=3) == evidence(reference, floating, truth, seed=3)
+
+
+def test_a_result_without_overlap_or_structure_has_no_evidence():
+    reference, floating, _ = crop_pair(texture(), texture(), 0, (0, 0))
+    far = IDENTITY.copy()
+    far[0, 2] = 250.0  # 6 px of overlap, below min_overlap
+    assert evidence(reference, floating, far) == NO_EVIDENCE
+    assert evidence(np.zeros_like(reference), floating, IDENTITY) == NO_EVIDENCE
+
+
+def test_the_logistic_fit_solves_its_penalised_score_equations():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 3))
+    y = (x @ [1.5, -1.0, 0.5] + 0.3 * rng.standard_normal(60) > 0).astype(float)
+    ridge = 0.7
+    w, b = _fit_logistic(x, y, ridge)
+    p = 1 / (1 + np.exp(-(x @ w + b)))
+    # The optimum of sum(log-loss) + ridge/2 |w|^2 (bias unpenalised): its gradient vanishes.
+    np.testing.assert_allclose(x.T @ (p - y) + ridge * w, 0, atol=1e-4)
+    assert abs(np.sum(p - y)) < 1e-4
+
+
+def test_threshold_for_bounds_the_false_accepts_of_the_calibration_data():
+    probability = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2])
+    correct = np.array([True, True, False, True, False, False, False, False])
+    threshold = threshold_for(probability, correct, 0.0)
+    assert 0.8 < threshold < 0.9  # above the best-scoring wrong result
+    assert threshold_for(probability, correct, 0.2) == pytest.approx(0.6, abs=1e-9)  # one of five wrong may pass
+    assert threshold_for(probability, correct, 1.0) == 0.0
+    assert threshold_for(probability, np.ones(8, bool), 0.05) == 0.0
+    ties = threshold_for(np.array([0.5, 0.5, 0.5]), np.array([True, False, False]), 0.0)
+    assert ties > 0.5  # a tie with a wrong result is not accepted
+
+
+def test_reliability_table_counts_and_rates_per_bin():
+    table = reliability_table(np.array([0.05, 0.07, 0.55, 0.95, 1.0]), np.array([False, True, True, True, True]))
+    assert len(table) == 10 and sum(row["count"] for row in table) == 5
+    assert table[0]["count"] == 2 and table[0]["observed"] == 0.5 and table[0]["predicted"] == pytest.approx(0.06)
+    assert table[9]["count"] == 2 and table[9]["observed"] == 1.0  # 1.0 falls into the last bin
+    assert math.isnan(table[3]["observed"])
+
+
+def test_a_calibration_ranks_by_evidence_and_keeps_its_false_accept_rate():
+    calibration = fit_calibration(ROWS, CORRECT, ["true"] * 3 + ["unrelated"] * 3, 0.0, 0.05)
+    probability = calibration.probability(ROWS)
+    assert probability[0] > probability[2] and probability[1] > probability[3]
+    accepted = probability >= calibration.threshold
+    assert not (accepted & ~np.array(CORRECT)).any()  # false-accept rate 0 on its own data
+    assert accepted[0]
+    assert calibration.counts == {"correct": 3, "wrong": 1, "unrelated": 3}
+    assert sum(row["count"] for row in calibration.reliability) == 6
+    assert calibration.confidence(ROWS[0]) == pytest.approx(probability[0])
+
+
+def test_degenerate_calibration_data_accept_all_or_nothing():
+    kinds = ["true"] * 6
+    never = fit_calibration(ROWS, [False] * 6, kinds)
+    assert not any(never.accepts(p) for p in never.probability(ROWS))
+    always = fit_calibration(ROWS, [True] * 6, kinds)
+    assert all(always.accepts(p) for p in always.probability(ROWS))
+    empty = fit_calibration([], [], [])
+    assert not empty.accepts(empty.confidence(ROWS[0])) and empty.counts["correct"] == 0
+
+
+def test_a_calibration_survives_its_file_and_rejects_another_feature_set(tmp_path):
+    calibration = fit_calibration(ROWS, CORRECT, ["true"] * 6)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(calibration.to_dict()))
+    loaded = load_calibration(path)
+    np.testing.assert_allclose(loaded.probability(ROWS), calibration.probability(ROWS))
+    assert loaded.threshold == calibration.threshold
+    assert loaded.with_threshold(0.25).threshold == 0.25
+    with pytest.raises(ValueError, match="probability in"):
+        loaded.with_threshold(2.0)
+    with pytest.raises(ValueError, match="features"):
+        Calibration.from_dict({**calibration.to_dict(), "features": ["quality"]})
+
+
+def test_calibration_data_labels_true_pairs_by_error_and_unrelated_pairs_wrong():
+    true = pd.DataFrame({
+        "case": ["c0", "c1", "c2"], "direction": "B_to_A", "status": ["ok", "ok", "failed"],
+        "error_px": [1.0, 30.0, 0.5], "width": 100, **{f: [0.5, 0.4, 0.3] for f in FEATURES},
+    })  # fmt: skip
+    unrelated = true.assign(error_px=np.nan, status="ok")
+    data = calibration_data(true, unrelated, 0.05)
+    assert list(data["kind"]) == ["true", "true", "unrelated", "unrelated", "unrelated"]  # failed left out
+    assert list(data["correct"]) == [True, False, False, False, False]
+    assert calibration_data(true.iloc[:0], unrelated.iloc[:0], 0.05).empty
+
+
+def _cases(ids, xs):
+    return pd.DataFrame({"case": [f"c{i}" for i in range(len(ids))], "image_id": ids, "crop_x": xs, "crop_y": 0,
+                         "width": 100})  # fmt: skip
+
+
+def test_an_unrelated_partner_shows_another_place():
+    cases = _cases(["a", "a", "b", "b"], [0, 10, 0, 10])
+    assert unrelated_partner(cases, 0) == "c2"  # the other image, half the table away
+    assert unrelated_partner(_cases(["a", "a"], [0, 50]), 0) is None  # overlapping crops of one image
+    assert unrelated_partner(_cases(["a", "a"], [0, 200]), 0) == "c1"  # two sides apart
+    assert unrelated_partner(_cases(["a"], [0]), 0) is None
+
+
+@pytest.fixture
+def comir_cases(tmp_path):
+    """Two cases of two 'images' with their CoMIR-like patches (one channel) and their truth."""
+    rows = []
+    for index, seed in enumerate((0, 7)):
+        reference, floating, truth = crop_pair(texture(seed=seed), texture(seed=seed), 10 * (index + 1), (5, -3))
+        for slot in "AB":
+            tifffile.imwrite(tmp_path / f"c{index}_{slot}_ref.tif", reference)
+            tifffile.imwrite(tmp_path / f"c{index}_{slot}_flo.tif", floating)
+        rows.append({"case": f"c{index}", "image_id": f"img{seed}", "stratum": "all", "width": 256, "height": 256,
+                     "initial_displacement_px": 10.0, "crop_x": 0, "crop_y": 0,
+                     **{f"true_{k}": v for k, v in zip(MATRIX_KEYS, truth.ravel())}})  # fmt: skip
+    return pd.DataFrame(rows), tmp_path
+
+
+MODALITIES = {"A": {"name": "a", "channels": 1}, "B": {"name": "b", "channels": 1}}
+
+
+def test_registered_cases_carry_evidence_confidence_and_acceptance(comir_cases):
+    cases, folder = comir_cases
+    method = make_method("fft_search", {}, 0)
+    run = (cases, folder, method, "fft", "comir", "B_to_A", MODALITIES)
+    true = register_cases(*run, Judge(0))
+    unrelated = register_cases(*run, Judge(0), True)
+    assert (true["error_px"] < 2).all() and set(FEATURES) <= set(true.columns)
+    assert list(unrelated["partner"]) == ["c1", "c0"] and unrelated["error_px"].isna().all()
+    assert true["quality"].min() > 0.9 > unrelated["quality"].max()
+    # The evidence of stored results is the evidence measured while registering.
+    again = results_evidence(true.drop(columns=list(FEATURES)), folder, MODALITIES)
+    np.testing.assert_allclose(again[list(FEATURES)], true[list(FEATURES)])
+    data = calibration_data(true, unrelated, 0.05)
+    calibration = fit_calibration(data.to_dict("records"), data["correct"], data["kind"], 0.0)
+    judged = register_cases(*run, Judge(0, calibration))
+    assert judged["accepted"].all() and (judged["confidence"] >= calibration.threshold).all()
+    rejected = register_cases(*run, Judge(0, calibration), True)
+    assert not rejected["accepted"].any() and (rejected["confidence"] < judged["confidence"].min()).all()
+    plain = register_cases(*run)
+    assert not {*FEATURES, "confidence"} & set(plain.columns)  # uncalibrated runs keep their columns
+
+
+def test_the_acceptance_table_counts_by_hand():
+    results = pd.DataFrame({
+        "method": "m", "direction": "B_to_A", "status": ["ok", "ok", "ok", "failed"],
+        "error_px": [1.0, 2.0, 50.0, 0.0], "width": 100, "confidence": [0.9, 0.2, 0.8, 0.0],
+        "accepted": [True, False, True, False],
+    })  # fmt: skip
+    unrelated = pd.DataFrame({"method": "m", "direction": "B_to_A", "accepted": [False, True, False, False]})
+    row = acceptance_table(results, unrelated, 0.05).iloc[0]
+    assert (row.cases, row.correct, row.wrong, row.accepted, row.accepted_correct) == (4, 2, 2, 2, 1)
+    assert row.precision == 0.5 and row.recall == 0.5 and row.false_accept_rate == 0.5
+    assert row.unrelated_accept_rate == 0.25 and row.unrelated_accept_rate_low < 0.25 < row.unrelated_accept_rate_high
+    assert "1/4" in acceptance_markdown(acceptance_table(results, unrelated, 0.05))
+    with pytest.raises(InputError, match="not calibrated"):
+        acceptance_table(results.drop(columns=["confidence"]), unrelated, 0.05)
