@@ -2,20 +2,16 @@
 
 from pathlib import Path
 
-import pandas as pd
-
 from comir.calibration import calibration_data, fit_calibration
-from comir.io import write_csv, write_json
+from comir.io import read_tables, write_csv, write_json
 from comir.register.cases import results_evidence
 from comir.workflow import setup_logging
 
 log = setup_logging(snakemake.log[0])
 settings, wc = snakemake.params.confidence, snakemake.wildcards
-true = pd.concat([pd.read_csv(path) for path in snakemake.input.registrations], ignore_index=True)
+true = read_tables(snakemake.input.registrations)
 true = results_evidence(true, Path(snakemake.input.images[0]), snakemake.params.modalities, snakemake.params.seed)
-unrelated = [pd.read_csv(path) for path in snakemake.input.unrelated]
-unrelated = pd.concat([frame for frame in unrelated if not frame.empty] or [pd.DataFrame()], ignore_index=True)
-data = calibration_data(true, unrelated, settings["success_fraction"])
+data = calibration_data(true, read_tables(snakemake.input.unrelated), settings["success_fraction"])
 write_csv(snakemake.output.evidence, data)
 calibration = fit_calibration(
     data.to_dict("records"), data["correct"], data["kind"], settings["false_accept_rate"], settings["success_fraction"]

@@ -5,14 +5,13 @@ import pandas as pd
 from comir.calibration import load_calibration
 from comir.evaluate.confidence import acceptance_markdown, acceptance_table, correct_mask, plot_reliability
 from comir.evaluate.tables import load_results
-from comir.io import write_csv, write_text
+from comir.io import read_tables, write_csv, write_text
 from comir.workflow import setup_logging
 
 setup_logging(snakemake.log[0])
 fraction = snakemake.params.success_fraction
 results = load_results(snakemake.input.registrations)
-unrelated = [pd.read_csv(path) for path in snakemake.input.unrelated]
-unrelated = pd.concat([frame for frame in unrelated if not frame.empty] or [pd.DataFrame()], ignore_index=True)
+unrelated = read_tables(snakemake.input.unrelated)
 table = acceptance_table(results, unrelated, fraction)
 write_csv(snakemake.output.table, table)
 write_text(snakemake.output.markdown, acceptance_markdown(table))

@@ -588,9 +588,10 @@ def register_pair(
     confidence``.
     """
     check_settings(inference, register_max_px, mask_margin_px)
-    calibration = judging_calibration(model, method, with_transform(params, transform), min_confidence)
+    params = with_transform(params, transform)
+    calibration = judging_calibration(model, method, params, min_confidence)
     registration = coarse_to_fine(
-        make_method(method, with_transform(params, transform), seed, threads), register_max_px, transform, seed
+        make_method(method, params, seed, threads), register_max_px, transform, seed
     )  # stops on bad parameters
     checked = check_pair(model, reference_path, floating_path, reference_modality, pixel_sizes, masks, mask_files,
                          rescale)  # fmt: skip

@@ -10,12 +10,15 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tifffile
+
+if TYPE_CHECKING:  # pandas is imported where a table is read, not by every user of this module
+    import pandas as pd
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 _UMASK = os.umask(0)
@@ -67,6 +70,14 @@ def write_csv(path: str | os.PathLike[str], frame: Any) -> None:
     """Write a pandas DataFrame atomically, without its index."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def read_tables(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+    """The CSV tables at ``paths`` concatenated, those without rows left out (an empty frame if all are)."""
+    import pandas as pd
+
+    frames = [frame for frame in (pd.read_csv(path) for path in paths) if not frame.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
