@@ -8,7 +8,7 @@ CORES ?= 2
 # (pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo demo-gan test test-fast lint bench gpu-check clean config-docs
+.PHONY: setup demo demo-gan test test-fast lint docs bench gpu-check clean config-docs
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -31,29 +31,40 @@ demo: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
 	$(BIN)/snakemake --cores 1 --configfile config/demo.yaml --report results/report.html
 
-# The demo with the GAN translation baselines (config/demo-gan.yaml merged onto the demo; README,
-# "The GAN translation baselines"): the demo's jobs plus three small GANs trained on the CPU.
+# The demo with the GAN translation baselines (config/demo-gan.yaml merged onto the demo;
+# docs/how-to/gan-baselines.md): the demo's jobs plus three small GANs trained on the CPU.
 demo-gan: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml config/demo-gan.yaml
 	$(BIN)/snakemake --cores 1 --configfile config/demo.yaml config/demo-gan.yaml --report results/report-gan.html
 
-# The suite includes tests/test_slurm.py: a real one-node SLURM cluster, set up with apt-get
-# when run as root on Debian (skipped elsewhere, with the reason; COMIR_REQUIRE_SLURM=1
-# makes that a failure, as .ci/run does).
+# Every test tier (docs/testing.md; this is CI's command, .ci/run): the unit tests, the
+# Snakemake workflow (dry runs and real runs of the tiny configuration), tests/test_slurm.py on a
+# real one-node SLURM cluster and the report in headless Chromium, both set up with apt-get when
+# run as root on Debian (skipped elsewhere, with the reason; COMIR_REQUIRE_SLURM=1 and
+# COMIR_REQUIRE_BROWSER=1 make that a failure, as .ci/run does), the slow and the GPU tests.
 test: lint
 	$(BIN)/python -m pytest
 
-# The unit tests only (no Snakemake workflow, SLURM or browser): a minute or two.
+# The unit tier only: no test marked workflow, slurm, browser, gpu or slow (tests/conftest.py
+# applies the markers from what a test uses); about 2-3 minutes on 2 cores.
+UNIT_TIER := not (workflow or slurm or browser or gpu or slow)
 test-fast: lint
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "$(UNIT_TIER)"
 
 # Static checks, part of `make test`: Snakemake's linter (log:, conda:, paths ...), snakefmt
 # formatting of Snakefile and workflow/rules, ruff on the Python code (pyflakes, pycodestyle,
-# import order, docstrings, bugbear; settings in pyproject.toml).
+# import order, docstrings, bugbear; settings in pyproject.toml), and the documentation site
+# (mkdocs.yml) built with --strict: a broken link or anchor, a missing page or a docstring the
+# API reference cannot render fails. NO_MKDOCS_2_WARNING silences mkdocs-material's banner.
 lint: $(VENV)/.installed-test
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check .
 	$(BIN)/ruff check src tests benchmarks scripts
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The documentation site at http://127.0.0.1:8000, rebuilt on every edit (`make lint` builds it into site/).
+docs: $(VENV)/.installed-test
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 bench: setup
 	$(BIN)/python benchmarks/bench_network.py --threads $(CORES)

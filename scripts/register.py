@@ -26,7 +26,7 @@ calibration = load_calibration(snakemake.input.calibration[0]) if snakemake.inpu
 judge = Judge(snakemake.params.seed, calibration) if calibration or unrelated else None
 results = register_cases(
     cases, Path(snakemake.input.images), method, wc.run, image_input, wc.direction, snakemake.params.modalities,
-    judge, unrelated,
+    judge, unrelated, Path(snakemake.input.originals) if snakemake.input.originals else None,
 )  # fmt: skip
 results["input"] = snakemake.params.input_label  # original, comir, or the translation model's name
 results.insert(results.columns.get_loc("input") + 1, "source", wc.source)  # original, a variant or a translation

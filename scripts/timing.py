@@ -9,8 +9,9 @@ from comir.workflow import setup_logging
 
 setup_logging(snakemake.log[0])
 n_pairs = len(pd.read_csv(snakemake.input.cases))
+train = snakemake.input.train or None  # none for a model file trained elsewhere
 table = timing_table(
-    snakemake.input.train, snakemake.input.inference, list(snakemake.input.registration), snakemake.params.jobs, n_pairs
+    train, snakemake.input.inference, list(snakemake.input.registration), snakemake.params.jobs, n_pairs
 )
 write_csv(snakemake.output.table, table)
 write_text(snakemake.output.markdown, to_markdown(table))

@@ -1,45 +1,48 @@
-"""Shared fixtures: the one Snakemake runner of the workflow tests and a finished tiny run."""
+"""Fixtures shared by the test modules, and the markers of the test tiers (docs/testing.md).
+
+The markers are applied here from what a test uses, so a new test lands in its tier unaided:
+
+* ``workflow``: the test, one of its fixtures, or a function of the tests it calls uses
+  tests/helpers/snakemake.py (``run_snakemake``, ``planned_jobs``, ``SNAKEMAKE``; the
+  ``tiny_run`` fixture uses them too). :func:`helpers.snakemake.run_snakemake` refuses to run
+  for a test without the marker, so nothing in the unit tier starts Snakemake unnoticed;
+* ``slurm``: every test of tests/test_slurm.py;
+* ``browser``: the test uses the ``browser_executable`` fixture or tests/helpers/browser.py;
+* ``slow``: the test uses ``tiny_run`` (a complete workflow run: minutes); elsewhere it is set
+  by hand, with the reason, on long tests (real trainings, the wheel build);
+* ``gpu``: set by hand on tests that need CUDA; they are skipped where PyTorch sees no device.
+
+The unit tier (``make test-fast``) is everything without these markers.
+"""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import functools
+import inspect
+import os
+import types
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY_CONFIG = ROOT / ".test" / "config.yaml"
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+from helpers import browser as browser_helpers
+from helpers import snakemake as snakemake_helpers
+from helpers.browser import BrowserUnavailable, ensure_browser
+from helpers.snakemake import TINY_CONFIG, run_snakemake
+
+TESTS = Path(__file__).resolve().parent
+WORKFLOW_USES = (
+    snakemake_helpers,
+    snakemake_helpers.run_snakemake,
+    snakemake_helpers.planned_jobs,
+    snakemake_helpers.SNAKEMAKE,
+)
+BROWSER_USES = (browser_helpers, browser_helpers.Chromium, browser_helpers.ensure_browser)
+SLURM_MODULES = {"test_slurm.py"}
 
 
-def run_snakemake(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
-    """The workflow's command line, as users run it (targets and flags first, ``--configfile`` last)."""
-    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
-def planned_jobs(*args: str, cwd: Path) -> set[tuple[str, str]]:
-    """Every job a dry run (``-n``) plans, as (rule, "wildcard=value, ...") pairs."""
-    run = run_snakemake("-n", *args, cwd=cwd)
-    assert run.returncode == 0, run.stderr[-3000:]
-    jobs, rule = set(), None
-
-    def close(pending: str | None) -> None:  # a job block without a wildcards line ended
-        if pending and pending != "all":
-            jobs.add((pending, ""))
-
-    for line in map(str.strip, run.stdout.splitlines()):  # jobs of a group are indented
-        if line.startswith(("rule ", "localrule ")):
-            close(rule)
-            rule = line.split()[1].rstrip(":")
-        elif rule and line.startswith("wildcards:"):
-            jobs.add((rule, line.split(":", 1)[1].strip()))
-            rule = None
-        elif rule and (not line or line.startswith("[")):  # a blank line or the next job's time stamp
-            close(rule)
-            rule = None
-    close(rule)
-    return jobs
+# --- fixtures -------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +53,90 @@ def tiny_run(tmp_path_factory) -> Path:
     assert run.returncode == 0, run.stderr[-3000:]
     return workdir
 
+
+@pytest.fixture(scope="session")  # session: resolved before a workflow run, so a skip costs nothing
+def browser_executable() -> str:
+    """Headless Chromium's executable (tests/helpers/browser.py), or a skip with the reason."""
+    try:
+        return ensure_browser()
+    except BrowserUnavailable as error:
+        if os.environ.get("COMIR_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"COMIR_REQUIRE_BROWSER=1 but no browser for the browser tests: {error}")
+        pytest.skip(f"no browser for the browser tests: {error}")
+
+
+# --- the tiers ------------------------------------------------------------------------------
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    """The global and attribute names a function's code (and the code nested in it) refers to."""
+    names, stack = set(), [code]
+    while stack:
+        code = stack.pop()
+        names.update(code.co_names)
+        stack.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
+    return names
+
+
+def _is_test_code(function: Callable) -> bool:
+    code = getattr(function, "__code__", None)
+    return code is not None and Path(code.co_filename).resolve().is_relative_to(TESTS)
+
+
+def _uses(function: Callable, targets: tuple, seen: set[int] | None = None) -> bool:
+    """Whether a function of the tests refers to one of ``targets`` (objects or modules).
+
+    Followed through the functions of the tests it refers to (a module's ``plan`` helper that
+    calls ``planned_jobs``, say); ``functools.partial`` objects count as their function.
+    """
+    function = inspect.unwrap(function)
+    seen = set() if seen is None else seen
+    if id(function) in seen or not _is_test_code(function):
+        return False
+    seen.add(id(function))
+    scope = function.__globals__
+    modules = {target.__name__ for target in targets if isinstance(target, types.ModuleType)}
+    for name in _code_names(function.__code__):
+        if name in modules:  # imported inside the function
+            return True
+        found = scope.get(name, scope)  # the scope itself stands for "not a global"
+        if isinstance(found, functools.partial):
+            found = found.func
+        if any(found is target for target in targets):
+            return True
+        if isinstance(found, types.FunctionType) and _uses(found, targets, seen):
+            return True
+    return False
+
+
+def _functions(item: pytest.Item) -> list[Callable]:
+    """The test's function and those of the fixtures it uses (the ones that apply to it)."""
+    functions = [item.function] if hasattr(item, "function") else []
+    fixtureinfo = getattr(item, "_fixtureinfo", None)
+    if fixtureinfo is not None:
+        functions += [defs[-1].func for defs in fixtureinfo.name2fixturedefs.values() if defs]
+    return functions
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks every test with the tiers it belongs to (this module's docstring)."""
+    for item in items:
+        functions = _functions(item)
+        if any(_uses(function, WORKFLOW_USES) for function in functions):
+            item.add_marker(pytest.mark.workflow)
+        if item.path.name in SLURM_MODULES:
+            item.add_marker(pytest.mark.slurm)
+        if "browser_executable" in item.fixturenames or any(_uses(f, BROWSER_USES) for f in functions):
+            item.add_marker(pytest.mark.browser)
+        if "tiny_run" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up (tiny_run runs Snakemake)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    snakemake_helpers.workflow_allowed = item.get_closest_marker("workflow") is not None
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device; PyTorch sees none")

@@ -32,8 +32,8 @@ from comir.train import (
     train,
     unique_parameters,
 )
-from registration_cases import he_shg_scene
-from test_train import TINY, structured_pair
+from helpers.registration_cases import he_shg_scene
+from helpers.training import TINY, structured_pair
 
 RAMP = torch.arange(16.0).repeat(16, 1)[None, None]  # x increases by 1 per pixel
 

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import registration_cases
 from comir import geometry as g
 from comir.register.alpha_amd import (
     AlphaAMDMeasure,
@@ -25,8 +24,9 @@ from comir.register.alpha_amd import (
     round_to_levels,
     symmetric_amd,
 )
-from registration_cases import SIZE
-from registration_cases import pair_error as corner_error
+from helpers import registration_cases
+from helpers.registration_cases import SIZE
+from helpers.registration_cases import pair_error as corner_error
 
 FAST = dict(iterations=(300, 100, 60))  # reduced iteration counts for quick tests
 # alpha-AMD's tests were tuned on the texture without lines.

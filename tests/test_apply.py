@@ -31,7 +31,7 @@ from comir.register.confidence import evidence
 from comir.resampling import Resampling, to_original_grids
 from comir.testset import MATRIX_KEYS
 from comir.train import save_checkpoint
-from registration_cases import make_pair
+from helpers.registration_cases import make_pair
 
 MODALITIES = {"A": {"name": "stain", "channels": 3, "log1p": False}, "B": {"name": "fibres", "channels": 1}}
 
@@ -141,7 +141,8 @@ def test_the_command_and_the_register_rule_agree_on_a_pair(tiny_run, tmp_path):
     # The tiny configuration's cascade parameters (.test/config.yaml); a subprocess, as users run it.
     command = [sys.executable, "-m", "comir", "register", "--model", str(tiny_run / "results/tiny/mse/model/comir.pt"),
                "--reference", str(reference), "--floating", str(floating), "--reference-modality", "A",
-               "--out", str(out), "--params", "{keypoints: {max_error_px: 4, min_octave_px: 16}}"]  # fmt: skip
+               "--out", str(out),
+               "--params", "{keypoints: &k {max_error_px: 4, min_octave_px: 16}, original_keypoints: *k}"]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert run.returncode == (0 if case["status"] == "ok" else 1), run.stderr
     row = pd.read_csv(out / "transform.csv").iloc[0]
@@ -223,6 +224,25 @@ def test_a_pair_at_two_pixel_sizes_is_registered_and_reported_in_its_own_grids(t
     inside = warped > 0
     assert warped.shape == reference.shape  # the floating image at half resolution, upsampled:
     assert np.corrcoef(warped[inside], reference[inside])[0, 1] > 0.9
+
+
+def test_the_cascade_gets_the_originals_on_the_comirs_grid(tmp_path, twin_model_file):
+    """Keypoints on the originals (resampled like the network input) carry a 40 deg pair.
+
+    The cascade's only CoMIR stage, a global search confined to 0 deg, gets it wrong.
+    """
+    reference, floating, truth = make_pair(40.0, (5.0, 3.0))
+    small = cv2.resize(floating, (128, 128), interpolation=cv2.INTER_AREA)
+    truth_small = geometry.compose(truth, geometry.invert(Resampling((256, 256), (128, 128)).matrix))
+    for name, image in {"ref.tif": reference, "flo.tif": small}.items():
+        tifffile.imwrite(tmp_path / name, image)
+    params = {"global_search": {"angle_range_deg": 0}, "keypoints": None, "original_keypoints": {}}
+    pair = register_pair(
+        TrainedModel.load(twin_model_file), tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", "cascade", params,
+        pixel_sizes={"fine": 1.0, "coarse": 2.0},
+    )  # fmt: skip
+    assert pair.result.ok and "kept sift-original" in pair.result.message, pair.result.message
+    assert float(geometry.corner_error(pair.result.matrix, truth_small, 128, 128)) < 1.0
 
 
 def test_pixel_sizes_must_name_both_modalities(tmp_path, twin_model_file):

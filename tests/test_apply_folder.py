@@ -27,7 +27,7 @@ from comir.io import InputError
 from comir.model import Tiramisu, TiramisuConfig
 from comir.testset import MATRIX_KEYS
 from comir.train import save_checkpoint
-from registration_cases import make_pair, texture
+from helpers.registration_cases import make_pair, texture
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"reference": "fine", "method": "fft_search", "params": {"score": "ncc"}}

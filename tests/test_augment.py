@@ -11,7 +11,7 @@ import yaml
 from comir.augment import HED_FROM_RGB, RGB_FROM_HED, augment_patches, stain_jitter
 from comir.config import ConfigError, validate_config
 from comir.train import PatchSampler, TrainingConfig, training_fingerprint
-from test_config import ROOT
+from helpers.project import ROOT
 
 
 def rgb_patches(n=4, size=32, seed=0):

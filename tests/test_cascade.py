@@ -10,8 +10,8 @@ from comir import geometry as g
 from comir.register import make_method
 from comir.register.cascade import CascadeRegistration
 from comir.register.fft_search import overlap_ncc
-from registration_cases import make_pair
-from registration_cases import pair_error as error
+from helpers.registration_cases import make_pair
+from helpers.registration_cases import pair_error as error
 
 
 def test_recovers_a_known_transform_and_logs_every_candidate():
@@ -104,3 +104,34 @@ def test_multichannel_comirs_are_scored_on_the_reference_basis():
     result = CascadeRegistration().register(ref2, flo2)
     assert result.ok, result.message
     assert error(result.matrix, truth, floating) < 1.0
+
+
+def test_keypoints_on_the_originals_are_a_candidate_scored_on_the_comirs():
+    """The originals' SIFT candidate carries a pair, chosen by the CoMIRs' correlation.
+
+    The CoMIRs are too blurred for keypoints and the global search is confined to a wrong angle.
+    """
+    reference, floating, truth = make_pair(40.0, (5.0, 3.0))
+    comirs = [ndimage.gaussian_filter(im, 8).astype(np.float32) for im in (reference, floating)]
+    rgb_reference = np.ascontiguousarray(reference[..., None] * np.array([0.5, 0.3, 0.2], np.float32))
+    params = {"global_search": {"angle_range_deg": 0}}
+    without = make_method("cascade", params, seed=0).register(*comirs)
+    assert error(without.matrix, truth, floating) > 20.0  # no CoMIR candidate is right
+    method = make_method("cascade", {**params, "original_keypoints": {}}, seed=0)
+    assert method.wants_originals and not make_method("cascade", params, seed=0).wants_originals
+    result = method.register(*comirs, originals=(rgb_reference, floating))  # one RGB, one grey modality
+    assert result.ok, result.message
+    assert "sift-original " in result.message and result.message.split("kept ")[-1].startswith("sift-original")
+    assert error(result.matrix, truth, floating) < 1.0
+    assert result.metric > without.metric
+
+
+def test_keypoints_on_the_originals_need_the_originals_on_the_comirs_grid():
+    reference, floating, _ = make_pair(10.0, (2.0, 1.0))
+    method = make_method("cascade", {"original_keypoints": {"max_error_px": 4}}, seed=0)
+    with pytest.raises(ValueError, match="no originals"):
+        method.register(reference, floating)
+    with pytest.raises(ValueError, match="original floating image"):
+        method.register(reference, floating, originals=(reference, floating[:-1]))
+    with pytest.raises(ValueError, match="preset"):
+        make_method("cascade", {"original_keypoints": {"preset": "fiji"}}, seed=0)

@@ -8,12 +8,13 @@ import math
 import cv2
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from comir import geometry as g
 from comir.register import make_method
-from comir.register.coarse_to_fine import CoarseToFine
+from comir.register.coarse_to_fine import CoarseToFine, coarse_to_fine
 from comir.resampling import Resampling, to_original_grids
-from registration_cases import make_pair, pair_error, texture
+from helpers.registration_cases import make_pair, pair_error, texture
 
 SIDE = 1024
 
@@ -100,3 +101,15 @@ def test_too_few_matching_blocks_keep_the_coarse_estimate_and_say_so():
 def test_bad_options_are_rejected(options, message):
     with pytest.raises(ValueError, match=message):
         CoarseToFine(make_method("sift", {}, 0), **options)
+
+
+def test_a_method_using_the_originals_gets_them_reduced_at_the_coarse_level():
+    reference, floating, truth = make_pair(12.0, (6.0, -4.0))
+    blurred = [ndimage.gaussian_filter(im, 8).astype(np.float32) for im in (reference, floating)]
+    method = make_method("cascade", {"global_search": None, "original_keypoints": {"min_octave_px": 32}}, seed=0)
+    wrapped = coarse_to_fine(method, 128, "rigid", 0)
+    assert wrapped.wants_originals and not coarse_to_fine(make_method("sift", {}, 0), 64, "rigid", 0).wants_originals
+    result = wrapped.register(*blurred, originals=(reference, floating))
+    assert result.ok, result.message
+    assert "kept sift-original" in result.message and "coarse level 1/2.00" in result.message
+    assert pair_error(result.matrix, truth, floating) < 2.0

@@ -23,10 +23,10 @@ from comir.evaluate.confidence import acceptance_markdown, acceptance_table
 from comir.geometry import IDENTITY
 from comir.io import InputError
 from comir.register import make_method
-from comir.register.cases import Judge, register_cases, results_evidence, unrelated_partner
+from comir.register.cases import Judge, register_cases, result_columns, results_evidence, unrelated_partner
 from comir.register.confidence import evidence
 from comir.testset import MATRIX_KEYS
-from registration_cases import crop_pair, texture
+from helpers.registration_cases import crop_pair, texture
 
 EVIDENCE = [(0.9, 12.0, 0.9), (0.8, 9.0, 0.8), (0.3, 2.0, 0.5), (0.2, 1.0, 0.4), (0.85, 3.0, 0.3), (0.25, 8.0, 0.9)]
 ROWS = [{"quality": q, "prominence": p, "overlap": o} for q, p, o in EVIDENCE]
@@ -64,16 +64,26 @@ def test_the_logistic_fit_solves_its_penalised_score_equations():
     assert abs(np.sum(p - y)) < 1e-4
 
 
-def test_threshold_for_bounds_the_false_accepts_of_the_calibration_data():
+def test_threshold_for_bounds_the_false_accepts_and_sits_mid_gap():
     probability = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2])
     correct = np.array([True, True, False, True, False, False, False, False])
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
     threshold = threshold_for(probability, correct, 0.0)
-    assert 0.8 < threshold < 0.9  # above the best-scoring wrong result
-    assert threshold_for(probability, correct, 0.2) == pytest.approx(0.6, abs=1e-9)  # one of five wrong may pass
+    # Above the best-scoring wrong result (0.8), below the least right one above it (0.9), midway in log-odds.
+    assert logit(threshold) == pytest.approx((logit(0.8) + logit(0.9)) / 2)
+    loose = threshold_for(probability, correct, 0.2)  # one of five wrong may pass: 0.6 is the highest rejected
+    assert logit(loose) == pytest.approx((logit(0.6) + logit(0.7)) / 2) and 0.6 < loose < 0.7
     assert threshold_for(probability, correct, 1.0) == 0.0
     assert threshold_for(probability, np.ones(8, bool), 0.05) == 0.0
     ties = threshold_for(np.array([0.5, 0.5, 0.5]), np.array([True, False, False]), 0.0)
     assert ties > 0.5  # a tie with a wrong result is not accepted
+    only_wrong_above = threshold_for(np.array([0.9, 0.2]), np.array([False, True]), 0.0)
+    assert 0.9 < only_wrong_above < 0.9 + 1e-12  # no right result above: just above the bound
+    # The same calibration results are accepted as with the bound itself.
+    for rate in (0.0, 0.2, 0.5):
+        t = threshold_for(probability, correct, rate)
+        bound = np.sort(probability[~correct])[::-1][int(math.floor(rate * 5))]
+        np.testing.assert_array_equal(probability >= t, probability > bound)
 
 
 def test_reliability_table_counts_and_rates_per_bin():
@@ -199,3 +209,14 @@ def test_the_acceptance_table_counts_by_hand():
     assert "1/4" in acceptance_markdown(acceptance_table(results, unrelated, 0.05))
     with pytest.raises(InputError, match="not calibrated"):
         acceptance_table(results.drop(columns=["confidence"]), unrelated, 0.05)
+
+
+def test_unrelated_pairs_of_a_test_set_without_partners_are_an_empty_table_with_its_columns(comir_cases):
+    cases, folder = comir_cases
+    one_place = cases.assign(image_id="img0")  # two overlapping crops of one image: nothing unrelated
+    run = (one_place, folder, make_method("fft_search", {}, 0), "fft", "comir", "B_to_A", MODALITIES)
+    table = register_cases(*run, Judge(0), True)
+    assert table.empty and list(table.columns) == result_columns(Judge(0), True)
+    assert {"partner", *FEATURES, "error_px", "message"} <= set(table.columns)
+    full = register_cases(*run, Judge(0))
+    assert list(full.columns) == result_columns(Judge(0))  # the same columns as a table with rows

@@ -1,17 +1,9 @@
 import copy
-from pathlib import Path
 
 import pytest
-import yaml
 
 from comir.config import ConfigError, load_config, validate_config, variant_config
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def demo():
-    return yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-
+from helpers.project import ROOT, demo
 
 # Shipped overlays and the configuration they are merged onto (--configfile base overlay).
 OVERLAYS = {"bfshg-apply.yaml": "bfshg-dev.yaml", "bfshg-gan.yaml": "bfshg-dev.yaml", "demo-gan.yaml": "demo.yaml"}
@@ -162,6 +154,12 @@ def test_defaults_are_not_shared_between_datasets():
             c4={"model_from": "default", "modalities": {"B": {"stain_normalization": "macenko"}}}
         ),
          "variants/c4/model_from: a variant that uses 'default'.s networks cannot override model, training or modal"),
+        (lambda c: c["datasets"]["synthetic"].update(variants={"mine": {"model_file": "no/such/comir.pt"}}),
+         "variants/mine/model_file: 'no/such/comir.pt' is not a file"),
+        (lambda c: c["datasets"]["synthetic"].setdefault("variants", {"default": {}}).update(
+            mine={"model_file": __file__, "training": {"epochs": 2}}
+        ),
+         "variants/mine/model_file: a variant that uses a model file cannot also set training"),
         (lambda c: c["datasets"]["synthetic"].update(variants={"x": {"modalities": {"A": {"channels": 3}}}}),
          "variants/x/modalities/A: unknown key.*channels"),
         (lambda c: c["datasets"]["synthetic"].update(evaluation={"reference_variant": "base"}),

@@ -1,6 +1,6 @@
 """The CurveAlign-style BF/SHG baseline: collagen segmentation, then rigid MI.
 
-Images come from :func:`registration_cases.he_shg_scene` (a Beer-Lambert H&E
+Images come from :func:`helpers.registration_cases.he_shg_scene` (a Beer-Lambert H&E
 image and an SHG image of the same known collagen, nuclei and holes) and, for a
 more realistic check, from the project's synthetic generator.  Pairs with known
 transforms are cut from a larger source after warping (no padding).
@@ -30,7 +30,7 @@ from comir.register.curvealign import (
     stretch_channels,
 )
 from comir.testset import MATRIX_KEYS
-from registration_cases import SIZE, he_shg_scene, make_colour_pair, pair_error
+from helpers.registration_cases import SIZE, he_shg_scene, make_colour_pair, pair_error
 
 # Known transforms within single-start MI's reach (initial corner error 12-26 px).
 CASES = [(5.0, (6.0, -4.0)), (-8.0, (-5.0, 7.0)), (3.0, (-9.0, -3.0)), (-4.0, (8.0, 5.0)), (7.0, (2.0, -8.0))]

@@ -1,4 +1,4 @@
-"""Tests for comir.data.zenodo against a loopback fake Zenodo (tests/fake_zenodo.py): no network."""
+"""Tests for comir.data.zenodo against a loopback fake Zenodo (tests/helpers/fake_zenodo.py): no network."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from comir.data.zenodo import (
     unpack,
 )
 from comir.io import InputError
-from fake_zenodo import RECORD, FakeZenodo, corrupted
+from helpers.fake_zenodo import RECORD, FakeZenodo, corrupted
 
 RID = 4242
 FAST = {"retries": 3, "backoff_s": 0.001, "timeout_s": 5.0, "progress": False}

@@ -1,6 +1,6 @@
 """elastix (itk-elastix) as a registration method: known transforms, seeds, masks, failures, parameters.
 
-The pairs are those of the other method tests (:mod:`registration_cases`, 256 px: elastix's cost
+The pairs are those of the other method tests (:mod:`helpers.registration_cases`, 256 px: elastix's cost
 is its samples and iterations, ~0.5 s a pair, hardly the image size). The first registration of
 the session pays the import of itk and its elastix module (5-12 s).
 """
@@ -20,7 +20,7 @@ from comir import geometry as g
 from comir.register import METHODS, ElastixRegistration, make_method
 from comir.register import elastix as elastix_module
 from comir.register.elastix import explain_elastix_error, final_metric
-from registration_cases import SOURCE, crop_pair, make_pair, pair_error, texture
+from helpers.registration_cases import SOURCE, crop_pair, make_pair, pair_error, texture
 
 # The map elastix gets, beyond the values read from itk-elastix's default map (see the module doc).
 EXPECTED_MAP = {

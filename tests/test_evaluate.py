@@ -745,6 +745,8 @@ def test_timing_table_reads_benchmarks_per_stage_and_pair(tmp_path):
         timing_table(broken, infer, regs, jobs, n_pairs=20)
     with pytest.raises(ValueError, match="2 registration benchmarks for 1 jobs"):
         timing_table(train, infer, regs, jobs[:1], n_pairs=20)
+    imported = timing_table(None, infer, regs, jobs, n_pairs=20)  # a model file trained elsewhere
+    assert list(imported["stage"]) == ["inference", "registration", "registration"]
 
 
 def test_pooled_results_keep_the_datasets_cases_apart():

@@ -18,8 +18,8 @@ from comir import geometry as g
 from comir.register.base import RegistrationResult
 from comir.register.fft_scores import lag_range
 from comir.register.fft_search import FFTSearchRegistration, angle_grid
-from registration_cases import SOURCE, make_pair, texture
-from registration_cases import pair_error as error
+from helpers.registration_cases import SOURCE, make_pair, texture
+from helpers.registration_cases import pair_error as error
 
 
 def assert_rigid(matrix: np.ndarray) -> None:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import comir.precision
-from comir.infer import compute_comir
+from comir.infer import check_model_settings, compute_comir
 from comir.io import comir_preview
 from comir.model import Tiramisu, TiramisuConfig, required_margin
 
@@ -191,3 +191,15 @@ def test_c4_averaging_rotates_exactly_with_the_image(model):
     parts = [np.rot90(compute_comir(model, np.rot90(image, k, axes=(1, 2)).copy()), -k, axes=(1, 2)) for k in range(4)]
     mean = np.mean(parts, axis=0)
     np.testing.assert_allclose(compute_comir(model, image, c4_average=True), mean, atol=1e-5 * np.abs(mean).max())
+
+
+def test_a_model_file_trained_on_other_image_settings_is_refused():
+    recorded = {"modalities": {"A": {"name": "BF", "channels": 3, "log1p": False},
+                               "B": {"name": "SHG", "channels": 1, "log1p": True}}}  # fmt: skip
+    same = {"A": {"name": "BF", "channels": 3, "log1p": False}, "B": {"name": "SHG", "channels": 1, "log1p": True}}
+    check_model_settings(recorded, same, "m.pt")
+    other = {**same, "B": {**same["B"], "log1p": False}}
+    with pytest.raises(ValueError, match=r"m.pt was trained on other image settings: B.log1p is True there"):
+        check_model_settings(recorded, other, "m.pt")
+    with pytest.raises(ValueError, match="it has no modality B"):
+        check_model_settings({"modalities": {"A": recorded["modalities"]["A"]}}, same, "m.pt")

@@ -14,7 +14,7 @@ from comir.io import InputError
 from comir.masks import constant_border_mask, image_mask, read_mask, working_mask
 from comir.register import make_method
 from comir.register.base import fill_invalid
-from registration_cases import make_colour_pair, make_pair, pair_error
+from helpers.registration_cases import make_colour_pair, make_pair, pair_error
 
 # Methods and settings that register the wedge pair (SIFT with the project's 256 px setting).
 METHODS = {

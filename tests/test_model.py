@@ -307,7 +307,7 @@ def test_required_margin_covers_the_field_of_every_residue():
         assert first_needed >= -margin and last_needed <= period - 1 + margin
         # ... and one period less would not do.
         assert first_needed < -(margin - period) or last_needed > period - 1 + margin - period
-    # The networks of this project (README): demo, test and paper configurations.
+    # The networks of this project (config/README.md, "Defaults"): demo, test and paper configurations.
     assert required_margin(TiramisuConfig(3, 1, init_filters=16, down_blocks=(2, 2, 2), bottleneck=2)) == 56
     assert required_margin(TiramisuConfig(3, 1, init_filters=8, down_blocks=(1, 1), bottleneck=1)) == 16
     assert required_margin(TiramisuConfig(3, 1)) == 832

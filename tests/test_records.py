@@ -20,7 +20,7 @@ from comir.data.layouts import detect_layout, split_of_folder
 from comir.data.prebuilt import import_prebuilt_testset
 from comir.io import InputError, read_image, to_float01
 from comir.testset import MATRIX_KEYS, TESTSET_COLUMNS
-from fake_records import (
+from helpers.fake_records import (
     build_fake_bfshg,
     build_fake_multiregeval_eval,
     build_fake_zurich,

@@ -43,7 +43,7 @@ from comir.register.sift import (
     rigid_hypotheses,
     unique_targets,
 )
-from registration_cases import SIZE, SOURCE, make_colour_pair, make_pair, pair_error, texture
+from helpers.registration_cases import SIZE, SOURCE, make_colour_pair, make_pair, pair_error, texture
 
 
 def error(result: RegistrationResult, truth: np.ndarray, floating: np.ndarray) -> float:

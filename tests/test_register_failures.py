@@ -16,16 +16,17 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from comir import geometry as g
-from comir.io import write_tiff
+from comir.io import read_image, write_tiff
 from comir.register import RegistrationFailure, RegistrationResult, make_method, timed
 from comir.register.base import OK, is_registration_failure
 from comir.register.cases import non_finite_count, register_cases
 from comir.register.mi import MutualInformationRegistration
 from comir.register.sift import SiftRegistration
 from comir.testset import MATRIX_KEYS
-from registration_cases import SIZE, make_pair
+from helpers.registration_cases import SIZE, make_pair
 
 
 @dataclass
@@ -201,3 +202,18 @@ def test_non_finite_count():
     assert non_finite_count(np.array([1.0, np.nan, np.inf, -np.inf])) == 3
     assert non_finite_count(np.array([1e300, 1.0])) == 1  # beyond float32: infinite once cast
     assert non_finite_count(np.arange(5, dtype=np.uint16)) == 0
+
+
+def test_a_method_using_the_originals_gets_the_test_sets_original_patches(tmp_path):
+    """The cascade's keypoints on the originals (``original_dir``) carry CoMIRs too blurred for its own."""
+    cases = write_testset(tmp_path / "originals")
+    (tmp_path / "comirs").mkdir()
+    for file in (tmp_path / "originals").glob("*.tif"):  # "CoMIRs" without keypoints
+        write_tiff(tmp_path / "comirs" / file.name, ndimage.gaussian_filter(read_image(file), 8).astype(np.float32))
+    method = make_method("cascade", {"global_search": None, "original_keypoints": {}}, 0)
+    run = (cases, tmp_path / "comirs", method, "cascade", "comir", "A_to_B", MODALITIES)
+    with pytest.raises(ValueError, match="original_dir"):
+        register_cases(*run)
+    table = register_cases(*run, original_dir=tmp_path / "originals")
+    assert (table["status"] == "ok").all(), list(table["message"])
+    assert table["message"].str.contains("kept sift-original").all() and (table["error_px"] < 1.0).all()

@@ -1,4 +1,4 @@
-"""Reruns redo only what an edit changes (README, "Ablations").
+"""Reruns redo only what an edit changes (docs/how-to/ablations.md, "A changed setting reruns ...").
 
 Each test edits the tiny configuration after a complete run and asserts the exact set of jobs
 that a dry run plans: rules get only the configuration they use, in canonical form, so an
@@ -16,7 +16,7 @@ import pytest
 import tifffile
 import yaml
 
-from conftest import TINY_CONFIG, planned_jobs
+from helpers.snakemake import TINY_CONFIG, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -216,7 +216,6 @@ def test_images_of_a_pairs_folder_are_inputs(tmp_path):
     target = "results/mine/data/pairs.csv"
     prepare = {("prepare_data", "dataset=mine")}
     assert plan(tmp_path, config, target, "--cores", "1", "--forceall") == prepare
-    from conftest import run_snakemake
 
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(config))

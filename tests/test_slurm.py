@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, SNAKEMAKE, TINY_CONFIG
+from helpers.snakemake import ROOT, SNAKEMAKE, TINY_CONFIG
 
 CONFIG = TINY_CONFIG
 # Faster than the profile's 20 s for second-long test jobs; logs of successful jobs kept as evidence.

@@ -9,8 +9,8 @@ from comir.augment import RGB_FROM_HED, stain_jitter
 from comir.config import ConfigError, validate_config
 from comir.preprocess import prepare_modality_image
 from comir.stain import REFERENCE_STAINS, stain_deconvolution
-from registration_cases import he_shg_scene
-from test_config import demo
+from helpers.project import demo
+from helpers.registration_cases import he_shg_scene
 
 
 def _rgb_from_concentrations(stains: np.ndarray, concentrations: np.ndarray) -> np.ndarray:

@@ -11,8 +11,8 @@ from comir import geometry as g
 from comir.register import make_method
 from comir.register.fft_search import ecc_refine
 from comir.register.sift import ransac_fit
-from registration_cases import SOURCE, crop_pair, texture
-from registration_cases import pair_error as error
+from helpers.registration_cases import SOURCE, crop_pair, texture
+from helpers.registration_cases import pair_error as error
 
 
 def similarity(scale: float, angle_deg: float) -> np.ndarray:

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from comir.testset import MATRIX_KEYS
-from conftest import ROOT, TINY_CONFIG, planned_jobs
-from conftest import run_snakemake as snakemake
+from helpers.snakemake import ROOT, TINY_CONFIG, planned_jobs
+from helpers.snakemake import run_snakemake as snakemake
 
 
 def test_demo_dag_plans_every_stage(tmp_path):
@@ -287,3 +287,17 @@ def test_calibrated_confidence_runs_for_real(tmp_path):
     assert len(merged) == 4 and (merged["status"] == merged["status_rule"]).all()
     assert summary["confidence"].between(0, 1).all()
     assert (results / "model" / "comir-calibrated.pt").stat().st_size > (results / "model" / "comir.pt").stat().st_size
+    # The same model as a file trained elsewhere (variant model_file): evaluated and calibrated
+    # without training, it gives the trained variant's calibration.
+    tiny["variants"]["imported"] = {"model_file": "results/tiny/mse/model/comir.pt"}
+    path.write_text(yaml.safe_dump(config))
+    imported = tmp_path / "results" / "tiny" / "imported"
+    targets = [imported / "model" / "comir-calibrated.pt", imported / "evaluation" / "main" / "tables" / "timing.csv"]
+    relative = [str(target.relative_to(tmp_path)) for target in targets]  # targets as the rules name them
+    run = snakemake("--cores", "2", *relative, "--configfile", str(path), cwd=tmp_path, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "rule train:" not in run.stdout + run.stderr  # (local)rule train: nothing trained
+    for name in ["sift", "cascade"]:
+        ours, theirs = (json.loads((r / "confidence" / f"{name}.json").read_text()) for r in (imported, results))
+        assert ours["threshold"] == pytest.approx(theirs["threshold"]) and ours["counts"] == theirs["counts"]
+    assert "training" not in set(pd.read_csv(targets[1])["stage"])

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import run_snakemake
-from fake_records import build_fake_bfshg, zip_record
-from fake_zenodo import FakeZenodo
+from helpers.fake_records import build_fake_bfshg, zip_record
+from helpers.fake_zenodo import FakeZenodo
+from helpers.snakemake import run_snakemake
 
 RECORD = 3874362
 TARGETS = ["results/bf/testsets/paper/cases.csv", "results/bf/testsets/zenodo/cases.csv"]

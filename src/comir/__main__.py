@@ -3,7 +3,7 @@
     python -m comir register --model results/bfshg-dev/default/model/comir.pt
         --reference he.tif --reference-modality BF --floating shg.tif --out registered/core1
 
-See :mod:`comir.apply` and README "Register your own images".  Exit status: 0 registered, 1 the
+See :mod:`comir.apply`, docs/how-to/register.md and docs/reference/cli.md.  Exit status: 0 registered, 1 the
 method reported a failure or, with a calibrated model (rule calibrate_model), the result's confidence
 is below the threshold (``transform.csv`` says why, with the confidence), 2 bad input (nothing written): a setting
 outside its limits, an output folder that is a file or holds outputs, or images the model cannot

@@ -65,6 +65,7 @@ import torch
 from comir import geometry
 from comir.calibration import LOW_CONFIDENCE, Calibration, calibration_key
 from comir.config import load_schema, schema_problems, section_defaults, section_problems
+from comir.geometry import MATRIX_KEYS
 from comir.infer import compute_comir, inference_network
 from comir.io import (
     InputError,
@@ -85,7 +86,6 @@ from comir.register.base import RegistrationResult, fill_invalid
 from comir.register.coarse_to_fine import REGISTER_MAX_PX, coarse_to_fine
 from comir.register.confidence import evidence
 from comir.resampling import Resampling, to_original_grids
-from comir.testset import MATRIX_KEYS
 from comir.train import input_statistics, load_checkpoint, resolve_device
 
 log = logging.getLogger(__name__)
@@ -601,16 +601,20 @@ def register_pair(
     options = {**section_defaults("inference"), **(inference or {})}
     device = resolve_device(options.pop("device"))
     engine = options.pop("engine")
-    comirs, comir_masks = [], []
+    with_originals = bool(getattr(registration, "wants_originals", False))
+    comirs, comir_masks, originals = [], [], []
     for slot in (ref_slot, flo_slot):
         network = inference_network(model.networks[slot], engine, device)
         prepared = resamplings[slot].apply(checked.prepared.pop(slot))  # the checked input, freed once used
         valid = working_mask(full_masks[slot], prepared.shape[1:], 0.0)
-        prepared = np.moveaxis(fill_invalid(np.moveaxis(prepared, 0, -1), valid), -1, 0)
-        comirs.append(compute_comir(network, prepared, device=device, **options))
+        prepared = fill_invalid(np.moveaxis(prepared, 0, -1), valid)
+        if with_originals:  # the network input on the CoMIR's grid, for the method's keypoints on the originals
+            originals.append(prepared)
+        comirs.append(compute_comir(network, np.moveaxis(prepared, -1, 0), device=device, **options))
         comir_masks.append(working_mask(full_masks[slot], comirs[-1].shape[1:], mask_margin_px))
     as_image = [c[0] if c.shape[0] == 1 else np.moveaxis(c, 0, -1) for c in comirs]
-    result = registration.register(*as_image, reference_mask=comir_masks[0], floating_mask=comir_masks[1])
+    extra = {"originals": tuple(originals)} if with_originals else {}
+    result = registration.register(*as_image, reference_mask=comir_masks[0], floating_mask=comir_masks[1], **extra)
     confidence = math.nan
     if calibration is not None:
         confidence, result = judged(calibration, result, as_image, comir_masks, seed)

@@ -149,18 +149,34 @@ def reliability_table(probability: np.ndarray, correct: np.ndarray, bins: int = 
 
 
 def threshold_for(probability: np.ndarray, correct: np.ndarray, false_accept_rate: float) -> float:
-    """The least threshold at which at most ``false_accept_rate`` of the wrong results are accepted.
+    """The threshold that accepts at most ``false_accept_rate`` of the wrong results, in the middle of the gap.
 
-    Accepted means ``probability >= threshold``.  With no wrong result every result is accepted (0).
+    Accepted means ``probability >= threshold``.  The highest wrong
+    probability that must be rejected (the ``floor(rate * k)``-th highest of
+    ``k`` wrong ones, 0-based) bounds it from below; the least right
+    probability above that bound, from above.  Every threshold between the
+    two accepts the same calibration results, so it sits midway between them
+    in log-odds: as far from the wrong ones as from the right ones, for data
+    that shift (docs/method.md, section 15).  Without a right result above
+    the bound it lies just above the bound (ties with a wrong result are
+    rejected); with no wrong result every result is accepted (0).
     """
-    wrong = np.sort(np.asarray(probability, float)[~np.asarray(correct, bool)])[::-1]
+    probability, correct = np.asarray(probability, float), np.asarray(correct, bool)
+    wrong = np.sort(probability[~correct])[::-1]
     allowed = int(math.floor(false_accept_rate * wrong.size))  # wrong results that may pass
-    if wrong.size == 0:
+    if wrong.size == 0 or allowed >= wrong.size:
         return 0.0
-    if allowed >= wrong.size:
-        return 0.0
-    # Accept strictly above the (allowed + 1)-th highest wrong probability.
-    return float(np.nextafter(wrong[allowed], np.inf))
+    bound = wrong[allowed]  # the highest wrong probability rejected
+    above = probability[correct & (probability > bound)]
+    if above.size == 0:
+        return float(np.nextafter(bound, np.inf))
+    middle = float(_sigmoid(np.float64(0.5 * (_logit(bound) + _logit(float(above.min()))))))
+    return float(max(middle, np.nextafter(bound, np.inf)))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-12), 1.0 - 1e-12)  # 0 and 1 (the degenerate calibrations) stay finite
+    return math.log(p / (1.0 - p))
 
 
 def fit_calibration(

@@ -194,6 +194,10 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+# Variant keys that say where its networks come from instead of overriding the dataset's settings.
+MODEL_SOURCES = ("model_from", "model_file")
+
+
 def variant_config(dataset: Mapping[str, Any], variant: str) -> dict[str, Any]:
     """A dataset's configuration as ``variant`` runs it (its overrides merged onto the dataset).
 
@@ -203,7 +207,7 @@ def variant_config(dataset: Mapping[str, Any], variant: str) -> dict[str, Any]:
     if variant not in dataset["variants"]:
         raise KeyError(f"unknown variant {variant!r}; this dataset has {', '.join(dataset['variants'])}")
     base = {key: value for key, value in dataset.items() if key != "variants"}
-    overrides = {key: value for key, value in dataset["variants"][variant].items() if key != "model_from"}
+    overrides = {key: value for key, value in dataset["variants"][variant].items() if key not in MODEL_SOURCES}
     merged = deep_merge(base, overrides)
     for _ in _Validator(_dataset_schema()).iter_errors(merged):  # fills defaults; problems were reported
         pass
@@ -232,6 +236,11 @@ def section_defaults(section: str, schema: Mapping[str, Any] | None = None) -> d
 def model_variant(dataset: Mapping[str, Any], variant: str) -> str:
     """The variant whose trained networks ``variant`` uses: its ``model_from``, else itself."""
     return dataset["variants"][variant].get("model_from", variant)
+
+
+def model_file(dataset: Mapping[str, Any], variant: str) -> str | None:
+    """The model file trained elsewhere that ``variant`` (or its ``model_from``) uses; None when it trains."""
+    return dataset["variants"][model_variant(dataset, variant)].get("model_file")
 
 
 def schema_problems(instance: Any, schema: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -271,12 +280,26 @@ def _variant_problems(name: str, dataset: Mapping[str, Any], schema: Mapping[str
             problems.append(
                 f"{where}: a variant that uses {source!r}'s networks cannot override model, training or modalities"
             )
+        problems += _model_file_problems(f"datasets/{name}/variants/{variant}/model_file", overrides)
         merged = variant_config(dataset, variant)
         prefix = f"datasets/{name}/"
         found = schema_problems(merged, dataset_schema, prefix)
         found = found or [p for p in _dataset_problems(name, merged) if p not in inherited]
         problems += [f"{prefix}variants/{variant}/{p.removeprefix(prefix)}" for p in found]
     return problems
+
+
+def _model_file_problems(where: str, overrides: Mapping[str, Any]) -> list[str]:
+    """A variant's ``model_file``: alone (no model_from, model, training or modalities), and a file."""
+    file = overrides.get("model_file")
+    if file is None:
+        return []
+    clashes = sorted({"model_from", "model", "training", "modalities"} & set(overrides))
+    if clashes:
+        return [f"{where}: a variant that uses a model file cannot also set {', '.join(clashes)}"]
+    if not Path(file).is_file():
+        return [f"{where}: {file!r} is not a file (paths are relative to the working directory {Path.cwd()})"]
+    return []
 
 
 def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:

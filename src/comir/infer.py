@@ -36,9 +36,9 @@ ENGINES = ("onnxruntime", "torch")
 class OnnxRuntimeNetwork:
     """A network exported to ONNX (any input size) and run by ONNX Runtime on the CPU.
 
-    The same CoMIR as the PyTorch network to float32 rounding (about 1e-6 of its range) in
-    less than half the time on two cores, at about 40 % more peak memory (the runtime's memory
-    arena): benchmarks/bench_network.py, README "Speed and memory". Exported from the
+    The same CoMIR as the PyTorch network to float32 rounding (about 1e-6 of its range), faster
+    on the CPU for more peak memory (the runtime's memory arena); timings and memory:
+    benchmarks/bench_network.py, docs/results/speed.md ("networks"). Exported from the
     training-time graph (one concatenation per dense layer), which the runtime executes faster
     than the in-place feature buffer of PyTorch inference. Called like the module, on CPU tensors.
     """
@@ -77,6 +77,27 @@ class OnnxRuntimeNetwork:
         Tiramisu.check_input(self.config, x)
         image = x.detach().cpu().contiguous().numpy()
         return torch.from_numpy(self.session.run(None, {"image": image})[0])
+
+
+def check_model_settings(payload: Mapping[str, Any], modalities: Mapping[str, Mapping[str, Any]], path: Any) -> None:
+    """Stop unless the model file's recorded image settings are ``modalities``' (what turns images into input).
+
+    A network sees images prepared as when it was trained; a model file trained elsewhere (a
+    variant's ``model_file``) with, e.g., another ``log1p`` or stain normalisation would give
+    CoMIRs of the wrong input.  ``payload``: the model file's contents (:func:`comir.train.load_checkpoint`).
+    """
+    stored = payload.get("modalities") or {}
+    problems = []
+    for slot, settings in modalities.items():
+        recorded = stored.get(slot)
+        if recorded is None:
+            problems.append(f"it has no modality {slot}")
+            continue
+        for key, value in settings.items():
+            if key in recorded and recorded[key] != value:
+                problems.append(f"{slot}.{key} is {recorded[key]!r} there and {value!r} in the configuration")
+    if problems:
+        raise ValueError(f"the model file {path} was trained on other image settings: " + "; ".join(problems))
 
 
 def inference_network(model: Tiramisu, engine: str, device: torch.device | str) -> Tiramisu | OnnxRuntimeNetwork:

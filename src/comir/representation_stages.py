@@ -319,12 +319,8 @@ def reproducibility_table(
     kernels can make them differ, and the cell measures that.
 
     Time: ``sum(models)`` runs of ``steps`` training steps plus, per run, the BatchNorm
-    re-estimation and validation batches of one epoch and the CoMIRs of the patches. Measured on 2
-    CPU cores: the workflow test's tiny network (8 filters, two down blocks of one layer, batch 4 of
-    32 px) takes about 0.5 s per run with 20 steps, so 4 models per cell and 2 patches of 64 px
-    make a 30 s job; the demo network (16 filters, three down blocks of two layers, batch 16 of
-    64 px) about 0.5 s per step plus 3 s per run, so 4 models of 20 steps per cell take about
-    3.5 min.
+    re-estimation and validation batches of one epoch and the CoMIRs of the patches (timings:
+    docs/results/speed.md).
 
     Returns ``(summary, pairwise)``: one row per cell and modality (``seed``, ``image``,
     ``modality``, ``models``, ``steps``, ``patches``, ``mean_correlation``, ``ci_low``,

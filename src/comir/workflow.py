@@ -4,7 +4,7 @@ Snakemake reruns a job when the ``params`` it was run with change (its ``params`
 rerun trigger compares their ``repr``). Each rule therefore receives only the part of
 the configuration that it uses, in a canonical form (:func:`canonical`: mappings with
 sorted keys), so that an unrelated edit, or merely re-ordered keys, reruns nothing;
-see README "Ablations".
+see docs/how-to/ablations.md, "A changed setting reruns only the jobs it affects".
 """
 
 from __future__ import annotations

@@ -24,11 +24,12 @@
 #   evaluation/                against known transforms: per-case rows, success table, eCDF
 #
 # Rule params: each rule gets only the configuration it uses, in canonical form (sorted keys),
-# because Snakemake reruns a job whose params changed (README, "Ablations").
+# because Snakemake reruns a job whose params changed (docs/how-to/ablations.md).
 # Paths: a rule's output and benchmark declarations are the only place each path is written;
 # helpers and rule all fill them in (`rules.<name>.output`, `fill`, `expand`).
 
 from comir.config import (
+    model_file,
     model_variant,
     section_defaults,
     stress_testset_name,
@@ -37,6 +38,7 @@ from comir.config import (
 from comir.data.pairs import image_files
 from comir.io import IMAGE_SUFFIXES
 from comir.masks import MASK_MODES
+from comir.register import uses_originals
 from comir.workflow import canonical, modality_fields, pick
 
 DATASETS = config["datasets"]
@@ -59,11 +61,19 @@ def variant_dataset_config(wildcards):
 
 
 def trained_model(wildcards):
-    """The networks a variant uses: its own, or those of the variant named by its model_from."""
+    """The networks a variant uses: its own, those of the variant named by its model_from, or
+    its model_file (trained elsewhere)."""
+    return model_path(wildcards.dataset, wildcards.variant)
+
+
+def model_path(dataset, variant):
+    cfg = DATASETS[dataset]
+    if model_file(cfg, variant) is not None:
+        return model_file(cfg, variant)
     return fill(
         rules.train.output.model,
-        dataset=wildcards.dataset,
-        variant=model_variant(DATASETS[wildcards.dataset], wildcards.variant),
+        dataset=dataset,
+        variant=model_variant(cfg, variant),
     )
 
 
@@ -361,6 +371,20 @@ def registration_images(wildcards):
     )
 
 
+def registration_originals(wildcards):
+    """The test set's original patches for a run on CoMIRs or translations whose method uses them
+    besides (the cascade's original_keypoints); nothing otherwise."""
+    spec = registration_spec(wildcards)
+    on_originals = source_input(wildcards.dataset, wildcards.source) == ORIGINAL
+    if on_originals or not uses_originals(spec["method"], spec.get("params")):
+        return []
+    return fill(
+        rules.build_testset.output.images,
+        dataset=wildcards.dataset,
+        testset=wildcards.testset,
+    )
+
+
 def registration_spec(wildcards):
     spec = DATASETS[wildcards.dataset]["registration"][wildcards.run]
     image_input = source_input(wildcards.dataset, wildcards.source)
@@ -384,8 +408,13 @@ def stage_benchmarks(wildcards):
     """The benchmark files behind the timing table (paper, Table 3) of one variant and test set."""
     d, v, t = wildcards.dataset, wildcards.variant, wildcards.testset
     return {
-        "train": fill(
-            rules.train.benchmark, dataset=d, variant=model_variant(DATASETS[d], v)
+        # A model file trained elsewhere has no training time here.
+        "train": (
+            []
+            if model_file(DATASETS[d], v)
+            else fill(
+                rules.train.benchmark, dataset=d, variant=model_variant(DATASETS[d], v)
+            )
         ),
         "inference": fill(
             rules.compute_comirs.benchmark, dataset=d, variant=v, testset=t
@@ -549,7 +578,9 @@ def final_outputs():
     outputs = []
     for dataset, cfg in DATASETS.items():
         variants, testsets = list(cfg["variants"]), list(cfg["testsets"])
-        trained = sorted({model_variant(cfg, v) for v in variants})
+        trained = sorted(
+            {model_variant(cfg, v) for v in variants if model_file(cfg, v) is None}
+        )
         outputs += expand(rules.train.output.plot, dataset=dataset, variant=trained)
         outputs += expand(
             per_testset, dataset=dataset, variant=variants, testset=testsets
@@ -610,11 +641,7 @@ def apply_model(wildcards):
             dataset=model["dataset"],
             variant=model["variant"],
         )
-    return fill(
-        rules.train.output.model,
-        dataset=model["dataset"],
-        variant=model_variant(dataset, model["variant"]),
-    )
+    return model_path(model["dataset"], model["variant"])
 
 
 def apply_testset_pairs(job):

@@ -3,6 +3,7 @@ rule register:
     variant's CoMIRs (with a calibration: each result's confidence)."""
     input:
         images=registration_images,
+        originals=registration_originals,
         cases=rules.build_testset.output.cases,
         calibration=calibration_input,
     output:

@@ -67,9 +67,8 @@ stains:
 Scales are chosen for the paper's protocol: 128 px training patches and
 256 px test patches each contain many fibres and nuclei, and the fibre layout
 is random (no periodicity), so the correct alignment is unambiguous.
-Generation of a 512 px pair takes about 0.2 s on one CPU core (vectorised
-numpy plus OpenCV drawing; Python loops only over fibres, fibre chunks and
-nuclei).
+Generation is vectorised (NumPy plus OpenCV drawing; Python loops only over
+fibres, fibre chunks and nuclei); its time: docs/results/speed.md.
 """
 
 from __future__ import annotations

@@ -44,19 +44,25 @@ def read_benchmark(path: str | os.PathLike[str]) -> pd.Series:
 
 
 def timing_table(
-    train: str | os.PathLike[str],
+    train: str | os.PathLike[str] | None,
     inference: str | os.PathLike[str],
     registrations: Sequence[str | os.PathLike[str]],
     jobs: Sequence[Sequence[str]],
     n_pairs: int,
 ) -> pd.DataFrame:
-    """Rows for training, inference and each registration job (``jobs``: (source, run, direction))."""
+    """Rows for training, inference and each registration job (``jobs``: (source, run, direction)).
+
+    ``train`` None (a model file trained elsewhere): no training row.
+    """
     if len(registrations) != len(jobs):
         raise ValueError(f"{len(registrations)} registration benchmarks for {len(jobs)} jobs")
     if n_pairs < 1:
         raise ValueError("the test set has no cases")
     rows = [
-        {"stage": "training", "method": "", "source": "", "direction": "", "per_pair": False, **read_benchmark(train)},
+        *([] if train is None else [
+            {"stage": "training", "method": "", "source": "", "direction": "", "per_pair": False,
+             **read_benchmark(train)}
+        ]),
         {
             "stage": "inference",
             "method": "",

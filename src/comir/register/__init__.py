@@ -20,6 +20,8 @@ from comir.register.base import (
     Registration,
     RegistrationFailure,
     RegistrationResult,
+    RigidOnly,
+    build_method,
     check_pair,
     param_names,
     set_native_threads,
@@ -60,33 +62,27 @@ def make_method(name: str, params: Mapping[str, Any] | None, seed: int, threads:
 
     Raises :class:`ValueError` for an unknown method (listing the known ones),
     an unknown parameter key (naming it and listing the accepted ones) or an
-    invalid parameter value.  ``seed`` is passed separately, never in ``params``;
-    ``threads`` (the job's thread count) goes to methods that take one.
+    invalid parameter value (:func:`comir.register.base.build_method`).
+    ``seed`` is passed separately, never in ``params``; ``threads`` (the job's
+    thread count) goes to methods that take one.
     """
     if name not in METHODS:
         raise ValueError(f"unknown registration method {name!r}; known methods: {', '.join(sorted(METHODS))}")
-    cls = METHODS[name]
-    params = dict(params or {})
-    allowed = param_names(cls)
-    if "transform" in params and "transform" not in allowed:
-        models = sorted(n for n, c in METHODS.items() if "transform" in param_names(c))
-        raise ValueError(
-            f"registration method {name!r} estimates rigid transforms only (no 'transform' parameter); "
-            f"similarity and affine transforms: {', '.join(models)}"
-        )
-    unknown = sorted(key for key in params if key not in allowed)
-    if unknown:
-        hint = " (pass the seed as make_method's seed argument)" if "seed" in unknown else ""
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(map(repr, unknown))} for registration method "
-            f"{name!r}{hint}; accepted: {', '.join(allowed)}"
-        )
-    if "threads" in allowed:
-        params.setdefault("threads", int(threads))
     try:
-        return cls(**params, seed=int(seed))
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"invalid parameters for registration method {name!r}: {error}") from error
+        return build_method(METHODS[name], params, seed, threads)
+    except RigidOnly as error:
+        models = sorted(n for n, c in METHODS.items() if "transform" in param_names(c))
+        raise ValueError(f"{error}; similarity and affine transforms: {', '.join(models)}") from None
+
+
+def uses_originals(name: str, params: Mapping[str, Any] | None) -> bool:
+    """Whether method ``name`` with ``params`` registers CoMIRs with the original images besides.
+
+    Such a method (``wants_originals``, e.g. the cascade with
+    ``original_keypoints``) gets them as ``register(..., originals=(reference,
+    floating))`` on the CoMIRs' grids.
+    """
+    return bool(getattr(make_method(name, params, seed=0), "wants_originals", False))
 
 
 __all__ = [
@@ -109,5 +105,6 @@ __all__ = [
     "set_native_threads",
     "timed",
     "to_single_channel",
+    "uses_originals",
     "with_transform",
 ]

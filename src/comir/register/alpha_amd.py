@@ -66,10 +66,8 @@ reset at each level) and applied with the level's step size
 (``params -= step * v``; ``step_sizes``, 2 px; the last level decays linearly
 to ``last_step``, 0.2 px).  The clipped gradient of a mean distance is at most
 1 per parameter, so a step moves the corners by at most ``step`` pixels per
-iteration before momentum, ``step / (1 - momentum)`` with it.  (The dampened
-form ``v = m v + (1 - m) g`` was also tried: it is 10 times slower to move and,
-on 256 px texture pairs, lost the 35 degree cases that heavy-ball recovers,
-with the same final accuracy.)
+iteration before momentum, ``step / (1 - momentum)`` with it.  (Heavy-ball
+rather than the dampened form ``v = m v + (1 - m) g``: docs/results/method-settings.md.)
 
 Multi-start: one run per ``start_angles_rad`` (the angle of the starting
 floating -> reference estimate, centres aligned; each run's random stream
@@ -159,8 +157,8 @@ def _distance_to(mask: np.ndarray, empty_value: float) -> np.ndarray:
     """Exact Euclidean distance of every pixel to the set ``mask`` (0 inside).
 
     OpenCV's ``DIST_MASK_PRECISE`` transform is exact (the same values as
-    ``scipy.ndimage.distance_transform_edt`` to float32 precision) and about
-    three times faster.  An empty set gives the constant ``empty_value``.
+    ``scipy.ndimage.distance_transform_edt`` to float32 precision) and faster
+    (docs/results/speed.md).  An empty set gives the constant ``empty_value``.
     """
     if not mask.any():
         return np.full(mask.shape, empty_value, dtype=np.float32)

@@ -39,7 +39,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -345,12 +345,44 @@ def param_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls) if f.init and f.name != "seed"]
 
 
+def build_method(cls: type, params: Mapping[str, Any] | None, seed: int, threads: int = 1) -> Registration:
+    """An instance of the method class ``cls`` (its ``name`` in messages) with ``params`` and ``seed``.
+
+    Raises :class:`ValueError` for a ``transform`` given to a rigid-only method, an
+    unknown parameter key (naming it and listing the accepted ones) or an invalid
+    value; ``threads`` goes to methods that take one.  The registry's
+    :func:`comir.register.make_method` looks ``cls`` up by name and calls this.
+    """
+    name, params, allowed = cls.name, dict(params or {}), param_names(cls)
+    if "transform" in params and "transform" not in allowed:
+        raise RigidOnly(f"registration method {name!r} estimates rigid transforms only (no 'transform' parameter)")
+    unknown = sorted(key for key in params if key not in allowed)
+    if unknown:
+        hint = " (pass the seed as make_method's seed argument)" if "seed" in unknown else ""
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(map(repr, unknown))} for registration method "
+            f"{name!r}{hint}; accepted: {', '.join(allowed)}"
+        )
+    if "threads" in allowed:
+        params.setdefault("threads", int(threads))
+    try:
+        return cls(**params, seed=int(seed))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"invalid parameters for registration method {name!r}: {error}") from error
+
+
+class RigidOnly(ValueError):
+    """A ``transform`` parameter given to a method that estimates rigid transforms only."""
+
+
 __all__ = [
     "FAILED",
     "OK",
     "Registration",
     "RegistrationFailure",
     "RegistrationResult",
+    "RigidOnly",
+    "build_method",
     "check_image",
     "check_mask",
     "check_pair",

@@ -13,7 +13,14 @@ Stages, each configurable and timed:
    since stage 3 refines every candidate, and its ``min_overlap`` is the
    cascade's unless given.
 2. **Keypoints** (``keypoints``: the parameters of ``sift``; ``null`` skips
-   it): SIFT + rigid RANSAC; its result is a candidate.
+   it): SIFT + rigid RANSAC; its result is a candidate.  With
+   ``original_keypoints`` (the parameters of ``sift``; ``null``, the default,
+   skips it) SIFT also runs on the *original* images, given to ``register``
+   as ``originals`` on the CoMIRs' grid (each reduced to one channel on its
+   own): where the two modalities share structure (e.g. RGB and NIR photos)
+   keypoints on the originals can be more precise than on the CoMIRs, and
+   where they do not, the candidate fails or scores low.  Its label is
+   ``sift-original``.
 3. **Local refinement** (``refine``): every candidate is refined at full
    resolution from its estimate, by ``"ecc"`` (``cv2.findTransformECC``,
    Euclidean, on the smoothed CoMIRs; ``refine_params: {iterations: 50}``),
@@ -65,7 +72,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from comir.geometry import check_transform
-from comir.register.base import OK, RegistrationFailure, RegistrationResult, fill_invalid, timed, to_single_channel
+from comir.register.base import (
+    OK,
+    RegistrationFailure,
+    RegistrationResult,
+    build_method,
+    fill_invalid,
+    timed,
+    to_single_channel,
+)
 from comir.register.fft_search import FFTSearchRegistration, ecc_refine, overlap_ncc
 from comir.register.mi import MutualInformationRegistration
 from comir.register.sift import SiftRegistration
@@ -92,7 +107,9 @@ class CascadeRegistration:
     """Global FFT search + SIFT, each candidate refined, the best by the CoMIRs' correlation (module doc).
 
     Parameters: ``global_search`` (``fft_search`` parameters, ``None`` to
-    skip), ``keypoints`` (``sift`` parameters, ``None`` to skip), ``refine``
+    skip), ``keypoints`` (``sift`` parameters, ``None`` to skip),
+    ``original_keypoints`` (``sift`` parameters for the original images,
+    ``None``: not run), ``refine``
     ("ecc", "mi" or "none"), ``refine_params`` (ECC: ``iterations``; MI: the
     ``mi`` parameters), ``smooth_sigma`` (px, before scoring and ECC),
     ``min_overlap`` (fraction of the smaller image), ``min_quality`` (least
@@ -104,6 +121,7 @@ class CascadeRegistration:
 
     global_search: dict[str, Any] | None = field(default_factory=dict)
     keypoints: dict[str, Any] | None = field(default_factory=dict)
+    original_keypoints: dict[str, Any] | None = None
     refine: str = "ecc"
     refine_params: dict[str, Any] = field(default_factory=dict)
     smooth_sigma: float = 1.0
@@ -126,20 +144,23 @@ class CascadeRegistration:
         if float(self.smooth_sigma) < 0:
             raise ValueError(f"smooth_sigma must be >= 0, got {self.smooth_sigma}")
         # Build the stages now, so that a bad parameter is an error at configuration time.
-        self._global = self._keypoints = None
+        self._global = self._keypoints = self._original_keypoints = None
         if self.global_search is not None:
             given = _mapping(self.global_search, "global_search")
             params = {**GLOBAL_DEFAULTS, "min_overlap": self.min_overlap, **given}
-            self._global = _stage(FFTSearchRegistration.name, params, self.seed, self.threads)
+            self._global = build_method(FFTSearchRegistration, params, self.seed, self.threads)
         if self.keypoints is not None:
             params = {"transform": self.transform, **_mapping(self.keypoints, "keypoints")}
-            self._keypoints = _stage(SiftRegistration.name, params, self.seed, self.threads)
+            self._keypoints = build_method(SiftRegistration, params, self.seed, self.threads)
+        if self.original_keypoints is not None:
+            params = {"transform": self.transform, **_mapping(self.original_keypoints, "original_keypoints")}
+            self._original_keypoints = build_method(SiftRegistration, params, self.seed, self.threads)
         refine_params = _mapping(self.refine_params, "refine_params")
         self._mi = None
         self._ecc_iterations = 50
         if self.refine == "mi":
             params = {"transform": self.transform, **refine_params}
-            self._mi = _stage(MutualInformationRegistration.name, params, self.seed, self.threads)
+            self._mi = build_method(MutualInformationRegistration, params, self.seed, self.threads)
         elif self.refine == "ecc":
             unknown = sorted(set(refine_params) - {"iterations"})
             if unknown:
@@ -150,15 +171,33 @@ class CascadeRegistration:
         elif refine_params:
             raise ValueError("refine_params given but refine is 'none'")
 
+    @property
+    def wants_originals(self) -> bool:
+        """Whether ``register`` uses the original images (``originals``) besides the CoMIRs."""
+        return self._original_keypoints is not None
+
     def _estimates(
-        self, reference: np.ndarray, floating: np.ndarray, masks: dict[str, np.ndarray | None]
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        masks: dict[str, np.ndarray | None],
+        originals: tuple[np.ndarray, np.ndarray] | None,
     ) -> tuple[list[Candidate], list[str]]:
         """Candidates of stages 1-2 and the notes of the stages that failed."""
         candidates, notes = [], []
-        for label, stage in (("fft", self._global), ("sift", self._keypoints)):
+        if self.wants_originals and originals is None:
+            raise ValueError("original_keypoints is set but register() got no originals (the original images)")
+        stages = [("fft", self._global, (reference, floating)), ("sift", self._keypoints, (reference, floating))]
+        if self.wants_originals:
+            for image, like, role in zip(originals, (reference, floating), ("reference", "floating"), strict=True):
+                if np.shape(image)[:2] != like.shape[:2]:
+                    raise ValueError(f"the original {role} image is {np.shape(image)[:2]}, its CoMIR {like.shape[:2]}")
+            single = tuple(to_single_channel(image)[0] for image in originals)  # different modalities: no shared basis
+            stages.append(("sift-original", self._original_keypoints, single))
+        for label, stage, images in stages:
             if stage is None:
                 continue
-            result = stage.register(reference, floating, **masks)
+            result = stage.register(*images, **masks)
             if result.ok:
                 candidates.append(Candidate(label, result.matrix, result.seconds))
             else:
@@ -188,12 +227,18 @@ class CascadeRegistration:
         floating: np.ndarray,
         reference_mask: np.ndarray | None = None,
         floating_mask: np.ndarray | None = None,
+        originals: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> RegistrationResult:
-        """Floating -> reference: the best-scoring candidate of the cascade (see the module doc)."""
+        """Floating -> reference: the best-scoring candidate of the cascade (see the module doc).
+
+        ``originals``: the original reference and floating images on the
+        CoMIRs' grids (the masks apply to them too), needed when
+        ``original_keypoints`` is set and unused otherwise.
+        """
         import cv2
 
         masks = {"reference_mask": reference_mask, "floating_mask": floating_mask}
-        candidates, notes = self._estimates(reference, floating, masks)
+        candidates, notes = self._estimates(reference, floating, masks, originals)
         if not candidates:
             raise RegistrationFailure("every stage failed: " + "; ".join(notes))
         ref, basis = to_single_channel(fill_invalid(reference, reference_mask))
@@ -233,13 +278,6 @@ def _mapping(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ValueError(f"{name} must be a mapping of parameters (or null), got {value!r}")
     return dict(value)
-
-
-def _stage(name: str, params: dict[str, Any], seed: int, threads: int) -> Any:
-    """A stage's method, built by :func:`comir.register.make_method` (its errors name the method)."""
-    from comir.register import make_method  # the registry imports this module
-
-    return make_method(name, params, seed, threads)
 
 
 __all__ = ["CascadeRegistration", "Candidate"]

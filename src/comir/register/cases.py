@@ -21,11 +21,11 @@ import pandas as pd
 
 from comir import geometry
 from comir.calibration import FEATURES, NO_EVIDENCE, Calibration
+from comir.geometry import MATRIX_KEYS
 from comir.io import read_image
 from comir.preprocess import prepare_modality_image
 from comir.register.base import Registration, RegistrationResult, to_single_channel
 from comir.register.confidence import evidence
-from comir.testset import MATRIX_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ def register_cases(
     modalities: Mapping[str, Mapping[str, Any]],
     judge: Judge | None = None,
     unrelated: bool = False,
+    original_dir: Path | None = None,
 ) -> pd.DataFrame:
     """Register every case of ``cases`` (the test set's ``cases.csv``) in ``direction``; one row per case.
 
@@ -115,9 +116,16 @@ def register_cases(
     the floating patch of its :func:`unrelated_partner` instead (named in
     column ``partner``; no truth, so ``error_px`` and ``true_*`` are empty; a
     case without a partner is left out): every such result is wrong.
+
+    A method that uses the original images besides the CoMIRs
+    (``wants_originals``) gets the original patches of ``original_dir`` (the
+    test set's images) as ``originals``.
     """
     reference_slot, floating_slot = DIRECTIONS[direction]
     colour = bool(getattr(method, "colour_input", False))  # the method wants RGB originals as they are
+    with_originals = bool(getattr(method, "wants_originals", False))
+    if with_originals and original_dir is None:
+        raise ValueError(f"registration run {run_name!r} uses the original images besides: give original_dir")
     rows = []
     for index, case in enumerate(cases.itertuples(index=False)):
         partner = unrelated_partner(cases, index) if unrelated else case.case
@@ -133,6 +141,12 @@ def register_cases(
         if problems:
             result = RegistrationResult.failed(f"case {case.case}: " + "; ".join(problems))
             log.warning("%s", result.message)
+        elif with_originals:
+            originals = (
+                load_patch(original_dir, f"{case.case}_{reference_slot}_ref", "original", modalities[reference_slot]),
+                load_patch(original_dir, f"{partner}_{floating_slot}_flo", "original", modalities[floating_slot]),
+            )
+            result = method.register(reference, floating, originals=originals)
         else:
             result = method.register(reference, floating)
         if unrelated:
@@ -165,7 +179,18 @@ def register_cases(
             }
         )
         log.info("%s: %s error %.2f px in %.2f s %s", case.case, result.status, error, result.seconds, result.message)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=result_columns(judge, unrelated))
+
+
+def result_columns(judge: Judge | None = None, unrelated: bool = False) -> list[str]:
+    """The columns of :func:`register_cases`' table, in order (also those of a table without rows)."""
+    judged = [] if judge is None else [*FEATURES, *(["confidence", "accepted"] if judge.calibration else [])]
+    return [
+        "case", *(["partner"] if unrelated else []), "image_id", "stratum", "width", "height",
+        "initial_displacement_px", "method", "input", "direction", "reference_modality", "floating_modality",
+        "status", "metric", "seconds", "error_px", *(f"est_{k}" for k in MATRIX_KEYS),
+        *(f"true_{k}" for k in MATRIX_KEYS), *judged, "message",
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)

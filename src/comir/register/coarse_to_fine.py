@@ -1,8 +1,8 @@
 """Large images: any method at a coarse level, then block matching at full resolution (docs/method.md, section 13).
 
 A registration of two images of several thousand pixels at full resolution
-costs memory in proportion to the image (the FFT search's full-resolution pass
-held 4.7 GB for a 4096 px pair) although the transform has 3 to 6 numbers.
+costs memory in proportion to the image (measured: docs/results/apply.md, "a large
+pair with zero-filled borders") although the transform has 3 to 6 numbers.
 :class:`CoarseToFine` wraps a method:
 
 1. **Coarse level.** When the longest side of either image exceeds ``max_px``,
@@ -98,6 +98,11 @@ class CoarseToFine:
         if int(self.min_blocks) < MINIMAL_SAMPLES[self.transform] + 1:
             raise ValueError(f"min_blocks must be > {MINIMAL_SAMPLES[self.transform]} for a {self.transform} fit")
 
+    @property
+    def wants_originals(self) -> bool:
+        """Whether the wrapped method uses the original images besides the CoMIRs (``originals``)."""
+        return bool(getattr(self.method, "wants_originals", False))
+
     def factor(self, *shapes: tuple[int, ...]) -> float:
         """The coarse level's reduction factor for images of ``shapes`` (1: registered as they are)."""
         return max(1.0, max(max(shape[:2]) for shape in shapes) / float(self.max_px))
@@ -109,22 +114,33 @@ class CoarseToFine:
         floating: np.ndarray,
         reference_mask: np.ndarray | None = None,
         floating_mask: np.ndarray | None = None,
+        originals: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> RegistrationResult:
-        """Floating -> reference: the method at the coarse level, refined by blocks at full resolution."""
+        """Floating -> reference: the method at the coarse level, refined by blocks at full resolution.
+
+        ``originals`` (the original images on the same grids) go to a method
+        that wants them (``wants_originals``), reduced like the images.
+        """
         masks = {"reference_mask": reference_mask, "floating_mask": floating_mask}
+        extra = {"originals": originals} if self.wants_originals else {}
         factor = self.factor(reference.shape, floating.shape)
         if factor == 1.0:
-            return self.method.register(reference, floating, **masks)
+            return self.method.register(reference, floating, **masks, **extra)
         levels = [Resampling.between(image.shape, 1.0, factor) for image in (reference, floating)]
-        coarse_images = [
-            _channels_last(level.apply(_channels_first(image)), image)
-            for level, image in zip(levels, (reference, floating), strict=True)
-        ]
+
+        def reduced(images: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
+            return [
+                _channels_last(level.apply(_channels_first(image)), image)
+                for level, image in zip(levels, images, strict=True)
+            ]
+
         coarse_masks = {
             key: working_mask(mask, level.working_shape, 0.0)
             for (key, mask), level in zip(masks.items(), levels, strict=True)
         }
-        coarse = self.method.register(*coarse_images, **coarse_masks)
+        if extra and originals is not None:
+            extra = {"originals": tuple(reduced(originals))}
+        coarse = self.method.register(*reduced((reference, floating)), **coarse_masks, **extra)
         note = f"coarse level 1/{factor:.2f}: {coarse.message}"
         if not coarse.ok:
             return RegistrationResult.failed(note, metric=coarse.metric)

@@ -15,9 +15,9 @@ image is first normalised per channel: ``hsv_otsu`` divides each channel by its
 ``100 - stretch_percentile`` percentile (a white balance; dark stains keep
 their hue), ``kmeans_ab`` also maps each channel's ``stretch_percentile``
 percentile to 0 (a contrast stretch, which spreads the a*b* clusters of faint,
-dark scans apart).  On the 8 real cores of ``bfshg-dev`` these were the better
-choice for each option (correlation of the smoothed collagen mask with the log
-SHG image); CurveAlign, too, adjusts each channel before segmenting.
+dark scans apart).  CurveAlign, too, adjusts each channel before segmenting.
+Each option's normalisation was chosen on real cores:
+docs/results/method-settings.md.
 
 * ``hsv_otsu``: HSV (``skimage.color.rgb2hsv``).  The hue circle is cut at
   green-cyan (hue 0.4, a colour H&E does not produce), so that the H&E colours
@@ -66,24 +66,9 @@ Result: ``metric`` is the MI method's final Mattes metric (lower is better);
 ``message`` starts with the segmentation summary (collagen share of the colour
 image), followed by the MI message.
 
-Measured (256 px patches, rotation up to 10 deg and translation up to 12 px,
-single MI start, success = corner error < 1 % of the width; the MI row is
-``mi`` on the PCA-reduced originals, "BF ref" = the colour image is the reference):
-
-=========================  ==================  ==================
-16 cases                   project generator   bfshg-dev (real)
-                           SHG ref / BF ref    SHG ref / BF ref
-=========================  ==================  ==================
-``mi`` (PCA originals)     11 / 7              6 / 6
-``hsv_otsu``               11 / 8              9 / 8
-``kmeans_ab``              13 / 11             7 / 8
-=========================  ==================  ==================
-
-``smooth_sigma`` 2 px (the default) registered 9 / 8 of the real cases against
-6 / 6 with 1 px; ``saturation_otsu: false`` 10 / 9 (most of the real cores'
-eosin stroma is collagen; in the project's generator the pale stroma is not).
-Segmentation costs ~0.04 s ("hsv_otsu") and ~0.25 s ("kmeans_ab") per 256 px
-image; the rest is MI.
+The segmentations against MI on the originals, ``smooth_sigma`` and
+``saturation_otsu``: docs/results/method-settings.md; their cost:
+docs/results/speed.md.
 """
 
 from __future__ import annotations

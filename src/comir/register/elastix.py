@@ -295,8 +295,9 @@ class ElastixRegistration:
     ) -> RegistrationResult:
         """Floating -> reference by elastix from the centre-on-centre start (module doc).
 
-        Malformed arguments raise ``ValueError`` first; then itk is loaded (once per process,
-        5-12 s), outside the pair's ``seconds``, and :meth:`_register` (:func:`timed`) registers.
+        Malformed arguments raise ``ValueError`` first; then itk is loaded (once per process; its
+        cost: docs/method.md, section 7), outside the pair's ``seconds``, and :meth:`_register`
+        (:func:`timed`) registers.
         """
         check_pair(reference, floating)
         _itk()

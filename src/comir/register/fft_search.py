@@ -22,9 +22,9 @@ Coarse to fine
    48 px); the ``angle_screen`` best screened angles (no two adjacent) and
    their grid neighbours are the only angles the coarse level scores.  Half the
    angles at a quarter of the pixels, then e.g. 18 instead of 120 angles at
-   the coarse level: ~3x less work for the full circle (measured by
-   ``benchmarks/bench_registration.py``, ``fft_ncc`` against
-   ``fft_ncc_noscreen``).
+   the coarse level (timings against the unscreened search,
+   ``benchmarks/bench_registration.py``'s ``fft_ncc`` and
+   ``fft_ncc_noscreen``: docs/results/speed.md).
 1. Coarse level: both images are blurred and resampled by the same factor
    ``f0 = max(1, longest side of either image / downsample)`` (so
    ``downsample`` is the target size in pixels of the coarse level's longest
@@ -83,17 +83,14 @@ Defaults and cost
 -----------------
 ``angle_step_deg=3``: at the 128 px coarse level half a step (1.5 deg) moves
 the image corners by at most ~2.4 coarse pixels, which the blurred coarse
-images tolerate: true angles mid-way between grid angles (10.5, 91.5, -118.5,
-28.5 deg, 834 px, shifts up to 100 px, noise) were recovered to < 0.1 px
-with 3 deg, as with 2 deg, which costs ~1.3x more.
+images tolerate (angles mid-way between grid angles, measured:
+docs/results/method-settings.md).
 ``downsample=128`` (coarse level ~128 px), ``top_k=3``, ``min_overlap=0.25``,
 ``mi_levels=8`` (the MI cost grows with its square), ``smooth_sigma=1``.
 The coarse search dominates and does not depend on the input size: 120
-angles x 6 (NCC) or 64 (MI, K = 8) inverse FFTs of ~256 x 256.  Measured with
-one thread on a 2-core machine that was also running a training job
-(so pessimistic): ~1.5-2 s (NCC) and ~9-10 s (MI) per 256 px pair,
-~2-2.7 s (NCC) and ~12-14 s (MI) per 834 px pair.  ``threads`` sets the
-FFT worker threads.
+angles x 6 (NCC) or 64 (MI, K = 8) inverse FFTs of ~256 x 256, fewer with
+the angle screen.  ``threads`` sets the FFT worker threads.  Timings:
+docs/results/speed.md.
 """
 
 from __future__ import annotations

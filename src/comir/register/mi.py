@@ -44,9 +44,8 @@ level's pixel size: ``evolutionary_radius`` (1 px) times the level's shrink
 factor (4, 2, 1 px).  Growth 1.05 on success, shrink ``1.05 ** -0.25`` on
 failure (ITK's default rule), ``iterations`` (200) evaluations per level,
 ``evolutionary_epsilon`` 1e-3 (stop once the search radius is ~1e-3 px; in
-practice the iteration cap ends each level).  On 256 px texture pairs this
-gives ~0.05-0.2 px corner error in ~0.8 s; larger radii (2-4 px) or growth
-1.1-1.2 were less precise at the same budget and no more robust.
+practice the iteration cap ends each level).  How these settings compared with
+larger radii and growth: docs/results/method-settings.md.
 
 Threads: the starts run concurrently on up to ``threads`` Python threads (ITK releases the GIL
 while it registers), each start a single-threaded ITK registration on its own copy of the

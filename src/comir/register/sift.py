@@ -48,13 +48,7 @@ similarity/affine models; it fits the ``transform`` model (rigid, the paper's;
 similarity or affine for pairs that also differ in scale or shear,
 docs/method.md, section 13).
 
-Measured (36 pairs of the demo's recipe, 256 px, +-30 deg, +-31 px, SHG-like
-patch against SHG-like patch as a stand-in for CoMIRs; success = error < 1 %
-of the width, ``max_error_px`` 8): on clean pairs every preset registers 36 /
-36.  With independent noise on each patch (sigma 0.15 / 0.3 of the range) the
-paper's setting registers 31 / 24, the authors' 33 / 24 and the previous
-default (4 steps, every OpenCV octave, no removal of ambiguous matches) 35 / 30:
-Fiji's rules leave fewer matches (median inliers 23 against 64 at sigma 0.15).
+The presets on clean and noisy pairs: docs/results/method-settings.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """The CoMIR paper's image-translation baselines pix2pix, CycleGAN and DRIT (docs/translation.md).
 
-A library only: the pipeline does not use it yet. :mod:`.networks` holds the
-architectures, :mod:`.losses` the loss terms, :mod:`.models` one class per
-method with its hyper-parameters, training step, schedule, inference and state.
+:mod:`.networks` holds the architectures, :mod:`.losses` the loss terms,
+:mod:`.models` one class per method with its hyper-parameters, training step,
+schedule, inference and state, and :mod:`.pipeline` what the workflow's rules
+``train_translation`` and ``translate`` (workflow/rules/translation.smk) run:
+training on a dataset's pairs and translating its test set (docs/translation.md,
+section 7).
 """
 
 from __future__ import annotations
