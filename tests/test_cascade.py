@@ -135,3 +135,22 @@ def test_keypoints_on_the_originals_need_the_originals_on_the_comirs_grid():
         method.register(reference, floating, originals=(reference, floating[:-1]))
     with pytest.raises(ValueError, match="preset"):
         make_method("cascade", {"original_keypoints": {"preset": "fiji"}}, seed=0)
+
+
+def test_the_originals_candidate_is_kept_where_it_is_the_same_alignment_as_the_best():
+    """Blurred CoMIRs and sharp originals: the originals' keypoints are the result where they agree.
+
+    Agree: within prefer_originals_px of the best score's candidate; SIFT on the originals alone gives the same matrix.
+    """
+    reference, floating, truth = make_pair(25.0, (6.0, -4.0))
+    comirs = [ndimage.gaussian_filter(im, 3).astype(np.float32) for im in (reference, floating)]
+    sift = make_method("sift", {}, seed=0).register(reference, floating)
+    method = make_method("cascade", {"original_keypoints": {}}, seed=0)
+    result = method.register(*comirs, originals=(reference, floating))
+    assert result.ok and "; kept sift-original (within 1 px of " in result.message, result.message
+    np.testing.assert_allclose(result.matrix, sift.matrix)
+    assert error(result.matrix, truth, floating) < 0.5
+    by_score = make_method("cascade", {"original_keypoints": {}, "prefer_originals_px": 0}, seed=0)
+    assert "within" not in by_score.register(*comirs, originals=(reference, floating)).message
+    with pytest.raises(ValueError, match="prefer_originals_px"):
+        make_method("cascade", {"prefer_originals_px": -1}, seed=0)

@@ -38,7 +38,12 @@ translation, and the refinement adds scale or shear.
    one channel, the floating one with the reference's basis, and smoothed by
    ``smooth_sigma`` px) on their overlap, which must hold at least
    ``min_overlap`` of the smaller image's pixels.  The highest score wins; the
-   ground truth is never used.  Below ``min_quality`` the pair is ``failed``
+   ground truth is never used.  With ``original_keypoints``, the originals'
+   unrefined candidate replaces the winner when the two map the floating
+   image's corners within ``prefer_originals_px`` (1 px) of each other: they
+   are then the same alignment at the score's resolution (the score compares
+   CoMIRs smoothed by ``smooth_sigma``), and keypoints matched on the
+   original images are the more precise where the modalities share them.  Below ``min_quality`` the pair is ``failed``
    (with the winner's score in the message).  The bar is 0 by default: two
    unrelated smooth images can correlate by chance on a quarter overlap at
    the best of all rotations and shifts (0.59 for the test suite's textures,
@@ -71,7 +76,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from comir.geometry import check_transform
+from comir.geometry import check_transform, corner_error
 from comir.register.base import (
     OK,
     RegistrationFailure,
@@ -109,7 +114,8 @@ class CascadeRegistration:
     Parameters: ``global_search`` (``fft_search`` parameters, ``None`` to
     skip), ``keypoints`` (``sift`` parameters, ``None`` to skip),
     ``original_keypoints`` (``sift`` parameters for the original images,
-    ``None``: not run), ``refine``
+    ``None``: not run), ``prefer_originals_px`` (their candidate is kept when
+    this close to the best-scoring one; 0: never), ``refine``
     ("ecc", "mi" or "none"), ``refine_params`` (ECC: ``iterations``; MI: the
     ``mi`` parameters), ``smooth_sigma`` (px, before scoring and ECC),
     ``min_overlap`` (fraction of the smaller image), ``min_quality`` (least
@@ -122,6 +128,7 @@ class CascadeRegistration:
     global_search: dict[str, Any] | None = field(default_factory=dict)
     keypoints: dict[str, Any] | None = field(default_factory=dict)
     original_keypoints: dict[str, Any] | None = None
+    prefer_originals_px: float = 1.0
     refine: str = "ecc"
     refine_params: dict[str, Any] = field(default_factory=dict)
     smooth_sigma: float = 1.0
@@ -141,6 +148,8 @@ class CascadeRegistration:
             raise ValueError(f"min_overlap must be in (0, 1], got {self.min_overlap}")
         if not -1 <= float(self.min_quality) <= 1:
             raise ValueError(f"min_quality must be in [-1, 1] (a correlation), got {self.min_quality}")
+        if float(self.prefer_originals_px) < 0:
+            raise ValueError(f"prefer_originals_px must be >= 0, got {self.prefer_originals_px}")
         if float(self.smooth_sigma) < 0:
             raise ValueError(f"smooth_sigma must be >= 0, got {self.smooth_sigma}")
         # Build the stages now, so that a bad parameter is an error at configuration time.
@@ -263,12 +272,24 @@ class CascadeRegistration:
         if not scored:
             raise RegistrationFailure("no candidate overlaps by min_overlap: " + "; ".join(described))
         best = max(scored, key=lambda c: c.quality)
-        message = "; ".join(described) + f"; kept {best.label}"
+        kept = self._precise(best, scored, floating.shape)
+        message = "; ".join(described) + f"; kept {kept.label}"
+        if kept is not best:
+            message += f" (within {float(self.prefer_originals_px):g} px of {best.label}, the best score)"
         if best.quality < float(self.min_quality):
             raise RegistrationFailure(
                 f"best quality {best.quality:.4f} < min_quality {self.min_quality}: {message}", best.quality
             )
-        return RegistrationResult(best.matrix, OK, best.quality, 0.0, message)
+        return RegistrationResult(kept.matrix, OK, kept.quality, 0.0, message)
+
+    def _precise(self, best: Candidate, scored: list[Candidate], floating_shape: tuple[int, ...]) -> Candidate:
+        """``best``, or the originals' keypoints candidate where it is the same alignment (module doc, stage 4)."""
+        original = next((c for c in scored if c.label == "sift-original"), None)
+        if original is None or original is best or float(self.prefer_originals_px) <= 0:
+            return best
+        height, width = floating_shape[:2]
+        apart = float(corner_error(original.matrix, best.matrix, width, height))
+        return original if apart < float(self.prefer_originals_px) else best
 
 
 def _mapping(value: Any, name: str) -> dict[str, Any]:
