@@ -28,6 +28,7 @@ from the host), hence this static check.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import subprocess
@@ -260,7 +261,7 @@ class ImportGraph:
         if self.local_dir is None:
             self.local_dir = path.parent
         is_package = path.name == "__init__.py"
-        for node in executed_imports(ast.parse(path.read_text(), str(path))):
+        for node in parsed_imports(path.read_text(), str(path)):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     self.record(alias.name, path)
@@ -289,6 +290,11 @@ class ImportGraph:
             self.visit(self.local_dir / f"{top}.py")
         else:
             self.third_party.setdefault(top, str(importer))
+
+
+@functools.cache  # every script's graph visits the package again: parse each text once
+def parsed_imports(text: str, filename: str) -> list[ast.Import | ast.ImportFrom]:
+    return executed_imports(ast.parse(text, filename))
 
 
 def executed_imports(tree: ast.AST):
