@@ -170,8 +170,8 @@ def threshold_for(probability: np.ndarray, correct: np.ndarray, false_accept_rat
     above = probability[correct & (probability > bound)]
     if above.size == 0:
         return float(np.nextafter(bound, np.inf))
-    middle = float(_sigmoid(np.float64(0.5 * (_logit(bound) + _logit(float(above.min()))))))
-    return float(max(middle, np.nextafter(bound, np.inf)))
+    middle = float(_sigmoid(0.5 * (_logit(bound) + _logit(above.min()))))
+    return max(middle, float(np.nextafter(bound, np.inf)))
 
 
 def _logit(p: float) -> float:

@@ -194,8 +194,10 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
-# Variant keys that say where its networks come from instead of overriding the dataset's settings.
+# Variant keys that say where its networks come from instead of overriding the dataset's settings,
+# and the settings a variant with either cannot override (they made the networks).
 MODEL_SOURCES = ("model_from", "model_file")
+NETWORK_SETTINGS = ("model", "training", "modalities")
 
 
 def variant_config(dataset: Mapping[str, Any], variant: str) -> dict[str, Any]:
@@ -276,7 +278,7 @@ def _variant_problems(name: str, dataset: Mapping[str, Any], schema: Mapping[str
             problems.append(f"{where}: {source!r} is not a variant of this dataset")
         elif source is not None and (source == variant or "model_from" in dataset["variants"][source]):
             problems.append(f"{where}: {source!r} must be a variant that trains its own networks")
-        elif source is not None and ({"model", "training", "modalities"} & set(overrides)):
+        elif source is not None and (set(NETWORK_SETTINGS) & set(overrides)):
             problems.append(
                 f"{where}: a variant that uses {source!r}'s networks cannot override model, training or modalities"
             )
@@ -294,7 +296,7 @@ def _model_file_problems(where: str, overrides: Mapping[str, Any]) -> list[str]:
     file = overrides.get("model_file")
     if file is None:
         return []
-    clashes = sorted({"model_from", "model", "training", "modalities"} & set(overrides))
+    clashes = sorted({"model_from", *NETWORK_SETTINGS} & set(overrides))
     if clashes:
         return [f"{where}: a variant that uses a model file cannot also set {', '.join(clashes)}"]
     if not Path(file).is_file():

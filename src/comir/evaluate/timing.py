@@ -58,11 +58,9 @@ def timing_table(
         raise ValueError(f"{len(registrations)} registration benchmarks for {len(jobs)} jobs")
     if n_pairs < 1:
         raise ValueError("the test set has no cases")
-    rows = [
-        *([] if train is None else [
-            {"stage": "training", "method": "", "source": "", "direction": "", "per_pair": False,
-             **read_benchmark(train)}
-        ]),
+    training = {"stage": "training", "method": "", "source": "", "direction": "", "per_pair": False}
+    rows = [] if train is None else [{**training, **read_benchmark(train)}]
+    rows += [
         {
             "stage": "inference",
             "method": "",

@@ -43,8 +43,9 @@ translation, and the refinement adds scale or shear.
    image's corners within ``prefer_originals_px`` (1 px) of each other: they
    are then the same alignment at the score's resolution (the score compares
    CoMIRs smoothed by ``smooth_sigma``), and keypoints matched on the
-   original images are the more precise where the modalities share them.  Below ``min_quality`` the pair is ``failed``
-   (with the winner's score in the message).  The bar is 0 by default: two
+   original images are the more precise where the modalities share them.
+   Below ``min_quality`` the pair is ``failed`` (with the winner's score in
+   the message).  The bar is 0 by default: two
    unrelated smooth images can correlate by chance on a quarter overlap at
    the best of all rotations and shifts (0.59 for the test suite's textures,
    against 0.99 for the true pair), so a useful bar depends on the data; it
