@@ -154,3 +154,40 @@ def test_the_originals_candidate_is_kept_where_it_is_the_same_alignment_as_the_b
     assert "within" not in by_score.register(*comirs, originals=(reference, floating)).message
     with pytest.raises(ValueError, match="prefer_originals_px"):
         make_method("cascade", {"prefer_originals_px": -1}, seed=0)
+
+
+def test_several_networks_each_give_candidates_scored_on_every_networks_comirs():
+    """Each network's CoMIRs give candidates; every candidate is scored on both networks' CoMIRs.
+
+    Network 1's CoMIRs lead its stages astray (blurred: no keypoints; search confined to 0 deg);
+    network 2's carry the pair. A candidate's quality is the mean of its scores on both.
+    """
+    reference, floating, truth = make_pair(40.0, (5.0, 3.0))
+    blurred = [ndimage.gaussian_filter(im, 8).astype(np.float32) for im in (reference, floating)]
+    stacked = [np.stack([b, im], axis=2) for b, im in zip(blurred, (reference, floating), strict=True)]
+    params = {"global_search": {"angle_range_deg": 0}, "smooth_sigma": 0.0, "refine": "none"}
+    alone = make_method("cascade", params, seed=0).register(*blurred)
+    assert error(alone.matrix, truth, floating) > 20.0  # network 1 alone is wrong
+    result = make_method("cascade", {**params, "networks": 2}, seed=0).register(*stacked)
+    assert result.ok, result.message
+    for label in ("fft@1 ", "sift@1 failed", "fft@2 ", "sift@2 ", "kept "):
+        assert label in result.message, result.message
+    assert result.message.split("kept ")[-1].endswith("@2"), result.message
+    assert error(result.matrix, truth, floating) < 1.0
+    each = [overlap_ncc(*pair, result.matrix, 1) for pair in (blurred, (reference, floating))]
+    assert result.metric == pytest.approx(np.mean(each), abs=1e-6)
+
+
+def test_several_networks_refine_the_originals_candidate_on_each_and_check_the_channels():
+    reference, floating, truth = make_pair(25.0, (4.0, -2.0))
+    stacked = [np.stack([im, im], axis=2) for im in (reference, floating)]
+    method = make_method("cascade", {"networks": 2, "original_keypoints": {}}, seed=0)
+    result = method.register(*stacked, originals=(reference, floating))
+    assert result.ok, result.message
+    assert "sift-original+ecc@1 " in result.message and "sift-original+ecc@2 " in result.message
+    assert error(result.matrix, truth, floating) < 1.0
+    with pytest.raises(ValueError, match="not 3 networks' equal groups"):
+        make_method("cascade", {"networks": 3}, seed=0).register(*stacked)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="networks"):
+            make_method("cascade", {"networks": bad}, seed=0)

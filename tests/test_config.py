@@ -160,6 +160,23 @@ def test_defaults_are_not_shared_between_datasets():
             mine={"model_file": __file__, "training": {"epochs": 2}}
         ),
          "variants/mine/model_file: a variant that uses a model file cannot also set training"),
+        (lambda c: c["datasets"]["synthetic"].update(variants={"both": {"ensemble": ["default", "nope"]}}),
+         "(?s)variants/both/ensemble: 'default' is not another variant.*'nope' is not another variant"),
+        (lambda c: c["datasets"]["synthetic"].update(
+            variants={"a": {}, "b": {}, "both": {"ensemble": ["a", "b"], "training": {"epochs": 2}}}
+        ),
+         "variants/both/ensemble: an ensemble has no networks of its own; it cannot also set training"),
+        (lambda c: c["datasets"]["synthetic"].update(
+            variants={"a": {}, "b": {}, "ab": {"ensemble": ["a", "b"]}, "abab": {"ensemble": ["ab", "a"]}}
+        ),
+         "variants/abab/ensemble: 'ab' is an ensemble itself"),
+        (lambda c: c["datasets"]["synthetic"].update(
+            variants={"a": {}, "b": {}, "ab": {"ensemble": ["a", "b"]}, "c4": {"model_from": "ab"}}
+        ),
+         "variants/c4/model_from: 'ab' must be a variant that trains its own networks"),
+        (lambda c: c["datasets"]["synthetic"]["registration"].pop("cascade")
+         and c["datasets"]["synthetic"].update(variants={"a": {}, "b": {}, "ab": {"ensemble": ["a", "b"]}}),
+         "variants/ab/ensemble: no registration run on CoMIRs uses a method that registers an ensemble \\(cascade\\)"),
         (lambda c: c["datasets"]["synthetic"].update(variants={"x": {"modalities": {"A": {"channels": 3}}}}),
          "variants/x/modalities/A: unknown key.*channels"),
         (lambda c: c["datasets"]["synthetic"].update(evaluation={"reference_variant": "base"}),

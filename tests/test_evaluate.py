@@ -52,9 +52,7 @@ def make_results(rows: list[dict]) -> pd.DataFrame:
     matrix.update(est_a11=1.0, est_a22=1.0, true_a11=1.0, true_a22=1.0)
     frame = pd.DataFrame([{**defaults, **matrix, **row} for row in rows])
     frame = frame[list(RESULT_COLUMNS)]
-    frame["label"] = (
-        frame["method"] + " on " + frame["input"] + " (" + frame["direction"] + ")"
-    )
+    frame["label"] = frame["method"] + " on " + frame["input"] + " (" + frame["direction"] + ")"
     return frame
 
 
@@ -410,9 +408,7 @@ def test_to_markdown_success_table():
 
 
 def test_to_markdown_generic_frame():
-    frame = pd.DataFrame(
-        {"name": ["a|b", "c"], "count": [1, 20], "p": [1.2345e-7, 0.5], "x": [np.nan, 1234.56]}
-    )
+    frame = pd.DataFrame({"name": ["a|b", "c"], "count": [1, 20], "p": [1.2345e-7, 0.5], "x": [np.nan, 1234.56]})
     lines = to_markdown(frame).strip().splitlines()
     assert lines[0] == "| name | count | p | x |"
     assert lines[1] == "| --- | ---: | ---: | ---: |"
@@ -683,12 +679,16 @@ def test_variant_table_against_a_reference_tests_only_the_pairs_with_it():
     assert len(every) == 6  # 3 pairs x 2 methods
     table = variant_table(results, failure_fraction=0.12, reference="base")
     assert sorted(table[["method", "variant_x", "variant_y"]].itertuples(index=False, name=None)) == [
-        ("mi", "cosine", "base"), ("mi", "mse", "base"), ("sift", "cosine", "base"), ("sift", "mse", "base"),
+        ("mi", "cosine", "base"),
+        ("mi", "mse", "base"),
+        ("sift", "cosine", "base"),
+        ("sift", "mse", "base"),
     ]
     # The same tests as among all pairs (oriented with the reference as y), Holm's adjustment over 4.
     for row in table.itertuples():
-        (match,) = every[(every["method"] == row.method) & (every["variant_x"] == "base")
-                         & (every["variant_y"] == row.variant_x)].itertuples()
+        (match,) = every[
+            (every["method"] == row.method) & (every["variant_x"] == "base") & (every["variant_y"] == row.variant_x)
+        ].itertuples()
         assert row.p_value == pytest.approx(match.p_value)
         assert row.rank_biserial_r == pytest.approx(-match.rank_biserial_r)
         assert row.median_difference_px == pytest.approx(-match.median_difference_px)
@@ -733,7 +733,7 @@ def test_timing_table_reads_benchmarks_per_stage_and_pair(tmp_path):
     infer = write_benchmark(tmp_path / "infer.tsv", 10.0, 400.0, 18.0)
     regs = [write_benchmark(tmp_path / f"r{i}.tsv", s, 100.0, s) for i, s in enumerate([4.0, 50.0])]
     jobs = [("mse", "sift", "B_to_A"), ("original", "mi", "B_to_A")]
-    table = timing_table(train, infer, regs, jobs, n_pairs=20)
+    table = timing_table({"": train}, {"": infer}, regs, jobs, n_pairs=20)
     assert list(table["stage"]) == ["training", "inference", "registration", "registration"]
     assert np.isnan(table["per_pair_s"].iloc[0])  # training does not scale with the test set
     assert table["per_pair_s"].iloc[1:].tolist() == [0.5, 0.2, 2.5]
@@ -742,11 +742,15 @@ def test_timing_table_reads_benchmarks_per_stage_and_pair(tmp_path):
     broken = tmp_path / "broken.tsv"
     broken.write_text("nothing\n1\n")
     with pytest.raises(ValueError, match="broken.tsv lacks s, max_rss, cpu_time"):
-        timing_table(broken, infer, regs, jobs, n_pairs=20)
+        timing_table({"": broken}, {"": infer}, regs, jobs, n_pairs=20)
     with pytest.raises(ValueError, match="2 registration benchmarks for 1 jobs"):
-        timing_table(train, infer, regs, jobs[:1], n_pairs=20)
-    imported = timing_table(None, infer, regs, jobs, n_pairs=20)  # a model file trained elsewhere
+        timing_table({"": train}, {"": infer}, regs, jobs[:1], n_pairs=20)
+    imported = timing_table({}, {"": infer}, regs, jobs, n_pairs=20)  # a model file trained elsewhere
     assert list(imported["stage"]) == ["inference", "registration", "registration"]
+    # An ensemble: each member's training and inference, labelled by its variant.
+    ensemble = timing_table({"a": train, "b": train}, {"a": infer, "b": infer}, regs, jobs, n_pairs=20)
+    assert list(ensemble["stage"][:4]) == ["training", "training", "inference", "inference"]
+    assert list(ensemble["source"][:4]) == ["a", "b", "a", "b"]
 
 
 def test_pooled_results_keep_the_datasets_cases_apart():

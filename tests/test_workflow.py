@@ -180,7 +180,12 @@ def test_the_slide_benchmark_plans_one_training_per_family_and_variant(tmp_path)
     variants = ("default", "invariant", "shg-percentile", "augmented")
     assert trained == {f"dataset=slides-{f}, variant={v}" for f in families for v in variants}
     pools = {wildcards for rule, wildcards in jobs if rule == "pool_folds"}
-    assert len(pools) == 5
+    assert len(pools) == 6
+    # the ensemble trains nothing: the cascade on its members' CoMIRs
+    ensemble = {(rule, wildcards) for rule, wildcards in jobs if "variant=ensemble" in wildcards}
+    assert {rule for rule, _ in ensemble} == {"evaluate", "timing", "stress_curve"}
+    runs = {re.search(r"run=([^,]+)", w).group(1) for r, w in jobs if r == "register" and "source=ensemble," in w}
+    assert runs == {"cascade", "cascade-original"}  # of the runs on CoMIRs, those whose method takes several networks
 
 
 def test_a_pool_reads_every_registration_of_its_datasets(tmp_path):
@@ -215,30 +220,54 @@ def test_a_stress_series_plans_its_test_sets_and_a_curve_per_variant(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_pool_and_a_stress_series_run_for_real(tmp_path):
-    """Two tiny datasets pooled (per-core table and figure) and a stress series (its curve), run."""
+def test_a_pool_an_ensemble_and_a_stress_series_run_for_real(tmp_path):
+    """Two tiny datasets pooled with an ensemble of two variants' networks, and a stress series, run.
+
+    The pool gives its per-core table and figure, the stress series its curve.
+    """
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config.pop("apply")
     dataset = config["datasets"]["tiny"]
     for section in ("translation", "representation"):
         dataset.pop(section)
     dataset["registration"]["mi"]["inputs"] = ["original"]
-    dataset["variants"] = {"mse": {}}
+    dataset["variants"] = {
+        "mse": {},
+        "cosine": {"training": {"critic": "cosine"}},
+        "both": {"ensemble": ["mse", "cosine"]},
+    }
     dataset["stress"] = {"fibres-gain": {"modality": "A", "kind": "gain", "severities": [1]}}
     second = yaml.safe_load(yaml.safe_dump(dataset))
     second["synthetic"]["n_test"] = 3
     config["datasets"]["tiny2"] = second
-    config["pools"] = {"both": {"datasets": ["tiny", "tiny2"], "variant": "mse"}}
+    config["pools"] = {"both": {"datasets": ["tiny", "tiny2"], "variant": "both"}}
     path = tmp_path / "pool.yaml"
     path.write_text(yaml.safe_dump(config))
-    targets = ["results/pools/both/cores.png", "results/tiny/mse/evaluation/stress/fibres-gain.csv"]
+    targets = [
+        "results/pools/both/cores.png",
+        "results/tiny/mse/evaluation/stress/fibres-gain.csv",
+        "results/tiny/both/evaluation/main/tables/timing.csv",
+    ]
     run = snakemake(*targets, "--cores", "2", "--configfile", str(path), cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     cores = pd.read_csv(tmp_path / "results" / "pools" / "both" / "cores.csv")
-    # every test image of both datasets, each with its 3 runs x 2 directions
-    assert len(cores) == 6 * cores.groupby(["dataset", "image_id"]).ngroups
+    # every test image of both datasets, each with the ensemble's 2 runs (the cascade on its
+    # CoMIRs, MI on the originals; sift does not register an ensemble) x 2 directions
+    assert len(cores) == 4 * cores.groupby(["dataset", "image_id"]).ngroups
     assert set(cores["dataset"]) == {"tiny", "tiny2"} and cores["unregistered"].dtype == bool
     assert (tmp_path / "results" / "pools" / "both" / "cores.png").stat().st_size > 10000
+    # The ensemble's cascade ran on both members' CoMIRs, each candidate scored on both.
+    ensemble = tmp_path / "results" / "tiny" / "both"
+    assert sorted(p.name for p in (ensemble / "registration" / "main").glob("*.csv")) == [
+        "cascade_A_to_B.csv", "cascade_B_to_A.csv"
+    ]  # fmt: skip
+    cascade = pd.read_csv(ensemble / "registration" / "main" / "cascade_A_to_B.csv")
+    assert len(cascade) == 4 and set(cascade["source"]) == {"both"}
+    assert cascade["message"].str.contains("@1").all() and cascade["message"].str.contains("@2").all()
+    assert not (ensemble / "model").exists() and not (ensemble / "comir").exists()  # no networks of its own
+    timing = pd.read_csv(ensemble / "evaluation" / "main" / "tables" / "timing.csv")
+    members = timing[timing["stage"].isin(["training", "inference"])]
+    assert list(members["source"]) == ["mse", "cosine", "mse", "cosine"]
     curve = pd.read_csv(tmp_path / "results" / "tiny" / "mse" / "evaluation" / "stress" / "fibres-gain.csv")
     assert set(curve["severity"]) == {0.0, 1.0} and set(curve["n"]) == {4}
     assert (curve["ci_low"] <= curve["rate"]).all() and (curve["rate"] <= curve["ci_high"]).all()

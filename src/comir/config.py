@@ -119,9 +119,7 @@ def expand_sweeps(name: str, dataset: MutableMapping[str, Any]) -> list[str]:
     return problems
 
 
-def _add_generated(
-    section: MutableMapping[str, Any], generated: Mapping[str, Any], where: str, kind: str
-) -> list[str]:
+def _add_generated(section: MutableMapping[str, Any], generated: Mapping[str, Any], where: str, kind: str) -> list[str]:
     """Add generated entries (variants, test sets) to ``section``; the problems (a name taken or invalid).
 
     An entry generated before (same name, same settings) is kept, so expanding twice changes nothing.
@@ -198,6 +196,8 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 # and the settings a variant with either cannot override (they made the networks).
 MODEL_SOURCES = ("model_from", "model_file")
 NETWORK_SETTINGS = ("model", "training", "modalities")
+#: The registration methods that run on an ensemble variant's CoMIRs (several networks' at once).
+ENSEMBLE_METHODS = ("cascade",)
 
 
 def variant_config(dataset: Mapping[str, Any], variant: str) -> dict[str, Any]:
@@ -209,7 +209,8 @@ def variant_config(dataset: Mapping[str, Any], variant: str) -> dict[str, Any]:
     if variant not in dataset["variants"]:
         raise KeyError(f"unknown variant {variant!r}; this dataset has {', '.join(dataset['variants'])}")
     base = {key: value for key, value in dataset.items() if key != "variants"}
-    overrides = {key: value for key, value in dataset["variants"][variant].items() if key not in MODEL_SOURCES}
+    not_merged = (*MODEL_SOURCES, "ensemble")
+    overrides = {key: value for key, value in dataset["variants"][variant].items() if key not in not_merged}
     merged = deep_merge(base, overrides)
     for _ in _Validator(_dataset_schema()).iter_errors(merged):  # fills defaults; problems were reported
         pass
@@ -245,6 +246,16 @@ def model_file(dataset: Mapping[str, Any], variant: str) -> str | None:
     return dataset["variants"][model_variant(dataset, variant)].get("model_file")
 
 
+def ensemble_members(dataset: Mapping[str, Any], variant: str) -> list[str]:
+    """The variants whose networks' CoMIRs ``variant`` registers together; empty when it has networks of its own."""
+    return list(dataset["variants"][variant].get("ensemble", []))
+
+
+def network_variants(dataset: Mapping[str, Any]) -> list[str]:
+    """A dataset's variants with networks of their own (trained, from another variant or a file): not ensembles."""
+    return [variant for variant in dataset["variants"] if not ensemble_members(dataset, variant)]
+
+
 def schema_problems(instance: Any, schema: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Every way ``instance`` breaks ``schema``, one line each (``<prefix><path>: <message>``), in path order."""
     validator = _Validator(schema)
@@ -266,9 +277,7 @@ def _variant_problems(name: str, dataset: Mapping[str, Any], schema: Mapping[str
     problems = []
     reference = dataset["evaluation"].get("reference_variant")
     if reference is not None and reference not in dataset["variants"]:
-        problems.append(
-            f"datasets/{name}/evaluation/reference_variant: {reference!r} is not a variant of this dataset"
-        )
+        problems.append(f"datasets/{name}/evaluation/reference_variant: {reference!r} is not a variant of this dataset")
     inherited = set(_dataset_problems(name, dataset))
     dataset_schema = {"definitions": schema.get("definitions", {}), "$ref": "#/definitions/dataset"}
     for variant, overrides in dataset["variants"].items():
@@ -276,13 +285,16 @@ def _variant_problems(name: str, dataset: Mapping[str, Any], schema: Mapping[str
         where = f"datasets/{name}/variants/{variant}/model_from"
         if source is not None and source not in dataset["variants"]:
             problems.append(f"{where}: {source!r} is not a variant of this dataset")
-        elif source is not None and (source == variant or "model_from" in dataset["variants"][source]):
+        elif source is not None and (
+            source == variant or {"model_from", "ensemble"} & set(dataset["variants"][source])
+        ):
             problems.append(f"{where}: {source!r} must be a variant that trains its own networks")
         elif source is not None and (set(NETWORK_SETTINGS) & set(overrides)):
             problems.append(
                 f"{where}: a variant that uses {source!r}'s networks cannot override model, training or modalities"
             )
         problems += _model_file_problems(f"datasets/{name}/variants/{variant}/model_file", overrides)
+        problems += _ensemble_problems(f"datasets/{name}/variants/{variant}/ensemble", variant, dataset)
         merged = variant_config(dataset, variant)
         prefix = f"datasets/{name}/"
         found = schema_problems(merged, dataset_schema, prefix)
@@ -302,6 +314,31 @@ def _model_file_problems(where: str, overrides: Mapping[str, Any]) -> list[str]:
     if not Path(file).is_file():
         return [f"{where}: {file!r} is not a file (paths are relative to the working directory {Path.cwd()})"]
     return []
+
+
+def _ensemble_problems(where: str, variant: str, dataset: Mapping[str, Any]) -> list[str]:
+    """A variant's ``ensemble``: alone, of other variants of the dataset that have networks of their own."""
+    overrides = dataset["variants"][variant]
+    members = overrides.get("ensemble")
+    if members is None:
+        return []
+    clashes = sorted(set(overrides) - {"ensemble"})
+    if clashes:
+        return [f"{where}: an ensemble has no networks of its own; it cannot also set {', '.join(clashes)}"]
+    problems = []
+    for member in members:
+        if member not in dataset["variants"] or member == variant:
+            problems.append(f"{where}: {member!r} is not another variant of this dataset")
+        elif "ensemble" in dataset["variants"][member]:
+            problems.append(f"{where}: {member!r} is an ensemble itself; name variants with networks")
+    if not any(
+        spec["method"] in ENSEMBLE_METHODS and "comir" in spec["inputs"] for spec in dataset["registration"].values()
+    ):
+        problems.append(
+            f"{where}: no registration run on CoMIRs uses a method that registers an ensemble "
+            f"({', '.join(ENSEMBLE_METHODS)})"
+        )
+    return problems
 
 
 def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
@@ -466,6 +503,11 @@ def _apply_problems(
                 f"{where}/model/variant: {model['variant']!r} is not a variant of {model['dataset']!r} "
                 f"({', '.join(dataset['variants'])})"
             )
+        elif ensemble_members(dataset, model["variant"]):
+            problems.append(
+                f"{where}/model/variant: {model['variant']!r} is an ensemble; the apply stage uses one model "
+                f"(one of {', '.join(network_variants(dataset))})"
+            )
     if (job["pairs"] is None) == (job["testset"] is None):
         problems.append(f"{where}: give either pairs (a folder) or testset (a test set of this configuration)")
     testset = job["testset"]
@@ -552,4 +594,3 @@ def schema_reference(schema: Mapping[str, Any] | None = None) -> str:
 
     walk(schema, "")
     return "| key | type | default | meaning |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
-

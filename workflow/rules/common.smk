@@ -29,8 +29,11 @@
 # helpers and rule all fill them in (`rules.<name>.output`, `fill`, `expand`).
 
 from comir.config import (
+    ENSEMBLE_METHODS,
+    ensemble_members,
     model_file,
     model_variant,
+    network_variants,
     section_defaults,
     stress_testset_name,
     variant_config,
@@ -202,8 +205,21 @@ def inference_params(wildcards):
 
 
 def registration_params(wildcards):
-    """The run's method and parameters (not which inputs it has: those are other jobs)."""
-    return canonical(pick(registration_spec(wildcards), ("method", "params")))
+    """The run's method and parameters (not which inputs it has: those are other jobs); on an
+    ensemble's CoMIRs the cascade is told how many networks' they are."""
+    run = pick(registration_spec(wildcards), ("method", "params"))
+    networks = source_networks(wildcards.dataset, wildcards.source)
+    if len(networks) > 1:
+        run["params"] = {**(run.get("params") or {}), "networks": len(networks)}
+    return canonical(run)
+
+
+def source_networks(dataset, source):
+    """The variants whose networks' CoMIRs a registration source is: an ensemble's members, a
+    variant itself, nothing for the originals and translations."""
+    if source_input(dataset, source) != "comir":
+        return []
+    return ensemble_members(DATASETS[dataset], source) or [source]
 
 
 def statistics_settings(dataset):
@@ -222,10 +238,19 @@ def statistics_settings(dataset):
 def evaluation_provenance(wildcards):
     """The settings behind one variant's evaluation on one test set, recorded in provenance.json."""
     cfg = variant_dataset_config(wildcards)
+    members = ensemble_members(DATASETS[wildcards.dataset], wildcards.variant)
+    networks = {
+        member: pick(
+            variant_config(DATASETS[wildcards.dataset], member),
+            ("modalities", "model", "training", "inference"),
+        )
+        for member in members
+    }
     return canonical(
         {
             "dataset": wildcards.dataset,
             "variant": wildcards.variant,
+            **({"ensemble": networks} if members else {}),
             "testset": {wildcards.testset: cfg["testsets"][wildcards.testset]},
             "seed": config["seed"],
             **pick(
@@ -302,11 +327,17 @@ def registration_sources(cfg, variant, image_input):
 def registration_jobs(dataset, variant):
     """(source, run, direction) of every registration that the evaluation of ``variant`` reads."""
     cfg = DATASETS[dataset]
+    ensemble = bool(ensemble_members(cfg, variant))
     # Sorted: the order of keys in the configuration must not change the timing rule's params.
     return sorted(
         (source, run, direction)
         for run, spec in cfg["registration"].items()
         for image_input in spec["inputs"]
+        if not (
+            ensemble
+            and image_input == "comir"
+            and spec["method"] not in ENSEMBLE_METHODS
+        )
         for source in registration_sources(cfg, variant, image_input)
         for direction in cfg["directions"]
     )
@@ -348,7 +379,8 @@ def registration_benchmark(dataset, source, testset, run, direction):
 
 
 def registration_images(wildcards):
-    """The test set's original patches, a variant's CoMIRs of them, or a translation model's fakes."""
+    """The test set's original patches, a variant's CoMIRs of them (an ensemble's: each member's), or
+    a translation model's fakes."""
     kind = source_input(wildcards.dataset, wildcards.source)
     if kind == ORIGINAL:
         return fill(
@@ -363,10 +395,10 @@ def registration_images(wildcards):
             translator=wildcards.source,
             testset=wildcards.testset,
         )
-    return fill(
+    return expand(
         rules.compute_comirs.output.comirs,
         dataset=wildcards.dataset,
-        variant=wildcards.source,
+        variant=source_networks(wildcards.dataset, wildcards.source),
         testset=wildcards.testset,
     )
 
@@ -407,22 +439,40 @@ def registration_csvs(wildcards):
 def stage_benchmarks(wildcards):
     """The benchmark files behind the timing table (paper, Table 3) of one variant and test set."""
     d, v, t = wildcards.dataset, wildcards.variant, wildcards.testset
+    networks = ensemble_members(DATASETS[d], v) or [v]
     return {
         # A model file trained elsewhere has no training time here.
-        "train": (
-            []
-            if model_file(DATASETS[d], v)
-            else fill(
-                rules.train.benchmark, dataset=d, variant=model_variant(DATASETS[d], v)
+        "train": [
+            fill(
+                rules.train.benchmark, dataset=d, variant=model_variant(DATASETS[d], n)
             )
-        ),
-        "inference": fill(
-            rules.compute_comirs.benchmark, dataset=d, variant=v, testset=t
+            for n in networks
+            if not model_file(DATASETS[d], n)
+        ],
+        "inference": expand(
+            rules.compute_comirs.benchmark, dataset=d, variant=networks, testset=t
         ),
         "registration": [
             registration_benchmark(d, source, t, run, direction)
             for source, run, direction in registration_jobs(d, v)
         ],
+    }
+
+
+def timing_networks(wildcards):
+    """The row labels of stage_benchmarks' training and inference files, in their order: an
+    ensemble's members, or "" for a variant's own networks."""
+    cfg = DATASETS[wildcards.dataset]
+    members = ensemble_members(cfg, wildcards.variant)
+    networks = members or [wildcards.variant]
+    labels = members or [""]
+    return {
+        "trained": [
+            label
+            for label, network in zip(labels, networks)
+            if not model_file(cfg, network)
+        ],
+        "computed": labels,
     }
 
 
@@ -508,8 +558,9 @@ def dataset_network_params(wildcards):
 
 
 def sorted_variants(wildcards):
-    """A dataset's variants by name: the order of keys in the configuration must not change params."""
-    return sorted(DATASETS[wildcards.dataset]["variants"])
+    """A dataset's variants with networks, by name: the order of keys in the configuration must not
+    change params."""
+    return sorted(network_variants(DATASETS[wildcards.dataset]))
 
 
 def rotation_tables(wildcards):
@@ -536,7 +587,7 @@ def representation_outputs(dataset, cfg):
     """What a dataset's representation section turns on: per variant the equivariance
     tables and polar plot (with several variants their common plot too), and the
     reproducibility table and figure."""
-    representation, variants = cfg["representation"], list(cfg["variants"])
+    representation, variants = cfg["representation"], network_variants(cfg)
     outputs = []
     if representation["equivariance"] is not None:
         equivariance = rules.equivariance.output
@@ -558,11 +609,14 @@ def representation_outputs(dataset, cfg):
 
 def final_outputs():
     """The default target's inputs. Per variant its loss curve, per test set its CoMIR examples,
-    tables and figures, and with several variants their comparison."""
+    tables and figures (an ensemble: the tables and figures), and with several variants their
+    comparison."""
     evaluation = rules.evaluate.output
-    per_testset = [
+    per_network = [
         rules.compute_comirs.output.examples,
         rules.agreement.output.markdown,
+    ]
+    per_testset = [
         evaluation.success_md,
         evaluation.wilcoxon_md,
         evaluation.ecdf,
@@ -578,10 +632,14 @@ def final_outputs():
     outputs = []
     for dataset, cfg in DATASETS.items():
         variants, testsets = list(cfg["variants"]), list(cfg["testsets"])
+        networks = network_variants(cfg)
         trained = sorted(
-            {model_variant(cfg, v) for v in variants if model_file(cfg, v) is None}
+            {model_variant(cfg, v) for v in networks if model_file(cfg, v) is None}
         )
         outputs += expand(rules.train.output.plot, dataset=dataset, variant=trained)
+        outputs += expand(
+            per_network, dataset=dataset, variant=networks, testset=testsets
+        )
         outputs += expand(
             per_testset, dataset=dataset, variant=variants, testset=testsets
         )
@@ -596,12 +654,12 @@ def final_outputs():
                 series=list(cfg["stress"]),
             )
         outputs += representation_outputs(dataset, cfg)
-        outputs += confidence_targets(dataset, cfg, variants)
+        outputs += confidence_targets(dataset, cfg, networks)
         if cfg["translation"]:
             outputs += expand(
                 rules.translation_examples.output[0],
                 dataset=dataset,
-                variant=variants,
+                variant=networks,
                 testset=testsets,
             )
             outputs += expand(
@@ -794,7 +852,7 @@ def pool_registrations(wildcards):
 
 def pool_patches(wildcards):
     """Per pooled dataset, in the pool's dataset order: its test set's patches and the pool variant's
-    CoMIRs of them (the figure of the cores)."""
+    CoMIRs of them (the figure of the cores; an ensemble's first member's)."""
     pool = config["pools"][wildcards.pool]
     return {
         "patches": [
@@ -809,7 +867,7 @@ def pool_patches(wildcards):
             fill(
                 rules.compute_comirs.output.comirs,
                 dataset=dataset,
-                variant=pool["variant"],
+                variant=source_networks(dataset, pool["variant"])[0],
                 testset=pool["testset"],
             )
             for dataset in pool["datasets"]
@@ -843,7 +901,7 @@ def calibration_input(wildcards):
     """The calibration of a registration on a variant's CoMIRs, for every test set but the one it
     is fitted on; nothing otherwise."""
     if (
-        source_input(wildcards.dataset, wildcards.source) != "comir"
+        len(source_networks(wildcards.dataset, wildcards.source)) != 1
         or not calibrates(wildcards.dataset, wildcards.run)
         or wildcards.testset == DATASETS[wildcards.dataset]["confidence"]["testset"]
     ):

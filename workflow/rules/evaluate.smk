@@ -66,6 +66,7 @@ rule timing:
         runtime=10,
     params:
         jobs=lambda wc: registration_jobs(wc.dataset, wc.variant),
+        networks=timing_networks,
     script:
         "../../scripts/timing.py"
 

@@ -12,7 +12,7 @@ registration tables is the method alone.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,32 +44,29 @@ def read_benchmark(path: str | os.PathLike[str]) -> pd.Series:
 
 
 def timing_table(
-    train: str | os.PathLike[str] | None,
-    inference: str | os.PathLike[str],
+    train: Mapping[str, str | os.PathLike[str]],
+    inference: Mapping[str, str | os.PathLike[str]],
     registrations: Sequence[str | os.PathLike[str]],
     jobs: Sequence[Sequence[str]],
     n_pairs: int,
 ) -> pd.DataFrame:
     """Rows for training, inference and each registration job (``jobs``: (source, run, direction)).
 
-    ``train`` None (a model file trained elsewhere): no training row.
+    ``train`` and ``inference``: per network, the benchmark file of its training and of its CoMIRs
+    of the test set, keyed by the row's ``source`` (an ensemble's member variant; ``""`` for a
+    variant's own networks).  A network from a model file trained elsewhere has no training row.
     """
     if len(registrations) != len(jobs):
         raise ValueError(f"{len(registrations)} registration benchmarks for {len(jobs)} jobs")
     if n_pairs < 1:
         raise ValueError("the test set has no cases")
-    training = {"stage": "training", "method": "", "source": "", "direction": "", "per_pair": False}
-    rows = [] if train is None else [{**training, **read_benchmark(train)}]
-    rows += [
-        {
-            "stage": "inference",
-            "method": "",
-            "source": "",
-            "direction": "",
-            "per_pair": True,
-            **read_benchmark(inference),
-        },
-    ]
+    stages = [("training", train, False), ("inference", inference, True)]
+    rows = [
+        {"stage": stage, "method": "", "source": source, "direction": "", "per_pair": per_pair,
+         **read_benchmark(path)}
+        for stage, files, per_pair in stages
+        for source, path in files.items()
+    ]  # fmt: skip
     for path, (source, run, direction) in zip(registrations, jobs):
         rows.append(
             {

@@ -45,7 +45,19 @@ translation, and the refinement adds scale or shear.
    CoMIRs smoothed by ``smooth_sigma``), and keypoints matched on the
    original images are the more precise where the modalities share them.
    Below ``min_quality`` the pair is ``failed`` (with the winner's score in
-   the message).  The bar is 0 by default: two
+   the message).
+
+**Several networks** (``networks``: K > 1, an ensemble of networks trained
+differently, e.g. with and without stain augmentation; docs/method.md,
+section 12): the CoMIRs' channels are K equal groups, one per network, in
+the same order for both images.  Stages 1-2 run on each network's CoMIRs
+(labels ``fft@1``, ``sift@2``, ...), a candidate is refined on the CoMIRs it
+came from (the originals' keypoints on every network's), and the quality
+score is the mean of the score on every network's CoMIRs.  Each network's own
+score is not comparable across networks (one network's CoMIRs may correlate
+more on every alignment, right or wrong); every candidate scored on every
+network's CoMIRs is, and an alignment that is wrong for one network's
+representation scores low there.  The bar is 0 by default: two
    unrelated smooth images can correlate by chance on a quarter overlap at
    the best of all rotations and shifts (0.59 for the test suite's textures,
    against 0.99 for the true pair), so a useful bar depends on the data; it
@@ -106,6 +118,8 @@ class Candidate:
     matrix: np.ndarray
     seconds: float
     quality: float = -math.inf
+    #: The network whose CoMIRs gave it (None: the original images).
+    network: int | None = 0
 
 
 @dataclass
@@ -121,7 +135,9 @@ class CascadeRegistration:
     ``mi`` parameters), ``smooth_sigma`` (px, before scoring and ECC),
     ``min_overlap`` (fraction of the smaller image), ``min_quality`` (least
     score of an ``ok`` result), ``transform`` (the model of the keypoints
-    and refinement stages, see the module doc), ``threads``, ``seed``.
+    and refinement stages, see the module doc), ``networks`` (how many
+    networks' CoMIRs the channels hold, see the module doc), ``threads``,
+    ``seed``.
     """
 
     name: ClassVar[str] = "cascade"
@@ -136,6 +152,7 @@ class CascadeRegistration:
     min_overlap: float = 0.25
     min_quality: float = 0.0
     transform: str = "rigid"
+    networks: int = 1
     threads: int = 1
     seed: int = 0
 
@@ -153,6 +170,8 @@ class CascadeRegistration:
             raise ValueError(f"prefer_originals_px must be >= 0, got {self.prefer_originals_px}")
         if float(self.smooth_sigma) < 0:
             raise ValueError(f"smooth_sigma must be >= 0, got {self.smooth_sigma}")
+        if isinstance(self.networks, bool) or not isinstance(self.networks, int) or self.networks < 1:
+            raise ValueError(f"networks must be an integer >= 1, got {self.networks!r}")
         # Build the stages now, so that a bad parameter is an error at configuration time.
         self._global = self._keypoints = self._original_keypoints = None
         if self.global_search is not None:
@@ -186,49 +205,97 @@ class CascadeRegistration:
         """Whether ``register`` uses the original images (``originals``) besides the CoMIRs."""
         return self._original_keypoints is not None
 
+    def _per_network(self, image: np.ndarray, role: str) -> list[np.ndarray]:
+        """Each network's CoMIRs of ``image``: its channels in ``networks`` equal groups."""
+        if self.networks == 1:
+            return [image]
+        channels = image.shape[2] if image.ndim == 3 else 1
+        if channels % self.networks:
+            raise ValueError(
+                f"the {role} CoMIRs have {channels} channel(s): not {self.networks} networks' equal groups"
+            )
+        return np.split(image, self.networks, axis=2)
+
+    def _label(self, label: str, network: int | None) -> str:
+        """A stage's label, with its network's number (from 1) when there are several."""
+        return label if self.networks == 1 or network is None else f"{label}@{network + 1}"
+
     def _estimates(
         self,
-        reference: np.ndarray,
-        floating: np.ndarray,
+        pairs: list[tuple[np.ndarray, np.ndarray]],
         masks: dict[str, np.ndarray | None],
         originals: tuple[np.ndarray, np.ndarray] | None,
     ) -> tuple[list[Candidate], list[str]]:
-        """Candidates of stages 1-2 and the notes of the stages that failed."""
+        """Candidates of stages 1-2 on each network's (reference, floating) CoMIRs; notes of failed stages."""
         candidates, notes = [], []
         if self.wants_originals and originals is None:
             raise ValueError("original_keypoints is set but register() got no originals (the original images)")
-        stages = [("fft", self._global, (reference, floating)), ("sift", self._keypoints, (reference, floating))]
+        stages = [
+            (label, stage, images, network)
+            for network, images in enumerate(pairs)
+            for label, stage in (("fft", self._global), ("sift", self._keypoints))
+        ]
         if self.wants_originals:
-            for image, like, role in zip(originals, (reference, floating), ("reference", "floating"), strict=True):
+            for image, like, role in zip(originals, pairs[0], ("reference", "floating"), strict=True):
                 if np.shape(image)[:2] != like.shape[:2]:
                     raise ValueError(f"the original {role} image is {np.shape(image)[:2]}, its CoMIR {like.shape[:2]}")
             single = tuple(to_single_channel(image)[0] for image in originals)  # different modalities: no shared basis
-            stages.append(("sift-original", self._original_keypoints, single))
-        for label, stage, images in stages:
+            stages.append(("sift-original", self._original_keypoints, single, None))
+        for label, stage, images, network in stages:
             if stage is None:
                 continue
+            label = self._label(label, network)
             result = stage.register(*images, **masks)
             if result.ok:
-                candidates.append(Candidate(label, result.matrix, result.seconds))
+                candidates.append(Candidate(label, result.matrix, result.seconds, network=network))
             else:
                 notes.append(f"{label} failed: {result.message}")
                 log.info("cascade stage seconds: %s (failed) %.3f", label, result.seconds)
         return candidates, notes
 
     def _refined(
-        self, candidate: Candidate, ref: np.ndarray, flo: np.ndarray, raw: tuple, masks: dict[str, np.ndarray | None]
+        self,
+        candidate: Candidate,
+        network: int,
+        scored: tuple[np.ndarray, np.ndarray],
+        raw: tuple[np.ndarray, np.ndarray],
+        masks: dict[str, np.ndarray | None],
     ) -> Candidate | None:
-        """``candidate`` refined by the configured local method, or None when it does not converge."""
+        """``candidate`` refined on one network's CoMIRs, or None when the refinement does not converge.
+
+        ``scored``: that network's CoMIRs as the score sees them, ``raw``: as given.
+        """
         start = time.perf_counter()
         if self.refine == "ecc":
             pair_masks = (masks["reference_mask"], masks["floating_mask"])
-            matrix = ecc_refine(ref, flo, candidate.matrix, self._ecc_iterations, self.transform, pair_masks)
+            matrix = ecc_refine(*scored, candidate.matrix, self._ecc_iterations, self.transform, pair_masks)
         else:
             result = self._mi.refine(*raw, candidate.matrix, **masks)
             matrix = result.matrix if result.ok else None
         if matrix is None:
             return None
-        return Candidate(f"{candidate.label}+{self.refine}", matrix, time.perf_counter() - start)
+        label = f"{candidate.label}+{self.refine}"
+        if candidate.network is None:  # the originals' candidate, refined on each network's CoMIRs
+            label = self._label(label, network)
+        return Candidate(label, matrix, time.perf_counter() - start, network=network)
+
+    def _scoring_images(
+        self, reference: np.ndarray, floating: np.ndarray, masks: dict[str, np.ndarray | None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One network's CoMIRs as the score and ECC see them: one channel each, filled and smoothed.
+
+        The floating image is projected with the reference's basis; invalid pixels get the valid mean.
+        """
+        import cv2
+
+        ref, basis = to_single_channel(fill_invalid(reference, masks["reference_mask"]))
+        flo, _ = to_single_channel(fill_invalid(floating, masks["floating_mask"]), basis)
+        if float(self.smooth_sigma) > 0:
+            ref, flo = (
+                cv2.GaussianBlur(image, (0, 0), float(self.smooth_sigma), borderType=cv2.BORDER_REFLECT)
+                for image in (ref, flo)
+            )
+        return ref, flo
 
     @timed
     def register(
@@ -243,29 +310,30 @@ class CascadeRegistration:
 
         ``originals``: the original reference and floating images on the
         CoMIRs' grids (the masks apply to them too), needed when
-        ``original_keypoints`` is set and unused otherwise.
+        ``original_keypoints`` is set and unused otherwise.  With ``networks``
+        K > 1 the CoMIRs' channels are K networks' groups (module doc).
         """
-        import cv2
-
         masks = {"reference_mask": reference_mask, "floating_mask": floating_mask}
-        candidates, notes = self._estimates(reference, floating, masks, originals)
+        pairs = list(zip(self._per_network(reference, "reference"), self._per_network(floating, "floating")))
+        candidates, notes = self._estimates(pairs, masks, originals)
         if not candidates:
             raise RegistrationFailure("every stage failed: " + "; ".join(notes))
-        ref, basis = to_single_channel(fill_invalid(reference, reference_mask))
-        flo, _ = to_single_channel(fill_invalid(floating, floating_mask), basis)
-        if float(self.smooth_sigma) > 0:
-            ref, flo = (
-                cv2.GaussianBlur(image, (0, 0), float(self.smooth_sigma), borderType=cv2.BORDER_REFLECT)
-                for image in (ref, flo)
-            )
+        scoring = [self._scoring_images(*pair, masks) for pair in pairs]
         if self.refine != "none":
-            refined = [self._refined(c, ref, flo, (reference, floating), masks) for c in candidates]
+            refined = [
+                self._refined(candidate, network, scoring[network], pairs[network], masks)
+                for candidate in candidates
+                for network in ([candidate.network] if candidate.network is not None else range(self.networks))
+            ]
             candidates += [c for c in refined if c is not None]
         valid = [image.size if mask is None else int(np.count_nonzero(mask))
-                 for image, mask in ((ref, reference_mask), (flo, floating_mask))]  # fmt: skip
+                 for image, mask in zip(scoring[0], (reference_mask, floating_mask), strict=True)]  # fmt: skip
         min_count = int(math.ceil(float(self.min_overlap) * min(valid)))
         for candidate in candidates:
-            candidate.quality = overlap_ncc(ref, flo, candidate.matrix, min_count, reference_mask, floating_mask)
+            scores = [
+                overlap_ncc(*images, candidate.matrix, min_count, reference_mask, floating_mask) for images in scoring
+            ]
+            candidate.quality = float(np.mean(scores))
         # Scores in the message (the per-case CSV: the same for the same inputs); stage times in the job's log.
         log.info("cascade stage seconds: %s", ", ".join(f"{c.label} {c.seconds:.3f}" for c in candidates))
         described = notes + [f"{c.label} {c.quality:.4f}" for c in candidates]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,9 +89,25 @@ def _load_checked(
     return patch, None
 
 
+def _load_networks(
+    image_dirs: Sequence[Path], name: str, role: str, image_input: str, modality: Mapping[str, Any], colour: bool
+) -> tuple[np.ndarray | None, str | None]:
+    """:func:`_load_checked` of one folder, or of several networks' CoMIRs stacked along the channels.
+
+    The channels follow the folders' order (docs/method.md, section 12).
+    """
+    loaded = [_load_checked(folder, name, role, image_input, modality, colour) for folder in image_dirs]
+    problems = [problem for _, problem in loaded if problem]
+    if problems:
+        return None, "; ".join(problems)
+    if len(loaded) == 1:
+        return loaded[0]
+    return np.concatenate([np.atleast_3d(patch) for patch, _ in loaded], axis=2), None
+
+
 def register_cases(
     cases: pd.DataFrame,
-    image_dir: Path,
+    image_dir: Path | Sequence[Path],
     method: Registration,
     run_name: str,
     image_input: str,
@@ -103,8 +119,10 @@ def register_cases(
 ) -> pd.DataFrame:
     """Register every case of ``cases`` (the test set's ``cases.csv``) in ``direction``; one row per case.
 
-    Patches are ``image_dir/<case>_<slot>_<ref|flo>.tif``.  A case with a
-    non-finite patch is a failed row naming the case and the file(s).
+    Patches are ``image_dir/<case>_<slot>_<ref|flo>.tif``; with several
+    folders (an ensemble's networks' CoMIRs, for a method with ``networks``)
+    each patch is the folders' patches stacked along the channels.  A case
+    with a non-finite patch is a failed row naming the case and the file(s).
 
     With a ``judge`` (CoMIRs only; docs/method.md, section 15) each row also
     has the evidence of :func:`comir.register.confidence.evidence` (columns
@@ -124,6 +142,7 @@ def register_cases(
     reference_slot, floating_slot = DIRECTIONS[direction]
     colour = bool(getattr(method, "colour_input", False))  # the method wants RGB originals as they are
     with_originals = bool(getattr(method, "wants_originals", False))
+    image_dirs = [image_dir] if isinstance(image_dir, Path) else list(image_dir)
     if with_originals and original_dir is None:
         raise ValueError(f"registration run {run_name!r} uses the original images besides: give original_dir")
     rows = []
@@ -131,11 +150,12 @@ def register_cases(
         partner = unrelated_partner(cases, index) if unrelated else case.case
         if partner is None:
             continue
-        reference, ref_problem = _load_checked(
-            image_dir, f"{case.case}_{reference_slot}_ref", "reference", image_input, modalities[reference_slot], colour
-        )
-        floating, flo_problem = _load_checked(
-            image_dir, f"{partner}_{floating_slot}_flo", "floating", image_input, modalities[floating_slot], colour
+        reference, ref_problem = _load_networks(
+            image_dirs, f"{case.case}_{reference_slot}_ref", "reference", image_input, modalities[reference_slot],
+            colour,
+        )  # fmt: skip
+        floating, flo_problem = _load_networks(
+            image_dirs, f"{partner}_{floating_slot}_flo", "floating", image_input, modalities[floating_slot], colour
         )
         problems = [p for p in (ref_problem, flo_problem) if p]
         if problems:
