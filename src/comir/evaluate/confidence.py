@@ -51,9 +51,7 @@ def acceptance_table(results: pd.DataFrame, unrelated: pd.DataFrame, success_fra
     missing = {"confidence", "accepted"} - set(results.columns)
     if missing:
         raise InputError(f"the results have no {sorted(missing)} columns: the runs were not calibrated")
-    frame = results.assign(
-        correct=correct_mask(results, success_fraction), accepted=results["accepted"].astype(bool)
-    )
+    frame = results.assign(correct=correct_mask(results, success_fraction), accepted=results["accepted"].astype(bool))
     if unrelated.empty:
         unrelated = pd.DataFrame(columns=["method", "direction", "accepted"])
     rows = []

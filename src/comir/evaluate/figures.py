@@ -55,13 +55,15 @@ _KIND_STYLES = {
 _MIN_POSITIVE_PX = 1e-2  # where errors of (almost) zero are drawn on log axes
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of ``width`` x ``height`` inches (120 dpi, constrained layout) drawn without a display."""
     figure = Figure(figsize=(width, height), dpi=120, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save(figure: Figure, path: str | os.PathLike[str]) -> None:
+def save_figure(figure: Figure, path: str | os.PathLike[str]) -> None:
+    """Write ``figure`` to ``path`` atomically (a PNG by the suffix) and free it."""
     try:
         with atomic_path(path) as tmp:
             figure.savefig(tmp, dpi=figure.dpi)
@@ -155,7 +157,7 @@ def plot_ecdf(
     x_min = min(1.0, 10.0 ** np.floor(np.log10(max(smallest.min(), 1e-2)))) if smallest.size else 1.0
     directions = sorted(results["direction"].astype(str).unique())
     styles = _styles(results)
-    figure = _new_figure(4.6 * len(directions) + 0.4, 4.4)
+    figure = new_figure(4.6 * len(directions) + 0.4, 4.4)
     axes = np.atleast_1d(figure.subplots(1, len(directions), sharey=True, squeeze=False)[0])
     handles: dict[str, Line2D] = {}
     for ax, direction in zip(axes, directions, strict=True):
@@ -191,7 +193,7 @@ def plot_ecdf(
         fontsize=8,
         frameon=False,
     )
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def error_vs_displacement_points(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.DataFrame:
@@ -240,10 +242,8 @@ def plot_error_vs_displacement(
     width = _reference_width(results)
     points = error_vs_displacement_points(results, failure_fraction)
     directions = sorted(results["direction"].astype(str).unique())
-    pairs = sorted(
-        {(str(m), str(i)) for m, i in zip(results["method"], results["input"], strict=True)}
-    )
-    figure = _new_figure(3.6 * len(directions) + 0.6, 2.7 * len(pairs) + 0.6)
+    pairs = sorted({(str(m), str(i)) for m, i in zip(results["method"], results["input"], strict=True)})
+    figure = new_figure(3.6 * len(directions) + 0.6, 2.7 * len(pairs) + 0.6)
     axes = figure.subplots(len(pairs), len(directions), sharex=True, sharey=True, squeeze=False)
     displacement = points["displacement_px"].to_numpy()
     error = points["error_px"].to_numpy()
@@ -299,7 +299,7 @@ def plot_error_vs_displacement(
     # One legend column per panel column: the labels are long, and the figure does not widen for them.
     figure.legend(handles=legend, loc="outside lower center", ncol=min(3, len(directions)), fontsize=8,
                   frameon=False)  # fmt: skip
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 _COUNT_RE = re.compile(r"^success_(.+)pct$")
@@ -330,7 +330,7 @@ def plot_success_bars(table: pd.DataFrame, path: str | os.PathLike[str]) -> None
     n = np.maximum(table["n"].to_numpy(dtype=float), 1.0)
     rows = np.arange(len(table), dtype=float)
     bar = 0.8 / len(fractions)
-    figure = _new_figure(7.5, 0.45 * len(table) * max(1, len(fractions) / 2) + 1.6)
+    figure = new_figure(7.5, 0.45 * len(table) * max(1, len(fractions) / 2) + 1.6)
     ax = figure.subplots()
     for k, (fraction, column) in enumerate(fractions):
         proportion = table[column].to_numpy(dtype=float) / n
@@ -347,7 +347,7 @@ def plot_success_bars(table: pd.DataFrame, path: str | os.PathLike[str]) -> None
     ax.set_xlabel("success proportion (bars: Clopper-Pearson interval)")
     ax.grid(True, axis="x", alpha=0.3)
     figure.legend(loc="outside lower center", ncol=len(fractions), fontsize=8, frameon=False)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_variants(
@@ -386,7 +386,7 @@ def plot_variants(
     values = np.maximum(errors[[first, second]].to_numpy(dtype=float), _MIN_POSITIVE_PX)
     finite = values[np.isfinite(values)]
     low, high = (float(finite.min()) / 2, float(finite.max()) * 2) if finite.size else (0.1, 10.0)
-    figure = _new_figure(3.2 * len(directions) + 0.6, 3.0 * len(methods) + 0.6)
+    figure = new_figure(3.2 * len(directions) + 0.6, 3.0 * len(methods) + 0.6)
     axes = figure.subplots(len(methods), len(directions), squeeze=False)
     for r, method in enumerate(methods):
         for c, direction in enumerate(directions):
@@ -413,10 +413,10 @@ def plot_variants(
             ax.set_title(f"{method} ({direction.replace('_', ' ')}){note}", fontsize=9)
             ax.set_xlabel(f"error with {first} (px)")
             ax.set_ylabel(f"error with {second} (px)")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
-def _display(image: np.ndarray) -> np.ndarray:
+def display_picture(image: np.ndarray) -> np.ndarray:
     """An 8-bit picture of a stored (H, W[, C]) image: grey, or RGB stretched on all channels together."""
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3 and image.shape[2] == 1:
@@ -447,7 +447,7 @@ def plot_translation_examples(
 
     image_dir, comir_dir = Path(image_dir), Path(comir_dir)
     columns = 4 + len(translated)
-    figure = _new_figure(2.1 * columns, 4.6)
+    figure = new_figure(2.1 * columns, 4.6)
     axes = figure.subplots(2, columns, squeeze=False)
     for row, (slot, other) in zip(axes, (("A", "B"), ("B", "A"))):
         target, source = names[slot], names[other]
@@ -464,10 +464,9 @@ def plot_translation_examples(
             (read_image(comir_dir / f"{case}_{other}_flo.tif"), f"CoMIR of {source}\n-> CoMIR reference"),
         ]
         for ax, (image, title) in zip(row, panels):
-            picture = _display(image)
+            picture = display_picture(image)
             ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
             ax.set_title(title, fontsize=7)
             ax.axis("off")
     figure.suptitle(f"{case}: translations and CoMIRs (the arrows: what is registered to what)", fontsize=8)
-    _save(figure, path)
-
+    save_figure(figure, path)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from comir.augment import MIN_INTENSITY
-from comir.evaluate.figures import _display, _new_figure, _save
+from comir.evaluate.figures import display_picture, new_figure, save_figure
 from comir.evaluate.tables import GROUP_COLUMNS, make_label, percent_name, success_columns, success_table
 from comir.io import comir_preview, read_image, to_float01
 
@@ -247,7 +247,7 @@ def _downsample(image: np.ndarray, size: int) -> np.ndarray:
     return image[::step, ::step]
 
 
-def _comir_picture(comir: np.ndarray) -> np.ndarray:
+def comir_picture(comir: np.ndarray) -> np.ndarray:
     """A stored (channel-last) CoMIR as :func:`comir.io.comir_preview` draws it."""
     comir = np.asarray(comir, dtype=np.float32)
     return comir_preview(comir[None] if comir.ndim == 2 else np.moveaxis(comir, -1, 0))
@@ -312,7 +312,7 @@ def plot_cores(
     fraction = _largest_fraction(cores)
 
     rows = len(shown)
-    figure = _new_figure(CORES_FIGURE_WIDTH_IN, CORES_ROW_HEIGHT_IN * rows + CORES_HEADER_IN)
+    figure = new_figure(CORES_FIGURE_WIDTH_IN, CORES_ROW_HEIGHT_IN * rows + CORES_HEADER_IN)
     figure.set_dpi(CORES_DPI)  # a patch column about display_px wide: a small file for many cores
     axes = figure.subplots(rows, len(_WIDTH_RATIOS), squeeze=False, gridspec_kw={"width_ratios": _WIDTH_RATIOS})
     titles = [f"{names['A']} (reference)", f"{names['B']} (reference)",
@@ -324,7 +324,7 @@ def plot_cores(
         comir_a, comir_b = (read_image(comirs / f"{core.case}_{slot}_ref.tif") for slot in ("A", "B"))
         stats = patch_statistics(a, b, comir_a, comir_b, max_values)
         statistics.append(stats)
-        pictures = [_display(a), _display(b), _comir_picture(comir_a), _comir_picture(comir_b)]
+        pictures = [display_picture(a), display_picture(b), comir_picture(comir_a), comir_picture(comir_b)]
         for c, picture in enumerate(pictures):
             ax = axes[r, c]
             picture = _downsample(picture, display_px)
@@ -361,5 +361,5 @@ def plot_cores(
         f"red: unregistered (no run reaches 50 %)",
         fontsize=8,
     )
-    _save(figure, path)
+    save_figure(figure, path)
     return pd.concat([shown, pd.DataFrame(statistics)], axis=1)

@@ -79,9 +79,7 @@ def success_mask(errors, width, fractions: Sequence[float] = (0.01, 0.05)) -> np
     return errors[None, :] < frac * width[None, :]
 
 
-def success_counts(
-    errors, width, fractions: Sequence[float] = (0.01, 0.05)
-) -> dict[float, int]:
+def success_counts(errors, width, fractions: Sequence[float] = (0.01, 0.05)) -> dict[float, int]:
     """Number of successes (``error < fraction * width``, strict) per fraction."""
     counts = success_mask(errors, width, fractions).sum(axis=1)
     return {float(f): int(c) for f, c in zip(fractions, counts, strict=True)}
@@ -154,9 +152,7 @@ def wilcoxon_paired(x, y, clip=None, *, method: str = "auto") -> PairedTest:
     median_difference = float(np.median(d)) if d.size else 0.0
     if n_nonzero == 0:
         return PairedTest(0.0, 1.0, 0, 0.0, median_difference, int(d.size))
-    result = _stats.wilcoxon(
-        x, y, zero_method="wilcox", alternative="two-sided", method=method
-    )
+    result = _stats.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided", method=method)
     return PairedTest(
         statistic=float(result.statistic),
         p_value=float(result.pvalue),

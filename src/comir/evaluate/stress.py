@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from comir.evaluate.figures import _new_figure, _save, _styles
+from comir.evaluate.figures import _styles, new_figure, save_figure
 from comir.evaluate.stats import clopper_pearson
 from comir.evaluate.tables import GROUP_COLUMNS, success_columns
 
@@ -86,7 +86,7 @@ def plot_stress_curve(table: pd.DataFrame, path: str | os.PathLike[str], title: 
     fractions = sorted(table["fraction"].unique())
     directions = sorted(table["direction"].astype(str).unique())
     styles = _styles(table)
-    figure = _new_figure(4.2 * len(directions) + 0.5, 3.2 * len(fractions) + 1.2)
+    figure = new_figure(4.2 * len(directions) + 0.5, 3.2 * len(fractions) + 1.2)
     axes = np.atleast_2d(figure.subplots(len(fractions), len(directions), squeeze=False, sharex=True, sharey=True))
     handles: dict[str, object] = {}
     for i, fraction in enumerate(fractions):
@@ -112,4 +112,4 @@ def plot_stress_curve(table: pd.DataFrame, path: str | os.PathLike[str], title: 
         figure.suptitle(title, fontsize=10)
     figure.legend(list(handles.values()), list(handles), loc="outside lower center",
                   ncol=min(3, max(1, len(handles))), fontsize=8, frameon=False)  # fmt: skip
-    _save(figure, path)
+    save_figure(figure, path)

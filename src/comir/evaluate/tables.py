@@ -102,16 +102,12 @@ def load_results(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
             raise InputError(f"cannot read result file {path}: {error}") from error
         missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
         if missing:
-            raise InputError(
-                f"result file {path} lacks required column(s): {', '.join(missing)}"
-            )
+            raise InputError(f"result file {path} lacks required column(s): {', '.join(missing)}")
         for column in _NUMERIC_COLUMNS:
             try:
                 frame[column] = pd.to_numeric(frame[column]).astype(float)
             except (ValueError, TypeError) as error:
-                raise InputError(
-                    f"result file {path}: column {column!r} is not numeric ({error})"
-                ) from error
+                raise InputError(f"result file {path}: column {column!r} is not numeric ({error})") from error
         frame["_source"] = str(path)
         frames.append(frame)
     results = pd.concat(frames, ignore_index=True)
@@ -318,9 +314,7 @@ def wilcoxon_table(
     _require(results, ["case", "width", "status", "error_px", *GROUP_COLUMNS], "wilcoxon_table")
     frame = results.assign(error_px=scored_errors(results, failure_fraction))
     if "label" not in frame.columns:
-        frame = frame.assign(
-            label=make_label(frame["method"], frame["input"], frame["direction"])
-        )
+        frame = frame.assign(label=make_label(frame["method"], frame["input"], frame["direction"]))
     key = ["case", "label"]
     if frame.duplicated(key).any():
         raise ValueError("wilcoxon_table: a (case, label) pair occurs more than once")
@@ -343,9 +337,7 @@ def wilcoxon_table(
                 continue
             # Scored errors never exceed the bound, so this clip only guards the contract of
             # wilcoxon_paired (failures tie at the bound).
-            test = wilcoxon_paired(
-                values[both, i], values[both, j], clip=failure_fraction * widths[both]
-            )
+            test = wilcoxon_paired(values[both, i], values[both, j], clip=failure_fraction * widths[both])
             rows.append(
                 {
                     "label_x": labels[i],
@@ -366,9 +358,7 @@ def wilcoxon_table(
     return table
 
 
-def variant_table(
-    results: pd.DataFrame, failure_fraction: float = 0.12, reference: str | None = None
-) -> pd.DataFrame:
+def variant_table(results: pd.DataFrame, failure_fraction: float = 0.12, reference: str | None = None) -> pd.DataFrame:
     """Variants against each other per method and direction (paper, Fig. 9: MSE vs cosine critic).
 
     ``results`` holds registrations on CoMIRs with a ``source`` column naming
@@ -460,9 +450,7 @@ def to_markdown(df: pd.DataFrame) -> str:
             return f"{count} [{float(low):.3f}, {float(high):.3f}]"
         return _format_cell(row[column])
 
-    numeric = [
-        c in merged or pd.api.types.is_numeric_dtype(df[c].dtype) for c in shown
-    ]
+    numeric = [c in merged or pd.api.types.is_numeric_dtype(df[c].dtype) for c in shown]
     header = "| " + " | ".join(_format_cell(str(c)) for c in shown) + " |"
     separator = "| " + " | ".join("---:" if num else "---" for num in numeric) + " |"
     lines = [header, separator]
