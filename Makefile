@@ -60,6 +60,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check .
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/lint-imports
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The documentation site at http://127.0.0.1:8000, rebuilt on every edit (`make lint` builds it into site/).

@@ -25,11 +25,11 @@ from comir.apply import (
     write_outputs,
 )
 from comir.calibration import calibration_key, fit_calibration
+from comir.geometry import MATRIX_KEYS
 from comir.io import InputError
 from comir.model import Tiramisu, TiramisuConfig
 from comir.register.confidence import evidence
 from comir.resampling import Resampling, to_original_grids
-from comir.testset import MATRIX_KEYS
 from comir.train import save_checkpoint
 from helpers.registration_cases import make_pair
 

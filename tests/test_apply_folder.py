@@ -23,9 +23,9 @@ from comir.apply_results import (
     with_errors,
 )
 from comir.config import ConfigError, validate_config
+from comir.geometry import MATRIX_KEYS
 from comir.io import InputError
 from comir.model import Tiramisu, TiramisuConfig
-from comir.testset import MATRIX_KEYS
 from comir.train import save_checkpoint
 from helpers.registration_cases import make_pair, texture
 

@@ -20,12 +20,11 @@ from comir.calibration import (
     threshold_for,
 )
 from comir.evaluate.confidence import acceptance_markdown, acceptance_table
-from comir.geometry import IDENTITY
+from comir.geometry import IDENTITY, MATRIX_KEYS
 from comir.io import InputError
 from comir.register import make_method
 from comir.register.cases import Judge, register_cases, result_columns, results_evidence, unrelated_partner
 from comir.register.confidence import evidence
-from comir.testset import MATRIX_KEYS
 from helpers.registration_cases import crop_pair, texture
 
 EVIDENCE = [(0.9, 12.0, 0.9), (0.8, 9.0, 0.8), (0.3, 2.0, 0.5), (0.2, 1.0, 0.4), (0.85, 3.0, 0.3), (0.25, 8.0, 0.9)]

@@ -17,6 +17,7 @@ from scipy import ndimage
 
 from comir import geometry as g
 from comir.data.synthetic import SyntheticSpec, render_pair
+from comir.geometry import MATRIX_KEYS
 from comir.io import write_tiff
 from comir.register import METHODS, CurveAlignRegistration, MutualInformationRegistration, make_method
 from comir.register.base import param_names
@@ -29,7 +30,6 @@ from comir.register.curvealign import (
     split_colour_pair,
     stretch_channels,
 )
-from comir.testset import MATRIX_KEYS
 from helpers.registration_cases import SIZE, he_shg_scene, make_colour_pair, pair_error
 
 # Known transforms within single-start MI's reach (initial corner error 12-26 px).

@@ -17,9 +17,10 @@ from comir.data.convert import (
     nir_channel,
 )
 from comir.data.layouts import detect_layout, split_of_folder
-from comir.data.prebuilt import import_prebuilt_testset
+from comir.geometry import MATRIX_KEYS
 from comir.io import InputError, read_image, to_float01
-from comir.testset import MATRIX_KEYS, TESTSET_COLUMNS
+from comir.testset import TESTSET_COLUMNS
+from comir.testset.prebuilt import import_prebuilt_testset
 from helpers.fake_records import (
     build_fake_bfshg,
     build_fake_multiregeval_eval,
@@ -121,7 +122,7 @@ def test_inverted_metadata_follow_the_pixels_or_are_rejected(tmp_path, caplog):
     layout = detect_layout(tmp_path / "rec")
     with pytest.raises(InputError, match="follow the inverse convention, not forward"):
         import_prebuilt_testset(layout, "comir", tmp_path / "forced", ("BF", "SHG"), convention="forward")
-    with caplog.at_level(logging.WARNING, logger="comir.data.prebuilt"):
+    with caplog.at_level(logging.WARNING, logger="comir.testset.prebuilt"):
         cases = import_prebuilt_testset(layout, "comir", tmp_path / "auto", ("BF", "SHG"))
     assert cases.attrs["records"]["convention"] == "inverse"
     assert "not the expected forward one" in caplog.text

@@ -19,13 +19,13 @@ import pytest
 from scipy import ndimage
 
 from comir import geometry as g
+from comir.geometry import MATRIX_KEYS
 from comir.io import read_image, write_tiff
 from comir.register import RegistrationFailure, RegistrationResult, make_method, timed
 from comir.register.base import OK, is_registration_failure
 from comir.register.cases import non_finite_count, register_cases
 from comir.register.mi import MutualInformationRegistration
 from comir.register.sift import SiftRegistration
-from comir.testset import MATRIX_KEYS
 from helpers.registration_cases import SIZE, make_pair
 
 

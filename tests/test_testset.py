@@ -5,9 +5,9 @@ import pytest
 import tifffile
 
 from comir import geometry
+from comir.geometry import MATRIX_KEYS
 from comir.io import InputError, read_image
 from comir.testset import (
-    MATRIX_KEYS,
     TESTSET_COLUMNS,
     Stratum,
     TestSetRecipe,

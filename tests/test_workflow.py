@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from comir.testset import MATRIX_KEYS
+from comir.geometry import MATRIX_KEYS
 from helpers.snakemake import ROOT, TINY_CONFIG, planned_jobs
 from helpers.snakemake import run_snakemake as snakemake
 

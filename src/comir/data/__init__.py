@@ -1,4 +1,4 @@
-"""Data sets: where the aligned pairs come from, and the prebuilt test sets of the paper's records.
+"""Data sets: where the aligned pairs come from (a record's prebuilt test sets: :mod:`comir.testset.prebuilt`).
 
 - :mod:`comir.data.prepare`: from a dataset's configuration to the pipeline's pairs table.
 - :mod:`comir.data.pairs`: discover, validate and split a user's folder ``root/<modality>/<id>.<ext>``.
@@ -6,7 +6,6 @@
 - :mod:`comir.data.zenodo`: download, verify and unpack a Zenodo record, online or offline.
 - :mod:`comir.data.layouts`: recognise the layout of an unpacked record (pairs, images, test sets).
 - :mod:`comir.data.convert`: convert a record's aligned pairs to the canonical ``<modality>/<id>.tif``.
-- :mod:`comir.data.prebuilt`: import a record's transformed test set, its corner convention checked.
 """
 
 from comir.data.pairs import (

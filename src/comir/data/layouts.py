@@ -2,7 +2,7 @@
 
 :func:`detect_layout` walks an unpacked record and says what it holds: its kind,
 its aligned pairs per split, its Zurich images and its prebuilt transformed test
-sets (what :mod:`comir.data.convert` and :mod:`comir.data.prebuilt` then read).
+sets (what :mod:`comir.data.convert` and :mod:`comir.testset.prebuilt` then read).
 
 Recognised layouts (folder names are matched case-insensitively, anywhere below
 the unpacked root; hidden files and ``__MACOSX`` are ignored):

@@ -33,7 +33,7 @@ appears as long as the source is large enough; an image that is too small for
 the requested patch size and transform range is rejected up front.
 
 A test set can also be a Zenodo record's own transformed test set, imported as
-it is (:func:`make_testset`, :mod:`comir.data.prebuilt`).  Every test set has
+it is (:func:`make_testset`, :mod:`comir.testset.prebuilt`).  Every test set has
 the same cases table (:func:`cases_table`, columns :data:`TESTSET_COLUMNS`).
 """
 
@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,88 +55,24 @@ from comir.geometry import MATRIX_KEYS
 from comir.io import InputError, read_image, write_tiff
 from comir.preprocess import SLOTS, check_image_sizes
 from comir.shifts import Shift, case_rng
+from comir.testset.prebuilt import import_prebuilt_testset
+from comir.testset.table import TESTSET_COLUMNS, case_labels, cases_table
+
+__all__ = [
+    "TESTSET_COLUMNS",
+    "Stratum",
+    "TestSetRecipe",
+    "build_testset",
+    "case_labels",
+    "cases_table",
+    "draw_transforms",
+    "extract_patches",
+    "import_prebuilt_testset",
+    "make_testset",
+    "shift_written_testset",
+]
 
 log = logging.getLogger(__name__)
-
-#: The columns of a test set's cases table (``cases.csv``), in order.
-TESTSET_COLUMNS = (
-    "case",
-    "image_id",
-    "stratum",
-    "rotation_deg",
-    "scale",
-    "translation_x",
-    "translation_y",
-    "initial_displacement_px",
-    *(f"true_{k}" for k in MATRIX_KEYS),
-    *(f"corner{i}_{a}" for i in range(4) for a in "xy"),
-    "crop_x",
-    "crop_y",
-    "width",
-    "height",
-)
-
-
-def case_labels(n: int) -> list[str]:
-    """The names of ``n`` cases in table order: ``case_0000``, ``case_0001``, ..."""
-    return [f"case_{i:04d}" for i in range(n)]
-
-
-def cases_table(
-    truth: np.ndarray,
-    width: int | Sequence[int] | np.ndarray,
-    height: int | Sequence[int] | np.ndarray,
-    *,
-    case: Sequence[str],
-    image_id: Sequence[Any],
-    stratum: Sequence[str] | np.ndarray,
-    move: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-) -> pd.DataFrame:
-    """A test set's cases table: one row per case, the columns :data:`TESTSET_COLUMNS` in order.
-
-    ``truth``: the (n, 2, 3) ground truths, floating -> reference; ``width``,
-    ``height``: the patch size, one for all cases or one per case; ``move``:
-    rotation (degrees), scale and (n, 2) translation of the reference ->
-    floating move as drawn (a rotation and zoom about the patch centre, then a
-    translation), by default derived from ``truth``.  Also derived from ``truth`` (docs/method.md, section
-    8): the initial displacement (the corner error of the identity) and where the
-    floating patch's corner pixels land in the reference patch (the anchors of
-    the error).  ``crop_x``, ``crop_y`` (the reference patch's place in its
-    source image) are -1: not known, or not yet placed.
-    """
-    truth = np.asarray(truth, dtype=float).reshape(-1, 2, 3)
-    n = len(truth)
-    width = np.broadcast_to(np.asarray(width, dtype=int), (n,)).copy()
-    height = np.broadcast_to(np.asarray(height, dtype=int), (n,)).copy()
-    sizes = list(zip(width, height))
-    displacement = np.array([geometry.corner_error(geometry.IDENTITY, t, w, h) for t, (w, h) in zip(truth, sizes)])
-    landed = np.array([geometry.apply(t, geometry.corners(w, h)) for t, (w, h) in zip(truth, sizes)]).reshape(n, 4, 2)
-    if move is None:
-        moves = geometry.invert(truth)
-        centres = np.stack([(width - 1) / 2.0, (height - 1) / 2.0], axis=1)
-        move = (
-            np.degrees(geometry.rotation_angle(moves)),
-            geometry.scale_factor(moves),
-            geometry.apply(moves, centres[:, None, :])[:, 0] - centres,
-        )
-    rotation_deg, scale, translation = move
-    columns = {
-        "case": list(case),
-        "image_id": list(image_id),
-        "stratum": stratum,
-        "rotation_deg": rotation_deg,
-        "scale": scale,
-        "translation_x": translation[:, 0],
-        "translation_y": translation[:, 1],
-        "initial_displacement_px": displacement,
-        **{f"true_{key}": values for key, values in zip(MATRIX_KEYS, truth.reshape(-1, 6).T)},
-        **{f"corner{i}_{axis}": landed[:, i, j] for i in range(4) for j, axis in enumerate("xy")},
-        "crop_x": np.full(n, -1),
-        "crop_y": np.full(n, -1),
-        "width": width,
-        "height": height,
-    }
-    return pd.DataFrame(columns, columns=list(TESTSET_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -178,10 +114,7 @@ class TestSetRecipe:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], seed: int) -> TestSetRecipe:
         """The recipe of one of a data set's ``testsets`` in the configuration, drawn with ``seed``."""
-        strata = tuple(
-            Stratum(s["name"], s.get("max_displacement_px"), int(s["count"]))
-            for s in cfg.get("strata", [])
-        )
+        strata = tuple(Stratum(s["name"], s.get("max_displacement_px"), int(s["count"])) for s in cfg.get("strata", []))
         kwargs = {k: v for k, v in cfg.items() if k not in ("strata", "multiregeval", "prebuilt", "shift", "split")}
         mre = cfg.get("multiregeval", {})
         renamed = {
@@ -450,9 +383,7 @@ def make_testset(
     if spec["recipe"] == "prebuilt":
         if record_dir is None:
             raise ValueError("a prebuilt test set needs its unpacked record")
-        # Imported here: comir.data.prebuilt builds its table with this module's cases_table.
         from comir.data.layouts import detect_layout
-        from comir.data.prebuilt import import_prebuilt_testset
 
         cases = import_prebuilt_testset(detect_layout(Path(record_dir)), spec["prebuilt"], images_dir, modalities)
         shift = Shift.from_config(spec.get("shift"))

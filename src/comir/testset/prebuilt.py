@@ -25,7 +25,7 @@ from comir import geometry
 from comir.data.convert import BFSHG_CHANNELS, ZURICH_CHANNELS, canonical_image, resolve_modalities
 from comir.data.layouts import MAX_LISTED, Layout, PrebuiltTestSet, read_corner_metadata
 from comir.io import InputError, read_image, write_tiff
-from comir.testset import case_labels, cases_table
+from comir.testset.table import case_labels, cases_table
 
 __all__ = ["CONVENTIONS", "import_prebuilt_testset"]
 
@@ -279,7 +279,6 @@ def _candidate_transforms(ref: np.ndarray, trans: np.ndarray) -> dict[str, np.nd
         "forward_yx": forward_yx,
         "inverse_yx": geometry.invert(forward_yx),
     }
-
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
