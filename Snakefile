@@ -6,7 +6,6 @@ and the apply stage: a trained model registers folders of unaligned pairs.
 """
 
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -42,18 +41,20 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     dataset=alternatives(DATASETS),
-    variant=alternatives(names_of("variants")),
-    source=alternatives([ORIGINAL, *names_of("variants"), *names_of("translation")]),
-    translator=alternatives(names_of("translation")) or "(?!)",
-    testset=alternatives(names_of("testsets")),
-    run=alternatives(names_of("registration")),
+    variant=alternatives(names_of(config, "variants")),
+    source=alternatives(
+        [ORIGINAL, *names_of(config, "variants"), *names_of(config, "translation")]
+    ),
+    translator=alternatives(names_of(config, "translation")) or "(?!)",
+    testset=alternatives(names_of(config, "testsets")),
+    run=alternatives(names_of(config, "registration")),
     direction="B_to_A|A_to_B",
     record="[0-9]+",
     reference="A|B",
     job=alternatives(list(APPLY)) or "(?!)",
     batch="[0-9]+",
     pool=alternatives(list(config["pools"])) or "(?!)",
-    series=alternatives(names_of("stress")) or "(?!)",
+    series=alternatives(names_of(config, "stress")) or "(?!)",
 
 
 include: "workflow/rules/download.smk"
@@ -73,4 +74,4 @@ include: "workflow/rules/apply.smk"
 rule all:
     default_target: True
     input:
-        final_outputs(),
+        files(targets.final_targets(config)),

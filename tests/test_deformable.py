@@ -170,9 +170,9 @@ def test_a_bug_inside_propagates(monkeypatch, case):
 @pytest.fixture(scope="module")
 def itk_loaded() -> None:
     """Loads itk with elastix (once per process, 5-20 s), so that the cost shows as this setup, not a test."""
-    from comir.register.elastix import _itk
+    from comir.register.elastix import load_itk
 
-    _itk()
+    load_itk()
 
 
 def test_elastix_recovers_a_known_field_between_two_modalities(case, itk_loaded):

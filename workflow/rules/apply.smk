@@ -19,9 +19,7 @@ rule testset_pairs:
         mem_mb=2000,
         runtime=30,
     params:
-        modalities=lambda wc: canonical(
-            modality_fields(DATASETS[wc.dataset]["modalities"], ("name",))
-        ),
+        modalities=rule_params(params.modality_names, "dataset"),
     script:
         "../../scripts/testset_pairs.py"
 
@@ -30,8 +28,8 @@ rule register_pairs:
     """One batch of an apply job: a trained model registers unaligned pairs (transform, warped image,
     overlay and CoMIRs per pair)."""
     input:
-        model=apply_model,
-        pairs=apply_pairs,
+        model=input_files(targets.apply_model, "job"),
+        pairs=input_files(targets.apply_pairs, "job"),
     output:
         table="results/apply/{job}/batches/{batch}.csv",
         pairs=report(
@@ -53,7 +51,7 @@ rule register_pairs:
         mem_mb=8000,
         runtime=240,
     params:
-        settings=apply_settings,
+        settings=rule_params(params.apply_settings, "job"),
         batches=lambda wc: APPLY[wc.job]["batches"],
         seed=config["seed"],
     script:
@@ -63,7 +61,7 @@ rule register_pairs:
 rule summarise_pairs:
     """All pairs of an apply job in one table, the failed and low-quality ones flagged."""
     input:
-        tables=apply_batches,
+        tables=input_files(targets.apply_batches, "job"),
     output:
         summary=report(
             "results/apply/{job}/summary.csv",
@@ -94,7 +92,7 @@ rule apply_errors:
     the experiment's registrations."""
     input:
         summary=rules.summarise_pairs.output.summary,
-        truth=apply_truth,
+        truth=input_files(targets.apply_truth, "job"),
     output:
         "results/apply/{job}/evaluation/cases.csv",
     log:
@@ -115,7 +113,7 @@ rule evaluate_apply:
     """The apply jobs with known transforms against each other: success counts with Clopper-Pearson
     intervals, Wilcoxon tests on shared pairs, eCDF."""
     input:
-        cases=apply_evaluated,
+        cases=input_files(targets.apply_evaluated),
     output:
         success=report(
             "results/apply/evaluation/success.csv",

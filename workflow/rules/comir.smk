@@ -28,9 +28,9 @@ rule compute_comirs:
     resources:
         mem_mb=4000,
         runtime=120,
-        gpu=lambda wc: int(variant_dataset_config(wc)["inference"]["device"] != "cpu"),
+        gpu=lambda wc: params.gpu(config, wc.dataset, "inference", wc.variant),
     params:
-        modalities=network_input_modalities,
-        inference=inference_params,
+        modalities=rule_params(params.network_input_modalities, "dataset", "variant"),
+        inference=rule_params(params.inference_params, "dataset", "variant"),
     script:
         "../../scripts/compute_comirs.py"

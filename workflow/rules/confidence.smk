@@ -8,13 +8,10 @@ rule calibrate:
     the calibration test set and on unrelated pairs, a logistic fit, the threshold, reliability.
     """
     input:
-        images=lambda wc: calibration_testset(wc, rules.compute_comirs.output.comirs),
-        cases=lambda wc: calibration_testset(wc, rules.build_testset.output.cases),
-        registrations=lambda wc: calibration_results(wc, rules.register.output[0]),
-        unrelated=lambda wc: calibration_results(wc, rules.register_unrelated.output[0]),
+        unpack(input_files(targets.calibrate_input, "dataset", "variant", "run")),
     output:
-        calibration=f"{CALIBRATION}.json",
-        evidence=f"{CALIBRATION}_evidence.csv",
+        calibration="results/{dataset}/{variant}/confidence/{run}.json",
+        evidence="results/{dataset}/{variant}/confidence/{run}_evidence.csv",
     log:
         "results/{dataset}/logs/{variant}/calibrate/{run}.log",
     benchmark:
@@ -26,13 +23,8 @@ rule calibrate:
         mem_mb=2000,
         runtime=60,
     params:
-        modalities=image_modalities,
-        confidence=lambda wc: canonical(
-            pick(
-                DATASETS[wc.dataset]["confidence"],
-                ("success_fraction", "false_accept_rate"),
-            )
-        ),
+        modalities=rule_params(params.image_modalities, "dataset"),
+        confidence=rule_params(params.confidence_params, "dataset"),
         seed=config["seed"],
     script:
         "../../scripts/calibrate.py"
@@ -43,10 +35,11 @@ rule evaluate_confidence:
     many are right; of the right, how many are accepted; unrelated pairs accepted; a reliability
     diagram beside the calibration data's."""
     input:
-        registrations=lambda wc: judged_results(wc, rules.register.output[0]),
-        unrelated=lambda wc: judged_results(wc, rules.register_unrelated.output[0]),
-        calibrations=lambda wc: calibration_files(wc, ".json"),
-        evidence=lambda wc: calibration_files(wc, "_evidence.csv"),
+        unpack(
+            input_files(
+                targets.evaluate_confidence_input, "dataset", "variant", "testset"
+            )
+        ),
     output:
         table=evaluation_report(
             f"{EVALUATION}/tables/confidence.csv", "confidence", "table", "confidence"
@@ -72,7 +65,7 @@ rule evaluate_confidence:
         success_fraction=lambda wc: DATASETS[wc.dataset]["confidence"][
             "success_fraction"
         ],
-        runs=lambda wc: calibrated_runs(wc.dataset),
+        runs=rule_params(jobs.calibrated_runs, "dataset"),
     script:
         "../../scripts/evaluate_confidence.py"
 
@@ -82,11 +75,8 @@ rule calibrate_model:
     stage and the command line (python -m comir register judges with it)."""
     input:
         model=trained_model,
-        calibrations=lambda wc: expand(
-            f"{CALIBRATION}.json",
-            dataset=wc.dataset,
-            variant=wc.variant,
-            run=calibrated_runs(wc.dataset),
+        calibrations=lambda wc: files(
+            targets.calibration_files(config, wc.dataset, wc.variant, "calibration")
         ),
     output:
         "results/{dataset}/{variant}/model/comir-calibrated.pt",
@@ -101,11 +91,6 @@ rule calibrate_model:
         mem_mb=2000,
         runtime=10,
     params:
-        runs=lambda wc: [
-            canonical(
-                pick(DATASETS[wc.dataset]["registration"][run], ("method", "params"))
-            )
-            for run in calibrated_runs(wc.dataset)
-        ],
+        runs=rule_params(params.calibrated_run_specs, "dataset"),
     script:
         "../../scripts/calibrate_model.py"

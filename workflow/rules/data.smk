@@ -1,8 +1,8 @@
 rule prepare_data:
     """Canonical aligned pairs with their split (synthetic data is generated, records are converted)."""
     input:
-        record=record_input,
-        files=pairs_files,
+        record=input_files(targets.record_input, "dataset"),
+        files=input_files(jobs.pairs_files, "dataset"),
     output:
         pairs="results/{dataset}/data/pairs.csv",
         layout="results/{dataset}/data/layout.json",
@@ -17,7 +17,7 @@ rule prepare_data:
         mem_mb=4000,
         runtime=60,
     params:
-        dataset=data_params,
+        dataset=rule_params(params.data_params, "dataset"),
         seed=config["seed"],
         image_dir=lambda wc: f"results/{wc.dataset}/data/images",
     script:

@@ -14,7 +14,7 @@ rule download_record:
         mem_mb=1000,
         runtime=600,
     params:
-        download=lambda wc: record_config(wc.record),
+        download=rule_params(params.download_params, "record"),
     script:
         "../../scripts/download.py"
 

@@ -1,7 +1,9 @@
 rule evaluate:
     """Success counts with Clopper-Pearson intervals, Wilcoxon tests, eCDF and displacement figures."""
     input:
-        registrations=registration_csvs,
+        registrations=input_files(
+            targets.registration_csvs, "dataset", "variant", "testset"
+        ),
     output:
         success=evaluation_report(
             f"{EVALUATION}/tables/success.csv", "success", "table", "success"
@@ -38,8 +40,10 @@ rule evaluate:
         mem_mb=2000,
         runtime=30,
     params:
-        evaluation=lambda wc: statistics_settings(wc.dataset),
-        provenance=evaluation_provenance,
+        evaluation=rule_params(params.statistics_settings, "dataset"),
+        provenance=rule_params(
+            params.evaluation_provenance, "dataset", "variant", "testset"
+        ),
     script:
         "../../scripts/evaluate.py"
 
@@ -47,7 +51,7 @@ rule evaluate:
 rule timing:
     """Time per stage (paper, Table 3) from the jobs' benchmark files: whole test set and per pair."""
     input:
-        unpack(stage_benchmarks),
+        unpack(input_files(targets.stage_benchmarks, "dataset", "variant", "testset")),
         cases=rules.build_testset.output.cases,
     output:
         table=evaluation_report(
@@ -65,8 +69,8 @@ rule timing:
         mem_mb=1000,
         runtime=10,
     params:
-        jobs=lambda wc: registration_jobs(wc.dataset, wc.variant),
-        networks=timing_networks,
+        jobs=rule_params(jobs.registration_jobs, "dataset", "variant"),
+        networks=rule_params(params.timing_networks, "dataset", "variant"),
     script:
         "../../scripts/timing.py"
 
@@ -74,7 +78,7 @@ rule timing:
 rule compare_variants:
     """Variants against each other on the same cases (e.g. MSE vs cosine critic, paper Fig. 9)."""
     input:
-        registrations=comparison_csvs,
+        registrations=input_files(targets.comparison_csvs, "dataset", "testset"),
     output:
         table=report(
             "results/{dataset}/comparison/{testset}/variants.csv",
@@ -110,7 +114,7 @@ rule compare_variants:
         mem_mb=2000,
         runtime=30,
     params:
-        evaluation=lambda wc: canonical(DATASETS[wc.dataset]["evaluation"]),
+        evaluation=rule_params(params.comparison_settings, "dataset"),
     script:
         "../../scripts/compare_variants.py"
 
@@ -148,8 +152,8 @@ rule pool_folds:
     (image) and run, worst cores first, with their patches, CoMIRs and image statistics.
     """
     input:
-        unpack(pool_patches),
-        registrations=lambda wc: [path for _, path in pool_registrations(wc)],
+        unpack(input_files(targets.pool_patches, "pool")),
+        registrations=input_files(targets.pool_registrations, "pool"),
     output:
         success=report(
             "results/pools/{pool}/success.csv",
@@ -194,11 +198,11 @@ rule pool_folds:
         mem_mb=2000,
         runtime=30,
     params:
-        datasets=lambda wc: [dataset for dataset, _ in pool_registrations(wc)],
+        datasets=rule_params(params.pool_datasets, "pool"),
         pooled=lambda wc: config["pools"][wc.pool]["datasets"],
-        modalities=pool_modalities,
-        evaluation=lambda wc: statistics_settings(
-            config["pools"][wc.pool]["datasets"][0]
+        modalities=rule_params(params.pool_modalities, "pool"),
+        evaluation=lambda wc: params.statistics_settings(
+            config, config["pools"][wc.pool]["datasets"][0]
         ),
     script:
         "../../scripts/pool_folds.py"

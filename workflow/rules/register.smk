@@ -2,10 +2,14 @@ rule register:
     """One registration run in one direction over all cases of a test set, on the originals or on a
     variant's CoMIRs (with a calibration: each result's confidence)."""
     input:
-        images=registration_images,
-        originals=registration_originals,
+        images=input_files(targets.registration_images, "dataset", "source", "testset"),
+        originals=input_files(
+            targets.registration_originals, "dataset", "source", "testset", "run"
+        ),
         cases=rules.build_testset.output.cases,
-        calibration=calibration_input,
+        calibration=input_files(
+            targets.registration_calibration, "dataset", "source", "testset", "run"
+        ),
     output:
         "results/{dataset}/{source}/registration/{testset}/{run}_{direction}.csv",
     log:
@@ -23,11 +27,11 @@ rule register:
         mem_mb=2000,
         runtime=240,
     params:
-        run=registration_params,
+        run=rule_params(params.registration_params, "dataset", "source", "run"),
         # Translated images are used as computed, like CoMIRs; the results name their model.
-        image_input=lambda wc: ORIGINAL if wc.source == ORIGINAL else "comir",
-        input_label=registration_input_label,
-        modalities=image_modalities,
+        image_input=lambda wc: params.image_input(wc.source),
+        input_label=rule_params(params.input_label, "dataset", "source"),
+        modalities=rule_params(params.image_modalities, "dataset"),
         seed=config["seed"],
     script:
         "../../scripts/register.py"

@@ -1,7 +1,7 @@
 # The representations themselves (paper section 4.1; docs/representation.md): equivariance of
 # each variant's CoMIRs to rotations and translations, and their reproducibility across short
 # training runs of the dataset's network. Each measurement runs where the dataset's
-# `representation` section turns it on; the helpers are in common.smk.
+# `representation` section turns it on.
 
 
 rule equivariance:
@@ -37,10 +37,12 @@ rule equivariance:
     resources:
         mem_mb=4000,
         runtime=120,
-        gpu=lambda wc: int(variant_dataset_config(wc)["inference"]["device"] != "cpu"),
+        gpu=lambda wc: params.gpu(config, wc.dataset, "inference", wc.variant),
     params:
-        settings=lambda wc: representation_settings(wc, "equivariance"),
-        inference=inference_params,
+        settings=lambda wc: params.representation_settings(
+            config, wc.dataset, "equivariance"
+        ),
+        inference=rule_params(params.inference_params, "dataset", "variant"),
     script:
         "../../scripts/equivariance.py"
 
@@ -48,7 +50,7 @@ rule equivariance:
 rule equivariance_comparison:
     """Rotation equivariance of every variant of a dataset in one polar plot (e.g. C4 on and off, paper Fig. 2)."""
     input:
-        tables=rotation_tables,
+        tables=input_files(targets.rotation_tables, "dataset"),
     output:
         representation_report(
             "results/{dataset}/representation/equivariance_variants.png",
@@ -68,7 +70,7 @@ rule equivariance_comparison:
         mem_mb=1000,
         runtime=10,
     params:
-        variants=sorted_variants,
+        variants=rule_params(jobs.sorted_variants, "dataset"),
     script:
         "../../scripts/equivariance_plot.py"
 
@@ -105,10 +107,12 @@ rule reproducibility:
         mem_mb=8000,
         # The paper's settings train 110 networks: hours on a GPU.
         runtime=1440,
-        gpu=lambda wc: int(DATASETS[wc.dataset]["training"]["device"] != "cpu"),
+        gpu=lambda wc: params.gpu(config, wc.dataset, "training"),
     params:
-        network=dataset_network_params,
-        settings=lambda wc: representation_settings(wc, "reproducibility"),
+        network=rule_params(params.dataset_network_params, "dataset"),
+        settings=lambda wc: params.representation_settings(
+            config, wc.dataset, "reproducibility"
+        ),
         seed=config["seed"],
     script:
         "../../scripts/reproducibility.py"

@@ -1,7 +1,9 @@
 rule stress_curve:
     """A stress series (config `stress`): success rate against severity, the base test set at 0."""
     input:
-        successes=stress_success_tables,
+        successes=input_files(
+            targets.stress_success_tables, "dataset", "variant", "series"
+        ),
     output:
         table=report(
             "results/{dataset}/{variant}/evaluation/stress/{series}.csv",
@@ -28,9 +30,13 @@ rule stress_curve:
         mem_mb=1000,
         runtime=10,
     params:
-        severities=stress_severities,
-        fractions=lambda wc: statistics_settings(wc.dataset)["success_fractions"],
-        kind=lambda wc: stress_series(wc)["kind"],
-        modality=lambda wc: stress_series(wc)["modality"],
+        severities=rule_params(jobs.stress_severities, "dataset", "series"),
+        fractions=lambda wc: params.statistics_settings(config, wc.dataset)[
+            "success_fractions"
+        ],
+        kind=lambda wc: jobs.stress_series(config, wc.dataset, wc.series)["kind"],
+        modality=lambda wc: jobs.stress_series(config, wc.dataset, wc.series)[
+            "modality"
+        ],
     script:
         "../../scripts/stress_curve.py"

@@ -2,7 +2,7 @@ rule build_testset:
     """Reference patches, rigidly transformed floating patches and their ground truth."""
     input:
         pairs=rules.prepare_data.output.pairs,
-        record=prebuilt_input,
+        record=input_files(targets.prebuilt_input, "dataset", "testset"),
     output:
         images=directory("results/{dataset}/testsets/{testset}/images"),
         cases=report(
@@ -22,7 +22,7 @@ rule build_testset:
         mem_mb=4000,
         runtime=30,
     params:
-        build=testset_params,
+        build=rule_params(params.testset_params, "dataset", "testset"),
         seed=config["seed"],
     script:
         "../../scripts/build_testset.py"

@@ -21,9 +21,9 @@ rule train:
     resources:
         mem_mb=8000,
         runtime=600,
-        gpu=lambda wc: int(variant_dataset_config(wc)["training"]["device"] != "cpu"),
+        gpu=lambda wc: params.gpu(config, wc.dataset, "training", wc.variant),
     params:
-        network=network_params,
+        network=rule_params(params.network_params, "dataset", "variant"),
         seed=config["seed"],
         resume_state="results/{dataset}/{variant}/model/training_state.pt",
     script:

@@ -21,9 +21,9 @@ rule train_translation:
     resources:
         mem_mb=8000,
         runtime=1440,
-        gpu=lambda wc: int(DATASETS[wc.dataset]["training"]["device"] != "cpu"),
+        gpu=lambda wc: params.gpu(config, wc.dataset, "training"),
     params:
-        translation=translation_params,
+        translation=rule_params(params.translation_params, "dataset", "translator"),
         seed=config["seed"],
     script:
         "../../scripts/train_translation.py"
@@ -47,9 +47,9 @@ rule translate:
     resources:
         mem_mb=4000,
         runtime=120,
-        gpu=lambda wc: int(DATASETS[wc.dataset]["training"]["device"] != "cpu"),
+        gpu=lambda wc: params.gpu(config, wc.dataset, "training"),
     params:
-        modalities=image_modalities,
+        modalities=rule_params(params.image_modalities, "dataset"),
         device=lambda wc: DATASETS[wc.dataset]["training"]["device"],
     script:
         "../../scripts/translate.py"
@@ -58,7 +58,11 @@ rule translate:
 rule translation_examples:
     """The paper's Fig. 3: a test pair, its translations by every model and the variant's CoMIRs."""
     input:
-        unpack(translation_examples_input),
+        unpack(
+            input_files(
+                targets.translation_examples_input, "dataset", "variant", "testset"
+            )
+        ),
     output:
         report(
             "results/{dataset}/{variant}/comir/{testset}/translations.png",
@@ -83,8 +87,6 @@ rule translation_examples:
         runtime=30,
     params:
         models=lambda wc: sorted(DATASETS[wc.dataset]["translation"]),
-        modalities=lambda wc: canonical(
-            modality_fields(DATASETS[wc.dataset]["modalities"], ("name",))
-        ),
+        modalities=rule_params(params.modality_names, "dataset"),
     script:
         "../../scripts/translation_examples.py"

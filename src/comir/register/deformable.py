@@ -577,7 +577,7 @@ def elastix_parameter_maps(
     list of dict
         Parameter maps in the order elastix runs them, values as tuples of strings.
     """
-    from comir.register.elastix import _itk  # itk with elastix loaded once per process (5-12 s)
+    from comir.register.elastix import load_itk  # itk with elastix loaded once per process (5-12 s)
 
     spacing = _positive_float("grid_spacing_px", grid_spacing_px)
     resolutions = _positive_int("resolutions", resolutions)
@@ -591,7 +591,7 @@ def elastix_parameter_maps(
         "WriteResultImage": ("false",),
     }
     weight = _positive_float("bending_weight", bending_weight, allow_zero=True)
-    parameter_object = _itk().ParameterObject.New()
+    parameter_object = load_itk().ParameterObject.New()
     maps = []
     if affine:
         defaults = parameter_object.GetDefaultParameterMap("affine", resolutions)
@@ -667,13 +667,13 @@ def elastix_bspline_register(
         ``metric``: elastix's final metric value of the last stage (its log); ``status="failed"``
         with elastix's reason explained (:func:`comir.register.elastix.explain_elastix_error`).
     """
-    from comir.register.elastix import _itk, _read_log, explain_elastix_error, final_metric
+    from comir.register.elastix import explain_elastix_error, final_metric, load_itk, read_elastix_log
 
     check_pair(reference, floating)  # malformed arguments first, before the slow import
     maps = elastix_parameter_maps(
         grid_spacing_px, resolutions, iterations, bins, spatial_samples, bending_weight, affine, seed
     )
-    itk = _itk()  # outside the call's seconds, as in comir.register.elastix
+    itk = load_itk()  # outside the call's seconds, as in comir.register.elastix
 
     def body(ref: np.ndarray, flo: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float, str]:
         moved, inside = _on_reference_grid(flo, matrix, ref.shape, mode="constant")  # overlap: _require_overlap
@@ -707,8 +707,8 @@ def elastix_bspline_register(
             except RuntimeError as error:  # itk-elastix's exception for every elastix error
                 if not is_registration_failure(error):
                     raise  # NotImplementedError, RecursionError: a bug, not elastix
-                raise RegistrationFailure(explain_elastix_error(_read_log(folder), str(error))) from error
-            log = _read_log(folder)
+                raise RegistrationFailure(explain_elastix_error(read_elastix_log(folder), str(error))) from error
+            log = read_elastix_log(folder)
             transformix = itk.TransformixFilter[image_type].New()
             transformix.SetMovingImage(moving)
             transformix.SetTransformParameterObject(method.GetTransformParameterObject())

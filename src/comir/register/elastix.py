@@ -137,7 +137,7 @@ _FINAL_METRIC = re.compile(r"Final metric value\s*=\s*(\S+)")
 
 
 @functools.cache
-def _itk() -> Any:
+def load_itk() -> Any:
     """``itk`` with its elastix module loaded: 5-12 s once per process, so only when elastix registers.
 
     Without the DeprecationWarnings of SWIG's wrappers that loading the modules raises by the hundred.
@@ -268,7 +268,7 @@ class ElastixRegistration:
 
     def parameter_map(self) -> dict[str, tuple[str, ...]]:
         """The elastix parameter map of a registration: elastix's default map with this method's settings."""
-        itk = _itk()
+        itk = load_itk()
         defaults = itk.ParameterObject.New().GetDefaultParameterMap(_DEFAULT_MAPS[self.transform])
         parameters = {key: tuple(defaults[key]) for key in defaults.keys()}
         parameters.update(
@@ -300,7 +300,7 @@ class ElastixRegistration:
         (:func:`timed`) registers.
         """
         check_pair(reference, floating)
-        _itk()
+        load_itk()
         return self._register(reference, floating, reference_mask=reference_mask, floating_mask=floating_mask)
 
     @timed
@@ -312,7 +312,7 @@ class ElastixRegistration:
         floating_mask: np.ndarray | None = None,
     ) -> RegistrationResult:
         """The registration of :meth:`register`, timed, its failures failed results (docs/method.md, section 7)."""
-        itk = _itk()
+        itk = load_itk()
         # An all-valid mask is no mask (elastix would still erode it at the image border).
         reference_mask = None if reference_mask is None or reference_mask.all() else reference_mask
         floating_mask = None if floating_mask is None or floating_mask.all() else floating_mask
@@ -355,8 +355,8 @@ class ElastixRegistration:
             except RuntimeError as error:  # itk-elastix's exception for every elastix error
                 if not is_registration_failure(error):
                     raise  # NotImplementedError, RecursionError: a bug, not elastix
-                raise RegistrationFailure(explain_elastix_error(_read_log(folder), str(error))) from error
-            log = _read_log(folder)
+                raise RegistrationFailure(explain_elastix_error(read_elastix_log(folder), str(error))) from error
+            log = read_elastix_log(folder)
         result = method.GetTransformParameterObject().GetParameterMap(0)
         kind = result["Transform"][0]
         if kind != ELASTIX_TRANSFORMS[self.transform]:
@@ -371,7 +371,7 @@ class ElastixRegistration:
         return RegistrationResult(matrix, OK, final_metric(log), 0.0, note)
 
 
-def _read_log(folder: str) -> str:
+def read_elastix_log(folder: str) -> str:
     """The elastix log in ``folder``; empty when it wrote none."""
     path = Path(folder) / "elastix.log"
     return path.read_text(errors="replace") if path.is_file() else ""
@@ -384,5 +384,7 @@ __all__ = [
     "explain_elastix_error",
     "final_metric",
     "floating_to_reference",
+    "load_itk",
+    "read_elastix_log",
     "reference_to_floating",
 ]

@@ -5,6 +5,13 @@ rerun trigger compares their ``repr``). Each rule therefore receives only the pa
 the configuration that it uses, in a canonical form (:func:`canonical`: mappings with
 sorted keys), so that an unrelated edit, or merely re-ordered keys, reruns nothing;
 see docs/how-to/ablations.md, "A changed setting reruns only the jobs it affects".
+
+What the rules read and get is worked out, from the validated configuration, by the
+submodules, whose plain data workflow/rules/common.smk turns into Snakemake's inputs:
+:mod:`comir.workflow.jobs` (registration jobs and sources, calibrations, stress series,
+pools), :mod:`comir.workflow.params` (each rule's params) and :mod:`comir.workflow.targets`
+(the files each rule reads and the default target's). This module imports none of them:
+the scripts import it in the jobs' environments, which lack what comir.config needs.
 """
 
 from __future__ import annotations
@@ -22,8 +29,17 @@ from typing import Any
 import comir
 
 PACKAGES = (
-    "numpy", "scipy", "pandas", "statsmodels", "scikit-image", "matplotlib", "tifffile",
-    "opencv", "SimpleITK", "torch", "snakemake",
+    "numpy",
+    "scipy",
+    "pandas",
+    "statsmodels",
+    "scikit-image",
+    "matplotlib",
+    "tifffile",
+    "opencv",
+    "SimpleITK",
+    "torch",
+    "snakemake",
 )
 # Distribution names differ between pip and conda-forge: the first one installed is reported.
 _DISTRIBUTIONS = {"opencv": ("opencv-python-headless", "opencv-python", "opencv", "py-opencv")}

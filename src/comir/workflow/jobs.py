@@ -1,0 +1,266 @@
+"""Which jobs a configuration asks for: registration sources and runs, calibrations, stress series, pools.
+
+The functions take plain data - the validated configuration (:func:`comir.config.validate_config`:
+defaults filled in, sweeps and stress series expanded) and names from a job's wildcards - and
+return names and tuples of names; the rules' helpers (workflow/rules/common.smk) turn them into
+paths. They raise ``KeyError`` for a name the configuration lacks, as the lookups they replace did.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from comir.config import ENSEMBLE_METHODS, ensemble_members, network_variants, stress_testset_name
+from comir.data.pairs import image_files
+from comir.io import IMAGE_SUFFIXES
+from comir.register import uses_originals
+
+#: The registration "source" of runs on the original images (its results live under
+#: results/<dataset>/original/, shared by all variants).
+ORIGINAL = "original"
+
+Config = Mapping[str, Any]
+#: (source, run, direction) of one registration job of a dataset and test set.
+RegistrationJob = tuple[str, str, str]
+
+
+def dataset_config(config: Config, dataset: str) -> Mapping[str, Any]:
+    """The section of ``dataset`` in the configuration (no variant merged in)."""
+    return config["datasets"][dataset]
+
+
+# --- wildcard constraints -------------------------------------------------------------------
+
+
+def names_of(config: Config, section: str) -> list[str]:
+    """Every name used under ``section`` (e.g. ``variants``) in any dataset, sorted, without repeats."""
+    return sorted({name for cfg in config["datasets"].values() for name in cfg[section]})
+
+
+def alternatives(names: Iterable[str]) -> str:
+    """A regular expression that matches exactly one of ``names`` (empty for no names)."""
+    return "|".join(re.escape(name) for name in names)
+
+
+# --- registration sources and jobs -----------------------------------------------------------
+
+
+def source_input(config: Config, dataset: str, source: str) -> str:
+    """The kind of input of a registration source: ``original``, ``comir`` or ``translated``."""
+    if source == ORIGINAL:
+        return ORIGINAL
+    return "translated" if source in dataset_config(config, dataset)["translation"] else "comir"
+
+
+def source_networks(config: Config, dataset: str, source: str) -> list[str]:
+    """The variants whose networks' CoMIRs a registration source is.
+
+    Returns
+    -------
+    list of str
+        An ensemble's members (in their configured order), ``[source]`` for a variant with
+        networks of its own, ``[]`` for the originals and translation models.
+    """
+    if source_input(config, dataset, source) != "comir":
+        return []
+    return variant_networks(config, dataset, source)
+
+
+def variant_networks(config: Config, dataset: str, variant: str) -> list[str]:
+    """The variants whose networks compute a variant's CoMIRs: an ensemble's members, else ``[variant]``."""
+    return ensemble_members(dataset_config(config, dataset), variant) or [variant]
+
+
+def sorted_variants(config: Config, dataset: str) -> list[str]:
+    """A dataset's variants with networks (not ensembles), by name.
+
+    Sorted: the order of keys in the configuration must not change params.
+    """
+    return sorted(network_variants(dataset_config(config, dataset)))
+
+
+def registration_sources(cfg: Mapping[str, Any], variant: str, image_input: str) -> list[str]:
+    """The sources of one kind of input: the originals, the variant's CoMIRs or every translation of dataset ``cfg``."""
+    if image_input == ORIGINAL:
+        return [ORIGINAL]
+    if image_input == "translated":
+        return list(cfg["translation"])
+    return [variant]
+
+
+def registration_jobs(config: Config, dataset: str, variant: str) -> list[RegistrationJob]:
+    """Every registration that the evaluation of ``variant`` reads.
+
+    Each run registers each of its inputs in each direction: the originals, the variant's CoMIRs
+    and every translation model's fakes. An ensemble variant registers its CoMIRs only with the
+    methods that use several networks' CoMIRs (:data:`comir.config.ENSEMBLE_METHODS`).
+
+    Returns
+    -------
+    list of (source, run, direction)
+        Sorted, so that the order of keys in the configuration does not change the timing
+        rule's params; ``source`` is :data:`ORIGINAL`, the variant or a translation model.
+    """
+    cfg = dataset_config(config, dataset)
+    ensemble = bool(ensemble_members(cfg, variant))
+    return sorted(
+        (source, run, direction)
+        for run, spec in cfg["registration"].items()
+        for image_input in spec["inputs"]
+        if not (ensemble and image_input == "comir" and spec["method"] not in ENSEMBLE_METHODS)
+        for source in registration_sources(cfg, variant, image_input)
+        for direction in cfg["directions"]
+    )
+
+
+def comparison_jobs(config: Config, dataset: str) -> list[RegistrationJob]:
+    """The registrations on the CoMIRs of every variant (their comparison), variant by variant in configured order."""
+    return [
+        job
+        for variant in dataset_config(config, dataset)["variants"]
+        for job in registration_jobs(config, dataset, variant)
+        if job[0] == variant
+    ]
+
+
+def registration_spec(config: Config, dataset: str, source: str, run: str) -> Mapping[str, Any]:
+    """The configured registration ``run``, as the source's jobs run it.
+
+    Raises
+    ------
+    ValueError
+        Where the run is not configured for the source's kind of input (:func:`source_input`).
+    """
+    spec = dataset_config(config, dataset)["registration"][run]
+    image_input = source_input(config, dataset, source)
+    if image_input not in spec["inputs"]:
+        raise ValueError(f"registration run {run!r} of {dataset} is not configured for {image_input} inputs")
+    return spec
+
+
+def reads_originals(config: Config, dataset: str, source: str, run: str) -> bool:
+    """Whether a run on CoMIRs or translations also reads the original patches (the cascade's original_keypoints)."""
+    spec = registration_spec(config, dataset, source, run)
+    on_originals = source_input(config, dataset, source) == ORIGINAL
+    return not on_originals and uses_originals(spec["method"], spec.get("params"))
+
+
+# --- calibrated confidence (config `confidence`; docs/method.md, section 15) -------------------
+
+
+def calibrates(config: Config, dataset: str, run: str) -> bool:
+    """Whether a registration run is calibrated: the dataset has a confidence section and the run registers CoMIRs."""
+    cfg = dataset_config(config, dataset)
+    return cfg["confidence"] is not None and "comir" in cfg["registration"][run]["inputs"]
+
+
+def calibrated_runs(config: Config, dataset: str) -> list[str]:
+    """The calibrated registration runs of a dataset, sorted (empty without a confidence section)."""
+    return sorted(run for run in dataset_config(config, dataset)["registration"] if calibrates(config, dataset, run))
+
+
+def judged_with_calibration(config: Config, dataset: str, source: str, run: str, testset: str) -> bool:
+    """Whether a registration job reads a calibration (to give each result a confidence).
+
+    True for a calibrated run on the CoMIRs of one network's variant on every test set but the
+    calibration test set; an ensemble's CoMIRs, the originals and translations have none.
+    """
+    return (
+        len(source_networks(config, dataset, source)) == 1
+        and calibrates(config, dataset, run)
+        and testset != dataset_config(config, dataset)["confidence"]["testset"]
+    )
+
+
+def calibration_testset(config: Config, dataset: str) -> str:
+    """The test set a dataset's calibrations are fitted on."""
+    return dataset_config(config, dataset)["confidence"]["testset"]
+
+
+# --- stress series (config `stress`) -----------------------------------------------------------
+
+
+def stress_series(config: Config, dataset: str, series: str) -> Mapping[str, Any]:
+    """A dataset's stress series (its ``stress`` entry)."""
+    return dataset_config(config, dataset)["stress"][series]
+
+
+def stress_severities(config: Config, dataset: str, series: str) -> list[float]:
+    """A stress series' severities: the base test set's 0 first, then the configured ones, increasing."""
+    return [0.0, *sorted(float(s) for s in stress_series(config, dataset, series)["severities"])]
+
+
+def stress_testsets(config: Config, dataset: str, series: str) -> list[str]:
+    """The test sets of a stress series in the order of :func:`stress_severities`: the base, then each severity's."""
+    severities = stress_severities(config, dataset, series)[1:]
+    base = stress_series(config, dataset, series)["base"]
+    return [base] + [stress_testset_name(series, severity) for severity in severities]
+
+
+# --- pools and apply jobs ----------------------------------------------------------------------
+
+
+def pool_jobs(config: Config, pool: str) -> list[tuple[str, str, str, str]]:
+    """(dataset, source, run, direction) of every registration a pool reads, in the pool's dataset order."""
+    spec = config["pools"][pool]
+    return [
+        (dataset, *job) for dataset in spec["datasets"] for job in registration_jobs(config, dataset, spec["variant"])
+    ]
+
+
+def slot_of(modalities: Mapping[str, Mapping[str, Any]], modality: str) -> str:
+    """The slot (A/B) of a modality given by slot or name; a ``ValueError`` for neither."""
+    for slot, spec in modalities.items():
+        if modality in (slot, spec["name"]):
+            return slot
+    raise ValueError(f"{modality!r} is neither A, B nor a modality name ({modalities})")
+
+
+def evaluated_apply_jobs(config: Config) -> list[str]:
+    """The apply jobs with known transforms (a test set's or a truth file), in configured order."""
+    return [name for name, job in config["apply"].items() if job["testset"] or job["truth"]]
+
+
+# --- files found on disk (inputs, so that adding, removing or changing one reruns the job) -----
+
+
+def pairs_files(config: Config, dataset: str) -> list[str]:
+    """Every image file of a ``pairs`` dataset (nothing for other sources).
+
+    A missing folder is left out here: prepare_data reports it, with its name.
+    """
+    cfg = dataset_config(config, dataset)
+    if cfg["source"] != "pairs":
+        return []
+    roots = cfg["pairs"]["root"]
+    roots = [roots] if isinstance(roots, str) else roots
+    extensions = [e.lower() for e in cfg["pairs"]["extensions"]]
+    folders = [Path(root).expanduser() / cfg["modalities"][slot]["name"] for root in roots for slot in ("A", "B")]
+    return [str(path) for folder in folders if folder.is_dir() for path in image_files(folder, extensions)]
+
+
+def folder_images(root: str | Path) -> list[str]:
+    """Every image in the sub-folders of ``root``, folder by folder in name order.
+
+    A missing root, folder or partner is reported by the job that reads them, with its name.
+    """
+    root = Path(root).expanduser()
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return [str(f) for folder in folders for f in image_files(folder, IMAGE_SUFFIXES)]
+
+
+def record_settings(config: Config) -> dict[str, Mapping[str, Any]]:
+    """Every Zenodo record in the configuration (a dataset's own or a test set's) and its download settings.
+
+    Keyed by the record as a string; a record named twice has the settings of its first section.
+    """
+    found: dict[str, Mapping[str, Any]] = {}
+    for cfg in config["datasets"].values():
+        sections = [cfg.get("zenodo") if cfg["source"] == "zenodo" else None]
+        sections += [testset.get("zenodo") for testset in cfg["testsets"].values()]
+        for section in filter(None, sections):
+            found.setdefault(str(section["record"]), section)
+    return found

@@ -1,0 +1,356 @@
+"""What each rule's ``params`` get: the slice of the configuration the job uses, in canonical form.
+
+Snakemake reruns a job whose params changed (their ``repr``), so each builder returns only what
+its rule's script reads, through :func:`comir.workflow.canonical` (sorted keys): an unrelated
+edit, or re-ordered keys, reruns nothing (docs/how-to/ablations.md). The builders take the
+validated configuration and names from the job's wildcards and return plain data.
+
+Settings added to the schema after results were computed enter the params only where they are
+set (:func:`add_if_set`), so that finished jobs of older configurations stay finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from comir.config import ensemble_members, model_file, model_variant, variant_config
+from comir.workflow import canonical, modality_fields, pick
+from comir.workflow.jobs import (
+    ORIGINAL,
+    Config,
+    calibrated_runs,
+    dataset_config,
+    pool_jobs,
+    record_settings,
+    registration_spec,
+    source_input,
+    source_networks,
+)
+
+# Which modality settings a stage reads: prepare_data checks files (names are folders, channels
+# and max_value judge the pixels); training, inference and registration turn pixels into network
+# or method input (log1p too); names also label the results.
+DATA_MODALITY_KEYS = ("name", "channels", "max_value")
+IMAGE_MODALITY_KEYS = ("name", "channels", "log1p", "max_value")
+OPTIONAL_IMAGE_MODALITY_KEYS = ("stain_normalization", "percentile_scaling")
+# What computes a patch's CoMIR with PyTorch (the reproducibility runs' inference settings).
+TORCH_INFERENCE_KEYS = ("device", "tile", "margin", "pad", "mixed_precision", "c4_average")
+# How an apply job registers (not which pairs: those are its input).
+APPLY_KEYS = (
+    "reference",
+    "folders",
+    "method",
+    "params",
+    "transform",
+    "pixel_size",
+    "inference",
+    "masks",
+    "mask_margin_px",
+    "register_max_px",
+)
+
+
+def add_if_set(settings: dict[str, Any], key: str, value: Any, unset: Any = None) -> dict[str, Any]:
+    """``settings`` with ``key: value`` added unless ``value == unset``.
+
+    Returns
+    -------
+    dict
+        ``settings`` itself, changed in place.
+
+    Notes
+    -----
+    Rerun compatibility: each call is a shim for a setting the schema gained after results were
+    computed. ``unset`` is what configurations without the setting implied; while a configuration
+    leaves it there, the key stays out of the params, so Snakemake does not rerun their finished
+    jobs. A shim can go (the key then always enters the params) once the results made before its
+    setting existed have been recomputed or are no longer kept: removing it changes the params of
+    every job of a configuration that leaves the setting unset, and reruns them and what follows.
+    """
+    if value != unset:
+        settings[key] = value
+    return settings
+
+
+def image_modality_settings(modalities: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The modality settings that turn pixels into network or method input, per slot.
+
+    :data:`IMAGE_MODALITY_KEYS`, and the stain normalisation and percentile scaling where set
+    (:func:`add_if_set`).
+    """
+    fields = modality_fields(modalities, IMAGE_MODALITY_KEYS)
+    for slot, spec in modalities.items():
+        for key in OPTIONAL_IMAGE_MODALITY_KEYS:
+            add_if_set(fields[slot], key, spec.get(key))
+    return fields
+
+
+def model_modalities(modalities: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The modality settings recorded in a model file, per slot.
+
+    The images' (:func:`image_modality_settings`), and the pixel size where one is given
+    (:func:`add_if_set`).
+    """
+    fields = image_modality_settings(modalities)
+    for slot, spec in modalities.items():
+        add_if_set(fields[slot], "pixel_size", spec.get("pixel_size"))
+    return fields
+
+
+def modality_names(config: Config, dataset: str) -> dict[str, Any]:
+    """The modality names of a dataset per slot (labels and folder names of exported pairs)."""
+    return canonical(modality_fields(dataset_config(config, dataset)["modalities"], ("name",)))
+
+
+def image_modalities(config: Config, dataset: str) -> dict[str, Any]:
+    """The dataset's modality settings that turn stored images into method input, whatever the variant.
+
+    For registrations on the originals, translation models and calibrations.
+    """
+    return canonical(image_modality_settings(dataset_config(config, dataset)["modalities"]))
+
+
+def network_input_modalities(config: Config, dataset: str, variant: str) -> dict[str, Any]:
+    """The modality settings that turn stored images into input of a variant's networks.
+
+    Those of the variant that trained them: a variant may override stain_normalization, and one
+    with model_from uses its source's.
+    """
+    cfg = dataset_config(config, dataset)
+    trained = variant_config(cfg, model_variant(cfg, variant))
+    return canonical(image_modality_settings(trained["modalities"]))
+
+
+def data_params(config: Config, dataset: str) -> dict[str, Any]:
+    """What prepare_data uses: the source, its own section and how the modalities are stored.
+
+    Of a Zenodo section only what changes the pairs: the record, the split and its strips.
+    """
+    cfg = dataset_config(config, dataset)
+    source = cfg["source"]
+    section = cfg.get(source, {})
+    if source == "zenodo":
+        # The strips only exist for split 'strips'.
+        section = add_if_set(pick(section, ("record", "split")), "strips", section.get("strips"))
+    return canonical(
+        {"source": source, source: section, "modalities": modality_fields(cfg["modalities"], DATA_MODALITY_KEYS)}
+    )
+
+
+def download_params(config: Config, record: str) -> Mapping[str, Any]:
+    """The download settings of a Zenodo record (the first section of the configuration that names it)."""
+    return record_settings(config)[str(record)]
+
+
+def testset_params(config: Config, dataset: str, testset: str) -> dict[str, Any]:
+    """What build_testset uses: the test set's own settings, and the modalities where it reads them.
+
+    A test set with a shift reads their names, channels and full scale; a prebuilt one (imported
+    from a record) their names and channels; the others none.
+    """
+    spec = dataset_config(config, dataset)["testsets"][testset]
+    # Without scale_range where it is [1, 1] (rigid cases): the draws of test sets from before the key.
+    build = add_if_set(
+        {key: value for key, value in spec.items() if key != "scale_range"}, "scale_range", spec["scale_range"], [1, 1]
+    )
+    params: dict[str, Any] = {"testset": build}
+    modalities = dataset_config(config, dataset)["modalities"]
+    if "shift" in spec:
+        params["modalities"] = modality_fields(modalities, ("name", "channels", "max_value"))
+    elif spec["recipe"] == "prebuilt":
+        params["modalities"] = modality_fields(modalities, ("name", "channels"))
+    return canonical(params)
+
+
+def network_params(config: Config, dataset: str, variant: str) -> dict[str, Any]:
+    """What training uses: the variant's network and training settings and its modalities (:func:`model_modalities`)."""
+    cfg = variant_config(dataset_config(config, dataset), variant)
+    return canonical(
+        {"model": cfg["model"], "training": cfg["training"], "modalities": model_modalities(cfg["modalities"])}
+    )
+
+
+def inference_params(config: Config, dataset: str, variant: str) -> dict[str, Any]:
+    """A variant's inference settings (computing and measuring its CoMIRs)."""
+    return canonical(variant_config(dataset_config(config, dataset), variant)["inference"])
+
+
+def gpu(config: Config, dataset: str, section: str, variant: str | None = None) -> int:
+    """A job's ``gpu`` resource: 1 where the device of its ``section`` (training or inference) is not the CPU.
+
+    The variant's settings, or without a variant the dataset's own.
+    """
+    cfg = dataset_config(config, dataset)
+    if variant is not None:
+        cfg = variant_config(cfg, variant)
+    return int(cfg[section]["device"] != "cpu")
+
+
+def registration_params(config: Config, dataset: str, source: str, run: str) -> dict[str, Any]:
+    """The run's method and parameters (which inputs it has are other jobs).
+
+    On an ensemble's CoMIRs the cascade is also told how many networks' they are (``networks``
+    among its parameters: the cascade's option, default 1). One network's CoMIRs get no such key:
+    only the cascade takes it, and their params stay those of before ensembles existed.
+
+    Raises
+    ------
+    ValueError
+        Where the run is not configured for the source's input
+        (:func:`comir.workflow.jobs.registration_spec`).
+    """
+    run_spec = pick(registration_spec(config, dataset, source, run), ("method", "params"))
+    networks = source_networks(config, dataset, source)
+    if len(networks) > 1:
+        run_spec["params"] = {**(run_spec.get("params") or {}), "networks": len(networks)}
+    return canonical(run_spec)
+
+
+def image_input(source: str) -> str:
+    """How a registration job reads its images: ``original``, or ``comir`` for CoMIRs and translations alike."""
+    return ORIGINAL if source == ORIGINAL else "comir"
+
+
+def input_label(config: Config, dataset: str, source: str) -> str:
+    """The ``input`` of a registration's rows: ``original``, ``comir``, or the translation model's name."""
+    kind = source_input(config, dataset, source)
+    return source if kind == "translated" else kind
+
+
+def statistics_settings(config: Config, dataset: str) -> dict[str, Any]:
+    """A dataset's evaluation settings as every statistic but the variant comparison reads them.
+
+    Without reference_variant: it concerns compare_variants alone, so setting it reruns nothing else.
+    """
+    evaluation = dataset_config(config, dataset)["evaluation"]
+    return canonical({key: value for key, value in evaluation.items() if key != "reference_variant"})
+
+
+def comparison_settings(config: Config, dataset: str) -> dict[str, Any]:
+    """A dataset's evaluation settings as compare_variants reads them (all of them)."""
+    return canonical(dataset_config(config, dataset)["evaluation"])
+
+
+def evaluation_provenance(config: Config, dataset: str, variant: str, testset: str) -> dict[str, Any]:
+    """The settings behind one variant's evaluation on one test set, recorded in its provenance.json.
+
+    An ensemble's also have each member's network settings (``ensemble``; :func:`add_if_set`).
+    """
+    dataset_cfg = dataset_config(config, dataset)
+    cfg = variant_config(dataset_cfg, variant)
+    networks = {
+        member: pick(variant_config(dataset_cfg, member), ("modalities", "model", "training", "inference"))
+        for member in ensemble_members(dataset_cfg, variant)
+    }
+    settings = {
+        "dataset": dataset,
+        "variant": variant,
+        "testset": {testset: cfg["testsets"][testset]},
+        "seed": config["seed"],
+        **pick(cfg, ("source", cfg["source"], "modalities", "model", "training", "inference")),
+        **pick(cfg, ("directions", "registration")),
+        "evaluation": statistics_settings(config, dataset),
+    }
+    return canonical(add_if_set(settings, "ensemble", networks, {}))
+
+
+def timing_networks(config: Config, dataset: str, variant: str) -> dict[str, list[str]]:
+    """The row labels of the timing table's training and inference benchmarks, in their order.
+
+    Returns
+    -------
+    dict
+        ``computed``: an ensemble's members, or ``[""]`` for a variant's own networks (its rows
+        keep the plain stage names); ``trained``: those of them that were trained here (not a
+        model file trained elsewhere). The order is that of
+        :func:`comir.workflow.targets.stage_benchmarks`.
+    """
+    cfg = dataset_config(config, dataset)
+    members = ensemble_members(cfg, variant)
+    networks = members or [variant]
+    labels = members or [""]
+    return {
+        "trained": [label for label, network in zip(labels, networks, strict=True) if not model_file(cfg, network)],
+        "computed": labels,
+    }
+
+
+def translation_params(config: Config, dataset: str, translator: str) -> dict[str, Any]:
+    """What train_translation uses: the entry, the training section's patch augmentation and device, the modalities."""
+    cfg = dataset_config(config, dataset)
+    return canonical(
+        {
+            "entry": cfg["translation"][translator],
+            "training": pick(cfg["training"], ("rotation", "flips", "device", "mixed_precision")),
+            "modalities": image_modality_settings(cfg["modalities"]),
+        }
+    )
+
+
+def representation_settings(config: Config, dataset: str, kind: str) -> dict[str, Any]:
+    """A dataset's ``representation.<kind>`` section (``kind``: equivariance or reproducibility).
+
+    Raises
+    ------
+    ValueError
+        Naming the key, where the measurement is off (null): a job was asked for all the same.
+    """
+    settings = dataset_config(config, dataset)["representation"][kind]
+    if settings is None:
+        raise ValueError(f"representation.{kind} of dataset {dataset!r} is off (null): give it settings to measure")
+    return canonical(settings)
+
+
+def dataset_network_params(config: Config, dataset: str) -> dict[str, Any]:
+    """What the reproducibility runs use: the dataset's own (not a variant's) network settings.
+
+    Its network, training and image settings, and what computes a patch's CoMIR with PyTorch.
+    """
+    cfg = dataset_config(config, dataset)
+    return canonical(
+        {
+            "model": cfg["model"],
+            "training": cfg["training"],
+            "inference": pick(cfg["inference"], TORCH_INFERENCE_KEYS),
+            "modalities": image_modality_settings(cfg["modalities"]),
+        }
+    )
+
+
+def confidence_params(config: Config, dataset: str) -> dict[str, Any]:
+    """What a calibration uses of the dataset's confidence section (not its test set: that is an input)."""
+    return canonical(pick(dataset_config(config, dataset)["confidence"], ("success_fraction", "false_accept_rate")))
+
+
+def calibrated_run_specs(config: Config, dataset: str) -> list[dict[str, Any]]:
+    """Method and parameters of every calibrated run, in :func:`comir.workflow.jobs.calibrated_runs` order."""
+    runs = dataset_config(config, dataset)["registration"]
+    return [canonical(pick(runs[run], ("method", "params"))) for run in calibrated_runs(config, dataset)]
+
+
+def pool_datasets(config: Config, pool: str) -> list[str]:
+    """The dataset of each registration a pool reads, in its inputs' order (:func:`~comir.workflow.jobs.pool_jobs`)."""
+    return [dataset for dataset, *_ in pool_jobs(config, pool)]
+
+
+def pool_modalities(config: Config, pool: str) -> dict[str, Any]:
+    """The modality names and full scales of a pool (its first dataset's) for the figure of the cores."""
+    first = config["pools"][pool]["datasets"][0]
+    return canonical(modality_fields(dataset_config(config, first)["modalities"], ("name", "max_value")))
+
+
+def apply_settings(config: Config, job: str) -> dict[str, Any]:
+    """What a register_pairs job uses: how to register (not which pairs: those are its input).
+
+    rescale and min_confidence where set (:func:`add_if_set`); on an exported test set the pair
+    folders are its modality names, whatever the model calls them.
+    """
+    spec = config["apply"][job]
+    settings = pick(spec, APPLY_KEYS)
+    add_if_set(settings, "rescale", bool(spec.get("rescale")), False)
+    add_if_set(settings, "min_confidence", spec.get("min_confidence"))
+    if spec["testset"] is not None:
+        modalities = dataset_config(config, spec["testset"]["dataset"])["modalities"]
+        settings["folders"] = {slot: modality["name"] for slot, modality in modalities.items()}
+    return canonical(settings)
