@@ -4,7 +4,10 @@ docs/method.md, sections 3 and 4. Every point of the loss is a whole
 ``C x H x W`` output patch. Points are stacked modality after modality: point
 ``m * N + s`` is sample ``s`` seen by modality ``m``; points with the same
 ``s`` show the same place and are positives of each other, points with
-another ``s`` are negatives.
+another ``s`` are negatives. Beyond the paper and off by default: other
+negatives (:func:`info_nce`'s ``excluded`` and ``hard_beta``) and an
+anatomy-aware block-wise term (:func:`anatomy_info_nce`); docs/method.md,
+section 3.
 
 The loss terms (:func:`similarity_matrix`, :func:`info_nce`,
 :func:`activation_decay`) always compute in float32 (float64 if given
@@ -110,7 +113,14 @@ def _similarity_matrix(z: Tensor, critic: Critic, tau: float) -> Tensor:
     return sim / tau
 
 
-def info_nce(outputs: Sequence[Tensor], critic: Critic = "mse", tau: float = 0.5) -> Tensor:
+def info_nce(
+    outputs: Sequence[Tensor],
+    critic: Critic = "mse",
+    tau: float = 0.5,
+    *,
+    excluded: Tensor | None = None,
+    hard_beta: float | None = None,
+) -> Tensor:
     """CoMIR's InfoNCE loss for M >= 2 modalities (paper eq. 2 and Algorithm 1).
 
     Args:
@@ -118,6 +128,15 @@ def info_nce(outputs: Sequence[Tensor], critic: Critic = "mse", tau: float = 0.5
             of every tensor shows the same place.
         critic: see :func:`similarity_matrix`.
         tau: temperature.
+        excluded: optional ``(N, N)`` bool; ``excluded[s, s']`` True means that
+            no point of sample ``s'`` is a negative of an anchor of sample ``s``
+            (a false negative, e.g. an overlapping patch: :func:`near_pairs`).
+            Those pairs get a ``-inf`` logit in the denominator; the positives
+            stay and the diagonal is ignored. ``None`` (default): every other
+            sample's points are negatives, the paper's loss.
+        hard_beta: optional concentration ``beta >= 0`` of the hard-negative
+            reweighting of the denominator (:func:`negative_log_sum`,
+            Robinson et al. 2021). ``None`` (default): plain sum.
 
     For every anchor ``a`` = (modality ``m``, sample ``s``) and every other
     modality ``m'``, with positive ``p`` = (``m'``, ``s``), the term is
@@ -126,7 +145,11 @@ def info_nce(outputs: Sequence[Tensor], critic: Critic = "mse", tau: float = 0.5
     denominator is the positive plus the ``2N - 2`` negatives, i.e. all
     ``j != a`` as in the paper; for ``M > 2`` the other positives of the anchor
     are left out of the denominator (Algorithm 1). The loss is the mean of all
-    ``M * N * (M - 1)`` terms, so every direction counts.
+    ``M * N * (M - 1)`` terms, so every direction counts. With ``excluded`` or
+    ``hard_beta`` the negatives' part ``log sum_j exp(S[a, j])`` is replaced by
+    :func:`negative_log_sum` over the remaining negatives (docs/method.md,
+    section 3, "Negative sampling"); without them the result is bit for bit
+    the paper's loss.
 
     Computed in float32 (float64 if any output is float64) with autocast
     disabled, whatever the dtype of ``outputs`` and the caller's autocast
@@ -153,7 +176,16 @@ def info_nce(outputs: Sequence[Tensor], critic: Critic = "mse", tau: float = 0.5
         index = torch.arange(n_points, device=device)
         sample = index % n_samples
         negative = sample[:, None] != sample[None, :]
-        log_negatives = torch.logsumexp(sim.masked_fill(~negative, float("-inf")), dim=1)
+        if excluded is not None:
+            if excluded.shape != (n_samples, n_samples) or excluded.dtype != torch.bool:
+                raise ValueError(
+                    f"excluded must be a ({n_samples}, {n_samples}) bool tensor, "
+                    f"got {excluded.dtype} {tuple(excluded.shape)}"
+                )
+            # Per point pair, the pair of their samples: an excluded sample pair removes every modality's points.
+            excluded = excluded.to(device)
+            negative = negative & ~excluded[sample[:, None], sample[None, :]]
+        log_negatives = negative_log_sum(sim, negative, hard_beta)
 
         terms = []
         for shift in range(1, len(outputs)):  # the positive in each other modality
@@ -161,6 +193,185 @@ def info_nce(outputs: Sequence[Tensor], critic: Critic = "mse", tau: float = 0.5
             positive = sim.gather(1, partner[:, None]).squeeze(1)
             terms.append(torch.logaddexp(positive, log_negatives) - positive)
         return torch.cat(terms).mean()
+
+
+NEGATIVE_STRATEGIES: tuple[str, ...] = ("all", "exclude_near", "hard")
+
+
+def negative_log_sum(sim: Tensor, negative: Tensor, beta: float | None = None) -> Tensor:
+    """Per anchor row, the log of the negatives' part of the InfoNCE denominator.
+
+    Args:
+        sim: ``(P, P)`` logits ``S`` (similarities divided by the temperature).
+        negative: ``(P, P)`` bool; ``negative[i, j]`` True when point ``j`` is
+            a negative of anchor ``i``.
+        beta: ``None``: ``log sum_{j in neg(i)} exp(S_ij)``, the plain InfoNCE
+            (``-inf`` for a row without negatives). A number ``beta >= 0``:
+            hard-negative reweighting after Robinson et al. (ICLR 2021,
+            "Contrastive learning with hard negative samples"), without their
+            positive-debiasing (``tau+ = 0``) and without their clamp: each
+            negative is weighted by ``q_ij = K_i exp(beta S_ij) / sum_{k in neg(i)}
+            exp(beta S_ik)`` (weights summing to the count ``K_i = |neg(i)|``,
+            so ``beta = 0`` is the plain sum), giving
+            ``log K_i + logsumexp_j((1 + beta) S_ij) - logsumexp_j(beta S_ij)``.
+            Negatives more similar to the anchor (harder) weigh more, all of
+            them still count; ``-inf`` for a row without negatives.
+
+    Returns:
+        ``(P,)`` tensor of ``sim``'s dtype. Vectorised; rows without negatives
+        give ``-inf`` with zero (not NaN) gradients, so the InfoNCE term
+        ``logaddexp(pos, -inf) - pos`` of such a row is 0.
+    """
+    if beta is not None and beta < 0:
+        raise ValueError(f"hard-negative beta must be >= 0, got {beta}")
+    empty = ~negative.any(dim=1)
+
+    def masked(logits: Tensor) -> Tensor:
+        # Rows without negatives get finite logits (their result is replaced by -inf below): logsumexp over a
+        # row of -inf alone has a NaN gradient. For rows with negatives the second fill is an exact copy.
+        return logits.masked_fill(~negative, float("-inf")).masked_fill(empty[:, None], 0.0)
+
+    if beta is None:
+        value = torch.logsumexp(masked(sim), dim=1)
+    else:
+        # Scaled before masking: beta * -inf is NaN for beta = 0.
+        count = negative.sum(dim=1).to(sim.dtype).clamp_min(1.0)
+        hard = torch.logsumexp(masked((1.0 + beta) * sim), dim=1)
+        value = hard - torch.logsumexp(masked(beta * sim), dim=1) + count.log()
+    return torch.where(empty, torch.full_like(value, float("-inf")), value)
+
+
+def near_pairs(image: Tensor, centre: Tensor, min_distance: float) -> Tensor:
+    """``(N, N)`` bool: sample pairs whose patches come from the same image and lie closer than ``min_distance``.
+
+    Args:
+        image: ``(N,)`` integer index of each patch's training image.
+        centre: ``(N, 2)`` each patch's centre in that image's pixels.
+        min_distance: px; pairs whose centres are strictly closer are True.
+
+    Two patches of side ``P`` whose centres are less than ``P`` apart overlap,
+    whatever their rotations (each holds the disc of diameter ``P`` about its
+    centre), so they show the same tissue and are false negatives of each
+    other (``info_nce``'s ``excluded``). The diagonal is False (a sample is
+    its own positive, never its negative).
+    """
+    if image.shape != centre.shape[:1] or centre.dim() != 2 or centre.shape[1] != 2:
+        raise ValueError(
+            f"near_pairs expects (N,) images and (N, 2) centres, got {tuple(image.shape)}, {tuple(centre.shape)}"
+        )
+    position = centre.to(torch.float64)  # exact squared distances of pixel coordinates
+    squared = (position[:, None, :] - position[None, :, :]).square().sum(dim=-1)
+    near = (image[:, None] == image[None, :]) & (squared < float(min_distance) ** 2)
+    return near & ~torch.eye(image.shape[0], dtype=torch.bool, device=image.device)
+
+
+def region_labels(masks: Tensor) -> Tensor:
+    """``(N, H, W)`` int64 joint region label of ``(N, K, H, W)`` region masks: ``sum_k [mask_k >= 0.5] 2^k``.
+
+    The masks are the patches' warped binary masks (values in [0, 1] after
+    interpolation; 0.5 rounds them back). With a tissue mask (bit 0) and a
+    signal mask (bit 1) the labels are 0 background, 1 tissue without signal,
+    2 signal outside tissue, 3 signal in tissue. There are ``2^K`` labels.
+    """
+    if masks.dim() != 4:
+        raise ValueError(f"region_labels expects (N, K, H, W) masks, got shape {tuple(masks.shape)}")
+    bits = 2 ** torch.arange(masks.shape[1], device=masks.device)
+    return ((masks >= 0.5).long() * bits[None, :, None, None]).sum(dim=1)
+
+
+def block_labels(labels: Tensor, block: int, n_labels: int) -> Tensor:
+    """``(N, H // block, W // block)`` majority label of each ``block x block`` block of ``(N, H, W)`` labels.
+
+    The most frequent pixel label of the block; ties go to the smaller label
+    (``argmax`` returns the first maximum). ``H`` and ``W`` must be multiples of
+    ``block``; labels must lie in ``[0, n_labels)``.
+    """
+    counts = F.avg_pool2d(F.one_hot(labels, n_labels).permute(0, 3, 1, 2).to(torch.float32), block)
+    return counts.argmax(dim=1)
+
+
+def anatomy_info_nce(
+    outputs: Sequence[Tensor],
+    labels: Tensor,
+    block: int,
+    critic: Critic = "mse",
+    tau: float = 0.5,
+    n_labels: int | None = None,
+) -> Tensor:
+    """Anatomy-aware block-wise InfoNCE (docs/method.md, section 3, "Anatomy-aware term").
+
+    Args:
+        outputs: ``M >= 2`` tensors ``(N, C, H, W)``, one per modality, aligned.
+        labels: ``(N, H, W)`` integer region label of every pixel of every
+            sample (:func:`region_labels`; 0 is background, outside every
+            region); the same for all modalities, since the masks are derived
+            once per place from both modalities' images.
+        block: block side ``k`` in px; ``H`` and ``W`` must be multiples of it.
+        critic, tau: as :func:`info_nce`, applied to blocks.
+        n_labels: labels lie in ``[0, n_labels)``; ``None``: ``labels.max() + 1``.
+
+    Definition. Every output is cut into a grid of ``G = (H / k) (W / k)``
+    blocks of ``C x k x k`` px; block ``g`` of sample ``s`` in modality ``m``
+    is the point ``(m, s, g)`` and its label ``L(s, g)`` is the majority pixel
+    label of the block (:func:`block_labels`). Anchors are the blocks inside a
+    region, ``L(s, g) != 0``, in every modality (positives only inside
+    corresponding regions: background blocks are only ever negatives). For an
+    anchor ``a = (m, s, g)`` and each other modality ``m'`` the positive is
+    ``p = (m', s, g)``, the same place, and the negatives are every point
+    ``(m'', s', g')`` of another sample (``s' != s``, any label), or of the
+    same sample with another label (``L(s, g') != L(s, g)``): blocks of the
+    same region of the same patch are left out, as likely false negatives.
+    The term is ``-S[a, p] + log(exp S[a, p] + sum_neg exp S[a, j])`` with
+    ``S = sim / tau`` (:func:`similarity_matrix`); the loss is its mean over
+    all anchors and other modalities, 0 when no block is inside a region.
+    Costs a ``(M N G)^2`` similarity matrix. Float32 (float64 for float64
+    outputs), autocast disabled.
+    """
+    if len(outputs) < 2:
+        raise ValueError(f"anatomy_info_nce needs outputs of at least 2 modalities, got {len(outputs)}")
+    shape = outputs[0].shape
+    if len(shape) != 4 or any(o.shape != shape for o in outputs):
+        raise ValueError(
+            f"anatomy_info_nce expects equal (N, C, H, W) outputs, got {[tuple(o.shape) for o in outputs]}"
+        )
+    n_samples, channels, height, width = shape
+    if block < 1 or height % block or width % block:
+        raise ValueError(f"the block size {block} px must divide the outputs' {height} x {width} px")
+    if labels.shape != (n_samples, height, width):
+        raise ValueError(f"labels must be ({n_samples}, {height}, {width}), got {tuple(labels.shape)}")
+    device = outputs[0].device
+    labels = labels.to(device=device, dtype=torch.long)
+    n_labels = int(labels.max()) + 1 if n_labels is None else int(n_labels)
+    rows, cols = height // block, width // block
+    per_sample = rows * cols
+    places = n_samples * per_sample
+    dtype = _compute_dtype(functools.reduce(torch.promote_types, (o.dtype for o in outputs)))
+    with _autocast_off(device):
+        label = block_labels(labels, block, n_labels).reshape(places)  # place s * G + g
+        z = torch.cat([o.to(device=device, dtype=dtype) for o in outputs])
+        # (M N, C, rows, k, cols, k) -> point (m N + s) G + g = m * places + s * G + g, a (C, k, k) block.
+        blocks = (
+            z.reshape(-1, channels, rows, block, cols, block)
+            .permute(0, 2, 4, 1, 3, 5)
+            .reshape(-1, channels, block, block)
+        )
+        sim = similarity_matrix(blocks, critic, tau)
+        n_points = blocks.shape[0]
+        index = torch.arange(n_points, device=device)
+        place = index % places
+        sample = place // per_sample
+        point_label = label[place]
+        other_sample = sample[:, None] != sample[None, :]
+        other_label = point_label[:, None] != point_label[None, :]
+        negative = (place[:, None] != place[None, :]) & (other_sample | other_label)
+        log_negatives = negative_log_sum(sim, negative)
+        anchor = (point_label != 0).to(dtype)
+        total = sim.new_zeros(())
+        for shift in range(1, len(outputs)):  # the positive in each other modality
+            partner = (index + shift * places) % n_points
+            positive = sim.gather(1, partner[:, None]).squeeze(1)
+            total = total + ((torch.logaddexp(positive, log_negatives) - positive) * anchor).sum()
+        return total / (anchor.sum() * (len(outputs) - 1)).clamp_min(1.0)
 
 
 def activation_decay(outputs: Sequence[Tensor], l1: float, l2: float) -> Tensor:
@@ -299,9 +510,7 @@ def rot90_batch(x: Tensor, k: Tensor) -> Tensor:
         raise ValueError(f"rot90_batch needs square images (H == W), got {x.shape[2]} x {x.shape[3]}")
     k = torch.as_tensor(k, device=x.device)
     if k.shape != (x.shape[0],) or k.is_floating_point() or k.is_complex():
-        raise ValueError(
-            f"k must be an integer tensor of shape ({x.shape[0]},), got {k.dtype} {tuple(k.shape)}"
-        )
+        raise ValueError(f"k must be an integer tensor of shape ({x.shape[0]},), got {k.dtype} {tuple(k.shape)}")
     k = k % 4
     out = x
     for turns in (1, 2, 3):

@@ -25,10 +25,14 @@ from comir import precision
 from comir.augment import augment_patches, elastic_pairs
 from comir.io import atomic_path, write_csv
 from comir.loss import (
+    NEGATIVE_STRATEGIES,
     activation_decay,
+    anatomy_info_nce,
     equivariant_forward,
     highpass,
     info_nce,
+    near_pairs,
+    region_labels,
     self_similarity_loss,
     structure_penalty,
 )
@@ -74,6 +78,9 @@ class TrainingConfig:
     self_similarity: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # {weight, radius}
     shared_blocks: int = 0  # down blocks (with their transitions) shared by the two networks
     third_view: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # {from, view}: a third network
+    # Beyond the paper, off by default (docs/method.md, sections 3 and 5); {} keeps the paper's loss.
+    negatives: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # {strategy, min_distance_px, beta}
+    anatomy: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # {masks, weight, block_size, ...}
     validation_batches: int = 4
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     mixed_precision: bool = True  # CUDA only
@@ -83,11 +90,119 @@ class TrainingConfig:
     workers: int | None = None  # loader processes; None: see loader_workers
 
     @classmethod
-    def from_config(
-        cls, cfg: Mapping[str, Any], seed: int, threads: int, workers: int | None = None
-    ) -> TrainingConfig:
+    def from_config(cls, cfg: Mapping[str, Any], seed: int, threads: int, workers: int | None = None) -> TrainingConfig:
         """From a validated ``training`` section, the run's seed, threads and loader workers."""
         return cls(seed=seed, threads=threads, workers=workers, **dict(cfg))
+
+    @property
+    def negative_settings(self) -> dict[str, Any]:
+        """``negatives`` with the schema's defaults (:data:`NEGATIVES_DEFAULTS`) and ``min_distance_px`` filled in.
+
+        An absent ``min_distance_px`` is the patch size: two patches whose centres are closer overlap.
+        """
+        settings = {**NEGATIVES_DEFAULTS, **self.negatives}
+        if settings.get("min_distance_px") is None:
+            settings["min_distance_px"] = float(self.patch_size)
+        return settings
+
+    @property
+    def anatomy_settings(self) -> dict[str, Any] | None:
+        """``anatomy`` with the schema's defaults (:data:`ANATOMY_DEFAULTS`), or ``None`` when it is off."""
+        return {**ANATOMY_DEFAULTS, **self.anatomy} if self.anatomy else None
+
+    @property
+    def needs_patch_info(self) -> bool:
+        """Whether the loss needs the patches' images, centres or masks (:meth:`PatchSampler.sample_with_info`)."""
+        return bool(self.anatomy) or self.negative_settings["strategy"] == "exclude_near"
+
+
+# The schema's defaults inside ``training.negatives`` and ``training.anatomy`` (tests/test_anatomy_loss.py checks
+# them against the schema), for configurations built in code, where the validator fills nothing in.
+NEGATIVES_DEFAULTS: dict[str, Any] = {"strategy": "all", "beta": 1.0}
+ANATOMY_DEFAULTS: dict[str, Any] = {
+    "masks": "auto",
+    "block_size": 16,
+    "tissue_from": "A",
+    "optical_density": 0.15,
+    "signal_from": "B",
+    "signal_percentile": 75.0,
+}
+
+
+def region_masks(
+    bright_field: np.ndarray | None,
+    signal: np.ndarray | None,
+    optical_density: float = 0.15,
+    signal_percentile: float = 75.0,
+) -> np.ndarray:
+    """Binary region masks ``(K, H, W)`` float32 of one aligned training pair (``training.anatomy``, ``masks: auto``).
+
+    Args:
+        bright_field: ``(C, H, W)`` transmitted-light image in [0, 1] (network
+            input) or ``None``. Tissue: the mean over channels of the optical
+            density ``-ln(max(I, 1e-3))`` above ``optical_density`` (glass
+            transmits all light, OD ~ 0; Macenko's tissue threshold, 0.15).
+        signal: ``(C, H, W)`` image whose bright pixels are the structure of
+            interest (SHG: collagen), or ``None``. Signal: the channel mean
+            strictly above its ``signal_percentile``-th percentile over this
+            image (per image, so a dim or bright acquisition marks the same
+            share; a constant image marks nothing).
+        optical_density, signal_percentile: thresholds.
+
+    Returns:
+        The tissue mask (when ``bright_field`` is given), then the signal mask
+        (when ``signal`` is given), 1.0 inside, 0.0 outside: ``K`` is 0, 1 or 2.
+    """
+    masks = []
+    if bright_field is not None:
+        density = -np.log(np.clip(np.asarray(bright_field, dtype=np.float64), 1e-3, None)).mean(axis=0)
+        masks.append(density > optical_density)
+    if signal is not None:
+        intensity = np.asarray(signal, dtype=np.float64).mean(axis=0)
+        masks.append(intensity > np.percentile(intensity, signal_percentile))
+    if bright_field is not None and signal is not None and masks[0].shape != masks[1].shape:
+        raise ValueError(f"region masks of images of different sizes: {masks[0].shape} and {masks[1].shape}")
+    if not masks:
+        return np.zeros((0, 0, 0), dtype=np.float32)
+    return np.stack(masks).astype(np.float32)
+
+
+def pair_region_masks(pairs: Sequence[tuple[np.ndarray, np.ndarray]], cfg: TrainingConfig) -> list[np.ndarray] | None:
+    """Per training pair its :func:`region_masks` as ``training.anatomy`` configures them; ``None`` when it is off."""
+    settings = cfg.anatomy_settings
+    if settings is None:
+        return None
+    if settings["masks"] != "auto":
+        raise ValueError(
+            f"training.anatomy.masks must be 'auto' (masks from files are not supported), got {settings['masks']!r}"
+        )
+    tissue, signal = settings["tissue_from"], settings["signal_from"]
+    if tissue is None and signal is None:
+        raise ValueError("training.anatomy needs tissue_from or signal_from: no region would be defined")
+    return [
+        region_masks(
+            pair[SLOTS.index(tissue)] if tissue is not None else None,
+            pair[SLOTS.index(signal)] if signal is not None else None,
+            settings["optical_density"],
+            settings["signal_percentile"],
+        )
+        for pair in pairs
+    ]
+
+
+def check_loss_options(cfg: TrainingConfig) -> None:
+    """Refuse ``negatives`` and ``anatomy`` settings the loss cannot use (before any work is done)."""
+    strategy = cfg.negative_settings["strategy"]
+    if strategy not in NEGATIVE_STRATEGIES:
+        raise ValueError(f"training.negatives.strategy must be one of {NEGATIVE_STRATEGIES}, got {strategy!r}")
+    settings = cfg.anatomy_settings
+    if settings is not None:
+        if "weight" not in settings:
+            raise ValueError("training.anatomy needs a weight")
+        if cfg.patch_size % int(settings["block_size"]):
+            raise ValueError(
+                f"training.anatomy.block_size {settings['block_size']} must divide the patch size {cfg.patch_size}"
+            )
 
 
 def loader_workers(configured: int | None, device: torch.device) -> int:
@@ -127,6 +242,11 @@ class PatchSampler:
     and the flips, so only the ``P^2`` output pixels are interpolated. Each
     training pair is kept as channel-last chunks holding both modalities, so
     one warp moves both alike.
+
+    ``regions`` (optional, ``training.anatomy``): per training pair ``(K, H, W)``
+    region masks (:func:`region_masks`), kept as chunks of their own after the
+    image chunks and cut, warped and elastically deformed with the patch but
+    never intensity-augmented; they change no draw and no image patch.
     """
 
     def __init__(
@@ -137,6 +257,7 @@ class PatchSampler:
         flips: bool,
         augmentation: Mapping[str, Mapping[str, Any]] | None = None,
         elastic: Mapping[str, Any] | None = None,
+        regions: Sequence[np.ndarray] | None = None,
     ):
         self.augmentation = dict(augmentation or {})  # per slot: comir.augment's transforms
         self.elastic = dict(elastic or {})  # both slots alike: comir.augment.elastic_pairs
@@ -161,14 +282,45 @@ class PatchSampler:
             ]
             for stack in (np.concatenate(pair, axis=0) for pair in images)
         ]
+        self.region_channels = 0
+        if regions is not None:
+            if len(regions) != len(images):
+                raise ValueError(f"{len(regions)} region masks for {len(images)} training pairs")
+            self.region_channels = regions[0].shape[0]
+            for chunks, masks, (a, _) in zip(self.chunks, regions, images, strict=True):
+                if masks.shape != (self.region_channels, *a.shape[1:]):
+                    raise ValueError(f"region masks of shape {masks.shape} for an image of shape {a.shape}")
+                chunks.extend(
+                    torch.from_numpy(
+                        np.ascontiguousarray(masks[c : c + _WARP_CHANNELS].transpose(1, 2, 0), dtype=np.float32)
+                    )
+                    for c in range(0, self.region_channels, _WARP_CHANNELS)
+                )
         areas = np.array([a.shape[1] * a.shape[2] for a, _ in images], dtype=float)
         self.weights = areas / areas.sum()  # large images contribute proportionally more patches
 
     def sample(self, rng: np.random.Generator, n: int, augment: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """``n`` patch pairs as ``(n, C_A, P, P)`` and ``(n, C_B, P, P)`` float32 arrays."""
-        patches = np.empty((n, self.patch, self.patch, self.channels), dtype=np.float32)
+        batch_a, batch_b, _ = self.sample_with_info(rng, n, augment)
+        return batch_a, batch_b
+
+    def sample_with_info(
+        self, rng: np.random.Generator, n: int, augment: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """:meth:`sample`'s patch pairs (the same draws) and what is known of each patch.
+
+        The info: ``image`` ``(n,)`` int64, the index of the training pair it was cut
+        from; ``centre`` ``(n, 2)`` float64, its centre (x, y) in that image's pixels
+        (rotation and flips turn the patch about it; an elastic deformation moves the
+        content by at most ``alpha`` px); with ``regions``, ``regions``
+        ``(n, K, P, P)`` float32, the region masks resampled like the patch (interpolated
+        values in about [0, 1]).
+        """
+        patches = np.empty((n, self.patch, self.patch, self.channels + self.region_channels), dtype=np.float32)
         crop = self.crop if augment else self.patch
-        for i, index in enumerate(rng.choice(len(self.chunks), size=n, p=self.weights)):
+        images = rng.choice(len(self.chunks), size=n, p=self.weights)
+        centres = np.empty((n, 2), dtype=np.float64)
+        for i, index in enumerate(images):
             chunks = [chunk.numpy() for chunk in self.chunks[index]]
             height, width = chunks[0].shape[:2]
             y = int(rng.integers(0, height - crop + 1))
@@ -176,6 +328,8 @@ class PatchSampler:
             angle = float(rng.uniform(-180, 180)) if augment and self.rotation else 0.0
             interpolation = _INTERPOLATIONS[int(rng.integers(len(_INTERPOLATIONS)))]
             flip_h, flip_v = (rng.random(2) < 0.5) if augment and self.flips else (False, False)
+            half = (crop - self.patch) // 2 + (self.patch - 1) / 2  # crop corner to patch centre
+            centres[i] = (x + half, y + half)
             if not (angle or flip_h or flip_v):
                 offset = (crop - self.patch) // 2
                 top, left = y + offset, x + offset
@@ -197,13 +351,22 @@ class PatchSampler:
                 start += width_c
         channel_first = patches.transpose(0, 3, 1, 2)
         batch_a = np.ascontiguousarray(channel_first[:, : self.channels_a])
-        batch_b = np.ascontiguousarray(channel_first[:, self.channels_a :])
+        batch_b = np.ascontiguousarray(channel_first[:, self.channels_a : self.channels])
+        regions = np.ascontiguousarray(channel_first[:, self.channels :])
         if augment and self.elastic:
-            batch_a, batch_b = elastic_pairs(batch_a, batch_b, self.elastic, rng)
+            if self.region_channels:  # the masks are deformed with B (elastic_pairs deforms every channel alike)
+                batch_a, both = elastic_pairs(batch_a, np.concatenate([batch_b, regions], axis=1), self.elastic, rng)
+                batch_b = np.ascontiguousarray(both[:, : batch_b.shape[1]])
+                regions = np.ascontiguousarray(both[:, batch_b.shape[1] :])
+            else:
+                batch_a, batch_b = elastic_pairs(batch_a, batch_b, self.elastic, rng)
         if augment and self.augmentation:  # drawn after every geometric choice: the same places either way
             batch_a = augment_patches(batch_a, self.augmentation.get("A", {}), rng)
             batch_b = augment_patches(batch_b, self.augmentation.get("B", {}), rng)
-        return batch_a, batch_b
+        info = {"image": images.astype(np.int64), "centre": centres}
+        if self.region_channels:
+            info["regions"] = regions
+        return batch_a, batch_b, info
 
     def _patch_to_image(self, x: int, y: int, crop: int, angle: float, flip_h: bool, flip_v: bool) -> np.ndarray:
         """The 2x3 map from patch pixels to image pixels: flips, then a rotation about the patch's centre.
@@ -226,21 +389,37 @@ class TrainingBatches(torch.utils.data.Dataset):
     Each batch draws from its own generator, seeded by ``(seed, stream, index)``,
     so a batch does not depend on which process makes it or on the batches
     before it: loader workers, an in-process loop and a resumed run all see the
-    same patches (docs/method.md, section 5).
+    same patches (docs/method.md, section 5). With ``info`` a batch is ``(A, B,
+    info)`` (:meth:`PatchSampler.sample_with_info`, the same patches), else ``(A, B)``.
     """
 
-    def __init__(self, sampler: PatchSampler, batch_size: int, seed: int, stream: int, augment: bool = True):
+    def __init__(
+        self, sampler: PatchSampler, batch_size: int, seed: int, stream: int, augment: bool = True, info: bool = False
+    ):
         self.sampler = sampler
         self.batch_size = batch_size
         self.key = (int(seed), int(stream))
         self.augment = augment
+        self.info = info
 
     def __len__(self) -> int:
         return 2**31 - 1  # indexed by step, never iterated whole
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, index: int) -> tuple:
         rng = np.random.default_rng([*self.key, int(index)])
+        if self.info:
+            return self.sampler.sample_with_info(rng, self.batch_size, self.augment)
         return self.sampler.sample(rng, self.batch_size, self.augment)
+
+
+def split_batch(
+    batch: Sequence[Any], device: torch.device
+) -> tuple[list[np.ndarray | torch.Tensor], dict[str, torch.Tensor] | None]:
+    """A batch's image arrays and its patch info (on ``device``; ``None`` for a batch without one)."""
+    if len(batch) == 3 and isinstance(batch[2], Mapping):
+        info = {key: torch.as_tensor(value).to(device, non_blocking=True) for key, value in batch[2].items()}
+        return list(batch[:2]), info
+    return list(batch), None
 
 
 def _one_thread_per_worker(_: int) -> None:
@@ -300,19 +479,26 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
 
 
 def contrastive_loss(
-    outputs: Sequence[torch.Tensor], cfg: TrainingConfig, inputs: Sequence[torch.Tensor] | None = None
+    outputs: Sequence[torch.Tensor],
+    cfg: TrainingConfig,
+    inputs: Sequence[torch.Tensor] | None = None,
+    info: Mapping[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """InfoNCE plus activation decay of the networks' outputs (docs/method.md, sections 3 and 5).
 
     With the ablations configured: the critic sees the high-passed outputs
     (``critic_highpass_sigma``), and the structure penalty and the
     self-similarity term (which needs the networks' ``inputs``) are added with
-    their weights.  Every term casts the outputs up and computes in float32
+    their weights.  ``negatives`` chooses the InfoNCE's negatives
+    (:func:`info_nce_term`), ``anatomy`` adds the anatomy-aware block term
+    (:func:`comir.loss.anatomy_info_nce`, on what the critic sees) with its
+    weight; both need the patches' ``info`` (:meth:`PatchSampler.sample_with_info`)
+    where they use it.  Every term casts the outputs up and computes in float32
     with autocast disabled itself, so the loss is the same inside the
     training's autocast context as outside it.
     """
     critic_view = highpass(outputs, cfg.critic_highpass_sigma) if cfg.critic_highpass_sigma else outputs
-    loss = info_nce(critic_view, critic=cfg.critic, tau=cfg.temperature)
+    loss = info_nce_term(critic_view, cfg, info)
     if cfg.l1_activation or cfg.l2_activation:
         loss = loss + activation_decay(outputs, cfg.l1_activation, cfg.l2_activation)
     if cfg.structure_penalty:
@@ -322,7 +508,46 @@ def contrastive_loss(
             raise ValueError("the self-similarity term needs the networks' inputs")
         similarity = self_similarity_loss(inputs, outputs, cfg.self_similarity["radius"])
         loss = loss + cfg.self_similarity["weight"] * similarity
+    anatomy = cfg.anatomy_settings
+    if anatomy is not None:
+        if info is None or "regions" not in info:
+            raise ValueError("the anatomy term needs the patches' region masks (PatchSampler regions)")
+        regions = info["regions"]
+        term = anatomy_info_nce(
+            critic_view,
+            region_labels(regions),
+            int(anatomy["block_size"]),
+            critic=cfg.critic,
+            tau=cfg.temperature,
+            n_labels=2 ** regions.shape[1],
+        )
+        loss = loss + anatomy["weight"] * term
     return loss
+
+
+def info_nce_term(
+    outputs: Sequence[torch.Tensor], cfg: TrainingConfig, info: Mapping[str, torch.Tensor] | None = None
+) -> torch.Tensor:
+    """The InfoNCE with the negatives of ``training.negatives`` (docs/method.md, section 3).
+
+    ``all`` (default): the paper's loss, the same call as before the option existed.
+    ``exclude_near``: pairs of patches of the same image whose centres are closer than
+    ``min_distance_px`` are no negatives of each other (:func:`comir.loss.near_pairs`; needs
+    ``info``'s ``image`` and ``centre``). ``hard``: the negatives reweighted with
+    concentration ``beta`` (:func:`comir.loss.negative_log_sum`).
+    """
+    settings = cfg.negative_settings
+    strategy = settings["strategy"]
+    if strategy == "all":
+        return info_nce(outputs, critic=cfg.critic, tau=cfg.temperature)
+    if strategy == "exclude_near":
+        if info is None or "centre" not in info:
+            raise ValueError("negatives.strategy exclude_near needs the patches' images and centres")
+        excluded = near_pairs(info["image"], info["centre"], float(settings["min_distance_px"]))
+        return info_nce(outputs, critic=cfg.critic, tau=cfg.temperature, excluded=excluded)
+    if strategy == "hard":
+        return info_nce(outputs, critic=cfg.critic, tau=cfg.temperature, hard_beta=float(settings["beta"]))
+    raise ValueError(f"training.negatives.strategy must be one of {NEGATIVE_STRATEGIES}, got {strategy!r}")
 
 
 THIRD_VIEWS = ("grey", "sobel", "haematoxylin")
@@ -432,6 +657,7 @@ def train(
     its last epoch: an interrupted run gives the same networks as an uninterrupted one
     (docs/method.md, section 5). A state of other settings is ignored and replaced.
     """
+    check_loss_options(cfg)  # before anything changes the networks
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(max(1, cfg.threads))
@@ -439,13 +665,24 @@ def train(
     torch.manual_seed(cfg.seed + 4)  # dropout masks
     share_blocks(models, cfg.shared_blocks)
     networks = third_network(models, cfg)
-    sampler = PatchSampler(train_pairs, cfg.patch_size, cfg.rotation, cfg.flips, cfg.augmentation, cfg.elastic)
-    training_batches = TrainingBatches(sampler, cfg.batch_size, cfg.seed, _TRAINING_STREAM)
+    sampler = PatchSampler(
+        train_pairs,
+        cfg.patch_size,
+        cfg.rotation,
+        cfg.flips,
+        cfg.augmentation,
+        cfg.elastic,
+        regions=pair_region_masks(train_pairs, cfg),
+    )
+    info = cfg.needs_patch_info  # off by default: the batches are (A, B) as before
+    training_batches = TrainingBatches(sampler, cfg.batch_size, cfg.seed, _TRAINING_STREAM, info=info)
     recalibration_batches = TrainingBatches(sampler, cfg.batch_size, cfg.seed, _RECALIBRATION_STREAM)
     workers = loader_workers(cfg.workers, device)
-    val_sampler = PatchSampler(val_pairs or train_pairs, cfg.patch_size, False, False)
+    val_images = val_pairs or train_pairs
+    val_sampler = PatchSampler(val_images, cfg.patch_size, False, False, regions=pair_region_masks(val_images, cfg))
     val_rng = np.random.default_rng([cfg.seed, _VALIDATION_STREAM])
-    validation = [val_sampler.sample(val_rng, cfg.batch_size, augment=False) for _ in range(cfg.validation_batches)]
+    draw = val_sampler.sample_with_info if info else val_sampler.sample
+    validation = [draw(val_rng, cfg.batch_size, augment=False) for _ in range(cfg.validation_batches)]
 
     for model in networks.values():
         model.to(device, memory_format=memory_format(device))
@@ -517,6 +754,9 @@ def training_fingerprint(
     """A digest of what determines a training run: settings (not threads), architectures and data."""
     digest = hashlib.blake2b(digest_size=16)
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("threads", "workers")}
+    for key in ("negatives", "anatomy"):  # options added later: off, a run keeps the fingerprint it had before them
+        if not settings[key]:
+            del settings[key]
     architectures = {slot: model.config.to_dict() for slot, model in models.items()}
     digest.update(json.dumps([settings, architectures], sort_keys=True).encode())
     for split, pairs in (("train", train_pairs), ("val", val_pairs)):
@@ -605,13 +845,14 @@ def training_step(
     scaling, and the gradient-norm clip of each network separately (the paper's). ``models``
     may hold the third network of ``third_view`` (:func:`third_network`).
     """
+    arrays, info = split_batch(arrays, device)
     batch = network_inputs([to_device(b, device) for b in arrays], cfg)
     with _autocast(device, use_amp):
         outputs = [
             equivariant_forward(models[slot], x, c4_generator) if cfg.equivariance else models[slot](x)
             for slot, x in zip(models, batch, strict=True)
         ]
-        loss = contrastive_loss(outputs, cfg, batch)
+        loss = contrastive_loss(outputs, cfg, batch, info)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
@@ -658,20 +899,21 @@ def recalibrate_batchnorm(
 @torch.no_grad()
 def evaluate_loss(
     models: Mapping[str, Tiramisu],
-    batches: Sequence[tuple[np.ndarray, np.ndarray]],
+    batches: Sequence[tuple],
     cfg: TrainingConfig,
     device: torch.device,
     use_amp: bool,
 ) -> float:
-    """Contrastive loss on fixed, unaugmented validation batches (no C4 rotation)."""
+    """Contrastive loss on fixed, unaugmented validation batches (no C4 rotation); ``(A, B[, info])`` each."""
     for model in models.values():
         model.eval()
     values = []
     for batch in batches:
-        inputs = network_inputs([to_device(x, device) for x in batch], cfg)
+        arrays, info = split_batch(batch, device)
+        inputs = network_inputs([to_device(x, device) for x in arrays], cfg)
         with _autocast(device, use_amp):
             outputs = [models[slot](x) for slot, x in zip(models, inputs, strict=True)]
-            values.append(contrastive_loss(outputs, cfg, inputs).item())
+            values.append(contrastive_loss(outputs, cfg, inputs, info).item())
     return float(np.mean(values))
 
 
@@ -776,6 +1018,4 @@ def model_configs(dataset: Mapping[str, Any]) -> dict[str, TiramisuConfig]:
     for key in ("down_blocks", "up_blocks"):
         if model.get(key) is not None:
             model[key] = tuple(model[key])
-    return {
-        slot: TiramisuConfig(in_channels=dataset["modalities"][slot]["channels"], **model) for slot in SLOTS
-    }
+    return {slot: TiramisuConfig(in_channels=dataset["modalities"][slot]["channels"], **model) for slot in SLOTS}
