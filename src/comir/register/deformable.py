@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import math
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -667,7 +666,7 @@ def elastix_bspline_register(
         ``metric``: elastix's final metric value of the last stage (its log); ``status="failed"``
         with elastix's reason explained (:func:`comir.register.elastix.explain_elastix_error`).
     """
-    from comir.register.elastix import explain_elastix_error, final_metric, load_itk, read_elastix_log
+    from comir.register.elastix import elastix_run, final_metric, itk_image, load_itk
 
     check_pair(reference, floating)  # malformed arguments first, before the slow import
     maps = elastix_parameter_maps(
@@ -680,37 +679,10 @@ def elastix_bspline_register(
         moved = fill_invalid(moved, inside)  # no edge from the outside into the pyramid's smoothing
         _require_variation(ref, moved[inside])
 
-        def itk_image(array: np.ndarray) -> Any:
-            image = itk.image_from_array(np.ascontiguousarray(array))  # a copy
-            image.SetSpacing((1.0, 1.0))
-            image.SetOrigin((0.0, 0.0))
-            return image
-
-        image_type = itk.Image[itk.F, 2]
-        moving = itk_image(moved.astype(np.float32))
-        method = itk.ElastixRegistrationMethod[image_type, image_type].New()
-        method.SetFixedImage(itk_image(ref.astype(np.float32)))
-        method.SetMovingImage(moving)
-        if not inside.all():
-            method.SetMovingMask(itk_image(inside.astype(np.uint8)))
-        parameter_object = itk.ParameterObject.New()
-        for parameter_map in maps:
-            parameter_object.AddParameterMap({key: list(value) for key, value in parameter_map.items()})
-        method.SetParameterObject(parameter_object)
-        method.SetNumberOfThreads(1)  # reproducible whatever the job's threads (module doc)
-        method.SetLogToConsole(False)
-        with tempfile.TemporaryDirectory(prefix="comir-elastix-") as folder:
-            method.SetOutputDirectory(folder)  # elastix's log (the metric, the reason of a failure); removed
-            method.SetLogToFile(True)
-            try:
-                method.UpdateLargestPossibleRegion()
-            except RuntimeError as error:  # itk-elastix's exception for every elastix error
-                if not is_registration_failure(error):
-                    raise  # NotImplementedError, RecursionError: a bug, not elastix
-                raise RegistrationFailure(explain_elastix_error(read_elastix_log(folder), str(error))) from error
-            log = read_elastix_log(folder)
-            transformix = itk.TransformixFilter[image_type].New()
-            transformix.SetMovingImage(moving)
+        mask = None if inside.all() else inside
+        with elastix_run((ref, moved), maps, (None, mask)) as (method, log, folder):
+            transformix = itk.TransformixFilter[itk.Image[itk.F, 2]].New()
+            transformix.SetMovingImage(itk_image(moved.astype(np.float32)))
             transformix.SetTransformParameterObject(method.GetTransformParameterObject())
             transformix.SetComputeDeformationField(True)
             transformix.SetLogToConsole(False)

@@ -77,11 +77,13 @@ registration of a process, outside its ``seconds``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -312,7 +314,6 @@ class ElastixRegistration:
         floating_mask: np.ndarray | None = None,
     ) -> RegistrationResult:
         """The registration of :meth:`register`, timed, its failures failed results (docs/method.md, section 7)."""
-        itk = load_itk()
         # An all-valid mask is no mask (elastix would still erode it at the image border).
         reference_mask = None if reference_mask is None or reference_mask.all() else reference_mask
         floating_mask = None if floating_mask is None or floating_mask.all() else floating_mask
@@ -328,36 +329,10 @@ class ElastixRegistration:
                 )
         floating_origin = image_center(ref.shape) - image_center(flo.shape)
 
-        def itk_image(array: np.ndarray, origin: np.ndarray) -> Any:
-            image = itk.image_from_array(np.ascontiguousarray(array))  # a copy
-            image.SetSpacing((1.0, 1.0))
-            image.SetOrigin(tuple(float(v) for v in origin))
-            return image
-
-        image_type = itk.Image[itk.F, 2]
-        method = itk.ElastixRegistrationMethod[image_type, image_type].New()
-        method.SetFixedImage(itk_image(ref.astype(np.float32), np.zeros(2)))
-        method.SetMovingImage(itk_image(flo.astype(np.float32), floating_origin))
-        if reference_mask is not None:
-            method.SetFixedMask(itk_image(reference_mask.astype(np.uint8), np.zeros(2)))
-        if floating_mask is not None:
-            method.SetMovingMask(itk_image(floating_mask.astype(np.uint8), floating_origin))
-        parameter_object = itk.ParameterObject.New()
-        parameter_object.AddParameterMap({key: list(value) for key, value in self.parameter_map().items()})
-        method.SetParameterObject(parameter_object)
-        method.SetNumberOfThreads(1)  # reproducible whatever the job's threads (module doc)
-        method.SetLogToConsole(False)
-        with tempfile.TemporaryDirectory(prefix="comir-elastix-") as folder:
-            method.SetOutputDirectory(folder)  # elastix's log (the metric, the reason of a failure); removed
-            method.SetLogToFile(True)
-            try:
-                method.UpdateLargestPossibleRegion()
-            except RuntimeError as error:  # itk-elastix's exception for every elastix error
-                if not is_registration_failure(error):
-                    raise  # NotImplementedError, RecursionError: a bug, not elastix
-                raise RegistrationFailure(explain_elastix_error(read_elastix_log(folder), str(error))) from error
-            log = read_elastix_log(folder)
-        result = method.GetTransformParameterObject().GetParameterMap(0)
+        origins = (np.zeros(2), floating_origin)
+        masks = (reference_mask, floating_mask)
+        with elastix_run((ref, flo), [self.parameter_map()], masks, origins) as (method, log, _):
+            result = method.GetTransformParameterObject().GetParameterMap(0)
         kind = result["Transform"][0]
         if kind != ELASTIX_TRANSFORMS[self.transform]:
             raise ValueError(f"elastix returned a {kind}, expected {ELASTIX_TRANSFORMS[self.transform]}")
@@ -371,6 +346,58 @@ class ElastixRegistration:
         return RegistrationResult(matrix, OK, final_metric(log), 0.0, note)
 
 
+def itk_image(array: np.ndarray, origin: Sequence[float] = (0.0, 0.0)) -> Any:
+    """A float or mask array as a 2-D ITK image (a copy) with spacing 1 and ``origin``."""
+    image = load_itk().image_from_array(np.ascontiguousarray(array))
+    image.SetSpacing((1.0, 1.0))
+    image.SetOrigin(tuple(float(v) for v in origin))
+    return image
+
+
+@contextlib.contextmanager
+def elastix_run(
+    images: tuple[np.ndarray, np.ndarray],
+    parameter_maps: Sequence[Mapping[str, Sequence[str]]],
+    masks: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+    origins: tuple[Sequence[float], Sequence[float]] = ((0.0, 0.0), (0.0, 0.0)),
+) -> Iterator[tuple[Any, str, str]]:
+    """Register ``images`` (fixed, moving: single-channel) with elastix, ``parameter_maps`` in turn.
+
+    On one thread (reproducible whatever the job's threads; module doc), with its log in a
+    temporary folder that exists while the context is open. Yields ``(method, log, folder)``:
+    the finished ``ElastixRegistrationMethod`` (its transform parameter object), elastix's log
+    and the folder (for transformix's output). ``masks``: the fixed and moving masks (None:
+    every pixel); ``origins``: the images' origins. elastix's failure is a
+    :class:`~comir.register.base.RegistrationFailure` with the log's reason
+    (:func:`explain_elastix_error`); any other exception propagates.
+    """
+    itk = load_itk()
+    image_type = itk.Image[itk.F, 2]
+    method = itk.ElastixRegistrationMethod[image_type, image_type].New()
+    method.SetFixedImage(itk_image(images[0].astype(np.float32), origins[0]))
+    method.SetMovingImage(itk_image(images[1].astype(np.float32), origins[1]))
+    if masks[0] is not None:
+        method.SetFixedMask(itk_image(masks[0].astype(np.uint8), origins[0]))
+    if masks[1] is not None:
+        method.SetMovingMask(itk_image(masks[1].astype(np.uint8), origins[1]))
+    parameter_object = itk.ParameterObject.New()
+    for parameter_map in parameter_maps:
+        parameter_object.AddParameterMap({key: list(value) for key, value in parameter_map.items()})
+    method.SetParameterObject(parameter_object)
+    method.SetNumberOfThreads(1)
+    method.SetLogToConsole(False)
+    with tempfile.TemporaryDirectory(prefix="comir-elastix-") as folder:
+        method.SetOutputDirectory(folder)  # elastix's log (the metric, the reason of a failure); removed
+        method.SetLogToFile(True)
+        try:
+            method.UpdateLargestPossibleRegion()
+        except RuntimeError as error:  # itk-elastix's exception for every elastix error
+            if not is_registration_failure(error):
+                raise  # NotImplementedError, RecursionError: a bug, not elastix
+            raise RegistrationFailure(explain_elastix_error(read_elastix_log(folder), str(error))) from error
+        yield method, read_elastix_log(folder), folder
+
+
 def read_elastix_log(folder: str) -> str:
     """The elastix log in ``folder``; empty when it wrote none."""
     path = Path(folder) / "elastix.log"
@@ -380,10 +407,12 @@ def read_elastix_log(folder: str) -> str:
 __all__ = [
     "ELASTIX_EXPLANATIONS",
     "ELASTIX_TRANSFORMS",
+    "elastix_run",
     "ElastixRegistration",
     "explain_elastix_error",
     "final_metric",
     "floating_to_reference",
+    "itk_image",
     "load_itk",
     "read_elastix_log",
     "reference_to_floating",
