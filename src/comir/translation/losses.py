@@ -130,7 +130,7 @@ def identity_loss(output: Tensor, original: Tensor) -> Tensor:
 
     Only defined when X and Y have the same number of channels (``G`` must accept
     ``y``); with different counts there is nothing to compare and this raises.
-    :class:`comir.translation.models.CycleGAN` skips the term in that case.
+    :class:`comir.translation.cyclegan.CycleGAN` skips the term in that case.
     """
     if output.shape != original.shape:
         raise ValueError(

@@ -363,7 +363,7 @@ class DritContentEncoder(nn.Module):
     :attr:`out_channels` = 4f channels and a quarter of the input's height and width.
 
     The published encoder ends with a Gaussian noise layer (N(0, 1) added in
-    training only); here the noise is added by :class:`comir.translation.models.DRIT`,
+    training only); here the noise is added by :class:`comir.translation.drit.DRIT`,
     which owns the seeded random generator, so this module is deterministic.
     """
 

@@ -38,7 +38,7 @@ import torch
 from comir.io import atomic_path, read_image, write_tiff
 from comir.preprocess import prepare_modality_image
 from comir.train import PatchSampler
-from comir.translation.models import METHODS, build_model
+from comir.translation import METHODS, build_model
 
 log = logging.getLogger(__name__)
 
