@@ -46,7 +46,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 # The unit tier only: no test marked workflow, slurm, browser, gpu or slow (tests/conftest.py
-# applies the markers from what a test uses; docs/testing.md); about 2.5 minutes on 2 cores.
+# applies the markers from what a test uses; docs/testing.md); about 3.5 minutes on 2 cores.
 UNIT_TIER := not (workflow or slurm or browser or gpu or slow)
 test-fast: lint
 	$(BIN)/python -m pytest -m "$(UNIT_TIER)"
