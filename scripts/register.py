@@ -24,10 +24,8 @@ unrelated = snakemake.rule == "register_unrelated"
 calibration = load_calibration(snakemake.input.calibration[0]) if snakemake.input.calibration else None
 # A calibrated run's results carry their confidence; unrelated pairs always their evidence (docs/method.md, 15).
 judge = Judge(snakemake.params.seed, calibration) if calibration or unrelated else None
-images = snakemake.input.images  # an ensemble's CoMIRs: one folder per network
-image_dirs = [Path(images)] if isinstance(images, str) else [Path(folder) for folder in images]
 results = register_cases(
-    cases, image_dirs, method, wc.run, image_input, wc.direction, snakemake.params.modalities,
+    cases, snakemake.input.images, method, wc.run, image_input, wc.direction, snakemake.params.modalities,
     judge, unrelated, Path(snakemake.input.originals) if snakemake.input.originals else None,
 )  # fmt: skip
 results["input"] = snakemake.params.input_label  # original, comir, or the translation model's name

@@ -219,6 +219,27 @@ def fill_invalid(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return image
 
 
+def require_variation(
+    reference: np.ndarray,
+    floating: np.ndarray,
+    masks: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+    consequence: str = "",
+) -> None:
+    """:class:`RegistrationFailure` naming the image (reference first) whose values are all equal.
+
+    ``masks``: whether each image was restricted to its valid pixels (the message says "where
+    valid"); ``consequence``: what the constant image breaks in the method, said before "there
+    is nothing to register" (e.g. ``"the Mattes histogram has no range and "``).
+    """
+    for role, image, mask in (("reference", reference, masks[0]), ("floating", floating, masks[1])):
+        if float(image.max()) == float(image.min()):
+            where = "" if mask is None else " where valid"
+            raise RegistrationFailure(
+                f"the {role} image has no intensity variation (it is constant{where}: blank, saturated, or a "
+                f"collapsed CoMIR), so {consequence}there is nothing to register; check the patch"
+            )
+
+
 def to_single_channel(
     image: np.ndarray, basis: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,7 @@ def _load_networks(
 
 def register_cases(
     cases: pd.DataFrame,
-    image_dir: Path | Sequence[Path],
+    image_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     method: Registration,
     run_name: str,
     image_input: str,
@@ -142,7 +143,7 @@ def register_cases(
     reference_slot, floating_slot = DIRECTIONS[direction]
     colour = bool(getattr(method, "colour_input", False))  # the method wants RGB originals as they are
     with_originals = bool(getattr(method, "wants_originals", False))
-    image_dirs = [image_dir] if isinstance(image_dir, Path) else list(image_dir)
+    image_dirs = [Path(image_dir)] if isinstance(image_dir, str | os.PathLike) else [Path(d) for d in image_dir]
     if with_originals and original_dir is None:
         raise ValueError(f"registration run {run_name!r} uses the original images besides: give original_dir")
     rows = []

@@ -70,6 +70,7 @@ from comir.register.base import (
     failure_message,
     fill_invalid,
     is_registration_failure,
+    require_variation,
     to_single_channel,
 )
 from comir.register.mi import explain_itk_error
@@ -181,16 +182,6 @@ def _is_identity_start(matrix: np.ndarray, reference_shape: tuple[int, ...], flo
     return tuple(reference_shape[:2]) == tuple(floating_shape[:2]) and bool(np.array_equal(matrix, IDENTITY))
 
 
-def _require_variation(reference: np.ndarray, floating: np.ndarray) -> None:
-    """RegistrationFailure for a constant image: no structure to align, and ITK's metrics would return nonsense."""
-    for role, image in (("reference", reference), ("floating", floating)):
-        if float(image.max()) == float(image.min()):
-            raise RegistrationFailure(
-                f"the {role} image has no intensity variation (it is constant: blank, saturated, or a "
-                "collapsed CoMIR), so there is nothing to register; check the patch"
-            )
-
-
 def _require_overlap(matrix: np.ndarray, reference_shape: tuple[int, ...], floating_shape: tuple[int, ...]) -> None:
     """RegistrationFailure unless the start overlaps the images by :data:`MIN_OVERLAP` of the smaller one.
 
@@ -225,7 +216,7 @@ def _run(
     try:
         ref, basis = to_single_channel(reference)
         flo, _ = to_single_channel(floating, basis if shared_basis else None)
-        _require_variation(ref, flo)
+        require_variation(ref, flo)  # no structure to align; ITK's metrics would return nonsense
         _require_overlap(matrix, ref.shape, flo.shape)
         field, metric, note = body(ref, flo, matrix)
         if not np.all(np.isfinite(field)):
@@ -522,7 +513,7 @@ def demons_register(
         import SimpleITK as sitk
 
         moved, _ = _on_reference_grid(flo, matrix, ref.shape, mode="nearest")
-        _require_variation(ref, moved)  # the start may have moved only a constant part onto the reference
+        require_variation(ref, moved)  # the start may have moved only a constant part onto the reference
         fixed, moving = _sitk_image(_standardised(ref)), _sitk_image(_standardised(moved))
         field, demons = None, None
         for shrink, level_sigma in zip(shrinks, sigmas, strict=True):
@@ -677,7 +668,7 @@ def elastix_bspline_register(
     def body(ref: np.ndarray, flo: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float, str]:
         moved, inside = _on_reference_grid(flo, matrix, ref.shape, mode="constant")  # overlap: _require_overlap
         moved = fill_invalid(moved, inside)  # no edge from the outside into the pyramid's smoothing
-        _require_variation(ref, moved[inside])
+        require_variation(ref, moved[inside])
 
         mask = None if inside.all() else inside
         with elastix_run((ref, moved), maps, (None, mask)) as (method, log, folder):

@@ -98,6 +98,7 @@ from comir.register.base import (
     check_pair,
     fill_invalid,
     is_registration_failure,
+    require_variation,
     timed,
     to_single_channel,
 )
@@ -319,14 +320,7 @@ class ElastixRegistration:
         floating_mask = None if floating_mask is None or floating_mask.all() else floating_mask
         ref, _ = to_single_channel(fill_invalid(reference, reference_mask))
         flo, _ = to_single_channel(fill_invalid(floating, floating_mask))
-        for role, image, mask in (("reference", ref, reference_mask), ("floating", flo, floating_mask)):
-            if float(image.max()) == float(image.min()):
-                where = "" if mask is None else " where valid"
-                raise RegistrationFailure(
-                    f"the {role} image has no intensity variation (it is constant{where}: "
-                    "blank, saturated, or a collapsed CoMIR), so the Mattes histogram has no range and there is "
-                    "nothing to register; check the patch"
-                )
+        require_variation(ref, flo, (reference_mask, floating_mask), "the Mattes histogram has no range and ")
         floating_origin = image_center(ref.shape) - image_center(flo.shape)
 
         origins = (np.zeros(2), floating_origin)

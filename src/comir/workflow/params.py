@@ -26,6 +26,7 @@ from comir.workflow.jobs import (
     registration_spec,
     source_input,
     source_networks,
+    variant_networks,
 )
 
 # Which modality settings a stage reads: prepare_data checks files (names are folders, channels
@@ -267,9 +268,8 @@ def timing_networks(config: Config, dataset: str, variant: str) -> dict[str, lis
         :func:`comir.workflow.targets.stage_benchmarks`.
     """
     cfg = dataset_config(config, dataset)
-    members = ensemble_members(cfg, variant)
-    networks = members or [variant]
-    labels = members or [""]
+    networks = variant_networks(config, dataset, variant)
+    labels = ensemble_members(cfg, variant) or [""]
     return {
         "trained": [label for label, network in zip(labels, networks, strict=True) if not model_file(cfg, network)],
         "computed": labels,
