@@ -1,4 +1,4 @@
-"""Snakemake script: one batch of an apply job (a trained model registers unaligned pairs)."""
+"""Snakemake script: one batch of an apply job (a trained model, or an ensemble's, registers unaligned pairs)."""
 
 import torch
 

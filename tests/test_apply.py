@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import torch
 from comir import geometry
 from comir.__main__ import main
 from comir.apply import (
+    ModelEnsemble,
     TrainedModel,
     itk_transform_text,
     register_pair,
@@ -158,18 +160,30 @@ def test_the_command_and_the_register_rule_agree_on_a_pair(tiny_run, tmp_path):
     assert tifffile.imread(out / "comir_reference.tif").shape[:2] == tifffile.imread(reference).shape[:2]
 
 
-@pytest.fixture(scope="module")
-def twin_model_file(tmp_path_factory):
+TWIN_MODALITIES = {"A": {"name": "fine", "channels": 1}, "B": {"name": "coarse", "channels": 1}}
+
+
+def save_twin(path, seed, out_channels=1, modalities=TWIN_MODALITIES):
     """Two identical single-channel networks: the same content gives the same CoMIR, a known-answer model."""
-    torch.manual_seed(3)
-    small = dict(in_channels=1, out_channels=1, init_filters=6, down_blocks=(2,), bottleneck=2, dropout=0.0)
+    torch.manual_seed(seed)
+    small = dict(in_channels=1, out_channels=out_channels, init_filters=6, down_blocks=(2,), bottleneck=2, dropout=0.0)
     network = Tiramisu(TiramisuConfig(**small))
     twins = {"A": network, "B": Tiramisu(TiramisuConfig(**small))}
     twins["B"].load_state_dict(network.state_dict())
-    path = tmp_path_factory.mktemp("twin") / "comir.pt"
-    modalities = {"A": {"name": "fine", "channels": 1}, "B": {"name": "coarse", "channels": 1}}
     save_checkpoint(path, twins, {"modalities": modalities})
     return path
+
+
+@pytest.fixture(scope="module")
+def twin_model_file(tmp_path_factory):
+    """A known-answer model (:func:`save_twin`)."""
+    return save_twin(tmp_path_factory.mktemp("twin") / "comir.pt", seed=3)
+
+
+@pytest.fixture(scope="module")
+def other_twin_model_file(tmp_path_factory):
+    """Another known-answer model of the same modalities (other weights): an ensemble with the first."""
+    return save_twin(tmp_path_factory.mktemp("twin") / "other.pt", seed=5)
 
 
 def test_resampling_maps_pixel_centres_like_cv2_resize():
@@ -337,3 +351,85 @@ def test_a_minimum_confidence_needs_a_calibration(tmp_path, twin_model_file, cal
     assert main([*args, "--model", str(calibrated_twin), "--min-confidence", "1.5"]) == 2
     assert "a minimum confidence is a probability" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# The ensemble tests' cascade: keypoints (each network's CoMIRs) refined by ECC, no global search; PyTorch
+# inference (no ONNX export of four networks), so that each test takes seconds.
+KEYPOINTS_CASCADE = {"global_search": None}
+TORCH = {"engine": "torch"}
+
+
+def write_known_pair(folder):
+    """A 128 px rigid pair of the twin models' modalities (``ref.tif``, ``flo.tif`` in ``folder``) and its truth."""
+    reference, floating, truth = make_pair(12.0, (8.0, -5.0), floating_box=(192, 192, 128, 128))
+    reference = reference[64:192, 64:192]  # the central 128 px of the 256 px reference
+    truth = geometry.compose(geometry.rigid_matrix(0.0, -64.0, -64.0), truth)
+    for name, image in {"ref.tif": reference, "flo.tif": floating}.items():
+        tifffile.imwrite(folder / name, image)
+    return folder / "ref.tif", folder / "flo.tif", truth
+
+
+def test_an_ensemble_registers_a_pair_on_every_models_comirs_stacked_in_order(
+    tmp_path, twin_model_file, other_twin_model_file, caplog
+):
+    reference, floating, truth = write_known_pair(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        models = ModelEnsemble.load([twin_model_file, other_twin_model_file])
+    assert "an ensemble of 2 models" in caplog.text and "no calibrated confidence" in caplog.text
+    pair = register_pair(models, reference, floating, "fine", params=KEYPOINTS_CASCADE, inference=TORCH)
+    assert pair.result.ok and "sift@1" in pair.result.message and "sift@2" in pair.result.message
+    assert float(geometry.corner_error(pair.result.matrix, truth, 128, 128)) < 1.0
+    assert math.isnan(pair.confidence)  # an ensemble is not judged
+    alone = register_pair(TrainedModel.load(twin_model_file), reference, floating, "fine", params=KEYPOINTS_CASCADE,
+                          inference=TORCH)  # fmt: skip
+    assert pair.comirs[0].shape == (2, 128, 128)
+    np.testing.assert_array_equal(pair.comirs[0][:1], alone.comirs[0])  # the first model's channels first
+    assert not np.array_equal(pair.comirs[0][1:], alone.comirs[0])
+    written = write_outputs(tmp_path / "out", pair, reference, floating, "cascade")
+    assert {p.name for p in written} == {"transform.csv", "transform.tfm", "warped.tif", "overlay.png",
+                                         "comir_reference.tif", "comir_floating.tif"}  # fmt: skip
+    assert tifffile.imread(tmp_path / "out" / "comir_floating.tif").shape == (128, 128, 2)  # the stacked CoMIRs
+
+
+def test_models_of_other_modalities_or_comir_channels_cannot_form_an_ensemble(tmp_path, twin_model_file, model_file):
+    with pytest.raises(InputError, match=f"{twin_model_file} and {model_file} cannot register a pair together"):
+        ModelEnsemble.load([twin_model_file, model_file])
+    wide = save_twin(tmp_path / "wide.pt", seed=5, out_channels=2)
+    channels = "'comir_channels': 1}.* against .*'comir_channels': 2"
+    with pytest.raises(InputError, match=f"{twin_model_file} and {wide} .*{channels}"):
+        ModelEnsemble.load([twin_model_file, wide])
+    coarser = save_twin(tmp_path / "coarser.pt", seed=5, modalities={**TWIN_MODALITIES, "B": {
+        **TWIN_MODALITIES["B"], "pixel_size": 2.0}})  # fmt: skip
+    with pytest.raises(InputError, match="'pixel_size': None.* against .*'pixel_size': 2.0"):
+        ModelEnsemble.load([twin_model_file, coarser])
+
+
+def test_an_ensemble_registers_with_the_cascade_only_and_without_a_confidence(
+    tmp_path, twin_model_file, other_twin_model_file, capsys
+):
+    reference, floating, _ = write_known_pair(tmp_path)
+    models = ModelEnsemble.load([twin_model_file, other_twin_model_file])
+    with pytest.raises(InputError, match=r"2 models .* together only with cascade .*not 'fft_search'"):
+        register_pair(models, reference, floating, "fine", "fft_search")
+    with pytest.raises(InputError, match="an ensemble of models .* has no calibrated confidence"):
+        register_pair(models, reference, floating, "fine", min_confidence=0.5)
+    args = ["register", "--model", str(twin_model_file), "--model", str(other_twin_model_file), "--reference",
+            str(reference), "--floating", str(floating), "--reference-modality", "fine",
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main([*args, "--method", "mi"]) == 2
+    assert "not 'mi'" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_the_command_registers_with_every_model_given(tmp_path, twin_model_file, other_twin_model_file, capsys):
+    reference, floating, truth = write_known_pair(tmp_path)
+    out = tmp_path / "out"
+    args = ["register", "--model", str(twin_model_file), "--model", str(other_twin_model_file), "--reference",
+            str(reference), "--floating", str(floating), "--reference-modality", "fine", "--out", str(out),
+            "--params", "{global_search: null}", "--engine", "torch", "--threads", "1"]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    row = pd.read_csv(out / "transform.csv").iloc[0]
+    assert row["status"] == "ok" and row["method"] == "cascade" and "sift@2" in row["message"]
+    assert math.isnan(row["confidence"])
+    estimate = np.array([row[k] for k in MATRIX_KEYS]).reshape(2, 3)
+    assert float(geometry.corner_error(estimate, truth, 128, 128)) < 1.0
+    assert tifffile.imread(out / "comir_reference.tif").shape == (128, 128, 2)

@@ -33,17 +33,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"reference": "fine", "method": "fft_search", "params": {"score": "ncc"}}
 
 
-@pytest.fixture(scope="module")
-def twin_model(tmp_path_factory):
+def save_twin(path: Path, seed: int) -> Path:
     """Two identical single-channel networks: the same content gives the same CoMIR (known answers)."""
-    torch.manual_seed(3)
+    torch.manual_seed(seed)
     small = dict(in_channels=1, out_channels=1, init_filters=6, down_blocks=(2,), bottleneck=2, dropout=0.0)
     twins = {slot: Tiramisu(TiramisuConfig(**small)) for slot in ("A", "B")}
     twins["B"].load_state_dict(twins["A"].state_dict())
-    path = tmp_path_factory.mktemp("twin") / "comir.pt"
     modalities = {"A": {"name": "fine", "channels": 1}, "B": {"name": "other", "channels": 1}}
     save_checkpoint(path, twins, {"modalities": modalities})
     return path
+
+
+@pytest.fixture(scope="module")
+def twin_model(tmp_path_factory):
+    """A known-answer model (:func:`save_twin`)."""
+    return save_twin(tmp_path_factory.mktemp("twin") / "comir.pt", seed=3)
 
 
 def write_folder(root: Path, moves: dict[str, tuple[float, tuple[float, float]]]) -> pd.DataFrame:
@@ -81,6 +85,21 @@ def test_a_folder_is_registered_in_batches_with_outputs_per_pair(tmp_path, twin_
     assert summary["confidence"].isna().all()  # the model has no calibration: nothing judged
     rejected = summary.drop(columns="flag").assign(status="failed", message="low confidence: 0.1 below 0.5")
     assert (summarise(rejected, min_quality=None)["flag"] == LOW_CONFIDENCE_FLAG).all()
+
+
+def test_an_ensembles_model_files_register_a_folder_together_with_the_cascade_only(tmp_path, twin_model):
+    other = save_twin(tmp_path / "other.pt", seed=5)
+    truth = write_folder(tmp_path / "pairs", {"p1": MOVES["p1"]})
+    with pytest.raises(InputError, match="2 models .* not 'fft_search'"):
+        register_batch([twin_model, other], tmp_path / "pairs", tmp_path / "out", SETTINGS)
+    assert not (tmp_path / "out").exists()
+    settings = {"reference": "fine", "method": "cascade", "params": {"global_search": None},
+                "inference": {"engine": "torch"}}  # fmt: skip
+    rows = register_batch([twin_model, other], tmp_path / "pairs", tmp_path / "out", settings)
+    assert rows.loc[0, "status"] == "ok" and "sift@2" in rows.loc[0, "message"], rows.loc[0, "message"]
+    assert rows["confidence"].isna().all()  # an ensemble is not judged
+    assert (with_errors(summarise(rows, None), truth, "ensemble")["error_px"] < 1.0).all()
+    assert tifffile.imread(tmp_path / "out" / "p1" / "comir_reference.tif").shape == (256, 256, 2)
 
 
 def test_a_pair_without_common_structure_is_a_failed_row_with_a_message(tmp_path, twin_model):

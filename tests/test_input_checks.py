@@ -130,7 +130,7 @@ def test_rescale_maps_an_image_into_the_training_range_and_registers_it(tmp_path
     floating = write(tmp_path, "flo.tif", texture(64, 60000.0, np.float32, seed=2))
     model = TrainedModel.load(model_file)
     checked = check_pair(model, reference, floating, "fine", masks="none", rescale=True)
-    trained, prepared = model.statistics["B"], checked.prepared["B"]
+    trained, prepared = model.statistics["B"], checked.inputs[0]["B"]
     assert trained["min"] <= prepared.min() and prepared.max() <= trained["max"]
     assert input_statistics([prepared])["p99.9"] == pytest.approx(trained["p99.9"], rel=1e-3)
     assert cli(model_file, reference, floating, tmp_path / "out", "--masks", "none", "--rescale") in (0, 1)

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from comir.config import validate_config
+from comir.config import ConfigError, validate_config
 from comir.workflow import jobs, params, targets
 from comir.workflow.targets import Target
 from helpers.project import TINY_CONFIG
@@ -321,3 +321,34 @@ def test_an_apply_job_on_a_test_set_reads_its_export_and_a_folder_job_its_files(
     ]
     assert targets.apply_truth(changed, "rigid") == []
     assert jobs.evaluated_apply_jobs(changed) == ["similarity"]
+
+
+def ensemble_apply_job(**changes) -> dict:
+    """The tiny configuration with its ensemble variant ``both`` and the apply job ``rigid`` changed."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["datasets"]["tiny"]["variants"]["both"] = {"ensemble": ["mse", "cosine"]}
+    config["apply"]["rigid"].update(changes)
+    return config
+
+
+def test_an_apply_job_on_an_ensemble_reads_every_members_model_file_in_order():
+    config = validate_config(ensemble_apply_job(model={"dataset": "tiny", "variant": "both"}))
+    members = [Target("train", "model", {"dataset": "tiny", "variant": v}) for v in ("mse", "cosine")]
+    assert targets.apply_model(config, "rigid") == members
+    assert targets.apply_model(with_confidence(config), "rigid") == members  # an ensemble has no calibration
+    files = validate_config(ensemble_apply_job(model={"file": ["a.pt", "b.pt"]}))
+    assert targets.apply_model(files, "rigid") == ["a.pt", "b.pt"]
+    assert targets.apply_model(validate_config(ensemble_apply_job(model={"file": "a.pt"})), "rigid") == "a.pt"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"method": "sift"}, "apply/rigid/method: 2 models .an ensemble. register with cascade only, not 'sift'"),
+        ({"min_confidence": 0.5}, "apply/rigid/min_confidence: 2 models .an ensemble. have no calibrated confidence"),
+    ],
+)
+def test_an_apply_job_on_an_ensemble_registers_with_the_cascade_and_no_confidence(changes, message):
+    for model in ({"dataset": "tiny", "variant": "both"}, {"file": ["a.pt", "b.pt"]}):
+        with pytest.raises(ConfigError, match=message):
+            validate_config(ensemble_apply_job(model=model, **changes))

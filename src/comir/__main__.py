@@ -3,6 +3,10 @@
     python -m comir register --model results/bfshg-dev/default/model/comir.pt
         --reference he.tif --reference-modality BF --floating shg.tif --out registered/core1
 
+``--model`` given more than once registers with an ensemble: every model's CoMIRs, stacked in the order
+given, registered by the cascade (the only method that takes them); an ensemble has no calibrated
+confidence, and its models must share their modalities (else exit 2, both files named).
+
 See :mod:`comir.apply`, docs/how-to/register.md and docs/reference/cli.md.  Exit status: 0 registered, 1 the
 method reported a failure or, with a calibrated model (rule calibrate_model), the result's confidence
 is below the threshold (``transform.csv`` says why, with the confidence), 2 bad input (nothing written): a setting
@@ -50,7 +54,7 @@ def _register(args: argparse.Namespace) -> int:
     import torch
 
     from comir.apply import (
-        TrainedModel,
+        ModelEnsemble,
         check_new_outputs,
         check_settings,
         peak_memory_mb,
@@ -71,7 +75,7 @@ def _register(args: argparse.Namespace) -> int:
     check_settings(inference, max_px, args.mask_margin_px, FLAGS)
     torch.set_num_threads(args.threads)
     set_native_threads(args.threads)  # reproducible MI, as in the workflow
-    model = TrainedModel.load(args.model)
+    model = ModelEnsemble.load(args.model)
     pixel_sizes = None
     if args.pixel_sizes:
         ref_slot = model.slot(args.reference_modality)
@@ -101,7 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    register.add_argument("--model", required=True, help="a comir.pt written by the train rule")
+    register.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        help="a comir.pt written by the train rule; given more than once, the models register together "
+        "(an ensemble: the cascade on every model's CoMIRs, no calibrated confidence)",
+    )
     register.add_argument("--reference", required=True, help="the reference image (TIFF or PNG)")
     register.add_argument("--floating", required=True, help="the floating image, of the other modality")
     register.add_argument(
@@ -129,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "--masks",
         default="auto",
         choices=MASK_MODES,
-        help="valid-pixel masks of images without a mask file: auto (constant borders are not image; default) "
-        "or none",
+        help="valid-pixel masks of images without a mask file: auto (constant borders are not image; default) or none",
     )
     register.add_argument("--reference-mask", help="the reference's mask file (non-zero = valid)")
     register.add_argument("--floating-mask", help="the floating image's mask file (non-zero = valid)")

@@ -45,6 +45,15 @@ model trained once, e.g. on a GPU cluster, is reused anywhere.  For one pair:
 
 A pair the method cannot register is a ``failed`` row (no warped image,
 transform or overlay is written); an existing output is never overwritten.
+
+Several models (:class:`ModelEnsemble`, e.g. networks trained with and without
+stain augmentation) register a pair together: every check of step 1 holds for
+every model, each model computes its CoMIR of each image from its own network
+input (step 4), the CoMIRs are stacked along the channels in the models'
+order, and the cascade registers them as ``networks`` groups
+(:mod:`comir.register.cascade`, "Several networks").  ``comir_reference.tif``
+/ ``comir_floating.tif`` hold the stacked CoMIRs.  An ensemble has no
+calibrated confidence: its results are not judged.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ import dataclasses
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +73,7 @@ import torch
 
 from comir import geometry
 from comir.calibration import LOW_CONFIDENCE, Calibration, calibration_key
-from comir.config import load_schema, schema_problems, section_defaults, section_problems
+from comir.config import ENSEMBLE_METHODS, load_schema, schema_problems, section_defaults, section_problems
 from comir.geometry import MATRIX_KEYS
 from comir.infer import compute_comir, inference_network
 from comir.io import (
@@ -117,6 +126,9 @@ RANGE_FACTOR = 20.0
 # overlapping views of one tissue region, so a larger ratio is a wrong file, a missing pixel size or a
 # region to crop (a 2000 px reference with a 64 px floating image came out "ok" at a translation of 1240 px).
 MAX_EXTENT_RATIO = 4.0
+# The modality settings the models of an ensemble share: reading an image (channels), finding its folder
+# (name) and bringing it to the working resolution (pixel_size) happen once for all of them.
+SHARED_MODALITY_KEYS = ("name", "channels", "pixel_size")
 
 
 @dataclass
@@ -183,6 +195,97 @@ class TrainedModel:
         config = getattr(self.networks[slot], "config", None)
         multiple = config.multiple if isinstance(config, TiramisuConfig) else 1
         return max(MIN_REGISTER_PX, multiple)
+
+    def shared_settings(self) -> dict[str, dict[str, Any]]:
+        """Per slot what the models of an ensemble share: :data:`SHARED_MODALITY_KEYS` and ``comir_channels``."""
+        return {
+            slot: {key: spec.get(key) for key in SHARED_MODALITY_KEYS}
+            | {"comir_channels": self.networks[slot].config.out_channels}
+            for slot, spec in sorted(self.modalities.items())
+        }
+
+
+@dataclass(frozen=True)
+class ModelEnsemble:
+    """One model, or several that register a pair together (module doc, "Several models").
+
+    The models share their modalities: the slots, per slot :data:`SHARED_MODALITY_KEYS` and the CoMIR
+    channels (the cascade splits the stacked CoMIRs into equal groups); each model pre-processes its own
+    network input as its file says (scaling, stain normalisation, ``log1p``).  Modalities and slots are
+    the first model's.  A different modality is an :class:`InputError` naming both files.
+
+    With several models only :data:`comir.config.ENSEMBLE_METHODS` register (:meth:`registration_params`)
+    and there is no calibrated confidence (:meth:`calibration` is None: each model's calibration is of
+    its own CoMIRs; a warning says so once); one model is that model: its calibrations, any method.
+    """
+
+    members: tuple[TrainedModel, ...]
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise InputError("no model file given")
+        first = self.members[0]
+        for member in self.members[1:]:
+            if member.shared_settings() != first.shared_settings():
+                raise InputError(
+                    f"{first.path} and {member.path} cannot register a pair together: their modalities differ "
+                    f"({first.shared_settings()} against {member.shared_settings()}); the models of an ensemble "
+                    "must share each modality's name, channels and pixel size and their CoMIR channels"
+                )
+        if len(self.members) > 1:
+            log.warning(
+                "an ensemble of %d models (%s) has no calibrated confidence: results are not judged",
+                len(self.members),
+                self.describe(),
+            )
+
+    @classmethod
+    def load(cls, paths: str | Path | Sequence[str | Path], device: torch.device | str = "cpu") -> ModelEnsemble:
+        """The models in ``paths`` (one path, or several in order), each by :meth:`TrainedModel.load`."""
+        paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        return cls(tuple(TrainedModel.load(path, device) for path in paths))
+
+    @classmethod
+    def of(cls, model: TrainedModel | ModelEnsemble) -> ModelEnsemble:
+        """``model`` as an ensemble: itself, or a one-model ensemble."""
+        return model if isinstance(model, ModelEnsemble) else cls((model,))
+
+    @property
+    def modalities(self) -> dict[str, dict[str, Any]]:
+        """The first model's modalities by slot (the others share what reading and resampling use)."""
+        return self.members[0].modalities
+
+    def slot(self, modality: str) -> str:
+        """The network slot of a modality given by slot or by name (:meth:`TrainedModel.slot`)."""
+        return self.members[0].slot(modality)
+
+    def other(self, slot: str) -> str:
+        """The other network's slot."""
+        return self.members[0].other(slot)
+
+    def describe(self) -> str:
+        """The model files, comma-separated, in order."""
+        return ", ".join(str(member.path) for member in self.members)
+
+    def calibration(self, method: str, params: Mapping[str, Any] | None) -> Calibration | None:
+        """One model's calibration of ``method`` with ``params`` (:meth:`TrainedModel.calibration`); several: None."""
+        return self.members[0].calibration(method, params) if len(self.members) == 1 else None
+
+    def registration_params(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` of ``method`` for these models' CoMIRs: as given for one model, with ``networks`` for several.
+
+        Several models and a method outside :data:`comir.config.ENSEMBLE_METHODS` are an :class:`InputError`.
+        """
+        count = len(self.members)
+        if count == 1:
+            return params
+        if method not in ENSEMBLE_METHODS:
+            raise InputError(
+                f"{count} models ({self.describe()}) register a pair together only with "
+                f"{' or '.join(ENSEMBLE_METHODS)} (the methods that take several networks' CoMIRs), not {method!r}; "
+                f"give one model for {method}"
+            )
+        return {**params, "networks": count}
 
 
 def read_checked(path: str | Path, modality: Mapping[str, Any], role: str) -> np.ndarray:
@@ -470,20 +573,21 @@ def prepare_checked(
 
 @dataclass
 class CheckedPair:
-    """A pair checked against the model (:func:`check_pair`).
+    """A pair checked against the model(s) (:func:`check_pair`).
 
     By slot: the images as stored, their full-resolution masks (None: all
-    valid), their resamplings and their network inputs (before resampling).
+    valid) and their resamplings; ``inputs``: per model, in order, by slot,
+    the network inputs (before resampling).
     """
 
     images: dict[str, np.ndarray]
     masks: dict[str, np.ndarray | None]
     resamplings: dict[str, Resampling]
-    prepared: dict[str, np.ndarray]
+    inputs: list[dict[str, np.ndarray]]
 
 
 def check_pair(
-    model: TrainedModel,
+    model: TrainedModel | ModelEnsemble,
     reference_path: str | Path,
     floating_path: str | Path,
     reference_modality: str,
@@ -498,33 +602,41 @@ def check_pair(
     channels (:func:`read_checked`), the pixel sizes (:func:`working_resamplings`), each side at the
     working resolution (:func:`check_size`), the two extents (:func:`check_extents`), the mask files,
     and each network input's intensity range (:func:`prepare_checked`; ``rescale`` maps it instead).
-    Arguments as :func:`register_pair`'s.
+    The size and the intensity range are checked for every model of an ensemble, each against its own
+    network and training images.  Arguments as :func:`register_pair`'s.
     """
-    ref_slot = model.slot(reference_modality)
-    flo_slot = model.other(ref_slot)
+    members = ModelEnsemble.of(model).members
+    first = members[0]
+    ref_slot = first.slot(reference_modality)
+    flo_slot = first.other(ref_slot)
     paths = {ref_slot: reference_path, flo_slot: floating_path}
     roles = {ref_slot: "reference", flo_slot: "floating"}
-    images = {slot: read_checked(paths[slot], model.modalities[slot], roles[slot]) for slot in paths}
+    images = {slot: read_checked(paths[slot], first.modalities[slot], roles[slot]) for slot in paths}
     shapes = {slot: image.shape for slot, image in images.items()}
-    resamplings = working_resamplings(model, shapes, pixel_sizes, ref_slot)
-    for slot in paths:
-        check_size(model, slot, resamplings[slot], paths[slot], roles[slot])
-    sizes = {model.slot(key): float(value) for key, value in pixel_sizes.items()} if pixel_sizes else None
+    resamplings = working_resamplings(first, shapes, pixel_sizes, ref_slot)
+    for member in members:
+        for slot in paths:
+            check_size(member, slot, resamplings[slot], paths[slot], roles[slot])
+    sizes = {first.slot(key): float(value) for key, value in pixel_sizes.items()} if pixel_sizes else None
     check_extents(shapes, paths, roles, sizes)
     files = {ref_slot: mask_files[0], flo_slot: mask_files[1]}
     full_masks = {slot: image_mask(images[slot], masks, files[slot], paths[slot]) for slot in paths}
-    prepared = {
-        slot: prepare_checked(model, slot, images[slot], paths[slot], roles[slot], full_masks[slot], rescale)
-        for slot in paths
-    }
-    return CheckedPair(images, full_masks, resamplings, prepared)
+    inputs = [
+        {
+            slot: prepare_checked(member, slot, images[slot], paths[slot], roles[slot], full_masks[slot], rescale)
+            for slot in paths
+        }
+        for member in members
+    ]
+    return CheckedPair(images, full_masks, resamplings, inputs)
 
 
 @dataclass
 class PairRegistration:
     """What :func:`register_pair` computed: the result (original grids) and the images behind it.
 
-    ``comirs`` are at the working resolution; ``comir_matrix`` is the result's
+    ``comirs`` are at the working resolution (an ensemble's: every model's
+    channels stacked, in the models' order); ``comir_matrix`` is the result's
     transform between them (the CoMIRs' grids), ``resamplings`` how each image
     was brought there (reference, floating); ``masks`` the CoMIRs' valid
     pixels (None: all valid).
@@ -537,7 +649,7 @@ class PairRegistration:
     comir_matrix: np.ndarray
     resamplings: tuple[Resampling, Resampling]
     masks: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
-    # The calibrated probability that the result is right (nan: the model has no calibration for the method).
+    # The calibrated probability that the result is right (nan: no calibration for the method, or an ensemble).
     confidence: float = math.nan
 
     def valid_fractions(self) -> tuple[float, float]:
@@ -546,7 +658,7 @@ class PairRegistration:
 
 
 def register_pair(
-    model: TrainedModel,
+    model: TrainedModel | ModelEnsemble,
     reference_path: str | Path,
     floating_path: str | Path,
     reference_modality: str,
@@ -566,6 +678,10 @@ def register_pair(
 ) -> PairRegistration:
     """Register the floating image to the reference image through their CoMIRs.
 
+    ``model``: one model, or an ensemble whose models' CoMIRs are stacked and
+    registered together by the cascade (:class:`ModelEnsemble`; the
+    ``networks`` parameter is set to the number of models; originals for the
+    method's keypoints are the first model's network inputs).
     ``reference_modality``: the reference's modality, by slot (``A``/``B``) or
     name; the floating image is of the other.  ``inference``: settings of the
     configuration's ``inference`` section (``tile``, ``margin``, ``pad``,
@@ -585,18 +701,19 @@ def register_pair(
     parameters (docs/method.md, section 15), the result gets its
     ``confidence``; below the calibration's threshold (or ``min_confidence``,
     which needs a calibration) it is ``failed`` with the reason ``low
-    confidence``.
+    confidence``.  An ensemble has no calibration.
     """
+    models = ModelEnsemble.of(model)
     check_settings(inference, register_max_px, mask_margin_px)
-    params = with_transform(params, transform)
-    calibration = judging_calibration(model, method, params, min_confidence)
+    params = models.registration_params(method, with_transform(params, transform))
+    calibration = judging_calibration(models, method, params, min_confidence)
     registration = coarse_to_fine(
         make_method(method, params, seed, threads), register_max_px, transform, seed
     )  # stops on bad parameters
-    checked = check_pair(model, reference_path, floating_path, reference_modality, pixel_sizes, masks, mask_files,
+    checked = check_pair(models, reference_path, floating_path, reference_modality, pixel_sizes, masks, mask_files,
                          rescale)  # fmt: skip
-    ref_slot = model.slot(reference_modality)
-    flo_slot = model.other(ref_slot)
+    ref_slot = models.slot(reference_modality)
+    flo_slot = models.other(ref_slot)
     resamplings, full_masks = checked.resamplings, checked.masks
     options = {**section_defaults("inference"), **(inference or {})}
     device = resolve_device(options.pop("device"))
@@ -604,13 +721,16 @@ def register_pair(
     with_originals = bool(getattr(registration, "wants_originals", False))
     comirs, comir_masks, originals = [], [], []
     for slot in (ref_slot, flo_slot):
-        network = inference_network(model.networks[slot], engine, device)
-        prepared = resamplings[slot].apply(checked.prepared.pop(slot))  # the checked input, freed once used
-        valid = working_mask(full_masks[slot], prepared.shape[1:], 0.0)
-        prepared = fill_invalid(np.moveaxis(prepared, 0, -1), valid)
-        if with_originals:  # the network input on the CoMIR's grid, for the method's keypoints on the originals
-            originals.append(prepared)
-        comirs.append(compute_comir(network, np.moveaxis(prepared, -1, 0), device=device, **options))
+        per_model = []
+        for member, inputs in zip(models.members, checked.inputs, strict=True):
+            network = inference_network(member.networks[slot], engine, device)
+            prepared = resamplings[slot].apply(inputs.pop(slot))  # the checked input, freed once used
+            valid = working_mask(full_masks[slot], prepared.shape[1:], 0.0)
+            prepared = fill_invalid(np.moveaxis(prepared, 0, -1), valid)
+            if with_originals and not per_model:  # the first model's input on the CoMIR's grid, for keypoints
+                originals.append(prepared)
+            per_model.append(compute_comir(network, np.moveaxis(prepared, -1, 0), device=device, **options))
+        comirs.append(per_model[0] if len(per_model) == 1 else np.concatenate(per_model))  # channels: model order
         comir_masks.append(working_mask(full_masks[slot], comirs[-1].shape[1:], mask_margin_px))
     as_image = [c[0] if c.shape[0] == 1 else np.moveaxis(c, 0, -1) for c in comirs]
     extra = {"originals": tuple(originals)} if with_originals else {}
@@ -642,21 +762,29 @@ def write_calibrated_model(model: str | Path, calibrations: Mapping[str, Calibra
 
 
 def judging_calibration(
-    model: TrainedModel, method: str, params: Mapping[str, Any] | None, min_confidence: float | None
+    model: TrainedModel | ModelEnsemble, method: str, params: Mapping[str, Any] | None, min_confidence: float | None
 ) -> Calibration | None:
     """The calibration that judges ``method``'s results (with the threshold ``min_confidence`` if given).
 
-    :class:`InputError` for a ``min_confidence`` outside [0, 1] or without a calibration to apply it to.
+    None for an ensemble (:meth:`ModelEnsemble.calibration`).  :class:`InputError` for a ``min_confidence``
+    outside [0, 1] or without a calibration to apply it to.
     """
-    calibration = model.calibration(method, params)
+    models = ModelEnsemble.of(model)
+    calibration = models.calibration(method, params)
     if min_confidence is None:
         return calibration
     if not 0 <= min_confidence <= 1:
         raise InputError(f"a minimum confidence is a probability in [0, 1], got {min_confidence}")
-    if calibration is None:
-        known = ", ".join(sorted(model.calibrations)) or "none"
+    if calibration is None and len(models.members) > 1:
         raise InputError(
-            f"{model.path} has no calibration for {method} with these parameters (calibrated: {known}); "
+            f"an ensemble of models ({models.describe()}) has no calibrated confidence; a minimum confidence "
+            "needs one model's calibration (rule calibrate_model)"
+        )
+    if calibration is None:
+        only = models.members[0]
+        known = ", ".join(sorted(only.calibrations)) or "none"
+        raise InputError(
+            f"{only.path} has no calibration for {method} with these parameters (calibrated: {known}); "
             "a minimum confidence needs one (rule calibrate_model)"
         )
     return calibration.with_threshold(min_confidence)
@@ -754,7 +882,9 @@ __all__ = [
     "MIN_REGISTER_PX",
     "OUTPUTS",
     "RANGE_FACTOR",
+    "SHARED_MODALITY_KEYS",
     "CheckedPair",
+    "ModelEnsemble",
     "PairRegistration",
     "TrainedModel",
     "check_extents",

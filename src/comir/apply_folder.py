@@ -10,6 +10,10 @@ range) and the settings before registering any, then registers each pair with
 The batches' tables are summarised and, with known transforms, evaluated by
 :mod:`comir.apply_results`.
 
+Several model files (an ensemble: :class:`comir.apply.ModelEnsemble`)
+register every pair together: each model's CoMIRs, stacked, registered by the
+cascade; every check holds for every model.
+
 Masks (``masks`` of the settings): "auto" (constant borders, the default),
 "none", or a folder ``MASKS`` in the same layout (``MASKS/<folder of A>/<id>``
 with extension .tif, .tiff or .png): a modality whose sub-folder exists needs
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ import pandas as pd
 
 from comir import geometry
 from comir.apply import (
+    ModelEnsemble,
     TrainedModel,
     check_pair,
     check_settings,
@@ -47,7 +52,9 @@ from comir.register.coarse_to_fine import REGISTER_MAX_PX
 log = logging.getLogger(__name__)
 
 
-def folder_pairs(root: str | Path, model: TrainedModel, folders: Mapping[str, str] | None = None) -> pd.DataFrame:
+def folder_pairs(
+    root: str | Path, model: TrainedModel | ModelEnsemble, folders: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """The pairs (``id, path_A, path_B``) of ``root``; the folders default to the model's modality names.
 
     A missing partner, a missing folder or an empty folder is an
@@ -90,7 +97,7 @@ def batch_of(pairs: pd.DataFrame, batches: int, batch: int) -> pd.DataFrame:
 
 
 def register_batch(
-    model_path: str | Path,
+    model_paths: str | Path | Sequence[str | Path],
     root: str | Path,
     out_dir: str | Path,
     settings: Mapping[str, Any],
@@ -101,15 +108,16 @@ def register_batch(
 ) -> pd.DataFrame:
     """Register batch ``batch`` of the pairs under ``root``; outputs in ``out_dir/<id>/``; one row per pair.
 
-    ``settings``: an ``apply`` entry of the configuration (``reference``,
-    ``method``, ``params``, ``transform``, ``pixel_size``, ``inference``,
+    ``model_paths``: one model file, or several registering together (:class:`comir.apply.ModelEnsemble`:
+    the cascade only, no calibrated confidence).  ``settings``: an ``apply`` entry of the configuration
+    (``reference``, ``method``, ``params``, ``transform``, ``pixel_size``, ``inference``,
     ``folders``, ``masks``, ``mask_margin_px``, ``register_max_px``, ``rescale``, ``min_confidence``).  With a
     calibrated model (docs/method.md, section 15) each row has its ``confidence``, and a result below the
     threshold is ``failed`` (low confidence).  The settings and every
     pair of the batch (:func:`comir.apply.check_pair`: images, masks, sizes, extents, intensity ranges) are
     checked before the first registration; a bad one stops the job with the file named.
     """
-    model = TrainedModel.load(model_path)
+    model = ModelEnsemble.load(model_paths)
     ref_slot = model.slot(settings.get("reference", "A"))
     flo_slot = model.other(ref_slot)
     folders = {slot: settings.get("folders", {}).get(slot, spec["name"]) for slot, spec in model.modalities.items()}
@@ -122,7 +130,9 @@ def register_batch(
     rescale = bool(settings.get("rescale", False))
     min_confidence = settings.get("min_confidence")
     check_settings(settings.get("inference"), max_px, margin)
-    params = with_transform(settings.get("params"), settings.get("transform", "rigid"))
+    params = model.registration_params(
+        method, with_transform(settings.get("params"), settings.get("transform", "rigid"))
+    )
     make_method(method, params, seed, threads)
     judging_calibration(model, method, params, min_confidence)  # a threshold without a calibration stops here
     masks_of = {}

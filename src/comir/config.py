@@ -488,10 +488,15 @@ def _pool_problems(name: str, pool: Mapping[str, Any], datasets: Mapping[str, An
 def _apply_problems(
     name: str, job: Mapping[str, Any], datasets: Mapping[str, Any], schema: Mapping[str, Any]
 ) -> list[str]:
-    """Rules a JSON schema cannot express, for one apply job: what it names exists, one source of pairs."""
+    """Rules a JSON schema cannot express, for one apply job: what it names exists, one source of pairs.
+
+    Several models (an ensemble variant, or a list of files) register with :data:`ENSEMBLE_METHODS` only
+    and have no calibrated confidence for ``min_confidence``.
+    """
     where = f"apply/{name}"
     problems = []
     model = job["model"]
+    models = 1
     if ("file" in model) == ("dataset" in model):
         problems.append(f"{where}/model: give either dataset (and variant) or file")
     elif "dataset" in model:
@@ -503,11 +508,17 @@ def _apply_problems(
                 f"{where}/model/variant: {model['variant']!r} is not a variant of {model['dataset']!r} "
                 f"({', '.join(dataset['variants'])})"
             )
-        elif ensemble_members(dataset, model["variant"]):
-            problems.append(
-                f"{where}/model/variant: {model['variant']!r} is an ensemble; the apply stage uses one model "
-                f"(one of {', '.join(network_variants(dataset))})"
-            )
+        else:
+            models = len(ensemble_members(dataset, model["variant"])) or 1
+    elif not isinstance(model["file"], str):
+        models = len(model["file"])
+    if models > 1 and job["method"] not in ENSEMBLE_METHODS:
+        problems.append(
+            f"{where}/method: {models} models (an ensemble) register with {' or '.join(ENSEMBLE_METHODS)} only, "
+            f"not {job['method']!r}"
+        )
+    if models > 1 and job["min_confidence"] is not None:
+        problems.append(f"{where}/min_confidence: {models} models (an ensemble) have no calibrated confidence")
     if (job["pairs"] is None) == (job["testset"] is None):
         problems.append(f"{where}: give either pairs (a folder) or testset (a test set of this configuration)")
     testset = job["testset"]
@@ -521,6 +532,8 @@ def _apply_problems(
     from comir.register import with_transform  # the registry imports the methods: only for apply jobs
 
     params = with_transform(job["params"], job["transform"])
+    if models > 1 and job["method"] in ENSEMBLE_METHODS:
+        params["networks"] = models
     problem = _registration_problem({"method": job["method"], "params": params})
     if problem:
         problems.append(f"{where}: {problem}")

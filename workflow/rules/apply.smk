@@ -25,8 +25,8 @@ rule testset_pairs:
 
 
 rule register_pairs:
-    """One batch of an apply job: a trained model registers unaligned pairs (transform, warped image,
-    overlay and CoMIRs per pair)."""
+    """One batch of an apply job: a trained model (or an ensemble's models, in its order)
+    registers unaligned pairs (transform, warped image, overlay and CoMIRs per pair)."""
     input:
         model=input_files(targets.apply_model, "job"),
         pairs=input_files(targets.apply_pairs, "job"),

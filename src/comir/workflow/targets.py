@@ -297,15 +297,19 @@ def pool_patches(config: Config, pool: str) -> dict[str, list[Target]]:
 # --- the apply stage --------------------------------------------------------------------------
 
 
-def apply_model(config: Config, job: str) -> str | Target:
-    """An apply job's model file.
+def apply_model(config: Config, job: str) -> str | list[str] | Target | list[Target]:
+    """An apply job's model file, or an ensemble's model files in its order (a list).
 
-    Given by path, or trained by this configuration (with its calibrated confidence inside when
-    the dataset has a confidence section).
+    Given by path (or a list of paths), or trained by this configuration (with its calibrated
+    confidence inside when the dataset has a confidence section); an ensemble variant's members'
+    trained models (an ensemble has no calibration, so none of theirs is made for it).
     """
     spec = config["apply"][job]["model"]
     if "file" in spec:
         return spec["file"]
+    networks = variant_networks(config, spec["dataset"], spec["variant"])
+    if len(networks) > 1:
+        return [model(config, spec["dataset"], network) for network in networks]
     if dataset_config(config, spec["dataset"])["confidence"] is not None:
         return Target("calibrate_model", 0, {"dataset": spec["dataset"], "variant": spec["variant"]})
     return model(config, spec["dataset"], spec["variant"])
