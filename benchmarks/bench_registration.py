@@ -60,9 +60,10 @@ METHODS: dict[str, tuple[str, dict]] = {
     "alpha_amd": ("alpha_amd", {}),
     "alpha_amd_3start": ("alpha_amd", {"start_angles_rad": [-0.3, 0.0, 0.3]}),
     "fft_ncc": ("fft_search", {"score": "ncc"}),
-    "fft_ncc_noscreen": ("fft_search", {"score": "ncc", "angle_screen": 0}),
+    # The optional angle screen (off by default; docs/method.md, section 12).
+    "fft_ncc_screen": ("fft_search", {"score": "ncc", "angle_screen": 6}),
     "fft_mi": ("fft_search", {"score": "mi"}),
-    "fft_mi_noscreen": ("fft_search", {"score": "mi", "angle_screen": 0}),
+    "fft_mi_screen": ("fft_search", {"score": "mi", "angle_screen": 6}),
     "cascade": ("cascade", {}),
     "curvealign": ("curvealign", {}),
     "curvealign_kmeans": ("curvealign", {"segmentation": "kmeans_ab"}),
@@ -72,8 +73,8 @@ BASELINE = "mi"
 SPEED_PAIRS = (
     ("mi_5start", "mi_5start_1thread"),
     ("mi_5start_screened", "mi_5start"),
-    ("fft_ncc", "fft_ncc_noscreen"),
-    ("fft_mi", "fft_mi_noscreen"),
+    ("fft_ncc_screen", "fft_ncc"),
+    ("fft_mi_screen", "fft_mi"),
 )
 
 

@@ -128,7 +128,7 @@ def test_no_admissible_overlap_fails():
 def test_angle_screen_keeps_the_true_angle_and_the_result(angle):
     """The half-resolution screen passes the truth's grid angles on and changes nothing else."""
     reference, floating, truth = make_pair(angle, (12.0, -7.0))
-    screened = FFTSearchRegistration(score="ncc")
+    screened = FFTSearchRegistration(score="ncc", angle_screen=6)
     angles, _ = angle_grid(180.0, 3.0)
     coarse_factor = max(reference.shape + floating.shape) / 128.0
     cf = g.image_center(floating.shape)
@@ -136,7 +136,7 @@ def test_angle_screen_keeps_the_true_angle_and_the_result(angle):
     assert len(kept) <= 3 * screened.angle_screen < len(angles)
     true_angle = math.degrees(g.rotation_angle(truth))  # floating -> reference: -angle
     assert np.min(np.abs(np.degrees(kept) - true_angle)) <= 1.5 + 1e-9  # a grid angle next to the truth
-    exhaustive = FFTSearchRegistration(score="ncc", angle_screen=0)
+    exhaustive = FFTSearchRegistration(score="ncc")  # the default: no screen
     np.testing.assert_array_equal(exhaustive._screened_angles(reference, floating, coarse_factor, angles, cf), angles)
     with_screen, without = screened.register(reference, floating), exhaustive.register(reference, floating)
     assert with_screen.ok and without.ok
@@ -148,7 +148,7 @@ def test_angle_screen_is_skipped_where_it_saves_nothing():
     reference, floating, _ = make_pair(20.0, (4.0, 2.0))
     cf = g.image_center(floating.shape)
     narrow, _ = angle_grid(20.0, 3.0)  # 15 angles <= 3 * 6
-    method = FFTSearchRegistration(angle_range_deg=20.0)
+    method = FFTSearchRegistration(angle_range_deg=20.0, angle_screen=6)
     np.testing.assert_array_equal(method._screened_angles(reference, floating, 2.0, narrow, cf), narrow)
     small = reference[:80, :80], floating[:80, :80]  # the screen level would be < 48 px
     full, _ = angle_grid(180.0, 3.0)

@@ -15,7 +15,7 @@ count of the smaller image are admissible, so tiny overlaps cannot win.
 
 Coarse to fine
 --------------
-0. Angle screen (``angle_screen``, default 6; 0 = off): when the coarse
+0. Angle screen (``angle_screen``, default 0 = off; e.g. 6): when the coarse
    grid has more than ``3 * angle_screen`` angles, every other grid angle is
    first scored exhaustively (all translations) on a level at half the coarse
    resolution (factor ``2 f0``, kept only if its longest side has at least
@@ -23,8 +23,13 @@ Coarse to fine
    their grid neighbours are the only angles the coarse level scores.  Half the
    angles at a quarter of the pixels, then e.g. 18 instead of 120 angles at
    the coarse level (timings against the unscreened search,
-   ``benchmarks/bench_registration.py``'s ``fft_ncc`` and
-   ``fft_ncc_noscreen``: docs/results/speed.md).
+   ``benchmarks/bench_registration.py``'s ``fft_ncc_screen`` and
+   ``fft_ncc``: docs/results/speed.md).  Off by default: at half the coarse
+   resolution (64 px with ``downsample=128``) the CoMIRs of fine tissue can
+   lose the structure that marks the true angle, and on a slide the networks
+   never saw the screen dropped it in up to a third of the cases
+   (docs/results/generalisation.md); use it where speed matters more and the
+   images keep their structure at that scale.
 1. Coarse level: both images are blurred and resampled by the same factor
    ``f0 = max(1, longest side of either image / downsample)`` (so
    ``downsample`` is the target size in pixels of the coarse level's longest
@@ -335,7 +340,7 @@ class FFTSearchRegistration:
     mi_levels: int = 8
     smooth_sigma: float = 1.0
     refine: bool = True
-    angle_screen: int = 6
+    angle_screen: int = 0
     transform: str = "rigid"
     threads: int = 1
     seed: int = 0
