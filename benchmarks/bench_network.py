@@ -47,7 +47,10 @@ def sampling(workers: int, seconds: float) -> dict:
     import cv2
     import torch
 
-    from comir import train
+    try:
+        from comir.training import sampler as train
+    except ImportError:  # the baseline revision (baseline.py): one module comir.train
+        from comir import train
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -73,8 +76,8 @@ def training_step(network: dict, patch: int, batch: int, channels_last: bool, th
     """Seconds per step of both networks (C4, InfoNCE, Adam) on random patches."""
     import torch
 
-    from comir.loss import equivariant_forward, info_nce
-    from comir.model import Tiramisu, TiramisuConfig
+    from comir.network.model import Tiramisu, TiramisuConfig
+    from comir.training.loss import equivariant_forward, info_nce
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -105,8 +108,12 @@ def inference(network: dict, size: int, tile: int, threads: int, repeats: int, m
 
     import torch
 
-    from comir.infer import compute_comir
-    from comir.model import Tiramisu, TiramisuConfig
+    try:
+        from comir.inference.tiling import compute_comir
+        from comir.network.model import Tiramisu, TiramisuConfig
+    except ImportError:  # the baseline revision (baseline.py): the flat modules comir.infer and comir.model
+        from comir.infer import compute_comir
+        from comir.model import Tiramisu, TiramisuConfig
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -123,7 +130,7 @@ def inference(network: dict, size: int, tile: int, threads: int, repeats: int, m
     for _ in range(repeats + 1):
         start = time.perf_counter()
         if mode == "onnx" and not times:
-            from comir.infer import inference_network
+            from comir.inference.engines import inference_network
 
             model = inference_network(model, "onnxruntime", "cpu")
         with context():

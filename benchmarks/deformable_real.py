@@ -46,14 +46,14 @@ from comir.deformation import (
 )
 from comir.evaluate.deformation_metrics import landmark_grid, tre
 from comir.geometry import MATRIX_KEYS
-from comir.infer import compute_comir
+from comir.imaging.preprocess import prepare_modality_image
+from comir.inference.tiling import compute_comir
 from comir.io import read_image
-from comir.preprocess import prepare_modality_image
+from comir.network.checkpoint import load_checkpoint
 from comir.register import make_method
 from comir.register.base import to_single_channel
 from comir.register.cases import DIRECTIONS, prepare_patch
 from comir.register.deformable import bspline_register, demons_register, elastix_bspline_register
-from comir.train import load_checkpoint
 
 METHODS = ("rigid", "bspline", "demons", "elastix-bspline", "elastix-bspline-start")
 

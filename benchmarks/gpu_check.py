@@ -3,7 +3,7 @@
 On a machine with a CUDA GPU (`make gpu-check`):
 
 1. the paper's network: training steps of batch 32 on 128 px patches (both networks, C4,
-   InfoNCE) with the mixed precision of :mod:`comir.precision`; steps per second, peak GPU
+   InfoNCE) with the mixed precision of :mod:`comir.network.precision`; steps per second, peak GPU
    memory, the autocast dtype and the projected time of the paper's schedule (736 steps; the
    paper: 1345 s on a Titan V), and whether the loader keeps up (pairs per second it delivers);
 2. the tiny and the demo configuration: ``train`` and ``compute_comirs`` through Snakemake with
@@ -37,21 +37,15 @@ PAPER_SECONDS_TITAN_V = 1345.0
 
 
 def paper_network_steps(device_name: str, steps: int, batch: int, patch: int) -> dict:
-    """Training steps of the paper's network as :func:`comir.train.train` runs them."""
+    """Training steps of the paper's network as :func:`comir.training.loop.train` runs them."""
     import torch
 
-    from comir import precision
-    from comir.model import TiramisuConfig
-    from comir.train import (
-        PatchSampler,
-        TrainingBatches,
-        TrainingConfig,
-        batch_loader,
-        build_models,
-        loader_workers,
-        memory_format,
-        training_step,
-    )
+    from comir.network import precision
+    from comir.network.device import memory_format
+    from comir.network.model import TiramisuConfig
+    from comir.training.loop import build_models, training_step
+    from comir.training.sampler import PatchSampler, TrainingBatches, batch_loader, loader_workers
+    from comir.training.settings import TrainingConfig
 
     device = torch.device(device_name)
     configs = {slot: TiramisuConfig(in_channels=c, out_channels=1) for slot, c in (("A", 3), ("B", 1))}
@@ -127,10 +121,10 @@ def compare_comirs(checkpoint: str, comir_dir: str, device: str) -> dict:
     """The checkpoint's CoMIRs recomputed on the CPU in float32 against those computed on ``device``."""
     import torch
 
-    from comir.infer import compute_comir
+    from comir.imaging.preprocess import prepare_modality_image
+    from comir.inference.tiling import compute_comir
     from comir.io import read_image
-    from comir.preprocess import prepare_modality_image
-    from comir.train import load_checkpoint
+    from comir.network.checkpoint import load_checkpoint
 
     models, payload = load_checkpoint(Path(checkpoint), "cpu")
     errors, correlations = [], []

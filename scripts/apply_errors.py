@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from comir.apply_results import read_truth, with_errors
+from comir.apply.results import read_truth, with_errors
 from comir.io import write_csv
 from comir.workflow import setup_logging
 

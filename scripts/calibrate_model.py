@@ -1,6 +1,6 @@
 """Snakemake script: a model file with the calibrations of its registration runs inside."""
 
-from comir.apply import write_calibrated_model
+from comir.apply.model import write_calibrated_model
 from comir.calibration import calibration_key, load_calibration
 from comir.workflow import setup_logging
 

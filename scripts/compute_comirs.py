@@ -5,8 +5,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from comir.infer import check_model_settings, comir_test_set, plot_examples
-from comir.train import load_checkpoint, resolve_device
+from comir.inference.stage import check_model_settings, comir_test_set, plot_examples
+from comir.network.checkpoint import load_checkpoint
+from comir.network.device import resolve_device
 from comir.workflow import setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -8,14 +8,15 @@ import torch
 from comir.evaluate.representation import plot_polar_equivariance
 from comir.evaluate.tables import to_markdown
 from comir.io import write_csv, write_text
-from comir.representation_stages import (
+from comir.network.checkpoint import load_checkpoint
+from comir.network.device import resolve_device
+from comir.representation.stages import (
     equivariance_extent,
     equivariance_summaries,
     equivariance_tables,
     load_test_images,
     rotation_curves,
 )
-from comir.train import load_checkpoint, resolve_device
 from comir.workflow import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from comir.evaluate.representation import plot_polar_equivariance
-from comir.representation_stages import rotation_curves
+from comir.representation.stages import rotation_curves
 from comir.workflow import setup_logging
 
 setup_logging(snakemake.log[0])

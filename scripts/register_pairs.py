@@ -2,7 +2,7 @@
 
 import torch
 
-from comir.apply_folder import register_batch
+from comir.apply.folder import register_batch
 from comir.io import write_csv
 from comir.register import set_native_threads
 from comir.workflow import setup_logging

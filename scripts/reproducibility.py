@@ -4,7 +4,7 @@ import pandas as pd
 
 from comir.evaluate.tables import to_markdown
 from comir.io import write_csv, write_text
-from comir.representation_stages import plot_reproducibility, reproducibility_table
+from comir.representation.stages import plot_reproducibility, reproducibility_table
 from comir.workflow import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from comir.apply_results import summarise
+from comir.apply.results import summarise
 from comir.evaluate.tables import to_markdown
 from comir.io import write_csv, write_text
 from comir.workflow import setup_logging

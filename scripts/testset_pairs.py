@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from comir.apply_results import export_testset_pairs
+from comir.apply.results import export_testset_pairs
 from comir.workflow import setup_logging
 
 log = setup_logging(snakemake.log[0])

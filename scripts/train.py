@@ -4,16 +4,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from comir.preprocess import check_image_sizes, load_split, rotation_crop
-from comir.train import (
-    TrainingConfig,
-    build_models,
-    modality_statistics,
-    model_configs,
-    save_checkpoint,
-    train,
-    write_history,
-)
+from comir.imaging.preprocess import check_image_sizes, load_split, modality_statistics, rotation_crop
+from comir.network.checkpoint import save_checkpoint
+from comir.training.loop import build_models, train
+from comir.training.plots import write_history
+from comir.training.settings import TrainingConfig, model_configs
 from comir.workflow import provenance, setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -3,9 +3,9 @@
 import pandas as pd
 import torch
 
+from comir.imaging.preprocess import load_split
 from comir.io import atomic_path, write_csv
-from comir.preprocess import load_split
-from comir.train import resolve_device
+from comir.network.device import resolve_device
 from comir.translation.pipeline import (
     TranslationTraining,
     build_translators,

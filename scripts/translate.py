@@ -3,7 +3,7 @@
 import pandas as pd
 import torch
 
-from comir.train import resolve_device
+from comir.network.device import resolve_device
 from comir.translation.pipeline import load_translators, translate_testset
 from comir.workflow import setup_logging
 

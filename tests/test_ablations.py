@@ -12,26 +12,26 @@ import numpy as np
 import pytest
 import torch
 
-from comir.augment import HED_FROM_RGB, elastic_pairs, stain_jitter
 from comir.config import section_defaults
-from comir.infer import compute_comir, inference_network
-from comir.loss import activation_decay, highpass, info_nce, self_similarity, self_similarity_loss, structure_penalty
-from comir.model import InputFilters, Tiramisu, TiramisuConfig, required_margin
-from comir.preprocess import prepare_modality_image
-from comir.stain import macenko_normalize, macenko_stains
-from comir.train import (
-    PatchSampler,
-    TrainingConfig,
-    build_models,
-    contrastive_loss,
-    derived_view,
-    learning_rate_at,
-    network_inputs,
-    share_blocks,
-    third_network,
-    train,
-    unique_parameters,
+from comir.imaging.preprocess import prepare_modality_image
+from comir.imaging.stain import HED_FROM_RGB, macenko_normalize, macenko_stains
+from comir.inference.engines import inference_network
+from comir.inference.tiling import compute_comir
+from comir.network.model import InputFilters, Tiramisu, TiramisuConfig, required_margin
+from comir.training.ablations import derived_view, network_inputs, share_blocks, third_network, unique_parameters
+from comir.training.augment import elastic_pairs, stain_jitter
+from comir.training.loop import build_models, train
+from comir.training.loss import (
+    activation_decay,
+    highpass,
+    info_nce,
+    self_similarity,
+    self_similarity_loss,
+    structure_penalty,
 )
+from comir.training.objective import contrastive_loss
+from comir.training.sampler import PatchSampler
+from comir.training.settings import TrainingConfig, learning_rate_at
 from helpers.registration_cases import he_shg_scene
 from helpers.training import TINY, structured_pair
 

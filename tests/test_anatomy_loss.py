@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-import comir.train as training
+import comir.training.loop as training_loop
 from comir.config import load_schema, section_defaults
-from comir.loss import (
+from comir.training.ablations import region_masks
+from comir.training.loop import build_models, train, training_fingerprint
+from comir.training.loss import (
     _autocast_off,
     _compute_dtype,
     anatomy_info_nce,
@@ -27,17 +29,9 @@ from comir.loss import (
     region_labels,
     similarity_matrix,
 )
-from comir.train import (
-    ANATOMY_DEFAULTS,
-    NEGATIVES_DEFAULTS,
-    PatchSampler,
-    TrainingConfig,
-    build_models,
-    contrastive_loss,
-    region_masks,
-    train,
-    training_fingerprint,
-)
+from comir.training.objective import contrastive_loss
+from comir.training.sampler import PatchSampler
+from comir.training.settings import ANATOMY_DEFAULTS, NEGATIVES_DEFAULTS, TrainingConfig
 from helpers.training import TINY, structured_pair
 
 CRITICS = ("mse", "cosine", "cosine_columns")
@@ -49,7 +43,7 @@ def random_outputs(m: int, seed: int, shape=(4, 2, 4, 4)) -> list[torch.Tensor]:
 
 
 def info_nce_before_the_options(outputs, critic="mse", tau=0.5):
-    """comir.loss.info_nce as it was before negatives/anatomy existed (verbatim body)."""
+    """comir.training.loss.info_nce as it was before negatives/anatomy existed (verbatim body)."""
     n_samples = outputs[0].shape[0]
     device = outputs[0].device
     dtype = _compute_dtype(outputs[0].dtype)
@@ -108,7 +102,7 @@ def test_options_are_absent_by_default_and_defaults_match_the_schema():
 def _steps(cfg: TrainingConfig) -> tuple[list[torch.Tensor], dict]:
     """Per-step losses and final networks of a short run on the tiny network."""
     losses = []
-    original = training.training_step
+    original = training_loop.training_step
 
     def recording(*args, **kwargs):
         loss = original(*args, **kwargs)
@@ -117,11 +111,11 @@ def _steps(cfg: TrainingConfig) -> tuple[list[torch.Tensor], dict]:
 
     pairs = [structured_pair(i, size=80) for i in range(3)]
     models = build_models({"A": TINY, "B": TINY}, seed=cfg.seed)
-    training.training_step = recording
+    training_loop.training_step = recording
     try:
         history = train(models, pairs[:2], pairs[2:], cfg)
     finally:
-        training.training_step = original
+        training_loop.training_step = original
     return losses, {"models": models, "history": history}
 
 

@@ -17,22 +17,16 @@ import torch
 
 from comir import geometry
 from comir.__main__ import main
-from comir.apply import (
-    ModelEnsemble,
-    TrainedModel,
-    itk_transform_text,
-    register_pair,
-    warp_to_reference,
-    write_calibrated_model,
-    write_outputs,
-)
+from comir.apply.model import ModelEnsemble, TrainedModel, write_calibrated_model
+from comir.apply.outputs import itk_transform_text, warp_to_reference, write_outputs
+from comir.apply.pair import register_pair
 from comir.calibration import calibration_key, fit_calibration
 from comir.geometry import MATRIX_KEYS
+from comir.imaging.resampling import Resampling, to_original_grids
 from comir.io import InputError
-from comir.model import Tiramisu, TiramisuConfig
+from comir.network.checkpoint import save_checkpoint
+from comir.network.model import Tiramisu, TiramisuConfig
 from comir.register.confidence import evidence
-from comir.resampling import Resampling, to_original_grids
-from comir.train import save_checkpoint
 from helpers.registration_cases import make_pair
 
 MODALITIES = {"A": {"name": "stain", "channels": 3, "log1p": False}, "B": {"name": "fibres", "channels": 1}}

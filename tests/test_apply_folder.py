@@ -1,4 +1,4 @@
-"""The apply stage over a folder of unaligned pairs (comir.apply_folder) and its configuration."""
+"""The apply stage over a folder of unaligned pairs (comir.apply.folder) and its configuration."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 import yaml
 
 from comir import geometry
-from comir.apply_folder import batch_of, register_batch
-from comir.apply_results import (
+from comir.apply.folder import batch_of, register_batch
+from comir.apply.results import (
     LOW_CONFIDENCE_FLAG,
     LOW_QUALITY_FLAG,
     export_testset_pairs,
@@ -25,8 +25,8 @@ from comir.apply_results import (
 from comir.config import ConfigError, validate_config
 from comir.geometry import MATRIX_KEYS
 from comir.io import InputError
-from comir.model import Tiramisu, TiramisuConfig
-from comir.train import save_checkpoint
+from comir.network.checkpoint import save_checkpoint
+from comir.network.model import Tiramisu, TiramisuConfig
 from helpers.registration_cases import make_pair, texture
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Intensity augmentation of training patches (comir.augment) and its place in the patch sampler."""
+"""Intensity augmentation of training patches (comir.training.augment) and its place in the patch sampler."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import yaml
 
-from comir.augment import HED_FROM_RGB, RGB_FROM_HED, augment_patches, stain_jitter
 from comir.config import ConfigError, validate_config
-from comir.train import PatchSampler, TrainingConfig, training_fingerprint
+from comir.imaging.stain import HED_FROM_RGB, RGB_FROM_HED
+from comir.training.augment import augment_patches, stain_jitter
+from comir.training.loop import training_fingerprint
+from comir.training.sampler import PatchSampler
+from comir.training.settings import TrainingConfig
 from helpers.project import ROOT
 
 

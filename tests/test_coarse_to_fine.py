@@ -11,9 +11,9 @@ import pytest
 from scipy import ndimage
 
 from comir import geometry as g
+from comir.imaging.resampling import Resampling, to_original_grids
 from comir.register import make_method
 from comir.register.coarse_to_fine import CoarseToFine, coarse_to_fine
-from comir.resampling import Resampling, to_original_grids
 from helpers.registration_cases import make_pair, pair_error, texture
 
 SIDE = 1024

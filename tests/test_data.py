@@ -426,7 +426,7 @@ def test_values_outside_the_expected_range_are_warned_about(tmp_path, caplog):
 
 
 def test_prepare_image_scales_by_max_value_and_rejects_non_finite_pixels():
-    from comir.preprocess import prepare_image
+    from comir.imaging.preprocess import prepare_image
 
     image = np.array([[0, 2048, 4095]], np.uint16)
     np.testing.assert_allclose(prepare_image(image, 1, False, "x", max_value=4095)[0], [[0, 2048 / 4095, 1]], rtol=1e-6)
@@ -438,7 +438,7 @@ def test_prepare_image_scales_by_max_value_and_rejects_non_finite_pixels():
 
 
 def test_each_stage_checks_the_image_size_it_needs():
-    from comir.preprocess import check_image_sizes
+    from comir.imaging.preprocess import check_image_sizes
 
     pairs = pd.DataFrame(
         {

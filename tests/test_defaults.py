@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from comir.config import load_schema, node_defaults, section_defaults
-from comir.model import TiramisuConfig
+from comir.network.model import TiramisuConfig
 from comir.testset import TestSetRecipe
-from comir.train import TrainingConfig
+from comir.training.settings import TrainingConfig
 
 DEFINITIONS = load_schema()["definitions"]
 

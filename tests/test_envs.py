@@ -75,7 +75,7 @@ PIP_TO_CONDA = {
     "torch": "pytorch",
 }
 # Packages an env may list without any rule importing them.
-RUNTIME_ONLY = {"python", "onnx"}  # onnx: imported by torch.onnx.export, which comir.infer calls
+RUNTIME_ONLY = {"python", "onnx"}  # onnx: imported by torch.onnx.export, which comir.inference.engines calls
 
 
 # --- the envs ---------------------------------------------------------------------------

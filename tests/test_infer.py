@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-import comir.precision
-from comir.infer import check_model_settings, compute_comir
+import comir.network.precision
+from comir.inference.stage import check_model_settings
+from comir.inference.tiling import compute_comir
 from comir.io import comir_preview
-from comir.model import Tiramisu, TiramisuConfig, required_margin
+from comir.network.model import Tiramisu, TiramisuConfig, required_margin
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def test_tiles_of_a_deep_network_agree_with_a_single_pass(deep_model, monkeypatc
     image = np.random.default_rng(3).random((3, 600, 540), dtype=np.float32)
     whole = compute_comir(deep_model, image, tile=2048, pad=64)  # padded to 768 x 704 px
     sizes = _spy_input_sizes(monkeypatch, deep_model)
-    with caplog.at_level(logging.WARNING, logger="comir.infer"):
+    with caplog.at_level(logging.WARNING, logger="comir.inference.tiling"):
         tiled = compute_comir(deep_model, image, tile=128, pad=64)
     margin = required_margin(deep_model.config)
     assert margin == 256 and not caplog.records
@@ -97,7 +98,7 @@ def test_tiles_of_a_deep_network_agree_with_a_single_pass(deep_model, monkeypatc
 def test_a_margin_below_the_required_one_leaves_seams_and_warns(deep_model, caplog):
     image = np.random.default_rng(4).random((3, 300, 260), dtype=np.float32)
     whole = compute_comir(deep_model, image, tile=2048)
-    with caplog.at_level(logging.WARNING, logger="comir.infer"):
+    with caplog.at_level(logging.WARNING, logger="comir.inference.tiling"):
         tiled = compute_comir(deep_model, image, tile=64, margin=0)
     assert np.abs(tiled - whole).max() > 0.05 * np.abs(whole).max()
     message = " ".join(r.getMessage() for r in caplog.records)
@@ -114,7 +115,7 @@ def test_tiles_bound_the_network_input(model, monkeypatch):
 
 
 def test_mixed_precision_inference_through_the_shared_helper(model, monkeypatch):
-    """The CUDA code path (autocast through comir.precision) forced on CPU, where it is bf16."""
+    """The CUDA code path (autocast through comir.network.precision) forced on CPU, where it is bf16."""
     image = np.random.default_rng(5).random((3, 96, 80), dtype=np.float32)
     reference = compute_comir(model, image, tile=32)
     # The configuration's rule keeps CPU in float32 even when mixed precision is requested.
@@ -127,7 +128,7 @@ def test_mixed_precision_inference_through_the_shared_helper(model, monkeypatch)
         seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
         return original(self, x)
 
-    monkeypatch.setattr(comir.precision, "MIXED_PRECISION_DEVICE_TYPES", ("cuda", "cpu"))
+    monkeypatch.setattr(comir.network.precision, "MIXED_PRECISION_DEVICE_TYPES", ("cuda", "cpu"))
     monkeypatch.setattr(type(model), "forward", spy)
     reduced = compute_comir(model, image, tile=32, mixed_precision=True)
     assert seen and all(s == (True, torch.bfloat16) for s in seen)
@@ -149,7 +150,7 @@ def test_preview_is_8_bit():
 
 def test_onnx_runtime_gives_the_pytorch_comir(model, deep_model):
     """The CPU engine: the exported network, one pass and tiled, equals the eager module to float32 rounding."""
-    from comir.infer import OnnxRuntimeNetwork, inference_network
+    from comir.inference.engines import OnnxRuntimeNetwork, inference_network
 
     torch.set_num_threads(1)
     image = np.random.default_rng(5).random((3, 70, 90), dtype=np.float32)

@@ -1,4 +1,4 @@
-"""New pairs checked against the model before any work (comir.apply.check_pair, check_settings; the CLI's exit 2)."""
+"""New pairs checked against the model before any work (comir.apply.checks; the CLI's exit 2)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,13 @@ import tifffile
 import torch
 
 from comir.__main__ import main
-from comir.apply import (
-    MAX_EXTENT_RATIO,
-    MIN_REGISTER_PX,
-    RANGE_FACTOR,
-    TrainedModel,
-    check_pair,
-    range_problem,
-)
-from comir.apply_folder import register_batch
+from comir.apply.checks import MAX_EXTENT_RATIO, RANGE_FACTOR, check_pair, range_problem
+from comir.apply.folder import register_batch
+from comir.apply.model import MIN_REGISTER_PX, TrainedModel
+from comir.imaging.preprocess import input_statistics, modality_statistics
 from comir.io import InputError
-from comir.model import Tiramisu, TiramisuConfig
-from comir.train import input_statistics, modality_statistics, save_checkpoint
+from comir.network.checkpoint import save_checkpoint
+from comir.network.model import Tiramisu, TiramisuConfig
 
 MODALITIES = {"A": {"name": "fine", "channels": 1}, "B": {"name": "coarse", "channels": 1}}
 SKIPPED = "range check of new images is skipped"

@@ -1,4 +1,4 @@
-"""Tests of comir.loss against naive loop implementations of docs/method.md, section 3."""
+"""Tests of comir.training.loss against naive loop implementations of docs/method.md, section 3."""
 
 from __future__ import annotations
 
@@ -9,13 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from comir.loss import (
-    activation_decay,
-    equivariant_forward,
-    info_nce,
-    rot90_batch,
-    similarity_matrix,
-)
+from comir.training.loss import activation_decay, equivariant_forward, info_nce, rot90_batch, similarity_matrix
 
 CRITICS = ("mse", "cosine", "cosine_columns")
 

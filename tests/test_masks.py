@@ -10,8 +10,8 @@ import pytest
 import tifffile
 
 from comir import geometry as g
+from comir.imaging.masks import constant_border_mask, image_mask, read_mask, working_mask
 from comir.io import InputError
-from comir.masks import constant_border_mask, image_mask, read_mask, working_mask
 from comir.register import make_method
 from comir.register.base import fill_invalid
 from helpers.registration_cases import make_colour_pair, make_pair, pair_error

@@ -1,4 +1,4 @@
-"""Tests of comir.model (FC-DenseNet / Tiramisu)."""
+"""Tests of comir.network.model (FC-DenseNet / Tiramisu)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-import comir.model as model_module
-from comir.model import Tiramisu, TiramisuConfig, count_parameters
+import comir.network.model as model_module
+from comir.network.model import Tiramisu, TiramisuConfig, count_parameters
 
 BIOMEDICAL_PARAMS = 1.05e6
 ZURICH_PARAMS = 0.165e6
@@ -251,7 +251,7 @@ def _measured_offsets(model: Tiramisu, axis: int, residues: list[int]) -> list[t
     2**depth px across: the field is a rectangle, so clipping it across does not change its extent
     along ``axis``. One batch item per residue (eval mode: items are independent).
     """
-    from comir.model import receptive_field
+    from comir.network.model import receptive_field
 
     config = model.config
     period = config.multiple
@@ -279,7 +279,7 @@ def _measured_offsets(model: Tiramisu, axis: int, residues: list[int]) -> list[t
 
 @pytest.mark.parametrize("blocks", FIELD_CONFIGS, ids=lambda b: f"depth{len(b['down_blocks'])}")
 def test_receptive_field_matches_gradient_support(blocks):
-    from comir.model import receptive_field
+    from comir.network.model import receptive_field
 
     # One or two channels per layer: the field does not depend on channel counts, and it keeps this fast.
     config = TiramisuConfig(in_channels=1, out_channels=1, init_filters=1, growth_rate=1, dropout=0.0, **blocks)
@@ -295,7 +295,7 @@ def test_receptive_field_matches_gradient_support(blocks):
 
 
 def test_required_margin_covers_the_field_of_every_residue():
-    from comir.model import receptive_field, required_margin
+    from comir.network.model import receptive_field, required_margin
 
     for blocks in FIELD_CONFIGS + [dict(down_blocks=(4,) * 6, bottleneck=4), dict(down_blocks=(2, 2, 2), bottleneck=2)]:
         config = TiramisuConfig(in_channels=1, out_channels=1, **blocks)

@@ -1,4 +1,4 @@
-"""Tests of comir.precision, the mixed precision shared by training and inference."""
+"""Tests of comir.network.precision, the mixed precision shared by training and inference."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import contextlib
 import pytest
 import torch
 
-from comir import precision
+from comir.network import precision
 
 
 def test_cpu_choices():
@@ -43,8 +43,8 @@ def test_autocast_context():
 
 
 def test_training_uses_the_helper():
-    """train.py's autocast is the shared one (so a forward pass is in the dtype inference uses)."""
-    from comir.train import _autocast
+    """The training loop's autocast is the shared one (so a forward pass is in the dtype inference uses)."""
+    from comir.training.loop import _autocast
 
     with _autocast(torch.device("cpu"), True):
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")

@@ -10,15 +10,15 @@ from scipy import ndimage
 
 from comir.evaluate.representation import plot_polar_equivariance
 from comir.io import InputError, write_tiff
-from comir.model import Tiramisu, TiramisuConfig
-from comir.representation_settings import (
+from comir.network.model import Tiramisu, TiramisuConfig
+from comir.representation.settings import (
     CELLS,
     check_settings,
     equivariance_problems,
     models_per_cell,
     reproducibility_problems,
 )
-from comir.representation_stages import (
+from comir.representation.stages import (
     equivariance_extent,
     equivariance_summaries,
     equivariance_tables,

@@ -1,14 +1,12 @@
-"""The stress shifts (comir.shifts) against their formulas, and the stress curve (comir.evaluate.stress)."""
+"""The stress shifts (comir.imaging.shifts) against their formulas, and the stress curve (comir.evaluate.stress)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from comir.augment import HED_FROM_RGB, RGB_FROM_HED
 from comir.evaluate.stats import clopper_pearson
 from comir.evaluate.stress import STRESS_COLUMNS, plot_stress_curve, stress_table
-from comir.io import read_image
-from comir.shifts import (
+from comir.imaging.shifts import (
     Shift,
     case_rng,
     from_float01,
@@ -22,6 +20,8 @@ from comir.shifts import (
     sparsity_percentile,
     stain,
 )
+from comir.imaging.stain import HED_FROM_RGB, RGB_FROM_HED
+from comir.io import read_image
 
 
 def rgb(seed=0, shape=(16, 16)):

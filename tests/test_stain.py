@@ -1,14 +1,14 @@
-"""Stain-invariant bright-field input (``stain_normalization: deconvolution``; comir.stain)."""
+"""Stain-invariant bright-field input (``stain_normalization: deconvolution``; comir.imaging.stain)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from comir.augment import RGB_FROM_HED, stain_jitter
 from comir.config import ConfigError, validate_config
-from comir.preprocess import prepare_modality_image
-from comir.stain import REFERENCE_STAINS, stain_deconvolution
+from comir.imaging.preprocess import prepare_modality_image
+from comir.imaging.stain import REFERENCE_STAINS, RGB_FROM_HED, stain_deconvolution
+from comir.training.augment import stain_jitter
 from helpers.project import demo
 from helpers.registration_cases import he_shg_scene
 

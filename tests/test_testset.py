@@ -222,10 +222,10 @@ def test_the_source_size_bound_covers_zoomed_out_cases():
 
 
 def test_a_shift_degrades_only_its_modality_and_is_reproducible(pairs, tmp_path):
-    """Stress test sets (comir.shifts): B (RGB here) stain-shifted, A's files byte for byte unchanged."""
+    """Stress test sets (comir.imaging.shifts): B (RGB here) stain-shifted, A's files byte for byte unchanged."""
     from dataclasses import replace
 
-    from comir.shifts import Shift, case_rng
+    from comir.imaging.shifts import Shift, case_rng
 
     plain = build_testset(pairs, RECIPE, tmp_path / "plain")
     shift = Shift("B", "stain", 1.0)
@@ -255,7 +255,7 @@ def test_a_shift_degrades_only_its_modality_and_is_reproducible(pairs, tmp_path)
 def test_a_shifted_prebuilt_test_set_equals_one_shifted_while_built(pairs, tmp_path):
     from dataclasses import replace
 
-    from comir.shifts import Shift
+    from comir.imaging.shifts import Shift
     from comir.testset import shift_written_testset
 
     shift = Shift("A", "sparsity", 0.5)

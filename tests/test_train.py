@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from comir.train import PatchSampler, TrainingConfig, build_models, load_checkpoint, save_checkpoint, train
+from comir.network.checkpoint import load_checkpoint, save_checkpoint
+from comir.training.loop import build_models, train
+from comir.training.sampler import PatchSampler
+from comir.training.settings import TrainingConfig
 from helpers.training import TINY, structured_pair
 
 
@@ -70,7 +73,7 @@ def _tiny_training(seed=2):
 
 
 def test_an_interrupted_training_resumes_to_the_same_networks(tmp_path, monkeypatch):
-    import comir.train as training
+    import comir.training.loop as training_loop
 
     torch.set_num_threads(1)
     pairs = [structured_pair(i) for i in range(3)]
@@ -79,7 +82,7 @@ def test_an_interrupted_training_resumes_to_the_same_networks(tmp_path, monkeypa
     history = train(reference, pairs[:2], pairs[2:], cfg)
 
     state = tmp_path / "training_state.pt"
-    original = training.evaluate_loss
+    original = training_loop.evaluate_loss
     calls = []
 
     def killed_in_epoch_two(*args, **kwargs):
@@ -88,10 +91,10 @@ def test_an_interrupted_training_resumes_to_the_same_networks(tmp_path, monkeypa
             raise KeyboardInterrupt  # Ctrl-C or a scheduler's time limit, mid-run
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(training, "evaluate_loss", killed_in_epoch_two)
+    monkeypatch.setattr(training_loop, "evaluate_loss", killed_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train(build_models({"A": TINY, "B": TINY}, seed=2), pairs[:2], pairs[2:], cfg, state)
-    monkeypatch.setattr(training, "evaluate_loss", original)
+    monkeypatch.setattr(training_loop, "evaluate_loss", original)
     assert torch.load(state, weights_only=True)["epoch"] == 1
 
     resumed = build_models({"A": TINY, "B": TINY}, seed=2)  # a new process starts from scratch
@@ -111,17 +114,17 @@ def test_a_training_state_of_other_settings_is_ignored(tmp_path, caplog):
     train(build_models({"A": TINY, "B": TINY}, seed=2), pairs[:2], pairs[2:], cfg, state)
     assert torch.load(state, weights_only=True)["epoch"] == 3
     other = TrainingConfig(**{**cfg.__dict__, "learning_rate": 2e-2})
-    with caplog.at_level("WARNING", logger="comir.train"):
+    with caplog.at_level("WARNING", logger="comir.training.loop"):
         history = train(build_models({"A": TINY, "B": TINY}, seed=2), pairs[:2], pairs[2:], other, state)
     assert "belongs to other settings or data" in caplog.text and list(history["epoch"]) == [1, 2, 3]
     state.write_bytes(b"not a checkpoint")
-    with caplog.at_level("WARNING", logger="comir.train"):
+    with caplog.at_level("WARNING", logger="comir.training.loop"):
         train(build_models({"A": TINY, "B": TINY}, seed=2), pairs[:2], pairs[2:], cfg, state)
     assert "cannot be read" in caplog.text
 
 
 def test_batches_are_the_same_from_loader_workers_and_in_process():
-    from comir.train import TrainingBatches, batch_loader
+    from comir.training.sampler import TrainingBatches, batch_loader
 
     pairs = [structured_pair(i, size=120) for i in range(2)]
     batches = TrainingBatches(PatchSampler(pairs, 32, True, True), 4, seed=3, stream=2)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from comir.model import count_parameters
+from comir.network.model import count_parameters
 from comir.translation import (
     DRIT,
     CycleGAN,

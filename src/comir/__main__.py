@@ -11,7 +11,7 @@ See :mod:`comir.apply`, docs/how-to/register.md and docs/reference/cli.md.  Exit
 method reported a failure or, with a calibrated model (rule calibrate_model), the result's confidence
 is below the threshold (``transform.csv`` says why, with the confidence), 2 bad input (nothing written): a setting
 outside its limits, an output folder that is a file or holds outputs, or images the model cannot
-register (:func:`comir.apply.check_pair`: channels, too small, extents far apart, intensities far
+register (:func:`comir.apply.checks.check_pair`: channels, too small, extents far apart, intensities far
 outside the training range; ``--rescale`` maps them onto it instead), each checked before any work.
 """
 
@@ -25,12 +25,12 @@ import sys
 import yaml
 
 from comir.geometry import TRANSFORMS
+from comir.imaging.masks import MASK_MARGIN_PX, MASK_MODES
 from comir.io import InputError
-from comir.masks import MASK_MARGIN_PX, MASK_MODES
 from comir.register import METHODS
 from comir.register.coarse_to_fine import REGISTER_MAX_PX
 
-# The settings of comir.apply.check_settings (the configuration schema's limits) by the flags that give them.
+# The settings of comir.apply.checks.check_settings (the configuration schema's limits) by the flags that give them.
 FLAGS = {
     "inference.tile": "--tile",
     "inference.pad": "--pad",
@@ -53,14 +53,10 @@ def _positive_int(text: str) -> int:
 def _register(args: argparse.Namespace) -> int:
     import torch
 
-    from comir.apply import (
-        ModelEnsemble,
-        check_new_outputs,
-        check_settings,
-        peak_memory_mb,
-        register_pair,
-        write_outputs,
-    )
+    from comir.apply.checks import check_settings
+    from comir.apply.model import ModelEnsemble
+    from comir.apply.outputs import check_new_outputs, peak_memory_mb, write_outputs
+    from comir.apply.pair import register_pair
     from comir.register import set_native_threads
 
     check_new_outputs(args.out)  # before any work

@@ -31,9 +31,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from comir.augment import check_augmentation
-from comir.representation_settings import PROBLEMS as REPRESENTATION_PROBLEMS
-from comir.shifts import severity_label, shift_problem
+from comir.imaging.shifts import severity_label, shift_problem
+from comir.representation.settings import PROBLEMS as REPRESENTATION_PROBLEMS
+from comir.training.augment import check_augmentation
 
 REFERENCE_MARKER = "## Every key"
 # Package data (see the module docstring): found wherever comir is installed, even inside a zip.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from comir.model import TiramisuConfig
+from comir.network.model import TiramisuConfig
 
 TINY = TiramisuConfig(in_channels=1, out_channels=1, init_filters=8, down_blocks=(1, 1), bottleneck=1, dropout=0.0)
 

@@ -2,7 +2,7 @@
 
 Only the files are checked here (readable, channels, equal sizes, finite pixels, value range);
 whether an image is large enough depends on the training patch and the test sets, and is
-checked by the stages that need it (:func:`comir.preprocess.check_image_sizes`), so that
+checked by the stages that need it (:func:`comir.imaging.preprocess.check_image_sizes`), so that
 changing those settings does not redo the data (docs/how-to/ablations.md, "A changed setting
 reruns only the jobs it affects").
 """

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from comir.augment import MIN_INTENSITY
 from comir.evaluate.figures import display_picture, new_figure, save_figure
 from comir.evaluate.tables import GROUP_COLUMNS, make_label, percent_name, success_columns, success_table
+from comir.imaging.stain import MIN_INTENSITY
 from comir.io import comir_preview, read_image, to_float01
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Stress curves: success rate against the severity of a shift (docs/method.md, section 14).
 
 A ``stress`` series of a dataset is its base test set (severity 0) and one
-shifted copy per severity (:mod:`comir.shifts`); each is evaluated like any
+shifted copy per severity (:mod:`comir.imaging.shifts`); each is evaluated like any
 test set (:func:`comir.evaluate.tables.success_table`).  :func:`stress_table`
 collects those success tables into one tidy table, and :func:`plot_stress_curve`
 draws it: per method, input and direction the success rate with its exact

@@ -23,8 +23,8 @@ import pandas as pd
 from comir import geometry
 from comir.calibration import FEATURES, NO_EVIDENCE, Calibration
 from comir.geometry import MATRIX_KEYS
+from comir.imaging.preprocess import prepare_modality_image
 from comir.io import read_image
-from comir.preprocess import prepare_modality_image
 from comir.register.base import Registration, RegistrationResult, to_single_channel
 from comir.register.confidence import evidence
 

@@ -9,7 +9,7 @@ pair with zero-filled borders") although the transform has 3 to 6 numbers.
    both images (and their masks) are reduced by the same factor
    ``f = longest side / max_px`` (area averaging; a coarse pixel is valid when
    every pixel it averages is) and the method registers them; the transform is
-   mapped back to the original grids (:func:`comir.resampling.to_original_grids`).
+   mapped back to the original grids (:func:`comir.imaging.resampling.to_original_grids`).
    Below ``max_px`` the method runs on the images as they are and nothing else
    happens.
 2. **Blocks at full resolution.** The floating image is cut into a grid of
@@ -43,12 +43,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from comir import geometry as g
-from comir.masks import working_mask
+from comir.imaging.masks import working_mask
+from comir.imaging.resampling import Resampling, to_original_grids
 from comir.register.base import OK, Registration, RegistrationResult, fill_invalid, timed, to_single_channel
 from comir.register.fft_scores import masked_ncc
 from comir.register.fft_search import peak_lags
 from comir.register.sift import MINIMAL_SAMPLES, ransac_fit
-from comir.resampling import Resampling, to_original_grids
 
 # The apply stage's default max_px: the largest image side registered in one piece.
 REGISTER_MAX_PX = 2048

@@ -59,8 +59,8 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from comir.geometry import check_transform, fit_transform
+from comir.imaging.masks import working_mask
 from comir.io import to_uint8
-from comir.masks import working_mask
 from comir.register.base import OK, RegistrationFailure, RegistrationResult, fill_invalid, timed, to_single_channel
 
 # The paper's text (Fiji's SIFT as the paper describes it); "authors" differs in the steps per octave.

@@ -20,7 +20,7 @@ sets for the similarity and affine transform models (docs/method.md, section
 larger in it than in the reference patch.
 
 Any test set can also degrade one modality's patches (``shift: {modality,
-kind, severity}``, :mod:`comir.shifts`, docs/method.md, section 14): both
+kind, severity}``, :mod:`comir.imaging.shifts`, docs/method.md, section 14): both
 patches of that modality are shifted after they are cut (or imported) and
 before they are written, in their stored dtype; the cases table then gains the
 columns ``shift_modality``, ``shift_kind`` and ``shift_severity``.  Without a
@@ -52,9 +52,9 @@ import pandas as pd
 
 from comir import geometry
 from comir.geometry import MATRIX_KEYS
+from comir.imaging.preprocess import SLOTS, check_image_sizes
+from comir.imaging.shifts import Shift, case_rng
 from comir.io import InputError, read_image, write_tiff
-from comir.preprocess import SLOTS, check_image_sizes
-from comir.shifts import Shift, case_rng
 from comir.testset.prebuilt import import_prebuilt_testset
 from comir.testset.table import TESTSET_COLUMNS, case_labels, cases_table
 
@@ -109,7 +109,7 @@ class TestSetRecipe:
     interpolation: str = "cubic"
     seed: int = 0
     max_draws: int = 100_000
-    shift: Shift | None = None  # one modality's patches degraded (comir.shifts); None: as drawn
+    shift: Shift | None = None  # one modality's patches degraded (comir.imaging.shifts); None: as drawn
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], seed: int) -> TestSetRecipe:
@@ -376,7 +376,7 @@ def make_testset(
     ``record_dir`` for the dataset's ``modalities`` (slots A, B); any other
     recipe draws the cases with ``seed`` from the split ``spec["split"]`` (default: test) of the pairs
     table ``pairs_csv``, once every test image is known to be large enough.  A
-    ``spec["shift"]`` degrades one modality's patches (:mod:`comir.shifts`; the
+    ``spec["shift"]`` degrades one modality's patches (:mod:`comir.imaging.shifts`; the
     full scale of its stored values from ``modalities``).
     """
     images_dir = Path(images_dir)

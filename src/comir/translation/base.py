@@ -27,11 +27,11 @@ methods train on the same data. Heights and widths must be multiples of the
 model's :attr:`~_TranslationModel.multiple`.
 
 **Mixed precision.** ``mixed_precision=True`` runs the networks under
-:func:`comir.precision.autocast` on ``device``, exactly as given (the
-configuration's CUDA-only rule, :func:`comir.precision.mixed_precision_enabled`,
+:func:`comir.network.precision.autocast` on ``device``, exactly as given (the
+configuration's CUDA-only rule, :func:`comir.network.precision.mixed_precision_enabled`,
 is the caller's to apply); the losses compute in float32
 (:mod:`comir.translation.losses`); a GradScaler scales the gradients only where
-:func:`comir.precision.needs_grad_scaler` says so (float16).
+:func:`comir.network.precision.needs_grad_scaler` says so (float16).
 
 **Seeding.** ``seed`` determines every initial weight (drawn under a fork of
 torch's global generator, which is left as it was) and every random draw of
@@ -52,13 +52,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from comir import precision
+from comir.network import precision
 from comir.translation.networks import ResnetGenerator, UnetGenerator
 from comir.translation.params import DIRECTIONS, _Config, _GanConfig, _integer
 
 Images = Tensor | np.ndarray
 
-# Streams of random numbers derived from a model's seed ([seed, stream], as comir.train does).
+# Streams of random numbers derived from a model's seed ([seed, stream], as comir.training.loop does).
 _WEIGHTS_STREAM, _POOL_A_STREAM, _POOL_B_STREAM, _SAMPLING_STREAM, _EVALUATION_STREAM = range(5)
 
 

@@ -6,7 +6,7 @@ A ``translation`` entry of a dataset names a method and its hyper-parameters.
 CycleGAN and DRIT translate both ways with one model; pix2pix learns one
 direction per model, so an entry trains two (``a2b`` and ``b2a``, seeded apart).
 
-Training patches come from the CoMIR training sampler (:class:`comir.train.PatchSampler`:
+Training patches come from the CoMIR training sampler (:class:`comir.training.sampler.PatchSampler`:
 padding-free rotations, flips, both modalities moved alike), seeded from the
 configuration; an epoch is ``steps_per_epoch`` steps of ``batch_size`` pairs,
 and the learning rate follows each method's schedule over its epochs.
@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from comir.imaging.preprocess import prepare_modality_image
 from comir.io import atomic_path, read_image, write_tiff
-from comir.preprocess import prepare_modality_image
-from comir.train import PatchSampler
+from comir.training.sampler import PatchSampler
 from comir.translation import METHODS, build_model
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from comir.config import model_file, model_variant, network_variants
-from comir.masks import MASK_MODES
+from comir.imaging.masks import MASK_MODES
 from comir.workflow.jobs import (
     ORIGINAL,
     Config,

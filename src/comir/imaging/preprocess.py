@@ -1,0 +1,166 @@
+"""Turn a stored image into the network's input: float32, channel-first, in [0, 1].
+
+And the statistics of network inputs (:func:`input_statistics`) that the model file records per
+modality and the apply stage checks new images against.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from comir.io import InputError, channels_of, read_image, to_float01
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SLOTS = ("A", "B")  # the two modality slots of every dataset
+
+
+def rotation_crop(patch_size: int) -> int:
+    """Side of the crop that a patch is cut from so that any rotation adds no padding.
+
+    A square of side ``P`` rotated by any angle fits in a square of side
+    ``P * sqrt 2``; one more pixel on each side covers the interpolation kernel.
+    """
+    return int(math.ceil(patch_size * math.sqrt(2))) + 2
+
+
+def prepare_image(
+    image: np.ndarray,
+    channels: int,
+    log1p: bool,
+    name: str = "image",
+    max_value: float | None = None,
+    stain_normalization: str | None = None,
+    percentile_scaling: float | None = None,
+) -> np.ndarray:
+    """(H, W[, C]) stored image -> (C, H, W) float32.
+
+    Values are divided by the modality's full scale (``max_value``, else the
+    integer type's maximum; floats as they are), so full intensity is 1.
+    ``stain_normalization`` (RGB only; :mod:`comir.imaging.stain`): "macenko"
+    re-renders an H&E image with reference stains, "deconvolution" turns it into
+    per-image normalised haematoxylin, eosin and residual channels.  ``percentile_scaling``
+    ``q`` divides the image by its own ``q``-th percentile (over all pixels and channels) and
+    clips at 1, so a dim acquisition (low gain, faint signal) reaches the network at the same
+    scale as a bright one; an image whose percentile is 0 (blank) is left as it is.  ``log1p`` compresses the
+    heavy-tailed intensities of SHG-like images (paper: SHG gets log(1 + x));
+    it applies to ``max(x, 0)`` (a negative value below -1 has no logarithm)
+    and the result is rescaled by log(2).  Non-finite pixels raise
+    :class:`~comir.io.InputError` naming the image.
+    """
+    found = channels_of(image)
+    if found != channels:
+        raise InputError(f"{name} has {found} channel(s), the configuration expects {channels}")
+    data = to_float01(image, max_value)
+    if not np.isfinite(data).all():
+        raise InputError(f"{name} has NaN or infinite pixels")
+    if stain_normalization is not None:
+        from comir.imaging.stain import apply_stain_normalization
+
+        data = apply_stain_normalization(data, stain_normalization)
+    if percentile_scaling is not None:
+        data = scale_by_percentile(data, percentile_scaling)
+    if log1p:
+        data = np.log1p(np.maximum(data, 0.0)) / np.log(2.0)
+    if data.ndim == 2:
+        data = data[None]
+    else:
+        data = np.moveaxis(data, -1, 0)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def scale_by_percentile(data: np.ndarray, percentile: float) -> np.ndarray:
+    """``data`` (in [0, 1]) divided by its ``percentile``-th percentile, clipped to [0, 1]; blank: as it is."""
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile_scaling must be in (0, 100], got {percentile}")
+    level = float(np.percentile(data, percentile))
+    if level <= 0:
+        return data
+    return np.clip(data / np.float32(level), 0.0, 1.0).astype(np.float32)
+
+
+def prepare_modality_image(image: np.ndarray, modality: Mapping[str, Any], name: str) -> np.ndarray:
+    """:func:`prepare_image` with a modality's configuration (its keys of the same names)."""
+    return prepare_image(
+        image,
+        modality["channels"],
+        modality.get("log1p", False),
+        name,
+        modality.get("max_value"),
+        modality.get("stain_normalization"),
+        modality.get("percentile_scaling"),
+    )
+
+
+def load_split(
+    pairs: "pd.DataFrame", split: str, modalities: Mapping[str, Mapping[str, Any]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Network-ready (A, B) arrays of every pair in one split of a pairs table."""
+    rows = pairs[pairs["split"] == split]
+    return [
+        tuple(
+            prepare_modality_image(read_image(row[f"path_{slot}"]), modalities[slot], row[f"path_{slot}"])
+            for slot in SLOTS
+        )
+        for _, row in rows.iterrows()
+    ]
+
+
+def check_image_sizes(pairs: "pd.DataFrame", splits: Sequence[str], min_size: int, purpose: str) -> None:
+    """Stop with every image of ``splits`` smaller than ``min_size`` px per side, named.
+
+    Uses the ``height`` and ``width`` columns that prepare_data records in the pairs table,
+    so each stage checks what it needs before any work (training crops, test-set patches).
+    """
+    rows = pairs[pairs["split"].isin(list(splits))]
+    small = rows[np.minimum(rows["height"], rows["width"]) < min_size]
+    if len(small):
+        listed = "\n  ".join(
+            f"{row.path_A} and its partner (id {row.id!r}) are {row.height}x{row.width} (HxW)"
+            for row in small.itertuples()
+        )
+        raise InputError(
+            f"{len(small)} {'/'.join(splits)} image(s) are smaller than the {min_size} px that {purpose} needs:"
+            f"\n  {listed}"
+        )
+
+
+# Percentiles of the network input recorded per modality in the model file (``input_statistics``),
+# with its minimum and maximum; the apply stage compares new images with them (comir.apply).
+INPUT_PERCENTILES = (0.1, 50.0, 99.9)
+# Pixels (over all images of a modality, channels pooled) behind those percentiles: an even stride through each
+# image, so that the statistics of many large images stay cheap; the minimum and maximum use every pixel.
+STATISTICS_SAMPLES = 1 << 22
+
+
+def input_statistics(images: Sequence[np.ndarray], valid: Sequence[np.ndarray | None] | None = None) -> dict:
+    """The percentiles :data:`INPUT_PERCENTILES` (``p0.1``, ``p50``, ``p99.9``), ``min`` and ``max`` of network inputs.
+
+    ``images``: prepared (C, H, W) arrays as :func:`prepare_modality_image` returns them
+    (after scaling, stain normalisation, log1p), channels pooled; ``valid``: per image an (H, W) mask of the
+    pixels to use (None: all).  Plain floats, so the model file still loads with ``weights_only``.
+    """
+    valid = [None] * len(images) if valid is None else list(valid)
+    per_image = max(1, STATISTICS_SAMPLES // max(1, len(images)))
+    samples, low, high = [], math.inf, -math.inf
+    for image, mask in zip(images, valid, strict=True):
+        values = np.asarray(image)[:, mask] if mask is not None and mask.any() else np.asarray(image)
+        values = values.ravel()
+        low, high = min(low, float(values.min())), max(high, float(values.max()))
+        samples.append(values[:: -(-values.size // per_image)])  # at most per_image values
+    levels = np.percentile(np.concatenate(samples), INPUT_PERCENTILES)
+    return {
+        **{f"p{q:g}": float(v) for q, v in zip(INPUT_PERCENTILES, levels, strict=True)},
+        "min": low,
+        "max": high,
+    }
+
+
+def modality_statistics(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, float]]:
+    """:func:`input_statistics` per modality slot of prepared training pairs (``load_split``), for the model file."""
+    return {slot: input_statistics([pair[index] for pair in pairs]) for index, slot in enumerate(SLOTS)}
