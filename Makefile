@@ -46,10 +46,11 @@ test: lint
 	$(BIN)/python -m pytest
 
 # The unit tier only: no test marked workflow, slurm, browser, gpu or slow (tests/conftest.py
-# applies the markers from what a test uses; docs/testing.md); about 3.5 minutes on 2 cores.
+# applies the markers from what a test uses; docs/testing.md), in two pytest-xdist workers (the
+# unit tests share nothing; the workflow tiers stay serial: their Snakemake runs use the cores).
 UNIT_TIER := not (workflow or slurm or browser or gpu or slow)
 test-fast: lint
-	$(BIN)/python -m pytest -m "$(UNIT_TIER)"
+	$(BIN)/python -m pytest -m "$(UNIT_TIER)" -n 2
 
 # Static checks, part of `make test`: Snakemake's linter (log:, conda:, paths ...), snakefmt
 # formatting of Snakefile and workflow/rules, ruff on the Python code (pyflakes, pycodestyle,

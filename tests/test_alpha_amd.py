@@ -276,9 +276,11 @@ def test_deterministic_per_seed():
     b = AlphaAMDRegistration(logistic=False, seed=3, **FAST).register(ref, flo)
     c = AlphaAMDRegistration(logistic=False, seed=4, **FAST).register(ref, flo)
     # One seed gives the same samples, hence the same path; numpy's SIMD reductions round
-    # differently with the arrays' memory alignment, so two runs agree to rounding (CI saw
-    # 2e-6 px), not bit for bit. Another seed samples other pixels: 0.03 px away here.
-    assert corner_error(a.matrix, b.matrix, flo) < 1e-3
+    # differently with the arrays' memory alignment, and the optimisation path can carry that
+    # rounding on (CI saw 2e-6 px, a run in a pytest-xdist worker 1.2e-3 px), so two runs agree
+    # to a few thousandths of a pixel, not bit for bit. Another seed samples other pixels: 0.03 px
+    # away here.
+    assert corner_error(a.matrix, b.matrix, flo) < 5e-3
     assert a.metric == pytest.approx(b.metric, rel=1e-4)
     assert corner_error(a.matrix, c.matrix, flo) > 1e-2  # the seed drives the sampling
     assert corner_error(a.matrix, truth, flo) < 1.0 and corner_error(c.matrix, truth, flo) < 1.0
