@@ -8,9 +8,9 @@ deformed by a random smooth invertible field (:func:`comir.deformation.random_di
 run's networks of ``--variant``; then
 
 * ``rigid``: the cascade on the CoMIRs (the start of the deformable stages),
-* ``bspline``, ``demons``: :func:`~comir.register.deformable.bspline_register` and
-  :func:`~comir.register.deformable.demons_register` on the CoMIRs from the cascade's matrix,
-* ``elastix-bspline``: :func:`~comir.register.deformable.elastix_bspline_register` (affine +
+* ``bspline``, ``demons``: :func:`~comir.register.deformable.bspline.bspline_register` and
+  :func:`~comir.register.deformable.demons.demons_register` on the CoMIRs from the cascade's matrix,
+* ``elastix-bspline``: :func:`~comir.register.deformable.elastix_bspline.elastix_bspline_register` (affine +
   B-spline, Mattes MI) on the original images from the identity, as a user would run it, and
   ``elastix-bspline-start``: the same from the cascade's matrix.
 
@@ -53,7 +53,9 @@ from comir.network.checkpoint import load_checkpoint
 from comir.register import make_method
 from comir.register.base import to_single_channel
 from comir.register.cases import DIRECTIONS, prepare_patch
-from comir.register.deformable import bspline_register, demons_register, elastix_bspline_register
+from comir.register.deformable.bspline import bspline_register
+from comir.register.deformable.demons import demons_register
+from comir.register.deformable.elastix_bspline import elastix_bspline_register
 
 METHODS = ("rigid", "bspline", "demons", "elastix-bspline", "elastix-bspline-start")
 

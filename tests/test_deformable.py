@@ -16,7 +16,10 @@ import pytest
 
 from comir import deformation as d
 from comir import geometry as g
-from comir.register import deformable as r
+from comir.register.deformable import demons
+from comir.register.deformable.bspline import bspline_register
+from comir.register.deformable.demons import demons_register
+from comir.register.deformable.elastix_bspline import elastix_bspline_register, elastix_parameter_maps
 from helpers.registration_cases import texture
 
 SIZE = 112
@@ -61,8 +64,8 @@ def shifted_case() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 METHODS = {
-    "bspline": lambda *args, **kwargs: r.bspline_register(*args, grid_spacing_px=28, **kwargs),
-    "demons": lambda *args, **kwargs: r.demons_register(*args, iterations=60, **kwargs),
+    "bspline": lambda *args, **kwargs: bspline_register(*args, grid_spacing_px=28, **kwargs),
+    "demons": lambda *args, **kwargs: demons_register(*args, iterations=60, **kwargs),
 }
 
 
@@ -100,7 +103,7 @@ def test_the_initial_matrix_is_part_of_the_total_field(shifted_case, method):
 def test_multichannel_comirs_share_one_projection_and_keep_their_channels(case):
     reference, floating, truth = case
     mix = np.array([0.5, 1.0, -0.25], np.float32)
-    result = r.bspline_register(reference[..., None] * mix, floating[..., None] * mix, grid_spacing_px=28)
+    result = bspline_register(reference[..., None] * mix, floating[..., None] * mix, grid_spacing_px=28)
     assert result.ok and result.warped.shape == reference.shape + (3,)
     assert np.median(interior_errors(result.field, truth)) < 0.5
 
@@ -108,7 +111,7 @@ def test_multichannel_comirs_share_one_projection_and_keep_their_channels(case):
 def test_random_sampling_follows_the_seed(case):
     reference, floating, _ = case
     runs = [
-        r.bspline_register(reference, floating, sampling_fraction=0.3, seed=seed, iterations=20) for seed in (1, 1, 2)
+        bspline_register(reference, floating, sampling_fraction=0.3, seed=seed, iterations=20) for seed in (1, 1, 2)
     ]
     assert np.array_equal(runs[0].field, runs[1].field)
     assert not np.array_equal(runs[0].field, runs[2].field)
@@ -135,19 +138,19 @@ def test_a_start_without_overlap_is_a_failure(case, method):
 
 def test_an_image_too_small_for_the_pyramid_is_a_failure_with_itk_reason():
     rng = np.random.default_rng(0)
-    result = r.demons_register(rng.random((3, 3)), rng.random((3, 3)), shrink_factors=(2, 1))
+    result = demons_register(rng.random((3, 3)), rng.random((3, 3)), shrink_factors=(2, 1))
     assert result.status == "failed" and "too small for the resolution pyramid" in result.message
 
 
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda a: r.bspline_register(a, a, metric="mi"), "metric must be one of"),
-        (lambda a: r.bspline_register(a, a, grid_spacing_px=0), "grid_spacing_px"),
-        (lambda a: r.demons_register(a, a, iterations=0), "iterations"),
-        (lambda a: r.demons_register(a, a, shrink_factors=(2, 1), smoothing_sigmas=(1,)), "smoothing_sigmas"),
-        (lambda a: r.bspline_register(a, a, initial_matrix=np.zeros((2, 3))), "invertible"),
-        (lambda a: r.demons_register(a, a[:, :, None].repeat(2, axis=2)), "channel"),
+        (lambda a: bspline_register(a, a, metric="mi"), "metric must be one of"),
+        (lambda a: bspline_register(a, a, grid_spacing_px=0), "grid_spacing_px"),
+        (lambda a: demons_register(a, a, iterations=0), "iterations"),
+        (lambda a: demons_register(a, a, shrink_factors=(2, 1), smoothing_sigmas=(1,)), "smoothing_sigmas"),
+        (lambda a: bspline_register(a, a, initial_matrix=np.zeros((2, 3))), "invertible"),
+        (lambda a: demons_register(a, a[:, :, None].repeat(2, axis=2)), "channel"),
     ],
 )
 def test_malformed_arguments_are_value_errors(call, message):
@@ -159,9 +162,9 @@ def test_a_bug_inside_propagates(monkeypatch, case):
     def broken(*args, **kwargs):
         raise TypeError("a bug")
 
-    monkeypatch.setattr(r, "compose_affine", broken)
+    monkeypatch.setattr(demons, "compose_affine", broken)
     with pytest.raises(TypeError, match="a bug"):
-        r.demons_register(case[0], case[1], iterations=2)
+        demons_register(case[0], case[1], iterations=2)
 
 
 # --- elastix ------------------------------------------------------------------------------------
@@ -178,7 +181,7 @@ def itk_loaded() -> None:
 def test_elastix_recovers_a_known_field_between_two_modalities(case, itk_loaded):
     reference, floating, truth = case
     # Inverted intensities: a monomodal metric would fail, Mattes MI does not.
-    result = r.elastix_bspline_register(reference, 1.0 - floating, grid_spacing_px=28, resolutions=2, iterations=100)
+    result = elastix_bspline_register(reference, 1.0 - floating, grid_spacing_px=28, resolutions=2, iterations=100)
     assert result.ok, result.message
     errors = interior_errors(result.field, truth)
     assert np.median(errors) < 1.0, (np.median(errors), errors.max())
@@ -188,7 +191,7 @@ def test_elastix_recovers_a_known_field_between_two_modalities(case, itk_loaded)
 def test_elastix_takes_the_initial_matrix_and_leaves_no_file(shifted_case, itk_loaded, tmp_path, monkeypatch):
     reference, floating, matrix, truth = shifted_case
     monkeypatch.chdir(tmp_path)  # transformix writes its field into the working directory unless told otherwise
-    result = r.elastix_bspline_register(
+    result = elastix_bspline_register(
         reference, floating, initial_matrix=matrix, grid_spacing_px=28, resolutions=2, iterations=100, affine=False
     )
     assert result.ok, result.message
@@ -197,16 +200,16 @@ def test_elastix_takes_the_initial_matrix_and_leaves_no_file(shifted_case, itk_l
 
 
 def test_elastix_constant_image_is_a_failure(case, itk_loaded):
-    result = r.elastix_bspline_register(case[0], np.zeros_like(case[0]))
+    result = elastix_bspline_register(case[0], np.zeros_like(case[0]))
     assert result.status == "failed" and "no intensity variation" in result.message
 
 
 def test_elastix_maps_set_the_bending_penalty_and_the_grid(itk_loaded):
-    affine, bspline = r.elastix_parameter_maps(grid_spacing_px=20, bending_weight=0.5, seed=3)
+    affine, bspline = elastix_parameter_maps(grid_spacing_px=20, bending_weight=0.5, seed=3)
     assert affine["Transform"] == ("AffineTransform",) and bspline["Transform"] == ("BSplineTransform",)
     assert bspline["Metric"] == ("AdvancedMattesMutualInformation", "TransformBendingEnergyPenalty")
     assert float(bspline["Metric1Weight"][0]) == 0.5 and float(bspline["FinalGridSpacingInPhysicalUnits"][0]) == 20
     assert affine["RandomSeed"] == bspline["RandomSeed"] == ("3",)
-    (only,) = r.elastix_parameter_maps(bending_weight=0, affine=False)
+    (only,) = elastix_parameter_maps(bending_weight=0, affine=False)
     assert only["Metric"] == ("AdvancedMattesMutualInformation",)
     assert only["Registration"] == ("MultiResolutionRegistration",) and "Metric1Weight" not in only
