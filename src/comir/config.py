@@ -200,6 +200,19 @@ NETWORK_SETTINGS = ("model", "training", "modalities")
 ENSEMBLE_METHODS = ("cascade",)
 
 
+def ensemble_params(method: str, params: Mapping[str, Any] | None, networks: int) -> dict[str, Any] | None:
+    """``params`` of ``method`` for ``networks`` networks' CoMIRs registered together (a copy).
+
+    One network: the params as given.  Several: with ``networks`` (the cascade's option, section 12
+    of docs/method.md) for a method of :data:`ENSEMBLE_METHODS`, None for any other method (it takes
+    one network's CoMIRs); the callers say so in their own terms.
+    """
+    params = dict(params or {})
+    if networks == 1:
+        return params
+    return {**params, "networks": networks} if method in ENSEMBLE_METHODS else None
+
+
 def variant_config(dataset: Mapping[str, Any], variant: str) -> dict[str, Any]:
     """A dataset's configuration as ``variant`` runs it (its overrides merged onto the dataset).
 
@@ -512,7 +525,8 @@ def _apply_problems(
             models = len(ensemble_members(dataset, model["variant"])) or 1
     elif not isinstance(model["file"], str):
         models = len(model["file"])
-    if models > 1 and job["method"] not in ENSEMBLE_METHODS:
+    registered = ensemble_params(job["method"], job["params"], models)
+    if registered is None:
         problems.append(
             f"{where}/method: {models} models (an ensemble) register with {' or '.join(ENSEMBLE_METHODS)} only, "
             f"not {job['method']!r}"
@@ -531,9 +545,7 @@ def _apply_problems(
     problems += [f"{where}/inference: {p}" for p in section_problems(job["inference"], "inference", schema)]
     from comir.register import with_transform  # the registry imports the methods: only for apply jobs
 
-    params = with_transform(job["params"], job["transform"])
-    if models > 1 and job["method"] in ENSEMBLE_METHODS:
-        params["networks"] = models
+    params = with_transform(job["params"] if registered is None else registered, job["transform"])
     problem = _registration_problem({"method": job["method"], "params": params})
     if problem:
         problems.append(f"{where}: {problem}")

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from comir.calibration import Calibration, calibration_key
-from comir.config import ENSEMBLE_METHODS
+from comir.config import ENSEMBLE_METHODS, ensemble_params
 from comir.io import InputError, atomic_path
 from comir.network.checkpoint import load_checkpoint
 from comir.network.model import TiramisuConfig
@@ -181,15 +181,14 @@ class ModelEnsemble:
         Several models and a method outside :data:`comir.config.ENSEMBLE_METHODS` are an :class:`InputError`.
         """
         count = len(self.members)
-        if count == 1:
-            return params
-        if method not in ENSEMBLE_METHODS:
+        registered = ensemble_params(method, params, count)
+        if registered is None:
             raise InputError(
                 f"{count} models ({self.describe()}) register a pair together only with "
                 f"{' or '.join(ENSEMBLE_METHODS)} (the methods that take several networks' CoMIRs), not {method!r}; "
                 f"give one model for {method}"
             )
-        return {**params, "networks": count}
+        return registered
 
 
 def write_calibrated_model(model: str | Path, calibrations: Mapping[str, Calibration], out: str | Path) -> None:

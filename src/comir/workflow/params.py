@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from comir.config import ensemble_members, model_file, model_variant, variant_config
+from comir.config import ensemble_members, ensemble_params, model_file, model_variant, variant_config
 from comir.workflow import canonical, modality_fields, pick
 from comir.workflow.jobs import (
     ORIGINAL,
@@ -203,8 +203,8 @@ def registration_params(config: Config, dataset: str, source: str, run: str) -> 
     """
     run_spec = pick(registration_spec(config, dataset, source, run), ("method", "params"))
     networks = source_networks(config, dataset, source)
-    if len(networks) > 1:
-        run_spec["params"] = {**(run_spec.get("params") or {}), "networks": len(networks)}
+    if len(networks) > 1:  # an ensemble registers with ENSEMBLE_METHODS only (comir.workflow.jobs)
+        run_spec["params"] = ensemble_params(run_spec["method"], run_spec.get("params"), len(networks))
     return canonical(run_spec)
 
 
