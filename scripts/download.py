@@ -6,7 +6,8 @@ timeout_s; other keys are ignored); the files go next to ``output.manifest``, wr
 
 from pathlib import Path
 
-from comir.data.zenodo import MANIFEST_NAME, download_record
+from comir.data.zenodo.download import download_record
+from comir.data.zenodo.record import MANIFEST_NAME
 from comir.workflow import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from comir.data.zenodo import unpack_record
+from comir.data.zenodo.unpack import unpack_record
 from comir.workflow import setup_logging
 
 setup_logging(snakemake.log[0])

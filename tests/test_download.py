@@ -18,14 +18,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from comir.data import zenodo
-from comir.data.zenodo import (
-    DownloadError,
-    RecordUnavailable,
-    download_record,
-    parse_record,
-    unpack,
-)
+from comir.data.zenodo import transfer
+from comir.data.zenodo.download import download_record
+from comir.data.zenodo.record import DownloadError, RecordFile, RecordUnavailable, parse_record
+from comir.data.zenodo.unpack import unpack, unpack_record
 from comir.io import InputError
 from helpers.fake_zenodo import RECORD, FakeZenodo, corrupted
 
@@ -130,7 +126,7 @@ def test_server_ignoring_range_restarts_from_zero(tmp_path, server, payloads):
 
 def test_retries_after_server_errors_with_exponential_backoff(tmp_path, server, payloads, monkeypatch):
     delays: list[float] = []
-    monkeypatch.setattr(zenodo.time, "sleep", delays.append)
+    monkeypatch.setattr(transfer.time, "sleep", delays.append)
     server.faults.errors_500[RECORD] = 1
     server.faults.errors_500["images.zip"] = 3
     dest = tmp_path / "rec"
@@ -221,7 +217,7 @@ def test_parse_record_shapes():
         "key": "a.zip", "size": 3, "checksum": f"MD5:{md5_hex.upper()}",
         "links": {"self": "https://x/api/records/7/files/a.zip", "content": "https://x/api/records/7/files/a.zip/content"}}}}}
     record = parse_record(invenio, 7, "test")
-    assert record.files == [zenodo.RecordFile("a.zip", 3, md5_hex, "https://x/api/records/7/files/a.zip/content")]
+    assert record.files == [RecordFile("a.zip", 3, md5_hex, "https://x/api/records/7/files/a.zip/content")]
     no_link = parse_record({"files": [{"key": "b c.tif", "size": 1, "checksum": md5_hex}]}, "7", "test", "https://host/")
     assert no_link.files[0].url == "https://host/api/records/7/files/b%20c.tif/content"
     # a concept id redirects to the latest version, whose id differs
@@ -392,13 +388,13 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_bar_on_a_terminal_and_log_lines_otherwise(tmp_path, server, monkeypatch, caplog):
-    monkeypatch.setattr(zenodo, "_BAR_EVERY_S", 0.0)
+    monkeypatch.setattr(transfer, "_BAR_EVERY_S", 0.0)
     monkeypatch.setattr(sys, "stderr", _Terminal())
     download_record(RID, tmp_path / "a", base_url=server.base_url, **{**FAST, "progress": True})
     drawn = sys.stderr.getvalue()
     assert "\rimages.zip:  87.4% of 0.3 MB" in drawn and "\rimages.zip: 100.0% of 0.3 MB" in drawn
 
-    monkeypatch.setattr(zenodo, "_LOG_EVERY_S", 0.0)
+    monkeypatch.setattr(transfer, "_LOG_EVERY_S", 0.0)
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     with caplog.at_level(logging.INFO, logger="comir"):
         download_record(RID, tmp_path / "b", base_url=server.base_url, **{**FAST, "progress": True})
@@ -505,11 +501,11 @@ def test_unpack_record_unpacks_archives_and_links_plain_files(tmp_path):
         archive.writestr("TrainSet/1B_A1_SHG.tif", b"shg")
     (record / "notes.txt").write_text("plain")
     (record / "MANIFEST.tsv").write_text("key\tsize\tmd5\tverified\nTrainSet.zip\t1\tx\tyes\nnotes.txt\t5\ty\tyes\n")
-    out = zenodo.unpack_record(record / "MANIFEST.tsv", tmp_path / "unpacked")
+    out = unpack_record(record / "MANIFEST.tsv", tmp_path / "unpacked")
     assert (out / "TrainSet" / "TrainSet" / "1B_A1_SHG.tif").read_bytes() == b"shg"
     assert (out / "notes.txt").read_text() == "plain" and (record / "notes.txt").exists()
     assert not list(tmp_path.glob(".*staging"))
     (record / "MANIFEST.tsv").write_text("key\tsize\tmd5\tverified\nmissing.zip\t1\tx\tyes\n")
     with pytest.raises(DownloadError, match="archive not found"):
-        zenodo.unpack_record(record / "MANIFEST.tsv", tmp_path / "other")
+        unpack_record(record / "MANIFEST.tsv", tmp_path / "other")
     assert not (tmp_path / "other").exists() and not list(tmp_path.glob(".*staging"))

@@ -16,7 +16,8 @@ from comir.data.convert import (
     convert_record,
     nir_channel,
 )
-from comir.data.layouts import detect_layout, split_of_folder
+from comir.data.layouts.detect import detect_layout
+from comir.data.layouts.tree import split_of_folder
 from comir.geometry import MATRIX_KEYS
 from comir.io import InputError, read_image, to_float01
 from comir.testset import TESTSET_COLUMNS

@@ -1,7 +1,7 @@
 """The paper's Zenodo records after unpacking: convert their aligned pairs to the canonical layout.
 
 :func:`convert_pairs` writes the canonical aligned-pairs layout
-``out_dir/<modality>/<id>.tif`` of a record that :func:`comir.data.layouts.detect_layout`
+``out_dir/<modality>/<id>.tif`` of a record that :func:`comir.data.layouts.detect.detect_layout`
 recognised and returns the pairs table (``id, split, path_A, path_B``; splits
 ``train, val, tuning, test``); :func:`convert_record` detects and converts in one
 call.  BF/SHG cores are kept whole (the test-set recipe cuts its own patches).
@@ -35,7 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from comir.data.layouts import MAX_LISTED, RECORD_SPLITS, Layout, PairFiles, detect_layout, zurich_number
+from comir.data.layouts.detect import detect_layout
+from comir.data.layouts.result import MAX_LISTED, RECORD_SPLITS, Layout, PairFiles
+from comir.data.layouts.tree import zurich_number
 from comir.io import InputError, channels_of, read_image, write_tiff
 
 __all__ = [

@@ -383,7 +383,7 @@ def make_testset(
     if spec["recipe"] == "prebuilt":
         if record_dir is None:
             raise ValueError("a prebuilt test set needs its unpacked record")
-        from comir.data.layouts import detect_layout
+        from comir.data.layouts.detect import detect_layout
 
         cases = import_prebuilt_testset(detect_layout(Path(record_dir)), spec["prebuilt"], images_dir, modalities)
         shift = Shift.from_config(spec.get("shift"))

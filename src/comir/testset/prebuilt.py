@@ -1,7 +1,7 @@
 """The paper's Zenodo records after unpacking: import a prebuilt transformed test set.
 
 :func:`import_prebuilt_testset` converts a record's transformed test set (found
-by :func:`comir.data.layouts.detect_layout`) to the pipeline's test-set format:
+by :func:`comir.data.layouts.detect.detect_layout`) to the pipeline's test-set format:
 ``<case>_<slot>_{ref,flo}.tif`` and the cases table of
 :func:`comir.testset.cases_table`.  The ground truth (floating -> reference) is
 fitted to the corner columns of the record's metadata; which way the corner
@@ -23,7 +23,8 @@ import pandas as pd
 
 from comir import geometry
 from comir.data.convert import BFSHG_CHANNELS, ZURICH_CHANNELS, canonical_image, resolve_modalities
-from comir.data.layouts import MAX_LISTED, Layout, PrebuiltTestSet, read_corner_metadata
+from comir.data.layouts.metadata import read_corner_metadata
+from comir.data.layouts.result import MAX_LISTED, Layout, PrebuiltTestSet
 from comir.io import InputError, read_image, write_tiff
 from comir.testset.table import case_labels, cases_table
 
