@@ -17,9 +17,9 @@ import torch
 
 from comir import geometry
 from comir.__main__ import main
-from comir.apply.model import ModelEnsemble, TrainedModel, write_calibrated_model
+from comir.apply.model import APPLY_DEFAULT_PARAMS, ModelEnsemble, TrainedModel, write_calibrated_model
 from comir.apply.outputs import itk_transform_text, warp_to_reference, write_outputs
-from comir.apply.pair import register_pair
+from comir.apply.pair import judging_calibration, register_pair
 from comir.calibration import calibration_key, fit_calibration
 from comir.geometry import MATRIX_KEYS
 from comir.imaging.resampling import Resampling, to_original_grids
@@ -29,6 +29,9 @@ from comir.network.model import Tiramisu, TiramisuConfig
 from comir.register.confidence import evidence
 from helpers.registration_cases import make_pair
 
+# The FFT search with NCC over +-20 deg: every test pair's rotation (up to 15 deg) inside, a second per pair
+# instead of several over all angles.
+FFT_NCC = {"score": "ncc", "angle_range_deg": 20}
 MODALITIES = {"A": {"name": "stain", "channels": 3, "log1p": False}, "B": {"name": "fibres", "channels": 1}}
 
 
@@ -217,13 +220,13 @@ def test_a_pair_at_two_pixel_sizes_is_registered_and_reported_in_its_own_grids(t
         tifffile.imwrite(tmp_path / name, image)
     model = TrainedModel.load(twin_model_file)
     pair = register_pair(
-        model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", "fft_search", {"score": "ncc"},
+        model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", "fft_search", FFT_NCC,
         pixel_sizes={"fine": 1.0, "coarse": 2.0},
     )  # fmt: skip
     assert pair.result.ok, pair.result.message
     assert pair.comirs[1].shape[1:] == (256, 256)  # the CoMIRs at the working (reference) resolution
     assert float(geometry.corner_error(pair.result.matrix, truth_small, 128, 128)) < 1.0
-    unscaled = register_pair(model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", "fft_search", {"score": "ncc"})
+    unscaled = register_pair(model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", "fft_search", FFT_NCC)
     assert not unscaled.result.ok or geometry.corner_error(unscaled.result.matrix, truth_small, 128, 128) > 5
     written = write_outputs(tmp_path / "out", pair, tmp_path / "ref.tif", tmp_path / "flo.tif", "fft_search")
     assert {p.name for p in written} == {"transform.csv", "transform.tfm", "warped.tif", "overlay.png",
@@ -275,17 +278,17 @@ def test_a_model_file_of_a_newer_format_is_refused_with_the_reason(tmp_path, mod
 
 
 def _pair_evidence(model, folder, name, reference, floating):
-    """The evidence of fft_search {score: ncc} on the twin model's CoMIRs of one pair (written to ``folder``)."""
+    """The evidence of fft_search with FFT_NCC on the twin model's CoMIRs of one pair (written to ``folder``)."""
     tifffile.imwrite(folder / f"{name}_ref.tif", reference)
     tifffile.imwrite(folder / f"{name}_flo.tif", floating)
     pair = register_pair(model, folder / f"{name}_ref.tif", folder / f"{name}_flo.tif", "fine", "fft_search",
-                         {"score": "ncc"})  # fmt: skip
+                         FFT_NCC)  # fmt: skip
     return evidence(*(c[0] for c in pair.comirs), pair.comir_matrix)
 
 
 @pytest.fixture(scope="module")
 def calibrated_twin(tmp_path_factory, twin_model_file):
-    """The twin model calibrated for fft_search {score: ncc} on its own evidence.
+    """The twin model calibrated for fft_search with FFT_NCC on its own evidence.
 
     Three true pairs (right) and three unrelated pairs (two textures; wrong), false-accept rate 0.
     """
@@ -297,7 +300,7 @@ def calibrated_twin(tmp_path_factory, twin_model_file):
                             make_pair(0.0, (0.0, 0.0), seed=seed + 9)[1]) for seed in (0, 1, 3)]  # fmt: skip
     calibration = fit_calibration(rows, [True] * 3 + [False] * 3, ["true"] * 3 + ["unrelated"] * 3, 0.0)
     path = folder / "comir-calibrated.pt"
-    write_calibrated_model(twin_model_file, {calibration_key("fft_search", {"score": "ncc"}): calibration}, path)
+    write_calibrated_model(twin_model_file, {calibration_key("fft_search", FFT_NCC): calibration}, path)
     return path
 
 
@@ -309,12 +312,12 @@ def test_a_calibrated_model_accepts_a_true_pair_and_rejects_an_unrelated_one(tmp
     for name, image in {"ref.tif": reference, "flo.tif": floating, **unrelated_images}.items():
         tifffile.imwrite(tmp_path / name, image)
     model = TrainedModel.load(calibrated_twin)
-    threshold = model.calibration("fft_search", {"score": "ncc"}).threshold
-    true = register_pair(model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", "fft_search", {"score": "ncc"})
+    threshold = model.calibration("fft_search", FFT_NCC).threshold
+    true = register_pair(model, tmp_path / "ref.tif", tmp_path / "flo.tif", "fine", "fft_search", FFT_NCC)
     assert true.result.ok and true.confidence >= threshold
     assert float(geometry.corner_error(true.result.matrix, truth, 256, 256)) < 1.0
     unrelated = register_pair(model, tmp_path / "ref2.tif", tmp_path / "other.tif", "fine", "fft_search",
-                              {"score": "ncc"})  # fmt: skip
+                              FFT_NCC)  # fmt: skip
     assert not unrelated.result.ok and unrelated.result.message.startswith("low confidence")
     assert unrelated.confidence < threshold and np.allclose(unrelated.result.matrix, np.eye(2, 3))
     # Another method (or other parameters) has no calibration: no confidence, no judgement.
@@ -322,7 +325,7 @@ def test_a_calibrated_model_accepts_a_true_pair_and_rejects_an_unrelated_one(tmp
     assert math.isnan(plain.confidence)
     # The command: exit 1 for a rejected pair, 0 when the threshold is overridden; the confidence written.
     args = ["register", "--model", str(calibrated_twin), "--reference-modality", "fine", "--method", "fft_search",
-            "--params", "{score: ncc}"]  # fmt: skip
+            "--params", "{score: ncc, angle_range_deg: 20}"]  # fmt: skip
     unrelated_args = [*args, "--reference", str(tmp_path / "ref2.tif"), "--floating", str(tmp_path / "other.tif")]
     assert main([*unrelated_args, "--out", str(tmp_path / "rejected")]) == 1
     assert "low confidence" in capsys.readouterr().out
@@ -332,6 +335,31 @@ def test_a_calibrated_model_accepts_a_true_pair_and_rejects_an_unrelated_one(tmp
     true_args = [*args, "--reference", str(tmp_path / "ref.tif"), "--floating", str(tmp_path / "flo.tif")]
     assert main([*true_args, "--out", str(tmp_path / "true")]) == 0
     assert f"confidence {true.confidence:.3f}" in capsys.readouterr().out
+
+
+def test_the_apply_stage_defaults_select_the_cascade_with_keypoints_on_the_originals_and_its_calibration(
+    tmp_path, twin_model_file, other_twin_model_file, calibrated_twin
+):
+    model = ModelEnsemble.load(twin_model_file)
+    originals = {"original_keypoints": {"preset": "opencv"}}
+    assert APPLY_DEFAULT_PARAMS == {"cascade": originals}
+    assert model.registration_params("cascade", None) == originals
+    assert model.registration_params("cascade", {"keypoints": None}) == {"keypoints": None, **originals}
+    mine = {"original_keypoints": {"max_error_px": 5.0}}
+    assert model.registration_params("cascade", mine) == mine  # the user's value replaces the default
+    assert model.registration_params("cascade", {"original_keypoints": None}) == {}  # off: the method's own default
+    assert model.registration_params("fft_search", {"score": "ncc"}) == {"score": "ncc"}  # other methods: as given
+    pair = ModelEnsemble.load([twin_model_file, other_twin_model_file])
+    assert pair.registration_params("cascade", {}) == {**originals, "networks": 2}
+    # A calibration of the cascade with the defaults judges a registration with no parameters given, and one
+    # with them turned off does not.
+    calibration = TrainedModel.load(calibrated_twin).calibration("fft_search", FFT_NCC)
+    path = tmp_path / "cascade-calibrated.pt"
+    write_calibrated_model(twin_model_file, {calibration_key("cascade", originals): calibration}, path)
+    calibrated = ModelEnsemble.load(path)
+    assert judging_calibration(calibrated, "cascade", calibrated.registration_params("cascade", {}), None) is not None
+    off = calibrated.registration_params("cascade", {"original_keypoints": None})
+    assert judging_calibration(calibrated, "cascade", off, None) is None
 
 
 def test_a_minimum_confidence_needs_a_calibration(tmp_path, twin_model_file, calibrated_twin, capsys):

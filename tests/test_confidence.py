@@ -170,11 +170,13 @@ def comir_cases(tmp_path):
 
 
 MODALITIES = {"A": {"name": "a", "channels": 1}, "B": {"name": "b", "channels": 1}}
+# The FFT search over +-30 deg: the cases' rotations (10 and 20 deg) inside, a sixth of the search over all angles.
+FFT = {"angle_range_deg": 30}
 
 
 def test_registered_cases_carry_evidence_confidence_and_acceptance(comir_cases):
     cases, folder = comir_cases
-    method = make_method("fft_search", {}, 0)
+    method = make_method("fft_search", FFT, 0)
     run = (cases, folder, method, "fft", "comir", "B_to_A", MODALITIES)
     true = register_cases(*run, Judge(0))
     unrelated = register_cases(*run, Judge(0), True)
@@ -213,7 +215,7 @@ def test_the_acceptance_table_counts_by_hand():
 def test_unrelated_pairs_of_a_test_set_without_partners_are_an_empty_table_with_its_columns(comir_cases):
     cases, folder = comir_cases
     one_place = cases.assign(image_id="img0")  # two overlapping crops of one image: nothing unrelated
-    run = (one_place, folder, make_method("fft_search", {}, 0), "fft", "comir", "B_to_A", MODALITIES)
+    run = (one_place, folder, make_method("fft_search", FFT, 0), "fft", "comir", "B_to_A", MODALITIES)
     table = register_cases(*run, Judge(0), True)
     assert table.empty and list(table.columns) == result_columns(Judge(0), True)
     assert {"partner", *FEATURES, "error_px", "message"} <= set(table.columns)

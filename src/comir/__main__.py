@@ -117,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     register.add_argument(
         "--method", default="cascade", choices=sorted(METHODS), help="registration method (default cascade)"
     )
-    register.add_argument("--params", default="", help="method parameters as YAML/JSON, e.g. '{keypoints: null}'")
+    register.add_argument(
+        "--params",
+        default="",
+        help="method parameters as YAML/JSON over the apply stage's defaults (the cascade's: "
+        "'{original_keypoints: {preset: opencv}}'), e.g. '{original_keypoints: null}'",
+    )
     register.add_argument(
         "--transform",
         default="rigid",

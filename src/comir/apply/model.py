@@ -33,6 +33,14 @@ MIN_REGISTER_PX = 16
 # The modality settings the models of an ensemble share: reading an image (channels), finding its folder
 # (name) and bringing it to the working resolution (pixel_size) happen once for all of them.
 SHARED_MODALITY_KEYS = ("name", "channels", "pixel_size")
+# Parameters the apply stage gives a method unless the user sets them (docs/how-to/register.md, "Defaults"):
+# the cascade also weighs SIFT + RANSAC on the original images (OpenCV's settings) as one more candidate,
+# scored on the CoMIRs.  Where the modalities share structure (RGB/NIR photos) it is the most precise
+# candidate and is kept; where they do not (bright-field/SHG) it fails or scores low and the CoMIRs'
+# candidates carry the pair (docs/results/confidence.md).  Each is an option that is off (None) by the
+# method's own default, so ``original_keypoints: null`` turns it off and leaves the method's parameters (and
+# the calibration they select) as they are without it.
+APPLY_DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"cascade": {"original_keypoints": {"preset": "opencv"}}}
 
 
 @dataclass
@@ -175,13 +183,19 @@ class ModelEnsemble:
         """One model's calibration of ``method`` with ``params`` (:meth:`TrainedModel.calibration`); several: None."""
         return self.members[0].calibration(method, params) if len(self.members) == 1 else None
 
-    def registration_params(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        """``params`` of ``method`` for these models' CoMIRs: as given for one model, with ``networks`` for several.
+    def registration_params(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """``params`` of ``method`` for these models' CoMIRs (a copy): what the registration and its calibration use.
 
-        Several models and a method outside :data:`comir.config.ENSEMBLE_METHODS` are an :class:`InputError`.
+        :data:`APPLY_DEFAULT_PARAMS` of the method, overridden key by key by ``params`` (a default
+        set to None is left out: the method's own default); with ``networks`` for several models.
+        Several models and a method outside :data:`comir.config.ENSEMBLE_METHODS` are an
+        :class:`InputError`.
         """
         count = len(self.members)
-        registered = ensemble_params(method, params, count)
+        defaults = APPLY_DEFAULT_PARAMS.get(method, {})
+        given = {**defaults, **(params or {})}
+        given = {key: value for key, value in given.items() if not (key in defaults and value is None)}
+        registered = ensemble_params(method, given, count)
         if registered is None:
             raise InputError(
                 f"{count} models ({self.describe()}) register a pair together only with "
