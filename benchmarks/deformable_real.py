@@ -14,9 +14,11 @@ run's networks of ``--variant``; then
   B-spline, Mattes MI) on the original images from the identity, as a user would run it, and
   ``elastix-bspline-start``: the same from the cascade's matrix.
 
-TRE: at the landmarks of a grid on the reference patch (``--spacing`` px, a margin of the
-same), against the true total field, only where the true position lies inside the floating
-patch. Printed: per method the median over cases of the per-case median TRE, the median and 90th
+TRE: at the landmarks of a grid on the reference patch (``--spacing`` px, from half a spacing off
+the border), against the true total field, only where the true position lies inside the floating
+patch (:func:`comir.testset.deformation.true_field` and :func:`~comir.testset.deformation.landmarks`,
+as a deformation test set of the workflow has them; before those existed the grid's margin was a
+whole spacing). Printed: per method the median over cases of the per-case median TRE, the median and 90th
 percentile over all landmarks, the cases with a median TRE below 1 and 2 px, the largest folded
 fraction of the fields and the median seconds per pair; the per-case rows go to ``--out``.
 
@@ -34,17 +36,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from comir import geometry
 from comir.config import load_config, variant_config
-from comir.deformation import (
-    affine_to_field,
-    folding_fraction,
-    invert_field,
-    map_points,
-    random_displacement,
-    warp_image,
-)
-from comir.evaluate.deformation_metrics import landmark_grid, tre
+from comir.deformation import affine_to_field, folding_fraction, random_displacement, warp_image
+from comir.evaluate.deformation_metrics import tre
 from comir.geometry import MATRIX_KEYS
 from comir.imaging.preprocess import prepare_modality_image
 from comir.inference.tiling import compute_comir
@@ -56,21 +50,9 @@ from comir.register.cases import DIRECTIONS, prepare_patch
 from comir.register.deformable.bspline import bspline_register
 from comir.register.deformable.demons import demons_register
 from comir.register.deformable.elastix_bspline import elastix_bspline_register
+from comir.testset.deformation import landmarks, true_field
 
 METHODS = ("rigid", "bspline", "demons", "elastix-bspline", "elastix-bspline-start")
-
-
-def true_field(truth: np.ndarray, inverse_deformation: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The true total field on the reference grid: reference ``y`` -> the deformed floating patch.
-
-    ``truth``: the rigid floating -> reference matrix of the undeformed floating patch;
-    ``inverse_deformation``: the inverse of the field that deformed it (on its grid).
-    """
-    height, width = shape
-    ys, xs = np.mgrid[0:height, 0:width]
-    grid = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
-    undeformed = geometry.apply(geometry.invert(truth), grid)
-    return (map_points(undeformed, inverse_deformation) - grid).reshape(height, width, 2).astype(np.float32)
 
 
 def comir_of(model, image: np.ndarray, spec: dict, name: str) -> np.ndarray:
@@ -120,14 +102,8 @@ def main() -> None:
             flo_comir = comir_of(models[flo_slot], deformed, modalities[flo_slot], name)
             ref_original = prepare_patch(reference, "ref", "original", modalities[ref_slot])
             flo_original = prepare_patch(deformed, name, "original", modalities[flo_slot])
-            truth_field = true_field(truth, invert_field(deformation), reference.shape[:2])
-            landmarks = landmark_grid(reference.shape[:2], args.spacing, args.spacing)
-            inside = map_points(landmarks, truth_field)
-            height, width = floating.shape[:2]
-            keep = (
-                (inside[:, 0] >= 0) & (inside[:, 0] <= width - 1) & (inside[:, 1] >= 0) & (inside[:, 1] <= height - 1)
-            )
-            landmarks = landmarks[keep]
+            truth_field = true_field(truth, deformation, reference.shape[:2])
+            points = landmarks(truth_field, floating.shape[:2], args.spacing)
             start = time.perf_counter()
             rigid = cascade.register(ref_comir, flo_comir)
             rigid_seconds = time.perf_counter() - start
@@ -143,10 +119,10 @@ def main() -> None:
                 extra = rigid_seconds if start_matrix is not None else 0.0  # the start's cost counts
                 fields[method] = (result.field, result.seconds + extra, result.status)
             for method, (field, seconds, status) in fields.items():
-                errors = tre(field, truth_field, landmarks)
+                errors = tre(field, truth_field, points)
                 rows.append({
                     "case": case.case, "image_id": case.image_id, "direction": direction, "method": method,
-                    "status": status, "landmarks": len(landmarks), "median_tre_px": float(np.median(errors)),
+                    "status": status, "landmarks": len(points), "median_tre_px": float(np.median(errors)),
                     "mean_tre_px": float(errors.mean()), "p90_tre_px": float(np.percentile(errors, 90)),
                     "max_tre_px": float(errors.max()), "folded_fraction": folding_fraction(field),
                     "seconds": seconds, "errors": errors,

@@ -210,6 +210,33 @@ def test_defaults_are_not_shared_between_datasets():
          "registration/fft/params: unknown parameter.*'seed'"),
         (lambda c: c["datasets"]["synthetic"]["modalities"]["B"].update(max_value=0),
          "max_value: 0 is less than or equal"),
+        # Deformation test sets and deformable runs (docs/explanation/deformable.md).
+        (lambda c: c["datasets"]["synthetic"]["testsets"]["main"].update(
+            deformation={"max_displacement_px": 3, "smothness_px": 40}
+        ),
+         "testsets/main/deformation: unknown key.*smothness_px"),
+        (lambda c: c["datasets"]["synthetic"]["testsets"]["main"].update(deformation={"smoothness_px": 40}),
+         "deformation: 'max_displacement_px' is a required property"),
+        (lambda c: c["datasets"]["synthetic"]["testsets"]["main"].update(
+            recipe="prebuilt", zenodo={"record": 1}, deformation={"max_displacement_px": 3}
+        ),
+         "testsets/main/deformation: a prebuilt test set is imported as it is"),
+        (lambda c: c["datasets"]["synthetic"]["registration"]["cascade"].update(deformable={"method": "affine"}),
+         "registration/cascade/deformable/method: 'affine' is not one of"),
+        (lambda c: c["datasets"]["synthetic"]["registration"]["cascade"].update(
+            deformable={"method": "bspline", "params": {"grid": 16}}
+        ),
+         "registration/cascade/params: unknown parameter.*'grid' for deformable method 'bspline'; accepted: grid_"),
+        (lambda c: c["datasets"]["synthetic"]["registration"]["cascade"].update(
+            deformable={"method": "bspline", "smoothing": 2}
+        ),
+         "registration/cascade/deformable: unknown key.*smoothing"),
+        (lambda c: c["datasets"]["synthetic"]["registration"].update(
+            d={"method": "demons", "deformable": {"method": "bspline"}}
+        ),
+         "registration/d/params: 'demons' registers deformably on its own"),
+        (lambda c: c["datasets"]["synthetic"].update(evaluation={"tre_thresholds_px": []}),
+         "tre_thresholds_px: \\[\\] should be non-empty|tre_thresholds_px: \\[\\] is too short"),
     ],
 )
 def test_mistakes_are_reported_with_their_location(mutate, message):

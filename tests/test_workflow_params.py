@@ -246,6 +246,34 @@ def test_registration_inputs_by_source_kind(ensemble):
     assert targets.registration_originals(ensemble, "tiny", "mse", "main", "sift") == []
 
 
+def test_a_deformation_test_set_gives_the_truth_to_its_registrations_and_a_tre_evaluation(config):
+    changed = copy.deepcopy(config)
+    dataset = changed["datasets"]["tiny"]
+    dataset["testsets"]["deformed"] = {**dataset["testsets"]["main"], "deformation": {"max_displacement_px": 2}}
+    stage = {"method": "bspline", "params": {"grid_spacing_px": 24}}
+    dataset["registration"]["cascade-bspline"] = {**dataset["registration"]["cascade"], "deformable": stage}
+    dataset["evaluation"]["tre_thresholds_px"] = [0.5]
+    changed = validate_config(changed)
+    assert jobs.deformation_testsets(changed, "tiny") == ["deformed"]
+    assert targets.registration_truth(changed, "tiny", "main") == []
+    assert targets.registration_truth(changed, "tiny", "deformed") == targets.testset_images("tiny", "deformed")
+    found = targets.final_targets(changed)
+    for variant in ("mse", "cosine"):
+        where = {"dataset": "tiny", "variant": variant, "testset": "deformed"}
+        assert all(Target("evaluate_tre", output, where) in found for output in ("markdown", "wilcoxon_md", "ecdf"))
+    assert not any(t.rule == "evaluate_tre" and t.wildcards["testset"] == "main" for t in found)
+    # The stage enters its run's params only; the TRE thresholds the TRE evaluation's only.
+    assert params.registration_params(changed, "tiny", "mse", "cascade-bspline")["deformable"] == stage
+    assert params.registration_params(changed, "tiny", "mse", "cascade") == params.registration_params(
+        config, "tiny", "mse", "cascade"
+    )
+    for build in (params.statistics_settings, params.comparison_settings):
+        assert build(changed, "tiny") == build(config, "tiny")
+    assert params.tre_settings(changed, "tiny") == {"failure_fraction": 0.12, "tre_thresholds_px": [0.5]}
+    # A deformable run is not calibrated: a model file keys calibrations by method and parameters.
+    assert jobs.calibrated_runs(with_confidence(changed), "tiny") == ["cascade", "sift"]
+
+
 def test_the_default_target_of_the_tiny_configuration(config):
     found = targets.final_targets(config)
     assert len(found) == len({repr(target) for target in found}) == 40

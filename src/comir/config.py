@@ -379,6 +379,11 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
     for testset_name, testset in dataset["testsets"].items():
         if testset.get("split") == "val" and testset["recipe"] == "prebuilt":
             problems.append(f"datasets/{name}/testsets/{testset_name}/split: a prebuilt test set has no split")
+        if testset["recipe"] == "prebuilt" and "deformation" in testset:
+            problems.append(
+                f"datasets/{name}/testsets/{testset_name}/deformation: a prebuilt test set is imported as it is; "
+                "a deformation needs a drawn recipe (comir or multiregeval)"
+            )
         if testset["recipe"] == "prebuilt" and source != "zenodo" and "zenodo" not in testset:
             problems.append(
                 f"datasets/{name}/testsets/{testset_name}: recipe 'prebuilt' needs a record that ships a "
@@ -428,7 +433,7 @@ def _dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
     problems += _representation_problems(name, dataset)
     channels = sorted(dataset["modalities"][slot]["channels"] for slot in ("A", "B"))
     for run_name, run in dataset["registration"].items():
-        problem = _registration_problem(run)
+        problem = _registration_problem(run, deformable=True)
         if problem:
             problems.append(f"datasets/{name}/registration/{run_name}/params: {problem}")
         if not run["inputs"]:
@@ -558,16 +563,21 @@ def section_problems(values: Mapping[str, Any], section: str, schema: Mapping[st
     return schema_problems(copy.deepcopy(dict(values)), node)
 
 
-def _registration_problem(run: Mapping[str, Any]) -> str | None:
+def _registration_problem(run: Mapping[str, Any], deformable: bool = False) -> str | None:
     """Why a registration run's method would refuse its ``params`` (unknown name or bad value), if it would.
 
     The method is built once here, at parse time, so a misspelt parameter stops
-    ``snakemake -n`` instead of a registration job after hours of training.
+    ``snakemake -n`` instead of a registration job after hours of training. With ``deformable``
+    (a dataset's runs, not the apply stage's) the run may be deformable
+    (:func:`comir.register.make_run`: a deformable method's parameter names are checked).
     """
-    from comir.register import make_method  # the methods' own parameter checks, one source of truth
+    from comir.register import make_method, make_run  # the methods' own parameter checks, one source of truth
 
     try:
-        make_method(run["method"], run.get("params"), seed=0)
+        if deformable:
+            make_run(run, seed=0)
+        else:
+            make_method(run["method"], run.get("params"), seed=0)
     except ValueError as error:
         return str(error)
     return None

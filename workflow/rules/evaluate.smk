@@ -48,6 +48,44 @@ rule evaluate:
         "../../scripts/evaluate.py"
 
 
+rule evaluate_tre:
+    """On a test set with a known deformation: successes within TRE thresholds with Clopper-Pearson
+    intervals, Wilcoxon tests on the cases' median TRE, its eCDF."""
+    input:
+        registrations=input_files(
+            targets.registration_csvs, "dataset", "variant", "testset"
+        ),
+    output:
+        table=evaluation_report(
+            f"{EVALUATION}/tables/tre.csv", "tre", "table", "TRE success"
+        ),
+        markdown=f"{EVALUATION}/tables/tre.md",
+        wilcoxon=evaluation_report(
+            f"{EVALUATION}/tables/tre_wilcoxon.csv",
+            "tre_wilcoxon",
+            "table",
+            "TRE Wilcoxon tests",
+        ),
+        wilcoxon_md=f"{EVALUATION}/tables/tre_wilcoxon.md",
+        ecdf=evaluation_report(
+            f"{EVALUATION}/figures/tre_ecdf.png", "tre_ecdf", "figure", "TRE eCDF"
+        ),
+    log:
+        "results/{dataset}/logs/{variant}/evaluate_tre/{testset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{variant}/evaluate_tre/{testset}.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        evaluation=rule_params(params.tre_settings, "dataset"),
+    script:
+        "../../scripts/evaluate_tre.py"
+
+
 rule timing:
     """Time per stage (paper, Table 3) from the jobs' benchmark files: whole test set and per pair."""
     input:

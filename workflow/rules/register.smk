@@ -1,6 +1,7 @@
 rule register:
     """One registration run in one direction over all cases of a test set, on the originals or on a
-    variant's CoMIRs (with a calibration: each result's confidence)."""
+    variant's CoMIRs (with a calibration: each result's confidence; on a test set with a
+    deformation: each result's target registration error)."""
     input:
         images=input_files(targets.registration_images, "dataset", "source", "testset"),
         originals=input_files(
@@ -10,6 +11,8 @@ rule register:
         calibration=input_files(
             targets.registration_calibration, "dataset", "source", "testset", "run"
         ),
+        # On a test set with a deformation: its patches' folder, which holds each case's truth.
+        truth=input_files(targets.registration_truth, "dataset", "testset"),
     output:
         "results/{dataset}/{source}/registration/{testset}/{run}_{direction}.csv",
     log:

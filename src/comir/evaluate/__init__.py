@@ -16,6 +16,9 @@ failure's error is that bound (:func:`scored_errors`, :func:`failure_mask`).
 * :mod:`comir.evaluate.pools`: a pool's success per core and run, the cores no run registers,
   and the figure of the cores (patches, CoMIRs, image statistics).
 * :mod:`comir.evaluate.stress`: success rate against the severity of a shift (stress test sets).
+* :mod:`comir.evaluate.deformation_metrics`: TRE, Dice and Hausdorff distances of deformable
+  registrations; :mod:`comir.evaluate.tre`: the success table of a test set with a deformation,
+  scored by each case's median TRE.
 """
 
 from comir.evaluate.figures import (

@@ -134,6 +134,8 @@ def plot_ecdf(
     *,
     fractions: Sequence[float] = (0.01, 0.05),
     failure_fraction: float = 0.12,
+    thresholds_px: Sequence[float] | None = None,
+    xlabel: str = "corner error (px)",
 ) -> None:
     """Empirical CDF (eCDF) of the corner error: one panel per direction, one line per method x input.
 
@@ -144,8 +146,9 @@ def plot_ecdf(
     y is the fraction of cases with error <= x (:func:`ecdf_curve`). A failure
     (reported, error >= ``failure_fraction * width`` or missing) lies beyond
     the axis: it never counts as <= x, so each curve ends at the proportion of
-    non-failures. Dashed vertical lines mark the success thresholds; with
-    ``width_fraction_axis`` a top axis shows the error in % of the (median) width.
+    non-failures. Dashed vertical lines mark the success thresholds (``fractions`` of the width,
+    or ``thresholds_px`` in pixels); with ``width_fraction_axis`` a top axis shows the error in %
+    of the (median) width. ``xlabel`` names the error (e.g. a case's median TRE).
     """
     _require(results, ["error_px", "width", "status", *GROUP_COLUMNS], "plot_ecdf")
     width = _reference_width(results)
@@ -157,6 +160,10 @@ def plot_ecdf(
     x_min = min(1.0, 10.0 ** np.floor(np.log10(max(smallest.min(), 1e-2)))) if smallest.size else 1.0
     directions = sorted(results["direction"].astype(str).unique())
     styles = _styles(results)
+    if thresholds_px is None:
+        marks = [(f * width, f" {f * 100:g} %") for f in fractions]
+    else:
+        marks = [(float(t), f" {t:g} px") for t in thresholds_px]
     figure = new_figure(4.6 * len(directions) + 0.4, 4.4)
     axes = np.atleast_1d(figure.subplots(1, len(directions), sharey=True, squeeze=False)[0])
     handles: dict[str, Line2D] = {}
@@ -168,15 +175,15 @@ def plot_ecdf(
             (line,) = ax.step(xs, ys, where="post", label=label, linewidth=1.6,
                               **styles[(str(method), str(input_))])  # fmt: skip
             handles.setdefault(label, line)
-        for f in fractions:
-            ax.axvline(f * width, color="0.35", linestyle="--", linewidth=0.9)
-            ax.text(f * width, 1.005, f" {f * 100:g} %", transform=ax.get_xaxis_transform(),
+        for at, text in marks:
+            ax.axvline(at, color="0.35", linestyle="--", linewidth=0.9)
+            ax.text(at, 1.005, text, transform=ax.get_xaxis_transform(),
                     ha="left", va="bottom", fontsize=7, color="0.35")  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlim(x_min, x_max)
         ax.set_ylim(0.0, 1.02)
         ax.grid(True, which="both", alpha=0.25)
-        ax.set_xlabel("corner error (px)")
+        ax.set_xlabel(xlabel)
         ax.set_title(direction.replace("_", " "), fontsize=10)
         if width_fraction_axis:
             top = ax.secondary_xaxis(

@@ -39,6 +39,7 @@ __all__ = [
     "make_label",
     "percent_name",
     "pool_results",
+    "px_success_columns",
     "scored_errors",
     "success_columns",
     "success_table",
@@ -205,11 +206,21 @@ def success_columns(fraction: float) -> tuple[str, str, str]:
     return base, f"{base}_low", f"{base}_high"
 
 
+def px_success_columns(threshold_px: float) -> tuple[str, str, str]:
+    """``(count, low, high)`` column names of :func:`success_table` for a threshold in pixels: ``success_2p5px``."""
+    if not threshold_px > 0:
+        raise ValueError(f"success threshold must be positive, got {threshold_px}")
+    base = "success_" + f"{float(threshold_px):g}".replace(".", "p") + "px"
+    return base, f"{base}_low", f"{base}_high"
+
+
 def success_table(
     results: pd.DataFrame,
     fractions: Sequence[float] = (0.01, 0.05),
     failure_fraction: float = 0.12,
     alpha: float = 0.05,
+    *,
+    thresholds_px: Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """Success counts per method x input x direction with Clopper-Pearson intervals.
 
@@ -229,13 +240,22 @@ def success_table(
 
     Rows are sorted by descending success at the largest fraction (5 % by
     default), then at the smaller ones, then by method, input, direction.
+
+    With ``thresholds_px`` the thresholds are these errors in pixels (``error_px < t``, strict)
+    instead of fractions of the width, in columns ``success_<t>px`` (:func:`px_success_columns`).
     """
     _require(results, ["case", "width", "status", "error_px", "seconds", *GROUP_COLUMNS],
              "success_table")  # fmt: skip
-    fractions = [float(f) for f in fractions]
-    names = [success_columns(f) for f in fractions]
+    if thresholds_px is None:
+        fractions = [float(f) for f in fractions]
+        names = [success_columns(f) for f in fractions]
+        scale = results["width"].to_numpy(dtype=float)
+    else:  # a threshold is an error in pixels: a fraction of a width of 1
+        fractions = [float(t) for t in thresholds_px]
+        names = [px_success_columns(t) for t in fractions]
+        scale = np.ones(len(results))
     if len({n[0] for n in names}) != len(names):
-        raise ValueError(f"success fractions give duplicate column names: {fractions}")
+        raise ValueError(f"success thresholds give duplicate column names: {fractions}")
     columns = ["method", "input", "direction", "n"]
     for name in names:
         columns.extend(name)
@@ -243,12 +263,11 @@ def success_table(
     if results.empty:
         return pd.DataFrame(columns=columns)
 
-    width = results["width"].to_numpy(dtype=float)
     error = results["error_px"].to_numpy(dtype=float)
     failed = failure_mask(results, failure_fraction).to_numpy()
     # Not failed implies status ok; it also keeps a success fraction above the failure
     # fraction from crediting an error at or beyond the failure bound.
-    mask = success_mask(error, width, fractions) & ~failed[None, :]
+    mask = success_mask(error, scale, fractions) & ~failed[None, :]
     frame = pd.DataFrame({c: results[c].to_numpy() for c in GROUP_COLUMNS})
     for (count_col, _, _), row in zip(names, mask, strict=True):
         frame[count_col] = row.astype(np.int64)
@@ -392,7 +411,7 @@ def variant_table(results: pd.DataFrame, failure_fraction: float = 0.12, referen
 
 # --------------------------------------------------------------------------- Markdown
 
-_SUCCESS_RE = re.compile(r"^success_(.+pct)$")
+_SUCCESS_RE = re.compile(r"^success_(.+(?:pct|px))$")
 
 
 def _format_number(value) -> str:

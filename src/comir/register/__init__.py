@@ -5,6 +5,10 @@
 RegistrationResult`` (see :mod:`comir.register.base`).  A method raises
 :class:`RegistrationFailure` for a pair it cannot register (a ``failed`` row);
 any other exception is a bug and stops the job (docs/method.md, section 7).
+
+A registration run of the configuration may also be deformable (docs/explanation/deformable.md):
+a deformable method on its own, or a deformable stage after its rigid method
+(:func:`make_run`, :mod:`comir.register.deformable.stage`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from comir.register.base import (
 )
 from comir.register.cascade import CascadeRegistration
 from comir.register.curvealign import CurveAlignRegistration
+from comir.register.deformable.stage import DEFORMABLE_METHODS, DeformableStage
 from comir.register.elastix import ElastixRegistration
 from comir.register.fft_search import FFTSearchRegistration
 from comir.register.mi import MutualInformationRegistration
@@ -80,15 +85,48 @@ def uses_originals(name: str, params: Mapping[str, Any] | None) -> bool:
 
     Such a method (``wants_originals``, e.g. the cascade with
     ``original_keypoints``) gets them as ``register(..., originals=(reference,
-    floating))`` on the CoMIRs' grids.
+    floating))`` on the CoMIRs' grids; a deformable method never does.
     """
+    if name in DEFORMABLE_METHODS:
+        return False
     return bool(getattr(make_method(name, params, seed=0), "wants_originals", False))
+
+
+def registers_deformably(run: Mapping[str, Any]) -> bool:
+    """Whether a configured registration run gives a displacement field: a deformable method or stage."""
+    return run["method"] in DEFORMABLE_METHODS or run.get("deformable") is not None
+
+
+def make_run(
+    run: Mapping[str, Any], seed: int, threads: int = 1
+) -> tuple[Registration | None, DeformableStage | None]:
+    """A configured registration run's rigid method and deformable stage; either may be ``None``, not both.
+
+    ``run``: its ``method``, ``params`` and optional ``deformable`` (``method``, ``params``). A
+    deformable method is the run's only stage (from the start of the rigid methods, centre onto
+    centre); a rigid method may be followed by a ``deformable`` stage.
+
+    Raises
+    ------
+    ValueError
+        As :func:`make_method` and :class:`~comir.register.deformable.stage.DeformableStage` do,
+        and for a deformable stage after a deformable method.
+    """
+    name, params, stage = run["method"], run.get("params"), run.get("deformable")
+    if name in DEFORMABLE_METHODS:
+        if stage is not None:
+            raise ValueError(f"{name!r} registers deformably on its own: give no deformable stage after it")
+        return None, DeformableStage(name, dict(params or {}), seed)
+    rigid = make_method(name, params, seed, threads)
+    return rigid, None if stage is None else DeformableStage(stage["method"], dict(stage.get("params") or {}), seed)
 
 
 __all__ = [
     "AlphaAMDRegistration",
     "CascadeRegistration",
     "CurveAlignRegistration",
+    "DEFORMABLE_METHODS",
+    "DeformableStage",
     "ElastixRegistration",
     "FFTSearchRegistration",
     "FAILED",
@@ -101,7 +139,9 @@ __all__ = [
     "SiftRegistration",
     "check_pair",
     "make_method",
+    "make_run",
     "ransac_fit",
+    "registers_deformably",
     "set_native_threads",
     "timed",
     "to_single_channel",

@@ -5,6 +5,10 @@ float32's range) is a ``failed`` row whose message names the case, the file and
 what is wrong; the other cases still run (docs/method.md, section 7).  Any other
 exception (a missing file, a method's bug, a configuration mistake such as
 ``curvealign`` on CoMIRs) stops the job.
+
+A deformable run (:func:`comir.register.make_run`) gives each case a displacement field; on a
+test set with a known deformation a scorer measures every run's field against the truth (a rigid
+result's as the field of its matrix), in columns of its own (docs/explanation/deformable.md).
 """
 
 from __future__ import annotations
@@ -22,15 +26,21 @@ import pandas as pd
 
 from comir import geometry
 from comir.calibration import FEATURES, NO_EVIDENCE, Calibration
-from comir.geometry import MATRIX_KEYS
+from comir.deformation import affine_of_field, affine_to_field
+from comir.geometry import IDENTITY, MATRIX_KEYS
 from comir.imaging.preprocess import prepare_modality_image
 from comir.io import read_image
 from comir.register.base import Registration, RegistrationResult, to_single_channel
 from comir.register.confidence import evidence
+from comir.register.deformable.base import DeformableResult
+from comir.register.deformable.stage import DeformableStage
+from comir.testset.deformation import FieldScorer
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = {"B_to_A": ("A", "B"), "A_to_B": ("B", "A")}  # direction -> (reference slot, floating slot)
+#: The column of a deformable run's rows: the seconds of its deformable stage (of the run's ``seconds``).
+DEFORMABLE_SECONDS = "deformable_seconds"
 
 
 def prepare_patch(
@@ -109,7 +119,7 @@ def _load_networks(
 def register_cases(
     cases: pd.DataFrame,
     image_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-    method: Registration,
+    method: Registration | None,
     run_name: str,
     image_input: str,
     direction: str,
@@ -117,6 +127,9 @@ def register_cases(
     judge: Judge | None = None,
     unrelated: bool = False,
     original_dir: Path | None = None,
+    *,
+    deformable: DeformableStage | None = None,
+    score: FieldScorer | None = None,
 ) -> pd.DataFrame:
     """Register every case of ``cases`` (the test set's ``cases.csv``) in ``direction``; one row per case.
 
@@ -139,6 +152,14 @@ def register_cases(
     A method that uses the original images besides the CoMIRs
     (``wants_originals``) gets the original patches of ``original_dir`` (the
     test set's images) as ``originals``.
+
+    A ``deformable`` stage refines each of ``method``'s results on the same patches from its
+    matrix (:func:`deformable_result`); without a ``method`` (``None``) it registers on its own.
+    Such a row's ``est_*`` is the affine closest to the total field
+    (:func:`comir.deformation.affine_of_field`), its ``seconds`` those of both stages, and
+    column :data:`DEFORMABLE_SECONDS` the deformable stage's. With ``score`` (a test set with a
+    known deformation) each row also has ``score``'s columns of the case's total field: the
+    deformable stage's, or the field of the matrix.
     """
     reference_slot, floating_slot = DIRECTIONS[direction]
     colour = bool(getattr(method, "colour_input", False))  # the method wants RGB originals as they are
@@ -159,17 +180,22 @@ def register_cases(
             image_dirs, f"{partner}_{floating_slot}_flo", "floating", image_input, modalities[floating_slot], colour
         )
         problems = [p for p in (ref_problem, flo_problem) if p]
+        deformed = None
         if problems:
             result = RegistrationResult.failed(f"case {case.case}: " + "; ".join(problems))
             log.warning("%s", result.message)
-        elif with_originals:
-            originals = (
-                load_patch(original_dir, f"{case.case}_{reference_slot}_ref", "original", modalities[reference_slot]),
-                load_patch(original_dir, f"{partner}_{floating_slot}_flo", "original", modalities[floating_slot]),
-            )
-            result = method.register(reference, floating, originals=originals)
         else:
-            result = method.register(reference, floating)
+            extra = {}
+            if with_originals:
+                ref_name, flo_name = f"{case.case}_{reference_slot}_ref", f"{partner}_{floating_slot}_flo"
+                extra["originals"] = (
+                    load_patch(original_dir, ref_name, "original", modalities[reference_slot]),
+                    load_patch(original_dir, flo_name, "original", modalities[floating_slot]),
+                )
+            result = None if method is None else method.register(reference, floating, **extra)
+            if deformable is not None and (result is None or result.ok):  # a failed rigid stage is not refined
+                deformed = deformable.register(reference, floating, None if result is None else result.matrix)
+                result = deformable_result(result, deformed, deformable.method)
         if unrelated:
             truth, error = np.full((2, 3), np.nan), math.nan
         else:
@@ -196,22 +222,55 @@ def register_cases(
                 **{f"est_{k}": v for k, v in zip(MATRIX_KEYS, np.asarray(result.matrix).ravel())},
                 **{f"true_{k}": v for k, v in zip(MATRIX_KEYS, truth.ravel())},
                 **({} if judge is None else judge.columns(result, reference, floating)),
+                **({} if deformable is None else {DEFORMABLE_SECONDS: deformed.seconds if deformed else math.nan}),
+                **({} if score is None else score(case.case, _total_field(result, deformed, case))),
                 "message": result.message,
             }
         )
         log.info("%s: %s error %.2f px in %.2f s %s", case.case, result.status, error, result.seconds, result.message)
-    return pd.DataFrame(rows, columns=result_columns(judge, unrelated))
+    fields = [*([DEFORMABLE_SECONDS] if deformable is not None else []), *(score.columns if score else [])]
+    return pd.DataFrame(rows, columns=result_columns(judge, unrelated, fields))
 
 
-def result_columns(judge: Judge | None = None, unrelated: bool = False) -> list[str]:
-    """The columns of :func:`register_cases`' table, in order (also those of a table without rows)."""
+def result_columns(judge: Judge | None = None, unrelated: bool = False, fields: Sequence[str] = ()) -> list[str]:
+    """The columns of :func:`register_cases`' table, in order (also those of a table without rows).
+
+    ``fields``: the columns of a deformable run and of a field's scores, before the message.
+    """
     judged = [] if judge is None else [*FEATURES, *(["confidence", "accepted"] if judge.calibration else [])]
     return [
         "case", *(["partner"] if unrelated else []), "image_id", "stratum", "width", "height",
         "initial_displacement_px", "method", "input", "direction", "reference_modality", "floating_modality",
         "status", "metric", "seconds", "error_px", *(f"est_{k}" for k in MATRIX_KEYS),
-        *(f"true_{k}" for k in MATRIX_KEYS), *judged, "message",
+        *(f"true_{k}" for k in MATRIX_KEYS), *judged, *fields, "message",
     ]  # fmt: skip
+
+
+def deformable_result(
+    rigid: RegistrationResult | None, deformed: DeformableResult, method: str
+) -> RegistrationResult:
+    """One row's result of a deformable run: the deformable stage's after the rigid method's (``None``: none).
+
+    Its matrix is the affine closest to the total field (the rigid start where the stage failed),
+    its status the stage's, its metric the rigid method's (else the stage's), its seconds both
+    stages', its message both messages, the stage's named by ``method``.
+    """
+    matrix = affine_of_field(deformed.field) if deformed.ok else IDENTITY if rigid is None else rigid.matrix
+    messages = [rigid.message] if rigid is not None and rigid.message else []
+    return RegistrationResult(
+        matrix,
+        deformed.status,
+        deformed.metric if rigid is None else rigid.metric,
+        deformed.seconds + (0.0 if rigid is None else rigid.seconds),
+        "; ".join([*messages, f"{method}: {deformed.message}"]),
+    )
+
+
+def _total_field(result: RegistrationResult, deformed: DeformableResult | None, case: Any) -> np.ndarray:
+    """The case's total field: the deformable stage's where it succeeded, else the field of the row's matrix."""
+    if deformed is not None and deformed.ok:
+        return deformed.field
+    return affine_to_field(result.matrix, (int(case.height), int(case.width)))
 
 
 @dataclass(frozen=True)

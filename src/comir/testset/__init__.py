@@ -26,6 +26,15 @@ before they are written, in their stored dtype; the cases table then gains the
 columns ``shift_modality``, ``shift_kind`` and ``shift_severity``.  Without a
 shift nothing is drawn and the files are those of a test set without the key.
 
+A drawn test set can also deform its floating patches by a known smooth field
+(``deformation: {max_displacement_px, smoothness_px, landmark_spacing_px}``,
+:mod:`comir.testset.deformation`, docs/explanation/deformable.md): each case's
+floating patches are sampled through its seeded field and the transform together,
+and its true total field and landmarks are written next to its patches; the cases
+table then gains the columns ``deformation_max_displacement_px``,
+``deformation_smoothness_px`` and ``landmarks``.  Without the key nothing is drawn
+and the files are those of a test set without it.
+
 For every case both modalities get the *same* transform, so the same case can
 be registered in both directions. The floating patch is resampled from the
 full source image (never from the reference patch), so no padding or border
@@ -55,6 +64,7 @@ from comir.geometry import MATRIX_KEYS
 from comir.imaging.preprocess import SLOTS, check_image_sizes
 from comir.imaging.shifts import Shift, case_rng
 from comir.io import InputError, read_image, write_tiff
+from comir.testset.deformation import Deformation, landmarks, sample_points, true_field, write_truth
 from comir.testset.prebuilt import import_prebuilt_testset
 from comir.testset.table import TESTSET_COLUMNS, case_labels, cases_table
 
@@ -110,12 +120,14 @@ class TestSetRecipe:
     seed: int = 0
     max_draws: int = 100_000
     shift: Shift | None = None  # one modality's patches degraded (comir.imaging.shifts); None: as drawn
+    deformation: Deformation | None = None  # floating patches deformed (comir.testset.deformation); None: rigid
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], seed: int) -> TestSetRecipe:
         """The recipe of one of a data set's ``testsets`` in the configuration, drawn with ``seed``."""
         strata = tuple(Stratum(s["name"], s.get("max_displacement_px"), int(s["count"])) for s in cfg.get("strata", []))
-        kwargs = {k: v for k, v in cfg.items() if k not in ("strata", "multiregeval", "prebuilt", "shift", "split")}
+        sections = ("strata", "multiregeval", "prebuilt", "shift", "split", "deformation")
+        kwargs = {k: v for k, v in cfg.items() if k not in sections}
         mre = cfg.get("multiregeval", {})
         renamed = {
             "levels": mre.get("levels"),
@@ -131,7 +143,8 @@ class TestSetRecipe:
             kwargs["scale_range"] = (low, high)
         if strata:
             kwargs["strata"] = strata
-        return cls(seed=seed, shift=Shift.from_config(cfg.get("shift")), **kwargs)
+        shift, deformation = Shift.from_config(cfg.get("shift")), Deformation.from_config(cfg.get("deformation"))
+        return cls(seed=seed, shift=shift, deformation=deformation, **kwargs)
 
     def max_reach(self) -> float:
         """Largest distance from the patch centre at which a floating patch samples the source."""
@@ -143,7 +156,10 @@ class TestSetRecipe:
             shift = self.translation_px
         half = (self.patch_size - 1) / 2
         # A floating pixel p (relative to the centre) samples R^T (p - t) / s; each component
-        # is at most (|cos| + |sin|) * (half + shift) / s, which grows up to 45 degrees.
+        # is at most (|cos| + |sin|) * (half + shift) / s, which grows up to 45 degrees. A
+        # deformation moves p by at most its largest displacement first.
+        if self.deformation is not None:
+            half += self.deformation.max_displacement_px
         spread = math.sqrt(2) if rot >= math.pi / 4 else math.cos(rot) + math.sin(rot)
         return spread * (half + shift) / self.scale_range[0] + 2  # +2 px for the cubic kernel's support
 
@@ -246,24 +262,34 @@ _INTERPOLATION = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "cub
 
 
 def extract_patches(
-    image: np.ndarray, origin: tuple[float, float], truth: np.ndarray, size: int, interpolation: str
+    image: np.ndarray,
+    origin: tuple[float, float],
+    truth: np.ndarray,
+    size: int,
+    interpolation: str,
+    displacement: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cut the reference patch at ``origin`` and the floating patch of the same place.
 
     ``floating(p) = source(truth @ p + origin)``: the floating pixel ``p`` shows
     the reference point ``truth(p)``, i.e. the source point offset by the crop.
+    With a ``displacement`` (a backward field on the floating grid) the floating
+    patch is deformed in the same single interpolation: ``floating(p) =
+    source(truth @ (p + u(p)) + origin)``.
     """
     x0, y0 = origin
     reference = image[int(y0) : int(y0) + size, int(x0) : int(x0) + size]
     sample = truth.copy()
     sample[:, 2] += (x0, y0)
-    floating = cv2.warpAffine(
-        image,
-        sample,
-        (size, size),
-        flags=_INTERPOLATION[interpolation] | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REFLECT_101,  # only reached if a caller skips the size check
-    )
+    border = cv2.BORDER_REFLECT_101  # only reached if a caller skips the size check
+    if displacement is None:
+        floating = cv2.warpAffine(
+            image, sample, (size, size), flags=_INTERPOLATION[interpolation] | cv2.WARP_INVERSE_MAP, borderMode=border
+        )
+    else:
+        source = geometry.apply(sample, sample_points(displacement)).astype(np.float32)
+        maps = [np.ascontiguousarray(source[..., k]) for k in range(2)]
+        floating = cv2.remap(image, *maps, _INTERPOLATION[interpolation], borderMode=border)
     return reference.copy(), floating
 
 
@@ -280,7 +306,10 @@ def build_testset(
     spread over its images round-robin in a seeded random order.  With a
     ``recipe.shift``, its modality's patches are shifted before they are
     written (the full scale of their stored values: that modality's
-    ``max_value`` in ``modalities``, by default the dtype's).
+    ``max_value`` in ``modalities``, by default the dtype's).  With a
+    ``recipe.deformation``, case ``i``'s floating patches are deformed by its
+    field (:meth:`Deformation.draw` with the recipe's seed and ``i``) and its
+    truth is written next to them (:func:`comir.testset.deformation.write_truth`).
     """
     if pairs.empty:
         raise InputError(f"the {split} split is empty: no images to build a test set from")
@@ -294,6 +323,7 @@ def build_testset(
     reach = recipe.max_reach()
     lo = reach - (size - 1) / 2  # the patch origin must keep the whole reach inside the image
     by_id = pairs.set_index("id")
+    deformation, counts = recipe.deformation, {}  # landmarks per case (with a deformation)
     for image_id, group in cases.groupby("image_id", sort=False):
         images = {slot: read_image(by_id.loc[image_id, f"path_{slot}"]) for slot in SLOTS}
         height, width = images["A"].shape[:2]
@@ -312,13 +342,22 @@ def build_testset(
                 x0, y0 = (width - size) // 2, (height - size) // 2
             cases.loc[index, ["crop_x", "crop_y"]] = (x0, y0)
             truth = row[[f"true_{k}" for k in MATRIX_KEYS]].to_numpy(float).reshape(2, 3)
+            displacement = None if deformation is None else deformation.draw(recipe.seed, index, size)
             for slot in SLOTS:
-                ref, flo = extract_patches(images[slot], (x0, y0), truth, size, recipe.interpolation)
+                ref, flo = extract_patches(images[slot], (x0, y0), truth, size, recipe.interpolation, displacement)
                 if recipe.shift is not None and slot == recipe.shift.modality:
                     ref, flo = _shifted(recipe.shift, recipe.seed, index, (ref, flo), modalities)
                 write_tiff(out_dir / f"{row['case']}_{slot}_ref.tif", ref)
                 write_tiff(out_dir / f"{row['case']}_{slot}_flo.tif", flo)
-    return _with_shift_columns(cases, recipe.shift)
+            if deformation is not None:
+                field = true_field(truth, displacement, (size, size))
+                points = landmarks(field, (size, size), deformation.landmark_spacing_px)
+                write_truth(out_dir, row["case"], field, points)
+                counts[index] = len(points)
+    cases = _with_shift_columns(cases, recipe.shift)
+    if deformation is None:
+        return cases
+    return cases.assign(**deformation.columns(), landmarks=pd.Series(counts))
 
 
 def _shifted(

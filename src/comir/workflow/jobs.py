@@ -16,7 +16,7 @@ from typing import Any
 from comir.config import ENSEMBLE_METHODS, ensemble_members, network_variants, stress_testset_name
 from comir.data.pairs import image_files
 from comir.io import IMAGE_SUFFIXES
-from comir.register import uses_originals
+from comir.register import registers_deformably, uses_originals
 
 #: The registration "source" of runs on the original images (its results live under
 #: results/<dataset>/original/, shared by all variants).
@@ -148,13 +148,23 @@ def reads_originals(config: Config, dataset: str, source: str, run: str) -> bool
     return not on_originals and uses_originals(spec["method"], spec.get("params"))
 
 
+def deformation_testsets(config: Config, dataset: str) -> list[str]:
+    """A dataset's test sets with a known deformation (a ``deformation`` section), in configured order."""
+    return [name for name, spec in dataset_config(config, dataset)["testsets"].items() if "deformation" in spec]
+
+
 # --- calibrated confidence (config `confidence`; docs/method.md, section 15) -------------------
 
 
 def calibrates(config: Config, dataset: str, run: str) -> bool:
-    """Whether a registration run is calibrated: the dataset has a confidence section and the run registers CoMIRs."""
+    """Whether a registration run is calibrated: the dataset has a confidence section and the run registers CoMIRs.
+
+    Not a deformable run: the confidence judges a matrix, and a model file keeps one calibration
+    per method and parameters, which a rigid run and the same run with a deformable stage share.
+    """
     cfg = dataset_config(config, dataset)
-    return cfg["confidence"] is not None and "comir" in cfg["registration"][run]["inputs"]
+    spec = cfg["registration"][run]
+    return cfg["confidence"] is not None and "comir" in spec["inputs"] and not registers_deformably(spec)
 
 
 def calibrated_runs(config: Config, dataset: str) -> list[str]:

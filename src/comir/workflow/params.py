@@ -189,7 +189,7 @@ def gpu(config: Config, dataset: str, section: str, variant: str | None = None) 
 
 
 def registration_params(config: Config, dataset: str, source: str, run: str) -> dict[str, Any]:
-    """The run's method and parameters (which inputs it has are other jobs).
+    """The run's method and parameters (which inputs it has are other jobs), and its deformable stage where set.
 
     On an ensemble's CoMIRs the cascade is also told how many networks' they are (``networks``
     among its parameters: the cascade's option, default 1). One network's CoMIRs get no such key:
@@ -201,7 +201,8 @@ def registration_params(config: Config, dataset: str, source: str, run: str) -> 
         Where the run is not configured for the source's input
         (:func:`comir.workflow.jobs.registration_spec`).
     """
-    run_spec = pick(registration_spec(config, dataset, source, run), ("method", "params"))
+    spec = registration_spec(config, dataset, source, run)
+    run_spec = add_if_set(pick(spec, ("method", "params")), "deformable", spec.get("deformable"))
     networks = source_networks(config, dataset, source)
     if len(networks) > 1:  # an ensemble registers with ENSEMBLE_METHODS only (comir.workflow.jobs)
         run_spec["params"] = ensemble_params(run_spec["method"], run_spec.get("params"), len(networks))
@@ -219,18 +220,30 @@ def input_label(config: Config, dataset: str, source: str) -> str:
     return source if kind == "translated" else kind
 
 
-def statistics_settings(config: Config, dataset: str) -> dict[str, Any]:
-    """A dataset's evaluation settings as every statistic but the variant comparison reads them.
+# Evaluation settings that one rule alone reads: the others' params leave them out, so setting one
+# reruns nothing else.
+COMPARISON_ONLY = ("reference_variant",)  # compare_variants
+TRE_ONLY = ("tre_thresholds_px",)  # evaluate_tre
 
-    Without reference_variant: it concerns compare_variants alone, so setting it reruns nothing else.
+
+def statistics_settings(config: Config, dataset: str) -> dict[str, Any]:
+    """A dataset's evaluation settings as every statistic but the variant comparison and the TRE table read them.
+
+    Without :data:`COMPARISON_ONLY` and :data:`TRE_ONLY`.
     """
     evaluation = dataset_config(config, dataset)["evaluation"]
-    return canonical({key: value for key, value in evaluation.items() if key != "reference_variant"})
+    return canonical({key: value for key, value in evaluation.items() if key not in COMPARISON_ONLY + TRE_ONLY})
 
 
 def comparison_settings(config: Config, dataset: str) -> dict[str, Any]:
-    """A dataset's evaluation settings as compare_variants reads them (all of them)."""
-    return canonical(dataset_config(config, dataset)["evaluation"])
+    """A dataset's evaluation settings as compare_variants reads them (all but :data:`TRE_ONLY`)."""
+    evaluation = dataset_config(config, dataset)["evaluation"]
+    return canonical({key: value for key, value in evaluation.items() if key not in TRE_ONLY})
+
+
+def tre_settings(config: Config, dataset: str) -> dict[str, Any]:
+    """What evaluate_tre reads of a dataset's evaluation settings: the TRE thresholds and the failure fraction."""
+    return canonical(pick(dataset_config(config, dataset)["evaluation"], ("failure_fraction", *TRE_ONLY)))
 
 
 def evaluation_provenance(config: Config, dataset: str, variant: str, testset: str) -> dict[str, Any]:

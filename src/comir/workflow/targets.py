@@ -24,6 +24,7 @@ from comir.workflow.jobs import (
     calibration_testset,
     comparison_jobs,
     dataset_config,
+    deformation_testsets,
     evaluated_apply_jobs,
     folder_images,
     judged_with_calibration,
@@ -150,6 +151,13 @@ def registration_images(config: Config, dataset: str, source: str, testset: str)
 def registration_originals(config: Config, dataset: str, source: str, testset: str, run: str) -> Target | list[Target]:
     """The original patches where a run also reads them (:func:`~comir.workflow.jobs.reads_originals`), else ``[]``."""
     if not reads_originals(config, dataset, source, run):
+        return []
+    return testset_images(dataset, testset)
+
+
+def registration_truth(config: Config, dataset: str, testset: str) -> Target | list[Target]:
+    """The test set's patches, beside which a deformation test set keeps each case's true field; else ``[]``."""
+    if testset not in deformation_testsets(config, dataset):
         return []
     return testset_images(dataset, testset)
 
@@ -395,8 +403,9 @@ def dataset_targets(config: Config, dataset: str) -> list[Target]:
 
     Per trained variant its loss curve; per variant with networks and test set its CoMIR examples
     and agreement; per variant and test set the tables and figures of its evaluation and timing
-    (with several variants their comparison); the stress curves, representations and confidence
-    where configured; the translation baselines' loss curves and Fig. 3.
+    (with several variants their comparison), and on a test set with a deformation its TRE tables
+    and eCDF; the stress curves, representations and confidence where configured; the translation
+    baselines' loss curves and Fig. 3.
     """
     cfg = dataset_config(config, dataset)
     variants, testsets, networks = list(cfg["variants"]), list(cfg["testsets"]), network_variants(cfg)
@@ -406,6 +415,9 @@ def dataset_targets(config: Config, dataset: str) -> list[Target]:
     evaluation = ["success_md", "wilcoxon_md", "ecdf", "displacement", "bars"]
     per_testset = combinations("evaluate", evaluation, dataset=dataset, variant=variants, testset=testsets)
     per_testset += combinations("timing", ["markdown"], dataset=dataset, variant=variants, testset=testsets)
+    deformed = deformation_testsets(config, dataset)
+    per_testset += combinations("evaluate_tre", ["markdown", "wilcoxon_md", "ecdf"], dataset=dataset,
+                                variant=variants, testset=deformed)  # fmt: skip
     targets = [*combinations("train", ["plot"], dataset=dataset, variant=trained), *per_network, *per_testset]
     if len(variants) > 1:
         comparison = ["markdown", "success_md", "figure"]

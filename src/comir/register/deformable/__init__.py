@@ -40,5 +40,6 @@ every pixel for their metric (no random sampling) unless ``sampling_fraction`` <
 ``seed``; elastix samples with its ``RandomSeed`` = ``seed``.
 
 Modules: :mod:`.base` (the result and the steps the methods share), :mod:`.bspline`,
-:mod:`.demons` and :mod:`.elastix_bspline` (one method each).
+:mod:`.demons` and :mod:`.elastix_bspline` (one method each), :mod:`.stage` (the methods by
+name, configured: a registration run's deformable stage or method).
 """

@@ -1,0 +1,84 @@
+"""The deformable methods by name, configured once: a registration run's deformable stage or method.
+
+The configuration names a method (:data:`DEFORMABLE_METHODS`) and its keyword parameters;
+:class:`DeformableStage` checks their names when it is built (the configuration is read) and
+passes them, with the run's seed where the method takes one, to every call. Their values are
+checked by the method itself, when the first pair is registered: elastix's checks need its
+slow import (:mod:`comir.register.deformable.elastix_bspline`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from comir.register.deformable.base import DeformableResult
+from comir.register.deformable.bspline import bspline_register
+from comir.register.deformable.demons import demons_register
+from comir.register.deformable.elastix_bspline import elastix_bspline_register
+
+#: The deformable registration methods by their configuration name.
+DEFORMABLE_METHODS: dict[str, Callable[..., DeformableResult]] = {
+    "bspline": bspline_register,
+    "demons": demons_register,
+    "elastix_bspline": elastix_bspline_register,
+}
+
+
+def parameter_names(method: str) -> list[str]:
+    """The keyword parameters of deformable method ``method`` that a configuration may set (not ``seed``)."""
+    signature = inspect.signature(DEFORMABLE_METHODS[method])
+    return [p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY and p.name != "seed"]
+
+
+@dataclass(frozen=True)
+class DeformableStage:
+    """A deformable method with its parameters and seed: ``register(reference, floating, initial_matrix)``.
+
+    Attributes
+    ----------
+    method : str
+        A name of :data:`DEFORMABLE_METHODS`.
+    params : Mapping
+        Its keyword parameters (names checked here, values by the method).
+    seed : int
+        The seed of the methods that sample (``seed`` is not a parameter).
+
+    Raises
+    ------
+    ValueError
+        For an unknown method or parameter name (listing the known ones).
+    """
+
+    method: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in DEFORMABLE_METHODS:
+            raise ValueError(
+                f"unknown deformable method {self.method!r}; known methods: {', '.join(sorted(DEFORMABLE_METHODS))}"
+            )
+        accepted = parameter_names(self.method)
+        unknown = sorted(key for key in self.params if key not in accepted)
+        if unknown:
+            hint = " (the run's seed is passed on)" if "seed" in unknown else ""
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(map(repr, unknown))} for deformable method "
+                f"{self.method!r}{hint}; accepted: {', '.join(accepted)}"
+            )
+
+    def register(
+        self, reference: np.ndarray, floating: np.ndarray, initial_matrix: np.ndarray | None = None
+    ) -> DeformableResult:
+        """The method's result for one pair from ``initial_matrix`` (``None``: centre onto centre)."""
+        function = DEFORMABLE_METHODS[self.method]
+        seeded = {"seed": int(self.seed)} if "seed" in inspect.signature(function).parameters else {}
+        return function(reference, floating, initial_matrix, **self.params, **seeded)
+
+
+__all__ = ["DEFORMABLE_METHODS", "DeformableStage", "parameter_names"]
