@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import tifffile
 
+from comir import geometry
 from comir.calibration import (
     FEATURES,
     NO_EVIDENCE,
@@ -141,16 +142,30 @@ def test_calibration_data_labels_true_pairs_by_error_and_unrelated_pairs_wrong()
     assert calibration_data(true.iloc[:0], unrelated.iloc[:0], 0.05).empty
 
 
-def _cases(ids, xs):
+def _cases(ids, xs, angle=0.0, dx=0.0):
+    """Cases of 100 px patches cut at ``xs`` (y 0) of images ``ids``.
+
+    Each floating patch is rotated by ``angle`` about its centre and shifted by ``dx`` (its truth).
+    """
+    truth = dict(zip((f"true_{k}" for k in MATRIX_KEYS), geometry.rigid_matrix(
+        math.radians(angle), dx, 0.0, center=(50.0, 50.0)).ravel()))  # fmt: skip
     return pd.DataFrame({"case": [f"c{i}" for i in range(len(ids))], "image_id": ids, "crop_x": xs, "crop_y": 0,
-                         "width": 100})  # fmt: skip
+                         "width": 100, "height": 100, **truth})  # fmt: skip
 
 
 def test_an_unrelated_partner_shows_another_place():
     cases = _cases(["a", "a", "b", "b"], [0, 10, 0, 10])
     assert unrelated_partner(cases, 0) == "c2"  # the other image, half the table away
     assert unrelated_partner(_cases(["a", "a"], [0, 50]), 0) is None  # overlapping crops of one image
-    assert unrelated_partner(_cases(["a", "a"], [0, 200]), 0) == "c1"  # two sides apart
+    assert unrelated_partner(_cases(["a", "a"], [0, 100]), 0) == "c1"  # side by side: nothing shared
+    # The floating patch shows its place as its truth maps it: shifted by 30 px it reaches back into c0's
+    # patch; rotated by 45 deg its corners reach 21 px beyond its own crop.
+    assert unrelated_partner(_cases(["a", "a"], [0, 100], dx=-30.0), 0) is None
+    assert unrelated_partner(_cases(["a", "a"], [0, 115], angle=45.0), 0) is None
+    assert unrelated_partner(_cases(["a", "a"], [0, 125], angle=45.0), 0) == "c1"
+    deformed = _cases(["a", "a"], [0, 103]).assign(deformation_max_displacement_px=6.0)
+    assert unrelated_partner(deformed, 0) is None  # within the deformation's reach
+    assert unrelated_partner(_cases(["a", "a"], [-1, -1]), 0) is None  # places unknown (prebuilt)
     assert unrelated_partner(_cases(["a"], [0]), 0) is None
 
 

@@ -296,9 +296,12 @@ class Judge:
 def unrelated_partner(cases: pd.DataFrame, index: int) -> str | None:
     """The case whose floating patch shows nothing of case ``index``'s reference patch; None if none does.
 
-    The first case from half the table on (cycling) that is cut from another
-    image or whose patch origin lies at least twice the patch side away (the
-    floating patch reaches at most about one side beyond its reference's).
+    The first case from half the table on (cycling) that is cut from another image, or from the
+    same image where the box around everything its floating patch shows (its corners mapped by
+    its true transform, widened by the largest displacement of a deformation test set) lies
+    outside the reference patch: so one large image (a scene cut into strips) gives unrelated
+    pairs too.  Cases whose place in the image is not known (``crop_x`` < 0: prebuilt test
+    sets) pair only with other images.
     """
     n = len(cases)
     here = cases.iloc[index]
@@ -306,10 +309,27 @@ def unrelated_partner(cases: pd.DataFrame, index: int) -> str | None:
         other = cases.iloc[(index + step) % n]
         if other["case"] == here["case"]:
             continue
-        apart = max(abs(float(other[key]) - float(here[key])) for key in ("crop_x", "crop_y"))
-        if other["image_id"] != here["image_id"] or apart >= 2 * float(here["width"]):
+        if other["image_id"] != here["image_id"] or _apart(here, other):
             return str(other["case"])
     return None
+
+
+def _apart(reference_case: pd.Series, floating_case: pd.Series) -> bool:
+    """Whether the floating patch of ``floating_case`` shows nothing of the reference patch of ``reference_case``.
+
+    Both of one image; their patch origins ``crop_x``, ``crop_y`` in it (unknown below 0: not apart).
+    """
+    origins = [np.array([float(case["crop_x"]), float(case["crop_y"])]) for case in (reference_case, floating_case)]
+    if min(origins[0].min(), origins[1].min()) < 0:
+        return False
+    width, height = float(floating_case["width"]), float(floating_case["height"])
+    truth = np.array([float(floating_case[f"true_{k}"]) for k in MATRIX_KEYS]).reshape(2, 3)
+    corners = geometry.apply(truth, np.array([[0.0, 0.0], [width, 0.0], [0.0, height], [width, height]]))
+    margin = float(floating_case.get("deformation_max_displacement_px", 0.0) or 0.0)
+    low = corners.min(axis=0) + origins[1] - margin - origins[0]  # in the reference patch's pixels
+    high = corners.max(axis=0) + origins[1] + margin - origins[0]
+    size = np.array([float(reference_case["width"]), float(reference_case["height"])])
+    return bool((high <= 0).any() or (low >= size).any())
 
 
 def results_evidence(
