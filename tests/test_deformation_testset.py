@@ -13,7 +13,9 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from comir.deformation import affine_of_field, affine_to_field, inside_mask, map_points, warp_image
+from comir.deformation.affine import affine_of_field, affine_to_field
+from comir.deformation.landmarks import map_points
+from comir.deformation.warp import inside_mask, warp_image
 from comir.evaluate.tables import to_markdown, wilcoxon_table
 from comir.evaluate.tre import tre_results, tre_table
 from comir.geometry import MATRIX_KEYS, rigid_matrix
