@@ -82,4 +82,4 @@ clean:
 
 # config/README.md ends with the key table generated from the schema (a test checks it is current).
 config-docs: setup
-	$(BIN)/python -c "import pathlib, comir.config as c; p = pathlib.Path('config/README.md'); t = p.read_text(); head = t[: t.index(c.REFERENCE_MARKER)]; p.write_text(head + c.REFERENCE_MARKER + '\n\n' + c.schema_reference())"
+	$(BIN)/python -c "import pathlib, comir.config.reference as c; p = pathlib.Path('config/README.md'); t = p.read_text(); head = t[: t.index(c.REFERENCE_MARKER)]; p.write_text(head + c.REFERENCE_MARKER + '\n\n' + c.schema_reference())"

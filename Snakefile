@@ -20,7 +20,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.getenv("PYTHONPATH")]))
 )
 
-from comir.config import validate_config  # noqa: E402
+from comir.config.validate import validate_config  # noqa: E402
 
 # --configfile is deep-merged onto a `configfile:` directive, which would mix the
 # demo dataset into every user's run; so the demo is the default only when no

@@ -3,7 +3,7 @@
 A measurement of :mod:`comir.register.deformable` on a finished run's test set before the
 deformation test sets are part of the workflow (docs/explanation/deformable.md). For each case
 and direction: the test set's floating patch (already rigidly moved, truth in ``cases.csv``) is
-deformed by a random smooth invertible field (:func:`comir.deformation.random_displacement`,
+deformed by a random smooth invertible field (:func:`comir.deformation.synthetic.random_displacement`,
 ``--max-displacement`` and ``--smoothness`` px, seeded per case); its CoMIR is computed by the
 run's networks of ``--variant``; then
 
@@ -36,8 +36,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from comir.config import load_config, variant_config
-from comir.deformation import affine_to_field, folding_fraction, random_displacement, warp_image
+from comir.config.validate import load_config
+from comir.config.variants import variant_config
+from comir.deformation.affine import affine_to_field
+from comir.deformation.jacobian import folding_fraction
+from comir.deformation.synthetic import random_displacement
+from comir.deformation.warp import warp_image
 from comir.evaluate.deformation_metrics import tre
 from comir.geometry import MATRIX_KEYS
 from comir.imaging.preprocess import prepare_modality_image

@@ -84,6 +84,24 @@ def _one_torch_thread():
         yield
 
 
+@pytest.fixture(autouse=True)
+def _thread_counts_restored():
+    """Each test leaves PyTorch's and OpenCV's thread counts as it found them.
+
+    Code under test sets them for the rest of the process: ``python -m comir register`` its
+    ``--threads`` (2 by default), a training its ``threads``. Left at 2, the OpenMP spin-waits of
+    the paragraph above made the next PyTorch tests of the worker ~10x slower (a C4-averaged
+    equivariance test: 0.9 s after another test, 8.4 s after one that ran the command).
+    """
+    torch, cv2 = sys.modules.get("torch"), sys.modules.get("cv2")
+    before = (torch and torch.get_num_threads(), cv2 and cv2.getNumThreads())
+    yield
+    if torch is not None and torch.get_num_threads() != before[0]:
+        torch.set_num_threads(before[0])
+    if cv2 is not None and cv2.getNumThreads() != before[1]:
+        cv2.setNumThreads(before[1])
+
+
 # --- the tiers ------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from comir.config import section_defaults
+from comir.config.schema import section_defaults
 from comir.imaging.preprocess import prepare_modality_image
 from comir.imaging.stain import HED_FROM_RGB, macenko_normalize, macenko_stains
 from comir.inference.engines import inference_network

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import comir.training.loop as training_loop
-from comir.config import load_schema, section_defaults
+from comir.config.schema import load_schema, section_defaults
 from comir.training.ablations import region_masks
 from comir.training.loop import build_models, train, training_fingerprint
 from comir.training.loss import (

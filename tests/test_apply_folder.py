@@ -22,7 +22,8 @@ from comir.apply.results import (
     summarise,
     with_errors,
 )
-from comir.config import ConfigError, validate_config
+from comir.config.schema import ConfigError
+from comir.config.validate import validate_config
 from comir.geometry import MATRIX_KEYS
 from comir.io import InputError
 from comir.network.checkpoint import save_checkpoint
@@ -30,7 +31,9 @@ from comir.network.model import Tiramisu, TiramisuConfig
 from helpers.registration_cases import make_pair, texture
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {"reference": "fine", "method": "fft_search", "params": {"score": "ncc"}}
+# The FFT search over +-45 deg: every pair's rotation (up to 40 deg, MOVES) and the identity inside, a quarter
+# of the angles of the whole circle.
+SETTINGS = {"reference": "fine", "method": "fft_search", "params": {"score": "ncc", "angle_range_deg": 45}}
 
 
 def save_twin(path: Path, seed: int) -> Path:

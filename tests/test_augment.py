@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from comir.config import ConfigError, validate_config
+from comir.config.schema import ConfigError
+from comir.config.validate import validate_config
 from comir.imaging.stain import HED_FROM_RGB, RGB_FROM_HED
 from comir.training.augment import augment_patches, stain_jitter
 from comir.training.loop import training_fingerprint

@@ -17,6 +17,9 @@ from comir.register.coarse_to_fine import CoarseToFine, coarse_to_fine
 from helpers.registration_cases import make_pair, pair_error, texture
 
 SIDE = 1024
+# The FFT search over +-30 deg: the pairs' rotations (17 and 20 deg) and the identity inside, a sixth of the
+# angles of the whole circle.
+FFT = {"angle_range_deg": 30}
 
 
 @functools.lru_cache(maxsize=None)
@@ -38,7 +41,7 @@ def large_pair(scale: float = 1.0, angle_deg: float = 17.0):
 
 def test_below_max_px_the_method_runs_as_it_is():
     reference, floating, _ = make_pair(20.0, (12.0, -8.0))
-    method = make_method("fft_search", {}, 0)
+    method = make_method("fft_search", FFT, 0)
     plain, wrapped = method.register(reference, floating), CoarseToFine(method, 256).register(reference, floating)
     np.testing.assert_array_equal(wrapped.matrix, plain.matrix)
     assert wrapped.message == plain.message
@@ -46,7 +49,7 @@ def test_below_max_px_the_method_runs_as_it_is():
 
 def test_a_large_pair_is_registered_at_a_coarse_level_and_refined_by_blocks():
     reference, floating, truth = large_pair()
-    method = make_method("fft_search", {"refine": False}, 0)
+    method = make_method("fft_search", {**FFT, "refine": False}, 0)
     wrapped = CoarseToFine(method, 256)
     result = wrapped.register(reference, floating)
     assert result.ok and "coarse level 1/4.00" in result.message and "refined by" in result.message, result.message
@@ -74,7 +77,7 @@ def test_masks_reach_the_coarse_method_and_the_blocks():
     yy, xx = np.mgrid[:SIDE, :SIDE]
     invalid = (xx + yy) < 0.8 * SIDE  # the same zero-filled corner in both (tests/test_masks.py)
     reference[invalid] = floating[invalid] = 0
-    wrapped = CoarseToFine(make_method("fft_search", {}, 0), 256)
+    wrapped = CoarseToFine(make_method("fft_search", FFT, 0), 256)
     masked = wrapped.register(reference, floating, reference_mask=~invalid, floating_mask=~invalid)
     assert masked.ok and pair_error(masked.matrix, truth, floating) < 0.5, masked.message
     plain = wrapped.register(reference, floating)
@@ -85,7 +88,7 @@ def test_too_few_matching_blocks_keep_the_coarse_estimate_and_say_so():
     reference, floating, _ = large_pair()
     flat = np.full_like(floating, 0.5)
     flat[:, : SIDE // 2] = floating[:, : SIDE // 2]  # texture in one half only: few blocks to match
-    method = make_method("fft_search", {}, 0)
+    method = make_method("fft_search", FFT, 0)
     result = CoarseToFine(method, 256, block_px=256, min_blocks=20).register(reference, flat)
     assert result.ok and "coarse estimate kept" in result.message, result.message
 

@@ -2,7 +2,9 @@ import copy
 
 import pytest
 
-from comir.config import ConfigError, load_config, validate_config, variant_config
+from comir.config.schema import ConfigError
+from comir.config.validate import load_config, validate_config
+from comir.config.variants import variant_config
 from helpers.project import ROOT, demo
 
 # Shipped overlays and the configuration they are merged onto (--configfile base overlay).
@@ -257,7 +259,7 @@ def test_pairs_source_needs_a_split():
 
 
 def test_config_readme_documents_every_key_of_the_schema():
-    from comir.config import REFERENCE_MARKER, schema_reference
+    from comir.config.reference import REFERENCE_MARKER, schema_reference
 
     text = (ROOT / "config" / "README.md").read_text()
     assert text.split(REFERENCE_MARKER, 1)[1].strip() == schema_reference().strip(), "run `make config-docs`"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from comir.config import load_schema, node_defaults, section_defaults
+from comir.config.schema import load_schema, node_defaults, section_defaults
 from comir.network.model import TiramisuConfig
 from comir.testset import TestSetRecipe
 from comir.training.settings import TrainingConfig

@@ -14,8 +14,12 @@ import math
 import numpy as np
 import pytest
 
-from comir import deformation as d
 from comir import geometry as g
+from comir.deformation.affine import compose_affine
+from comir.deformation.algebra import invert_field
+from comir.deformation.landmarks import map_points
+from comir.deformation.synthetic import random_displacement
+from comir.deformation.warp import warp_image
 from comir.register.deformable import demons
 from comir.register.deformable.bspline import bspline_register
 from comir.register.deformable.demons import demons_register
@@ -29,7 +33,7 @@ INTERIOR = (slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
 
 def floating_for(reference: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """The floating image whose backward field onto ``reference`` is ``truth``: ``reference`` warped by its inverse."""
-    return d.warp_image(reference, d.invert_field(truth), order=3, mode="nearest")
+    return warp_image(reference, invert_field(truth), order=3, mode="nearest")
 
 
 def interior_errors(field: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -42,7 +46,7 @@ def interior_errors(field: np.ndarray, truth: np.ndarray) -> np.ndarray:
 def case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(reference, floating, truth): a 3 px smooth deformation of a 112 px texture."""
     reference = np.array(texture(SIZE, seed=3, lines=False))
-    truth = d.random_displacement(reference.shape, 3.0, 48, 1)
+    truth = random_displacement(reference.shape, 3.0, 48, 1)
     return reference, floating_for(reference, truth), truth
 
 
@@ -55,12 +59,12 @@ def shifted_case() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """
     reference = np.array(texture(SIZE, seed=5, lines=False))
     matrix = g.rigid_matrix(0.0, 3.5, -2.25)
-    residual = d.random_displacement(reference.shape, 1.5, 48, 2)
+    residual = random_displacement(reference.shape, 1.5, 48, 2)
     rows, cols = np.indices(reference.shape, dtype=float)
     points = np.stack([cols.ravel(), rows.ravel()], axis=1)
-    sources = d.map_points(g.apply(matrix, points), d.invert_field(residual))
-    floating = d.warp_image(reference, (sources - points).reshape(reference.shape + (2,)), order=3, mode="nearest")
-    return reference, floating, matrix, d.compose_affine(matrix, residual)
+    sources = map_points(g.apply(matrix, points), invert_field(residual))
+    floating = warp_image(reference, (sources - points).reshape(reference.shape + (2,)), order=3, mode="nearest")
+    return reference, floating, matrix, compose_affine(matrix, residual)
 
 
 METHODS = {

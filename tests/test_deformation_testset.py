@@ -13,7 +13,9 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from comir.deformation import affine_of_field, affine_to_field, inside_mask, map_points, warp_image
+from comir.deformation.affine import affine_of_field, affine_to_field
+from comir.deformation.landmarks import map_points
+from comir.deformation.warp import inside_mask, warp_image
 from comir.evaluate.tables import to_markdown, wilcoxon_table
 from comir.evaluate.tre import tre_results, tre_table
 from comir.geometry import MATRIX_KEYS, rigid_matrix
@@ -23,7 +25,7 @@ from comir.register.cases import DEFORMABLE_SECONDS, register_cases
 from comir.register.deformable.stage import DeformableStage
 from comir.testset import TESTSET_COLUMNS, Stratum, TestSetRecipe, build_testset
 from comir.testset.deformation import FIELD_SCORE_COLUMNS, Deformation, FieldScorer, read_truth
-from helpers.registration_cases import texture
+from helpers.registration_cases import monomodal_pair
 
 DEFORMATION = Deformation(max_displacement_px=3.0, smoothness_px=48.0, landmark_spacing_px=12.0)
 RECIPE = TestSetRecipe(
@@ -31,12 +33,6 @@ RECIPE = TestSetRecipe(
     deformation=DEFORMATION,
 )  # fmt: skip
 MODALITIES = {"A": {"name": "fibres", "channels": 1}, "B": {"name": "copy", "channels": 1}}
-
-
-def monomodal_pair(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """An 8-bit texture (tests/helpers/registration_cases.py) and itself with another contrast."""
-    image = texture(size, seed)
-    return (255 * image).astype(np.uint8), (150 * image + 40).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

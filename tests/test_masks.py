@@ -16,11 +16,13 @@ from comir.register import make_method
 from comir.register.base import fill_invalid
 from helpers.registration_cases import make_colour_pair, make_pair, pair_error
 
-# Methods and settings that register the wedge pair (SIFT with the project's 256 px setting).
+# Methods and settings that register the wedge pair (SIFT with the project's 256 px setting). The global
+# searches over +-30 deg: the pair's rotation (20 deg) and the identity the unmasked borders pull to inside,
+# a sixth of the angles of the whole circle.
 METHODS = {
-    "fft_search": {},
+    "fft_search": {"angle_range_deg": 30},
     "sift": {"max_error_px": 8, "min_octave_px": 40},
-    "cascade": {},
+    "cascade": {"global_search": {"angle_range_deg": 30}},
     "mi": {"start_angles_deg": [-20, 0, 20]},
     # A tenth of the default iterations: 0.19 px through the masks (0.15 with the defaults), 4x faster.
     "alpha_amd": {"start_angles_rad": [-0.35, 0.0, 0.35], "iterations": [300, 100, 60]},

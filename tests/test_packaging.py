@@ -69,8 +69,9 @@ import json, sys
 from pathlib import Path
 site, src, demo = map(Path, sys.argv[1:4])
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != src]
-import comir, comir.config, yaml
-from comir.config import ConfigError, load_config, validate_config
+import comir, comir.config.schema, yaml
+from comir.config.schema import ConfigError
+from comir.config.validate import load_config, validate_config
 assert Path(comir.__file__).resolve().is_relative_to(site), comir.__file__
 load_config(demo)  # the shipped demo validates (raises ConfigError otherwise)
 config = yaml.safe_load(demo.read_text())
@@ -80,7 +81,7 @@ try:
     message = None
 except ConfigError as error:
     message = str(error)
-print(json.dumps({"file": comir.__file__, "schema": str(comir.config.SCHEMA), "message": message}))
+print(json.dumps({"file": comir.__file__, "schema": str(comir.config.schema.SCHEMA), "message": message}))
 """
 
 
@@ -104,7 +105,7 @@ def test_an_installed_wheel_validates_a_config_without_the_checkout(wheel, tmp_p
 
 def test_the_schema_has_one_home():
     # A second copy (Snakemake's customary workflow/schemas/) would drift from the packaged one.
-    from comir.config import SCHEMA
+    from comir.config.schema import SCHEMA
 
     assert Path(str(SCHEMA)).resolve() == (ROOT / "src" / "comir" / "schemas" / "config.schema.yaml").resolve()
     assert not (ROOT / "workflow" / "schemas").exists()

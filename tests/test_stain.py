@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from comir.config import ConfigError, validate_config
+from comir.config.schema import ConfigError
+from comir.config.validate import validate_config
 from comir.imaging.preprocess import prepare_modality_image
 from comir.imaging.stain import REFERENCE_STAINS, RGB_FROM_HED, stain_deconvolution
 from comir.training.augment import stain_jitter

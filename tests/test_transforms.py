@@ -101,10 +101,11 @@ def test_ransac_of_a_rigid_model_cannot_fit_a_scale():
         ("sift", {}, "affine", SHEAR),
         ("mi", {"start_angles_deg": [0.0]}, "similarity", similarity(1.08, 4.0)),
         ("mi", {"start_angles_deg": [0.0], "iterations": 400}, "affine", np.array([[1.05, 0.06], [-0.03, 0.96]])),
-        ("cascade", {}, "similarity", similarity(0.9, -25.0)),
-        ("fft_search", {}, "similarity", similarity(1.1, 15.0)),
-        ("fft_search", {}, "affine", SHEAR),
-        ("cascade", {"refine": "mi"}, "affine", SHEAR),
+        # The global searches over +-40 deg (the rotations, up to 25 deg, inside): a quarter of the whole circle.
+        ("cascade", {"global_search": {"angle_range_deg": 40}}, "similarity", similarity(0.9, -25.0)),
+        ("fft_search", {"angle_range_deg": 40}, "similarity", similarity(1.1, 15.0)),
+        ("fft_search", {"angle_range_deg": 40}, "affine", SHEAR),
+        ("cascade", {"refine": "mi", "global_search": {"angle_range_deg": 40}}, "affine", SHEAR),
     ],
 )
 def test_methods_recover_known_similarity_and_affine_transforms(method, params, kind, linear):

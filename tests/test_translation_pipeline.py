@@ -12,7 +12,8 @@ import tifffile
 import torch
 import yaml
 
-from comir.config import ConfigError, validate_config
+from comir.config.schema import ConfigError
+from comir.config.validate import validate_config
 from comir.translation.pipeline import (
     TranslationTraining,
     build_translators,

@@ -10,9 +10,9 @@ import pytest
 import tifffile
 import yaml
 
+from helpers.registration_cases import monomodal_pair
 from helpers.snakemake import planned_jobs
 from helpers.snakemake import run_snakemake as snakemake
-from test_deformation_testset import monomodal_pair
 
 EVALUATION = "results/mono/default/evaluation/deformed"
 TARGETS = [f"{EVALUATION}/tables/tre.csv", f"{EVALUATION}/tables/tre_wilcoxon.md", f"{EVALUATION}/figures/tre_ecdf.png"]

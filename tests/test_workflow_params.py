@@ -11,7 +11,8 @@ import sys
 import pytest
 import yaml
 
-from comir.config import ConfigError, validate_config
+from comir.config.schema import ConfigError
+from comir.config.validate import validate_config
 from comir.workflow import jobs, params, targets
 from comir.workflow.targets import Target
 from helpers.project import TINY_CONFIG

@@ -39,6 +39,12 @@ def texture(size: int = SOURCE, seed: int = 0, lines: bool = True) -> np.ndarray
     return image
 
 
+def monomodal_pair(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """An 8-bit :func:`texture` and itself with another contrast (a monomodal pair)."""
+    image = texture(size, seed)
+    return (255 * image).astype(np.uint8), (150 * image + 40).astype(np.uint8)
+
+
 def crop_pair(
     reference_source: np.ndarray,
     floating_source: np.ndarray,

@@ -33,7 +33,7 @@
 # Rule files define no functions (`snakemake --lint` objects to functions in a file that declares
 # rules): their input and params functions are made here, by `input_files` and `rule_params`.
 
-from comir.config import section_defaults
+from comir.config.schema import section_defaults
 from comir.workflow import jobs, params, targets
 from comir.workflow.jobs import ORIGINAL, alternatives, names_of
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from comir.apply.model import MIN_REGISTER_PX, ModelEnsemble, TrainedModel
-from comir.config import load_schema, schema_problems, section_problems
+from comir.config.schema import load_schema, schema_problems, section_problems
 from comir.imaging.masks import MASK_MARGIN_PX, image_mask
 from comir.imaging.preprocess import input_statistics, prepare_modality_image
 from comir.imaging.resampling import Resampling

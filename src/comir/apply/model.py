@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from comir.calibration import Calibration, calibration_key
-from comir.config import ENSEMBLE_METHODS, ensemble_params
+from comir.config.variants import ENSEMBLE_METHODS, ensemble_params
 from comir.io import InputError, atomic_path
 from comir.network.checkpoint import load_checkpoint
 from comir.network.model import TiramisuConfig
@@ -126,7 +126,7 @@ class ModelEnsemble:
     network input as its file says (scaling, stain normalisation, ``log1p``).  Modalities and slots are
     the first model's.  A different modality is an :class:`InputError` naming both files.
 
-    With several models only :data:`comir.config.ENSEMBLE_METHODS` register (:meth:`registration_params`)
+    With several models only :data:`comir.config.variants.ENSEMBLE_METHODS` register (:meth:`registration_params`)
     and there is no calibrated confidence (:meth:`calibration` is None: each model's calibration is of
     its own CoMIRs; a warning says so once); one model is that model: its calibrations, any method.
     """
@@ -188,7 +188,7 @@ class ModelEnsemble:
 
         :data:`APPLY_DEFAULT_PARAMS` of the method, overridden key by key by ``params`` (a default
         set to None is left out: the method's own default); with ``networks`` for several models.
-        Several models and a method outside :data:`comir.config.ENSEMBLE_METHODS` are an
+        Several models and a method outside :data:`comir.config.variants.ENSEMBLE_METHODS` are an
         :class:`InputError`.
         """
         count = len(self.members)

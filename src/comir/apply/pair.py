@@ -20,7 +20,7 @@ import numpy as np
 from comir.apply.checks import check_pair, check_settings
 from comir.apply.model import ModelEnsemble, TrainedModel
 from comir.calibration import LOW_CONFIDENCE, Calibration
-from comir.config import section_defaults
+from comir.config.schema import section_defaults
 from comir.imaging.masks import MASK_MARGIN_PX, working_mask
 from comir.imaging.resampling import Resampling, to_original_grids
 from comir.inference.engines import inference_network

@@ -19,6 +19,8 @@ failure's error is that bound (:func:`scored_errors`, :func:`failure_mask`).
 * :mod:`comir.evaluate.deformation_metrics`: TRE, Dice and Hausdorff distances of deformable
   registrations; :mod:`comir.evaluate.tre`: the success table of a test set with a deformation,
   scored by each case's median TRE.
+* :mod:`comir.evaluate.attention`: ACCR's attention heatmaps (which floating locations a reference
+  location attends to).
 """
 
 from comir.evaluate.figures import (

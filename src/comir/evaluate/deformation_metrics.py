@@ -27,7 +27,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from comir.deformation import TRE_SUMMARY_KEYS, landmark_grid, rtre, tre, tre_summary
+from comir.deformation.landmarks import TRE_SUMMARY_KEYS, landmark_grid, rtre, tre, tre_summary
 
 
 def _check_masks(mask_a: np.ndarray, mask_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from comir import geometry
 from comir.calibration import FEATURES, NO_EVIDENCE, Calibration
-from comir.deformation import affine_of_field, affine_to_field
+from comir.deformation.affine import affine_of_field, affine_to_field
 from comir.geometry import IDENTITY, MATRIX_KEYS
 from comir.imaging.preprocess import prepare_modality_image
 from comir.io import read_image
@@ -156,7 +156,7 @@ def register_cases(
     A ``deformable`` stage refines each of ``method``'s results on the same patches from its
     matrix (:func:`deformable_result`); without a ``method`` (``None``) it registers on its own.
     Such a row's ``est_*`` is the affine closest to the total field
-    (:func:`comir.deformation.affine_of_field`), its ``seconds`` those of both stages, and
+    (:func:`comir.deformation.affine.affine_of_field`), its ``seconds`` those of both stages, and
     column :data:`DEFORMABLE_SECONDS` the deformable stage's. With ``score`` (a test set with a
     known deformation) each row also has ``score``'s columns of the case's total field: the
     deformable stage's, or the field of the matrix.

@@ -1,7 +1,7 @@
 """Test sets with a known smooth deformation: the draw, the truth and its files (docs/explanation/deformable.md).
 
 A test set's ``deformation`` section deforms the floating patches of every case by a seeded
-random smooth invertible displacement field (:func:`comir.deformation.random_displacement`) on
+random smooth invertible displacement field (:func:`comir.deformation.synthetic.random_displacement`) on
 top of the recipe's rigid (or similarity) transform. Both floating patches of a case (A and B)
 get the same deformation, as they get the same transform, so one truth serves both directions.
 
@@ -16,7 +16,7 @@ get the same deformation, as they get the same transform, so one truth serves bo
   inside the floating patch (:func:`landmarks`).
 
 Files, next to the case's patches: ``<case>_field.h5`` (``T``, SimpleITK's displacement-field
-transform file, :func:`comir.deformation.write_field`) and ``<case>_landmarks.csv`` (columns
+transform file, :func:`comir.deformation.sitk.write_field`) and ``<case>_landmarks.csv`` (columns
 ``x``, ``y``: reference pixels); :func:`read_truth` reads both, and :class:`FieldScorer` scores a
 registration's total field against them (the register rule's per-case TRE).
 """
@@ -32,19 +32,11 @@ import numpy as np
 import pandas as pd
 
 from comir import geometry
-from comir.deformation import (
-    TRE_SUMMARY_KEYS,
-    folding_fraction,
-    invert_field,
-    jacobian_determinant,
-    landmark_grid,
-    map_points,
-    random_displacement,
-    read_field,
-    tre,
-    tre_summary,
-    write_field,
-)
+from comir.deformation.algebra import invert_field
+from comir.deformation.jacobian import folding_fraction, jacobian_determinant
+from comir.deformation.landmarks import TRE_SUMMARY_KEYS, landmark_grid, map_points, tre, tre_summary
+from comir.deformation.sitk import read_field, write_field
+from comir.deformation.synthetic import random_displacement
 from comir.io import atomic_path, write_csv
 
 __all__ = [
@@ -99,7 +91,7 @@ class Deformation:
         Raises
         ------
         ValueError
-            Where the draw would fold (:func:`comir.deformation.random_displacement`: the
+            Where the draw would fold (:func:`comir.deformation.synthetic.random_displacement`: the
             displacement is too large for the smoothness).
         """
         rng = np.random.default_rng([int(seed), 3, int(case_number)])
@@ -129,7 +121,7 @@ def true_field(truth: np.ndarray, displacement: np.ndarray, shape: tuple[int, in
 
     Reference pixel ``x`` is undeformed floating point ``q = inverse(truth)(x)`` (``truth``:
     floating -> reference), which the deformed patch shows at ``q + v(q)`` with ``v`` the inverse
-    of ``displacement`` (:func:`comir.deformation.invert_field`: exact up to interpolation where
+    of ``displacement`` (:func:`comir.deformation.algebra.invert_field`: exact up to interpolation where
     ``q + v(q)`` lies inside the patch).
 
     Returns
@@ -184,7 +176,7 @@ class FieldScorer:
     """A case's total field scored against the truth that a deformation test set keeps in ``image_dir``.
 
     Calling it with a case's name and field (reference grid -> floating patch) gives
-    :data:`FIELD_SCORE_COLUMNS`: :func:`comir.deformation.tre_summary` of the TREs at the case's
+    :data:`FIELD_SCORE_COLUMNS`: :func:`comir.deformation.landmarks.tre_summary` of the TREs at the case's
     landmarks, prefixed ``tre_`` (``tre_n`` landmarks; without any, ``nan`` statistics: a
     failure in the tables), the fraction of reference pixels where the field folds and the range
     of its Jacobian determinant.

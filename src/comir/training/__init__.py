@@ -10,6 +10,8 @@
   the anatomy term's region masks);
 * :mod:`comir.training.loop`: the training loop and its resumable state;
 * :mod:`comir.training.plots`: the loss history, as a table and a plot.
+* :mod:`comir.training.accr`: ACCR's stage 2, the registration head trained on aligned pairs moved
+  by known random transforms (docs/explanation/accr.md).
 
 The package imports nothing itself (the configuration imports :mod:`comir.training.augment`'s
 checks without PyTorch): each module is imported by its own name.

@@ -1,6 +1,6 @@
 """Which jobs a configuration asks for: registration sources and runs, calibrations, stress series, pools.
 
-The functions take plain data - the validated configuration (:func:`comir.config.validate_config`:
+The functions take plain data - the validated configuration (:func:`comir.config.validate.validate_config`:
 defaults filled in, sweeps and stress series expanded) and names from a job's wildcards - and
 return names and tuples of names; the rules' helpers (workflow/rules/common.smk) turn them into
 paths. They raise ``KeyError`` for a name the configuration lacks, as the lookups they replace did.
@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from comir.config import ENSEMBLE_METHODS, ensemble_members, network_variants, stress_testset_name
+from comir.config.expand import stress_testset_name
+from comir.config.variants import ENSEMBLE_METHODS, ensemble_members, network_variants
 from comir.data.pairs import image_files
 from comir.io import IMAGE_SUFFIXES
 from comir.register import registers_deformably, uses_originals
@@ -96,7 +97,7 @@ def registration_jobs(config: Config, dataset: str, variant: str) -> list[Regist
 
     Each run registers each of its inputs in each direction: the originals, the variant's CoMIRs
     and every translation model's fakes. An ensemble variant registers its CoMIRs only with the
-    methods that use several networks' CoMIRs (:data:`comir.config.ENSEMBLE_METHODS`).
+    methods that use several networks' CoMIRs (:data:`comir.config.variants.ENSEMBLE_METHODS`).
 
     Returns
     -------

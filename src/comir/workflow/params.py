@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from comir.config import ensemble_members, ensemble_params, model_file, model_variant, variant_config
+from comir.config.variants import ensemble_members, ensemble_params, model_file, model_variant, variant_config
 from comir.workflow import canonical, modality_fields, pick
 from comir.workflow.jobs import (
     ORIGINAL,

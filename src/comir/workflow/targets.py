@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from comir.config import model_file, model_variant, network_variants
+from comir.config.variants import model_file, model_variant, network_variants
 from comir.imaging.masks import MASK_MODES
 from comir.workflow.jobs import (
     ORIGINAL,

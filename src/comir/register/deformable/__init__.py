@@ -16,7 +16,7 @@ Conventions (:mod:`comir.deformation`, docs/explanation/deformable.md): the resu
 float32 ``(H, W, 2)`` backward field ``(dx, dy)`` on the **reference** grid; reference pixel ``x``
 shows what the floating image shows at ``x + field(x)``, and ``warped`` is
 ``warp_image(floating, field)``.  The field is the **total** mapping, the initial matrix included
-(:func:`comir.deformation.compose_affine`).  ``initial_matrix`` is the project's 2x3 floating ->
+(:func:`comir.deformation.affine.compose_affine`).  ``initial_matrix`` is the project's 2x3 floating ->
 reference matrix (:mod:`comir.geometry`), e.g. a rigid registration's result; ``None`` is the
 start of the project's rigid methods: the floating centre sent onto the reference centre (the
 identity for images of one size).

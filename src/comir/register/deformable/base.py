@@ -13,14 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from comir.deformation import (
-    affine_to_field,
-    check_field,
-    folding_fraction,
-    inside_mask,
-    jacobian_determinant,
-    warp_image,
-)
+from comir.deformation.affine import affine_to_field
+from comir.deformation.fields import check_field
+from comir.deformation.jacobian import folding_fraction, jacobian_determinant
+from comir.deformation.warp import inside_mask, warp_image
 from comir.geometry import IDENTITY, image_center, invert, rigid_matrix
 from comir.register.base import (
     FAILED,

@@ -6,9 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from comir.deformation import (
-    sitk_to_field,
-)
+from comir.deformation.sitk import sitk_to_field
 from comir.register.deformable.base import (
     DeformableResult,
     checked_seed,

@@ -7,9 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from comir.deformation import (
-    compose_affine,
-)
+from comir.deformation.affine import compose_affine
 from comir.register.base import (
     require_variation,
 )
@@ -84,7 +82,7 @@ def demons_register(
     ``DiffeomorphicDemonsRegistrationFilter`` (symmetric forces) estimates the residual field on
     a pyramid (``shrink_factors``, Gaussian ``smoothing_sigmas`` in full-resolution pixels, default
     half the shrink factor), each level starting from the coarser level's field.  The total field
-    is :func:`comir.deformation.compose_affine` of the matrix and the residual.  Updates are
+    is :func:`comir.deformation.affine.compose_affine` of the matrix and the residual.  Updates are
     composed through an exponential, so the field is diffeomorphic (does not fold) as long as the
     smoothing keeps it regular.
 

@@ -6,9 +6,7 @@ import re
 
 import numpy as np
 
-from comir.deformation import (
-    compose_affine,
-)
+from comir.deformation.affine import compose_affine
 from comir.register.base import (
     check_pair,
     fill_invalid,
@@ -107,7 +105,7 @@ def elastix_bspline_register(
     mask), then elastix registers it to the reference with :func:`elastix_parameter_maps`, on
     one thread, logging into a temporary directory that is removed.  Transformix's deformation
     field of the result is the residual field; the total is
-    :func:`comir.deformation.compose_affine` of the matrix and the residual.  Each image is
+    :func:`comir.deformation.affine.compose_affine` of the matrix and the residual.  Each image is
     reduced to one channel by its own principal component (two modalities).
 
     Parameters

@@ -1,0 +1,163 @@
+"""ACCR's geometry in PyTorch: token centres, points moved by matrices, sampling, the transform fits.
+
+The project's conventions (:mod:`comir.geometry`: points (x, y) in pixels, 2x3 floating ->
+reference matrices; :mod:`comir.deformation`: backward fields), batched and differentiable for
+:mod:`comir.network.accr.model` and its training. The geometry computes in float32 (float64 if
+given) with autocast off (:func:`autocast_off`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: Transform models of the registration head.
+HEAD_TRANSFORMS: tuple[str, ...] = ("rigid", "affine")
+#: Reweighting steps of :func:`robust_fit`.
+ROBUST_ITERATIONS = 3
+# Ridge (px^2, per unit of weight) pulling the fit towards the identity: it keeps the fit defined
+# when the correspondences collapse (an untrained attention can send every token near the floating
+# image's centre) and is negligible against the spread of real correspondences (>= patch^2).
+_RIDGE_PX2 = 1e-3
+
+
+def autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
+    """A context without autocast on ``device``'s type, for the geometry.
+
+    In bf16 (8 significant bits) a position of 500 px would be off by up to 2 px.
+    """
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def token_centres(grid: tuple[int, int], stride: int, patch: int, device: torch.device | None = None) -> Tensor:
+    """``(rows * columns, 2)`` float32: the centres (x, y) in px of ``patch`` px squares every ``stride`` px.
+
+    Token ``(i, j)`` is the square whose top-left pixel is ``(stride j, stride i)``; its centre
+    is ``(stride j + (patch - 1) / 2, stride i + (patch - 1) / 2)``. Row by row. Side by side
+    (``stride == patch``), bilinear upsampling by ``patch`` (``align_corners=False``) puts the
+    tokens' values there.
+    """
+    rows, columns = grid
+    y, x = torch.meshgrid(
+        torch.arange(rows, dtype=torch.float32, device=device),
+        torch.arange(columns, dtype=torch.float32, device=device),
+        indexing="ij",
+    )
+    return torch.stack([x, y], dim=-1).reshape(-1, 2) * stride + (patch - 1) / 2
+
+
+def pixel_grid(height: int, width: int, device: torch.device | None = None) -> Tensor:
+    """``(H, W, 2)`` float32: every pixel's centre (x, y)."""
+    return token_centres((height, width), 1, 1, device).reshape(height, width, 2)
+
+
+def token_validity(valid: Tensor, patch: int, stride: int) -> Tensor:
+    """``(N, L)`` bool: the tokens (:func:`token_centres`) of which at least half the pixels are valid.
+
+    ``valid``: ``(N, H, W)`` bool, True where the pixel is image.
+    """
+    return (F.avg_pool2d(valid[:, None].float(), patch, stride)[:, 0] >= 0.5).flatten(1)
+
+
+def transform_points(matrix: Tensor, points: Tensor) -> Tensor:
+    """``(N, 2, 3)`` matrices applied to ``(N, L, 2)`` (or ``(L, 2)``) points (x, y): ``(N, L, 2)``."""
+    return points @ matrix[:, :, :2].transpose(1, 2) + matrix[:, None, :, 2]
+
+
+def invert_matrices(matrix: Tensor) -> Tensor:
+    """The inverses ``(N, 2, 3)`` of affine ``(N, 2, 3)`` matrices."""
+    linear = torch.linalg.inv(matrix[:, :, :2])
+    return torch.cat([linear, -(linear @ matrix[:, :, 2:])], dim=2)
+
+
+def sample_at(image: Tensor, positions: Tensor) -> Tensor:
+    """``image`` ``(N, C, h, w)`` sampled bilinearly at pixel ``positions`` ``(N, H, W, 2)`` (x, y): ``(N, C, H, W)``.
+
+    Differentiable in both. Inside ``[0, w - 1] x [0, h - 1]`` (the edge pixels' centres;
+    PyTorch's ``align_corners=True``) it is :func:`comir.deformation.warp.warp_image`; beyond, the
+    image is continued by zeros (bilinear: a sample less than a pixel outside is a blend with 0).
+    """
+    height, width = image.shape[-2:]
+    scale = positions.new_tensor([2.0 / max(1, width - 1), 2.0 / max(1, height - 1)])
+    grid = positions * scale - 1.0
+    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def fit_matrix(source: Tensor, target: Tensor, weights: Tensor, transform: str) -> Tensor:
+    """Weighted least-squares ``(N, 2, 3)`` matrices sending ``source`` ``(N, L, 2)`` onto ``target``.
+
+    ``weights`` ``(N, L)`` >= 0. Rigid: the closed-form weighted Procrustes fit of
+    :func:`comir.geometry.fit_rigid`; affine: the weighted normal equations of
+    :func:`comir.geometry.fit_affine` on centred points. Both carry a ridge of ``1e-3`` px^2
+    towards the identity's linear part, so that a fit of coincident points is the identity
+    rotation (and a pure translation) rather than undefined; differentiable everywhere.
+    Computed in float32 (or float64 if given) with autocast off.
+    """
+    dtype = torch.promote_types(source.dtype, torch.float32)
+    with autocast_off(source.device):
+        source, target, weights = (t.to(dtype) for t in (source, target, weights))
+        share = weights / weights.sum(1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+        source_mean = (share[..., None] * source).sum(1)
+        target_mean = (share[..., None] * target).sum(1)
+        s, d = source - source_mean[:, None], target - target_mean[:, None]
+        if transform == "rigid":
+            dot = (share * (s * d).sum(-1)).sum(1) + _RIDGE_PX2
+            cross = (share * (s[..., 0] * d[..., 1] - s[..., 1] * d[..., 0])).sum(1)
+            norm = torch.sqrt(dot * dot + cross * cross)
+            cos, sin = dot / norm, cross / norm
+            linear = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+        elif transform == "affine":
+            ridge = _RIDGE_PX2 * torch.eye(2, dtype=dtype, device=source.device)
+            moments = torch.einsum("nl,nli,nlj->nij", share, d, s) + ridge  # sum w d s^T
+            gram = torch.einsum("nl,nli,nlj->nij", share, s, s) + ridge  # sum w s s^T
+            linear = torch.linalg.solve(gram, moments.transpose(1, 2)).transpose(1, 2)  # moments @ gram^-1
+        else:
+            raise ValueError(f"transform must be one of {HEAD_TRANSFORMS}, got {transform!r}")
+        offset = target_mean - (linear @ source_mean[..., None])[..., 0]
+        return torch.cat([linear, offset[..., None]], dim=2)
+
+
+def robust_fit(source: Tensor, target: Tensor, weights: Tensor, transform: str, scale: float) -> Tensor:
+    """:func:`fit_matrix` made robust to wrong correspondences: iteratively reweighted least squares.
+
+    After the weighted fit, :data:`ROBUST_ITERATIONS` times: each point's weight is multiplied by
+    the Cauchy weight ``scale^2 / (scale^2 + r^2)`` of its residual ``r`` (px) under the last
+    fit, and the fit is repeated. Attention has outliers (a token whose match is outside the
+    floating image, repeated texture): a point a token (``scale``) off counts half, one ten
+    tokens off a hundredth. Differentiable, as the fit.
+    """
+    matrix = fit_matrix(source, target, weights, transform)
+    for _ in range(ROBUST_ITERATIONS):
+        with autocast_off(source.device):
+            squared = (transform_points(matrix, source.to(matrix.dtype)) - target.to(matrix.dtype)).pow(2).sum(dim=-1)
+        matrix = fit_matrix(source, target, weights * scale**2 / (scale**2 + squared), transform)
+    return matrix
+
+
+def matrix_params(matrix: Tensor, transform: str) -> Tensor:
+    """The head's parameters of ``(N, 2, 3)`` matrices: rigid ``(N, 3)`` (angle, tx, ty), affine ``(N, 6)``."""
+    if transform == "rigid":
+        angle = torch.atan2(matrix[:, 1, 0], matrix[:, 0, 0])
+        return torch.stack([angle, matrix[:, 0, 2], matrix[:, 1, 2]], dim=1)
+    return matrix.reshape(len(matrix), 6)
+
+
+__all__ = [
+    "HEAD_TRANSFORMS",
+    "ROBUST_ITERATIONS",
+    "autocast_off",
+    "fit_matrix",
+    "invert_matrices",
+    "matrix_params",
+    "pixel_grid",
+    "robust_fit",
+    "sample_at",
+    "token_centres",
+    "token_validity",
+    "transform_points",
+]

@@ -1,0 +1,257 @@
+"""ACCR as a registration method: a trained :class:`~comir.network.accr.model.ACCRNet` on one pair.
+
+docs/explanation/accr.md. Unlike the other methods, ACCR registers the *original* images (the
+networks' inputs, :mod:`comir.imaging.preprocess`): its encoders compute the CoMIRs themselves,
+so the two images may have different channel counts (each that of its modality's encoder).
+
+1. **Working level**: when the longest side of either image exceeds ``max_px``, both images (and
+   their masks) are reduced by the same factor (:class:`comir.imaging.resampling.Resampling`, as
+   :mod:`comir.register.coarse_to_fine` does): the attention's memory grows with the square of
+   the pixel count. Each is padded at its bottom and right to a multiple of the model's
+   :attr:`~comir.network.accr.model.ACCRNet.multiple` (edge values; the padding is invalid).
+2. **The model**: its transform (rigid or affine) of the working images, valid-pixel masks
+   honoured (a token counts where half its pixels are valid: invalid reference tokens get no
+   weight in the fit, invalid floating tokens are not attended to).
+3. **Refinement** (``refine: ecc``): the cascade's ECC step
+   (:func:`comir.register.fft_search.ecc_refine`) from the model's estimate on the model's own
+   CoMIRs at the working level (reduced to one channel, masks honoured); where ECC fails the
+   estimate is kept and the message says so.
+
+The matrix is mapped back to the original grids (:func:`comir.imaging.resampling.to_original_grids`).
+``metric`` is the confidence-weighted RMS distance (original px) between the reference tokens and
+where the model's matrix sends their soft correspondences: how well one transform explains the
+attention (lower is better). A pair with a constant image, or without a valid token on either
+side, is a registration failure; images whose channels do not match the encoders are a
+:class:`ValueError`. Not yet a method of :data:`comir.register.METHODS` (it needs a model, not
+parameters): docs/explanation/accr.md, "Not yet wired".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from comir import geometry as g
+from comir.imaging.masks import working_mask
+from comir.imaging.resampling import Resampling, to_original_grids
+from comir.network.accr.geometry import token_centres, token_validity
+from comir.network.accr.model import ENCODER_SLOTS, ACCRNet, ACCROutput
+from comir.network.device import resolve_device
+from comir.register.base import (
+    OK,
+    RegistrationFailure,
+    RegistrationResult,
+    check_image,
+    check_mask,
+    fill_invalid,
+    require_variation,
+    timed,
+    to_single_channel,
+)
+from comir.register.fft_search import ecc_refine
+
+#: Refinements after the model: the cascade's ECC, or none.
+ACCR_REFINEMENTS: tuple[str, ...] = ("none", "ecc")
+
+
+def check_images(reference: np.ndarray, floating: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each image checked as :func:`comir.register.base.check_image` does; their channel counts may differ."""
+    return check_image(reference, "reference"), check_image(floating, "floating")
+
+
+@dataclass(frozen=True)
+class ACCRAttention:
+    """Where the reference's tokens attend in the floating image, in the original images' pixels.
+
+    Attributes
+    ----------
+    weights : numpy.ndarray
+        ``(L_r, L_f)`` float32: each reference token's attention over the floating tokens
+        (averaged over the heads; rows sum to 1).
+    reference_points, floating_points : numpy.ndarray
+        ``(L_r, 2)`` and ``(L_f, 2)``: the tokens' centres (x, y), row by row of their grids.
+    floating_grid : tuple of int
+        ``(rows, columns)`` of the floating tokens.
+    """
+
+    weights: np.ndarray
+    reference_points: np.ndarray
+    floating_points: np.ndarray
+    floating_grid: tuple[int, int]
+
+
+@dataclass
+class _Prediction:
+    """The model's output on one pair at the working level, and what maps it back."""
+
+    output: ACCROutput
+    factor: float  # original px per working px
+    levels: tuple[Resampling, Resampling]
+    masks: tuple[np.ndarray | None, np.ndarray | None]  # working-level valid pixels, unpadded
+
+
+@dataclass
+class ACCRRegistration:
+    """A trained ACCR model as a registration method (module doc).
+
+    Parameters
+    ----------
+    model : ACCRNet
+        The trained model (:func:`comir.training.accr.train_registration_head`,
+        :func:`comir.network.accr.checkpoint.load_accr`); moved to ``device`` and put in eval mode.
+    reference_slot : str
+        The reference image's modality (``"A"`` or ``"B"``); the floating image is the other one.
+    max_px : int
+        Longest image side at the working level (step 1).
+    refine : str
+        ``"none"`` or ``"ecc"`` (step 3); ``iterations``: ECC's.
+    device : str
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    """
+
+    name: ClassVar[str] = "accr"
+
+    model: ACCRNet
+    reference_slot: str = "A"
+    max_px: int = 256
+    refine: str = "none"
+    iterations: int = 50
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.reference_slot not in ENCODER_SLOTS:
+            raise ValueError(f"reference_slot must be one of {ENCODER_SLOTS}, got {self.reference_slot!r}")
+        if int(self.max_px) < self.model.multiple:
+            raise ValueError(f"max_px must be >= the model's multiple {self.model.multiple}, got {self.max_px}")
+        if self.refine not in ACCR_REFINEMENTS:
+            raise ValueError(f"refine must be one of {ACCR_REFINEMENTS}, got {self.refine!r}")
+        if int(self.iterations) < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        self._device = resolve_device(self.device)
+        self.model.to(self._device).eval()
+
+    @property
+    def transform(self) -> str:
+        """The model's transform model: ``"rigid"`` or ``"affine"``."""
+        return self.model.config.transform
+
+    @timed(check=check_images)
+    def register(
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        reference_mask: np.ndarray | None = None,
+        floating_mask: np.ndarray | None = None,
+    ) -> RegistrationResult:
+        """The floating -> reference matrix of the model (refined with ``refine: ecc``), or a failed result."""
+        prediction = self._predict(reference, floating, reference_mask, floating_mask)
+        output, factor = prediction.output, prediction.factor
+        matrix = output.matrix[0].double().cpu().numpy()
+        if not np.all(np.isfinite(matrix)):
+            raise RegistrationFailure("the ACCR head's fit is not finite")
+        correspondences = output.correspondences[0].double().cpu().numpy()
+        weights = output.confidence[0].double().cpu().numpy()
+        patch = self.model.config.patch
+        queries = token_centres(output.reference_grid, patch, patch).double().numpy()
+        squared = np.sum((g.apply(matrix, correspondences) - queries) ** 2, axis=1)
+        residual = math.sqrt(float(np.sum(weights * squared) / max(float(np.sum(weights)), 1e-12))) * factor
+        note = f"{self.transform} fit of {np.count_nonzero(weights)} reference tokens at 1/{factor:.2f}"
+        if self.refine == "ecc":
+            refined = self._ecc(prediction, matrix)
+            note += "; ECC failed, the model's estimate kept" if refined is None else "; refined by ECC"
+            matrix = matrix if refined is None else refined
+        return RegistrationResult(to_original_grids(matrix, *prediction.levels), OK, residual, 0.0, note)
+
+    def attention(
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        reference_mask: np.ndarray | None = None,
+        floating_mask: np.ndarray | None = None,
+    ) -> ACCRAttention:
+        """The model's attention on a pair, for :func:`comir.evaluate.attention.plot_attention`.
+
+        The images and masks as :meth:`register` takes them; a pair it cannot register raises
+        :class:`~comir.register.base.RegistrationFailure`.
+        """
+        reference, floating = check_images(reference, floating)
+        masks = check_mask(reference_mask, reference, "reference"), check_mask(floating_mask, floating, "floating")
+        prediction = self._predict(reference, floating, *masks)
+        output, (reference_level, floating_level) = prediction.output, prediction.levels
+        config = self.model.config
+        # Working pixels back to original pixels (the resampling's inverse map).
+        to_reference = g.invert(reference_level.matrix)
+        to_floating = g.invert(floating_level.matrix)
+        reference_points = token_centres(output.reference_grid, config.patch, config.patch).double().numpy()
+        floating_points = token_centres(output.floating_grid, config.key_stride, config.patch).double().numpy()
+        return ACCRAttention(
+            weights=output.attention[0].float().mean(dim=0).cpu().numpy(),
+            reference_points=g.apply(to_reference, reference_points),
+            floating_points=g.apply(to_floating, floating_points),
+            floating_grid=output.floating_grid,
+        )
+
+    def _predict(
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        reference_mask: np.ndarray | None,
+        floating_mask: np.ndarray | None,
+    ) -> _Prediction:
+        """Steps 1 and 2 of the module doc on checked images."""
+        masks = (reference_mask, floating_mask)
+        require_variation(reference, floating, masks, "the attention has nothing to match and ")
+        factor = max(1.0, max(max(image.shape[:2]) for image in (reference, floating)) / float(self.max_px))
+        levels = (Resampling.between(reference.shape, 1.0, factor), Resampling.between(floating.shape, 1.0, factor))
+        slots = (self.reference_slot, ENCODER_SLOTS[1 - ENCODER_SLOTS.index(self.reference_slot)])
+        inputs, valid, working_masks = [], [], []
+        roles = ("reference", "floating")
+        for role, image, mask, level, slot in zip(roles, (reference, floating), masks, levels, slots):
+            expected = self.model.encoders[slot].config.in_channels
+            channels = 1 if image.ndim == 2 else image.shape[2]
+            if channels != expected:
+                raise ValueError(f"the {role} image has {channels} channel(s); slot {slot}'s encoder takes {expected}")
+            working = working_mask(mask, level.working_shape, 0.0)
+            tensor, padded = self._padded(level.apply(np.atleast_3d(image).transpose(2, 0, 1)), working)
+            inputs.append(tensor)
+            valid.append(padded)
+            working_masks.append(working)
+        config = self.model.config
+        for role, mask, stride in (("reference", valid[0], config.patch), ("floating", valid[1], config.key_stride)):
+            if mask is not None and not token_validity(mask, config.patch, stride).any():
+                raise RegistrationFailure(f"the {role} image has no token ({config.patch} px) that is half valid")
+        with torch.no_grad():
+            output = self.model(inputs[0], inputs[1], self.reference_slot, valid[0], valid[1])
+        return _Prediction(output, factor, levels, (working_masks[0], working_masks[1]))
+
+    def _padded(self, image: np.ndarray, valid: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A working image ``(C, h, w)`` padded to the model's multiple, as a batch of one, and its valid pixels.
+
+        The valid pixels: ``None`` where every pixel is valid and nothing is padded.
+        """
+        _, height, width = image.shape
+        multiple = self.model.multiple
+        pad = ((0, 0), (0, -height % multiple), (0, -width % multiple))
+        tensor = torch.from_numpy(np.pad(image, pad, mode="edge")).to(self._device)[None]
+        if valid is None and not any(after for _, after in pad):
+            return tensor, None
+        mask = np.ones((height, width), bool) if valid is None else valid
+        return tensor, torch.from_numpy(np.pad(mask, pad[1:], constant_values=False)).to(self._device)[None]
+
+    def _ecc(self, prediction: _Prediction, matrix: np.ndarray) -> np.ndarray | None:
+        """ECC from ``matrix`` on the model's CoMIRs of the working images (unpadded), or ``None`` if it fails."""
+        single, basis = [], None
+        for comir, level, mask in zip(prediction.output.representations, prediction.levels, prediction.masks):
+            height, width = level.working_shape
+            array = comir[0, :, :height, :width].float().cpu().numpy().transpose(1, 2, 0)
+            # The floating CoMIR is projected on the reference's basis, as the cascade does.
+            reduced, basis = to_single_channel(fill_invalid(array, mask), basis)
+            single.append(reduced)
+        return ecc_refine(single[0], single[1], matrix, self.iterations, self.transform, prediction.masks)
+
+
+__all__ = ["ACCRAttention", "ACCRRegistration", "ACCR_REFINEMENTS", "check_images"]

@@ -1,0 +1,358 @@
+"""ACCR (docs/explanation/accr.md): the model, its training, the registration method and the attention figure.
+
+The model's shapes and parameters, its attention's symmetry, its geometry against the project's conventions,
+stage-2 training (it learns, reproducibly), the method's results and failures. Tiny networks and 32-64 px
+textures on the CPU, seconds each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+import comir.register.accr as accr_method
+from comir import geometry as g
+from comir.deformation.affine import affine_to_field
+from comir.deformation.warp import inside_mask, warp_image
+from comir.evaluate.attention import plot_attention
+from comir.network import precision
+from comir.network.accr.attention import CrossAttention
+from comir.network.accr.checkpoint import load_accr, save_accr
+from comir.network.accr.geometry import fit_matrix, pixel_grid, robust_fit, sample_at, token_centres
+from comir.network.accr.model import ACCRConfig, ACCRNet
+from comir.network.checkpoint import save_checkpoint
+from comir.network.model import Tiramisu, count_parameters
+from comir.register.accr import ACCRRegistration
+from comir.register.base import RegistrationResult
+from comir.register.fft_search import ecc_refine
+from comir.training.accr import (
+    HeadTrainingConfig,
+    build_accr,
+    corner_distance,
+    moved_pairs,
+    random_transforms,
+    train_registration_head,
+    transform_margin,
+)
+from comir.training.sampler import PatchSampler
+from helpers.registration_cases import pair_error, texture
+from helpers.training import TINY
+
+# The tiny problem: 32 px patches of 4 px tokens (8 x 8), floating tokens every 2 px; shifts up to 4 px and
+# rotations up to 4 degrees (the identity's corner error is about 2.8 px).
+SMALL = ACCRConfig(patch=4, key_stride=2, embed_dim=16, heads=2)
+TRAINING = HeadTrainingConfig(
+    steps=100, batch_size=8, patch_size=32, max_angle_deg=4.0, max_shift_px=4.0, rotation=False, flips=False,
+    learning_rate=1e-2, seed=0,
+)  # fmt: skip
+
+
+def source_image() -> np.ndarray:
+    """A 96 px texture, lightly smoothed: structure at the scale of a 4 px token."""
+    return ndimage.gaussian_filter(texture(96, seed=3), 1.0).astype(np.float32)
+
+
+def one_encoder_model(config: ACCRConfig = SMALL, seed: int = 0) -> ACCRNet:
+    """A frozen random encoder for both slots: the CoMIRs of an ideal stage 1 (equal for equal content)."""
+    torch.manual_seed(seed)
+    encoder = Tiramisu(TINY)
+    return ACCRNet(config, {"A": encoder, "B": encoder})
+
+
+def evaluation_error(model: ACCRNet, pairs, cfg: HeadTrainingConfig) -> float:
+    """Mean corner error (px) on 16 fixed crops of the training pairs moved by 16 fixed random transforms."""
+    margin = transform_margin(cfg)
+    sampler = PatchSampler(pairs, cfg.patch_size + 2 * margin, False, False)
+    arrays = sampler.sample(np.random.default_rng(123), 16, augment=False)
+    truth = random_transforms(np.random.default_rng(99), 16, cfg.patch_size, cfg, model.config.transform)
+    reference, floating = moved_pairs(arrays, "A", truth, margin, torch.device("cpu"))
+    with torch.no_grad():
+        output = model.eval()(reference, floating, "A")
+    size = cfg.patch_size
+    return float(corner_distance(output.matrix, torch.as_tensor(truth, dtype=torch.float32), size, size).mean())
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The tiny problem's model before and after stage 2 (errors), and the trained model."""
+    image = source_image()[None]
+    pairs = [(image, image.copy())]
+    model = one_encoder_model()
+    before = evaluation_error(model, pairs, TRAINING)
+    history = train_registration_head(model, pairs, TRAINING)
+    return {"model": model, "before": before, "after": evaluation_error(model, pairs, TRAINING), "history": history}
+
+
+def moved_texture(matrix: np.ndarray, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, floating): the source's centre ``size`` px and the floating image ``matrix`` sends onto it."""
+    source = source_image()
+    offset = (source.shape[0] - size) // 2
+    reference = source[offset : offset + size, offset : offset + size].copy()
+    # Floating pixel p shows reference pixel M p, which is source pixel M p + offset.
+    to_source = g.compose(g.rigid_matrix(0.0, offset, offset), matrix)
+    floating = cv2.warpAffine(source, to_source, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    return reference, floating
+
+
+# A known transform of a 32 px pair (the training's size), and of a 64 px pair twice as large.
+TRUTH = g.rigid_matrix(math.radians(3.0), 3.0, -2.5, center=(15.5, 15.5))
+TRUTH_64 = g.rigid_matrix(math.radians(3.0), 6.0, -5.0, center=(31.5, 31.5))
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def test_shapes_and_parameter_counts():
+    rgb = dataclasses.replace(TINY, in_channels=3)
+    config = dataclasses.replace(SMALL, field=True)
+    model = build_accr(config, {"A": TINY, "B": rgb}, seed=0)
+    assert model.multiple == 4
+    encoders = count_parameters(model.encoders["A"]) + count_parameters(model.encoders["B"])
+    assert count_parameters(model) == encoders + config.parameter_count(channels=1) == encoders + 2_515
+    assert sum(p.numel() for p in model.head_parameters()) == config.parameter_count(channels=1)
+    # Shared blocks are one set of parameters: the first down block and transition counted once.
+    shared = build_accr(config, {"A": TINY, "B": rgb}, seed=0, shared_blocks=1)
+    encoder = shared.encoders["A"]
+    block = count_parameters(encoder.down_blocks[0]) + count_parameters(encoder.transitions_down[0])
+    assert count_parameters(shared) == count_parameters(model) - block
+
+    reference, floating = torch.rand(2, 1, 32, 32), torch.rand(2, 3, 48, 32)
+    with torch.no_grad():
+        output = model(reference, floating, "A")
+    keys = ((48 - 4) // 2 + 1) * ((32 - 4) // 2 + 1)  # floating tokens every 2 px
+    assert output.reference_grid == (8, 8) and output.floating_grid == (23, 15)
+    assert output.matrix.shape == (2, 2, 3) and output.params.shape == (2, 3)
+    assert output.attention.shape == (2, 2, 64, keys)
+    torch.testing.assert_close(output.attention.sum(-1), torch.ones(2, 2, 64))
+    assert output.correspondences.shape == (2, 64, 2) and output.confidence.shape == (2, 64)
+    assert output.coarse_field.shape == (2, 8, 8, 2) and output.field.shape == (2, 32, 32, 2)
+    assert [c.shape for c in output.representations] == [(2, 1, 32, 32), (2, 1, 48, 32)]
+    # The parameters are those of the matrix: (angle, tx, ty) of a rotation about the origin.
+    for matrix, (angle, tx, ty) in zip(output.matrix.double().numpy(), output.params.double().numpy()):
+        np.testing.assert_allclose(matrix, g.rigid_matrix(angle, tx, ty), atol=1e-5)
+    affine = build_accr(dataclasses.replace(SMALL, transform="affine"), {"A": TINY, "B": TINY}, seed=0)
+    with torch.no_grad():
+        assert affine(reference, reference, "B").params.shape == (2, 6)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        model(torch.rand(1, 1, 30, 32), torch.rand(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="key_stride 3 must divide patch 4"):
+        ACCRConfig(patch=4, key_stride=3)
+
+
+def test_cross_attention_is_permutation_equivariant():
+    torch.manual_seed(0)
+    attention = CrossAttention(16, 4)
+    with torch.no_grad():  # away from the identity initialisation: any weights must do
+        for parameter in attention.parameters():
+            parameter.normal_(0.0, 0.5)
+    queries, keys = torch.randn(2, 7, 16), torch.randn(2, 11, 16)
+    ignored = torch.zeros(2, 11, dtype=torch.bool)
+    ignored[:, 3] = True
+    output, weights = attention(queries, keys, ignored)
+    assert weights.shape == (2, 4, 7, 11) and torch.all(weights[..., 3] == 0)
+    keys_order, query_order = torch.randperm(11), torch.randperm(7)
+    permuted, permuted_weights = attention(queries, keys[:, keys_order], ignored[:, keys_order])
+    torch.testing.assert_close(permuted, output)
+    torch.testing.assert_close(permuted_weights, weights[..., keys_order])
+    permuted, permuted_weights = attention(queries[:, query_order], keys, ignored)
+    torch.testing.assert_close(permuted, output[:, query_order])
+    torch.testing.assert_close(permuted_weights, weights[:, :, query_order])
+
+
+def test_fit_is_the_geometry_fit_and_the_identity_for_coincident_points():
+    rng = np.random.default_rng(0)
+    source = rng.uniform(0, 60, (2, 25, 2))
+    truth = {"rigid": g.rigid_matrix(0.3, 4.0, -2.0), "affine": np.array([[1.1, 0.2, 3.0], [-0.1, 0.9, -5.0]])}
+    for kind, matrix in truth.items():
+        target = g.apply(matrix, source) + rng.normal(0, 0.5, source.shape)
+        fitted = fit_matrix(*(torch.as_tensor(a) for a in (source, target, np.ones((2, 25)))), kind).numpy()
+        for k in range(2):
+            np.testing.assert_allclose(fitted[k], g.fit_transform(kind, source[k], target[k]), atol=1e-4)
+        # Integer weights count a point that many times.
+        weights = rng.integers(1, 4, (2, 25))
+        fitted = fit_matrix(*(torch.as_tensor(a) for a in (source, target, weights.astype(float))), kind).numpy()
+        repeated = [np.repeat(points[0], weights[0], axis=0) for points in (source, target)]
+        np.testing.assert_allclose(fitted[0], g.fit_transform(kind, *repeated), atol=1e-4)
+        # All correspondences at one point: a translation, no rotation, and gradients that exist.
+        collapsed = torch.full((1, 25, 2), 10.0, requires_grad=True)
+        fitted = fit_matrix(collapsed, torch.as_tensor(source[:1]), torch.ones(1, 25), kind)
+        np.testing.assert_allclose(fitted[0, :, :2].detach().numpy(), np.eye(2), atol=1e-6)
+        fitted.sum().backward()
+        assert torch.isfinite(collapsed.grad).all()
+    # A fifth of the correspondences 20-40 px off: the reweighted fit stays within half a pixel, the plain one does not.
+    target = g.apply(truth["rigid"], source[:1])
+    target[0, :5] += rng.uniform(20, 40, (5, 2))
+    points = (torch.as_tensor(source[:1]), torch.as_tensor(target), torch.ones(1, 25, dtype=torch.float64))
+    plain, robust = fit_matrix(*points, "rigid")[0].numpy(), robust_fit(*points, "rigid", scale=4.0)[0].numpy()
+    assert g.corner_error(plain, truth["rigid"], 64, 64) > 5.0
+    assert g.corner_error(robust, truth["rigid"], 64, 64) < 0.5
+
+
+def test_sampling_tokens_and_field_follow_the_project_conventions():
+    rng = np.random.default_rng(1)
+    image = rng.random((20, 24)).astype(np.float32)
+    matrix = g.rigid_matrix(0.2, 1.5, -2.0, center=(11.5, 9.5))
+    field = affine_to_field(matrix, (16, 18))
+    positions = torch.as_tensor(pixel_grid(16, 18).numpy() + field)[None]
+    sampled = sample_at(torch.as_tensor(image)[None, None], positions)[0, 0].numpy()
+    inside = inside_mask(field, image.shape)
+    assert 0 < inside.sum() < inside.size
+    np.testing.assert_allclose(sampled[inside], warp_image(image, field)[inside], atol=1e-5)
+    far = (positions[0] < -1).any(-1) | (positions[0, ..., 0] > 24) | (positions[0, ..., 1] > 20)
+    assert far.any() and np.all(sampled[far.numpy()] == 0)
+    # Token centres are where bilinear upsampling by the token side puts the tokens' values.
+    values = torch.arange(12.0).reshape(1, 1, 3, 4)
+    upsampled = torch.nn.functional.interpolate(values, scale_factor=4, mode="bilinear", align_corners=False)
+    centres = token_centres((3, 4), 4, 4).reshape(3, 4, 2)
+    np.testing.assert_array_equal(centres[1, 2].numpy(), [9.5, 5.5])
+    assert upsampled[0, 0, 5:7, 9:11].mean() == values[0, 0, 1, 2]  # linear values: the mean at the centre
+
+
+def test_mixed_precision_keeps_the_geometry_in_float32():
+    model = one_encoder_model()
+    reference = torch.rand(1, 1, 32, 32)
+    with torch.no_grad(), precision.autocast("cpu", True):
+        output = model(reference, reference)
+    assert output.matrix.dtype == output.correspondences.dtype == torch.float32
+    assert output.representations[0].dtype == torch.bfloat16
+
+
+# --------------------------------------------------------------------------- stage 2
+
+
+def test_the_head_recovers_a_known_transform_after_a_few_steps(trained):
+    before, after = trained["before"], trained["after"]
+    assert before > 2.0  # untrained: no better than the identity (2.8 px)
+    assert after < 1.3 and after < 0.6 * before, (before, after)
+    history = trained["history"]
+    assert list(history.columns[:5]) == ["step", "reference", "corner_px", "match_px", "total"]
+    assert history["corner_px"].tail(10).mean() < history["corner_px"].head(10).mean()
+
+
+def test_training_is_reproducible_and_freezes_the_encoders_unless_fine_tuned():
+    image = source_image()[None]
+    pairs = [(image, (1.0 - image**2).astype(np.float32))]
+    cfg = dataclasses.replace(TRAINING, steps=3, batch_size=2, similarity_weight=0.5)
+    runs = []
+    for finetune in (False, False, True):
+        model = build_accr(SMALL, {"A": TINY, "B": TINY}, seed=2)
+        encoders = {k: v.clone() for k, v in model.encoders.state_dict().items()}
+        history = train_registration_head(model, pairs, dataclasses.replace(cfg, finetune_encoders=finetune))
+        changed = any(not torch.equal(v, encoders[k]) for k, v in model.encoders.state_dict().items())
+        runs.append((history, model.state_dict(), changed))
+    (first, weights, changed), (second, again, _), (_, _, tuned) = runs
+    assert first.drop(columns="seconds").equals(second.drop(columns="seconds"))
+    assert all(torch.equal(weights[key], again[key]) for key in weights)
+    assert list(first["reference"]) == ["A", "B", "A"] and "similarity" in first
+    assert not changed and tuned
+    with pytest.raises(ValueError, match="needs an affine head"):
+        train_registration_head(model, pairs, dataclasses.replace(cfg, max_linear=0.1))
+    with pytest.raises(ValueError, match="needs a model with a displacement field"):
+        train_registration_head(model, pairs, dataclasses.replace(cfg, smoothness_weight=1.0))
+
+
+def test_the_field_and_the_affine_head_train():
+    image = source_image()[None]
+    cfg = dataclasses.replace(TRAINING, steps=2, batch_size=2, max_linear=0.05, smoothness_weight=0.1)
+    model = one_encoder_model(dataclasses.replace(SMALL, transform="affine", field=True))
+    history = train_registration_head(model, [(image, image.copy())], cfg)
+    assert {"corner_px", "field_px", "smoothness"} <= set(history.columns)
+    assert np.isfinite(history["total"]).all()
+
+
+# --------------------------------------------------------------------------- the registration method
+
+
+def test_the_method_registers_a_pair_and_fails_a_degenerate_one(trained, monkeypatch):
+    reference, floating = moved_texture(TRUTH)
+    method = ACCRRegistration(trained["model"])
+    result = method.register(reference, floating)
+    assert isinstance(result, RegistrationResult) and result.ok, result.message
+    identity = pair_error(g.IDENTITY, TRUTH, floating)  # 4.0 px
+    assert pair_error(result.matrix, TRUTH, floating) < min(2.0, identity / 2), (identity, result.message)
+    assert np.isfinite(result.metric) and result.seconds > 0 and "rigid fit of 64 reference tokens" in result.message
+    # The cascade's ECC runs from the model's estimate on the model's CoMIRs; where it fails, the estimate is kept.
+    # (It fails here: the random encoder's CoMIRs keep the zero padding's border, the same in both images.)
+    with torch.no_grad():
+        comirs = trained["model"](torch.as_tensor(reference)[None, None], torch.as_tensor(floating)[None, None])
+    comirs = [c[0, 0].numpy() for c in comirs.representations]
+    calls = []
+
+    def polish(*args):
+        calls.append(args)
+        return g.compose(g.rigid_matrix(0.0, 0.25, 0.0), args[2])
+
+    monkeypatch.setattr(accr_method, "ecc_refine", polish)
+    refined = ACCRRegistration(trained["model"], refine="ecc", iterations=7).register(reference, floating)
+    assert refined.ok and "refined by ECC" in refined.message
+    np.testing.assert_allclose(refined.matrix, g.compose(g.rigid_matrix(0.0, 0.25, 0.0), result.matrix), atol=1e-9)
+    (ref_comir, flo_comir, start, iterations, transform, masks), = calls
+    np.testing.assert_array_equal(ref_comir, comirs[0])
+    np.testing.assert_array_equal(flo_comir, comirs[1])
+    assert (iterations, transform, masks) == (7, "rigid", (None, None))
+    np.testing.assert_allclose(start, result.matrix, atol=1e-12)
+    monkeypatch.undo()
+    kept = ACCRRegistration(trained["model"], refine="ecc").register(reference, floating)
+    assert ecc_refine(*comirs, result.matrix, 50, "rigid") is None
+    assert kept.ok and "ECC failed, the model's estimate kept" in kept.message
+    np.testing.assert_array_equal(kept.matrix, result.matrix)
+    # A pair twice as large at a working level of half its size: the transform in the original pixels.
+    reference_64, floating_64 = moved_texture(TRUTH_64, 64)
+    coarse = ACCRRegistration(trained["model"], max_px=32).register(reference_64, floating_64)
+    assert coarse.ok and "at 1/2.00" in coarse.message
+    assert pair_error(coarse.matrix, TRUTH_64, floating_64) < pair_error(g.IDENTITY, TRUTH_64, floating_64) / 2
+    # Masks: a quarter of the floating image is not image; an odd size is padded.
+    mask = np.ones(floating.shape, bool)
+    mask[:, 24:] = False
+    masked = method.register(reference[:31, :30], floating, floating_mask=mask)
+    assert masked.ok and pair_error(masked.matrix, TRUTH, floating) < 3.0, masked.message
+
+    failed = method.register(reference, np.full_like(floating, 0.5))
+    assert failed.status == "failed" and "floating image has no intensity variation" in failed.message
+    assert np.array_equal(failed.matrix, g.IDENTITY)
+    empty = np.zeros(floating.shape, bool)
+    empty[:2, :2] = True
+    assert "no token (4 px) that is half valid" in method.register(reference, floating, floating_mask=empty).message
+    with pytest.raises(ValueError, match="3 channel"):
+        method.register(reference, np.dstack([floating] * 3))
+    with pytest.raises(ValueError, match="reference image must have shape"):
+        method.register(reference[None, None], floating)
+    with pytest.raises(ValueError, match="refine must be one of"):
+        ACCRRegistration(trained["model"], refine="mi")
+
+
+def test_the_attention_figure_shows_where_a_location_attends(trained):
+    reference, floating = moved_texture(TRUTH)
+    attention = ACCRRegistration(trained["model"]).attention(reference, floating)
+    assert attention.weights.shape == (64, 15 * 15) and attention.floating_grid == (15, 15)
+    np.testing.assert_allclose(attention.weights.sum(1), 1.0, rtol=1e-5)
+    queries = np.array([[10.0, 10.0], [20.0, 14.0]])
+    figure = plot_attention(
+        reference, floating, attention.weights, attention.reference_points, attention.floating_points,
+        attention.floating_grid, queries, truth=TRUTH,
+    )  # fmt: skip
+    assert len(figure.axes) == 3 and all(ax.images for ax in figure.axes)
+    assert len(figure.axes[1].images) == 2  # the floating image and the heatmap
+    with pytest.raises(ValueError, match="must hold the floating tokens"):
+        plot_attention(reference, floating, attention.weights, attention.reference_points,
+                       attention.floating_points, (14, 16), queries)  # fmt: skip
+
+
+def test_save_and_load_give_the_same_model(trained, tmp_path):
+    path = tmp_path / "accr.pt"
+    save_accr(path, trained["model"], {"note": "stage 2"})
+    loaded, payload = load_accr(path)
+    reference, floating = (torch.as_tensor(image)[None, None] for image in moved_texture(TRUTH))
+    with torch.no_grad():
+        expected = trained["model"](reference, floating).matrix
+        torch.testing.assert_close(loaded(reference, floating).matrix, expected)
+    assert payload["note"] == "stage 2" and payload["accr"]["config"]["key_stride"] == 2
+    save_checkpoint(tmp_path / "comir.pt", dict(trained["model"].encoders.items()), {})
+    with pytest.raises(ValueError, match="without an ACCR head"):
+        load_accr(tmp_path / "comir.pt")
