@@ -12,12 +12,16 @@ import math
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
+import tifffile
 import torch
 from scipy import ndimage
 
 import comir.register.accr as accr_method
 from comir import geometry as g
+from comir.__main__ import main
+from comir.apply.folder import register_batch
 from comir.deformation.affine import affine_to_field
 from comir.deformation.warp import inside_mask, warp_image
 from comir.evaluate.attention import plot_attention
@@ -28,6 +32,7 @@ from comir.network.accr.geometry import fit_matrix, pixel_grid, robust_fit, samp
 from comir.network.accr.model import ACCRConfig, ACCRNet
 from comir.network.checkpoint import save_checkpoint
 from comir.network.model import Tiramisu, count_parameters
+from comir.register import make_method, with_model
 from comir.register.accr import ACCRRegistration
 from comir.register.base import RegistrationResult
 from comir.register.fft_search import ecc_refine
@@ -356,3 +361,36 @@ def test_save_and_load_give_the_same_model(trained, tmp_path):
     save_checkpoint(tmp_path / "comir.pt", dict(trained["model"].encoders.items()), {})
     with pytest.raises(ValueError, match="without an ACCR head"):
         load_accr(tmp_path / "comir.pt")
+
+
+def test_the_registry_the_command_and_the_apply_stage_register_with_an_accr_model_file(trained, tmp_path, capsys):
+    """The file rule train_accr writes (an ACCR model that is also a CoMIR model) as method accr."""
+    path = tmp_path / "accr.pt"
+    modalities = {"A": {"name": "texture", "channels": 1}, "B": {"name": "copy", "channels": 1}}
+    save_accr(path, trained["model"], {"modalities": modalities})
+    reference, floating = moved_texture(TRUTH)
+    method = make_method("accr", with_model({"max_px": 64}, path, "B"), seed=5)
+    assert method.reference_slot == "B" and method.model is not trained["model"]
+    expected = ACCRRegistration(trained["model"], reference_slot="B").register(reference, floating)
+    np.testing.assert_allclose(method.register(reference, floating).matrix, expected.matrix, atol=1e-5)
+    for name, image in {"reference.tif": reference, "floating.tif": floating}.items():
+        tifffile.imwrite(tmp_path / name, image)
+    args = ["register", "--model", str(path), "--reference", str(tmp_path / "reference.tif"),
+            "--floating", str(tmp_path / "floating.tif"), "--reference-modality", "texture", "--masks", "none",
+            "--method", "accr", "--params", "{max_px: 64}", "--threads", "1"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0, capsys.readouterr()
+    row = pd.read_csv(tmp_path / "out" / "transform.csv").iloc[0]
+    matrix = np.array([row[key] for key in g.MATRIX_KEYS]).reshape(2, 3)
+    assert pair_error(matrix, TRUTH, floating) < 2.0, row["message"]
+    assert (tmp_path / "out" / "comir_reference.tif").exists()  # the file's encoders give the CoMIRs
+    # The apply stage on a folder of pairs (rule register_pairs): the same transform.
+    for folder, image in {"texture": reference, "copy": floating}.items():
+        (tmp_path / "pairs" / folder).mkdir(parents=True)
+        tifffile.imwrite(tmp_path / "pairs" / folder / "p0.tif", image)
+    settings = {"method": "accr", "params": {"max_px": 64}, "reference": "texture", "masks": "none"}
+    rows = register_batch(path, tmp_path / "pairs", tmp_path / "folder", settings)
+    np.testing.assert_allclose(rows.loc[0, [f"est_{key}" for key in g.MATRIX_KEYS]].to_numpy(float), matrix.ravel())
+    save_checkpoint(tmp_path / "comir.pt", dict(trained["model"].encoders.items()), {"modalities": modalities})
+    args[args.index(str(path))] = str(tmp_path / "comir.pt")
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 2  # a CoMIR model without an ACCR head
+    assert "without an ACCR head" in capsys.readouterr().err

@@ -201,6 +201,8 @@ def test_registered_cases_carry_evidence_confidence_and_acceptance(comir_cases):
     # The evidence of stored results is the evidence measured while registering.
     again = results_evidence(true.drop(columns=list(FEATURES)), folder, MODALITIES)
     np.testing.assert_allclose(again[list(FEATURES)], true[list(FEATURES)])
+    again = results_evidence(unrelated.drop(columns=list(FEATURES)), folder, MODALITIES)  # the partners' patches
+    np.testing.assert_allclose(again[list(FEATURES)], unrelated[list(FEATURES)])
     data = calibration_data(true, unrelated, 0.05)
     calibration = fit_calibration(data.to_dict("records"), data["correct"], data["kind"], 0.0)
     judged = register_cases(*run, Judge(0, calibration))

@@ -24,7 +24,15 @@ from comir.register import RegistrationResult, make_run, registers_deformably
 from comir.register.cases import DEFORMABLE_SECONDS, register_cases
 from comir.register.deformable.stage import DeformableStage
 from comir.testset import TESTSET_COLUMNS, Stratum, TestSetRecipe, build_testset
-from comir.testset.deformation import FIELD_SCORE_COLUMNS, Deformation, FieldScorer, read_truth
+from comir.testset.deformation import (
+    FIELD_SCORE_COLUMNS,
+    Deformation,
+    FieldScorer,
+    otsu_threshold,
+    read_mask,
+    read_truth,
+    structure_mask,
+)
 from helpers.registration_cases import monomodal_pair
 
 DEFORMATION = Deformation(max_displacement_px=3.0, smoothness_px=48.0, landmark_spacing_px=12.0)
@@ -99,6 +107,37 @@ def test_a_draw_that_would_fold_stops_the_build(pairs, tmp_path):
     folding = replace(RECIPE, deformation=Deformation(max_displacement_px=20.0, smoothness_px=16.0))
     with pytest.raises(ValueError, match="too large for a smoothness of 16 px"):
         build_testset(pairs, folding, tmp_path)
+
+
+def test_structure_masks_score_a_field_by_overlap(pairs, tmp_path):
+    masked = replace(RECIPE, deformation=replace(DEFORMATION, mask_slot="A"))
+    cases = build_testset(pairs, masked, tmp_path)
+    assert (cases["deformation_mask_slot"] == "A").all()
+    score = FieldScorer(tmp_path)
+    for case, truth in zip(cases["case"], truths(cases)):
+        mask = read_mask(tmp_path, case)
+        assert mask.shape == (96, 96) and 0.1 < mask.mean() < 0.9  # Otsu splits the texture
+        field, _ = read_truth(tmp_path, case)
+        perfect = score(case, field)
+        assert perfect["dice"] == 1.0 and perfect["hd95_px"] == 0.0
+        rigid = score(case, affine_to_field(truth, (96, 96)))  # misses the deformation (up to 3 px)
+        assert 0.6 < rigid["dice"] < 0.99 and 0.5 < rigid["hd95_px"] <= 4.0
+        shifted = score(case, field + 6.0)  # 6 px off everywhere: worse
+        assert shifted["dice"] < rigid["dice"] and shifted["hd95_px"] > rigid["hd95_px"]
+    assert np.isnan(FieldScorer(tmp_path / "none")._overlap("c", field, field)["dice"])
+
+
+def test_otsu_threshold_is_scikit_images():
+    from skimage.filters import threshold_otsu
+
+    rng = np.random.default_rng(3)
+    for values in (rng.normal(0, 1, 4000), np.concatenate([rng.normal(0, 1, 3000), rng.gamma(2, 2, 900) + 4])):
+        assert otsu_threshold(values) == pytest.approx(threshold_otsu(values), abs=1e-12)
+    assert not structure_mask(np.full((8, 8, 3), 7.0), 2.0).any()
+    heavy = rng.lognormal(0, 2, (64, 64))  # SHG-like: on the raw values Otsu keeps only the brightest
+    assert structure_mask(heavy, 0, log1p=True).mean() > 2 * structure_mask(heavy, 0).mean()
+    threshold = np.expm1(otsu_threshold(np.log1p(heavy)))
+    np.testing.assert_array_equal(structure_mask(heavy, 0, log1p=True), heavy > threshold)
 
 
 class TrueRigid:
@@ -202,3 +241,8 @@ def test_the_tre_table_counts_successes_in_pixels_with_the_rigid_tables_protocol
     assert len(tests) == 1 and tests["rank_biserial_r"][0] == -1  # "deformable" has the smaller errors
     with pytest.raises(ValueError, match="no TRE columns"):
         tre_results(results.drop(columns="tre_median_px"))
+    assert "median_dice" not in table  # no structure masks
+    masked = results.assign(dice=[0.7, 0.8, 0.9, np.nan, 0.95, 0.97, 0.99, 0.2], hd95_px=np.arange(8.0))
+    table = tre_table(masked, [1]).set_index("method")
+    assert table.loc["rigid", "median_dice"] == pytest.approx(0.8) and table.loc["deformable", "median_dice"] == 0.96
+    assert table.loc["rigid", "median_hd95_px"] == 1.5 and table.loc["deformable", "median_hd95_px"] == 5.5

@@ -31,7 +31,8 @@ def configuration(root) -> dict:
                     "deformed": {
                         "patch_size": 96, "rotation_deg": 10, "translation_px": 6,
                         "strata": [{"name": "all", "count": 4}],
-                        "deformation": {"max_displacement_px": 3, "smoothness_px": 48, "landmark_spacing_px": 12},
+                        "deformation": {"max_displacement_px": 3, "smoothness_px": 48, "landmark_spacing_px": 12,
+                                        "mask_slot": "A"},
                     }
                 },  # fmt: skip
                 "registration": {
@@ -67,7 +68,8 @@ def test_a_deformation_test_set_scores_every_run_by_tre(deformable_run):
     testset = workdir / "results" / "mono" / "testsets" / "deformed"
     cases = pd.read_csv(testset / "cases.csv")
     assert len(cases) == 4 and (cases["landmarks"] > 30).all()
-    assert len(list((testset / "images").glob("*_field.h5"))) == 4
+    images = testset / "images"
+    assert len(list(images.glob("*_field.h5"))) == 4 == len(list(images.glob("*_mask_flo.tif")))
     registrations = workdir / "results" / "mono" / "original" / "registration" / "deformed"
     rigid = pd.read_csv(registrations / "mi_B_to_A.csv")
     refined = pd.read_csv(registrations / "mi-bspline_B_to_A.csv")
@@ -84,6 +86,9 @@ def test_a_deformation_test_set_scores_every_run_by_tre(deformable_run):
             assert by.loc[(stage, direction), "median_tre_px"] < 0.5 * start, (stage, direction)
             assert by.loc[(stage, direction), "max_folded_fraction"] < 0.001
             assert by.loc[(stage, direction), "success_1px"] >= by.loc[("mi", direction), "success_1px"]
+            # The structure masks (Otsu on A) overlap better after the deformable stage.
+            assert by.loc[(stage, direction), "median_dice"] > by.loc[("mi", direction), "median_dice"] > 0.5
+            assert by.loc[(stage, direction), "median_hd95_px"] < by.loc[("mi", direction), "median_hd95_px"]
     tests = pd.read_csv(workdir / EVALUATION / "tables" / "tre_wilcoxon.csv")
     assert len(tests) == 2 * 6  # every two of the 4 runs, per direction
     assert (workdir / EVALUATION / "figures" / "tre_ecdf.png").stat().st_size > 5000

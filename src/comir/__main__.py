@@ -7,6 +7,10 @@
 given, registered by the cascade (the only method that takes them); an ensemble has no calibrated
 confidence, and its models must share their modalities (else exit 2, both files named).
 
+``--method accr --model results/<dataset>/<variant>/model/accr.pt`` registers with an ACCR model
+(rule train_accr; docs/explanation/accr.md): the file is also a CoMIR model (its encoders), whose
+CoMIRs are written as usual; ACCR's own settings (``max_px``, ``refine``) go in ``--params``.
+
 See :mod:`comir.apply`, docs/how-to/register.md and docs/reference/cli.md.  Exit status: 0 registered, 1 the
 method reported a failure or, with a calibrated model (rule calibrate_model), the result's confidence
 is below the threshold (``transform.csv`` says why, with the confidence), 2 bad input (nothing written): a setting
@@ -27,7 +31,7 @@ import yaml
 from comir.geometry import TRANSFORMS
 from comir.imaging.masks import MASK_MARGIN_PX, MASK_MODES
 from comir.io import InputError
-from comir.register import METHODS
+from comir.register import METHODS, MODEL_METHODS
 from comir.register.coarse_to_fine import REGISTER_MAX_PX
 
 # The settings of comir.apply.checks.check_settings (the configuration schema's limits) by the flags that give them.
@@ -92,7 +96,19 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run the command; returns the exit status."""
+    """Parse the command line and run the command; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str or None, optional
+        The arguments after the program name; None: ``sys.argv[1:]``. Default None.
+
+    Returns
+    -------
+    int
+        The exit status: 0 registered, 1 the method failed or the confidence is below the threshold,
+        2 bad input (or a bad argument; 0 for ``--help``).
+    """
     parser = argparse.ArgumentParser(prog="comir", description="CoMIR: register images with a trained model.")
     commands = parser.add_subparsers(dest="command", required=True)
     register = commands.add_parser(
@@ -115,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     register.add_argument("--out", required=True, help="a new folder for the outputs")
     register.add_argument(
-        "--method", default="cascade", choices=sorted(METHODS), help="registration method (default cascade)"
+        "--method",
+        default="cascade",
+        choices=sorted([*METHODS, *MODEL_METHODS]),
+        help="registration method (default cascade); accr: the --model file is an ACCR model (rule train_accr) "
+        "that registers the images themselves",
     )
     register.add_argument(
         "--params",

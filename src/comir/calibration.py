@@ -71,16 +71,49 @@ class Calibration:
     counts: dict[str, int] = field(default_factory=dict)
 
     def probability(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
-        """The calibrated probability that each result (its evidence row) is correct."""
+        """The calibrated probability that each result (its evidence row) is correct.
+
+        Parameters
+        ----------
+        rows : Sequence[Mapping[str, float]]
+            Evidence rows, each with a value for every name in :data:`FEATURES`.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(len(rows),)`` probabilities in [0, 1].
+        """
         x = (_design(rows) - np.array(self.mean)) / np.array(self.scale)
         return _sigmoid(x @ np.array(self.weights) + self.bias)
 
     def confidence(self, row: Mapping[str, float]) -> float:
-        """The probability for one evidence row."""
+        """The probability for one evidence row.
+
+        Parameters
+        ----------
+        row : Mapping[str, float]
+            The evidence of one result, a value for every name in :data:`FEATURES`.
+
+        Returns
+        -------
+        float
+            The calibrated probability that the result is correct.
+        """
         return float(self.probability([row])[0])
 
     def accepts(self, confidence: float) -> bool:
-        """Whether a result of this confidence is trusted (at or above the threshold)."""
+        """Whether a result of this confidence is trusted (at or above the threshold).
+
+        Parameters
+        ----------
+        confidence : float
+            A probability from :meth:`confidence`.
+
+        Returns
+        -------
+        bool
+            ``confidence >= threshold``.
+        """
         return bool(confidence >= self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,7 +133,23 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
-        """The calibration of :meth:`to_dict`; ``ValueError`` for another feature set."""
+        """The calibration of :meth:`to_dict`; ``ValueError`` for another feature set.
+
+        Parameters
+        ----------
+        data : Mapping[str, Any]
+            The description written by :meth:`to_dict` (``reliability`` and ``counts`` may be missing).
+
+        Returns
+        -------
+        Calibration
+            The calibration it describes.
+
+        Raises
+        ------
+        ValueError
+            If its ``features`` are not :data:`FEATURES`.
+        """
         if list(data.get("features", [])) != list(FEATURES):
             raise ValueError(f"calibration for features {data.get('features')}, this version measures {FEATURES}")
         return cls(
@@ -110,7 +159,23 @@ class Calibration:
         )  # fmt: skip
 
     def with_threshold(self, threshold: float) -> Calibration:
-        """The same calibration with another decision threshold (a user's override)."""
+        """The same calibration with another decision threshold (a user's override).
+
+        Parameters
+        ----------
+        threshold : float
+            The least confidence of an accepted result, in [0, 1].
+
+        Returns
+        -------
+        Calibration
+            A copy with ``threshold`` replaced.
+
+        Raises
+        ------
+        ValueError
+            If ``threshold`` is outside [0, 1].
+        """
         if not 0 <= threshold <= 1:
             raise ValueError(f"a confidence threshold is a probability in [0, 1], got {threshold}")
         return Calibration(**{**self.__dict__, "threshold": float(threshold)})
@@ -133,7 +198,23 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarra
 
 
 def reliability_table(probability: np.ndarray, correct: np.ndarray, bins: int = RELIABILITY_BINS) -> list[dict]:
-    """Per equal-width bin of predicted probability: its edges, count, mean prediction and observed rate."""
+    """Per equal-width bin of predicted probability: its edges, count, mean prediction and observed rate.
+
+    Parameters
+    ----------
+    probability : numpy.ndarray
+        Predicted probabilities in [0, 1] (1 falls into the last bin).
+    correct : numpy.ndarray
+        Whether each result was correct (bool).
+    bins : int, optional
+        The number of bins over [0, 1]. Default :data:`RELIABILITY_BINS` (10).
+
+    Returns
+    -------
+    list of dict
+        One dict per bin with keys ``low``, ``high``, ``count``, ``predicted`` and ``observed``
+        (the last two NaN for an empty bin).
+    """
     probability, correct = np.asarray(probability, float), np.asarray(correct, bool)
     index = np.minimum((probability * bins).astype(int), bins - 1)
     rows = []
@@ -160,6 +241,20 @@ def threshold_for(probability: np.ndarray, correct: np.ndarray, false_accept_rat
     that shift (docs/method.md, section 15).  Without a right result above
     the bound it lies just above the bound (ties with a wrong result are
     rejected); with no wrong result every result is accepted (0).
+
+    Parameters
+    ----------
+    probability : numpy.ndarray
+        Predicted probabilities of the calibration results.
+    correct : numpy.ndarray
+        Whether each result was correct (bool).
+    false_accept_rate : float
+        The largest share of wrong results that may be accepted.
+
+    Returns
+    -------
+    float
+        The threshold, in [0, 1].
     """
     probability, correct = np.asarray(probability, float), np.asarray(correct, bool)
     wrong = np.sort(probability[~correct])[::-1]
@@ -188,11 +283,33 @@ def fit_calibration(
 ) -> Calibration:
     """The calibration of labelled evidence ``rows`` (``correct``: within the success threshold).
 
-    ``kinds`` says where each row comes from ("true" or "unrelated", for the
-    counts).  Data with only correct (or only wrong) results cannot weigh the
+    Data with only correct (or only wrong) results cannot weigh the
     evidence: every result then gets the observed rate, so a model that
     registered none of its validation pairs correctly accepts nothing, nor
     does one that registered none at all (no data).
+
+    Parameters
+    ----------
+    rows : Sequence[Mapping[str, float]]
+        Evidence rows, a value for every name in :data:`FEATURES`.
+    correct : Sequence[bool]
+        Whether each row's result is within the success threshold.
+    kinds : Sequence[str]
+        Where each row comes from, ``"true"`` or ``"unrelated"`` (for the counts).
+    false_accept_rate : float, optional
+        The rate the threshold is chosen for (:func:`threshold_for`). Default 0.05.
+    success_fraction : float, optional
+        What "correct" meant (error < f x width), stored with the calibration. Default 0.05.
+
+    Returns
+    -------
+    Calibration
+        The fitted calibration with its threshold, reliability table and counts.
+
+    Raises
+    ------
+    ValueError
+        If ``rows``, ``correct`` and ``kinds`` differ in length.
     """
     x, y = _design(rows), np.asarray(correct, dtype=float)
     if len(x) != len(y) or len(y) != len(kinds):
@@ -230,11 +347,23 @@ def fit_calibration(
 def calibration_data(true: pd.DataFrame, unrelated: pd.DataFrame, success_fraction: float) -> pd.DataFrame:
     """The labelled evidence of a calibration from per-case results with evidence columns.
 
-    ``true``: a run's results on the calibration test set (correct when ok and
-    the error is below ``success_fraction`` of the width); ``unrelated``: its
-    results on unrelated pairs (always wrong).  Failed results are left out:
-    they are failures already.  Columns: case, direction, kind (true /
-    unrelated), the evidence, correct.
+    Failed results are left out: they are failures already.
+
+    Parameters
+    ----------
+    true : pandas.DataFrame
+        A run's results on the calibration test set (columns ``case``, ``direction``, ``status``,
+        ``error_px``, ``width`` and :data:`FEATURES`); correct when ok and the error is below
+        ``success_fraction`` of the width.
+    unrelated : pandas.DataFrame
+        Its results on unrelated pairs (always wrong); same columns, ``error_px`` and ``width`` unused.
+    success_fraction : float
+        The success threshold as a fraction of the width.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: case, direction, kind (true / unrelated), the evidence, correct.
     """
     frames = []
     for kind, frame in (("true", true), ("unrelated", unrelated)):
@@ -249,12 +378,41 @@ def calibration_data(true: pd.DataFrame, unrelated: pd.DataFrame, success_fracti
 
 
 def calibration_key(method: str, params: Mapping[str, Any] | None) -> str:
-    """The key of a method's calibration in a model file: its name and parameters, canonical JSON."""
+    """The key of a method's calibration in a model file: its name and parameters, canonical JSON.
+
+    Parameters
+    ----------
+    method : str
+        The registration method's name.
+    params : Mapping[str, Any] or None
+        Its parameters (None: none).
+
+    Returns
+    -------
+    str
+        Compact JSON with sorted keys.
+    """
     return json.dumps({"method": method, "params": dict(params or {})}, sort_keys=True, separators=(",", ":"))
 
 
 def load_calibration(path: str | Path) -> Calibration:
-    """The calibration written to ``path`` (JSON of :meth:`Calibration.to_dict`)."""
+    """The calibration written to ``path`` (JSON of :meth:`Calibration.to_dict`).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The JSON file.
+
+    Returns
+    -------
+    Calibration
+        The calibration it describes.
+
+    Raises
+    ------
+    ValueError
+        If it was fitted for another feature set (:meth:`Calibration.from_dict`).
+    """
     return Calibration.from_dict(json.loads(Path(path).read_text()))
 
 

@@ -38,6 +38,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     The temporary file keeps the suffix of ``path`` so that libraries choosing
     a format from the extension (OpenCV, tifffile, matplotlib) still work.
+    The parent folder is created if missing; on an exception the temporary file
+    is removed and ``path`` is left untouched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary file to write to (in the folder of ``path``).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -56,24 +68,59 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
+    """Write ``text`` to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (its folder is created if missing).
+    text : str
+        The content.
+    """
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """Write ``data`` atomically as indented JSON with sorted keys (other values as their ``str``)."""
+    """Write ``data`` atomically as indented JSON with sorted keys (other values as their ``str``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (its folder is created if missing).
+    data : Any
+        A JSON-serialisable value; values JSON cannot encode are written as their ``str``.
+    """
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def write_csv(path: str | os.PathLike[str], frame: Any) -> None:
-    """Write a pandas DataFrame atomically, without its index."""
+    """Write a pandas DataFrame atomically, without its index.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (its folder is created if missing).
+    frame : pandas.DataFrame
+        The table.
+    """
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
 
 
 def read_tables(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
-    """The CSV tables at ``paths`` concatenated, those without rows left out (an empty frame if all are)."""
+    """The CSV tables at ``paths`` concatenated, those without rows left out (an empty frame if all are).
+
+    Parameters
+    ----------
+    paths : Iterable[str or os.PathLike]
+        The CSV files, concatenated in this order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of all tables, with a fresh index.
+    """
     import pandas as pd
 
     frames = [frame for frame in (pd.read_csv(path) for path in paths) if not frame.empty]
@@ -84,6 +131,22 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a TIFF or PNG as an array of shape (H, W) or (H, W, C).
 
     Channel-first TIFFs with up to 4 planes (C, H, W) are moved to channel-last.
+    Colour PNGs are returned as RGB(A).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file; ``.tif``/``.tiff`` are read with tifffile, anything else with OpenCV.
+
+    Returns
+    -------
+    numpy.ndarray
+        The image, in its stored dtype, ``(H, W)`` or ``(H, W, C)``.
+
+    Raises
+    ------
+    InputError
+        If the file does not exist, cannot be decoded, or is not 2-D or 3-D.
     """
     path = Path(path)
     if not path.is_file():
@@ -111,7 +174,17 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def write_tiff(path: str | os.PathLike[str], array: np.ndarray) -> None:
-    """(H, W) or (H, W, C); three channels are stored as RGB, anything else as grey channels."""
+    """(H, W) or (H, W, C); three channels are stored as RGB, anything else as grey channels.
+
+    The TIFF is written atomically (:func:`atomic_path`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (its folder is created if missing).
+    array : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` image, stored in its dtype.
+    """
     array = np.ascontiguousarray(array)
     photometric = "rgb" if array.ndim == 3 and array.shape[-1] == 3 else "minisblack"
     with atomic_path(path) as tmp:
@@ -119,7 +192,20 @@ def write_tiff(path: str | os.PathLike[str], array: np.ndarray) -> None:
 
 
 def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
-    """Write an 8-bit grey or RGB image as PNG."""
+    """Write an 8-bit grey or RGB image as PNG.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (its folder is created if missing).
+    array : numpy.ndarray
+        ``(H, W)`` grey or ``(H, W, 3)`` RGB image, uint8.
+
+    Raises
+    ------
+    OSError
+        If OpenCV fails to write the file.
+    """
     import cv2
 
     array = np.ascontiguousarray(array)
@@ -131,12 +217,36 @@ def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
 
 
 def channels_of(image: np.ndarray) -> int:
-    """The number of channels of an (H, W) or (H, W, C) image."""
+    """The number of channels of an (H, W) or (H, W, C) image.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` image.
+
+    Returns
+    -------
+    int
+        1 for a 2-D image, else ``C``.
+    """
     return 1 if image.ndim == 2 else int(image.shape[2])
 
 
 def full_scale(dtype: np.dtype, max_value: float | None = None) -> float:
-    """The stored value that means full intensity: ``max_value``, else the integer type's maximum, else 1."""
+    """The stored value that means full intensity: ``max_value``, else the integer type's maximum, else 1.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+        The image's dtype.
+    max_value : float or None, optional
+        The full-scale value when given. Default None.
+
+    Returns
+    -------
+    float
+        The full-scale value.
+    """
     if max_value is not None:
         return float(max_value)
     if np.issubdtype(dtype, np.integer):
@@ -148,6 +258,18 @@ def to_float01(image: np.ndarray, max_value: float | None = None) -> np.ndarray:
     """Scale an image to float32 so that full intensity is 1 (see :func:`full_scale`).
 
     Values are not clipped: :func:`intensity_warning` reports images that do not fit.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The image, any dtype.
+    max_value : float or None, optional
+        The stored value of full intensity; None: the integer type's maximum, or 1 for floats. Default None.
+
+    Returns
+    -------
+    numpy.ndarray
+        The image as float32, divided by the full-scale value.
     """
     scale = full_scale(image.dtype, max_value)
     data = image.astype(np.float32)
@@ -164,6 +286,18 @@ def intensity_warning(image: np.ndarray, max_value: float | None = None) -> str 
 
     Flags values below 0 or above full scale, and integer images of 16 bits or more whose
     values use at most 1/16 of their type's range while no ``max_value`` is given.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The image, any dtype.
+    max_value : float or None, optional
+        The stored value of full intensity, as in :func:`to_float01`. Default None.
+
+    Returns
+    -------
+    str or None
+        The problem in words, or ``None``.
     """
     low, high = float(np.min(image)), float(np.max(image))
     scale = full_scale(image.dtype, max_value)
@@ -180,7 +314,21 @@ def intensity_warning(image: np.ndarray, max_value: float | None = None) -> str 
 
 
 def to_uint8(image: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
-    """Map a float image linearly to uint8; by default its 0.5-99.5 percentile range."""
+    """Map a float image linearly to uint8; by default its 0.5-99.5 percentile range.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The image (converted to float32).
+    low, high : float or None, optional
+        The values mapped to 0 and 255 (values outside are clipped); unless both are given, the
+        image's 0.5th and 99.5th percentiles. Default None.
+
+    Returns
+    -------
+    numpy.ndarray
+        The uint8 image, the shape of ``image``.
+    """
     image = np.asarray(image, dtype=np.float32)
     if low is None or high is None:
         low, high = (float(v) for v in np.percentile(image, [0.5, 99.5]))
@@ -189,7 +337,20 @@ def to_uint8(image: np.ndarray, low: float | None = None, high: float | None = N
 
 
 def comir_preview(comir: np.ndarray) -> np.ndarray:
-    """An 8-bit picture of a (C, H, W) CoMIR: grey for 1 channel, RGB of the first three otherwise."""
+    """An 8-bit picture of a (C, H, W) CoMIR: grey for 1 channel, RGB of the first three otherwise.
+
+    Each channel is scaled by :func:`to_uint8`; a 2-channel CoMIR gets a zero blue channel.
+
+    Parameters
+    ----------
+    comir : numpy.ndarray
+        ``(C, H, W)`` CoMIR.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, ``(H, W)`` for one channel, else ``(H, W, 3)``.
+    """
     if comir.shape[0] == 1:
         return to_uint8(comir[0])
     channels = [to_uint8(c) for c in comir[:3]]

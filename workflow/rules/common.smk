@@ -5,7 +5,8 @@
 # Layout of results/<dataset>/:
 #   data/                      canonical aligned pairs (pairs.csv, images/, layout.json)
 #   testsets/<testset>/        transformed test sets (cases.csv, images/)
-#   <variant>/model/           one trained pair of networks per variant
+#   <variant>/model/           one trained pair of networks per variant (with ACCR: accr.pt, its model)
+#   <variant>/accr/<testset>/  ACCR's attention figure
 #   <variant>/comir/<testset>/ CoMIRs of a test set
 #   <source>/registration/<testset>/<run>_<direction>.csv
 #                              source = original (shared by all variants) or a variant (its CoMIRs)

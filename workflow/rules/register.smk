@@ -19,6 +19,9 @@ rule register:
         "results/{dataset}/logs/{source}/register/{testset}/{run}_{direction}.log",
     benchmark:
         "results/{dataset}/benchmarks/{source}/register/{testset}/{run}_{direction}.tsv"
+    # The runs of a method with a model of its own are rule register_accr's (workflow/rules/accr.smk).
+    wildcard_constraints:
+        run=alternatives(jobs.registration_runs(config, False)) or "(?!)",
     # Registrations are many short, independent jobs: on a cluster they are submitted in
     # groups (profiles/slurm sets how many share one submission).
     group:

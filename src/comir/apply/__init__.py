@@ -30,7 +30,9 @@ model trained once, e.g. on a GPU cluster, is reused anywhere.  For one pair:
    original pixel grids of the two images; CoMIRs larger than
    ``register_max_px`` are registered at a coarse level and refined by blocks
    at full resolution (:mod:`comir.register.coarse_to_fine`), so the memory
-   of a registration stays that of the images;
+   of a registration stays that of the images; ``accr`` (an ACCR model file,
+   docs/explanation/accr.md) registers the two network inputs instead, at its
+   own working level;
 6. the outputs are written atomically into a new folder: ``transform.csv``
    (one row: the floating -> reference matrix, status, metric, seconds,
    the valid fractions of the two CoMIRs, the process's peak memory so far,

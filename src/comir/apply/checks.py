@@ -40,7 +40,27 @@ MAX_EXTENT_RATIO = 4.0
 
 
 def read_checked(path: str | Path, modality: Mapping[str, Any], role: str) -> np.ndarray:
-    """The image in ``path`` after checking its channels against ``modality``, naming the file otherwise."""
+    """The image in ``path`` after checking its channels against ``modality``, naming the file otherwise.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The image file.
+    modality : Mapping[str, Any]
+        The model's modality of the image (``channels``; ``name`` for the message).
+    role : str
+        ``"reference"`` or ``"floating"``, for the message.
+
+    Returns
+    -------
+    numpy.ndarray
+        The image as stored, ``(H, W)`` or ``(H, W, C)``.
+
+    Raises
+    ------
+    comir.io.InputError
+        If the file cannot be read or its channel count differs from the modality's.
+    """
     image = read_image(path)
     found, expected = channels_of(image), int(modality["channels"])
     if found != expected:
@@ -56,8 +76,28 @@ def working_resamplings(
 ) -> dict[str, Resampling]:
     """Per slot, how its image is brought to the working resolution (:mod:`comir.apply`, step 2).
 
-    ``pixel_sizes``: the two images' pixel sizes by slot or modality name (both
-    or none); ``None``: no resampling.
+    Parameters
+    ----------
+    model : TrainedModel
+        The model; its modalities' ``pixel_size`` (when every slot records one) is each slot's working
+        pixel size, else the reference image's pixel size is.
+    shapes : Mapping[str, tuple[int, ...]]
+        The images' shapes by slot.
+    pixel_sizes : Mapping[str, float] or None
+        The two images' pixel sizes by slot or modality name (both or none); None or empty: no resampling.
+    ref_slot : str
+        The reference image's slot.
+
+    Returns
+    -------
+    dict[str, comir.imaging.resampling.Resampling]
+        Per slot of ``shapes``, its resampling (the identity without pixel sizes).
+
+    Raises
+    ------
+    comir.io.InputError
+        If a modality is unknown to the model, the sizes do not cover both slots, or one is not a positive
+        finite number.
     """
     if not pixel_sizes:
         return {slot: Resampling(tuple(shape[:2]), tuple(shape[:2])) for slot, shape in shapes.items()}
@@ -85,8 +125,24 @@ def check_settings(
 
     The limits are the schema's, one source with config/README.md: ``inference`` as a dataset's
     ``inference`` section (e.g. ``tile`` >= 16, ``pad`` >= 0, no unknown key), ``register_max_px`` and
-    ``mask_margin_px`` as an apply job's keys (>= 64 or None; >= 0).  ``names``: what to call a
-    setting in the message (``inference.tile``, ``register_max_px``, ...), e.g. the command's flags.
+    ``mask_margin_px`` as an apply job's keys (>= 64 or None; >= 0).
+
+    Parameters
+    ----------
+    inference : Mapping[str, Any] or None, optional
+        Settings as a dataset's ``inference`` section; None: none given. Default None.
+    register_max_px : int or None, optional
+        An apply job's ``register_max_px``. Default :data:`comir.register.coarse_to_fine.REGISTER_MAX_PX`.
+    mask_margin_px : float, optional
+        An apply job's ``mask_margin_px``. Default :data:`comir.imaging.masks.MASK_MARGIN_PX`.
+    names : Mapping[str, str] or None, optional
+        What to call a setting in the message (``inference.tile``, ``register_max_px``, ...), e.g. the
+        command's flags; None: the keys themselves. Default None.
+
+    Raises
+    ------
+    comir.io.InputError
+        If any setting is outside the schema; the message lists them all.
     """
     schema = load_schema()
     names = names or {}
@@ -102,7 +158,26 @@ def check_settings(
 
 
 def check_size(model: TrainedModel, slot: str, resampling: Resampling, path: str | Path, role: str) -> None:
-    """:class:`InputError` when an image is too small, at the working resolution, for :meth:`TrainedModel.min_side`."""
+    """:class:`InputError` when an image is too small, at the working resolution, for :meth:`TrainedModel.min_side`.
+
+    Parameters
+    ----------
+    model : TrainedModel
+        The model whose ``slot`` network will see the image.
+    slot : str
+        The image's slot.
+    resampling : comir.imaging.resampling.Resampling
+        The image's resampling to the working resolution.
+    path : str or pathlib.Path
+        The image file, for the message.
+    role : str
+        ``"reference"`` or ``"floating"``, for the message.
+
+    Raises
+    ------
+    comir.io.InputError
+        If the shorter working side is below :meth:`TrainedModel.min_side`.
+    """
     minimum = model.min_side(slot)
     if min(resampling.working_shape) >= minimum:
         return
@@ -125,6 +200,22 @@ def check_extents(
 
     With ``pixel_sizes`` (by slot) the physical extents (longer side x pixel size) are compared, else the
     sides in pixels.
+
+    Parameters
+    ----------
+    shapes : Mapping[str, tuple[int, ...]]
+        The images' shapes by slot.
+    paths : Mapping[str, str or pathlib.Path]
+        The image files by slot, for the message.
+    roles : Mapping[str, str]
+        ``"reference"`` or ``"floating"`` by slot, for the message.
+    pixel_sizes : Mapping[str, float] or None
+        The pixel sizes by slot, or None.
+
+    Raises
+    ------
+    comir.io.InputError
+        If the ratio of the longer sides exceeds :data:`MAX_EXTENT_RATIO`; the message says what to do.
     """
     sides = {
         slot: max(shape[:2]) * (float(pixel_sizes[slot]) if pixel_sizes else 1.0) for slot, shape in shapes.items()
@@ -161,6 +252,20 @@ def range_problem(found: Mapping[str, float], trained: Mapping[str, float], moda
     Far: the 99.9th percentiles differ by more than :data:`RANGE_FACTOR`, compared in linear intensity
     (log1p undone), so that the factor means the same for every modality; a training level of 0 or less
     gives no scale (None).
+
+    Parameters
+    ----------
+    found : Mapping[str, float]
+        :func:`comir.imaging.preprocess.input_statistics` of the new network input.
+    trained : Mapping[str, float]
+        The same statistics of the training images.
+    modality : Mapping[str, Any]
+        The modality (``log1p``; ``name`` for the message).
+
+    Returns
+    -------
+    str or None
+        The problem, for a message naming the file; None when the input is within range.
     """
     high, reference = _linear(found["p99.9"], modality), _linear(trained["p99.9"], modality)
     if reference <= 0:
@@ -191,9 +296,37 @@ def prepare_checked(
 
     Statistics (:func:`comir.imaging.preprocess.input_statistics`) over the ``valid`` pixels; an input far outside the
     training range (:func:`range_problem`) is an :class:`InputError` naming the file and the remedy.
-    ``rescale``: instead, map the image's 0.1..99.9th percentile range linearly onto the training images'
-    (clipped to their minimum and maximum), for every image.  A model file without statistics skips the
-    check (:meth:`TrainedModel.load` says so); a constant image has no range to check or map.
+    A model file without statistics skips the check (:meth:`TrainedModel.load` says so); a constant image
+    has no range to check or map.
+
+    Parameters
+    ----------
+    model : TrainedModel
+        The model (its modality of ``slot`` and training statistics).
+    slot : str
+        The image's slot.
+    image : numpy.ndarray
+        The image as stored.
+    path : str or pathlib.Path
+        The image file, for messages.
+    role : str
+        ``"reference"`` or ``"floating"``, for messages.
+    valid : numpy.ndarray or None, optional
+        ``(H, W)`` bool mask of the pixels the statistics use; None: all. Default None.
+    rescale : bool, optional
+        Instead of the check, map the image's 0.1..99.9th percentile range linearly onto the training
+        images' (clipped to their minimum and maximum), for every image. Default False.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C, H, W)`` float32 network input, at the image's own resolution.
+
+    Raises
+    ------
+    comir.io.InputError
+        If the image does not fit its modality, its input is far outside the training range, or
+        ``rescale`` is asked of a model file without statistics.
     """
     modality = model.modalities[slot]
     prepared = prepare_modality_image(image, modality, str(path))
@@ -262,7 +395,39 @@ def check_pair(
     working resolution (:func:`check_size`), the two extents (:func:`check_extents`), the mask files,
     and each network input's intensity range (:func:`prepare_checked`; ``rescale`` maps it instead).
     The size and the intensity range are checked for every model of an ensemble, each against its own
-    network and training images.  Arguments as :func:`comir.apply.pair.register_pair`'s.
+    network and training images.
+
+    Parameters
+    ----------
+    model : TrainedModel or ModelEnsemble
+        The model(s); the first model's modalities and slots are used.
+    reference_path : str or pathlib.Path
+        The reference image.
+    floating_path : str or pathlib.Path
+        The floating image.
+    reference_modality : str
+        The reference image's modality, by slot or name; the floating image has the other.
+    pixel_sizes : Mapping[str, float] or None, optional
+        The two images' pixel sizes by slot or modality name, or None (no resampling). Default None.
+    masks : str, optional
+        ``"auto"`` or ``"none"`` (:func:`comir.imaging.masks.image_mask`). Default ``"auto"``.
+    mask_files : tuple, optional
+        Mask files of the reference and the floating image (None: none). Default ``(None, None)``.
+    rescale : bool, optional
+        Map each network input's range onto the training range instead of checking it
+        (:func:`prepare_checked`). Default False.
+
+    Returns
+    -------
+    CheckedPair
+        The images, full-resolution masks, resamplings and network inputs.
+
+    Raises
+    ------
+    comir.io.InputError
+        On the first problem found, naming the file(s).
+    ValueError
+        If ``masks`` is not a known mode.
     """
     members = ModelEnsemble.of(model).members
     first = members[0]

@@ -35,12 +35,12 @@ from comir import geometry
 from comir.apply.checks import check_pair, check_settings
 from comir.apply.model import ModelEnsemble, TrainedModel
 from comir.apply.outputs import peak_memory_mb, write_outputs
-from comir.apply.pair import judging_calibration, register_pair
+from comir.apply.pair import judging_calibration, pair_method, register_pair
 from comir.data.pairs import Modality, discover_pairs
 from comir.geometry import MATRIX_KEYS
 from comir.imaging.masks import MASK_MARGIN_PX, MASK_MODES
 from comir.io import IMAGE_SUFFIXES, InputError
-from comir.register import make_method, with_transform
+from comir.register import with_transform
 from comir.register.coarse_to_fine import REGISTER_MAX_PX
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,25 @@ def folder_pairs(
 ) -> pd.DataFrame:
     """The pairs (``id, path_A, path_B``) of ``root``; the folders default to the model's modality names.
 
-    A missing partner, a missing folder or an empty folder is an
-    :class:`InputError` naming the files (:func:`comir.data.pairs.discover_pairs`).
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        The folder in the ``pairs`` layout.
+    model : TrainedModel or ModelEnsemble
+        The model(s): the modalities' names (default folders), channels and ``max_value``.
+    folders : Mapping[str, str] or None, optional
+        Sub-folder of each slot (``A``, ``B``) where it differs from the modality's name. Default None.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair: ``id``, ``path_A``, ``path_B``.
+
+    Raises
+    ------
+    comir.io.InputError
+        If a partner is missing, or a folder is missing or empty; the files are named
+        (:func:`comir.data.pairs.discover_pairs`).
     """
     folders = dict(folders or {})
     modalities = tuple(
@@ -65,9 +82,25 @@ def folder_pairs(
 def mask_file(masks: str, folder: str, pair_id: str) -> Path | None:
     """The mask file of image ``pair_id`` of the modality in ``folder``, or None (the image gets "auto").
 
-    ``masks``: "auto", "none" or a folder of masks (the module doc); a missing
-    folder, or a missing file where the modality's sub-folder exists, is an
-    :class:`InputError` naming what was looked for.
+    Parameters
+    ----------
+    masks : str
+        ``"auto"``, ``"none"`` or a folder of masks (the module doc).
+    folder : str
+        The modality's sub-folder.
+    pair_id : str
+        The pair's id, the mask's file stem (extension one of :data:`comir.io.IMAGE_SUFFIXES`).
+
+    Returns
+    -------
+    pathlib.Path or None
+        The mask file; None for ``"auto"``/``"none"`` or when the modality's sub-folder does not exist.
+
+    Raises
+    ------
+    comir.io.InputError
+        If the mask folder is missing, or the file is missing where the modality's sub-folder exists
+        (naming what was looked for).
     """
     if masks in MASK_MODES:
         return None
@@ -84,7 +117,27 @@ def mask_file(masks: str, folder: str, pair_id: str) -> Path | None:
 
 
 def batch_of(pairs: pd.DataFrame, batches: int, batch: int) -> pd.DataFrame:
-    """Batch ``batch`` of ``batches``: every ``batches``-th pair from the ``batch``-th (ids sorted)."""
+    """Batch ``batch`` of ``batches``: every ``batches``-th pair from the ``batch``-th (ids sorted).
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The pairs, with an ``id`` column.
+    batches : int
+        Number of batches.
+    batch : int
+        The 0-based batch, ``0 <= batch < batches``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The batch's rows, sorted by ``id``.
+
+    Raises
+    ------
+    ValueError
+        If ``batch`` is not in ``0 .. batches - 1``.
+    """
     if not 0 <= batch < batches:
         raise ValueError(f"batch {batch} is not one of 0..{batches - 1}")
     return pairs.sort_values("id").iloc[batch::batches]
@@ -102,14 +155,47 @@ def register_batch(
 ) -> pd.DataFrame:
     """Register batch ``batch`` of the pairs under ``root``; outputs in ``out_dir/<id>/``; one row per pair.
 
-    ``model_paths``: one model file, or several registering together (:class:`comir.apply.model.ModelEnsemble`:
-    the cascade only, no calibrated confidence).  ``settings``: an ``apply`` entry of the configuration
-    (``reference``, ``method``, ``params``, ``transform``, ``pixel_size``, ``inference``,
-    ``folders``, ``masks``, ``mask_margin_px``, ``register_max_px``, ``rescale``, ``min_confidence``).  With a
-    calibrated model (docs/method.md, section 15) each row has its ``confidence``, and a result below the
+    With a calibrated model (docs/method.md, section 15) each row has its ``confidence``, and a result below the
     threshold is ``failed`` (low confidence).  The settings and every
     pair of the batch (:func:`comir.apply.checks.check_pair`: images, masks, sizes, extents, intensity ranges) are
     checked before the first registration; a bad one stops the job with the file named.
+
+    Parameters
+    ----------
+    model_paths : str or pathlib.Path or Sequence[str or pathlib.Path]
+        One model file, or several registering together (:class:`comir.apply.model.ModelEnsemble`: the
+        cascade only, no calibrated confidence).
+    root : str or pathlib.Path
+        The folder of pairs (the module doc).
+    out_dir : str or pathlib.Path
+        Where each pair's outputs go, ``out_dir/<id>/`` (:func:`comir.apply.outputs.write_outputs`).
+    settings : Mapping[str, Any]
+        An ``apply`` entry of the configuration (``reference``, ``method``, ``params``, ``transform``,
+        ``pixel_size``, ``inference``, ``folders``, ``masks``, ``mask_margin_px``, ``register_max_px``,
+        ``rescale``, ``min_confidence``); missing keys take :func:`comir.apply.pair.register_pair`'s defaults
+        (reference ``A``).
+    batches : int, optional
+        Number of batches the pairs are split into (:func:`batch_of`). Default 1.
+    batch : int, optional
+        The 0-based batch to register. Default 0.
+    seed : int, optional
+        Seed of the registration method. Default 0.
+    threads : int, optional
+        Threads given to the registration method. Default 1.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair: ``id``, ``reference``, ``floating``, ``direction``, the modalities, the floating
+        image's ``width`` and ``height``, ``status``, ``metric``, ``confidence``, ``seconds``, the estimated
+        matrix ``est_*``, ``angle_deg``, ``scale``, the valid fractions, ``peak_memory_mb`` and ``message``.
+
+    Raises
+    ------
+    comir.io.InputError
+        If a model file, a setting, a pair or its outputs' folder fails its check.
+    ValueError
+        If ``batch`` is out of range, or the method's parameters are invalid.
     """
     model = ModelEnsemble.load(model_paths)
     ref_slot = model.slot(settings.get("reference", "A"))
@@ -127,7 +213,7 @@ def register_batch(
     params = model.registration_params(
         method, with_transform(settings.get("params"), settings.get("transform", "rigid"))
     )
-    make_method(method, params, seed, threads)
+    pair_method(model, method, params, ref_slot, seed, threads, settings.get("transform", "rigid"), max_px)
     judging_calibration(model, method, params, min_confidence)  # a threshold without a calibration stops here
     masks_of = {}
     for pair in pairs.itertuples(index=False):  # every pair checked before any work

@@ -59,7 +59,29 @@ class TrainedModel:
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
-        """The model in ``path``; :class:`InputError` naming the file when it is not a CoMIR model."""
+        """The model in ``path``; :class:`InputError` naming the file when it is not a CoMIR model.
+
+        A file without training input statistics or calibrations loads with a warning (no range check,
+        results not judged).
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The ``comir.pt`` model file.
+        device : torch.device or str, optional
+            Where the networks are loaded. Default ``"cpu"``.
+
+        Returns
+        -------
+        TrainedModel
+            The networks, modalities, statistics (or None) and calibrations of the file.
+
+        Raises
+        ------
+        comir.io.InputError
+            If the file is missing, cannot be loaded as a CoMIR checkpoint, or has no modality description
+            for its networks.
+        """
         path = Path(path)
         if not path.is_file():
             raise InputError(f"model file not found: {path}")
@@ -87,11 +109,40 @@ class TrainedModel:
         return cls(path, networks, modalities, statistics, calibrations)
 
     def calibration(self, method: str, params: Mapping[str, Any] | None) -> Calibration | None:
-        """The calibration of ``method`` with ``params`` (as given to :func:`make_method`), if the file has one."""
+        """The calibration of ``method`` with ``params`` (as given to :func:`make_method`), if the file has one.
+
+        Parameters
+        ----------
+        method : str
+            The registration method.
+        params : Mapping[str, Any] or None
+            Its parameters; the calibration is looked up by :func:`comir.calibration.calibration_key`.
+
+        Returns
+        -------
+        comir.calibration.Calibration or None
+            The calibration; None when the file has none for them.
+        """
         return self.calibrations.get(calibration_key(method, params))
 
     def slot(self, modality: str) -> str:
-        """The network slot (``A``/``B``) of a modality given by slot or by name."""
+        """The network slot (``A``/``B``) of a modality given by slot or by name.
+
+        Parameters
+        ----------
+        modality : str
+            A slot (``"A"``, ``"B"``) or a modality's ``name``.
+
+        Returns
+        -------
+        str
+            The slot.
+
+        Raises
+        ------
+        comir.io.InputError
+            If ``modality`` is neither a slot nor a modality name of the model.
+        """
         for slot, spec in self.modalities.items():
             if modality in (slot, spec.get("name")):
                 return slot
@@ -99,11 +150,34 @@ class TrainedModel:
         raise InputError(f"modality {modality!r} is not one of the model's: {known} ({self.path})")
 
     def other(self, slot: str) -> str:
-        """The other network's slot."""
+        """The other network's slot.
+
+        Parameters
+        ----------
+        slot : str
+            A slot of the model.
+
+        Returns
+        -------
+        str
+            The first slot of the model other than ``slot``.
+        """
         return next(s for s in self.modalities if s != slot)
 
     def min_side(self, slot: str) -> int:
-        """The smallest image side (px, working resolution) for ``slot``'s network and :data:`MIN_REGISTER_PX`."""
+        """The smallest image side (px, working resolution) for ``slot``'s network and :data:`MIN_REGISTER_PX`.
+
+        Parameters
+        ----------
+        slot : str
+            The network's slot.
+
+        Returns
+        -------
+        int
+            The larger of :data:`MIN_REGISTER_PX` and the network's pooling grid (``TiramisuConfig.multiple``;
+            1 for a network without one).
+        """
         config = getattr(self.networks[slot], "config", None)
         multiple = config.multiple if isinstance(config, TiramisuConfig) else 1
         return max(MIN_REGISTER_PX, multiple)
@@ -153,13 +227,42 @@ class ModelEnsemble:
 
     @classmethod
     def load(cls, paths: str | Path | Sequence[str | Path], device: torch.device | str = "cpu") -> ModelEnsemble:
-        """The models in ``paths`` (one path, or several in order), each by :meth:`TrainedModel.load`."""
+        """The models in ``paths`` (one path, or several in order), each by :meth:`TrainedModel.load`.
+
+        Parameters
+        ----------
+        paths : str or pathlib.Path or Sequence[str or pathlib.Path]
+            One model file, or several in order.
+        device : torch.device or str, optional
+            Where the networks are loaded. Default ``"cpu"``.
+
+        Returns
+        -------
+        ModelEnsemble
+            The models, in order.
+
+        Raises
+        ------
+        comir.io.InputError
+            If no path is given, a file is not a CoMIR model, or the models' modalities differ.
+        """
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         return cls(tuple(TrainedModel.load(path, device) for path in paths))
 
     @classmethod
     def of(cls, model: TrainedModel | ModelEnsemble) -> ModelEnsemble:
-        """``model`` as an ensemble: itself, or a one-model ensemble."""
+        """``model`` as an ensemble: itself, or a one-model ensemble.
+
+        Parameters
+        ----------
+        model : TrainedModel or ModelEnsemble
+            One model or an ensemble.
+
+        Returns
+        -------
+        ModelEnsemble
+            ``model`` itself if it is an ensemble, else an ensemble of it alone.
+        """
         return model if isinstance(model, ModelEnsemble) else cls((model,))
 
     @property
@@ -168,11 +271,38 @@ class ModelEnsemble:
         return self.members[0].modalities
 
     def slot(self, modality: str) -> str:
-        """The network slot of a modality given by slot or by name (:meth:`TrainedModel.slot`)."""
+        """The network slot of a modality given by slot or by name (:meth:`TrainedModel.slot`).
+
+        Parameters
+        ----------
+        modality : str
+            A slot (``"A"``, ``"B"``) or a modality's ``name``.
+
+        Returns
+        -------
+        str
+            The slot, by the first model.
+
+        Raises
+        ------
+        comir.io.InputError
+            If ``modality`` is not one of the models'.
+        """
         return self.members[0].slot(modality)
 
     def other(self, slot: str) -> str:
-        """The other network's slot."""
+        """The other network's slot.
+
+        Parameters
+        ----------
+        slot : str
+            A slot of the models.
+
+        Returns
+        -------
+        str
+            The other slot, by the first model.
+        """
         return self.members[0].other(slot)
 
     def describe(self) -> str:
@@ -180,7 +310,20 @@ class ModelEnsemble:
         return ", ".join(str(member.path) for member in self.members)
 
     def calibration(self, method: str, params: Mapping[str, Any] | None) -> Calibration | None:
-        """One model's calibration of ``method`` with ``params`` (:meth:`TrainedModel.calibration`); several: None."""
+        """One model's calibration of ``method`` with ``params`` (:meth:`TrainedModel.calibration`); several: None.
+
+        Parameters
+        ----------
+        method : str
+            The registration method.
+        params : Mapping[str, Any] or None
+            Its parameters, as given to the method.
+
+        Returns
+        -------
+        comir.calibration.Calibration or None
+            The single model's calibration, if it has one; None for several models.
+        """
         return self.members[0].calibration(method, params) if len(self.members) == 1 else None
 
     def registration_params(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -188,8 +331,23 @@ class ModelEnsemble:
 
         :data:`APPLY_DEFAULT_PARAMS` of the method, overridden key by key by ``params`` (a default
         set to None is left out: the method's own default); with ``networks`` for several models.
-        Several models and a method outside :data:`comir.config.variants.ENSEMBLE_METHODS` are an
-        :class:`InputError`.
+
+        Parameters
+        ----------
+        method : str
+            The registration method.
+        params : Mapping[str, Any] or None
+            The user's parameters of the method; None: none.
+
+        Returns
+        -------
+        dict[str, Any]
+            The parameters to register with (:func:`comir.config.variants.ensemble_params`).
+
+        Raises
+        ------
+        comir.io.InputError
+            If several models are given with a method outside :data:`comir.config.variants.ENSEMBLE_METHODS`.
         """
         count = len(self.members)
         defaults = APPLY_DEFAULT_PARAMS.get(method, {})
@@ -206,7 +364,19 @@ class ModelEnsemble:
 
 
 def write_calibrated_model(model: str | Path, calibrations: Mapping[str, Calibration], out: str | Path) -> None:
-    """Write the model file ``model`` again as ``out`` with ``calibrations`` (by :func:`calibration_key`) inside."""
+    """Write the model file ``model`` again as ``out`` with ``calibrations`` (by :func:`calibration_key`) inside.
+
+    The file's ``calibrations`` entry is replaced, not merged; ``out`` is written atomically.
+
+    Parameters
+    ----------
+    model : str or pathlib.Path
+        The model file to read.
+    calibrations : Mapping[str, comir.calibration.Calibration]
+        The calibrations by :func:`comir.calibration.calibration_key`.
+    out : str or pathlib.Path
+        The file to write (may be ``model`` itself).
+    """
     payload = torch.load(model, map_location="cpu", weights_only=True)
     payload["calibrations"] = {key: calibration.to_dict() for key, calibration in calibrations.items()}
     with atomic_path(out) as tmp:

@@ -36,8 +36,19 @@ CHECKER_FRACTION = 1 / 8
 def warp_to_reference(floating: np.ndarray, matrix: np.ndarray, reference_shape: tuple[int, int]) -> np.ndarray:
     """``floating`` (H, W[, C], any real dtype) resampled into the reference frame (bilinear, 0 outside).
 
-    ``matrix`` sends floating pixels to reference pixels; the result has the
-    reference's height and width and the floating image's dtype and channels.
+    Parameters
+    ----------
+    floating : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` floating image, any real dtype (integers are rounded and clipped back).
+    matrix : numpy.ndarray
+        2x3 affine map sending floating pixels to reference pixels.
+    reference_shape : tuple[int, int]
+        ``(H, W)`` of the reference.
+
+    Returns
+    -------
+    numpy.ndarray
+        The warped image: the reference's height and width, the floating image's dtype and channels.
     """
     import cv2
 
@@ -67,6 +78,16 @@ def itk_transform_text(matrix: np.ndarray) -> str:
     ``T`` is the inverse of ``matrix``: reference pixel -> floating pixel, in
     pixel units (spacing 1, origin 0, ``x`` = column).  Written as an
     ``AffineTransform_double_2_2`` with centre 0.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        2x3 affine map from floating to reference pixels.
+
+    Returns
+    -------
+    str
+        The file's text, ``Parameters`` holding the inverse's 2x2 part row by row, then its translation.
     """
     inverse = geometry.invert(np.asarray(matrix, dtype=float))
     parameters = [*inverse[:, :2].ravel(), *inverse[:, 2]]
@@ -100,6 +121,24 @@ def overlay(
     magenta, floating in green (grey where they agree).  Checkerboard: squares
     of the reference CoMIR and the floating CoMIR alternate; it is resized to
     the reference's size when the CoMIRs are at another resolution.
+
+    Parameters
+    ----------
+    reference : numpy.ndarray
+        The reference image as stored, ``(H, W[, C])``.
+    floating : numpy.ndarray
+        The floating image as stored.
+    comirs : tuple[numpy.ndarray, numpy.ndarray]
+        The reference and floating CoMIRs, ``(C, h, w)`` each, at the working resolution.
+    matrix : numpy.ndarray
+        2x3 floating -> reference map between the original images' grids.
+    comir_matrix : numpy.ndarray or None, optional
+        The same transform between the CoMIRs' grids; None: ``matrix``. Default None.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(2 H, 2 W, 3)`` uint8: rows before and after, columns overlay and checkerboard.
     """
     import cv2
 
@@ -137,6 +176,21 @@ def check_new_outputs(out_dir: str | Path) -> Path:
 
     Refused: an existing file (not a folder) at ``out_dir`` or above it, a folder that cannot be written
     to, or one that already holds an output (nothing is overwritten).
+
+    Parameters
+    ----------
+    out_dir : str or pathlib.Path
+        The outputs' folder; it need not exist yet.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+
+    Raises
+    ------
+    comir.io.InputError
+        If ``out_dir`` cannot be the outputs' folder.
     """
     out_dir = Path(out_dir)
     existing_above = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
@@ -154,7 +208,34 @@ def check_new_outputs(out_dir: str | Path) -> Path:
 def write_outputs(
     out_dir: str | Path, pair: PairRegistration, reference_path: str | Path, floating_path: str | Path, method: str
 ) -> list[Path]:
-    """Write the outputs of one pair into ``out_dir`` (created; existing outputs are an error). Returns them."""
+    """Write the outputs of one pair into ``out_dir`` (created; existing outputs are an error). Returns them.
+
+    The CoMIRs, the masks used, and, for a registered pair, ``warped.tif``, ``transform.tfm`` and
+    ``overlay.png``; ``transform.csv`` last, so that its presence means the pair is done.
+
+    Parameters
+    ----------
+    out_dir : str or pathlib.Path
+        The outputs' folder (:func:`check_new_outputs`).
+    pair : comir.apply.pair.PairRegistration
+        What :func:`comir.apply.pair.register_pair` computed.
+    reference_path : str or pathlib.Path
+        The reference image, recorded in ``transform.csv``.
+    floating_path : str or pathlib.Path
+        The floating image, recorded in ``transform.csv``.
+    method : str
+        The registration method, recorded in ``transform.csv``.
+
+    Returns
+    -------
+    list[pathlib.Path]
+        The files written, in order.
+
+    Raises
+    ------
+    comir.io.InputError
+        If ``out_dir`` cannot be the outputs' folder.
+    """
     out_dir = check_new_outputs(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = pair.result

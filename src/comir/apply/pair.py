@@ -27,8 +27,8 @@ from comir.inference.engines import inference_network
 from comir.inference.tiling import compute_comir
 from comir.io import InputError
 from comir.network.device import resolve_device
-from comir.register import make_method, with_transform
-from comir.register.base import RegistrationResult, fill_invalid
+from comir.register import MODEL_METHODS, make_method, with_model, with_transform
+from comir.register.base import Registration, RegistrationResult, fill_invalid
 from comir.register.coarse_to_fine import REGISTER_MAX_PX, coarse_to_fine
 from comir.register.confidence import evidence
 
@@ -82,38 +82,83 @@ def register_pair(
 ) -> PairRegistration:
     """Register the floating image to the reference image through their CoMIRs.
 
-    ``model``: one model, or an ensemble whose models' CoMIRs are stacked and
-    registered together by the cascade (:class:`ModelEnsemble`; the
-    ``networks`` parameter is set to the number of models; originals for the
-    method's keypoints are the first model's network inputs).
-    ``reference_modality``: the reference's modality, by slot (``A``/``B``) or
-    name; the floating image is of the other.  ``inference``: settings of the
-    configuration's ``inference`` section (``tile``, ``margin``, ``pad``,
-    ``engine``, ``device``, ``c4_average``, ...); the others take the schema's
-    defaults.  ``transform``: rigid, similarity or affine (the method's
-    ``transform`` parameter; a rigid-only method with another model is an
-    error).  ``pixel_sizes``: the images' pixel sizes by slot or modality name
-    (:mod:`comir.apply`, step 2).  ``masks``: "auto" or "none", for the images without
-    a mask file in ``mask_files`` (reference, floating; :mod:`comir.apply`, step 3);
-    ``mask_margin_px``: the masks' shrink for the CoMIRs; ``register_max_px``:
-    the largest CoMIR side registered in one piece (:mod:`comir.apply`, step 5; None:
-    any); ``rescale``: map each image's intensity range onto the training
-    images' (:func:`comir.apply.checks.prepare_checked`).  Every input and setting is checked
-    before any work (:func:`check_settings`, :func:`check_pair`).
+    Every input and setting is checked before any work (:func:`check_settings`, :func:`check_pair`).
 
     When the model file holds a calibration of the method with these
     parameters (docs/method.md, section 15), the result gets its
     ``confidence``; below the calibration's threshold (or ``min_confidence``,
     which needs a calibration) it is ``failed`` with the reason ``low
     confidence``.  An ensemble has no calibration.
+
+    Parameters
+    ----------
+    model : TrainedModel or ModelEnsemble
+        One model, or an ensemble whose models' CoMIRs are stacked and registered together by the cascade
+        (:class:`ModelEnsemble`; the ``networks`` parameter is set to the number of models; originals for
+        the method's keypoints are the first model's network inputs).
+    reference_path : str or pathlib.Path
+        The reference image.
+    floating_path : str or pathlib.Path
+        The floating image.
+    reference_modality : str
+        The reference's modality, by slot (``A``/``B``) or name; the floating image is of the other.
+    method : str, optional
+        The registration method (:func:`comir.register.make_method`). Default ``"cascade"``. A method
+        with a model of its own (:data:`comir.register.MODEL_METHODS`: ``accr``, whose model file is
+        ``model``) registers the networks' inputs instead of the CoMIRs, without ``register_max_px``'s
+        levels (it has its own ``max_px``).
+    params : Mapping[str, Any] or None, optional
+        The method's parameters, over :data:`comir.apply.model.APPLY_DEFAULT_PARAMS`
+        (:meth:`ModelEnsemble.registration_params`). Default None.
+    inference : Mapping[str, Any] or None, optional
+        Settings of the configuration's ``inference`` section (``tile``, ``margin``, ``pad``, ``engine``,
+        ``device``, ``c4_average``, ...); the others take the schema's defaults. Default None.
+    seed : int, optional
+        Seed of the registration method and of the confidence's evidence. Default 0.
+    threads : int, optional
+        Threads given to the registration method. Default 1.
+    transform : str, optional
+        ``"rigid"``, ``"similarity"`` or ``"affine"`` (the method's ``transform`` parameter; a rigid-only
+        method with another model is an error). Default ``"rigid"``.
+    pixel_sizes : Mapping[str, float] or None, optional
+        The images' pixel sizes by slot or modality name (:mod:`comir.apply`, step 2); None: no
+        resampling. Default None.
+    masks : str, optional
+        ``"auto"`` or ``"none"``, for the images without a mask file in ``mask_files``
+        (:mod:`comir.apply`, step 3). Default ``"auto"``.
+    mask_files : tuple, optional
+        Mask files of the reference and the floating image (None: none). Default ``(None, None)``.
+    mask_margin_px : float, optional
+        The masks' shrink for the CoMIRs, px at the working resolution.
+        Default :data:`comir.imaging.masks.MASK_MARGIN_PX`.
+    register_max_px : int or None, optional
+        The largest CoMIR side registered in one piece (:mod:`comir.apply`, step 5; None: any).
+        Default :data:`comir.register.coarse_to_fine.REGISTER_MAX_PX`.
+    rescale : bool, optional
+        Map each image's intensity range onto the training images'
+        (:func:`comir.apply.checks.prepare_checked`). Default False.
+    min_confidence : float or None, optional
+        A threshold in [0, 1] replacing the calibration's; needs a calibration. Default None.
+
+    Returns
+    -------
+    PairRegistration
+        The result, its matrix in the original pixel grids when it is ``ok``, and the images behind it.
+
+    Raises
+    ------
+    comir.io.InputError
+        If a setting, an image, a mask file or ``min_confidence`` fails its check, or several models are
+        given with a method that cannot register them together.
+    ValueError
+        If ``transform`` or the method's parameters are invalid.
     """
     models = ModelEnsemble.of(model)
     check_settings(inference, register_max_px, mask_margin_px)
     params = models.registration_params(method, with_transform(params, transform))
     calibration = judging_calibration(models, method, params, min_confidence)
-    registration = coarse_to_fine(
-        make_method(method, params, seed, threads), register_max_px, transform, seed
-    )  # stops on bad parameters
+    registration = pair_method(models, method, params, reference_modality, seed, threads, transform, register_max_px)
+    network_input = method in MODEL_METHODS  # it registers the networks' inputs, not the CoMIRs
     checked = check_pair(models, reference_path, floating_path, reference_modality, pixel_sizes, masks, mask_files,
                          rescale)  # fmt: skip
     ref_slot = models.slot(reference_modality)
@@ -131,14 +176,15 @@ def register_pair(
             prepared = resamplings[slot].apply(inputs.pop(slot))  # the checked input, freed once used
             valid = working_mask(full_masks[slot], prepared.shape[1:], 0.0)
             prepared = fill_invalid(np.moveaxis(prepared, 0, -1), valid)
-            if with_originals and not per_model:  # the first model's input on the CoMIR's grid, for keypoints
+            if (with_originals or network_input) and not per_model:  # the first model's input on the CoMIR's grid
                 originals.append(prepared)
             per_model.append(compute_comir(network, np.moveaxis(prepared, -1, 0), device=device, **options))
         comirs.append(per_model[0] if len(per_model) == 1 else np.concatenate(per_model))  # channels: model order
         comir_masks.append(working_mask(full_masks[slot], comirs[-1].shape[1:], mask_margin_px))
     as_image = [c[0] if c.shape[0] == 1 else np.moveaxis(c, 0, -1) for c in comirs]
     extra = {"originals": tuple(originals)} if with_originals else {}
-    result = registration.register(*as_image, reference_mask=comir_masks[0], floating_mask=comir_masks[1], **extra)
+    registered = originals if network_input else as_image
+    result = registration.register(*registered, reference_mask=comir_masks[0], floating_mask=comir_masks[1], **extra)
     confidence = math.nan
     if calibration is not None:
         confidence, result = judged(calibration, result, as_image, comir_masks, seed)
@@ -157,13 +203,83 @@ def register_pair(
     )  # fmt: skip
 
 
+def pair_method(
+    models: ModelEnsemble,
+    method: str,
+    params: Mapping[str, Any],
+    reference_modality: str,
+    seed: int,
+    threads: int,
+    transform: str,
+    register_max_px: int | None,
+) -> Registration:
+    """What registers a pair's images (:mod:`comir.apply`, step 5); made before any work, it stops on bad parameters.
+
+    A method with a model of its own (:data:`comir.register.MODEL_METHODS`: ACCR, whose model file
+    is the first model's) gets that file and the reference's slot (:func:`comir.register.with_model`)
+    and registers the networks' inputs at its own working level; any other method registers the
+    CoMIRs, at ``register_max_px``'s levels (:func:`comir.register.coarse_to_fine.coarse_to_fine`).
+
+    Parameters
+    ----------
+    models : ModelEnsemble
+        The model(s).
+    method : str
+        The registration method.
+    params : Mapping[str, Any]
+        Its parameters (:meth:`ModelEnsemble.registration_params`).
+    reference_modality : str
+        The reference's modality, by slot or name.
+    seed, threads : int
+        The method's seed and threads.
+    transform : str
+        The transform model of the block fit at full resolution.
+    register_max_px : int or None
+        The largest CoMIR side registered in one piece (None: any).
+
+    Returns
+    -------
+    Registration
+        The method, wrapped for large CoMIRs where it registers them.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method or bad parameters (:func:`comir.register.make_method`).
+    """
+    if method in MODEL_METHODS:
+        given = with_model(params, models.members[0].path, models.slot(reference_modality))
+        return make_method(method, given, seed, threads)
+    return coarse_to_fine(make_method(method, params, seed, threads), register_max_px, transform, seed)
+
+
 def judging_calibration(
     model: TrainedModel | ModelEnsemble, method: str, params: Mapping[str, Any] | None, min_confidence: float | None
 ) -> Calibration | None:
     """The calibration that judges ``method``'s results (with the threshold ``min_confidence`` if given).
 
-    None for an ensemble (:meth:`ModelEnsemble.calibration`).  :class:`InputError` for a ``min_confidence``
-    outside [0, 1] or without a calibration to apply it to.
+    None for an ensemble (:meth:`ModelEnsemble.calibration`).
+
+    Parameters
+    ----------
+    model : TrainedModel or ModelEnsemble
+        The model(s).
+    method : str
+        The registration method.
+    params : Mapping[str, Any] or None
+        The method's parameters as registered (:meth:`ModelEnsemble.registration_params`).
+    min_confidence : float or None
+        A threshold in [0, 1] replacing the calibration's; None: the calibration's own.
+
+    Returns
+    -------
+    comir.calibration.Calibration or None
+        The calibration, with ``min_confidence`` as its threshold if given; None when there is none.
+
+    Raises
+    ------
+    comir.io.InputError
+        If ``min_confidence`` is outside [0, 1] or there is no calibration to apply it to.
     """
     models = ModelEnsemble.of(model)
     calibration = models.calibration(method, params)
@@ -193,7 +309,28 @@ def judged(
     masks: list[np.ndarray | None],
     seed: int,
 ) -> tuple[float, RegistrationResult]:
-    """The confidence of a result on the CoMIRs, and the result, ``failed`` (low confidence) below the threshold."""
+    """The confidence of a result on the CoMIRs, and the result, ``failed`` (low confidence) below the threshold.
+
+    Parameters
+    ----------
+    calibration : comir.calibration.Calibration
+        The calibration that judges.
+    result : comir.register.base.RegistrationResult
+        The registration's result, between the CoMIRs' grids.
+    comirs : list[numpy.ndarray]
+        The reference and floating CoMIRs as registered (``(H, W)`` or ``(H, W, C)``).
+    masks : list[numpy.ndarray or None]
+        Their valid-pixel masks (None: all valid).
+    seed : int
+        Seed of the evidence (:func:`comir.register.confidence.evidence`).
+
+    Returns
+    -------
+    confidence : float
+        The calibrated probability that the result is right; 0 for a result that is not ``ok``.
+    result : comir.register.base.RegistrationResult
+        ``result`` as it is, or ``failed`` with the reason ``low confidence`` below the threshold.
+    """
     if not result.ok:
         return 0.0, result
     confidence = calibration.confidence(evidence(*comirs, result.matrix, *masks, seed=seed))

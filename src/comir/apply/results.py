@@ -36,7 +36,21 @@ FAILED_FLAG, LOW_CONFIDENCE_FLAG, LOW_QUALITY_FLAG = "failed", LOW_CONFIDENCE, "
 
 
 def summarise(rows: pd.DataFrame, min_quality: float | None) -> pd.DataFrame:
-    """The batches' rows with a ``flag``: ``failed``, ``low confidence``, ``low quality`` or empty."""
+    """The batches' rows with a ``flag``: ``failed``, ``low confidence``, ``low quality`` or empty.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        The batches' tables joined (:func:`comir.apply.folder.register_batch`): ``id``, ``status``,
+        ``metric``, ``message``, ...
+    min_quality : float or None
+        The least ``metric`` of an ``ok`` row (a NaN metric is below it); None: no quality flag.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows sorted by ``id``, with ``flag`` inserted after ``status``.
+    """
     summary = rows.sort_values("id").reset_index(drop=True)
     flag = np.where(summary["status"] != "ok", FAILED_FLAG, "")
     rejected = (summary["status"] != "ok") & summary["message"].astype(str).str.startswith(LOW_CONFIDENCE)
@@ -49,7 +63,23 @@ def summarise(rows: pd.DataFrame, min_quality: float | None) -> pd.DataFrame:
 
 
 def read_truth(path: str | Path) -> pd.DataFrame:
-    """Known floating -> reference transforms: ``id`` and the six matrix entries, checked (file named)."""
+    """Known floating -> reference transforms: ``id`` and the six matrix entries, checked (file named).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A CSV with ``id`` and :data:`comir.geometry.MATRIX_KEYS` (further columns, e.g. ``stratum``, are kept).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table, ``id`` as strings and the matrix entries numeric.
+
+    Raises
+    ------
+    comir.io.InputError
+        If the file is missing, lacks a column, has a non-numeric matrix entry or a repeated id.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"known transforms file not found: {path}")
@@ -66,8 +96,25 @@ def read_truth(path: str | Path) -> pd.DataFrame:
 def with_errors(summary: pd.DataFrame, truth: pd.DataFrame, label: str) -> pd.DataFrame:
     """The summary's rows in the register rule's per-case format, with corner errors against ``truth``.
 
-    ``label`` names the run (the ``method`` column; the apply job's name).  A
-    pair without a known transform is an :class:`InputError` naming it.
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        The summary (:func:`summarise`) with the estimated matrices ``est_*``, ``width`` and ``height``.
+    truth : pandas.DataFrame
+        Known transforms (:func:`read_truth`); an optional ``stratum`` column is carried over.
+    label : str
+        Names the run (the ``method`` column; the apply job's name).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair in the register rule's per-case format, with ``error_px`` and
+        ``initial_displacement_px`` (corner errors of the estimate and of the identity, px).
+
+    Raises
+    ------
+    comir.io.InputError
+        If a pair has no known transform (naming it).
     """
     known = truth.set_index("id")
     unknown = sorted(set(summary["id"]) - set(known.index))
@@ -114,9 +161,32 @@ def export_testset_pairs(
     """A test set as a folder of unaligned pairs and their known transforms, for validating the apply stage.
 
     Each case gives the pair (reference patch of ``reference_slot``, floating
-    patch of the other modality) as ``out_root/<modality name>/<case>.tif``;
-    ``truth_path`` gets ``id``, ``stratum`` and the true floating -> reference
-    matrix.  Returns the truth table.
+    patch of the other modality) as ``out_root/<modality name>/<case>.tif``.
+
+    Parameters
+    ----------
+    cases : pandas.DataFrame
+        The test set's cases table: ``case``, ``stratum`` and the true matrix ``true_*``.
+    image_dir : str or pathlib.Path
+        Folder of the test set's ``<case>_<slot>_<ref|flo>.tif`` patches.
+    modalities : Mapping[str, Mapping[str, Any]]
+        The modality sections by slot (``name`` names the output sub-folder).
+    reference_slot : str
+        The slot of the reference patches; the floating patches are of the other slot.
+    out_root : str or pathlib.Path
+        Root of the folder of pairs.
+    truth_path : str or pathlib.Path
+        The CSV written with ``id``, ``stratum`` and the true floating -> reference matrix.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The truth table as written.
+
+    Raises
+    ------
+    comir.io.InputError
+        If a patch cannot be read.
     """
     flo_slot = next(slot for slot in modalities if slot != reference_slot)
     image_dir, out_root = Path(image_dir), Path(out_root)
@@ -133,6 +203,7 @@ def export_testset_pairs(
 
 __all__ = [
     "FAILED_FLAG",
+    "LOW_CONFIDENCE_FLAG",
     "LOW_QUALITY_FLAG",
     "export_testset_pairs",
     "read_truth",

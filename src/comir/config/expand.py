@@ -30,9 +30,20 @@ __all__ = [
 def sweep_variants(sweep: str, grid: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, Any]]:
     """The variants of one sweep: name -> overrides, one per combination of the grid's values.
 
-    ``grid`` maps dotted keys (``training.temperature``) to the values to try; a
-    variant is named ``<sweep>-<value>-...`` in the grid's key order, a ``.`` in a
+    A variant is named ``<sweep>-<value>-...`` in the grid's key order, a ``.`` in a
     value written ``p`` (variant names are folder names and wildcard values).
+
+    Parameters
+    ----------
+    sweep : str
+        The sweep's name, the first part of each variant's name.
+    grid : Mapping[str, Sequence[Any]]
+        Dotted keys (``training.temperature``: a section, then a key in it) to the values to try.
+
+    Returns
+    -------
+    dict of str to dict
+        Variant name -> its overrides, ``{section: {key: value}}``.
     """
     keys = list(grid)
     variants = {}
@@ -50,6 +61,18 @@ def expand_sweeps(name: str, dataset: MutableMapping[str, Any]) -> list[str]:
     """Add the variants of a dataset's ``sweeps`` to its ``variants``; the problems (a name already taken).
 
     Idempotent: a variant that a sweep generated before (same name, same overrides) is kept.
+
+    Parameters
+    ----------
+    name : str
+        The dataset's name, in the problems' paths.
+    dataset : MutableMapping[str, Any]
+        The dataset's configuration; its ``variants`` are extended in place.
+
+    Returns
+    -------
+    list of str
+        The problems, ``<path>: <message>`` each: a generated name taken by other settings, or invalid.
     """
     problems = []
     for sweep, grid in dataset.get("sweeps", {}).items():
@@ -76,12 +99,41 @@ def _add_generated(section: MutableMapping[str, Any], generated: Mapping[str, An
 
 
 def stress_testset_name(series: str, severity: float) -> str:
-    """The test set of one severity of a stress series: ``<series>-<severity>``, a '.' written 'p'."""
+    """The test set of one severity of a stress series: ``<series>-<severity>``, a '.' written 'p'.
+
+    Parameters
+    ----------
+    series : str
+        The stress series' name.
+    severity : float
+        The severity of the shift (:func:`comir.imaging.shifts.severity_label` writes it).
+
+    Returns
+    -------
+    str
+        The test set's name.
+    """
     return f"{series}-{severity_label(severity)}"
 
 
 def stress_testsets(series: str, entry: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The test sets of one ``stress`` series: name -> the base test set's settings plus the shift."""
+    """The test sets of one ``stress`` series: name -> the base test set's settings plus the shift.
+
+    Parameters
+    ----------
+    series : str
+        The series' name.
+    entry : Mapping[str, Any]
+        The series' settings: ``modality``, ``kind`` and ``severities``.
+    base : Mapping[str, Any]
+        The settings of the test set it degrades (deep-copied into each test set).
+
+    Returns
+    -------
+    dict of str to dict
+        One test set per severity (:func:`stress_testset_name`), with a ``shift`` of ``modality``,
+        ``kind`` and ``severity``.
+    """
     return {
         stress_testset_name(series, severity): {
             **copy.deepcopy(dict(base)),
@@ -95,6 +147,20 @@ def expand_stress(name: str, dataset: MutableMapping[str, Any]) -> list[str]:
     """Add the test sets of a dataset's ``stress`` series to its ``testsets``; the problems.
 
     Like :func:`expand_sweeps`, and idempotent: a test set a series generated before is kept.
+
+    Parameters
+    ----------
+    name : str
+        The dataset's name, in the problems' paths.
+    dataset : MutableMapping[str, Any]
+        The dataset's configuration; its ``testsets`` are extended in place.
+
+    Returns
+    -------
+    list of str
+        The problems, ``<path>: <message>`` each: a base test set that does not exist or has a
+        shift of its own, a shift that cannot degrade the modality, a generated name taken or
+        invalid. A series with a problem of its base or shift generates nothing.
     """
     problems = []
     for series, entry in dataset.get("stress", {}).items():
@@ -115,6 +181,21 @@ def expand_stress(name: str, dataset: MutableMapping[str, Any]) -> list[str]:
 
 
 def modality_shift_problem(kind: str, slot: str, modalities: Mapping[str, Any]) -> str | None:
-    """Why a shift of ``kind`` cannot degrade modality ``slot`` (its channel count), naming the slot."""
+    """Why a shift of ``kind`` cannot degrade modality ``slot`` (its channel count), naming the slot.
+
+    Parameters
+    ----------
+    kind : str
+        The shift's kind (:func:`comir.imaging.shifts.shift_problem`).
+    slot : str
+        The modality slot it degrades, a key of ``modalities``.
+    modalities : Mapping[str, Any]
+        The dataset's modalities, each with its ``channels``.
+
+    Returns
+    -------
+    str or None
+        The reason, or None (or an empty string) when the shift can degrade the modality.
+    """
     problem = shift_problem(kind, modalities[slot]["channels"])
     return problem and problem.replace("this one", f"modality {slot}")

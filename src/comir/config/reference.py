@@ -26,7 +26,19 @@ def _describe(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> Mapp
 
 
 def schema_reference(schema: Mapping[str, Any] | None = None) -> str:
-    """Markdown table of every configuration key: path, type, default, description."""
+    """Markdown table of every configuration key: path, type, default, description.
+
+    Parameters
+    ----------
+    schema : Mapping[str, Any] or None, optional
+        The schema to render. Default None: the packaged one (:func:`comir.config.schema.load_schema`).
+
+    Returns
+    -------
+    str
+        The table, one row per key (dotted path; ``<name>`` for a key of a mapping of named
+        entries) in the schema's order, ending with a newline.
+    """
     schema = load_schema() if schema is None else schema
     definitions = schema.get("definitions", {})
     rows: list[str] = []

@@ -19,13 +19,29 @@ from comir.config.variants import ENSEMBLE_METHODS, NETWORK_SETTINGS, ensemble_m
 from comir.representation.settings import PROBLEMS as REPRESENTATION_PROBLEMS
 from comir.training.augment import check_augmentation
 
-__all__ = ["apply_problems", "dataset_problems", "pool_problems", "variant_problems"]
+__all__ = ["apply_problems", "dataset_problems", "model_method_run_problems", "pool_problems", "variant_problems"]
 
 
 def variant_problems(name: str, dataset: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
     """Each variant merged onto its dataset must itself be a valid dataset configuration.
 
     Problems the dataset has on its own are reported once, for the dataset, not again per variant.
+    Also checked: the evaluation's ``reference_variant`` and each variant's ``model_from``,
+    ``model_file`` and ``ensemble``.
+
+    Parameters
+    ----------
+    name : str
+        The dataset's name, in the problems' paths.
+    dataset : Mapping[str, Any]
+        The dataset's configuration.
+    schema : Mapping[str, Any]
+        The configuration schema; a merged variant is checked against its dataset node.
+
+    Returns
+    -------
+    list of str
+        The problems, ``<path>: <message>`` each.
     """
     problems = []
     reference = dataset["evaluation"].get("reference_variant")
@@ -95,7 +111,20 @@ def _ensemble_problems(where: str, variant: str, dataset: Mapping[str, Any]) -> 
 
 
 def dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
-    """Rules a JSON schema cannot express, for one dataset."""
+    """Rules a JSON schema cannot express, for one dataset.
+
+    Parameters
+    ----------
+    name : str
+        The dataset's name, in the problems' paths.
+    dataset : Mapping[str, Any]
+        The dataset's configuration (or a variant merged onto it).
+
+    Returns
+    -------
+    list of str
+        The problems, ``<path>: <message>`` each.
+    """
     problems = []
     source = dataset["source"]
     if source in ("pairs", "zenodo") and source not in dataset:
@@ -171,11 +200,14 @@ def dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
                 "(stain_normalization: deconvolution), not colours; vary them with 'intensity'"
             )
     problems += _representation_problems(name, dataset)
+    problems += _accr_problems(name, dataset)
     channels = sorted(dataset["modalities"][slot]["channels"] for slot in ("A", "B"))
     for run_name, run in dataset["registration"].items():
         problem = _registration_problem(run, deformable=True)
         if problem:
             problems.append(f"datasets/{name}/registration/{run_name}/params: {problem}")
+        if run["method"] == "accr":
+            problems += [f"datasets/{name}/registration/{run_name}{p}" for p in _accr_run_problems(run, dataset)]
         if not run["inputs"]:
             problems.append(f"datasets/{name}/registration/{run_name}/inputs: list at least one input")
         if run["method"] == "curvealign" and channels != [1, 3]:
@@ -189,6 +221,73 @@ def dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
                 "so it runs on the originals only: inputs: [original]"
             )
     return problems
+
+
+def _accr_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
+    """The accr section's model and training settings, as stage 2 would check them before any work.
+
+    The encoders' depth is the configured network's (``model.down_blocks``).
+    """
+    accr = dataset["accr"]
+    if accr is None:
+        return []
+    from comir.network.accr.model import ACCRConfig  # imports PyTorch: only for datasets that use ACCR
+    from comir.training.accr import HeadTrainingConfig, check_head_settings
+
+    try:
+        config = ACCRConfig(**accr["model"])
+        multiple = config.multiple(2 ** len(dataset["model"]["down_blocks"]))
+        check_head_settings(config, multiple, HeadTrainingConfig.from_config(accr["training"], seed=0, threads=1))
+    except ValueError as error:
+        return [f"datasets/{name}/accr: {error}"]
+    return []
+
+
+def _accr_run_problems(run: Mapping[str, Any], dataset: Mapping[str, Any]) -> list[str]:
+    """A run with method accr: the dataset's ACCR model, the variants' networks as input, no deformable stage.
+
+    Each problem's path is relative to the run.
+    """
+    problems = []
+    if dataset["accr"] is None:
+        problems.append(": method accr registers with the variant's ACCR model: give the dataset an accr section")
+    if run["inputs"] != ["comir"]:
+        problems.append(
+            "/inputs: accr registers the original images through a variant's networks, so its results are the "
+            "variant's: inputs: [comir]"
+        )
+    if run.get("deformable") is not None:
+        problems.append("/deformable: an ACCR run has no deformable stage yet (its images are the originals)")
+    return problems
+
+
+def model_method_run_problems(datasets: Mapping[str, Any]) -> list[str]:
+    """A run name is a model method's (rule register_accr) in every dataset that names it, or in none.
+
+    The registration rules tell their jobs apart by the run's name (one pattern for all datasets).
+
+    Parameters
+    ----------
+    datasets : Mapping[str, Any]
+        The configuration's datasets.
+
+    Returns
+    -------
+    list of str
+        The problems, ``<path>: <message>`` each.
+    """
+    from comir.register import MODEL_METHODS
+
+    kinds: dict[str, set[bool]] = {}
+    for dataset in datasets.values():
+        for run, spec in dataset["registration"].items():
+            kinds.setdefault(run, set()).add(spec["method"] in MODEL_METHODS)
+    return [
+        f"registration/{run}: the name is a method with a model of its own ({', '.join(MODEL_METHODS)}) in one "
+        "dataset and another method in another; give the runs different names"
+        for run, kind in sorted(kinds.items())
+        if len(kind) > 1
+    ]
 
 
 def _representation_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
@@ -226,7 +325,22 @@ def _translation_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
 
 
 def pool_problems(name: str, pool: Mapping[str, Any], datasets: Mapping[str, Any]) -> list[str]:
-    """A pool names datasets that exist, each with the pool's variant and test set and the same evaluation."""
+    """A pool names datasets that exist, each with the pool's variant and test set and the same evaluation.
+
+    Parameters
+    ----------
+    name : str
+        The pool's name, in the problems' paths.
+    pool : Mapping[str, Any]
+        The pool's configuration: ``datasets``, ``variant`` and ``testset``.
+    datasets : Mapping[str, Any]
+        The configuration's datasets.
+
+    Returns
+    -------
+    list of str
+        The problems, ``<path>: <message>`` each.
+    """
     problems = []
     for dataset_name in pool["datasets"]:
         dataset = datasets.get(dataset_name)
@@ -250,6 +364,22 @@ def apply_problems(
 
     Several models (an ensemble variant, or a list of files) register with :data:`ENSEMBLE_METHODS` only
     and have no calibrated confidence for ``min_confidence``.
+
+    Parameters
+    ----------
+    name : str
+        The job's name, in the problems' paths.
+    job : Mapping[str, Any]
+        The apply job's configuration.
+    datasets : Mapping[str, Any]
+        The configuration's datasets, where the job's model and test set are looked up.
+    schema : Mapping[str, Any]
+        The configuration schema; the job's ``inference`` is checked as a dataset's section.
+
+    Returns
+    -------
+    list of str
+        The problems, ``<path>: <message>`` each.
     """
     where = f"apply/{name}"
     problems = []
@@ -268,6 +398,11 @@ def apply_problems(
             )
         else:
             models = len(ensemble_members(dataset, model["variant"])) or 1
+            if job["method"] == "accr" and variant_config(dataset, model["variant"])["accr"] is None:
+                problems.append(
+                    f"{where}/method: accr registers with the variant's ACCR model (rule train_accr): give "
+                    f"dataset {model['dataset']!r} an accr section"
+                )
     elif not isinstance(model["file"], str):
         models = len(model["file"])
     registered = ensemble_params(job["method"], job["params"], models)
@@ -305,10 +440,14 @@ def _registration_problem(run: Mapping[str, Any], deformable: bool = False) -> s
     (a dataset's runs, not the apply stage's) the run may be deformable
     (:func:`comir.register.make_run`: a deformable method's parameter names are checked).
     """
-    from comir.register import make_method, make_run  # the methods' own parameter checks, one source of truth
+    # The methods' own parameter checks, one source of truth; a model method's names only (its model
+    # file is written later).
+    from comir.register import MODEL_METHODS, check_model_params, make_method, make_run
 
     try:
-        if deformable:
+        if run["method"] in MODEL_METHODS:
+            check_model_params(run["method"], run.get("params"))
+        elif deformable:
             make_run(run, seed=0)
         else:
             make_method(run["method"], run.get("params"), seed=0)

@@ -65,7 +65,17 @@ def load_schema(path: Path | Traversable = SCHEMA) -> dict[str, Any]:
 
     The packaged schema is parsed once per process and each call returns a deep copy of it (the
     caller's to change, as a parsed file would be): validation, the apply stage's checks and the
-    defaults of a section read it again and again, and parsing it takes ~0.1 s.
+    defaults of a section read it again and again.
+
+    Parameters
+    ----------
+    path : pathlib.Path or Traversable, optional
+        A YAML schema file. Default :data:`SCHEMA`, the packaged one.
+
+    Returns
+    -------
+    dict of str to Any
+        The parsed schema.
     """
     if path is SCHEMA:
         return copy.deepcopy(_packaged_schema())
@@ -81,7 +91,24 @@ def _packaged_schema() -> dict[str, Any]:
 
 
 def schema_problems(instance: Any, schema: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Every way ``instance`` breaks ``schema``, one line each (``<prefix><path>: <message>``), in path order."""
+    """Every way ``instance`` breaks ``schema``, one line each (``<prefix><path>: <message>``), in path order.
+
+    Parameters
+    ----------
+    instance : Any
+        The configuration (or a part of it) to check. :data:`Validator` inserts the schema's
+        missing defaults into it in place.
+    schema : Mapping[str, Any]
+        The JSON schema (Draft 7).
+    prefix : str, optional
+        Put before each problem's path, e.g. ``datasets/<name>/``. Default ``""``.
+
+    Returns
+    -------
+    list of str
+        The problems; the path of a problem at the top level (with no prefix) is ``(top level)``,
+        and an unknown key's message points to config/README.md.
+    """
     validator = Validator(schema)
     lines = []
     for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
@@ -94,17 +121,56 @@ def schema_problems(instance: Any, schema: Mapping[str, Any], prefix: str = "") 
 
 
 def section_problems(values: Mapping[str, Any], section: str, schema: Mapping[str, Any]) -> list[str]:
-    """Problems of ``values`` as a dataset's ``section`` (unknown keys, bad values), without filling defaults."""
+    """Problems of ``values`` as a dataset's ``section`` (unknown keys, bad values), without filling defaults.
+
+    Parameters
+    ----------
+    values : Mapping[str, Any]
+        The section's settings (left unchanged).
+    section : str
+        The name of a dataset section in the schema, e.g. ``inference``.
+    schema : Mapping[str, Any]
+        The configuration schema (:func:`load_schema`).
+
+    Returns
+    -------
+    list of str
+        The problems (:func:`schema_problems`), paths relative to the section.
+    """
     node = copy.deepcopy(schema["definitions"]["dataset"]["properties"][section])
     return schema_problems(copy.deepcopy(dict(values)), node)
 
 
 def node_defaults(node: Mapping[str, Any]) -> dict[str, Any]:
-    """The defaults of the properties of one schema object node (those that have one)."""
+    """The defaults of the properties of one schema object node (those that have one).
+
+    Parameters
+    ----------
+    node : Mapping[str, Any]
+        A schema node with ``properties``.
+
+    Returns
+    -------
+    dict of str to Any
+        Property name -> a deep copy of its default.
+    """
     return {name: copy.deepcopy(spec["default"]) for name, spec in node["properties"].items() if "default" in spec}
 
 
 def section_defaults(section: str, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The schema's defaults of a dataset section (e.g. ``inference``), for code that runs outside a configuration."""
+    """The schema's defaults of a dataset section (e.g. ``inference``), for code that runs outside a configuration.
+
+    Parameters
+    ----------
+    section : str
+        The name of a dataset section in the schema.
+    schema : Mapping[str, Any] or None, optional
+        The configuration schema. Default None: the packaged one (:func:`load_schema`).
+
+    Returns
+    -------
+    dict of str to Any
+        The section's keys that have a default, with it (:func:`node_defaults`).
+    """
     schema = load_schema() if schema is None else schema
     return node_defaults(schema["definitions"]["dataset"]["properties"][section])

@@ -15,7 +15,13 @@ from typing import Any
 import yaml
 
 from comir.config.expand import expand_stress, expand_sweeps
-from comir.config.rules import apply_problems, dataset_problems, pool_problems, variant_problems
+from comir.config.rules import (
+    apply_problems,
+    dataset_problems,
+    model_method_run_problems,
+    pool_problems,
+    variant_problems,
+)
 from comir.config.schema import ConfigError, load_schema, schema_problems
 from comir.config.variants import deep_merge
 
@@ -25,7 +31,28 @@ __all__ = ["load_config", "validate_config"]
 def validate_config(
     config: MutableMapping[str, Any], schema: Mapping[str, Any] | None = None
 ) -> MutableMapping[str, Any]:
-    """Validate ``config`` in place, filling in defaults; raise :class:`ConfigError` listing every problem."""
+    """Validate ``config`` in place, filling in defaults; raise :class:`ConfigError` listing every problem.
+
+    The generated variants and test sets (:mod:`comir.config.expand`) are added and the rules of
+    :mod:`comir.config.rules` checked only when the configuration matches the schema.
+
+    Parameters
+    ----------
+    config : MutableMapping[str, Any]
+        The configuration, as parsed from YAML; completed in place.
+    schema : Mapping[str, Any] or None, optional
+        The schema. Default None: the packaged one (:func:`comir.config.schema.load_schema`).
+
+    Returns
+    -------
+    MutableMapping[str, Any]
+        ``config`` itself.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem, one line each.
+    """
     schema = load_schema() if schema is None else schema
     problems = schema_problems(config, schema)
     if not problems:
@@ -36,6 +63,7 @@ def validate_config(
             problems += variant_problems(name, dataset, schema)
         for name, pool in config.get("pools", {}).items():
             problems += pool_problems(name, pool, config["datasets"])
+        problems += model_method_run_problems(config.get("datasets", {}))
         for name, job in config.get("apply", {}).items():
             problems += apply_problems(name, job, config["datasets"], schema)
     if problems:

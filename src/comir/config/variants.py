@@ -32,7 +32,20 @@ __all__ = [
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` merged in: mappings recursively, anything else (lists too) replaced."""
+    """``base`` with ``override`` merged in: mappings recursively, anything else (lists too) replaced.
+
+    Parameters
+    ----------
+    base : Mapping[str, Any]
+        The mapping merged onto (left unchanged).
+    override : Mapping[str, Any]
+        The values that win (left unchanged).
+
+    Returns
+    -------
+    dict of str to Any
+        A new mapping of deep copies.
+    """
     merged = copy.deepcopy(dict(base))
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
@@ -56,6 +69,20 @@ def ensemble_params(method: str, params: Mapping[str, Any] | None, networks: int
     One network: the params as given.  Several: with ``networks`` (the cascade's option, section 12
     of docs/method.md) for a method of :data:`ENSEMBLE_METHODS`, None for any other method (it takes
     one network's CoMIRs); the callers say so in their own terms.
+
+    Parameters
+    ----------
+    method : str
+        The registration method.
+    params : Mapping[str, Any] or None
+        Its parameters (None: none).
+    networks : int
+        How many networks' CoMIRs are registered together.
+
+    Returns
+    -------
+    dict of str to Any or None
+        The parameters, or None when ``method`` cannot register several networks' CoMIRs.
     """
     params = dict(params or {})
     if networks == 1:
@@ -68,6 +95,23 @@ def variant_config(dataset: Mapping[str, Any], variant: str) -> dict[str, Any]:
 
     The schema's defaults are filled into what the overrides add (e.g. an ``elastic`` section
     given only its ``probability``), as validation filled them into the dataset's own sections.
+
+    Parameters
+    ----------
+    dataset : Mapping[str, Any]
+        A validated dataset configuration (left unchanged).
+    variant : str
+        One of its variants. Its ``model_from``, ``model_file`` and ``ensemble`` are not merged.
+
+    Returns
+    -------
+    dict of str to Any
+        The merged configuration, without ``variants``.
+
+    Raises
+    ------
+    KeyError
+        If ``variant`` is not a variant of the dataset.
     """
     if variant not in dataset["variants"]:
         raise KeyError(f"unknown variant {variant!r}; this dataset has {', '.join(dataset['variants'])}")
@@ -89,20 +133,70 @@ def _dataset_schema() -> dict[str, Any]:
 
 
 def model_variant(dataset: Mapping[str, Any], variant: str) -> str:
-    """The variant whose trained networks ``variant`` uses: its ``model_from``, else itself."""
+    """The variant whose trained networks ``variant`` uses: its ``model_from``, else itself.
+
+    Parameters
+    ----------
+    dataset : Mapping[str, Any]
+        A validated dataset configuration.
+    variant : str
+        One of its variants.
+
+    Returns
+    -------
+    str
+        The variant's name.
+    """
     return dataset["variants"][variant].get("model_from", variant)
 
 
 def model_file(dataset: Mapping[str, Any], variant: str) -> str | None:
-    """The model file trained elsewhere that ``variant`` (or its ``model_from``) uses; None when it trains."""
+    """The model file trained elsewhere that ``variant`` (or its ``model_from``) uses; None when it trains.
+
+    Parameters
+    ----------
+    dataset : Mapping[str, Any]
+        A validated dataset configuration.
+    variant : str
+        One of its variants.
+
+    Returns
+    -------
+    str or None
+        The ``model_file`` path as configured, or None.
+    """
     return dataset["variants"][model_variant(dataset, variant)].get("model_file")
 
 
 def ensemble_members(dataset: Mapping[str, Any], variant: str) -> list[str]:
-    """The variants whose networks' CoMIRs ``variant`` registers together; empty when it has networks of its own."""
+    """The variants whose networks' CoMIRs ``variant`` registers together; empty when it has networks of its own.
+
+    Parameters
+    ----------
+    dataset : Mapping[str, Any]
+        A validated dataset configuration.
+    variant : str
+        One of its variants.
+
+    Returns
+    -------
+    list of str
+        The variant's ``ensemble``, in its order.
+    """
     return list(dataset["variants"][variant].get("ensemble", []))
 
 
 def network_variants(dataset: Mapping[str, Any]) -> list[str]:
-    """A dataset's variants with networks of their own (trained, from another variant or a file): not ensembles."""
+    """A dataset's variants with networks of their own (trained, from another variant or a file): not ensembles.
+
+    Parameters
+    ----------
+    dataset : Mapping[str, Any]
+        A validated dataset configuration.
+
+    Returns
+    -------
+    list of str
+        The variants in configuration order.
+    """
     return [variant for variant in dataset["variants"] if not ensemble_members(dataset, variant)]

@@ -101,7 +101,23 @@ class RecordOptions:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> RecordOptions:
-        """Options from a configuration mapping (None: the defaults); InputError on unknown keys."""
+        """Options from a configuration mapping (None: the defaults); InputError on unknown keys.
+
+        Parameters
+        ----------
+        mapping : Mapping[str, Any] or None
+            Keys named like the fields; ``zurich_channel_order`` may be any sequence. None: the defaults.
+
+        Returns
+        -------
+        RecordOptions
+            The options (values are not checked here).
+
+        Raises
+        ------
+        comir.io.InputError
+            If a key is not a field.
+        """
         if mapping is None:
             return cls()
         known = set(cls.__dataclass_fields__)
@@ -122,8 +138,26 @@ def canonical_image(image: np.ndarray, channels: int, name: str = "image") -> np
 
     One channel: grey images stored as RGB(A) with equal channels, or with a
     single non-constant channel (a false-colour LUT), are reduced to that
-    channel.  Three channels: an alpha channel is dropped.  Anything else
-    raises :class:`InputError`.
+    channel.  Three channels: an alpha channel is dropped.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The stored ``(H, W)`` or ``(H, W, C)`` image.
+    channels : int
+        The channels wanted, 1 or 3.
+    name : str, optional
+        The image's name in error messages. Default ``"image"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` for one channel, ``(H, W, 3)`` for three; the stored values and dtype.
+
+    Raises
+    ------
+    comir.io.InputError
+        If the image cannot be brought to ``channels`` channels this way.
     """
     found = channels_of(image)
     if channels == 1:
@@ -147,6 +181,23 @@ def band_correlations(image: np.ndarray, max_pixels: int = 1_000_000) -> np.ndar
 
     Pixels are subsampled on a regular grid to at most ``max_pixels``; a
     constant channel gets correlation 0 with every other channel.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W, C)`` image, ``C >= 2``.
+    max_pixels : int, optional
+        The most pixels used. Default 1 000 000.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C, C)`` float64 correlations, 1 on the diagonal.
+
+    Raises
+    ------
+    comir.io.InputError
+        If ``image`` is not a multi-channel ``(H, W, C)`` array.
     """
     if image.ndim != 3 or image.shape[2] < 2:
         raise InputError(f"band correlations need a multi-channel image, got shape {image.shape}")
@@ -168,7 +219,21 @@ def nir_channel(image: np.ndarray) -> int:
     The visible bands (B, G, R) of a vegetated summer scene are strongly
     inter-correlated; near-infrared is bright on vegetation, where the
     visible bands are dark, and is the band least correlated with the others.
-    Returns the channel with the lowest mean correlation with the other bands.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W, 4)`` aerial image (any multi-channel image is accepted).
+
+    Returns
+    -------
+    int
+        The channel with the lowest mean correlation with the other bands (:func:`band_correlations`).
+
+    Raises
+    ------
+    comir.io.InputError
+        If ``image`` is not a multi-channel ``(H, W, C)`` array.
     """
     corr = band_correlations(image)
     n = corr.shape[0]
@@ -190,7 +255,30 @@ def _zurich_channels(order: Sequence[str]) -> tuple[list[int], int]:
 def resolve_modalities(
     modalities: Mapping[str, Any] | Sequence[str] | None, default: tuple[str, str], allowed: Iterable[str]
 ) -> tuple[str, str]:
-    """(A name, B name) from ("BF", "SHG"), {"A": "BF", "B": "SHG"} or {"A": {"name": "BF"}, ...}."""
+    """(A name, B name) from ("BF", "SHG"), {"A": "BF", "B": "SHG"} or {"A": {"name": "BF"}, ...}.
+
+    Parameters
+    ----------
+    modalities : Mapping[str, Any] or Sequence[str] or None
+        Two names in slot order, a mapping of slot to name, or a mapping of slot to a section with ``name``;
+        None: ``default``.
+    default : tuple[str, str]
+        The names when ``modalities`` is None.
+    allowed : Iterable[str]
+        The names the record provides.
+
+    Returns
+    -------
+    tuple[str, str]
+        The names of slots A and B.
+
+    Raises
+    ------
+    comir.io.InputError
+        If there are not two different names of ``allowed``.
+    KeyError
+        If a mapping lacks slot ``A`` or ``B``.
+    """
     if modalities is None:
         names = default
     elif isinstance(modalities, Mapping):
@@ -222,6 +310,31 @@ def convert_pairs(
     path_B`` (absolute paths) with splits train, val, tuning, test; counts that
     differ from the paper's (40/25/7/134) are logged as a warning.  The
     conversion summary is in ``table.attrs["records"]``.
+
+    Parameters
+    ----------
+    layout : comir.data.layouts.result.Layout
+        The record as :func:`comir.data.layouts.detect.detect_layout` found it.
+    out_dir : pathlib.Path
+        Root of the canonical layout.
+    dataset : str
+        The data family the caller expects, ``"bfshg"`` or ``"zurich"``; it must match the record.
+    options : RecordOptions or Mapping[str, Any] or None, optional
+        The conversion's choices (:meth:`RecordOptions.from_mapping`); None: the paper's. Default None.
+    modalities : Mapping[str, Any] or Sequence[str] or None, optional
+        Names of slots A and B (:func:`resolve_modalities`); None: BF, SHG for BF/SHG (as in
+        ``config/bfshg-dev.yaml``), RGB, NIR for Zurich. Default None.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The pairs table, ``id, split, path_A, path_B``, the summary in ``attrs["records"]``.
+
+    Raises
+    ------
+    comir.io.InputError
+        If ``dataset`` is unknown or not the record's, a modality or option is invalid, the record holds
+        no pairs, a pair has no partner (unless ``allow_orphans``), or an image cannot be converted.
     """
     opts = options if isinstance(options, RecordOptions) else RecordOptions.from_mapping(options)
     if dataset not in ("bfshg", "zurich"):
@@ -242,12 +355,31 @@ def convert_record(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Detect and convert an unpacked record in one call (for ``prepare_dataset``).
 
-    ``modalities``: slots A, B as names, :class:`~comir.data.pairs.Modality`
-    objects or the configuration's mapping.  ``config``: the dataset's
-    ``zenodo`` section; its ``split`` becomes ``zurich_split`` and keys named
-    like :class:`RecordOptions` fields are passed on (others, such as ``url``,
-    are ignored).  Returns the pairs table and a JSON-able description of the
-    record (kind, pairs per split, prebuilt test sets, notes, conversion summary).
+    Parameters
+    ----------
+    record : pathlib.Path
+        The unpacked record's folder.
+    out_dir : pathlib.Path
+        Root of the canonical layout.
+    modalities : Sequence[Any] or Mapping[str, Any]
+        Slots A, B as names, :class:`~comir.data.pairs.Modality` objects or the configuration's mapping.
+    config : Mapping[str, Any] or None, optional
+        The dataset's ``zenodo`` section; its ``split`` becomes ``zurich_split``, its ``strips``
+        ``zurich_strips``, and keys named like :class:`RecordOptions` fields are passed on (others, such
+        as ``url``, are ignored). Default None.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        The pairs table (:func:`convert_pairs`).
+    description : dict[str, Any]
+        A JSON-able description of the record (kind, pairs per split, prebuilt test sets, notes,
+        conversion summary).
+
+    Raises
+    ------
+    comir.io.InputError
+        If the record is an evaluation record (no aligned pairs), or cannot be detected or converted.
     """
     layout = detect_layout(record)
     if layout.kind == "multiregeval-eval":
@@ -370,6 +502,23 @@ def strip_bounds(width: int, strips: Mapping[str, Any]) -> dict[str, tuple[int, 
 
     Fractions of the width, rounded; the strips must be non-empty and must not overlap
     (an :class:`InputError` says which).
+
+    Parameters
+    ----------
+    width : int
+        Width of the scene, px.
+    strips : Mapping[str, Any]
+        ``train``, ``val`` and ``test``: each ``[x0, x1]`` as fractions of the width.
+
+    Returns
+    -------
+    dict[str, tuple[int, int]]
+        ``train``, ``val``, ``test`` -> ``(x0, x1)`` in px.
+
+    Raises
+    ------
+    comir.io.InputError
+        If a strip is missing, empty, outside the scene, or overlaps another.
     """
     bounds = {}
     for split in ("train", "val", "test"):
@@ -389,6 +538,25 @@ def zurich_split(image_ids: Iterable[str], opts: RecordOptions) -> dict[str, str
     """Image id -> split for the chosen Zurich split (ids not used are left out).
 
     Split "strips" assigns its one scene to "strips" (cut by :func:`strip_bounds`).
+
+    Parameters
+    ----------
+    image_ids : Iterable[str]
+        The record's Zurich image ids (``zh<N>``).
+    opts : RecordOptions
+        ``zurich_split`` (``"paper"``, ``"fold1"`` .. ``"fold3"``, ``"strips"``), ``zurich_strips`` and
+        ``zurich_val``.
+
+    Returns
+    -------
+    dict[str, str]
+        Image id -> ``"train"``, ``"val"``, ``"test"`` (or ``"strips"``).
+
+    Raises
+    ------
+    comir.io.InputError
+        If the split is unknown, ``zurich_val`` is a test image or leaves no training image, or an image
+        the split needs is not in the record.
     """
     available = set(image_ids)
     if opts.zurich_split == "strips":

@@ -105,6 +105,18 @@ def image_files(folder: Path, extensions: Sequence[str]) -> list[Path]:
 
     Hidden files (e.g. an unfinished atomic write) are left out. The pairs of a dataset are made
     from these, and the workflow declares the same files as prepare_data's inputs.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        An existing folder.
+    extensions : Sequence[str]
+        Lower-case suffixes with the dot (``".tif"``), compared as given.
+
+    Returns
+    -------
+    list[pathlib.Path]
+        The matching files, sorted by path.
     """
     return [
         path
@@ -137,10 +149,30 @@ def discover_pairs(
 ) -> pd.DataFrame:
     """Find aligned pairs ``root/<A.name>/<id>.<ext>`` + ``root/<B.name>/<id>.<ext>``.
 
-    ``root`` is one folder or a list of folders (e.g. slides kept apart on disk), whose pairs
-    are pooled; an id found under two of them is an error naming both files.  Returns a
-    DataFrame with columns ``id, path_A, path_B`` (absolute paths as strings), sorted by id.
     Files whose extension is not in ``extensions`` and hidden files are ignored.
+
+    Parameters
+    ----------
+    root : pathlib.Path or str or Sequence[pathlib.Path or str]
+        One folder or a list of folders (e.g. slides kept apart on disk), whose pairs are pooled; an id
+        found under two of them is an error naming both files.
+    modalities : tuple[Modality, Modality]
+        Modalities A and B; their names are the sub-folders.
+    extensions : Sequence[str], optional
+        Image suffixes to consider (with or without the dot, any case; each one of
+        :data:`comir.io.IMAGE_SUFFIXES`). Default :data:`comir.io.IMAGE_SUFFIXES`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``id, path_A, path_B`` (absolute paths as strings), sorted by id.
+
+    Raises
+    ------
+    comir.io.InputError
+        If no root is given, the modalities are not two with different names, an extension is unsupported,
+        a root or modality folder is missing, an id appears twice in a folder or under two roots, an image
+        has no partner, or a root holds no pairs.
     """
     roots = [root] if isinstance(root, (str, Path)) else list(root)
     if not roots:
@@ -236,10 +268,26 @@ def validate_pairs(
     Values that the modality's scaling would not map into [0, 1] are logged as
     warnings naming the files (:func:`comir.io.intensity_warning`).
 
-    Returns ``{"n_pairs", "height", "width", "min_height", "max_height",
-    "min_width", "max_width", "channels_A", "channels_B", "sizes"}`` where
-    ``height`` and ``width`` are the smallest ones found (the limiting size)
-    and ``sizes`` lists ``(height, width)`` per row of ``table``.
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A pairs table with ``id``, ``path_A`` and ``path_B`` (ids unique), not empty.
+    modalities : tuple[Modality, Modality]
+        Modalities A and B (channels, ``max_value``).
+    min_size : int, optional
+        The least height and width, px. Default 1.
+
+    Returns
+    -------
+    dict[str, Any]
+        ``{"n_pairs", "height", "width", "min_height", "max_height", "min_width", "max_width",
+        "channels_A", "channels_B", "sizes"}`` where ``height`` and ``width`` are the smallest ones
+        found (the limiting size) and ``sizes`` lists ``(height, width)`` per row of ``table``.
+
+    Raises
+    ------
+    comir.io.InputError
+        If the arguments are invalid, the table is empty, or any image has a problem (all listed).
     """
     mod_a, mod_b = _check_modalities(modalities)
     _check_table(table, ("id", "path_A", "path_B"))
@@ -355,9 +403,34 @@ def split_pairs(
     sorting, so the split does not depend on the table's row order; every
     split with a positive fraction is non-empty when there are enough pairs).
 
-    The splits named in ``require_nonempty`` (by default train and test) must
-    not be empty.  Returns a new table with columns ``id, split, path_A,
-    path_B`` (plus any other columns of ``table``), rows in table order.
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A pairs table with unique ``id``s (an existing ``split`` column is replaced).
+    train : Sequence[str] or None, optional
+        Ids of the training split. Default None.
+    val : Sequence[str] or None, optional
+        Ids of the validation split. Default None.
+    test : Sequence[str] or None, optional
+        Ids of the test split. Default None.
+    fractions : tuple[float, float, float] or None, optional
+        Non-negative (train, val, test) fractions summing to 1, instead of the lists. Default None.
+    seed : int, optional
+        Seed of the shuffle with ``fractions``. Default 0.
+    require_nonempty : Sequence[str], optional
+        Splits that must not be empty. Default ``("train", "test")``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A new table with columns ``id, split, path_A, path_B`` (plus any other columns of ``table``),
+        rows in table order.
+
+    Raises
+    ------
+    comir.io.InputError
+        If both or neither of lists and fractions are given, a list or the fractions are invalid, or a
+        required split is empty.
     """
     _check_table(table, ("id",))
     for name in require_nonempty:

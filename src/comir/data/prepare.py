@@ -30,8 +30,32 @@ def prepare_dataset(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The pairs table (id, split, path_A, path_B, height, width) and a description of its origin (layout.json).
 
-    ``dataset`` needs ``source``, that source's section and ``modalities`` (name, channels,
-    max_value); ``record`` is the unpacked Zenodo record of a dataset of source ``zenodo``.
+    Parameters
+    ----------
+    dataset : Mapping[str, Any]
+        The dataset's configuration: ``source`` (``"synthetic"``, ``"zenodo"`` or ``"pairs"``), that
+        source's section and ``modalities`` (name, channels, max_value).
+    seed : int
+        Seed of the synthetic images and of a split by fractions.
+    image_dir : pathlib.Path
+        Where synthetic or converted images are written.
+    record : pathlib.Path or None, optional
+        The unpacked Zenodo record of a dataset of source ``zenodo``. Default None.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Columns ``id, split, path_A, path_B, height, width``.
+    layout : dict[str, Any]
+        The origin's description: ``source``, ``pairs_per_split`` and, for a Zenodo record, what
+        :func:`comir.data.convert.convert_record` describes.
+
+    Raises
+    ------
+    comir.io.InputError
+        If a modality, the data or the split is invalid (files named).
+    ValueError
+        If a ``zenodo`` dataset is given without ``record``.
     """
     modalities = dataset["modalities"]
     mods = tuple(

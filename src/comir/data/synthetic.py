@@ -244,7 +244,25 @@ def _walk_bundles(spec: SyntheticSpec, rng: np.random.Generator, orientation: np
 
 
 def render_pair(spec: SyntheticSpec, index: int) -> SyntheticPair:
-    """Render pair ``index`` of ``spec`` with its scene masks (deterministic)."""
+    """Render pair ``index`` of ``spec`` with its scene masks (deterministic).
+
+    Parameters
+    ----------
+    spec : SyntheticSpec
+        The data set's parameters; ``spec.seed`` and ``index`` seed the pair's generator.
+    index : int
+        The pair's non-negative index.
+
+    Returns
+    -------
+    SyntheticPair
+        A uint8 ``(size, size)``, B uint8 ``(size, size, 3)`` and the scene's boolean masks.
+
+    Raises
+    ------
+    comir.io.InputError
+        If ``index`` is not a non-negative integer.
+    """
     if int(index) != index or index < 0:
         raise InputError(f"synthetic image index must be a non-negative integer, got {index!r}")
     rng = np.random.default_rng([int(spec.seed), int(index)])
@@ -418,9 +436,27 @@ def render_pair(spec: SyntheticSpec, index: int) -> SyntheticPair:
 def generate_pair(spec: SyntheticSpec, index: int, *, return_masks: bool = False):
     """Return ``(A, B)``: A uint8 (size, size) SHG-like, B uint8 (size, size, 3) H&E-like RGB.
 
-    Deterministic: depends only on ``(spec, index)``.  With ``return_masks``
-    returns ``(A, B, masks)`` where ``masks`` holds boolean arrays
-    ``fibres_a``, ``fibres_b``, ``nuclei`` and ``holes``.
+    Deterministic: depends only on ``(spec, index)``.
+
+    Parameters
+    ----------
+    spec : SyntheticSpec
+        The data set's parameters.
+    index : int
+        The pair's non-negative index.
+    return_masks : bool, optional
+        Also return the hidden scene's masks. Default False.
+
+    Returns
+    -------
+    tuple
+        ``(A, B)``, or with ``return_masks`` ``(A, B, masks)`` where ``masks`` holds boolean arrays
+        ``fibres_a``, ``fibres_b``, ``nuclei`` and ``holes``.
+
+    Raises
+    ------
+    comir.io.InputError
+        If ``index`` is not a non-negative integer.
     """
     pair = render_pair(spec, index)
     if return_masks:
@@ -429,7 +465,18 @@ def generate_pair(spec: SyntheticSpec, index: int, *, return_masks: bool = False
 
 
 def synthetic_ids(spec: SyntheticSpec) -> list[str]:
-    """IDs ``syn_000`` ... (at least three digits)."""
+    """IDs ``syn_000`` ... (at least three digits).
+
+    Parameters
+    ----------
+    spec : SyntheticSpec
+        The data set's parameters (``n_images``).
+
+    Returns
+    -------
+    list[str]
+        ``n_images`` ids, zero-padded to the same width.
+    """
     digits = max(3, len(str(spec.n_images - 1)))
     return [f"syn_{i:0{digits}d}" for i in range(spec.n_images)]
 
@@ -439,7 +486,26 @@ def write_dataset(
 ) -> list[str]:
     """Write ``out_dir/<nameA>/<id>.tif`` (SHG-like) and ``out_dir/<nameB>/<id>.tif`` (H&E-like).
 
-    Returns the IDs in order.  Files are written atomically.
+    Files are written atomically.
+
+    Parameters
+    ----------
+    spec : SyntheticSpec
+        The data set's parameters.
+    out_dir : pathlib.Path
+        Root of the data set.
+    modality_names : tuple[str, str], optional
+        Folder names of the SHG-like and the H&E-like modality. Default ``("A", "B")``.
+
+    Returns
+    -------
+    list[str]
+        The IDs in order (:func:`synthetic_ids`).
+
+    Raises
+    ------
+    comir.io.InputError
+        If ``modality_names`` are not two different plain folder names.
     """
     names = tuple(modality_names)
     if len(names) != 2 or any(

@@ -36,6 +36,7 @@ One concern each, each importing only those above it in this list:
 * :mod:`.warp`: images resampled by a field;
 * :mod:`.algebra`: inversion and composition of fields;
 * :mod:`.landmarks`: landmarks, points mapped by fields, target registration errors;
+* :mod:`.overlap`: Dice and Hausdorff distances of two masks;
 * :mod:`.sitk`: SimpleITK transforms and transform files.
 
 The modules are imported by their own names (``from comir.deformation.warp import warp_image``):

@@ -95,7 +95,27 @@ def affine_of_field(field: np.ndarray) -> np.ndarray:
 
 
 def check_matrix(matrix: np.ndarray, invertible: bool = False, inverse: bool = False) -> np.ndarray:
-    """A finite 2x3 float matrix (its inverse with ``inverse``); ValueError otherwise."""
+    """A finite 2x3 float matrix (its inverse with ``inverse``); ValueError otherwise.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        The 2x3 floating -> reference matrix to check (any array-like of numbers).
+    invertible : bool, optional
+        Also require an invertible linear part (``|det| > 1e-12``). Default False.
+    inverse : bool, optional
+        Return the inverse matrix instead (implies ``invertible``). Default False.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 2x3: ``matrix``, or its inverse with ``inverse``.
+
+    Raises
+    ------
+    ValueError
+        If the matrix is not 2x3 or has non-finite values, or, where asked, is not invertible.
+    """
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.shape != (2, 3) or not np.all(np.isfinite(matrix)):
         raise ValueError(f"matrix must be a finite 2x3 array, got shape {matrix.shape}")

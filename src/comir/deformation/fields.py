@@ -47,14 +47,41 @@ def check_field(field: np.ndarray, name: str = "field") -> np.ndarray:
 
 
 def grid_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(H, W)`` of an array shape ``(H, W[, ...])``, checked."""
+    """``(H, W)`` of an array shape ``(H, W[, ...])``, checked.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        An array shape ``(H, W[, ...])``.
+
+    Returns
+    -------
+    tuple of int
+        ``(H, W)`` as Python ints.
+
+    Raises
+    ------
+    ValueError
+        If ``shape`` does not start with two positive integers.
+    """
     if len(shape) < 2 or any(isinstance(s, bool) or int(s) != s or s < 1 for s in shape[:2]):
         raise ValueError(f"shape must start with two positive integers (H, W), got {tuple(shape)}")
     return int(shape[0]), int(shape[1])
 
 
 def grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The ``(x, y)`` coordinates (float64, each ``(H, W)``) of the pixel centres of a grid."""
+    """The ``(x, y)`` coordinates (float64, each ``(H, W)``) of the pixel centres of a grid.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(H, W)`` of the grid (not checked; :func:`grid_shape` checks a shape).
+
+    Returns
+    -------
+    x, y : numpy.ndarray
+        float64 ``(H, W)`` each: the column and the row index of every pixel.
+    """
     rows, cols = np.indices(shape, dtype=np.float64)
     return cols, rows
 
@@ -62,7 +89,19 @@ def grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
 def sample_field(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The field bilinearly interpolated at points ``(x, y)`` (any equal shapes), nearest value beyond its grid.
 
-    Returns float64 of shape ``x.shape + (2,)``.
+    Parameters
+    ----------
+    field : numpy.ndarray
+        ``(H, W, 2)`` field (not checked; :func:`check_field` checks one).
+    x : numpy.ndarray
+        x coordinates (columns) of the points, pixels.
+    y : numpy.ndarray
+        y coordinates (rows) of the points, pixels; the shape of ``x``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 of shape ``x.shape + (2,)``: ``(dx, dy)`` at each point.
     """
     coordinates = np.stack([np.asarray(y, dtype=np.float64), np.asarray(x, dtype=np.float64)])
     components = [

@@ -21,6 +21,16 @@ def spectral_norm(field: np.ndarray) -> np.ndarray:
 
     In closed form for 2x2 matrices: ``sqrt((F + sqrt(F^2 - 4 det^2)) / 2)`` with ``F`` the
     squared Frobenius norm.
+
+    Parameters
+    ----------
+    field : numpy.ndarray
+        ``(H, W, 2)`` field (converted to float64; not checked by :func:`check_field`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``(H, W)``.
     """
     a, b, c, d = _jacobian_entries(field)
     frobenius = a * a + b * b + c * c + d * d
@@ -64,5 +74,16 @@ def jacobian_determinant(field: np.ndarray) -> np.ndarray:
 
 
 def folding_fraction(field: np.ndarray) -> float:
-    """The fraction of pixels where the map folds: Jacobian determinant ``<= 0`` (:func:`jacobian_determinant`)."""
+    """The fraction of pixels where the map folds: Jacobian determinant ``<= 0`` (:func:`jacobian_determinant`).
+
+    Parameters
+    ----------
+    field : numpy.ndarray
+        ``(H, W, 2)`` field.
+
+    Returns
+    -------
+    float
+        The fraction in ``[0, 1]``.
+    """
     return float(np.mean(jacobian_determinant(field) <= 0.0))

@@ -125,7 +125,25 @@ def tre(estimated_field: np.ndarray, true_field: np.ndarray, points: np.ndarray)
 
 
 def rtre(errors: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Relative TRE as ANHIR defines it: the TRE divided by the image diagonal ``sqrt(width^2 + height^2)``."""
+    """Relative TRE as ANHIR defines it: the TRE divided by the image diagonal ``sqrt(width^2 + height^2)``.
+
+    Parameters
+    ----------
+    errors : numpy.ndarray
+        TREs, pixels (any shape).
+    width, height : int
+        The reference image's size, pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, the shape of ``errors``.
+
+    Raises
+    ------
+    ValueError
+        If ``width`` or ``height`` is not positive.
+    """
     if width <= 0 or height <= 0:
         raise ValueError(f"width and height must be > 0, got {width} x {height}")
     return np.asarray(errors, dtype=np.float64) / math.hypot(width, height)

@@ -97,6 +97,13 @@ def write_field(path: str | Path, field: np.ndarray) -> None:
     The format follows the extension, as ``SimpleITK.WriteTransform`` decides: ``.h5`` (HDF5,
     binary float64: exact; the recommended one) or ``.tfm`` / ``.txt`` (ITK's text format).
     Image formats (``.nii.gz``, ``.mha``) are not transform files and SimpleITK refuses them.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The transform file to write.
+    field : numpy.ndarray
+        ``(H, W, 2)`` field.
     """
     import SimpleITK as sitk
 
@@ -106,7 +113,18 @@ def write_field(path: str | Path, field: np.ndarray) -> None:
 def read_field(path: str | Path, shape: tuple[int, ...] | None = None) -> np.ndarray:
     """A field from a SimpleITK transform file (:func:`write_field`, or any 2-D transform with ``shape``).
 
-    Returns float32 ``(H, W, 2)``; see :func:`sitk_to_field` for ``shape``.
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The transform file to read.
+    shape : tuple of int or None, optional
+        ``(H, W[, ...])`` of the grid to evaluate the transform on; see :func:`sitk_to_field`.
+        Default None: a displacement field's own grid.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(H, W, 2)``.
     """
     import SimpleITK as sitk
 

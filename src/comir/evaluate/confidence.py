@@ -35,7 +35,20 @@ RATES = {  # name -> (numerator, denominator) of the table's counts
 
 
 def correct_mask(results: pd.DataFrame, success_fraction: float) -> np.ndarray:
-    """Which results are correct: status ok and error below ``success_fraction`` of the width."""
+    """Which results are correct: status ok and error below ``success_fraction`` of the width.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Per-case results with the columns ``status``, ``error_px`` and ``width``.
+    success_fraction : float
+        The success bound as a fraction of the image width (strict: an error equal to it is wrong).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(results),)`` bool.
+    """
     return (results["status"] == "ok").to_numpy() & (
         results["error_px"].to_numpy(float) < success_fraction * results["width"].to_numpy(float)
     )
@@ -44,9 +57,29 @@ def correct_mask(results: pd.DataFrame, success_fraction: float) -> np.ndarray:
 def acceptance_table(results: pd.DataFrame, unrelated: pd.DataFrame, success_fraction: float) -> pd.DataFrame:
     """Per method and direction: cases, correct, accepted, the rates of :data:`RATES` with 95 % intervals.
 
-    ``results``: the calibrated runs' per-case rows; ``unrelated``: their rows
-    on unrelated pairs (every one wrong).  ``InputError`` when ``results`` has
-    no ``confidence``/``accepted`` columns (the runs were not calibrated).
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        The calibrated runs' per-case rows (``method``, ``direction``, ``status``, ``error_px``,
+        ``width``, ``confidence``, ``accepted``).
+    unrelated : pandas.DataFrame
+        Their rows on unrelated pairs (every one wrong): ``method``, ``direction``, ``accepted``;
+        may be empty.
+    success_fraction : float
+        The success bound as a fraction of the width (:func:`correct_mask`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method and direction: the counts (``cases``, ``correct``, ``wrong``, ``accepted``,
+        ``accepted_correct``, ``accepted_wrong``, ``unrelated``, ``unrelated_accepted``), each rate of
+        :data:`RATES` with its Clopper-Pearson ``_low``/``_high`` bounds (NaN rate without a
+        denominator), and ``median_confidence``.
+
+    Raises
+    ------
+    InputError
+        When ``results`` has no ``confidence``/``accepted`` columns (the runs were not calibrated).
     """
     missing = {"confidence", "accepted"} - set(results.columns)
     if missing:
@@ -78,7 +111,19 @@ def acceptance_table(results: pd.DataFrame, unrelated: pd.DataFrame, success_fra
 
 
 def acceptance_markdown(table: pd.DataFrame) -> str:
-    """The acceptance table as Markdown: counts, and each rate as ``k/n (low-high)``."""
+    """The acceptance table as Markdown: counts, and each rate as ``k/n (low-high)``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        An :func:`acceptance_table`.
+
+    Returns
+    -------
+    str
+        The Markdown table, one row per method and direction, ending with a newline; a rate without
+        a denominator is ``-``.
+    """
     lines = [
         "| method | direction | cases | correct | accepted | precision | recall | false-accept rate "
         "| unrelated accepted |",
@@ -106,10 +151,20 @@ def plot_reliability(
 ) -> None:
     """Reliability diagram: per label, predicted confidence against the observed fraction correct.
 
-    ``curves``: label -> (confidences, correct flags).  Each bin's point has
-    its count's area; the diagonal is perfect calibration; ``thresholds`` (per
-    label) are drawn as vertical lines.  Below, the confidences of correct and
-    wrong results (histograms).
+    One point per non-empty bin (:func:`comir.calibration.reliability_table`); the diagonal is
+    perfect calibration; ``thresholds`` (per label) are drawn as vertical lines.  Below, the
+    confidences of correct and wrong results (histograms).
+
+    Parameters
+    ----------
+    curves : Mapping[str, tuple[Sequence[float], Sequence[bool]]]
+        Label -> (confidences, correct flags).
+    path : str or os.PathLike
+        The image file to write (atomically; the format from the suffix).
+    thresholds : Mapping[str, float] or None, optional
+        Per label, an acceptance threshold to mark. Default None: none.
+    title : str, optional
+        Title of the diagram. Default ``""``: "reliability".
     """
     figure = Figure(figsize=(6.4, 7.0), dpi=120, layout="constrained")
     FigureCanvasAgg(figure)

@@ -9,8 +9,9 @@ Definitions (docs/explanation/deformable.md):
   divided by the image diagonal ``sqrt(width^2 + height^2)`` (:func:`rtre`).
 
   The landmark functions (:func:`landmark_grid`, :func:`tre`, :func:`rtre`, :func:`tre_summary`)
-  live in :mod:`comir.deformation`, below the stages, because the register rule scores its fields
-  with them (:mod:`comir.testset.deformation`); they are imported here with the mask metrics.
+  and the mask metrics below live in :mod:`comir.deformation` (its ``landmarks`` and ``overlap``
+  modules), below the stages, because the register rule scores its fields with them
+  (:mod:`comir.testset.deformation`); this module gathers them under their definitions.
 * **Dice** of two masks: ``2 |A and B| / (|A| + |B|)`` (:func:`dice`).
 * **Hausdorff distances** between the boundaries of two masks (a boundary pixel: a mask pixel
   with a 4-neighbour outside the mask or outside the image): every boundary pixel of each mask
@@ -20,75 +21,8 @@ Definitions (docs/explanation/deformable.md):
   which ignores the farthest 5 % of the boundary (a few stray pixels).
 """
 
-from __future__ import annotations
-
-import math
-
-import numpy as np
-from scipy import ndimage
-
 from comir.deformation.landmarks import TRE_SUMMARY_KEYS, landmark_grid, rtre, tre, tre_summary
-
-
-def _check_masks(mask_a: np.ndarray, mask_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two 2-D masks of one shape as booleans; ValueError otherwise."""
-    mask_a, mask_b = np.asarray(mask_a), np.asarray(mask_b)
-    if mask_a.ndim != 2 or mask_a.shape != mask_b.shape:
-        raise ValueError(f"masks must be 2-D of one shape, got {mask_a.shape} and {mask_b.shape}")
-    return mask_a.astype(bool), mask_b.astype(bool)
-
-
-def dice(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
-    """Dice coefficient ``2 |A and B| / (|A| + |B|)`` of two masks of one shape, in ``[0, 1]``.
-
-    ``nan`` when both masks are empty: the overlap of nothing with nothing is undefined (some
-    tools call it 1), and a mean over structures should skip it rather than count it perfect.
-    """
-    mask_a, mask_b = _check_masks(mask_a, mask_b)
-    total = int(mask_a.sum()) + int(mask_b.sum())
-    if total == 0:
-        return math.nan
-    return 2.0 * float(np.logical_and(mask_a, mask_b).sum()) / total
-
-
-def _boundary(mask: np.ndarray) -> np.ndarray:
-    """The mask's boundary pixels: in the mask with a 4-neighbour outside it (or outside the image)."""
-    return mask & ~ndimage.binary_erosion(mask, border_value=0)
-
-
-def surface_distances(mask_a: np.ndarray, mask_b: np.ndarray) -> np.ndarray:
-    """Distances, pixels, of every boundary pixel of each mask to the nearest boundary pixel of the other.
-
-    Returns float64, the distances from ``A``'s boundary followed by those from ``B``'s; empty
-    when either mask is empty (no boundary to measure from or to).
-    """
-    mask_a, mask_b = _check_masks(mask_a, mask_b)
-    if not (mask_a.any() and mask_b.any()):
-        return np.zeros(0)
-    boundary_a, boundary_b = _boundary(mask_a), _boundary(mask_b)
-    # distance_transform_edt measures to the nearest zero: the other mask's boundary pixels.
-    to_b = ndimage.distance_transform_edt(~boundary_b)
-    to_a = ndimage.distance_transform_edt(~boundary_a)
-    return np.concatenate([to_b[boundary_a], to_a[boundary_b]]).astype(np.float64)
-
-
-def hausdorff(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
-    """Symmetric Hausdorff distance between the masks' boundaries, pixels (:func:`surface_distances`' maximum).
-
-    ``nan`` when either mask is empty: an empty mask has no boundary, so no distance is defined.
-    """
-    distances = surface_distances(mask_a, mask_b)
-    return float(distances.max()) if distances.size else math.nan
-
-
-def hausdorff95(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
-    """95th percentile of the pooled boundary distances of both directions, pixels (numpy's linear interpolation).
-
-    ``nan`` when either mask is empty (see :func:`hausdorff`).
-    """
-    distances = surface_distances(mask_a, mask_b)
-    return float(np.percentile(distances, 95)) if distances.size else math.nan
-
+from comir.deformation.overlap import dice, hausdorff, hausdorff95, surface_distances
 
 __all__ = [
     "TRE_SUMMARY_KEYS",

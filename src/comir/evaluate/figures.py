@@ -56,14 +56,33 @@ _MIN_POSITIVE_PX = 1e-2  # where errors of (almost) zero are drawn on log axes
 
 
 def new_figure(width: float, height: float) -> Figure:
-    """A figure of ``width`` x ``height`` inches (120 dpi, constrained layout) drawn without a display."""
+    """A figure of ``width`` x ``height`` inches (120 dpi, constrained layout) drawn without a display.
+
+    Parameters
+    ----------
+    width, height : float
+        Size of the figure in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, on an Agg canvas (not registered with ``pyplot``).
+    """
     figure = Figure(figsize=(width, height), dpi=120, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
 
 def save_figure(figure: Figure, path: str | os.PathLike[str]) -> None:
-    """Write ``figure`` to ``path`` atomically (a PNG by the suffix) and free it."""
+    """Write ``figure`` to ``path`` atomically (a PNG by the suffix) and free it.
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure
+        The figure; cleared afterwards, even when writing fails.
+    path : str or os.PathLike
+        The image file; its suffix selects the format.
+    """
     try:
         with atomic_path(path) as tmp:
             figure.savefig(tmp, dpi=figure.dpi)
@@ -104,7 +123,7 @@ def ecdf_curve(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Step curve (``where="post"``) that :func:`plot_ecdf` draws for one group of rows.
 
-    Returns ``(xs, ys)``: ``ys`` is the fraction of ALL rows whose error is
+    ``ys`` is the fraction of ALL rows whose error is
     ``<= x``, counting only rows that are not failures
     (:func:`comir.evaluate.tables.failure_mask`). A failure is treated as an
     error beyond the axis (NaN in :func:`comir.evaluate.stats.ecdf`): it is
@@ -112,7 +131,26 @@ def ecdf_curve(
     error does not lift the curve at small ``x``, and the curve ends at the
     proportion of non-failures. Errors are floored at a small positive value
     for the log axis; the curve starts at ``(floor, 0)`` and is extended flat
-    to ``x_end`` (default ten times the largest failure bound).
+    to ``x_end``.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Per-case rows of one group, with ``error_px``, ``width`` and ``status``.
+    failure_fraction : float, optional
+        The failure bound as a fraction of the width. Default 0.12.
+    x_end : float or None, optional
+        Where the curve ends on the x axis, in px. Default None: ten times the largest failure bound.
+
+    Returns
+    -------
+    xs, ys : numpy.ndarray
+        The step curve's x (px) and y (fractions) coordinates.
+
+    Raises
+    ------
+    ValueError
+        If ``failure_fraction`` is not positive or a column is missing.
     """
     failed = failure_mask(results, failure_fraction).to_numpy()
     errors = results["error_px"].to_numpy(dtype=float)
@@ -146,9 +184,30 @@ def plot_ecdf(
     y is the fraction of cases with error <= x (:func:`ecdf_curve`). A failure
     (reported, error >= ``failure_fraction * width`` or missing) lies beyond
     the axis: it never counts as <= x, so each curve ends at the proportion of
-    non-failures. Dashed vertical lines mark the success thresholds (``fractions`` of the width,
-    or ``thresholds_px`` in pixels); with ``width_fraction_axis`` a top axis shows the error in %
-    of the (median) width. ``xlabel`` names the error (e.g. a case's median TRE).
+    non-failures. Dashed vertical lines mark the success thresholds.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Per-case results with ``error_px``, ``width``, ``status``, ``method``, ``input`` and ``direction``.
+    path : str or os.PathLike
+        The image file to write.
+    width_fraction_axis : bool, optional
+        Whether a top axis shows the error in % of the (median) width. Default True.
+    fractions : Sequence[float], optional
+        The success thresholds marked, as fractions of the (median) width. Default ``(0.01, 0.05)``.
+        Keyword-only.
+    failure_fraction : float, optional
+        The failure bound as a fraction of the width. Default 0.12. Keyword-only.
+    thresholds_px : Sequence[float] or None, optional
+        The success thresholds in pixels, marked instead of ``fractions``. Default None. Keyword-only.
+    xlabel : str, optional
+        Names the error (e.g. a case's median TRE). Default ``"corner error (px)"``. Keyword-only.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing or ``results`` has no rows.
     """
     _require(results, ["error_px", "width", "status", *GROUP_COLUMNS], "plot_ecdf")
     width = _reference_width(results)
@@ -206,12 +265,22 @@ def plot_ecdf(
 def error_vs_displacement_points(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.DataFrame:
     """What :func:`plot_error_vs_displacement` draws: one point per row of ``results``.
 
-    Columns (index of ``results``): ``displacement_px`` (initial displacement),
-    ``error_px`` (:func:`comir.evaluate.tables.scored_errors`, so every failure
-    sits at its bound ``failure_fraction * width``; floored at a small positive
-    value for the log axis) and ``kind``: :data:`KIND_REPORTED` (status not
-    ``"ok"``), :data:`KIND_TOO_LARGE` (status ok, but error >= the bound or
-    missing) or :data:`KIND_OK`.
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Per-case results with ``initial_displacement_px``, ``error_px``, ``width`` and ``status``.
+    failure_fraction : float, optional
+        The failure bound as a fraction of the width. Default 0.12.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns (index of ``results``): ``displacement_px`` (initial displacement),
+        ``error_px`` (:func:`comir.evaluate.tables.scored_errors`, so every failure
+        sits at its bound ``failure_fraction * width``; floored at a small positive
+        value for the log axis) and ``kind``: :data:`KIND_REPORTED` (status not
+        ``"ok"``), :data:`KIND_TOO_LARGE` (status ok, but error >= the bound or
+        missing) or :data:`KIND_OK`.
     """
     failed = failure_mask(results, failure_fraction).to_numpy()
     reported = results["status"].astype(str).to_numpy() != "ok"
@@ -243,6 +312,23 @@ def plot_error_vs_displacement(
     is that bound, the dashed line the success threshold (``success_fraction``
     of the width) and the grey diagonal ``error = displacement`` (no
     improvement over the identity).
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Per-case results with ``error_px``, ``initial_displacement_px``, ``width``, ``status``,
+        ``method``, ``input`` and ``direction``.
+    path : str or os.PathLike
+        The image file to write.
+    success_fraction : float, optional
+        The success threshold as a fraction of the (median) width. Default 0.05. Keyword-only.
+    failure_fraction : float, optional
+        The failure bound as a fraction of the width. Default 0.12. Keyword-only.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing or ``results`` has no rows.
     """
     _require(results, ["error_px", "initial_displacement_px", "width", "status",
                        *GROUP_COLUMNS], "plot_error_vs_displacement")  # fmt: skip
@@ -319,9 +405,21 @@ def _fraction_of(fragment: str) -> float:
 def plot_success_bars(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """Horizontal bars of success proportions with Clopper-Pearson error bars.
 
-    ``table`` is :func:`comir.evaluate.tables.success_table`'s output; one bar
-    group per row (first row on top), one bar per success fraction found in
-    its columns.
+    One bar group per row (first row on top), one bar per success fraction found in
+    the table's columns.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`comir.evaluate.tables.success_table`'s output (with fractions of the width: the
+        ``success_<f>pct`` columns and their bounds).
+    path : str or os.PathLike
+        The image file to write.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, the table has no rows, or it has no ``success_<f>pct`` columns.
     """
     _require(table, ["n", *GROUP_COLUMNS], "plot_success_bars")
     fractions = sorted(
@@ -373,9 +471,28 @@ def plot_variants(
     against the second (y), log axes; points below the diagonal favour the
     second variant; the dashed lines are the success threshold. The panel
     title gives the Wilcoxon p-value (Holm) and the rank-biserial r of
-    ``tests`` (:func:`comir.evaluate.tables.variant_table`).
+    ``tests``.
     With more than two variants the first two (alphabetically) are drawn;
     the table has every pair.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Per-case results with ``case``, ``error_px``, ``width``, ``status``, ``source`` (the variant),
+        ``method`` and ``direction``.
+    tests : pandas.DataFrame
+        :func:`comir.evaluate.tables.variant_table` of the same results.
+    path : str or os.PathLike
+        The image file to write.
+    success_fraction : float, optional
+        The success threshold as a fraction of the (median) width. Default 0.05. Keyword-only.
+    failure_fraction : float, optional
+        The failure bound as a fraction of the width. Default 0.12. Keyword-only.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, ``results`` has no rows, or it has fewer than two variants.
     """
     _require(results, ["case", "error_px", "width", "status", "source", "method", "direction"], "plot_variants")
     variants = sorted(results["source"].astype(str).unique())
@@ -424,7 +541,21 @@ def plot_variants(
 
 
 def display_picture(image: np.ndarray) -> np.ndarray:
-    """An 8-bit picture of a stored (H, W[, C]) image: grey, or RGB stretched on all channels together."""
+    """An 8-bit picture of a stored (H, W[, C]) image: grey, or RGB stretched on all channels together.
+
+    The stretch maps the 0.5th to 99.5th percentiles of the values to 0-255 (:func:`comir.io.to_uint8`).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)``, ``(H, W, 1)`` or ``(H, W, C)`` image; of more than three channels the first three
+        are shown.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` or ``(H, W, 3)`` uint8.
+    """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
@@ -445,10 +576,23 @@ def plot_translation_examples(
     """The paper's Fig. 3 for one test case: each modality's reference, its fakes and the CoMIRs.
 
     Row of modality X: the real X reference patch; the other modality's floating
-    patch; its translation into X by every model (``translated``: name -> folder
-    of the ``translate`` rule), each registered to the X reference; the CoMIRs of
-    the X reference and of the other floating patch, registered to each other.
-    ``names``: the modality names by slot.
+    patch; its translation into X by every model, each registered to the X reference;
+    the CoMIRs of the X reference and of the other floating patch, registered to each other.
+
+    Parameters
+    ----------
+    case : str
+        The test case; its files are ``<case>_<slot>_ref.tif`` and ``<case>_<slot>_flo.tif``.
+    image_dir : str or os.PathLike
+        The folder of the test set's images.
+    translated : Mapping[str, str or os.PathLike]
+        Model name -> folder of the ``translate`` rule (its translated floating patches).
+    comir_dir : str or os.PathLike
+        The folder of the test set's CoMIRs.
+    names : Mapping[str, str]
+        The modality names by slot (``A``, ``B``).
+    path : str or os.PathLike
+        The image file to write.
     """
     from pathlib import Path
 

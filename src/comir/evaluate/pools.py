@@ -55,7 +55,23 @@ CORES_DPI = 90
 
 
 def rate_column(fraction: float) -> str:
-    """The rate column of :func:`core_table` for a success fraction: 0.05 -> ``rate_5pct``."""
+    """The rate column of :func:`core_table` for a success fraction: 0.05 -> ``rate_5pct``.
+
+    Parameters
+    ----------
+    fraction : float
+        A success fraction of the width (> 0).
+
+    Returns
+    -------
+    str
+        ``rate_<f>pct`` (:func:`comir.evaluate.tables.percent_name`).
+
+    Raises
+    ------
+    ValueError
+        If ``fraction`` is not positive.
+    """
     return f"rate_{percent_name(fraction)}"
 
 
@@ -184,9 +200,17 @@ def _summary(cores: pd.DataFrame) -> pd.DataFrame:
 def core_examples(pooled: pd.DataFrame) -> pd.DataFrame:
     """The case shown for each core: its first case by name.
 
-    ``pooled``: :func:`comir.evaluate.tables.pool_results` (cases ``<dataset>/<case>``).
-    Returns columns ``dataset, image_id, case`` (``case`` without the dataset, as the
-    test set's files are named), one row per core.
+    Parameters
+    ----------
+    pooled : pandas.DataFrame
+        :func:`comir.evaluate.tables.pool_results` (cases ``<dataset>/<case>``), with ``fold``,
+        ``image_id`` and ``case``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``dataset, image_id, case`` (``case`` without the dataset, as the
+        test set's files are named), one row per core.
     """
     frame = pd.DataFrame({
         "dataset": pooled["fold"].astype(str),
@@ -210,19 +234,28 @@ def patch_statistics(
 ) -> dict[str, float]:
     """Image statistics of one case's reference patches that explain a failed registration.
 
-    ``a``, ``b``: the stored A and B patches ((H, W) or (H, W, C)), scaled to full
-    intensity 1 with the modality's ``max_value`` (``max_values[slot]``; else the integer
-    type's maximum, floats as they are: :func:`comir.io.to_float01`); ``comir_a``,
-    ``comir_b``: their CoMIRs (channel-last as stored). Returns
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        The stored A and B patches ((H, W) or (H, W, C)), scaled to full
+        intensity 1 with the modality's ``max_value`` (``max_values[slot]``; else the integer
+        type's maximum, floats as they are: :func:`comir.io.to_float01`).
+    comir_a, comir_b : numpy.ndarray
+        Their CoMIRs (channel-last as stored).
+    max_values : Mapping[str, float or None] or None, optional
+        Full scale per slot (``A``, ``B``). Default None: the types' defaults.
 
-    * ``b_signal_coverage``: the fraction of B's pixels (mean over channels) above
-      10 % of B's own maximum (0 for a blank patch): sparse signal, little to match;
-    * ``b_p99``: B's 99th percentile in full-scale units: a dim acquisition;
-    * ``a_mean_od``: A's mean optical density ``-log10(max(I, 1e-3))`` over pixels and
-      channels: pale (little stain, near 0) or dark tissue;
-    * ``comir_correlation``: the Pearson correlation of the A and B CoMIRs of the patch
-      (all channels; NaN for constant CoMIRs or different shapes): near 0 when the
-      networks do not map the two modalities to a common representation.
+    Returns
+    -------
+    dict[str, float]
+        * ``b_signal_coverage``: the fraction of B's pixels (mean over channels) above
+          10 % of B's own maximum (0 for a blank patch): sparse signal, little to match;
+        * ``b_p99``: B's 99th percentile in full-scale units: a dim acquisition;
+        * ``a_mean_od``: A's mean optical density ``-log10(max(I, 1e-3))`` over pixels and
+          channels: pale (little stain, near 0) or dark tissue;
+        * ``comir_correlation``: the Pearson correlation of the A and B CoMIRs of the patch
+          (all channels; NaN for constant CoMIRs or different shapes): near 0 when the
+          networks do not map the two modalities to a common representation.
     """
     max_values = max_values or {}
     a = to_float01(np.asarray(a), max_values.get("A")).astype(np.float64)
@@ -248,7 +281,18 @@ def _downsample(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def comir_picture(comir: np.ndarray) -> np.ndarray:
-    """A stored (channel-last) CoMIR as :func:`comir.io.comir_preview` draws it."""
+    """A stored (channel-last) CoMIR as :func:`comir.io.comir_preview` draws it.
+
+    Parameters
+    ----------
+    comir : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` CoMIR.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, ``(H, W)`` for one channel, else ``(H, W, 3)`` (the first three channels).
+    """
     comir = np.asarray(comir, dtype=np.float32)
     return comir_preview(comir[None] if comir.ndim == 2 else np.moveaxis(comir, -1, 0))
 
@@ -298,6 +342,11 @@ def plot_cores(
         run and the best run on the originals (``best_comir_run``, ``best_comir_successes``,
         ``best_comir_cases``, likewise ``best_original_*``), ``best_rate``,
         ``best_original_rate``, ``unregistered`` and :func:`patch_statistics`' columns.
+
+    Raises
+    ------
+    ValueError
+        When ``cores`` is empty, has no ``rate_<f>pct`` columns, or a core drawn has no example case.
     """
     names = {"A": "A", "B": "B", **(names or {})}
     if cores.empty:

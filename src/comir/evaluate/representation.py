@@ -106,10 +106,24 @@ def weighted_pearson(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = 
     ``a -> s * a + o_c`` for one scale ``s > 0`` and per-channel offsets ``o_c``
     (``s < 0`` flips its sign); per-channel scales do change it.
 
-    ``a`` and ``b`` are ``(..., C, H, W)`` arrays whose leading axes broadcast (one
-    correlation per leading index); ``weights`` is ``(H, W)`` or ``None`` (uniform).
-    Returns a float for ``(C, H, W)`` inputs, otherwise an array of the leading shape.
-    NaN when either input is constant on the weighted pixels.
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        ``(..., C, H, W)`` arrays of one ``(C, H, W)`` whose leading axes broadcast (one
+        correlation per leading index).
+    weights : numpy.ndarray or None, optional
+        ``(H, W)`` finite, non-negative pixel weights, not all zero. Default None: uniform.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        A float for ``(C, H, W)`` inputs, otherwise an array of the leading shape; in [-1, 1].
+        NaN when either input is constant on the weighted pixels.
+
+    Raises
+    ------
+    ValueError
+        If an input has fewer than 3 axes, their ``(C, H, W)`` differ, or the weights are invalid.
     """
     a = _as_comirs(a, "a")
     b = _as_comirs(b, "b")
@@ -131,12 +145,28 @@ def inscribed_disk(shape: tuple[int, int], soft_edge: float = 1.0) -> np.ndarray
     """Weights ``(H, W)`` of the disk inscribed in an image: 1 inside, 0 outside.
 
     Centre ``((H - 1) / 2, (W - 1) / 2)`` (the centre of rotation of
-    :func:`rotation_equivariance`), radius ``R = min(H, W) / 2``. The edge is soft by
-    default: the weight falls linearly from 1 at distance ``R - soft_edge`` to 0 at ``R``,
-    so every weighted pixel centre lies strictly inside the disk (and hence inside the
-    patch after any rotation about the centre) and the pixels on the rim, whose back-rotated
-    values interpolate across the patch border, count less. ``soft_edge=0`` gives the hard
-    disk ``distance < R``.
+    :func:`rotation_equivariance`), radius ``R = min(H, W) / 2``.
+
+    Parameters
+    ----------
+    shape : tuple[int, int]
+        ``(H, W)`` of the image.
+    soft_edge : float, optional
+        Width in px of the soft edge (>= 0). Default 1: the weight falls linearly from 1 at distance
+        ``R - soft_edge`` to 0 at ``R``, so every weighted pixel centre lies strictly inside the disk
+        (and hence inside the patch after any rotation about the centre) and the pixels on the rim,
+        whose back-rotated values interpolate across the patch border, count less. ``soft_edge=0``
+        gives the hard disk ``distance < R``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` float64 weights in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If ``soft_edge < 0``.
     """
     height, width = shape
     if soft_edge < 0:
@@ -225,14 +255,41 @@ def rotation_equivariance(
     """Correlation of the back-rotated CoMIR of a rotated patch with the CoMIR of the patch (paper Fig. 2).
 
     Protocol (docs/representation.md, section 2): take the central ``crop`` px square of
-    ``image`` (``(C_in, H, W)``); for every angle, rotate it counter-clockwise by the
+    ``image``; for every angle, rotate it counter-clockwise by the
     angle about its centre (spline interpolation of ``order``, channel-wise) and keep the
     central ``patch`` px (``crop >= patch * sqrt(2)``, so the patch has no empty
     corners); compute its CoMIR, rotate the CoMIR back by ``-angle`` (same
     interpolation) and correlate it (:func:`weighted_pearson`) with the CoMIR of the
     unrotated central patch inside :func:`inscribed_disk` (with ``soft_edge``).
 
-    Returns one row per angle, in the given order: ``angle_deg``, ``correlation``.
+    Parameters
+    ----------
+    comir_fn : ComirFunction
+        The modality's network: ``(C_in, H, W)`` float32 image -> ``(C_out, H, W)`` CoMIR.
+    image : numpy.ndarray
+        ``(C_in, H, W)`` image, at least ``crop`` px a side.
+    angles_deg : Iterable[float]
+        The rotation angles in degrees, counter-clockwise.
+    patch : int, optional
+        Side in px of the patch given to the network. Default 128.
+    crop : int, optional
+        Side in px of the square that is rotated; ``>= patch * sqrt(2)`` and ``crop - patch`` even.
+        Default 182.
+    order : int, optional
+        Spline order of the rotations. Default 3.
+    soft_edge : float, optional
+        Soft edge in px of the disk the correlation is weighted by. Default 1.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per angle, in the given order: ``angle_deg``, ``correlation``.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not 3-D or smaller than ``crop``, ``crop`` is too small or ``crop - patch`` odd,
+        or ``comir_fn`` changes the image size.
     """
     image = np.asarray(image)
     if image.ndim != 3:
@@ -268,8 +325,8 @@ def translation_equivariance(
 ) -> pd.DataFrame:
     """Correlation of the CoMIRs of two windows of ``image`` offset by ``(dy, dx)`` px, on their overlap.
 
-    The reference window is the central ``patch`` px square of ``image`` (``(C_in, H,
-    W)``); for every integer shift ``(dy, dx)`` the window moved by ``dy`` rows and ``dx``
+    The reference window is the central ``patch`` px square of ``image``; for every
+    integer shift ``(dy, dx)`` the window moved by ``dy`` rows and ``dx``
     columns is cut from the same image (no interpolation), so pixel ``(y, x)`` of its
     CoMIR should equal pixel ``(y + dy, x + dx)`` of the reference CoMIR. The two are
     correlated (:func:`weighted_pearson`, uniform weights) on the overlap, less
@@ -277,7 +334,29 @@ def translation_equivariance(
     not the image). Shifts that are multiples of the network's total stride test little:
     the caller chooses them.
 
-    Returns one row per shift, in the given order: ``dy``, ``dx``, ``correlation``.
+    Parameters
+    ----------
+    comir_fn : ComirFunction
+        The modality's network: ``(C_in, H, W)`` float32 image -> ``(C_out, H, W)`` CoMIR.
+    image : numpy.ndarray
+        ``(C_in, H, W)`` image.
+    shifts : Iterable[tuple[int, int]]
+        The shifts ``(dy, dx)`` in px; each moved window must stay inside the image.
+    patch : int, optional
+        Side in px of the windows. Default 128.
+    margin : int, optional
+        Px left out along the border of either window (>= 0). Default 0.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per shift, in the given order: ``dy``, ``dx``, ``correlation``.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not 3-D, ``margin < 0``, a shift leaves the image or leaves no overlap, or
+        ``comir_fn`` changes the image size.
     """
     image = np.asarray(image)
     if image.ndim != 3:
@@ -322,14 +401,33 @@ def match_channels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The channel permutation and signs of ``other`` that best match ``reference``.
 
-    Returns ``(permutation, signs)``: channel ``c`` of ``reference`` matches channel
-    ``permutation[c]`` of ``other`` multiplied by ``signs[c]`` (+1 or -1, int8);
-    :func:`apply_match` applies them. The assignment maximises ``sum_c |K[c, perm[c]]|``
+    The assignment maximises ``sum_c |K[c, perm[c]]|``
     (Hungarian method) where ``K`` is the weighted cross-covariance of the channels
     (centred as in :func:`weighted_pearson`), and the signs are those of the matched
     entries. As the denominator of the pooled correlation does not change under signed
     permutations, the match maximises :func:`weighted_pearson` over all of them
-    (docs/representation.md, section 4). Both inputs are ``(C, H, W)``.
+    (docs/representation.md, section 4).
+
+    Parameters
+    ----------
+    reference : numpy.ndarray
+        ``(C, H, W)`` CoMIR to match.
+    other : numpy.ndarray
+        ``(C, H, W)`` CoMIR whose channels are matched to ``reference``'s.
+    weights : numpy.ndarray or None, optional
+        ``(H, W)`` pixel weights. Default None: uniform.
+
+    Returns
+    -------
+    permutation : numpy.ndarray
+        ``(C,)`` int: channel ``c`` of ``reference`` matches channel ``permutation[c]`` of ``other``.
+    signs : numpy.ndarray
+        ``(C,)`` int8, +1 or -1: the factor of that channel. :func:`apply_match` applies both.
+
+    Raises
+    ------
+    ValueError
+        If the inputs are not two ``(C, H, W)`` arrays of one shape, or the weights are invalid.
     """
     reference = _as_comirs(reference, "reference")
     other = _as_comirs(other, "other")
@@ -342,7 +440,22 @@ def match_channels(
 
 
 def apply_match(other: np.ndarray, permutation: np.ndarray, signs: np.ndarray) -> np.ndarray:
-    """``other`` (``(..., C, H, W)``) with its channels reordered by ``permutation`` and multiplied by ``signs``."""
+    """``other`` (``(..., C, H, W)``) with its channels reordered by ``permutation`` and multiplied by ``signs``.
+
+    Parameters
+    ----------
+    other : numpy.ndarray
+        ``(..., C, H, W)`` CoMIRs.
+    permutation : numpy.ndarray
+        ``(C,)`` channel indices (:func:`match_channels`).
+    signs : numpy.ndarray
+        ``(C,)`` factors, +1 or -1.
+
+    Returns
+    -------
+    numpy.ndarray
+        The matched CoMIRs, the shape of ``other``.
+    """
     other = np.asarray(other)
     return other[..., np.asarray(permutation), :, :] * np.asarray(signs)[:, None, None]
 
@@ -350,12 +463,28 @@ def apply_match(other: np.ndarray, permutation: np.ndarray, signs: np.ndarray) -
 def pairwise_correlations(comirs: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """``(N, N)`` correlations of N models' CoMIRs of one patch, each pair after :func:`match_channels`.
 
-    ``comirs`` is ``(N, C, H, W)``. Entry ``(i, j)`` is :func:`weighted_pearson` of
+    Entry ``(i, j)`` is :func:`weighted_pearson` of
     CoMIR ``i`` and CoMIR ``j`` with its channels matched to ``i``'s, i.e. the largest
-    pooled correlation over the signed permutations of ``j``'s channels; the matrix is
-    symmetric with ones on the diagonal (NaN rows for constant CoMIRs). Every channel
+    pooled correlation over the signed permutations of ``j``'s channels. Every channel
     covariance comes from one ``(N C) x (N C)`` Gram matrix; only the C x C assignments
     run per pair.
+
+    Parameters
+    ----------
+    comirs : numpy.ndarray
+        ``(N, C, H, W)``, N >= 2.
+    weights : numpy.ndarray or None, optional
+        ``(H, W)`` pixel weights. Default None: uniform.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, N)`` float64, symmetric with ones on the diagonal (NaN rows for constant CoMIRs).
+
+    Raises
+    ------
+    ValueError
+        If ``comirs`` is not ``(N, C, H, W)`` with N >= 2, or the weights are invalid.
     """
     x = _as_comirs(comirs, "comirs", min_ndim=4)
     if x.ndim != 4 or x.shape[0] < 2:
@@ -391,8 +520,7 @@ def bootstrap_mean_pairwise(
 ) -> BootstrapInterval:
     """Mean off-diagonal entry of a pairwise correlation matrix and its bootstrap interval over models.
 
-    ``matrix`` is the ``(N, N)`` output of :func:`pairwise_correlations` (N >= 2). Each
-    replicate draws N models with replacement and averages ``matrix[a, b]`` over the
+    Each replicate draws N models with replacement and averages ``matrix[a, b]`` over the
     ordered pairs of draws that are different original models (pairs of two copies of
     one model would count a self-correlation of 1). With ``k`` the number of times each
     model was drawn this is ``k^T M0 k / (N^2 - sum k^2)``, ``M0`` the matrix with a
@@ -401,7 +529,29 @@ def bootstrap_mean_pairwise(
     and ``(1 + level) / 2`` quantiles of the replicates): it stays within [-1, 1],
     and, since excluding same-model pairs leaves the replicates centred on the
     estimate, the basic (reflected) interval would correct nothing
-    (docs/representation.md, section 5). Returns ``(mean, low, high)``.
+    (docs/representation.md, section 5).
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        The ``(N, N)`` output of :func:`pairwise_correlations` (N >= 2), finite off the diagonal.
+    n_boot : int, optional
+        Number of bootstrap replicates (>= 1). Default 10000.
+    seed : int, optional
+        Seed of the resampling. Default 0.
+    level : float, optional
+        Confidence level of the interval, in (0, 1). Default 0.95.
+
+    Returns
+    -------
+    BootstrapInterval
+        ``(mean, low, high)``.
+
+    Raises
+    ------
+    ValueError
+        If ``n_boot`` or ``level`` is out of range, ``matrix`` is not square with N >= 2 or has
+        non-finite off-diagonal entries, or every replicate drew a single model.
     """
     _check_bootstrap(n_boot, level)
     m = np.asarray(matrix, dtype=np.float64)
@@ -434,17 +584,39 @@ def modality_agreement(
 ) -> tuple[np.ndarray, BootstrapInterval]:
     """Correlation of the two modalities' CoMIRs of the same places, and its mean over places with a bootstrap CI.
 
-    ``comirs_a`` and ``comirs_b`` are ``(P, C, H, W)``: the CoMIRs of P patches by the
-    networks of modality A and of modality B of one model. Returns the per-patch
-    :func:`weighted_pearson` correlations ``(P,)`` and the mean over patches with its
-    percentile bootstrap interval (patches resampled with replacement).
+    Parameters
+    ----------
+    comirs_a, comirs_b : numpy.ndarray
+        ``(P, C, H, W)``: the CoMIRs of P patches by the networks of modality A and of modality B of
+        one model.
+    n_boot : int, optional
+        Number of bootstrap replicates (>= 1; patches resampled with replacement). Default 10000.
+    seed : int, optional
+        Seed of the resampling. Default 0.
+    level : float, optional
+        Confidence level of the interval, in (0, 1). Default 0.95.
+    weights : numpy.ndarray or None, optional
+        ``(H, W)`` pixel weights. Default None: uniform. Keyword-only.
+    match : bool, optional
+        ``False`` (default) correlates channel ``c`` with channel ``c``: the
+        contrastive loss compares the two modalities channel by channel, so within one
+        model their channels correspond, and matching would turn a disagreement (negative
+        or scrambled channels) into agreement. ``True`` first applies
+        :func:`match_channels` per patch, for CoMIRs from networks that were not trained
+        together. Keyword-only.
 
-    ``match=False`` (default) correlates channel ``c`` with channel ``c``: the
-    contrastive loss compares the two modalities channel by channel, so within one
-    model their channels correspond, and matching would turn a disagreement (negative
-    or scrambled channels) into agreement. ``match=True`` first applies
-    :func:`match_channels` per patch, for CoMIRs from networks that were not trained
-    together.
+    Returns
+    -------
+    per_patch : numpy.ndarray
+        ``(P,)`` :func:`weighted_pearson` correlations.
+    interval : BootstrapInterval
+        The mean over patches with its percentile bootstrap interval.
+
+    Raises
+    ------
+    ValueError
+        If ``n_boot`` or ``level`` is out of range, the inputs are not two ``(P, C, H, W)`` arrays of
+        one shape, the weights are invalid, or a patch has a constant CoMIR.
     """
     _check_bootstrap(n_boot, level)
     a = _as_comirs(comirs_a, "comirs_a", min_ndim=4)
@@ -474,11 +646,27 @@ def agreement_table(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """How alike the two modalities' CoMIRs of a test set's reference patches are (paper's critic comparison).
 
-    ``comir_dir`` holds a variant's CoMIRs of the test set (``<case>_A_ref.tif`` and
-    ``<case>_B_ref.tif``: the same place seen by the two modalities). Returns the
-    per-case correlations (:func:`modality_agreement`, channels not matched) and a
-    one-row summary: cases, cases left out because a CoMIR is constant there (its
-    correlation is undefined), the mean and its 95 % bootstrap interval over cases.
+    Parameters
+    ----------
+    comir_dir : str or os.PathLike
+        A variant's CoMIRs of the test set (``<case>_A_ref.tif`` and ``<case>_B_ref.tif``: the same
+        place seen by the two modalities).
+    cases : Iterable[str]
+        The cases.
+    n_boot : int, optional
+        Number of bootstrap replicates. Default 10000.
+    seed : int, optional
+        Seed of the resampling. Default 0.
+
+    Returns
+    -------
+    per_case : pandas.DataFrame
+        ``case``, ``correlation`` (:func:`modality_agreement`, channels not matched; NaN where a CoMIR
+        is constant).
+    summary : pandas.DataFrame
+        One row: ``cases``, ``constant`` (cases left out because a CoMIR is constant there: its
+        correlation is undefined) and, when any case is left, ``mean_correlation``, ``ci_low`` and
+        ``ci_high`` (the 95 % bootstrap interval over cases).
     """
     comir_dir = Path(comir_dir)
     rows, kept_a, kept_b = [], [], []
@@ -525,13 +713,27 @@ def plot_polar_equivariance(
 ) -> None:
     """Polar plot of rotation equivariance (paper Fig. 2): angle of rotation against correlation.
 
-    One curve per entry of ``tables`` (label -> :func:`rotation_equivariance` output,
-    e.g. ``{"C4 on": ..., "C4 off": ...}``); the radius is the correlation, with
+    The radius is the correlation, with
     ``min(0, smallest)`` (rounded down to a quarter) at the centre and 1 just inside the
     rim; angles run counter-clockwise from the right, as in the rotations; a curve is
     closed when its angles go round the circle. Drawn on a bare Agg figure (no ``pyplot`` state),
     written through :func:`comir.io.atomic_path` (temporary file in the same folder,
     then ``os.replace``).
+
+    Parameters
+    ----------
+    tables : Mapping[str, pandas.DataFrame]
+        One curve per entry: label -> :func:`rotation_equivariance` output,
+        e.g. ``{"C4 on": ..., "C4 off": ...}``.
+    path : str or os.PathLike
+        The image file to write.
+    title : str or None, optional
+        Title of the plot. Default None: "correlation with the unrotated CoMIR". Keyword-only.
+
+    Raises
+    ------
+    ValueError
+        If ``tables`` is empty, or a table is empty or lacks ``angle_deg`` or ``correlation``.
     """
     if not tables:
         raise ValueError("plot_polar_equivariance: no tables to plot")

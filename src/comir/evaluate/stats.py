@@ -35,8 +35,26 @@ def clopper_pearson(k, n, alpha: float = 0.05):
 
     ``low = Beta.ppf(alpha/2; k, n-k+1)`` (0 when ``k == 0``) and
     ``high = Beta.ppf(1-alpha/2; k+1, n-k)`` (1 when ``k == n``).
-    ``k`` and ``n`` broadcast against each other; scalar inputs give floats,
-    array inputs give arrays. For ``n == 0`` the interval is ``[0, 1]``.
+    For ``n == 0`` the interval is ``[0, 1]``.
+
+    Parameters
+    ----------
+    k : int or array_like of int
+        Numbers of successes, ``0 <= k <= n``.
+    n : int or array_like of int
+        Numbers of trials; ``k`` and ``n`` broadcast against each other.
+    alpha : float, optional
+        One minus the confidence level, in (0, 1). Default 0.05 (a 95 % interval).
+
+    Returns
+    -------
+    low, high : float or numpy.ndarray
+        The bounds as proportions: floats for scalar inputs, arrays of the broadcast shape otherwise.
+
+    Raises
+    ------
+    ValueError
+        If ``alpha`` is not in (0, 1), or ``k`` and ``n`` are not finite whole numbers with ``0 <= k <= n``.
     """
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
@@ -70,8 +88,21 @@ def success_mask(errors, width, fractions: Sequence[float] = (0.01, 0.05)) -> np
     """Boolean array of shape ``(len(fractions), n)``: ``error < fraction * width``.
 
     The comparison is strict: an error of exactly ``fraction * width`` is not a
-    success. ``width`` is a scalar or one width per case. A NaN error is never
-    a success.
+    success. A NaN error is never a success.
+
+    Parameters
+    ----------
+    errors : array_like of float
+        The ``n`` errors in pixels (flattened).
+    width : float or array_like of float
+        The image width in pixels: a scalar or one width per case.
+    fractions : Sequence[float], optional
+        The success bounds as fractions of the width. Default ``(0.01, 0.05)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(fractions), n)`` bool.
     """
     errors = np.asarray(errors, dtype=float).reshape(-1)
     width = np.broadcast_to(np.asarray(width, dtype=float), errors.shape)
@@ -80,7 +111,22 @@ def success_mask(errors, width, fractions: Sequence[float] = (0.01, 0.05)) -> np
 
 
 def success_counts(errors, width, fractions: Sequence[float] = (0.01, 0.05)) -> dict[float, int]:
-    """Number of successes (``error < fraction * width``, strict) per fraction."""
+    """Number of successes (``error < fraction * width``, strict) per fraction.
+
+    Parameters
+    ----------
+    errors : array_like of float
+        The errors in pixels.
+    width : float or array_like of float
+        The image width in pixels: a scalar or one width per case.
+    fractions : Sequence[float], optional
+        The success bounds as fractions of the width. Default ``(0.01, 0.05)``.
+
+    Returns
+    -------
+    dict[float, int]
+        Fraction -> number of successes (:func:`success_mask`).
+    """
     counts = success_mask(errors, width, fractions).sum(axis=1)
     return {float(f): int(c) for f, c in zip(fractions, counts, strict=True)}
 
@@ -90,8 +136,17 @@ def rank_biserial(differences) -> float:
 
     Zero differences are dropped; the remaining ``|d|`` are ranked with average
     ranks for ties; ``r = (R+ - R-) / (R+ + R-)`` where ``R+`` (``R-``) is the
-    rank sum of the positive (negative) differences. ``r`` lies in [-1, 1]; it
-    is 0 when no difference is non-zero.
+    rank sum of the positive (negative) differences.
+
+    Parameters
+    ----------
+    differences : array_like of float
+        The paired differences ``x - y`` (flattened).
+
+    Returns
+    -------
+    float
+        ``r`` in [-1, 1]; 0 when no difference is non-zero.
     """
     d = np.asarray(differences, dtype=float).reshape(-1)
     d = d[d != 0]
@@ -127,15 +182,34 @@ class PairedTest:
 def wilcoxon_paired(x, y, clip=None, *, method: str = "auto") -> PairedTest:
     """Two-sided Wilcoxon signed-rank test on paired errors ``x`` and ``y``.
 
-    Both samples are first clipped at ``clip`` (a scalar or one value per
-    pair; the protocol clips at 100 px for 834 px wide images; ``None`` means
-    no clipping), so that failures of different magnitude count as ties.
+    Both samples are first clipped at ``clip``, so that failures of different magnitude count as ties.
     Clipping cannot catch a reported failure with a small identity error:
     :func:`comir.evaluate.tables.wilcoxon_table` therefore passes scored
     errors (every failure at the bound).
     Zero differences are discarded (``zero_method="wilcox"``). If every
     difference is zero the test is undefined and ``p = 1``, ``r = 0`` is
     returned. See :class:`PairedTest` for the sign convention of ``r``.
+
+    Parameters
+    ----------
+    x, y : array_like of float
+        The paired errors, of one length, without NaN.
+    clip : float or array_like of float or None, optional
+        The clip value: a scalar or one value per pair (the protocol clips at 100 px for 834 px
+        wide images); ``None`` (default) means no clipping.
+    method : str, optional
+        :func:`scipy.stats.wilcoxon`'s ``method`` for the p-value (``"auto"``, ``"exact"``,
+        ``"approx"``). Default ``"auto"``. Keyword-only.
+
+    Returns
+    -------
+    PairedTest
+        The statistic, p-value, counts, rank-biserial correlation and median difference.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` and ``y`` differ in length or contain NaN.
     """
     x = np.asarray(x, dtype=float).reshape(-1)
     y = np.asarray(y, dtype=float).reshape(-1)
@@ -169,6 +243,19 @@ def ecdf(values) -> tuple[np.ndarray, np.ndarray]:
     NaN values are treated as larger than any number: they are left out of
     ``sorted_values`` but still count in the denominator, so the curve ends
     below 1 when some values are missing.
+
+    Parameters
+    ----------
+    values : array_like of float
+        The values (flattened); may contain NaN.
+
+    Returns
+    -------
+    sorted_values : numpy.ndarray
+        The non-NaN values in ascending order.
+    fraction : numpy.ndarray
+        For each, the fraction of all values (NaN included) at or below it (by rank: ties get
+        increasing fractions).
     """
     v = np.asarray(values, dtype=float).reshape(-1)
     n = v.size

@@ -36,13 +36,33 @@ def stress_table(
 ) -> pd.DataFrame:
     """One tidy row per method x input x direction x severity x success fraction.
 
-    ``tables[i]`` is the success table (:func:`~comir.evaluate.tables.success_table`)
-    of the test set of ``severities[i]`` (the base test set at 0).  For each
-    ``fraction`` its count column ``success_<f>pct`` gives ``successes`` of ``n``;
+    For each ``fraction`` its count column ``success_<f>pct`` gives ``successes`` of ``n``;
     ``rate = successes / n`` and ``ci_low``, ``ci_high`` its two-sided ``1 - alpha``
     Clopper-Pearson interval (:func:`~comir.evaluate.stats.clopper_pearson`),
     computed from the counts (not the tables' rounded bounds).  Rows are sorted by
     fraction, method, input, direction and severity.
+
+    Parameters
+    ----------
+    tables : Sequence[pandas.DataFrame]
+        ``tables[i]`` is the success table (:func:`~comir.evaluate.tables.success_table`)
+        of the test set of ``severities[i]``.
+    severities : Sequence[float]
+        The severity of each table (the base test set at 0).
+    fractions : Sequence[float], optional
+        The success fractions to collect; each table needs their count columns. Default ``(0.01, 0.05)``.
+    alpha : float, optional
+        One minus the confidence level of the intervals. Default 0.05.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns :data:`STRESS_COLUMNS` (``rate`` NaN where ``n`` is 0).
+
+    Raises
+    ------
+    ValueError
+        If ``tables`` and ``severities`` differ in length, or a table lacks a column.
     """
     if len(tables) != len(severities):
         raise ValueError(f"{len(tables)} success tables for {len(severities)} severities")
@@ -75,8 +95,21 @@ def stress_table(
 def plot_stress_curve(table: pd.DataFrame, path: str | os.PathLike[str], title: str | None = None) -> None:
     """Success rate against severity, one line per method and input, the Clopper-Pearson interval as a band.
 
-    One panel per success fraction (rows) and direction (columns) of ``table``
-    (:func:`stress_table`'s output).
+    One panel per success fraction (rows) and direction (columns) of ``table``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`stress_table`'s output.
+    path : str or os.PathLike
+        The image file to write.
+    title : str or None, optional
+        Title of the figure. Default None: none.
+
+    Raises
+    ------
+    ValueError
+        If ``table`` lacks a column of :data:`STRESS_COLUMNS` or has no rows.
     """
     missing = [c for c in STRESS_COLUMNS if c not in table.columns]
     if missing:

@@ -72,7 +72,23 @@ WILCOXON_COLUMNS: tuple[str, ...] = (
 
 
 def make_label(method, input_, direction):
-    """``"{method} on {input} ({direction})"``; works on scalars and Series."""
+    """``"{method} on {input} ({direction})"``; works on scalars and Series.
+
+    Parameters
+    ----------
+    method : str or pandas.Series
+        The method(s); a Series makes the result a Series (then ``input_`` and ``direction`` must be
+        Series too).
+    input_ : str or pandas.Series
+        The input(s) (``comir``, ``raw``, ...).
+    direction : str or pandas.Series
+        The direction(s).
+
+    Returns
+    -------
+    str or pandas.Series
+        The label(s).
+    """
     if isinstance(method, pd.Series):
         return method.astype(str) + " on " + input_.astype(str) + " (" + direction.astype(str) + ")"
     return f"{method} on {input_} ({direction})"
@@ -84,9 +100,23 @@ def make_label(method, input_, direction):
 def load_results(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
     """Concatenate per-case result CSVs, validate them and add a ``label`` column.
 
-    Raises :class:`comir.io.InputError` (a ``ValueError``) naming the file for
-    a missing file, missing columns or non-numeric values in numeric columns,
-    and naming the rows for duplicate (case, method, input, direction) rows.
+    Parameters
+    ----------
+    paths : Sequence[str or os.PathLike]
+        The result files (a single path is accepted too); each needs the columns
+        :data:`RESULT_COLUMNS`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        All rows, the numeric columns as float, with ``label`` (:func:`make_label`).
+
+    Raises
+    ------
+    comir.io.InputError
+        (A ``ValueError``.) Naming the file for a missing or unreadable file, missing columns or
+        non-numeric values in numeric columns, and naming the rows for duplicate (case, method,
+        input, direction[, source]) rows; also when no file is given.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -130,9 +160,18 @@ def load_results(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
 def pool_results(results: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Per-case results of several datasets (e.g. cross-validation folds) in one table.
 
-    ``results`` maps a dataset's name to its :func:`load_results` table. A ``fold``
-    column names the dataset and every case becomes ``<dataset>/<case>``, so that
+    A ``fold`` column names the dataset and every case becomes ``<dataset>/<case>``, so that
     cases of different datasets never pair up in a test and are counted apart.
+
+    Parameters
+    ----------
+    results : Mapping[str, pandas.DataFrame]
+        A dataset's name -> its :func:`load_results` table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of all datasets, with ``fold`` and the prefixed ``case``.
     """
     parts = [frame.assign(fold=name, case=name + "/" + frame["case"].astype(str)) for name, frame in results.items()]
     return pd.concat(parts, ignore_index=True)
@@ -164,6 +203,23 @@ def failure_mask(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.Se
     (an error exactly at the bound fails), or ``error_px`` is missing (NaN).
     This is the complement of "status ok and ``error_px < bound``"; written
     that way a NaN error fails without a separate test (docs/method.md, section 8).
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Per-case results with ``width``, ``status`` and ``error_px``.
+    failure_fraction : float, optional
+        The failure bound as a fraction of the width (> 0). Default 0.12.
+
+    Returns
+    -------
+    pandas.Series
+        Bool, named ``failed``.
+
+    Raises
+    ------
+    ValueError
+        If ``failure_fraction`` is not a positive number or a column is missing.
     """
     bound = _failure_bound(results, failure_fraction, "failure_mask")
     error = results["error_px"].to_numpy(dtype=float)
@@ -181,6 +237,23 @@ def scored_errors(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.S
     bound makes it rank with every other failure (a tie at the clip value, as
     the paper's authors scored failures at 101 px for a 100 px bound) and
     never below a success. The result has no NaN.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Per-case results with ``width``, ``status`` and ``error_px``.
+    failure_fraction : float, optional
+        The failure bound as a fraction of the width (> 0). Default 0.12.
+
+    Returns
+    -------
+    pandas.Series
+        Float, in pixels, named ``scored_error_px``.
+
+    Raises
+    ------
+    ValueError
+        If ``failure_fraction`` is not a positive number or a column is missing.
     """
     bound = _failure_bound(results, failure_fraction, "scored_errors")
     failed = failure_mask(results, failure_fraction).to_numpy()
@@ -192,7 +265,23 @@ def scored_errors(results: pd.DataFrame, failure_fraction: float = 0.12) -> pd.S
 
 
 def percent_name(fraction: float) -> str:
-    """Column-name fragment for a width fraction: 0.01 -> ``1pct``, 0.025 -> ``2p5pct``."""
+    """Column-name fragment for a width fraction: 0.01 -> ``1pct``, 0.025 -> ``2p5pct``.
+
+    Parameters
+    ----------
+    fraction : float
+        A fraction of the width (> 0).
+
+    Returns
+    -------
+    str
+        The percentage (``.`` written ``p``) followed by ``pct``.
+
+    Raises
+    ------
+    ValueError
+        If ``fraction`` is not positive.
+    """
     percent = round(float(fraction) * 100.0, 6)
     if percent <= 0:
         raise ValueError(f"success fraction must be positive, got {fraction}")
@@ -201,13 +290,40 @@ def percent_name(fraction: float) -> str:
 
 
 def success_columns(fraction: float) -> tuple[str, str, str]:
-    """``(count, low, high)`` column names of :func:`success_table` for a fraction."""
+    """``(count, low, high)`` column names of :func:`success_table` for a fraction.
+
+    Parameters
+    ----------
+    fraction : float
+        A success bound as a fraction of the width (> 0).
+
+    Returns
+    -------
+    tuple[str, str, str]
+        ``success_<f>pct``, ``success_<f>pct_low``, ``success_<f>pct_high`` (:func:`percent_name`).
+    """
     base = f"success_{percent_name(fraction)}"
     return base, f"{base}_low", f"{base}_high"
 
 
 def px_success_columns(threshold_px: float) -> tuple[str, str, str]:
-    """``(count, low, high)`` column names of :func:`success_table` for a threshold in pixels: ``success_2p5px``."""
+    """``(count, low, high)`` column names of :func:`success_table` for a threshold in pixels: ``success_2p5px``.
+
+    Parameters
+    ----------
+    threshold_px : float
+        A success threshold in pixels (> 0).
+
+    Returns
+    -------
+    tuple[str, str, str]
+        ``success_<t>px``, ``success_<t>px_low``, ``success_<t>px_high`` (``.`` written ``p``).
+
+    Raises
+    ------
+    ValueError
+        If ``threshold_px`` is not positive.
+    """
     if not threshold_px > 0:
         raise ValueError(f"success threshold must be positive, got {threshold_px}")
     base = "success_" + f"{float(threshold_px):g}".replace(".", "p") + "px"
@@ -241,8 +357,33 @@ def success_table(
     Rows are sorted by descending success at the largest fraction (5 % by
     default), then at the smaller ones, then by method, input, direction.
 
-    With ``thresholds_px`` the thresholds are these errors in pixels (``error_px < t``, strict)
-    instead of fractions of the width, in columns ``success_<t>px`` (:func:`px_success_columns`).
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Per-case results with ``case``, ``width``, ``status``, ``error_px``, ``seconds``, ``method``,
+        ``input`` and ``direction``.
+    fractions : Sequence[float], optional
+        The success bounds as fractions of the width. Default ``(0.01, 0.05)``.
+    failure_fraction : float, optional
+        The failure bound as a fraction of the width. Default 0.12.
+    alpha : float, optional
+        One minus the confidence level of the intervals. Default 0.05.
+    thresholds_px : Sequence[float] or None, optional
+        With it, the thresholds are these errors in pixels (``error_px < t``, strict)
+        instead of fractions of the width, in columns ``success_<t>px`` (:func:`px_success_columns`);
+        ``fractions`` is then ignored. Default None. Keyword-only.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method x input x direction, the columns above (none but the header for empty
+        ``results``).
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, two thresholds give one column name, or a threshold, ``alpha`` or
+        ``failure_fraction`` is out of range.
     """
     _require(results, ["case", "width", "status", "error_px", "seconds", *GROUP_COLUMNS],
              "success_table")  # fmt: skip
@@ -326,9 +467,30 @@ def wilcoxon_table(
     ``rank_biserial_r`` (and ``median_difference_px``, the median of scored
     ``error_x - error_y``) means ``label_x`` has LARGER errors than ``label_y``.
     Within a direction, labels are ordered alphabetically and ``label_x`` is
-    the earlier one. With ``reference_input``, each label is tested only against the label(s) of
-    its direction whose input is ``reference_input`` (then ``label_y``), so that Holm's adjustment
-    covers just those tests (e.g. every ablation against its base).
+    the earlier one.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Per-case results with ``case``, ``width``, ``status``, ``error_px``, ``method``, ``input`` and
+        ``direction`` (``label`` is made when absent).
+    failure_fraction : float, optional
+        The failure bound as a fraction of the width. Default 0.12.
+    reference_input : str or None, optional
+        With it, each label is tested only against the label(s) of
+        its direction whose input is ``reference_input`` (then ``label_y``), so that Holm's adjustment
+        covers just those tests (e.g. every ablation against its base). Default None: every pair.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per test, the columns :data:`WILCOXON_COLUMNS`.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, ``failure_fraction`` is not positive, or a (case, label) pair occurs
+        more than once.
     """
     _require(results, ["case", "width", "status", "error_px", *GROUP_COLUMNS], "wilcoxon_table")
     frame = results.assign(error_px=scored_errors(results, failure_fraction))
@@ -380,14 +542,32 @@ def wilcoxon_table(
 def variant_table(results: pd.DataFrame, failure_fraction: float = 0.12, reference: str | None = None) -> pd.DataFrame:
     """Variants against each other per method and direction (paper, Fig. 9: MSE vs cosine critic).
 
-    ``results`` holds registrations on CoMIRs with a ``source`` column naming
-    the variant. For every method and direction, every two variants (with
+    For every method and direction, every two variants (with
     ``reference``, every variant and the reference, which is then ``variant_y``) are
     compared with :func:`wilcoxon_table`'s paired test on their common cases,
     on :func:`scored_errors` (failures count as ``failure_fraction * width``);
-    Holm's adjustment runs over all rows. Columns: ``method, direction,
-    variant_x, variant_y`` and the test columns of :data:`WILCOXON_COLUMNS`
-    (positive ``rank_biserial_r``: ``variant_x`` has larger errors).
+    Holm's adjustment runs over all rows.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Registrations on CoMIRs with a ``source`` column naming the variant, and the columns
+        :func:`wilcoxon_table` needs.
+    failure_fraction : float, optional
+        The failure bound as a fraction of the width. Default 0.12.
+    reference : str or None, optional
+        A variant to test every other one against. Default None: every pair.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``method, direction, variant_x, variant_y`` and the test columns of
+        :data:`WILCOXON_COLUMNS` (positive ``rank_biserial_r``: ``variant_x`` has larger errors).
+
+    Raises
+    ------
+    ValueError
+        If a column is missing (as :func:`wilcoxon_table`).
     """
     _require(results, ["case", "width", "status", "error_px", "source", *GROUP_COLUMNS], "variant_table")
     columns = ["method", "direction", "variant_x", "variant_y", *WILCOXON_COLUMNS[2:]]
@@ -450,6 +630,16 @@ def to_markdown(df: pd.DataFrame) -> str:
     one line per row; the index is ignored. Success columns of
     :func:`success_table` are merged with their bounds into one cell such as
     ``41 [0.780, 0.950]``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table.
+
+    Returns
+    -------
+    str
+        The Markdown, ending with a newline.
     """
     columns = list(df.columns)
     merged: dict[str, tuple[str, str]] = {}

@@ -24,7 +24,24 @@ TIMING_COLUMNS = ("stage", "method", "source", "direction", "total_s", "per_pair
 
 
 def read_benchmark(path: str | os.PathLike[str]) -> pd.Series:
-    """Wall seconds, CPU seconds and peak RSS (MiB) of one job, summed over repeats (rows)."""
+    """Wall seconds, CPU seconds and peak RSS (MiB) of one job, summed over repeats (rows).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A Snakemake ``benchmark:`` TSV with the columns ``s``, ``cpu_time`` and ``max_rss``.
+
+    Returns
+    -------
+    pandas.Series
+        ``total_s`` and ``cpu_s`` (sums over the rows) and ``max_rss_mb`` (the largest row);
+        values that are not numbers are skipped.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read, lacks one of the columns or has no rows.
+    """
     path = Path(path)
     try:
         frame = pd.read_csv(path, sep="\t")
@@ -52,9 +69,34 @@ def timing_table(
 ) -> pd.DataFrame:
     """Rows for training, inference and each registration job (``jobs``: (source, run, direction)).
 
-    ``train`` and ``inference``: per network, the benchmark file of its training and of its CoMIRs
-    of the test set, keyed by the row's ``source`` (an ensemble's member variant; ``""`` for a
-    variant's own networks).  A network from a model file trained elsewhere has no training row.
+    A network from a model file trained elsewhere has no training row.
+
+    Parameters
+    ----------
+    train : Mapping[str, str or os.PathLike]
+        Per network, the benchmark file of its training, keyed by the row's ``source`` (an
+        ensemble's member variant; ``""`` for a variant's own networks).
+    inference : Mapping[str, str or os.PathLike]
+        Per network, the benchmark file of its CoMIRs of the test set, keyed likewise.
+    registrations : Sequence[str or os.PathLike]
+        The benchmark file of each registration job.
+    jobs : Sequence[Sequence[str]]
+        Per registration file, its ``(source, run, direction)``; the run is the row's ``method``.
+    n_pairs : int
+        Number of cases of the test set, the divisor of ``per_pair_s``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns :data:`TIMING_COLUMNS`, one row per file; training rows have no ``per_pair_s``
+        (NaN).
+
+    Raises
+    ------
+    ValueError
+        If ``registrations`` and ``jobs`` differ in length, or ``n_pairs < 1``.
+    InputError
+        If a benchmark file cannot be read (:func:`read_benchmark`).
     """
     if len(registrations) != len(jobs):
         raise ValueError(f"{len(registrations)} registration benchmarks for {len(jobs)} jobs")

@@ -27,6 +27,16 @@ __all__ = ["tre_results", "tre_table"]
 def tre_results(results: pd.DataFrame) -> pd.DataFrame:
     """Per-case results with a case's median TRE as its ``error_px``: what every TRE statistic scores.
 
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Per-case results of registrations on a test set with a deformation (column ``tre_median_px``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``results`` whose ``error_px`` is ``tre_median_px``.
+
     Raises
     ------
     ValueError
@@ -46,12 +56,40 @@ def tre_table(
     (a success: status ok and a median TRE below the threshold, strict; Clopper-Pearson
     intervals), its median error named ``median_tre_px`` (the median over cases of the scored
     median TRE), and per group the largest folded fraction (``max_folded_fraction``) and the
-    smallest Jacobian determinant (``min_jacobian``) of its fields.
+    smallest Jacobian determinant (``min_jacobian``) of its fields; where the cases carry
+    structure-mask scores (``dice``, ``hd95_px``: a test set with ``mask_slot``), their medians
+    over the group's cases (``median_dice``, ``median_hd95_px``; every result, failed ones
+    included, is scored by its field).
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Per-case results with the TRE columns, ``folded_fraction`` and ``jacobian_min`` (and
+        optionally ``dice`` and ``hd95_px``).
+    thresholds_px : Sequence[float]
+        The success thresholds on the median TRE, in pixels.
+    failure_fraction : float, optional
+        A median TRE at or above this fraction of the width (or none) is a failure, scored at that
+        bound. Default 0.12.
+    alpha : float, optional
+        One minus the confidence level of the intervals. Default 0.05.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method x input x direction (:func:`comir.evaluate.tables.success_table`'s columns).
+
+    Raises
+    ------
+    ValueError
+        Where the results have no TRE.
     """
     scored = tre_results(results)
     table = success_table(scored, failure_fraction=failure_fraction, alpha=alpha, thresholds_px=thresholds_px)
+    masked = [c for c in ("dice", "hd95_px") if c in scored and scored[c].notna().any()]  # older results: none
+    overlap = {f"median_{column}": (column, "median") for column in masked}
     folding = scored.groupby(list(GROUP_COLUMNS), sort=False, dropna=False).agg(
-        max_folded_fraction=("folded_fraction", "max"), min_jacobian=("jacobian_min", "min")
+        max_folded_fraction=("folded_fraction", "max"), min_jacobian=("jacobian_min", "min"), **overlap
     )
     table = table.merge(folding.reset_index(), on=list(GROUP_COLUMNS), how="left")
     return table.rename(columns={"median_error_px": "median_tre_px"})

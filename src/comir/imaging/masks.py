@@ -43,7 +43,18 @@ MIN_OUTSIDE_HULL = 0.9
 
 
 def border_pixels(image: np.ndarray) -> np.ndarray:
-    """The pixels of the outermost rows and columns, ``(N, C)``."""
+    """The pixels of the outermost rows and columns, ``(N, C)``.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` image; a 2-D image counts as one channel.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, C)``: the first row, the last row, then the first and last columns without the corners.
+    """
     pixels = image if image.ndim == 3 else image[..., None]
     return np.concatenate([pixels[0], pixels[-1], pixels[1:-1, 0], pixels[1:-1, -1]])
 
@@ -60,6 +71,22 @@ def constant_border_mask(
     the image, or when less than ``min_outside`` of it lies outside the convex
     hull of the rest (the constant value is the image's own background, see
     the module doc).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` image, as stored (the comparison is exact).
+    min_fraction : float, optional
+        Least fraction of the image the border region must cover to be masked.
+        Default :data:`MIN_INVALID_FRACTION`.
+    min_outside : float, optional
+        Least fraction of the border region that must lie outside the convex hull of the rest.
+        Default :data:`MIN_OUTSIDE_HULL`.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(H, W)`` bool, True where the pixel is image; None when every pixel is valid.
     """
     from scipy import ndimage
 
@@ -81,7 +108,18 @@ def constant_border_mask(
 
 
 def convex_hull(mask: np.ndarray) -> np.ndarray:
-    """The pixels of the convex hull of ``mask``'s pixels (the mask included)."""
+    """The pixels of the convex hull of ``mask``'s pixels (the mask included).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        ``(H, W)`` bool mask with at least one True pixel.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` bool, True inside the hull (drawn with OpenCV) or in ``mask``.
+    """
     import cv2
 
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -91,7 +129,27 @@ def convex_hull(mask: np.ndarray) -> np.ndarray:
 
 
 def read_mask(path: str | Path, shape: tuple[int, ...], image_path: str | Path) -> np.ndarray:
-    """The mask in ``path`` (non-zero in any channel = valid) for the image ``image_path`` of ``shape``."""
+    """The mask in ``path`` (non-zero in any channel = valid) for the image ``image_path`` of ``shape``.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The mask file (TIFF or PNG, any channels).
+    shape : tuple[int, ...]
+        Shape of the image, ``(H, W[, C])``; the mask must be ``(H, W)``.
+    image_path : str or pathlib.Path
+        The image's file, named in the error message.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` bool, True where valid.
+
+    Raises
+    ------
+    comir.io.InputError
+        If the mask cannot be read, or its height and width differ from the image's.
+    """
     mask = read_image(path)
     mask = mask.any(axis=-1) if mask.ndim == 3 else mask != 0
     if mask.shape != tuple(shape[:2]):
@@ -103,7 +161,31 @@ def read_mask(path: str | Path, shape: tuple[int, ...], image_path: str | Path) 
 
 
 def image_mask(image: np.ndarray, mode: str, mask_file: str | Path | None, image_path: str | Path) -> np.ndarray | None:
-    """An image's mask: from ``mask_file`` if given, else by ``mode`` ("auto" or "none"); None = all valid."""
+    """An image's mask: from ``mask_file`` if given, else by ``mode`` ("auto" or "none"); None = all valid.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The stored ``(H, W[, C])`` image.
+    mode : str
+        ``"auto"`` (:func:`constant_border_mask`) or ``"none"`` (all valid); ignored when ``mask_file`` is given.
+    mask_file : str or pathlib.Path or None
+        A mask file (:func:`read_mask`), or None.
+    image_path : str or pathlib.Path
+        The image's file, named in error messages.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(H, W)`` bool, True where valid; None when every pixel is valid.
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is not one of :data:`MASK_MODES`.
+    comir.io.InputError
+        If ``mask_file`` cannot be read or does not match the image's size.
+    """
     if mode not in MASK_MODES:
         raise ValueError(f"mask mode must be one of {MASK_MODES}, got {mode!r}")
     if mask_file is not None:
@@ -112,7 +194,23 @@ def image_mask(image: np.ndarray, mode: str, mask_file: str | Path | None, image
 
 
 def working_mask(mask: np.ndarray | None, shape: tuple[int, int], margin_px: float) -> np.ndarray | None:
-    """``mask`` resampled to ``shape`` (H, W) (valid where only valid pixels contribute) and shrunk by ``margin_px``."""
+    """``mask`` resampled to ``shape`` (H, W) (valid where only valid pixels contribute) and shrunk by ``margin_px``.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray or None
+        ``(H, W)`` bool mask at the original resolution; None: all valid.
+    shape : tuple[int, int]
+        ``(H, W)`` of the working resolution.
+    margin_px : float
+        Shrink in px at the working resolution: a pixel stays valid if its Euclidean distance to the
+        nearest invalid pixel exceeds it; 0 or less: no shrink.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(H, W)`` bool at the working resolution; None when ``mask`` is None.
+    """
     if mask is None:
         return None
     import cv2

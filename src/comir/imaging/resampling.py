@@ -28,7 +28,22 @@ class Resampling:
 
     @classmethod
     def between(cls, shape: tuple[int, ...], pixel_size: float, working_pixel_size: float) -> Resampling:
-        """From an image of ``pixel_size`` to ``working_pixel_size`` (same units): sides scaled, rounded."""
+        """From an image of ``pixel_size`` to ``working_pixel_size`` (same units): sides scaled, rounded.
+
+        Parameters
+        ----------
+        shape : tuple[int, ...]
+            Shape of the image, ``(H, W[, ...])``; only the first two are used.
+        pixel_size : float
+            The image's pixel size.
+        working_pixel_size : float
+            The working pixel size, in the same units.
+
+        Returns
+        -------
+        Resampling
+            From ``(H, W)`` to the sides times ``pixel_size / working_pixel_size``, rounded, at least 1.
+        """
         factor = float(pixel_size) / float(working_pixel_size)
         height, width = int(shape[0]), int(shape[1])
         working = (max(1, round(height * factor)), max(1, round(width * factor)))
@@ -46,7 +61,18 @@ class Resampling:
         return np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]])
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """A pre-processed image (C, H, W) at the working resolution (area averaging to shrink, bilinear to enlarge)."""
+        """A pre-processed image (C, H, W) at the working resolution (area averaging to shrink, bilinear to enlarge).
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            ``(C, H, W)`` image of :attr:`shape`.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(C, *working_shape)`` float32; the image itself (as float32) when :attr:`identity`.
+        """
         import cv2
 
         image = np.asarray(image, dtype=np.float32)
@@ -59,7 +85,22 @@ class Resampling:
 
 
 def to_original_grids(matrix: np.ndarray, reference: Resampling, floating: Resampling) -> np.ndarray:
-    """A floating -> reference ``matrix`` of the working grids as the same map between the original grids."""
+    """A floating -> reference ``matrix`` of the working grids as the same map between the original grids.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        2x3 affine map from floating to reference pixels, both at the working resolution.
+    reference : Resampling
+        The reference image's resampling.
+    floating : Resampling
+        The floating image's resampling.
+
+    Returns
+    -------
+    numpy.ndarray
+        The 2x3 map from original floating pixels to original reference pixels.
+    """
     return geometry.compose(geometry.invert(reference.matrix), geometry.compose(matrix, floating.matrix))
 
 

@@ -84,7 +84,20 @@ _GREY = np.ones(3) / np.sqrt(3.0)
 
 
 def shift_problem(kind: str, channels: int) -> str | None:
-    """Why ``kind`` cannot shift a modality of ``channels`` channels (``None``: it can)."""
+    """Why ``kind`` cannot shift a modality of ``channels`` channels (``None``: it can).
+
+    Parameters
+    ----------
+    kind : str
+        A kind of shift; one of :data:`KINDS` is expected.
+    channels : int
+        The modality's channel count; checked against :data:`CHANNELS`.
+
+    Returns
+    -------
+    str or None
+        The problem, one sentence; None when ``kind`` is known and fits ``channels``.
+    """
     if kind not in KINDS:
         return f"unknown shift kind {kind!r} (known: {', '.join(KINDS)})"
     needed = CHANNELS.get(kind)
@@ -104,7 +117,20 @@ def _check(image: np.ndarray, kind: str) -> np.ndarray:
 
 
 def rotate_about_grey(vector: np.ndarray, angle_deg: float) -> np.ndarray:
-    """An OD vector rotated about the grey axis by ``angle_deg`` (Rodrigues), negatives set to 0, unit length."""
+    """An OD vector rotated about the grey axis by ``angle_deg`` (Rodrigues), negatives set to 0, unit length.
+
+    Parameters
+    ----------
+    vector : numpy.ndarray
+        ``(3,)`` optical density vector (R, G, B).
+    angle_deg : float
+        Rotation angle about ``(1, 1, 1) / sqrt 3``, degrees.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(3,)`` float64, non-negative, unit length.
+    """
     theta = np.radians(angle_deg)
     v = np.asarray(vector, dtype=np.float64)
     rotated = v * np.cos(theta) + np.cross(_GREY, v) * np.sin(theta) + _GREY * (_GREY @ v) * (1 - np.cos(theta))
@@ -115,7 +141,19 @@ def rotate_about_grey(vector: np.ndarray, angle_deg: float) -> np.ndarray:
 def shifted_stains(severity: float, signs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """The remixing stain matrix (rows H, E, D) and the concentration factors (H, E, D) of ``stain``.
 
-    ``signs``: the four +-1 of a case, hue of H, hue of E, amount of H, amount of E.
+    Parameters
+    ----------
+    severity : float
+        Severity of the shift, >= 0: hue rotation ``STAIN_ROTATION_DEG x severity``, amount ``2^(+-severity)``.
+    signs : Sequence[float]
+        The four +-1 of a case: hue of H, hue of E, amount of H, amount of E.
+
+    Returns
+    -------
+    matrix : numpy.ndarray
+        ``(3, 3)`` unit OD vectors (rows H, E, D), H and E rotated.
+    factors : numpy.ndarray
+        ``(3,)`` concentration factors (H, E, D); D's is 1.
     """
     hue_h, hue_e, amount_h, amount_e = (float(s) for s in signs)
     angle = STAIN_ROTATION_DEG * float(severity)
@@ -131,7 +169,27 @@ def shifted_stains(severity: float, signs: Sequence[float]) -> tuple[np.ndarray,
 
 
 def stain(image: np.ndarray, severity: float, signs: Sequence[float]) -> np.ndarray:
-    """An RGB image (H, W, 3) in [0, 1] with the H&E stain shift of the module docstring."""
+    """An RGB image (H, W, 3) in [0, 1] with the H&E stain shift of the module docstring.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W, 3)`` RGB intensities in [0, 1].
+    severity : float
+        Severity of the shift, >= 0.
+    signs : Sequence[float]
+        The four +-1 of the case (:func:`shifted_stains`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` float64 in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not a 3-channel (H, W, 3) array.
+    """
     image = _check(image, "stain")
     matrix, factors = shifted_stains(severity, signs)
     concentrations = optical_density(image) @ HED_FROM_RGB
@@ -139,17 +197,59 @@ def stain(image: np.ndarray, severity: float, signs: Sequence[float]) -> np.ndar
 
 
 def gain(image: np.ndarray, severity: float) -> np.ndarray:
-    """``image x 2^(-2 severity)``: a dimmer acquisition."""
+    """``image x 2^(-2 severity)``: a dimmer acquisition.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Intensities in [0, 1], any shape.
+    severity : float
+        Severity of the shift, >= 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 of ``image``'s shape, clipped to [0, 1].
+    """
     return np.clip(np.asarray(image, dtype=np.float64) * 2.0 ** (-2.0 * float(severity)), 0.0, 1.0)
 
 
 def sparsity_percentile(severity: float) -> float:
-    """The percentile ``q = min(95 severity, 99.9)`` that ``sparsity`` subtracts."""
+    """The percentile ``q = min(95 severity, 99.9)`` that ``sparsity`` subtracts.
+
+    Parameters
+    ----------
+    severity : float
+        Severity of the shift, >= 0.
+
+    Returns
+    -------
+    float
+        The percentile, in [0, 99.9].
+    """
     return min(95.0 * float(severity), 99.9)
 
 
 def sparsity(image: np.ndarray, severity: float) -> np.ndarray:
-    """Only the signal above the image's ``q``-th percentile kept, stretched back to its maximum."""
+    """Only the signal above the image's ``q``-th percentile kept, stretched back to its maximum.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, 1)`` single-channel intensities, clipped to [0, 1] first.
+    severity : float
+        Severity of the shift, >= 0; ``q`` is :func:`sparsity_percentile` of it.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 of ``image``'s shape in [0, 1]; all 0 when the percentile is the maximum.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not a single-channel 2-D or 3-D array.
+    """
     image = np.clip(_check(image, "sparsity"), 0.0, 1.0)
     level = float(np.percentile(image, sparsity_percentile(severity)))
     peak = float(image.max())
@@ -159,13 +259,41 @@ def sparsity(image: np.ndarray, severity: float) -> np.ndarray:
 
 
 def noise_sigma(image: np.ndarray, severity: float) -> np.ndarray:
-    """The per-pixel standard deviation of ``noise``: ``severity x sqrt(0.04 I + 0.05^2)``."""
+    """The per-pixel standard deviation of ``noise``: ``severity x sqrt(0.04 I + 0.05^2)``.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Intensities ``I``, clipped to [0, 1] first; any shape.
+    severity : float
+        Severity of the shift, >= 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 standard deviations of ``image``'s shape, [0, 1] units.
+    """
     image = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
     return float(severity) * np.sqrt(image / PHOTONS_AT_SEVERITY_1 + READ_NOISE**2)
 
 
 def noise(image: np.ndarray, severity: float, z: np.ndarray) -> np.ndarray:
-    """Shot plus read noise of the module docstring; ``z``: standard normal draws of the image's shape."""
+    """Shot plus read noise of the module docstring.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Intensities in [0, 1] (clipped first), any shape.
+    severity : float
+        Severity of the shift, >= 0.
+    z : numpy.ndarray
+        Standard normal draws of the image's shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 of ``image``'s shape, clipped to [0, 1].
+    """
     image = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
     return np.clip(image + noise_sigma(image, severity) * z, 0.0, 1.0)
 
@@ -188,7 +316,25 @@ class Shift:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> Shift | None:
-        """The shift of a test set's ``shift`` section (``None`` when it has none)."""
+        """The shift of a test set's ``shift`` section (``None`` when it has none).
+
+        Parameters
+        ----------
+        cfg : Mapping[str, Any] or None
+            The section, with ``modality`` (``A`` or ``B``), ``kind`` and ``severity``; None: no shift.
+
+        Returns
+        -------
+        Shift or None
+            The shift; None when ``cfg`` is None.
+
+        Raises
+        ------
+        ValueError
+            If the modality, kind or severity is invalid.
+        KeyError
+            If a key is missing.
+        """
         if cfg is None:
             return None
         return cls(str(cfg["modality"]), str(cfg["kind"]), float(cfg["severity"]))
@@ -198,7 +344,26 @@ class Shift:
         return {"shift_modality": self.modality, "shift_kind": self.kind, "shift_severity": self.severity}
 
     def apply(self, images: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-        """One case's float patches in [0, 1] (reference first), shifted with one draw from ``rng``."""
+        """One case's float patches in [0, 1] (reference first), shifted with one draw from ``rng``.
+
+        Parameters
+        ----------
+        images : Sequence[numpy.ndarray]
+            The case's patches, ``(H, W)`` or ``(H, W, C)`` floats in [0, 1], reference first.
+        rng : numpy.random.Generator
+            The case's generator (:func:`case_rng`): ``stain`` draws four signs for all patches, ``noise``
+            draws ``z`` per patch in order; ``gain`` and ``sparsity`` draw nothing.
+
+        Returns
+        -------
+        list[numpy.ndarray]
+            The shifted patches, float64 in [0, 1], in the order of ``images``.
+
+        Raises
+        ------
+        ValueError
+            If a patch has the wrong channel count for the kind (:func:`shift_problem`).
+        """
         if self.kind == "stain":
             signs = rng.choice([-1.0, 1.0], size=4)
             return [stain(image, self.severity, signs) for image in images]
@@ -213,14 +378,41 @@ class Shift:
     ) -> list[np.ndarray]:
         """Stored patches of one case, shifted on [0, 1] and returned in their own dtype (integers rounded).
 
-        ``max_value``: the stored value of full intensity, as in :func:`comir.io.to_float01`.
+        Parameters
+        ----------
+        images : Sequence[numpy.ndarray]
+            The case's stored patches, reference first.
+        rng : numpy.random.Generator
+            The case's generator, as in :meth:`apply`.
+        max_value : float or None, optional
+            The stored value of full intensity, as in :func:`comir.io.to_float01`; None: the dtype's. Default None.
+
+        Returns
+        -------
+        list[numpy.ndarray]
+            The shifted patches, each in its input's dtype (:func:`from_float01`).
         """
         floats = [np.clip(to_float01(np.asarray(image), max_value), 0.0, 1.0) for image in images]
         return [from_float01(out, image.dtype, max_value) for out, image in zip(self.apply(floats, rng), images)]
 
 
 def from_float01(image: np.ndarray, dtype: np.dtype, max_value: float | None = None) -> np.ndarray:
-    """The inverse of :func:`comir.io.to_float01`: [0, 1] back to stored values of ``dtype`` (integers rounded)."""
+    """The inverse of :func:`comir.io.to_float01`: [0, 1] back to stored values of ``dtype`` (integers rounded).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Values in [0, 1].
+    dtype : numpy.dtype
+        The stored dtype.
+    max_value : float or None, optional
+        The stored value of full intensity (:func:`comir.io.full_scale`); None: the dtype's. Default None.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``image`` times the full scale, in ``dtype``; integers rounded and clipped to the type's range.
+    """
     dtype = np.dtype(dtype)
     scaled = np.asarray(image, dtype=np.float64) * full_scale(dtype, max_value)
     if np.issubdtype(dtype, np.integer):
@@ -230,12 +422,36 @@ def from_float01(image: np.ndarray, dtype: np.dtype, max_value: float | None = N
 
 
 def case_rng(seed: int, case_number: int) -> np.random.Generator:
-    """The generator of one case's shift: ``default_rng([seed, 2, case_number])``."""
+    """The generator of one case's shift: ``default_rng([seed, 2, case_number])``.
+
+    Parameters
+    ----------
+    seed : int
+        The test set's seed.
+    case_number : int
+        The case's number.
+
+    Returns
+    -------
+    numpy.random.Generator
+        A fresh generator, the same for the same seed and case at every severity.
+    """
     return np.random.default_rng([int(seed), 2, int(case_number)])
 
 
 def severity_label(severity: float) -> str:
-    """A severity as it appears in a test set's name: ``0.5 -> 0p5``, ``1.0 -> 1`` (no ``-`` or ``e``)."""
+    """A severity as it appears in a test set's name: ``0.5 -> 0p5``, ``1.0 -> 1`` (no ``-`` or ``e``).
+
+    Parameters
+    ----------
+    severity : float
+        A severity, >= 0.
+
+    Returns
+    -------
+    str
+        Positional notation, trailing zeros and point trimmed, ``.`` replaced by ``p``.
+    """
     text = np.format_float_positional(float(severity), trim="-")
     return text.replace(".", "p")
 

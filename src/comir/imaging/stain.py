@@ -66,12 +66,39 @@ MIN_DENSITY_SCALE = 0.2
 
 
 def optical_density(rgb: np.ndarray) -> np.ndarray:
-    """Optical density ``-ln I`` of intensities in [0, 1], clipped to [:data:`MIN_INTENSITY`, 1]; same shape."""
+    """Optical density ``-ln I`` of intensities in [0, 1], clipped to [:data:`MIN_INTENSITY`, 1]; same shape.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        Intensities in [0, 1], any shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        Optical densities of ``rgb``'s shape, in ``[0, -ln MIN_INTENSITY]``.
+    """
     return -np.log(np.clip(rgb, MIN_INTENSITY, 1.0))
 
 
 def macenko_stains(rgb: np.ndarray, beta: float = 0.15, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray] | None:
-    """The image's stain vectors (3, 2; haematoxylin, eosin) and its tissue pixels' OD (N, 3), or None."""
+    """The image's stain vectors (3, 2; haematoxylin, eosin) and its tissue pixels' OD (N, 3), or None.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        ``(H, W, 3)`` RGB intensities in [0, 1].
+    beta : float, optional
+        Tissue threshold: a pixel is tissue when every channel's OD exceeds it. Default 0.15.
+    alpha : float, optional
+        Percentile (and ``100 - alpha``) of the projected angles that give the two stain vectors. Default 1.
+
+    Returns
+    -------
+    tuple[numpy.ndarray, numpy.ndarray] or None
+        The ``(3, 2)`` stain vectors (columns haematoxylin, eosin) and the ``(N, 3)`` OD of the tissue
+        pixels; None when there are fewer than :data:`MIN_TISSUE_PIXELS` tissue pixels.
+    """
     density = _optical_density(rgb)
     tissue = density[np.all(density > beta, axis=1)]
     if len(tissue) < MIN_TISSUE_PIXELS:
@@ -89,7 +116,24 @@ def macenko_stains(rgb: np.ndarray, beta: float = 0.15, alpha: float = 1.0) -> t
 
 
 def macenko_normalize(rgb: np.ndarray) -> np.ndarray:
-    """An RGB image (H, W, 3) in [0, 1] re-rendered with the reference stains (module doc); float32."""
+    """An RGB image (H, W, 3) in [0, 1] re-rendered with the reference stains (module doc); float32.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        ``(H, W, 3)`` RGB intensities in [0, 1].
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` float32 in [0, 1]; the input as it is (float32) when the image has too little tissue or
+        a stain's 99th-percentile concentration is not positive.
+
+    Raises
+    ------
+    ValueError
+        If ``rgb`` is not ``(H, W, 3)``.
+    """
     rgb = _check_rgb(rgb)
     found = macenko_stains(rgb)
     if found is None:
@@ -124,6 +168,23 @@ def stain_deconvolution(rgb: np.ndarray, beta: float = 0.15) -> np.ndarray:
     Each channel is divided by twice its 99th percentile over the tissue pixels (every
     channel's optical density above ``beta``), so an image whose stains are stronger or
     weaker as a whole gives the same channels; background (no absorption) is 0.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        ``(H, W, 3)`` RGB intensities in [0, 1].
+    beta : float, optional
+        Tissue threshold on every channel's optical density. Default 0.15.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` float32 in [0, 1]: haematoxylin, eosin, residual.
+
+    Raises
+    ------
+    ValueError
+        If ``rgb`` is not ``(H, W, 3)``.
     """
     rgb = _check_rgb(rgb)
     density = _optical_density(rgb)
@@ -146,7 +207,25 @@ def stain_deconvolution(rgb: np.ndarray, beta: float = 0.15) -> np.ndarray:
 
 
 def apply_stain_normalization(rgb: np.ndarray, kind: str) -> np.ndarray:
-    """``rgb`` (H, W, 3) in [0, 1] as a modality's ``stain_normalization`` ``kind`` turns it into network input."""
+    """``rgb`` (H, W, 3) in [0, 1] as a modality's ``stain_normalization`` ``kind`` turns it into network input.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        ``(H, W, 3)`` RGB intensities in [0, 1].
+    kind : str
+        ``"macenko"`` (:func:`macenko_normalize`) or ``"deconvolution"`` (:func:`stain_deconvolution`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` float32 in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is not one of :data:`STAIN_NORMALIZATIONS`, or ``rgb`` is not ``(H, W, 3)``.
+    """
     if kind == "macenko":
         return macenko_normalize(rgb)
     if kind == "deconvolution":

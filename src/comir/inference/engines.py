@@ -60,7 +60,28 @@ class OnnxRuntimeNetwork:
 
 
 def inference_network(model: Tiramisu, engine: str, device: torch.device | str) -> Tiramisu | OnnxRuntimeNetwork:
-    """The network as ``engine`` runs it: ONNX Runtime on the CPU, PyTorch on a GPU or when asked."""
+    """The network as ``engine`` runs it: ONNX Runtime on the CPU, PyTorch on a GPU or when asked.
+
+    Parameters
+    ----------
+    model : Tiramisu
+        The trained network; put in eval mode on ``device`` (in its memory format) here.
+    engine : str
+        One of :data:`ENGINES`: ``"onnxruntime"`` (used only when ``device`` is the CPU) or ``"torch"``.
+    device : torch.device or str
+        Where the network runs.
+
+    Returns
+    -------
+    Tiramisu or OnnxRuntimeNetwork
+        An :class:`OnnxRuntimeNetwork` with ``torch.get_num_threads()`` threads for ONNX Runtime on
+        the CPU, else ``model`` itself.
+
+    Raises
+    ------
+    ValueError
+        If ``engine`` is not one of :data:`ENGINES`.
+    """
     if engine not in ENGINES:
         raise ValueError(f"unknown inference engine {engine!r}; use one of {ENGINES}")
     device = torch.device(device)

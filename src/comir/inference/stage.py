@@ -21,8 +21,23 @@ def check_model_settings(payload: Mapping[str, Any], modalities: Mapping[str, Ma
 
     A network sees images prepared as when it was trained; a model file trained elsewhere (a
     variant's ``model_file``) with, e.g., another ``log1p`` or stain normalisation would give
-    CoMIRs of the wrong input.  ``payload``: the model file's contents
-    (:func:`comir.network.checkpoint.load_checkpoint`).
+    CoMIRs of the wrong input.
+
+    Parameters
+    ----------
+    payload : Mapping[str, Any]
+        The model file's contents (:func:`comir.network.checkpoint.load_checkpoint`); its
+        ``modalities`` entry holds the recorded settings per slot.
+    modalities : Mapping[str, Mapping[str, Any]]
+        The configuration's image settings per modality slot. Every slot must be recorded in the
+        model file; a setting is compared where the model file records it.
+    path : Any
+        The model file, named in the error message.
+
+    Raises
+    ------
+    ValueError
+        If a slot is missing from the model file or a recorded setting differs from the configuration.
     """
     stored = payload.get("modalities") or {}
     problems = []
@@ -50,8 +65,27 @@ def comir_test_set(
 ) -> None:
     """CoMIR (float32 TIFF, channel-last) and an 8-bit preview of every test patch.
 
-    ``inference``: the configuration's section (``engine``, ``tile``, ``margin``, ``pad``,
-    ``mixed_precision``, ``c4_average``; see :func:`inference_network` and :func:`compute_comir`).
+    Parameters
+    ----------
+    models : Mapping[str, Tiramisu]
+        The network of each modality slot (``"A"``, ``"B"``).
+    cases : Sequence[str]
+        The test cases; each has the patches ``{case}_{slot}_ref.tif`` and ``{case}_{slot}_flo.tif``.
+    image_dir : pathlib.Path
+        The test set's image patches.
+    out_dir : pathlib.Path
+        Where the CoMIRs are written, one TIFF per patch under the patch's name (a one-channel
+        CoMIR as a 2-D image).
+    preview_dir : pathlib.Path
+        Where the 8-bit PNG previews (:func:`comir.io.comir_preview`) are written, one per patch.
+    modalities : Mapping[str, Mapping[str, Any]]
+        The image settings per slot that prepare a patch as network input
+        (:func:`comir.imaging.preprocess.prepare_modality_image`).
+    inference : Mapping[str, Any]
+        The configuration's section (``engine``, ``tile``, ``margin``, ``pad``,
+        ``mixed_precision``, ``c4_average``; see :func:`inference_network` and :func:`compute_comir`).
+    device : torch.device or str
+        Where the networks run.
     """
     networks = {slot: inference_network(model, inference["engine"], device) for slot, model in models.items()}
     options = {key: inference[key] for key in ("tile", "margin", "pad", "mixed_precision", "c4_average")}
@@ -69,7 +103,22 @@ def comir_test_set(
 def plot_examples(
     cases: Sequence[str], image_dir: Path, comir_dir: Path, modalities: Mapping[str, Mapping[str, Any]], path: Path
 ) -> None:
-    """Grid: one row per case - modality A, modality B, CoMIR A, CoMIR B (reference patches)."""
+    """Grid: one row per case - modality A, modality B, CoMIR A, CoMIR B (reference patches).
+
+    Parameters
+    ----------
+    cases : Sequence[str]
+        The cases shown, one row each.
+    image_dir : pathlib.Path
+        The test set's image patches (``{case}_{slot}_ref.tif``); a multichannel image that is not
+        RGB shows its first channel.
+    comir_dir : pathlib.Path
+        The CoMIRs of those patches (:func:`comir_test_set`).
+    modalities : Mapping[str, Mapping[str, Any]]
+        The settings per slot ``"A"`` and ``"B"``; their ``name`` titles the panels.
+    path : pathlib.Path
+        The figure file to write (atomically, 90 dpi).
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -65,30 +65,6 @@ def compute_comir(
 ) -> np.ndarray:
     """(C_in, H, W) float32 -> (C_out, H, W) float32 CoMIR (docs/method.md, section 6).
 
-    Args:
-        model: the modality's network (a module is put in eval mode on ``device``
-            here), or its :class:`OnnxRuntimeNetwork` (:func:`comir.inference.engines.inference_network`).
-        image: the preprocessed image.
-        tile: side of the part of the output each tiled pass keeps, rounded up
-            to the network's multiple ``2 ** depth``.
-        margin: context px read on every side of a tile (rounded up to
-            ``2 ** depth``). ``None``: :func:`~comir.network.model.required_margin` of
-            the network, which makes the tiled result equal the one pass. A
-            smaller margin saves memory but leaves seams; a warning says so.
-        pad: reflect padding px around the image; the bottom and right sides
-            get up to ``2 ** depth - 1`` px more so that the padded size is a
-            multiple of ``2 ** depth``. Every padded pixel is computed, so a
-            small pad is fast: 16 px make a 256 px patch 288 px for the demo
-            network (64 px made it 384) and an 834 px patch 896 px for the paper's.
-        device: where the network runs.
-        mixed_precision: autocast (:mod:`comir.network.precision`: bf16, or fp16 on
-            GPUs without bf16) where the configuration allows it (CUDA).
-        c4_average: the mean of the CoMIRs of the image rotated by ``k * 90``
-            degrees, each rotated back (``k = 0..3``): a CoMIR that rotates
-            exactly with the image by multiples of 90 degrees, at 4 times the
-            cost (each rotation is computed like the image itself, so the
-            four are the same arrays, in another order, for a rotated image).
-
     Along an axis where the padded image fits in ``tile + 2 * margin`` px it
     is read whole, as in the one pass. Otherwise it is cut in tiles whose
     windows (kept part plus ``margin``, clipped to the padded image) start on
@@ -96,6 +72,44 @@ def compute_comir(
     and, at the padded image's border, sees the same zero padding of the
     convolutions. The network never sees more than ``(tile + 2 * margin) ** 2``
     px, whatever the image size.
+
+    Parameters
+    ----------
+    model : Tiramisu or OnnxRuntimeNetwork
+        The modality's network (a module is put in eval mode on ``device``
+        here), or its :class:`OnnxRuntimeNetwork` (:func:`comir.inference.engines.inference_network`).
+    image : numpy.ndarray
+        The preprocessed image, float32 ``(C_in, H, W)``.
+    tile : int, optional
+        Side of the part of the output each tiled pass keeps, rounded up
+        to the network's multiple ``2 ** depth``. Default 512.
+    margin : int or None, optional
+        Context px read on every side of a tile (rounded up to
+        ``2 ** depth``). ``None`` (default): :func:`~comir.network.model.required_margin` of
+        the network, which makes the tiled result equal the one pass. A
+        smaller margin saves memory but leaves seams; a warning says so.
+    pad : int, optional
+        Reflect padding px around the image; the bottom and right sides
+        get up to ``2 ** depth - 1`` px more so that the padded size is a
+        multiple of ``2 ** depth``. Every padded pixel is computed, so a
+        small pad is fast: 16 px make a 256 px patch 288 px for the demo
+        network (64 px would make it 384) and an 834 px patch 896 px for the paper's. Default 16.
+    device : torch.device or str, optional
+        Where the network runs. Default ``"cpu"``.
+    mixed_precision : bool, optional
+        Autocast (:mod:`comir.network.precision`: bf16, or fp16 on
+        GPUs without bf16) where the configuration allows it (CUDA). Default True.
+    c4_average : bool, optional
+        The mean of the CoMIRs of the image rotated by ``k * 90``
+        degrees, each rotated back (``k = 0..3``): a CoMIR that rotates
+        exactly with the image by multiples of 90 degrees, at 4 times the
+        cost (each rotation is computed like the image itself, so the
+        four are the same arrays, in another order, for a rotated image). Default False.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(C_out, H, W)``: the CoMIR on the image's grid.
     """
     if c4_average:
         options = dict(tile=tile, margin=margin, pad=pad, device=device, mixed_precision=mixed_precision)

@@ -24,7 +24,17 @@ CHECKPOINT_FORMAT = 1
 
 
 def save_checkpoint(path: Path, models: Mapping[str, Tiramisu], meta: Mapping[str, Any]) -> None:
-    """state_dicts plus everything needed to rebuild the networks (never a pickled module), versioned."""
+    """state_dicts plus everything needed to rebuild the networks (never a pickled module), versioned.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The model file to write (atomically: an interrupted write leaves no partial file).
+    models : Mapping[str, Tiramisu]
+        The networks by slot; each one's state_dict (moved to the CPU) and configuration are saved.
+    meta : Mapping[str, Any]
+        Further top-level keys of the payload (modalities, training settings, provenance, ...).
+    """
     payload = {
         "format": CHECKPOINT_FORMAT,
         "state_dicts": {slot: {k: v.cpu() for k, v in m.state_dict().items()} for slot, m in models.items()},
@@ -38,7 +48,24 @@ def save_checkpoint(path: Path, models: Mapping[str, Tiramisu], meta: Mapping[st
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[dict[str, Tiramisu], dict[str, Any]]:
     """The networks of a checkpoint (eval mode, on ``device``) and its whole payload (``weights_only``).
 
-    A file of a newer layout than :data:`CHECKPOINT_FORMAT` is a :class:`ValueError` saying so.
+    Parameters
+    ----------
+    path : pathlib.Path
+        The model file written by :func:`save_checkpoint`.
+    device : torch.device or str, optional
+        Where the tensors are loaded and the networks placed. Default ``"cpu"``.
+
+    Returns
+    -------
+    models : dict[str, Tiramisu]
+        The networks by slot, in eval mode, on ``device``.
+    payload : dict[str, Any]
+        The whole payload: ``format``, ``state_dicts``, ``model_configs`` and the writer's ``meta``.
+
+    Raises
+    ------
+    ValueError
+        If the file is of a newer layout than :data:`CHECKPOINT_FORMAT` (or its ``format`` is not an int).
     """
     payload = torch.load(path, map_location=device, weights_only=True)
     version = payload.get("format", 1)

@@ -116,7 +116,24 @@ class TiramisuConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> TiramisuConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error (likely a typo)."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error (likely a typo).
+
+        Parameters
+        ----------
+        d : Mapping
+            The fields of a :class:`TiramisuConfig` by name, as written by :meth:`to_dict`; omitted fields
+            take their defaults.
+
+        Returns
+        -------
+        TiramisuConfig
+            The configuration, normalised and validated.
+
+        Raises
+        ------
+        ValueError
+            If ``d`` has a key that is not a field, or a value the configuration rejects.
+        """
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -249,7 +266,18 @@ class InputFilters(nn.Module):
         self.register_buffer("kernels", kernels, persistent=False)  # (3, 1, 3, 3), not learned
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x`` with the filters' responses appended as channels."""
+        """``x`` with the filters' responses appended as channels.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(N, C, H, W)`` input; the filters act on its channel mean.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, C + K, H, W)``: ``x`` followed by the ``K`` responses in the order of ``names``.
+        """
         grey = F.pad(x.mean(dim=1, keepdim=True), (1, 1, 1, 1), mode="replicate")
         gx, gy, laplacian = F.conv2d(grey, self.kernels.to(grey.dtype)).unbind(dim=1)
         computed = {
@@ -311,7 +339,21 @@ class Tiramisu(nn.Module):
 
     @staticmethod
     def check_input(cfg: TiramisuConfig, x: Tensor) -> None:
-        """Raise :class:`ValueError` unless ``x`` is ``(N, in_channels, H, W)`` with sides divisible by ``2**depth``."""
+        """Raise :class:`ValueError` unless ``x`` is ``(N, in_channels, H, W)`` with sides divisible by ``2**depth``.
+
+        Parameters
+        ----------
+        cfg : TiramisuConfig
+            The configuration of the network ``x`` is meant for.
+        x : torch.Tensor
+            The input batch to check.
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is not 4-D, has not ``cfg.in_channels`` channels, or its height or width is not a
+            multiple of ``cfg.multiple``.
+        """
         if x.dim() != 4:
             raise ValueError(f"Tiramisu expects a (N, C, H, W) tensor, got shape {tuple(x.shape)}")
         if x.shape[1] != cfg.in_channels:
@@ -327,7 +369,23 @@ class Tiramisu(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        """The CoMIR ``(N, out_channels, H, W)`` of ``x``."""
+        """The CoMIR ``(N, out_channels, H, W)`` of ``x``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(N, in_channels, H, W)`` input, ``H`` and ``W`` divisible by ``config.multiple``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, out_channels, H, W)`` representation (unbounded: the head has no activation).
+
+        Raises
+        ------
+        ValueError
+            If ``x`` fails :meth:`check_input`.
+        """
         self.check_input(self.config, x)
         if self.input_filters is not None:
             x = self.input_filters(x)
@@ -446,6 +504,16 @@ def receptive_field(config: TiramisuConfig) -> ReceptiveField:
     max-pools double the scale, nearest 2x upsampling halves it, skip
     concatenations take the union; 1x1 convolutions, BatchNorm, ReLU and
     dropout do not change it. See docs/method.md, section 6.
+
+    Parameters
+    ----------
+    config : TiramisuConfig
+        The architecture of the network.
+
+    Returns
+    -------
+    ReceptiveField
+        Per residue ``r`` of the output pixel modulo ``2 ** depth``, the input offsets it reads.
     """
     m: _Map = (1, ((0, 0),))
     if config.input_filters:
@@ -475,6 +543,16 @@ def required_margin(config: TiramisuConfig) -> int:
     reach ``r + last_r - (period - 1)`` px past its end. The margin covers the
     farthest of these, rounded up to ``2 ** depth`` so that tiles stay on the
     grid (docs/method.md, section 6).
+
+    Parameters
+    ----------
+    config : TiramisuConfig
+        The architecture of the network.
+
+    Returns
+    -------
+    int
+        The margin in input px, a multiple of ``2 ** depth`` (0 when none is needed).
     """
     field = receptive_field(config)
     period = field.period
@@ -487,5 +565,16 @@ def required_margin(config: TiramisuConfig) -> int:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters (BatchNorm running statistics are buffers, not counted)."""
+    """Number of trainable parameters (BatchNorm running statistics are buffers, not counted).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any module; parameters with ``requires_grad=False`` are not counted.
+
+    Returns
+    -------
+    int
+        The number of trainable scalar parameters.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -31,12 +31,40 @@ def mixed_precision_enabled(device: torch.device | str, requested: bool) -> bool
 
     The rule of ``training.mixed_precision`` and ``inference.mixed_precision``:
     requested, and the device type is in :data:`MIXED_PRECISION_DEVICE_TYPES`.
+
+    Parameters
+    ----------
+    device : torch.device or str
+        The device the networks run on.
+    requested : bool
+        The configuration's ``mixed_precision`` flag.
+
+    Returns
+    -------
+    bool
+        Whether to run under :func:`autocast`.
     """
     return bool(requested) and torch.device(device).type in MIXED_PRECISION_DEVICE_TYPES
 
 
 def autocast_dtype(device: torch.device | str) -> torch.dtype:
-    """The reduced precision of ``device``: bf16 on CPU and on CUDA GPUs with bf16, else fp16."""
+    """The reduced precision of ``device``: bf16 on CPU and on CUDA GPUs with bf16, else fp16.
+
+    Parameters
+    ----------
+    device : torch.device or str
+        A CPU or CUDA device.
+
+    Returns
+    -------
+    torch.dtype
+        ``torch.bfloat16`` or ``torch.float16``.
+
+    Raises
+    ------
+    ValueError
+        If the device type is neither ``cpu`` nor ``cuda``.
+    """
     device_type = torch.device(device).type
     if device_type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -50,6 +78,23 @@ def autocast(device: torch.device | str, enabled: bool) -> contextlib.AbstractCo
 
     ``enabled`` is used as given: pass :func:`mixed_precision_enabled` to apply
     the configuration's CUDA-only rule.
+
+    Parameters
+    ----------
+    device : torch.device or str
+        The device the networks run on (``cpu`` or ``cuda``).
+    enabled : bool
+        Whether to run under autocast at all.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        The autocast context, or :func:`contextlib.nullcontext` when not ``enabled``.
+
+    Raises
+    ------
+    ValueError
+        If ``enabled`` and the device type has no rule in :func:`autocast_dtype`.
     """
     if not enabled:
         return contextlib.nullcontext()
@@ -58,5 +103,18 @@ def autocast(device: torch.device | str, enabled: bool) -> contextlib.AbstractCo
 
 
 def needs_grad_scaler(device: torch.device | str, enabled: bool) -> bool:
-    """Whether training under :func:`autocast` needs loss scaling: only for float16."""
+    """Whether training under :func:`autocast` needs loss scaling: only for float16.
+
+    Parameters
+    ----------
+    device : torch.device or str
+        The device the networks train on.
+    enabled : bool
+        Whether training runs under :func:`autocast`.
+
+    Returns
+    -------
+    bool
+        True when ``enabled`` and :func:`autocast_dtype` of ``device`` is float16.
+    """
     return bool(enabled) and autocast_dtype(device) == torch.float16

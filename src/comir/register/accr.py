@@ -22,14 +22,17 @@ The matrix is mapped back to the original grids (:func:`comir.imaging.resampling
 where the model's matrix sends their soft correspondences: how well one transform explains the
 attention (lower is better). A pair with a constant image, or without a valid token on either
 side, is a registration failure; images whose channels do not match the encoders are a
-:class:`ValueError`. Not yet a method of :data:`comir.register.METHODS` (it needs a model, not
-parameters): docs/explanation/accr.md, "Not yet wired".
+:class:`ValueError`. It is the registration method ``accr`` of
+:data:`comir.register.MODEL_METHODS`: the job gives it its model file and the reference slot
+(:func:`comir.register.with_model`); its results are deterministic (no seed).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -38,6 +41,7 @@ import torch
 from comir import geometry as g
 from comir.imaging.masks import working_mask
 from comir.imaging.resampling import Resampling, to_original_grids
+from comir.network.accr.checkpoint import load_accr
 from comir.network.accr.geometry import token_centres, token_validity
 from comir.network.accr.model import ENCODER_SLOTS, ACCRNet, ACCROutput
 from comir.network.device import resolve_device
@@ -59,7 +63,23 @@ ACCR_REFINEMENTS: tuple[str, ...] = ("none", "ecc")
 
 
 def check_images(reference: np.ndarray, floating: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each image checked as :func:`comir.register.base.check_image` does; their channel counts may differ."""
+    """Each image checked as :func:`comir.register.base.check_image` does; their channel counts may differ.
+
+    Parameters
+    ----------
+    reference, floating : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` images.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(reference, floating)`` as float32.
+
+    Raises
+    ------
+    ValueError
+        If an image is malformed (:func:`comir.register.base.check_image`).
+    """
     return check_image(reference, "reference"), check_image(floating, "floating")
 
 
@@ -100,38 +120,51 @@ class ACCRRegistration:
 
     Parameters
     ----------
-    model : ACCRNet
-        The trained model (:func:`comir.training.accr.train_registration_head`,
-        :func:`comir.network.accr.checkpoint.load_accr`); moved to ``device`` and put in eval mode.
+    model : ACCRNet or str or os.PathLike
+        The trained model (:func:`comir.training.accr.train_registration_head`), or its model file
+        (:func:`comir.network.accr.checkpoint.load_accr`, rule train_accr); moved to ``device`` and
+        put in eval mode.
     reference_slot : str
         The reference image's modality (``"A"`` or ``"B"``); the floating image is the other one.
     max_px : int
         Longest image side at the working level (step 1).
     refine : str
-        ``"none"`` or ``"ecc"`` (step 3); ``iterations``: ECC's.
+        ``"none"`` or ``"ecc"`` (step 3).
+    iterations : int
+        ECC's iterations (with ``refine: ecc``).
     device : str
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    threads : int
+        PyTorch's CPU threads (the job's; set for the process).
     """
 
     name: ClassVar[str] = "accr"
+    colour_input: ClassVar[bool] = True  # comir.register.cases: each original with its channels, no PCA
 
-    model: ACCRNet
+    model: ACCRNet | str | os.PathLike[str]
     reference_slot: str = "A"
     max_px: int = 256
     refine: str = "none"
     iterations: int = 50
     device: str = "cpu"
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if self.reference_slot not in ENCODER_SLOTS:
             raise ValueError(f"reference_slot must be one of {ENCODER_SLOTS}, got {self.reference_slot!r}")
+        if int(self.threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        self._device = resolve_device(self.device)
+        if self._device.type == "cpu":
+            torch.set_num_threads(int(self.threads))
+        if not isinstance(self.model, ACCRNet):
+            self.model = load_accr(Path(self.model), self._device)[0]
         if int(self.max_px) < self.model.multiple:
             raise ValueError(f"max_px must be >= the model's multiple {self.model.multiple}, got {self.max_px}")
         if self.refine not in ACCR_REFINEMENTS:
             raise ValueError(f"refine must be one of {ACCR_REFINEMENTS}, got {self.refine!r}")
         if int(self.iterations) < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
-        self._device = resolve_device(self.device)
         self.model.to(self._device).eval()
 
     @property
@@ -147,7 +180,28 @@ class ACCRRegistration:
         reference_mask: np.ndarray | None = None,
         floating_mask: np.ndarray | None = None,
     ) -> RegistrationResult:
-        """The floating -> reference matrix of the model (refined with ``refine: ecc``), or a failed result."""
+        """The floating -> reference matrix of the model (refined with ``refine: ecc``), or a failed result.
+
+        Parameters
+        ----------
+        reference : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` original reference image, ``C`` that of its slot's encoder.
+        floating : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` original floating image, ``C`` that of the other slot's encoder.
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel masks; None: every pixel is valid. Default None.
+
+        Returns
+        -------
+        RegistrationResult
+            The 2x3 transform floating -> reference on the original grids; ``metric`` the
+            confidence-weighted RMS residual in original pixels (module doc).
+
+        Raises
+        ------
+        ValueError
+            If an image is malformed or its channels do not match its encoder.
+        """
         prediction = self._predict(reference, floating, reference_mask, floating_mask)
         output, factor = prediction.output, prediction.factor
         matrix = output.matrix[0].double().cpu().numpy()
@@ -175,8 +229,24 @@ class ACCRRegistration:
     ) -> ACCRAttention:
         """The model's attention on a pair, for :func:`comir.evaluate.attention.plot_attention`.
 
-        The images and masks as :meth:`register` takes them; a pair it cannot register raises
-        :class:`~comir.register.base.RegistrationFailure`.
+        Parameters
+        ----------
+        reference, floating : numpy.ndarray
+            The original images, as :meth:`register` takes them.
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel masks; None: every pixel is valid. Default None.
+
+        Returns
+        -------
+        ACCRAttention
+            The attention weights and the tokens' centres in original pixels.
+
+        Raises
+        ------
+        RegistrationFailure
+            For a pair it cannot register (a constant image, no half-valid token, an empty mask).
+        ValueError
+            If an image is malformed or its channels do not match its encoder.
         """
         reference, floating = check_images(reference, floating)
         masks = check_mask(reference_mask, reference, "reference"), check_mask(floating_mask, floating, "floating")

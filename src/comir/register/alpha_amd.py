@@ -115,7 +115,18 @@ _BLOCK = 250
 
 
 def logistic(image: np.ndarray) -> np.ndarray:
-    """``1 / (1 + exp(-x))`` without overflow warnings."""
+    """``1 / (1 + exp(-x))`` without overflow warnings.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Any array (converted to float64).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 values in [0, 1], the shape of ``image``.
+    """
     image = np.asarray(image, dtype=np.float64)
     return 0.5 * (1.0 + np.tanh(0.5 * image))
 
@@ -123,8 +134,19 @@ def logistic(image: np.ndarray) -> np.ndarray:
 def normalize_intensity(image: np.ndarray, percentile: float = 0.0) -> np.ndarray | None:
     """Stretch ``image`` linearly to [0, 1] between two percentiles, clipping outside.
 
-    The percentiles are ``percentile`` and ``100 - percentile`` (0: min and max). Falls back to
-    min-max when the percentiles coincide; returns ``None`` for an image without contrast.
+    Falls back to min-max when the percentiles coincide; returns ``None`` for an image without contrast.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The image (converted to float64).
+    percentile : float, optional
+        The percentiles are ``percentile`` and ``100 - percentile`` (0: min and max). Default 0.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        float64 in [0, 1], the shape of ``image``; None when max and min (nearly) coincide.
     """
     image = np.asarray(image, dtype=np.float64)
     low, high = float(image.min()), float(image.max())
@@ -138,7 +160,20 @@ def normalize_intensity(image: np.ndarray, percentile: float = 0.0) -> np.ndarra
 
 
 def round_to_levels(image01: np.ndarray, levels: int) -> np.ndarray:
-    """Levels ``0..levels`` of a [0, 1] image: ``round(levels * I)`` (int16)."""
+    """Levels ``0..levels`` of a [0, 1] image: ``round(levels * I)`` (int16).
+
+    Parameters
+    ----------
+    image01 : numpy.ndarray
+        Image with values in [0, 1] (values outside are clipped to the end levels).
+    levels : int
+        The number of non-zero levels ``Q``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int16 levels in ``0..levels``, the shape of ``image01``.
+    """
     q = np.floor(np.asarray(image01, dtype=np.float64) * levels + 0.5)
     return np.clip(q, 0, levels).astype(np.int16)
 
@@ -177,6 +212,22 @@ def alpha_distance_maps(
     ``c_k(y) = (1/Q)(sum_{q<=k} d(y, {k >= q}) + [complement] sum_{q>k} d(y, {k < q}))``
     in pixels of ``quantized``; with ``valid`` the cuts hold valid pixels only.
     An empty cut contributes the image diagonal (a constant, so it adds no gradient).
+
+    Parameters
+    ----------
+    quantized : numpy.ndarray
+        ``(H, W)`` levels ``0..levels`` (:func:`round_to_levels`).
+    levels : int
+        The number of non-zero levels ``Q``.
+    complement : bool, optional
+        Add the distances to the complement's cuts ``{k < q}``. Default True.
+    valid : numpy.ndarray or None, optional
+        Boolean ``(H, W)`` valid-pixel mask; None: every pixel is valid. Default None.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(levels + 1, H, W)`` float64 maps, in pixels of ``quantized``.
     """
     height, width = quantized.shape
     empty = float(math.hypot(height, width))
@@ -347,14 +398,39 @@ class AlphaAMDMeasure:
         )
 
     def matrix(self, params: Sequence[float]) -> np.ndarray:
-        """The floating -> reference 2x3 matrix of ``params``."""
+        """The floating -> reference 2x3 matrix of ``params``.
+
+        Parameters
+        ----------
+        params : Sequence[float]
+            ``(angle, tx, ty)``: radians and full-resolution pixels.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``M(p) = R(angle)(p - c_f) + c_r + t`` as a 2x3 matrix.
+        """
         angle, tx, ty = (float(v) for v in params)
         rotation = rigid_matrix(angle, 0.0, 0.0)[:, :2]
         offset = self.reference_center + np.array([tx, ty]) - rotation @ self.floating_center
         return np.hstack([rotation, offset[:, None]])
 
     def sample(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Random flat pixel indices (with replacement): (reference, floating)."""
+        """Random flat pixel indices (with replacement): (reference, floating).
+
+        Parameters
+        ----------
+        count : int
+            Indices per image.
+        rng : numpy.random.Generator
+            The random stream (reference indices are drawn first).
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(reference_index, floating_index)``, each ``(count,)`` in ``0 .. pixel_count - 1`` of its
+            image at this level (indices into the valid pixels where masked).
+        """
         return (
             rng.integers(0, self.reference.pixel_count, size=count),
             rng.integers(0, self.floating.pixel_count, size=count),
@@ -366,7 +442,23 @@ class AlphaAMDMeasure:
         reference_index: np.ndarray | None = None,
         floating_index: np.ndarray | None = None,
     ) -> tuple[float, np.ndarray]:
-        """Symmetric distance and its gradient; all pixels when no indices are given."""
+        """Symmetric distance and its gradient; all pixels when no indices are given.
+
+        Parameters
+        ----------
+        params : Sequence[float]
+            ``(angle, tx, ty)`` of the floating -> reference transform.
+        reference_index, floating_index : numpy.ndarray or None, optional
+            Sample indices of each image (as :meth:`sample` draws them); None: every (valid) pixel of
+            that image. Default None.
+
+        Returns
+        -------
+        value : float
+            The symmetric alpha-AMD in full-resolution pixels.
+        gradient : numpy.ndarray
+            ``(3,)`` derivative with respect to ``(angle, tx, ty)``.
+        """
         ref_points = self._points(self.reference, reference_index)
         flo_points = self._points(self.floating, floating_index)
         return self.evaluate(params, ref_points, flo_points)
@@ -384,7 +476,23 @@ class AlphaAMDMeasure:
         reference_points: list[tuple[np.ndarray, ...]],
         floating_points: list[tuple[np.ndarray, ...]],
     ) -> tuple[float, np.ndarray]:
-        """Like :meth:`value_and_gradient`, for points prepared by ``_Target.points``."""
+        """Like :meth:`value_and_gradient`, for points prepared by ``_Target.points``.
+
+        Parameters
+        ----------
+        params : Sequence[float]
+            ``(angle, tx, ty)`` of the floating -> reference transform.
+        reference_points, floating_points : list of tuple of numpy.ndarray
+            Chunks of sample points of each image, each ``(x, y, level, weight)`` as ``_Target.points``
+            returns them.
+
+        Returns
+        -------
+        value : float
+            The symmetric alpha-AMD in full-resolution pixels.
+        gradient : numpy.ndarray
+            ``(3,)`` derivative with respect to ``(angle, tx, ty)``.
+        """
         batch = np.asarray(params, dtype=float)[None]
         values, gradients = self.evaluate_batch(batch, reference_points, floating_points)
         return float(values[0]), gradients[0]
@@ -400,6 +508,21 @@ class AlphaAMDMeasure:
         Point arrays (from ``_Target.points``) are ``(n,)``, shared by every
         row, or ``(S, n)``, one sample per row.  Row ``s`` gives the same
         numbers as evaluating its parameters alone.
+
+        Parameters
+        ----------
+        params : numpy.ndarray
+            ``(S, 3)`` rows ``(angle, tx, ty)``.
+        reference_points, floating_points : list of tuple of numpy.ndarray
+            Chunks of sample points of each image, each ``(x, y, level, weight)``.
+
+        Returns
+        -------
+        values : numpy.ndarray
+            ``(S,)`` symmetric distances in full-resolution pixels (a direction where no point landed
+            inside the other image counts its map's largest value).
+        gradients : numpy.ndarray
+            ``(S, 3)`` derivatives with respect to ``(angle, tx, ty)``.
         """
         params = np.asarray(params, dtype=float)
         cos, sin = np.cos(params[:, 0]), np.sin(params[:, 0])
@@ -468,10 +591,30 @@ def symmetric_amd(
     """Symmetric alpha-AMD between two [0, 1] images at ``params = (angle, tx, ty)``.
 
     ``M(p) = R(angle)(p - c_f) + c_r + t`` maps floating to reference pixels
-    (``c`` the image centres).  Returns ``(value, gradient)``, the gradient
-    with respect to ``(angle, tx, ty)``.  ``points=None`` uses every pixel
-    of both images; otherwise ``points`` pixels of each image drawn with
-    ``seed`` (a fixed sample for a given seed).
+    (``c`` the image centres).
+
+    Parameters
+    ----------
+    reference01, floating01 : numpy.ndarray
+        ``(H, W)`` images with values in [0, 1].
+    params : Sequence[float], optional
+        ``(angle, tx, ty)`` in radians and pixels. Default ``(0, 0, 0)``.
+    levels : int, optional
+        The number of non-zero quantisation levels. Default 7.
+    complement : bool, optional
+        Use the cuts of the complement too. Default True.
+    points : int or None, optional
+        None uses every pixel of both images; otherwise ``points`` pixels of each image drawn with
+        ``seed`` (a fixed sample for a given seed). Default None.
+    seed : int, optional
+        The sample's seed. Default 0.
+
+    Returns
+    -------
+    value : float
+        The distance in pixels.
+    gradient : numpy.ndarray
+        ``(3,)`` derivative with respect to ``(angle, tx, ty)``.
     """
     measure = AlphaAMDMeasure(reference01, floating01, levels=levels, complement=complement)
     if points is None:
@@ -559,7 +702,23 @@ class AlphaAMDRegistration:
         floating: np.ndarray,
         masks: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Both images as float64 in [0, 1] (``None`` for an image without contrast), invalid pixels filled."""
+        """Both images as float64 in [0, 1] (``None`` for an image without contrast), invalid pixels filled.
+
+        Multi-channel images are reduced to one channel (the floating image with the reference's basis),
+        mapped through :func:`logistic` with ``logistic`` and stretched by :func:`normalize_intensity`.
+
+        Parameters
+        ----------
+        reference, floating : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` images.
+        masks : tuple of (numpy.ndarray or None), optional
+            Boolean ``(H, W)`` valid-pixel masks of the two images. Default ``(None, None)``.
+
+        Returns
+        -------
+        tuple of (numpy.ndarray or None)
+            ``(reference01, floating01)``, each ``(H, W)`` float64 or None.
+        """
         ref, basis = to_single_channel(fill_invalid(reference, masks[0]))
         flo, _ = to_single_channel(fill_invalid(floating, masks[1]), basis)
         out = []
@@ -574,7 +733,23 @@ class AlphaAMDRegistration:
         floating01: np.ndarray,
         masks: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
     ) -> list[tuple[AlphaAMDMeasure, int, float]]:
-        """One measure per usable pyramid level with its iterations and step."""
+        """One measure per usable pyramid level with its iterations and step.
+
+        Levels at which an image would have a side below 2 pixels, or where the masks leave no pixel,
+        are left out.
+
+        Parameters
+        ----------
+        reference01, floating01 : numpy.ndarray
+            ``(H, W)`` images in [0, 1] (:meth:`preprocess`).
+        masks : tuple of (numpy.ndarray or None), optional
+            Boolean ``(H, W)`` valid-pixel masks at full resolution. Default ``(None, None)``.
+
+        Returns
+        -------
+        list of tuple of (AlphaAMDMeasure, int, float)
+            ``(measure, iterations, step)`` per level, coarsest first.
+        """
         c_r, c_f = image_center(np.shape(reference01)), image_center(np.shape(floating01))
         out = []
         for factor, sigma, iterations, step in zip(
@@ -602,6 +777,20 @@ class AlphaAMDRegistration:
         The starts run in lockstep, one vectorised evaluation per iteration
         for all of them; start ``s`` draws its samples from ``rngs[s]`` only,
         so its run is the same alone as within a multi-start.
+
+        Parameters
+        ----------
+        pyramid : list of tuple of (AlphaAMDMeasure, int, float)
+            The levels of :meth:`pyramid`.
+        starts : numpy.ndarray
+            ``(S, 3)`` start parameters ``(angle, tx, ty)``.
+        rngs : Sequence[numpy.random.Generator]
+            One random stream per start.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(S, 3)`` final parameters.
         """
         params = np.array(starts, dtype=float).reshape(-1, 3)
         clip, momentum = float(self.gradient_clip), float(self.momentum)
@@ -651,7 +840,22 @@ class AlphaAMDRegistration:
         reference_mask: np.ndarray | None = None,
         floating_mask: np.ndarray | None = None,
     ) -> RegistrationResult:
-        """Floating -> reference by alpha-AMD from every start; the lowest final distance wins."""
+        """Floating -> reference by alpha-AMD from every start; the lowest final distance wins.
+
+        Parameters
+        ----------
+        reference, floating : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` images with the same ``C`` (CoMIRs with ``logistic``).
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel masks; None: every pixel is valid. Default None.
+
+        Returns
+        -------
+        RegistrationResult
+            The rigid floating -> reference transform; ``metric`` the final symmetric distance
+            (full-resolution pixels, lower is better). Failed for an image without contrast,
+            images too small for every pyramid level, or a diverged optimisation.
+        """
         masks = (reference_mask, floating_mask)
         ref01, flo01 = self.preprocess(reference, floating, masks)
         for role, image in (("reference", ref01), ("floating", flo01)):

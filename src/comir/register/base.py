@@ -39,7 +39,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -89,14 +89,39 @@ _BUG_RUNTIME_ERRORS: tuple[type[BaseException], ...] = (NotImplementedError, Rec
 
 
 def is_registration_failure(error: BaseException) -> bool:
-    """Whether ``error`` means "this pair cannot be registered" rather than a bug."""
+    """Whether ``error`` means "this pair cannot be registered" rather than a bug.
+
+    Parameters
+    ----------
+    error : BaseException
+        The exception raised inside a method.
+
+    Returns
+    -------
+    bool
+        True for a :class:`RegistrationFailure` or a library failure (:func:`library_failures`)
+        other than ``NotImplementedError`` and ``RecursionError``.
+    """
     if isinstance(error, RegistrationFailure):
         return True
     return isinstance(error, library_failures()) and not isinstance(error, _BUG_RUNTIME_ERRORS)
 
 
 def as_tuple(value: Any, kind: type) -> tuple:
-    """A parameter given as a scalar or a list (YAML) as a tuple of ``kind``."""
+    """A parameter given as a scalar or a list (YAML) as a tuple of ``kind``.
+
+    Parameters
+    ----------
+    value : Any
+        A scalar or an iterable of values.
+    kind : type
+        The type each value is converted with (e.g. ``int``, ``float``).
+
+    Returns
+    -------
+    tuple
+        The converted values (one for a scalar).
+    """
     if np.isscalar(value):
         value = (value,)
     return tuple(kind(v) for v in value)
@@ -137,7 +162,22 @@ class RegistrationResult:
 
     @classmethod
     def failed(cls, message: str, seconds: float = 0.0, metric: float = math.nan) -> RegistrationResult:
-        """A failed result: the identity matrix with ``message`` saying why."""
+        """A failed result: the identity matrix with ``message`` saying why.
+
+        Parameters
+        ----------
+        message : str
+            Why the pair could not be registered.
+        seconds : float, optional
+            Wall time of the registration call. Default 0.
+        metric : float, optional
+            The method's own final value, if any. Default NaN.
+
+        Returns
+        -------
+        RegistrationResult
+            ``status == "failed"``, identity ``matrix``.
+        """
         return cls(IDENTITY.copy(), FAILED, metric, seconds, message)
 
 
@@ -154,11 +194,45 @@ class Registration(Protocol):
         reference_mask: np.ndarray | None = None,
         floating_mask: np.ndarray | None = None,
     ) -> RegistrationResult:
-        """The transform floating pixel -> reference pixel, or a failed result (docs/method.md, section 7)."""
+        """The transform floating pixel -> reference pixel, or a failed result (docs/method.md, section 7).
+
+        Parameters
+        ----------
+        reference : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` reference image, float32.
+        floating : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` floating image with the same ``C``; its size may differ.
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel masks of the two images (True where the pixel is image);
+            None: every pixel is valid. Default None.
+
+        Returns
+        -------
+        RegistrationResult
+            The rigid (or the method's model) 2x3 transform floating -> reference, or a failed result.
+        """
 
 
 def check_image(image: np.ndarray, role: str) -> np.ndarray:
-    """Validate one input image and return it as a float32 array."""
+    """Validate one input image and return it as a float32 array.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` real-valued (or boolean) image.
+    role : str
+        ``"reference"`` or ``"floating"``, for the messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        The image as float32 (not copied when it already is).
+
+    Raises
+    ------
+    ValueError
+        If the image is not 2-D or 3-D, is empty, is not real-valued, or has non-finite values.
+    """
     image = np.asarray(image)
     if image.ndim not in (2, 3):
         raise ValueError(f"{role} image must have shape (H, W) or (H, W, C), got {image.shape}")
@@ -173,7 +247,23 @@ def check_image(image: np.ndarray, role: str) -> np.ndarray:
 
 
 def check_pair(reference: np.ndarray, floating: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a reference/floating pair (same channel count) as float32 arrays."""
+    """Validate a reference/floating pair (same channel count) as float32 arrays.
+
+    Parameters
+    ----------
+    reference, floating : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` images (see :func:`check_image`).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(reference, floating)`` as float32.
+
+    Raises
+    ------
+    ValueError
+        If an image is malformed (:func:`check_image`) or the channel counts differ.
+    """
     reference = check_image(reference, "reference")
     floating = check_image(floating, "floating")
     channels = [1 if im.ndim == 2 else im.shape[2] for im in (reference, floating)]
@@ -188,8 +278,26 @@ def check_pair(reference: np.ndarray, floating: np.ndarray) -> tuple[np.ndarray,
 def check_mask(mask: np.ndarray | None, image: np.ndarray, role: str) -> np.ndarray | None:
     """A valid-pixel mask as booleans of the image's ``(H, W)``; ``None`` stays ``None`` (all valid).
 
-    ``ValueError`` for a mask of another shape (a bug or a mismatched file);
-    :class:`RegistrationFailure` for a mask without valid pixels (nothing to register).
+    Parameters
+    ----------
+    mask : numpy.ndarray or None
+        ``(H, W)`` (or ``(H, W, 1)``) mask, non-zero = valid; None: all valid.
+    image : numpy.ndarray
+        The image it belongs to.
+    role : str
+        ``"reference"`` or ``"floating"``, for the messages.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Boolean ``(H, W)`` mask, or None.
+
+    Raises
+    ------
+    ValueError
+        For a mask of another shape (a bug or a mismatched file).
+    RegistrationFailure
+        For a mask without valid pixels (nothing to register).
     """
     if mask is None:
         return None
@@ -211,6 +319,19 @@ def fill_invalid(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     look at a neighbourhood): a flat fill adds no edge at the mask's border, so
     the invalid region contributes no structure, only a little less contrast
     next to it.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` image.
+    mask : numpy.ndarray or None
+        Boolean ``(H, W)`` valid-pixel mask; None (or a mask all valid or all invalid) returns
+        ``image`` itself.
+
+    Returns
+    -------
+    numpy.ndarray
+        A float32 copy with the invalid pixels filled, or ``image`` unchanged.
     """
     if mask is None or mask.all() or not mask.any():  # nothing to fill, or nothing to fill it from
         return image
@@ -227,9 +348,21 @@ def require_variation(
 ) -> None:
     """:class:`RegistrationFailure` naming the image (reference first) whose values are all equal.
 
-    ``masks``: whether each image was restricted to its valid pixels (the message says "where
-    valid"); ``consequence``: what the constant image breaks in the method, said before "there
-    is nothing to register" (e.g. ``"the Mattes histogram has no range and "``).
+    Parameters
+    ----------
+    reference, floating : numpy.ndarray
+        The two images (restricted to their valid pixels by the caller where masked).
+    masks : tuple of (numpy.ndarray or None), optional
+        Whether each image was restricted to its valid pixels (not None: the message says "where
+        valid"). Default ``(None, None)``.
+    consequence : str, optional
+        What the constant image breaks in the method, said before "there is nothing to register"
+        (e.g. ``"the Mattes histogram has no range and "``). Default ``""``.
+
+    Raises
+    ------
+    RegistrationFailure
+        If either image is constant.
     """
     for role, image, mask in (("reference", reference, masks[0]), ("floating", floating, masks[1])):
         if float(image.max()) == float(image.min()):
@@ -257,6 +390,26 @@ def to_single_channel(
       independent of this image's statistics.
     * with ``basis`` (length C): ``image @ basis``; used to project a floating
       image exactly like its reference.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` image.
+    basis : numpy.ndarray or None, optional
+        Length-``C`` projection to use; None: the image's first principal component. Default None.
+
+    Returns
+    -------
+    image2d : numpy.ndarray
+        ``(H, W)`` float32 projection.
+    basis : numpy.ndarray
+        The projection used (``[1.0]`` for a single-channel image, even when a one-entry ``basis``
+        scaled it).
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not 2-D or 3-D, or ``basis`` does not have one entry per channel.
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3 and image.shape[2] == 1:
@@ -301,6 +454,19 @@ def timed(
     result with the identity matrix and the error's message; every other
     exception propagates (docs/method.md, section 7).  Use as ``@timed`` or,
     with another validation, ``@timed(check=...)``.
+
+    Parameters
+    ----------
+    register : Callable or None, optional
+        The method to wrap (``@timed``); None when called with keywords (``@timed(check=...)``).
+        Default None.
+    check : Callable, optional
+        Validates and converts ``(reference, floating)``, returning the pair. Default :func:`check_pair`.
+
+    Returns
+    -------
+    Callable
+        The wrapped method, or (without ``register``) the decorator.
     """
 
     def decorate(function: Callable[..., RegistrationResult]) -> Callable[..., RegistrationResult]:
@@ -342,6 +508,11 @@ def set_native_threads(threads: int) -> None:
     over ITK threads in a varying order, so that two identical MI registrations would differ
     (docs/method.md, section 12): MI uses the threads for its starts instead
     (:mod:`comir.register.mi`).
+
+    Parameters
+    ----------
+    threads : int
+        The process's thread count.
     """
     import cv2
     import SimpleITK as sitk
@@ -351,7 +522,20 @@ def set_native_threads(threads: int) -> None:
 
 
 def failure_message(error: BaseException) -> str:
-    """The message of a failed result: a RegistrationFailure's own text, else the library error's type and text."""
+    """The message of a failed result: a RegistrationFailure's own text, else the library error's type and text.
+
+    Whitespace runs (multi-line ITK messages) are collapsed to single spaces.
+
+    Parameters
+    ----------
+    error : BaseException
+        A registration failure (:func:`is_registration_failure`).
+
+    Returns
+    -------
+    str
+        The message; a library's own type is named with its package (e.g. ``cv2.error``).
+    """
     text = " ".join(str(error).split())  # ITK messages span several lines
     if isinstance(error, RegistrationFailure):
         return text or "registration failed"
@@ -362,21 +546,80 @@ def failure_message(error: BaseException) -> str:
 
 
 def param_names(cls: type) -> list[str]:
-    """Constructor parameters of a dataclass method, excluding ``seed``."""
+    """Constructor parameters of a dataclass method, excluding ``seed``.
+
+    Parameters
+    ----------
+    cls : type
+        A dataclass registration method.
+
+    Returns
+    -------
+    list of str
+        Its init fields other than ``seed``, in declaration order.
+    """
     return [f.name for f in dataclasses.fields(cls) if f.init and f.name != "seed"]
 
 
 def build_method(cls: type, params: Mapping[str, Any] | None, seed: int, threads: int = 1) -> Registration:
     """An instance of the method class ``cls`` (its ``name`` in messages) with ``params`` and ``seed``.
 
-    Raises :class:`ValueError` for a ``transform`` given to a rigid-only method, an
-    unknown parameter key (naming it and listing the accepted ones) or an invalid
-    value; ``threads`` goes to methods that take one.  The registry's
-    :func:`comir.register.make_method` looks ``cls`` up by name and calls this.
+    The registry's :func:`comir.register.make_method` looks ``cls`` up by name and calls this.
+
+    Parameters
+    ----------
+    cls : type
+        A dataclass registration method with a ``name``.
+    params : Mapping[str, Any] or None
+        Its parameters (None: all defaults); must not contain ``seed``.
+    seed : int
+        The method's random seed.
+    threads : int, optional
+        The job's thread count; goes to methods that take one (unless ``params`` set it). Default 1.
+
+    Returns
+    -------
+    Registration
+        The method instance.
+
+    Raises
+    ------
+    RigidOnly
+        For a ``transform`` given to a rigid-only method (a :class:`ValueError`).
+    ValueError
+        For an unknown parameter key (naming it and listing the accepted ones) or an invalid value.
     """
     name, params, allowed = cls.name, dict(params or {}), param_names(cls)
     if "transform" in params and "transform" not in allowed:
         raise RigidOnly(f"registration method {name!r} estimates rigid transforms only (no 'transform' parameter)")
+    check_param_names(name, params, allowed)
+    if "threads" in allowed:
+        params.setdefault("threads", int(threads))
+    # A method without randomness (a trained model's) has no seed.
+    seeded = {"seed": int(seed)} if any(f.name == "seed" for f in dataclasses.fields(cls)) else {}
+    try:
+        return cls(**params, **seeded)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"invalid parameters for registration method {name!r}: {error}") from error
+
+
+def check_param_names(name: str, params: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    """Stop at a parameter that registration method ``name`` does not take.
+
+    Parameters
+    ----------
+    name : str
+        The method's name, in the message.
+    params : Mapping[str, Any]
+        The parameters given.
+    allowed : Sequence[str]
+        The names the method takes (e.g. :func:`param_names`).
+
+    Raises
+    ------
+    ValueError
+        Naming each unknown key and listing the accepted ones.
+    """
     unknown = sorted(key for key in params if key not in allowed)
     if unknown:
         hint = " (pass the seed as make_method's seed argument)" if "seed" in unknown else ""
@@ -384,12 +627,6 @@ def build_method(cls: type, params: Mapping[str, Any] | None, seed: int, threads
             f"unknown parameter(s) {', '.join(map(repr, unknown))} for registration method "
             f"{name!r}{hint}; accepted: {', '.join(allowed)}"
         )
-    if "threads" in allowed:
-        params.setdefault("threads", int(threads))
-    try:
-        return cls(**params, seed=int(seed))
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"invalid parameters for registration method {name!r}: {error}") from error
 
 
 class RigidOnly(ValueError):
@@ -405,6 +642,7 @@ __all__ = [
     "RigidOnly",
     "build_method",
     "check_image",
+    "check_param_names",
     "check_mask",
     "check_pair",
     "fill_invalid",

@@ -27,12 +27,6 @@ Stages, each configurable and timed:
    ``"mi"`` (SimpleITK Mattes MI from the estimate; ``refine_params``: the
    parameters of ``mi``) or ``"none"``.  A refined candidate is added next to
    the one it came from, so refinement can only add options.
-
-``transform`` (rigid, similarity or affine; docs/method.md, section 13) is the
-model of stages 2 and 3: SIFT's RANSAC fits it and the refinement estimates it
-(ECC's affine warp, projected onto a similarity where asked; MI's Similarity2D
-or affine transform).  The global search stays rigid: it finds rotation and
-translation, and the refinement adds scale or shear.
 4. **Choice**: every candidate gets the quality score: the Pearson correlation
    of the reference and the bilinearly warped floating image (both reduced to
    one channel, the floating one with the reference's basis, and smoothed by
@@ -45,7 +39,11 @@ translation, and the refinement adds scale or shear.
    CoMIRs smoothed by ``smooth_sigma``), and keypoints matched on the
    original images are the more precise where the modalities share them.
    Below ``min_quality`` the pair is ``failed`` (with the winner's score in
-   the message).
+   the message).  The bar is 0 by default: two unrelated smooth images can
+   correlate by chance on a quarter overlap at the best of all rotations and
+   shifts (0.59 for the test suite's textures, against 0.99 for the true
+   pair), so a useful bar depends on the data; it is the score to rank and
+   flag results by.
 
 **Several networks** (``networks``: K > 1, an ensemble of networks trained
 differently, e.g. with and without stain augmentation; docs/method.md,
@@ -57,11 +55,13 @@ score is the mean of the score on every network's CoMIRs.  Each network's own
 score is not comparable across networks (one network's CoMIRs may correlate
 more on every alignment, right or wrong); every candidate scored on every
 network's CoMIRs is, and an alignment that is wrong for one network's
-representation scores low there.  The bar is 0 by default: two
-   unrelated smooth images can correlate by chance on a quarter overlap at
-   the best of all rotations and shifts (0.59 for the test suite's textures,
-   against 0.99 for the true pair), so a useful bar depends on the data; it
-   is the score to rank and flag results by.
+representation scores low there.
+
+``transform`` (rigid, similarity or affine; docs/method.md, section 13) is the
+model of stages 2 and 3: SIFT's RANSAC fits it and the refinement estimates it
+(ECC's affine warp, projected onto a similarity where asked; MI's Similarity2D
+or affine transform).  The global search stays rigid: it finds rotation and
+translation, and the refinement adds scale or shear.
 
 ``metric`` of the result is the winner's quality score (higher is better);
 ``message`` lists every candidate with its score, and the one kept, e.g.
@@ -308,10 +308,30 @@ class CascadeRegistration:
     ) -> RegistrationResult:
         """Floating -> reference: the best-scoring candidate of the cascade (see the module doc).
 
-        ``originals``: the original reference and floating images on the
-        CoMIRs' grids (the masks apply to them too), needed when
-        ``original_keypoints`` is set and unused otherwise.  With ``networks``
-        K > 1 the CoMIRs' channels are K networks' groups (module doc).
+        Parameters
+        ----------
+        reference, floating : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` CoMIRs with the same ``C``; with ``networks`` K > 1 the
+            channels are K networks' equal groups (module doc).
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel masks, given to every stage and the score; None: every
+            pixel is valid. Default None.
+        originals : tuple of numpy.ndarray or None, optional
+            The original reference and floating images on the CoMIRs' grids (the masks apply to them
+            too), needed when ``original_keypoints`` is set and unused otherwise. Default None.
+
+        Returns
+        -------
+        RegistrationResult
+            The kept candidate's matrix; ``metric`` its quality score (higher is better); ``message``
+            every candidate with its score and the one kept. Failed when every stage fails, no
+            candidate overlaps by ``min_overlap``, or the best score is below ``min_quality``.
+
+        Raises
+        ------
+        ValueError
+            If ``original_keypoints`` is set without ``originals``, an original's shape differs from its
+            CoMIR's, or the channels do not split into ``networks`` equal groups.
         """
         masks = {"reference_mask": reference_mask, "floating_mask": floating_mask}
         pairs = list(zip(self._per_network(reference, "reference"), self._per_network(floating, "floating")))

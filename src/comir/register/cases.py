@@ -54,6 +54,29 @@ def prepare_patch(
     (methods with ``colour_input = True``, e.g. ``curvealign``) a
     multi-channel original keeps its channels, ``(H, W, C)``, and only a
     single-channel one is ``(H, W)``.  CoMIRs are used as computed.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The stored patch.
+    name : str
+        The patch's name, in error messages.
+    image_input : str
+        ``"comir"`` (used as is) or ``"original"`` (pre-processed).
+    modality : Mapping[str, Any]
+        The modality's configuration (:func:`comir.imaging.preprocess.prepare_modality_image`).
+    colour : bool, optional
+        Keep a multi-channel original's channels. Default False.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(H, W)`` or ``(H, W, C)``.
+
+    Raises
+    ------
+    comir.io.InputError
+        As :func:`comir.imaging.preprocess.prepare_modality_image`, for an original.
     """
     if image_input == "comir":
         return np.asarray(image).astype(np.float32)
@@ -67,12 +90,47 @@ def prepare_patch(
 def load_patch(
     image_dir: Path, name: str, image_input: str, modality: Mapping[str, Any], colour: bool = False
 ) -> np.ndarray:
-    """:func:`prepare_patch` of the file ``image_dir/<name>.tif``."""
+    """:func:`prepare_patch` of the file ``image_dir/<name>.tif``.
+
+    Parameters
+    ----------
+    image_dir : pathlib.Path
+        The folder of the patches.
+    name : str
+        The patch's file name without ``.tif``.
+    image_input : str
+        ``"comir"`` or ``"original"``.
+    modality : Mapping[str, Any]
+        The modality's configuration.
+    colour : bool, optional
+        Keep a multi-channel original's channels. Default False.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(H, W)`` or ``(H, W, C)``.
+
+    Raises
+    ------
+    comir.io.InputError
+        If the file is missing or unreadable.
+    """
     return prepare_patch(read_image(image_dir / f"{name}.tif"), name, image_input, modality, colour)
 
 
 def non_finite_count(image: np.ndarray) -> int:
-    """Values of ``image`` that are NaN or infinite as float32 (a float64 beyond float32's range overflows)."""
+    """Values of ``image`` that are NaN or infinite as float32 (a float64 beyond float32's range overflows).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Any array; integer arrays count 0.
+
+    Returns
+    -------
+    int
+        The number of non-finite values.
+    """
     image = np.asarray(image)
     if not np.issubdtype(image.dtype, np.floating):
         return 0  # integer images are always finite
@@ -160,6 +218,46 @@ def register_cases(
     column :data:`DEFORMABLE_SECONDS` the deformable stage's. With ``score`` (a test set with a
     known deformation) each row also has ``score``'s columns of the case's total field: the
     deformable stage's, or the field of the matrix.
+
+    Parameters
+    ----------
+    cases : pandas.DataFrame
+        The test set's cases (``case``, ``image_id``, ``stratum``, ``width``, ``height``,
+        ``initial_displacement_px``, ``true_*``; ``crop_x``, ``crop_y`` with ``unrelated``).
+    image_dir : str or os.PathLike or Sequence[str or os.PathLike]
+        The folder of the patches, or several networks' folders, stacked in this order.
+    method : Registration or None
+        The rigid method; None only with a ``deformable`` stage that registers on its own.
+    run_name : str
+        The registration run's name (column ``method``).
+    image_input : str
+        ``"comir"`` or ``"original"``.
+    direction : str
+        ``"B_to_A"`` or ``"A_to_B"`` (:data:`DIRECTIONS`).
+    modalities : Mapping[str, Mapping[str, Any]]
+        The modalities' configurations by slot (``"A"``, ``"B"``), each with its ``name``.
+    judge : Judge or None, optional
+        Adds the evidence (and confidence) columns. Default None.
+    unrelated : bool, optional
+        Register against unrelated partners. Default False.
+    original_dir : pathlib.Path or None, optional
+        The test set's original patches, required by a method with ``wants_originals``. Default None.
+    deformable : DeformableStage or None, optional
+        A deformable stage after ``method`` (or on its own). Default None.
+    score : FieldScorer or None, optional
+        Scores each case's total field against a known deformation. Default None.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per case, columns :func:`result_columns`.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` wants the originals and no ``original_dir`` is given.
+    comir.io.InputError
+        If a patch file is missing or unreadable.
     """
     reference_slot, floating_slot = DIRECTIONS[direction]
     colour = bool(getattr(method, "colour_input", False))  # the method wants RGB originals as they are
@@ -235,7 +333,20 @@ def register_cases(
 def result_columns(judge: Judge | None = None, unrelated: bool = False, fields: Sequence[str] = ()) -> list[str]:
     """The columns of :func:`register_cases`' table, in order (also those of a table without rows).
 
-    ``fields``: the columns of a deformable run and of a field's scores, before the message.
+    Parameters
+    ----------
+    judge : Judge or None, optional
+        With a judge, the evidence columns (and ``confidence``, ``accepted`` with a calibration).
+        Default None.
+    unrelated : bool, optional
+        Adds column ``partner``. Default False.
+    fields : Sequence[str], optional
+        The columns of a deformable run and of a field's scores, before the message. Default none.
+
+    Returns
+    -------
+    list of str
+        The column names.
     """
     judged = [] if judge is None else [*FEATURES, *(["confidence", "accepted"] if judge.calibration else [])]
     return [
@@ -254,6 +365,20 @@ def deformable_result(
     Its matrix is the affine closest to the total field (the rigid start where the stage failed),
     its status the stage's, its metric the rigid method's (else the stage's), its seconds both
     stages', its message both messages, the stage's named by ``method``.
+
+    Parameters
+    ----------
+    rigid : RegistrationResult or None
+        The rigid method's result; None for a deformable method on its own.
+    deformed : DeformableResult
+        The deformable stage's result.
+    method : str
+        The deformable method's name, prefixed to its message.
+
+    Returns
+    -------
+    RegistrationResult
+        The combined result.
     """
     matrix = affine_of_field(deformed.field) if deformed.ok else IDENTITY if rigid is None else rigid.matrix
     messages = [rigid.message] if rigid is not None and rigid.message else []
@@ -285,7 +410,21 @@ class Judge:
     calibration: Calibration | None = None
 
     def columns(self, result: RegistrationResult, reference: np.ndarray, floating: np.ndarray) -> dict[str, Any]:
-        """The judgement's columns of one result (the evidence of a failed result: :data:`NO_EVIDENCE`)."""
+        """The judgement's columns of one result (the evidence of a failed result: :data:`NO_EVIDENCE`).
+
+        Parameters
+        ----------
+        result : RegistrationResult
+            The method's result.
+        reference, floating : numpy.ndarray
+            The CoMIRs it registered.
+
+        Returns
+        -------
+        dict
+            The :data:`~comir.calibration.FEATURES` values; with a calibration also ``confidence``
+            (0 for a failed result) and ``accepted``.
+        """
         measured = evidence(reference, floating, result.matrix, seed=self.seed) if result.ok else dict(NO_EVIDENCE)
         if self.calibration is None:
             return measured
@@ -302,6 +441,18 @@ def unrelated_partner(cases: pd.DataFrame, index: int) -> str | None:
     outside the reference patch: so one large image (a scene cut into strips) gives unrelated
     pairs too.  Cases whose place in the image is not known (``crop_x`` < 0: prebuilt test
     sets) pair only with other images.
+
+    Parameters
+    ----------
+    cases : pandas.DataFrame
+        The test set's cases.
+    index : int
+        The row (position) of the case whose partner is sought.
+
+    Returns
+    -------
+    str or None
+        The partner's ``case`` name, or None.
     """
     n = len(cases)
     here = cases.iloc[index]
@@ -338,6 +489,23 @@ def results_evidence(
     """``results`` (per-case rows on CoMIRs) with the evidence of each result (:class:`Judge` without calibration).
 
     The patches are read from ``image_dir`` as :func:`register_cases` read them.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Rows of :func:`register_cases` (``case``, ``direction``, ``status``, ``metric``,
+        ``seconds``, ``message``, ``est_*``; with ``partner``, rows of unrelated pairs).
+    image_dir : pathlib.Path
+        The folder of the CoMIR patches.
+    modalities : Mapping[str, Mapping[str, Any]]
+        The modalities' configurations by slot.
+    seed : int, optional
+        The seed of the evidence's alternatives. Default 0.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``results`` (index reset) with the :data:`~comir.calibration.FEATURES` columns appended.
     """
     judge = Judge(seed)
     measured = []
@@ -346,6 +514,7 @@ def results_evidence(
         matrix = np.array([getattr(row, f"est_{k}") for k in MATRIX_KEYS]).reshape(2, 3)
         result = RegistrationResult(matrix, row.status, row.metric, row.seconds, str(row.message))
         reference = load_patch(image_dir, f"{row.case}_{reference_slot}_ref", "comir", modalities[reference_slot])
-        floating = load_patch(image_dir, f"{row.case}_{floating_slot}_flo", "comir", modalities[floating_slot])
+        floating_case = getattr(row, "partner", row.case)  # an unrelated pair's floating patch is its partner's
+        floating = load_patch(image_dir, f"{floating_case}_{floating_slot}_flo", "comir", modalities[floating_slot])
         measured.append(judge.columns(result, reference, floating))
     return pd.concat([results.reset_index(drop=True), pd.DataFrame(measured, columns=list(FEATURES))], axis=1)

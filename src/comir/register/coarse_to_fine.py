@@ -118,8 +118,24 @@ class CoarseToFine:
     ) -> RegistrationResult:
         """Floating -> reference: the method at the coarse level, refined by blocks at full resolution.
 
-        ``originals`` (the original images on the same grids) go to a method
-        that wants them (``wants_originals``), reduced like the images.
+        Images whose longest side is at most ``max_px`` go to the method as they are.
+
+        Parameters
+        ----------
+        reference, floating : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` images with the same ``C``.
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel masks (reduced with the images at the coarse level); None:
+            every pixel is valid. Default None.
+        originals : tuple of numpy.ndarray or None, optional
+            The original images on the same grids; they go to a method that wants them
+            (``wants_originals``), reduced like the images. Default None.
+
+        Returns
+        -------
+        RegistrationResult
+            The refined (or the coarse) floating -> reference transform on the original grids;
+            ``metric`` the coarse method's; failed when the coarse method fails.
         """
         masks = {"reference_mask": reference_mask, "floating_mask": floating_mask}
         extra = {"originals": originals} if self.wants_originals else {}
@@ -157,7 +173,28 @@ class CoarseToFine:
         reference_mask: np.ndarray | None = None,
         floating_mask: np.ndarray | None = None,
     ) -> tuple[np.ndarray, str]:
-        """``estimate`` refined by block matching at full resolution, or kept; with a note saying which."""
+        """``estimate`` refined by block matching at full resolution, or kept; with a note saying which.
+
+        Parameters
+        ----------
+        reference, floating : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` full-resolution images (reduced to one channel, the floating
+            image with the reference's basis).
+        estimate : numpy.ndarray
+            The coarse 2x3 floating -> reference transform on the full-resolution grids.
+        factor : float
+            The coarse level's reduction factor (sets the default search, ``3 f + 2`` px).
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel masks. Default None.
+
+        Returns
+        -------
+        matrix : numpy.ndarray
+            The block fit's 2x3 transform, or ``estimate`` when fewer than ``min_blocks`` blocks match
+            or fewer than half of them (and ``min_blocks``) agree.
+        note : str
+            What happened, for the result's message.
+        """
         ref, basis = to_single_channel(fill_invalid(reference, reference_mask))
         flo, _ = to_single_channel(fill_invalid(floating, floating_mask), basis)
         search = int(self.search_px) if self.search_px is not None else int(math.ceil(3 * factor)) + 2
@@ -250,7 +287,31 @@ def _warp_block(
 
 
 def coarse_to_fine(method: Registration, max_px: int | None, transform: str, seed: int, **options: Any) -> Registration:
-    """``method`` wrapped in :class:`CoarseToFine` at ``max_px``, or as it is when ``max_px`` is None."""
+    """``method`` wrapped in :class:`CoarseToFine` at ``max_px``, or as it is when ``max_px`` is None.
+
+    Parameters
+    ----------
+    method : Registration
+        The method to wrap.
+    max_px : int or None
+        The coarse level's longest side; None: no wrapping.
+    transform : str
+        The model of the block fit (the method's own).
+    seed : int
+        The seed of the block fit's RANSAC.
+    **options : Any
+        Further :class:`CoarseToFine` fields (``block_px``, ``blocks``, ...).
+
+    Returns
+    -------
+    Registration
+        The wrapped (or the same) method.
+
+    Raises
+    ------
+    ValueError
+        For a field out of its range (:class:`CoarseToFine`).
+    """
     if max_px is None:
         return method
     return CoarseToFine(method, int(max_px), transform=transform, seed=seed, **options)

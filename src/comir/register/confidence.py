@@ -38,7 +38,23 @@ def _smoothed(image: np.ndarray, mask: np.ndarray | None, basis: np.ndarray | No
 
 
 def random_rigid(rng: np.random.Generator, shape: tuple[int, int], count: int) -> np.ndarray:
-    """``count`` rigid 2x3 matrices: any rotation about the centre, translations up to half the image (px)."""
+    """``count`` rigid 2x3 matrices: any rotation about the centre, translations up to half the image (px).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The random stream.
+    shape : tuple of int
+        ``(H, W)`` of the image whose centre they rotate about.
+    count : int
+        How many matrices.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(count, 2, 3)`` matrices: angles uniform in ``[0, 2 pi)``, shifts uniform in
+        ``[-W/2, W/2) x [-H/2, H/2)``.
+    """
     height, width = shape
     angles = rng.uniform(0, 2 * math.pi, count)
     shifts = rng.uniform(-0.5, 0.5, (count, 2)) * (width, height)
@@ -62,10 +78,32 @@ def evidence(
 ) -> dict[str, float]:
     """The evidence for ``matrix`` (floating -> reference) on two CoMIRs (module doc): quality, prominence, overlap.
 
-    Images are ``(H, W)`` or ``(H, W, C)`` float CoMIRs, masks booleans of their
-    ``(H, W)`` (None: all valid).  The alternatives are drawn with ``seed``, so
-    the same inputs give the same evidence.  :data:`NO_EVIDENCE` when the result
-    leaves less than ``min_overlap`` of overlap or a flat image.
+    The alternatives are drawn with ``seed``, so the same inputs give the same evidence.
+
+    Parameters
+    ----------
+    reference, floating : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` float CoMIRs (the floating one is projected with the
+        reference's basis).
+    matrix : numpy.ndarray
+        The 2x3 floating -> reference transform of the result.
+    reference_mask, floating_mask : numpy.ndarray or None, optional
+        Booleans of their ``(H, W)``; None: all valid. Default None.
+    smooth_sigma : float, optional
+        Gaussian blur (px) before the correlations. Default 1.
+    min_overlap : float, optional
+        Least overlap, as a fraction of the smaller image's valid pixels, of the result and of
+        each alternative. Default 0.25.
+    alternatives : int, optional
+        Random rigid transforms the quality is compared with (:func:`random_rigid`). Default 32.
+    seed : int, optional
+        The alternatives' seed. Default 0.
+
+    Returns
+    -------
+    dict of str to float
+        ``quality``, ``prominence`` and ``overlap``; :data:`~comir.calibration.NO_EVIDENCE` when the
+        result leaves less than ``min_overlap`` of overlap or a flat image.
     """
     ref, basis = _smoothed(reference, reference_mask, None, smooth_sigma)
     flo, _ = _smoothed(floating, floating_mask, basis, smooth_sigma)

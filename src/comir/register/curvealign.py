@@ -133,6 +133,20 @@ def stretch_channels(rgb: np.ndarray, percentile: float, low: bool = True) -> np
     With ``low`` its ``percentile`` percentile goes to 0 (a contrast stretch);
     without, 0 stays 0 (a white balance: only the bright end is normalised).
     ``percentile`` 0: the image is only clipped to [0, 1].
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        ``(H, W, C)`` image.
+    percentile : float
+        The percentile of each tail, in percent.
+    low : bool, optional
+        Map the ``percentile`` percentile to 0 as well. Default True.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(H, W, C)`` in [0, 1].
     """
     rgb = np.asarray(rgb, dtype=np.float32)
     if percentile <= 0:
@@ -163,6 +177,31 @@ def kmeans(
     changing; the restart with the lowest within-cluster sum of squares wins.
     An emptied cluster is re-seeded at the point farthest from its centre.
     Vectorised over points and centres (one (N, k) distance matrix per step).
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        ``(N, D)`` points.
+    k : int
+        The number of clusters.
+    rng : numpy.random.Generator
+        The random stream of the seeding.
+    restarts : int, optional
+        Runs from different seedings (at least 1). Default :data:`KMEANS_RESTARTS` (3).
+    iterations : int, optional
+        Most Lloyd iterations per run. Default :data:`KMEANS_ITERATIONS` (100).
+
+    Returns
+    -------
+    centres : numpy.ndarray
+        ``(k, D)`` float64 cluster centres.
+    labels : numpy.ndarray
+        ``(N,)`` the cluster of each point.
+
+    Raises
+    ------
+    ValueError
+        If there are fewer than ``k`` points.
     """
     points = np.asarray(points, dtype=np.float64)
     count = len(points)
@@ -211,7 +250,20 @@ def _along(ab: np.ndarray, hue_deg: float) -> np.ndarray:
 
 
 def segment_hsv_otsu(rgb: np.ndarray, saturation_otsu: bool = True) -> Segmentation:
-    """Collagen and nuclei masks of a stretched RGB image in [0, 1] by HSV + Otsu (module doc)."""
+    """Collagen and nuclei masks of a stretched RGB image in [0, 1] by HSV + Otsu (module doc).
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        ``(H, W, 3)`` image in [0, 1] (:func:`stretch_channels`).
+    saturation_otsu : bool, optional
+        Keep only the eosin pixels above Otsu's saturation threshold. Default True.
+
+    Returns
+    -------
+    Segmentation
+        The masks (both empty when fewer than two pixels are stained or their hue is constant).
+    """
     from skimage.color import rgb2hsv
     from skimage.filters import threshold_otsu
 
@@ -239,7 +291,27 @@ def segment_hsv_otsu(rgb: np.ndarray, saturation_otsu: bool = True) -> Segmentat
 
 
 def segment_kmeans_ab(rgb: np.ndarray, clusters: int, rng: np.random.Generator) -> Segmentation:
-    """Collagen and nuclei masks of a stretched RGB image in [0, 1] by k-means on a*b* (module doc)."""
+    """Collagen and nuclei masks of a stretched RGB image in [0, 1] by k-means on a*b* (module doc).
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        ``(H, W, 3)`` image in [0, 1] (:func:`stretch_channels`).
+    clusters : int
+        The number of k-means clusters.
+    rng : numpy.random.Generator
+        The random stream of the pixel sample (at most :data:`KMEANS_SAMPLES`) and the seeding.
+
+    Returns
+    -------
+    Segmentation
+        The masks (both empty when no cluster has colour).
+
+    Raises
+    ------
+    ValueError
+        If the image has fewer pixels than ``clusters`` (:func:`kmeans`).
+    """
     from skimage.color import rgb2lab
 
     lab = rgb2lab(rgb).reshape(-1, 3)
@@ -274,7 +346,38 @@ def segment_collagen(
     min_object_px: int = 0,
     seed: int = 0,
 ) -> Segmentation:
-    """Collagen mask (nuclei removed) and nuclei mask of an RGB H&E image ``(H, W, 3)`` in [0, 1]."""
+    """Collagen mask (nuclei removed) and nuclei mask of an RGB H&E image ``(H, W, 3)`` in [0, 1].
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        ``(H, W, 3)`` image in [0, 1].
+    segmentation : str, optional
+        ``"hsv_otsu"`` or ``"kmeans_ab"`` (module doc). Default ``"hsv_otsu"``.
+    kmeans_clusters : int, optional
+        k of ``"kmeans_ab"``. Default 3.
+    stretch_percentile : float, optional
+        Per-channel normalisation before segmenting (:func:`stretch_channels`): white balance for
+        ``"hsv_otsu"``, contrast stretch for ``"kmeans_ab"``; 0 = off. Default 1.
+    saturation_otsu : bool, optional
+        ``"hsv_otsu"``: keep only the eosin pixels above Otsu's saturation threshold. Default True.
+    nuclei_dilation_px : int, optional
+        Dilation (px) of the nuclei mask before it is removed from the collagen. Default 1.
+    min_object_px : int, optional
+        Connected collagen pieces smaller than this are dropped (0 or 1: none). Default 0.
+    seed : int, optional
+        The k-means seed. Default 0.
+
+    Returns
+    -------
+    Segmentation
+        The collagen mask and the nuclei mask as segmented (undilated).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``segmentation``, or fewer pixels than ``kmeans_clusters``.
+    """
     from scipy import ndimage
 
     if segmentation == "hsv_otsu":
@@ -298,7 +401,20 @@ def segment_collagen(
 
 
 def collagen_map(collagen: np.ndarray, smooth_sigma: float) -> np.ndarray:
-    """The collagen mask as float32, Gaussian-smoothed by ``smooth_sigma`` px (0: unsmoothed)."""
+    """The collagen mask as float32, Gaussian-smoothed by ``smooth_sigma`` px (0: unsmoothed).
+
+    Parameters
+    ----------
+    collagen : numpy.ndarray
+        Boolean ``(H, W)`` mask.
+    smooth_sigma : float
+        Gaussian sigma in pixels (``nearest`` borders).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(H, W)`` in [0, 1].
+    """
     from scipy import ndimage
 
     image = np.asarray(collagen, dtype=np.float32)
@@ -310,8 +426,21 @@ def collagen_map(collagen: np.ndarray, smooth_sigma: float) -> np.ndarray:
 def split_colour_pair(reference: np.ndarray, floating: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate a colour/grey pair: exactly one ``(H, W, 3)`` image and one ``(H, W)`` (or ``(H, W, 1)``).
 
-    Returns both as float32, the grey one as ``(H, W)``; raises :class:`ValueError`
-    for any other combination (a configuration mistake, see the module doc).
+    Parameters
+    ----------
+    reference, floating : numpy.ndarray
+        The two images, in either order.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(reference, floating)`` as float32, the grey one as ``(H, W)``.
+
+    Raises
+    ------
+    ValueError
+        For any other combination (a configuration mistake, see the module doc) or a malformed
+        image (:func:`comir.register.base.check_image`).
     """
     images = [check_image(reference, "reference"), check_image(floating, "floating")]
     images = [im[..., 0] if im.ndim == 3 and im.shape[2] == 1 else im for im in images]
@@ -392,7 +521,18 @@ class CurveAlignRegistration:
             setattr(self, name, getattr(self._mi, name))
 
     def segment(self, rgb: np.ndarray) -> Segmentation:
-        """The collagen segmentation of an RGB image (H, W, 3) in [0, 1] with this method's settings."""
+        """The collagen segmentation of an RGB image (H, W, 3) in [0, 1] with this method's settings.
+
+        Parameters
+        ----------
+        rgb : numpy.ndarray
+            ``(H, W, 3)`` image in [0, 1].
+
+        Returns
+        -------
+        Segmentation
+            As :func:`segment_collagen`.
+        """
         return segment_collagen(
             rgb,
             self.segmentation,
@@ -414,9 +554,26 @@ class CurveAlignRegistration:
     ) -> RegistrationResult:
         """Register the collagen map of the colour image to the grey (SHG) image with rigid MI.
 
-        Masks: the colour image is segmented with its invalid pixels set to the
-        valid mean (they cannot be collagen) and the MI registration takes both
-        masks as its metric masks.
+        Parameters
+        ----------
+        reference, floating : numpy.ndarray
+            One ``(H, W, 3)`` colour image and one ``(H, W)`` (or ``(H, W, 1)``) grey image, in either
+            order (:func:`split_colour_pair`).
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel masks: the colour image is segmented with its invalid pixels
+            set to the valid mean (they cannot be collagen) and the MI registration takes both masks as
+            its metric masks. Default None.
+
+        Returns
+        -------
+        RegistrationResult
+            The rigid floating -> reference transform; ``metric`` MI's final Mattes metric. Failed for a
+            constant colour image, no collagen found, too few pixels for k-means, or MI failing.
+
+        Raises
+        ------
+        ValueError
+            If the pair is not one colour and one grey image.
         """
         colour_is_reference = reference.ndim == 3
         colour_mask = reference_mask if colour_is_reference else floating_mask

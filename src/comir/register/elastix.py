@@ -141,9 +141,14 @@ _FINAL_METRIC = re.compile(r"Final metric value\s*=\s*(\S+)")
 
 @functools.cache
 def load_itk() -> Any:
-    """``itk`` with its elastix module loaded: 5-12 s once per process, so only when elastix registers.
+    """``itk`` with its elastix module loaded: slow to import, so loaded once per process, only when elastix registers.
 
     Without the DeprecationWarnings of SWIG's wrappers that loading the modules raises by the hundred.
+
+    Returns
+    -------
+    module
+        The ``itk`` module.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r"builtin type \w+ has no __module__ attribute", DeprecationWarning)
@@ -166,8 +171,18 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
 def explain_elastix_error(log: str, error: str) -> str:
     """A sentence a user can act on for a failed elastix run, elastix's own text shortened at the end.
 
-    ``log``: elastix's log of the run (its error is the last "Description:" there); ``error``:
-    the exception's text, used when the log has none.
+    Parameters
+    ----------
+    log : str
+        elastix's log of the run (its error is the last "Description:" there).
+    error : str
+        The exception's text, used when the log has none.
+
+    Returns
+    -------
+    str
+        The explanation of a known error (:data:`ELASTIX_EXPLANATIONS`) followed by elastix's text
+        (at most 200 characters), or elastix's text alone.
     """
     found = _LOG_ERROR.findall(log)
     if found:
@@ -185,7 +200,18 @@ def explain_elastix_error(log: str, error: str) -> str:
 
 
 def final_metric(log: str) -> float:
-    """The "Final metric value" of elastix's log; ``nan`` when the log has none."""
+    """The "Final metric value" of elastix's log; ``nan`` when the log has none.
+
+    Parameters
+    ----------
+    log : str
+        elastix's log of the run.
+
+    Returns
+    -------
+    float
+        The last final metric value in the log, or NaN (also for a value that is not a number).
+    """
     found = _FINAL_METRIC.findall(log)
     try:
         return float(found[-1]) if found else math.nan
@@ -207,6 +233,30 @@ def reference_to_floating(
 
     ``T(p) = A (p - c) + c + t`` (elastix, fixed -> moving physical points) less the floating
     image's origin.
+
+    Parameters
+    ----------
+    transform : str
+        ``"rigid"``, ``"similarity"`` or ``"affine"``.
+    parameters : numpy.ndarray
+        elastix's TransformParameters: (angle, tx, ty), (scale, angle, tx, ty) or
+        (a11, a12, a21, a22, tx, ty).
+    center : numpy.ndarray
+        CenterOfRotationPoint ``(x, y)``.
+    floating_origin : numpy.ndarray
+        The floating image's origin ``(x, y)`` given to elastix.
+
+    Returns
+    -------
+    linear : numpy.ndarray
+        ``(2, 2)`` matrix ``A``.
+    offset : numpy.ndarray
+        ``(2,)`` offset ``b``.
+
+    Raises
+    ------
+    ValueError
+        If ``transform`` is not a known model.
     """
     check_transform(transform)
     if transform == "affine":
@@ -225,6 +275,27 @@ def floating_to_reference(
 
     The inverse of :func:`reference_to_floating`: in closed form for rigid (the rotation by the
     negated angle, exactly rigid) and similarity (and the inverse scale), by inversion for affine.
+
+    Parameters
+    ----------
+    transform : str
+        ``"rigid"``, ``"similarity"`` or ``"affine"``.
+    parameters : numpy.ndarray
+        elastix's TransformParameters (:func:`reference_to_floating`).
+    center : numpy.ndarray
+        CenterOfRotationPoint ``(x, y)``.
+    floating_origin : numpy.ndarray
+        The floating image's origin ``(x, y)`` given to elastix.
+
+    Returns
+    -------
+    numpy.ndarray
+        The 2x3 floating -> reference matrix.
+
+    Raises
+    ------
+    ValueError
+        If ``transform`` is not a known model.
     """
     linear, offset = reference_to_floating(transform, parameters, center, floating_origin)
     if transform == "affine":
@@ -301,6 +372,27 @@ class ElastixRegistration:
         Malformed arguments raise ``ValueError`` first; then itk is loaded (once per process; its
         cost: docs/method.md, section 7), outside the pair's ``seconds``, and :meth:`_register`
         (:func:`timed`) registers.
+
+        Parameters
+        ----------
+        reference, floating : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` images with the same ``C`` (multi-channel images are reduced to
+            one channel each by PCA).
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel masks, elastix's fixed and moving masks (an all-valid mask is
+            passed as none). Default None.
+
+        Returns
+        -------
+        RegistrationResult
+            The floating -> reference transform of the model ``transform``; ``metric`` elastix's final
+            metric value (negative Mattes MI, lower is better). Failed for a constant image, an elastix
+            error (the log's reason explained) or non-finite parameters.
+
+        Raises
+        ------
+        ValueError
+            For malformed images (:func:`comir.register.base.check_pair`).
         """
         check_pair(reference, floating)
         load_itk()
@@ -341,7 +433,20 @@ class ElastixRegistration:
 
 
 def itk_image(array: np.ndarray, origin: Sequence[float] = (0.0, 0.0)) -> Any:
-    """A float or mask array as a 2-D ITK image (a copy) with spacing 1 and ``origin``."""
+    """A float or mask array as a 2-D ITK image (a copy) with spacing 1 and ``origin``.
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        ``(H, W)`` array (its dtype gives the ITK pixel type).
+    origin : Sequence[float], optional
+        The image's origin ``(x, y)``. Default ``(0, 0)``.
+
+    Returns
+    -------
+    itk.Image
+        The ITK image.
+    """
     image = load_itk().image_from_array(np.ascontiguousarray(array))
     image.SetSpacing((1.0, 1.0))
     image.SetOrigin(tuple(float(v) for v in origin))
@@ -358,12 +463,33 @@ def elastix_run(
     """Register ``images`` (fixed, moving: single-channel) with elastix, ``parameter_maps`` in turn.
 
     On one thread (reproducible whatever the job's threads; module doc), with its log in a
-    temporary folder that exists while the context is open. Yields ``(method, log, folder)``:
-    the finished ``ElastixRegistrationMethod`` (its transform parameter object), elastix's log
-    and the folder (for transformix's output). ``masks``: the fixed and moving masks (None:
-    every pixel); ``origins``: the images' origins. elastix's failure is a
-    :class:`~comir.register.base.RegistrationFailure` with the log's reason
-    (:func:`explain_elastix_error`); any other exception propagates.
+    temporary folder that exists while the context is open.
+
+    Parameters
+    ----------
+    images : tuple of numpy.ndarray
+        The fixed (reference) and moving (floating) ``(H, W)`` images.
+    parameter_maps : Sequence[Mapping[str, Sequence[str]]]
+        elastix parameter maps, run one after the other.
+    masks : tuple of (numpy.ndarray or None), optional
+        The fixed and moving masks (None: every pixel). Default ``(None, None)``.
+    origins : tuple of Sequence[float], optional
+        The images' origins ``(x, y)``. Default both ``(0, 0)``.
+
+    Yields
+    ------
+    method : itk.ElastixRegistrationMethod
+        The finished registration (its transform parameter object).
+    log : str
+        elastix's log.
+    folder : str
+        The temporary folder (for transformix's output).
+
+    Raises
+    ------
+    RegistrationFailure
+        For elastix's failure, with the log's reason (:func:`explain_elastix_error`); any other
+        exception propagates.
     """
     itk = load_itk()
     image_type = itk.Image[itk.F, 2]
@@ -393,7 +519,18 @@ def elastix_run(
 
 
 def read_elastix_log(folder: str) -> str:
-    """The elastix log in ``folder``; empty when it wrote none."""
+    """The elastix log in ``folder``; empty when it wrote none.
+
+    Parameters
+    ----------
+    folder : str
+        elastix's output folder.
+
+    Returns
+    -------
+    str
+        The text of ``folder/elastix.log`` (undecodable bytes replaced), or ``""``.
+    """
     path = Path(folder) / "elastix.log"
     return path.read_text(errors="replace") if path.is_file() else ""
 

@@ -75,7 +75,20 @@ class LagScores(NamedTuple):
 
 
 def lag_range(fixed_len: int, moving_len: int, min_len: int = 1) -> np.ndarray:
-    """Lags along one axis at which the two extents overlap in at least ``min_len`` pixels."""
+    """Lags along one axis at which the two extents overlap in at least ``min_len`` pixels.
+
+    Parameters
+    ----------
+    fixed_len, moving_len : int
+        The two images' extents along the axis.
+    min_len : int, optional
+        Least overlap in pixels (at least 1). Default 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        The integer lags ``min_len - moving_len .. fixed_len - min_len``, ascending.
+    """
     min_len = max(1, int(min_len))
     return np.arange(min_len - moving_len, fixed_len - min_len + 1)
 
@@ -256,7 +269,27 @@ def ncc_lags(
     x_lags: np.ndarray,
     min_count: int,
 ) -> LagScores:
-    """Masked NCC at the lags for one moving image ``(H, W)`` or a stack ``(B, H, W)``."""
+    """Masked NCC at the lags for one moving image ``(H, W)`` or a stack ``(B, H, W)``.
+
+    Parameters
+    ----------
+    fixed : NCCFixed
+        The fixed image (its spectra are cached there).
+    moving : numpy.ndarray
+        ``(H, W)`` image or ``(B, H, W)`` stack.
+    moving_mask : numpy.ndarray
+        Boolean validity of ``moving``, the same shape.
+    y_lags, x_lags : numpy.ndarray
+        Integer lags along the rows and the columns, each contiguous and ascending.
+    min_count : int
+        Least number of overlapping valid pixels (at least 2 are needed in any case).
+
+    Returns
+    -------
+    LagScores
+        ``score`` of shape ``(..., len(y_lags), len(x_lags))``: the Pearson correlation, ``-inf``
+        where too few pixels overlap or either image is flat on the overlap.
+    """
     batch_shape = moving.shape[:-2]
     if len(y_lags) == 0 or len(x_lags) == 0:
         return _empty(batch_shape, y_lags, x_lags)
@@ -303,8 +336,29 @@ def masked_ncc(
     ``score[a, b]`` is the Pearson correlation of ``fixed[r]`` and
     ``moving[r - t]`` over the pixels ``r`` valid in both (``t = (x_lags[b],
     y_lags[a])``); ``-inf`` where fewer than ``min_count`` pixels overlap or
-    either image is flat on the overlap.  ``lags = (y_lags, x_lags)`` restricts
-    the lags; by default every lag that can reach ``min_count``.
+    either image is flat on the overlap.
+
+    Parameters
+    ----------
+    fixed, moving : numpy.ndarray
+        ``(H, W)`` images (sizes may differ).
+    fixed_mask, moving_mask : numpy.ndarray or None, optional
+        Boolean validity of each image, its shape; None: every pixel valid. Default None.
+    min_count : int, optional
+        Least number of overlapping valid pixels. Default 2.
+    lags : tuple of numpy.ndarray or None, optional
+        ``(y_lags, x_lags)`` restricts the lags; None: every lag that can reach ``min_count``.
+        Default None.
+
+    Returns
+    -------
+    LagScores
+        The scores and overlap counts of every lag.
+
+    Raises
+    ------
+    ValueError
+        If a mask's shape differs from its image's.
     """
     fixed = np.asarray(fixed, dtype=np.float64)
     moving = np.asarray(moving, dtype=np.float64)
@@ -325,6 +379,30 @@ def equal_mass_levels(
     Without ``edges`` the ``levels - 1`` inner edges are the quantiles
     ``k / levels`` of the (masked) pixel values; with ``edges`` an image is
     quantised exactly like the one they came from.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The image.
+    levels : int
+        The number of levels ``K``.
+    mask : numpy.ndarray or None, optional
+        Boolean validity of ``image``: the quantiles are of its valid pixels (of all pixels when it
+        has none). Default None.
+    edges : numpy.ndarray or None, optional
+        The ``levels - 1`` inner edges to use. Default None.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        int16 levels, the shape of ``image``.
+    edges : numpy.ndarray
+        The inner edges used.
+
+    Raises
+    ------
+    ValueError
+        If ``mask``'s shape differs from ``image``'s.
     """
     image = np.asarray(image)
     if edges is None:
@@ -361,6 +439,25 @@ def mi_lags(
     array is never held whole.  Counts are used as the FFT returns them (not
     rounded): ``x log max(x, 1)`` is continuous, so the round-off of the
     transforms (~1e-3 counts in float32) changes the MI by ~1e-7.
+
+    Parameters
+    ----------
+    fixed : MIFixed
+        The fixed image's level indicators (its spectra are cached there).
+    moving_labels : numpy.ndarray
+        ``(H, W)`` or ``(B, H, W)`` labels in ``0..K-1``.
+    moving_mask : numpy.ndarray
+        Boolean validity of ``moving_labels``, the same shape.
+    y_lags, x_lags : numpy.ndarray
+        Integer lags along the rows and the columns, each contiguous and ascending.
+    min_count : int
+        Least number of overlapping valid pixels (at least 1).
+
+    Returns
+    -------
+    LagScores
+        ``score`` of shape ``(..., len(y_lags), len(x_lags))``: the MI in nats (at least 0),
+        ``-inf`` where too few pixels overlap.
     """
     batch_shape = moving_labels.shape[:-2]
     if len(y_lags) == 0 or len(x_lags) == 0:
@@ -409,11 +506,33 @@ def fft_mutual_information(
 ) -> LagScores:
     """Mutual information (nats) of all translations, in the frequency domain.
 
-    ``fixed_labels``/``moving_labels``: integer images with values in
-    ``0..levels-1`` (see :func:`equal_mass_levels`).  ``score[a, b]`` is the MI of the
-    joint histogram of ``(fixed_labels[r], moving_labels[r - t])`` over the
-    pixels ``r`` valid in both, ``t = (x_lags[b], y_lags[a])``; ``-inf`` where
-    fewer than ``min_count`` pixels overlap.  Lags as in :func:`masked_ncc`.
+    ``score[a, b]`` is the MI of the joint histogram of ``(fixed_labels[r], moving_labels[r - t])``
+    over the pixels ``r`` valid in both, ``t = (x_lags[b], y_lags[a])``; ``-inf`` where
+    fewer than ``min_count`` pixels overlap.
+
+    Parameters
+    ----------
+    fixed_labels, moving_labels : numpy.ndarray
+        ``(H, W)`` integer images with values in ``0..levels-1`` (see :func:`equal_mass_levels`).
+    levels : int
+        The number of levels.
+    fixed_mask, moving_mask : numpy.ndarray or None, optional
+        Boolean validity of each image; None: every pixel valid. Default None.
+    min_count : int, optional
+        Least number of overlapping valid pixels. Default 1.
+    lags : tuple of numpy.ndarray or None, optional
+        ``(y_lags, x_lags)`` as in :func:`masked_ncc`; None: every lag that can reach
+        ``min_count``. Default None.
+
+    Returns
+    -------
+    LagScores
+        The scores and overlap counts of every lag.
+
+    Raises
+    ------
+    ValueError
+        If a mask's shape differs from its image's.
     """
     fixed_labels = np.asarray(fixed_labels)
     moving_labels = np.asarray(moving_labels)
@@ -425,7 +544,20 @@ def fft_mutual_information(
 
 
 def histogram_mi(a: np.ndarray, b: np.ndarray, levels: int) -> float:
-    """MI (nats) of two equally long label vectors, from their joint histogram."""
+    """MI (nats) of two equally long label vectors, from their joint histogram.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        Labels in ``0..levels-1`` (flattened).
+    levels : int
+        The number of levels.
+
+    Returns
+    -------
+    float
+        The mutual information; ``-inf`` for empty vectors.
+    """
     a = np.asarray(a, dtype=np.int64).ravel()
     b = np.asarray(b, dtype=np.int64).ravel()
     if a.size == 0:

@@ -211,7 +211,20 @@ def _parabola(
 def peak_lags(lag_scores: LagScores) -> tuple[np.ndarray, np.ndarray]:
     """Best score and its sub-pixel lag ``(tx, ty)`` per item of a (stack of) score maps.
 
-    Returns ``(best, lags)`` with shapes ``batch`` and ``batch + (2,)``.
+    The lag of the maximum gets a parabolic sub-pixel fit along each axis where it has both
+    neighbours.
+
+    Parameters
+    ----------
+    lag_scores : LagScores
+        Score maps ``(..., len(y_lags), len(x_lags))``.
+
+    Returns
+    -------
+    best : numpy.ndarray
+        The best score per item, shape ``batch`` (``-inf`` for empty maps).
+    lags : numpy.ndarray
+        Its sub-pixel lag ``(tx, ty)`` per item, shape ``batch + (2,)``.
     """
     score = lag_scores.score
     batch_shape = score.shape[:-2]
@@ -245,7 +258,21 @@ def angle_grid(angle_range_deg: float, step_deg: float) -> tuple[np.ndarray, flo
 
     Full circle (range >= 180): ``n = round(360 / step)`` equally spaced angles
     from -180 deg (180 is the same rotation).  Otherwise ``[-range, range]``
-    with a step no larger than ``step_deg``.
+    with a step no larger than ``step_deg``; range 0: the single angle 0.
+
+    Parameters
+    ----------
+    angle_range_deg : float
+        Half-width of the searched range in degrees (180 or more: the whole circle).
+    step_deg : float
+        The largest grid step in degrees.
+
+    Returns
+    -------
+    angles : numpy.ndarray
+        The grid's angles in radians, ascending.
+    step : float
+        The actual step in degrees.
     """
     if angle_range_deg >= 180.0:
         n = max(1, int(round(360.0 / step_deg)))
@@ -521,7 +548,23 @@ class FFTSearchRegistration:
         reference_mask: np.ndarray | None = None,
         floating_mask: np.ndarray | None = None,
     ) -> RegistrationResult:
-        """Floating -> reference by the global search, coarse to fine (see the module docstring)."""
+        """Floating -> reference by the global search, coarse to fine (see the module docstring).
+
+        Parameters
+        ----------
+        reference, floating : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` images with the same ``C`` (reduced to one channel, the floating
+            image with the reference's basis).
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel masks; None: every pixel is valid. Default None.
+
+        Returns
+        -------
+        RegistrationResult
+            The floating -> reference transform (rigid, or the model ``transform`` after ECC); ``metric``
+            the final score at full resolution, higher is better. Failed for a constant image or when
+            no translation meets ``min_overlap``.
+        """
         with sfft.set_workers(int(self.threads)):  # FFT threads; the default 1 is single-threaded
             return self._register(reference, floating, (reference_mask, floating_mask))
 
@@ -611,8 +654,23 @@ def overlap_ncc(
 
     Computed on the (valid) pixels of the reference that the bilinearly warped
     (valid) floating image covers; ``-inf`` when fewer than ``min_count``
-    pixels overlap or either side is flat there.  Both images are
-    single-channel float32; the masks are booleans or 0/1 of their shapes.
+    pixels overlap or either side is flat there.
+
+    Parameters
+    ----------
+    reference, floating : numpy.ndarray
+        Single-channel float32 images (sizes may differ).
+    matrix : numpy.ndarray
+        The 2x3 floating -> reference transform.
+    min_count : int
+        Least number of overlapping valid pixels (at least 2 in any case).
+    reference_mask, floating_mask : numpy.ndarray or None, optional
+        Booleans or 0/1 of their images' shapes; None: all valid. Default None.
+
+    Returns
+    -------
+    float
+        The correlation in [-1, 1], or ``-inf``.
     """
     valid = None if floating_mask is None else np.asarray(floating_mask, dtype=np.float32)
     moving, mask = _warp(floating, matrix, (reference.shape[1], reference.shape[0]), valid)
@@ -638,16 +696,36 @@ def ecc_refine(
 ) -> np.ndarray | None:
     """ECC (``cv2.findTransformECC``) from ``matrix`` (floating -> reference); None if it fails.
 
-    ``masks`` (reference, floating; booleans or 0/1, None: all valid): ECC's
-    template mask is the reference mask and the floating mask warped by
-    ``matrix`` (ECC takes one mask, on the reference grid).
-
-    Returns the refined floating -> reference matrix of model ``transform``:
-    rigid with ECC's Euclidean warp, made exactly rigid (it is, up to float32
-    rounding); affine with ECC's affine warp; similarity with the affine warp
+    Rigid uses ECC's Euclidean warp, made exactly rigid (it is, up to float32
+    rounding); affine ECC's affine warp; similarity the affine warp
     projected onto the closest similarity (OpenCV has no similarity ECC).  The
-    projection keeps where the floating image's centre goes.  Both images are
-    single-channel float32 of any sizes.
+    projection keeps where the floating image's centre goes.
+
+    Parameters
+    ----------
+    reference, floating : numpy.ndarray
+        Single-channel float32 images of any sizes.
+    matrix : numpy.ndarray
+        The 2x3 floating -> reference start.
+    iterations : int, optional
+        ECC's most iterations (it also stops at a change below 1e-6). Default 50.
+    transform : str, optional
+        The model: ``"rigid"``, ``"similarity"`` or ``"affine"``. Default ``"rigid"``.
+    masks : tuple of (numpy.ndarray or None), optional
+        Reference and floating masks (booleans or 0/1, None: all valid): ECC's template mask is the
+        reference mask and the floating mask warped by ``matrix`` (ECC takes one mask, on the
+        reference grid). Default ``(None, None)``.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        The refined 2x3 floating -> reference matrix of model ``transform``; None when ECC raises or
+        its warp is not finite.
+
+    Raises
+    ------
+    ValueError
+        If ``transform`` is not a known model.
     """
     import cv2
 

@@ -125,6 +125,17 @@ def explain_itk_error(message: str) -> str:
     """A sentence a user can act on for a known ITK exception text, ITK's own text shortened at the end.
 
     Unknown messages are kept (shortened) as they are (docs/method.md, section 7).
+
+    Parameters
+    ----------
+    message : str
+        The text of SimpleITK's ``RuntimeError``.
+
+    Returns
+    -------
+    str
+        The explanation of a known error (:data:`ITK_EXPLANATIONS`) followed by ITK's text, or
+        ``"ITK: "`` and ITK's text.
     """
     lowered = str(message).lower()
     for key, explanation in ITK_EXPLANATIONS:
@@ -148,7 +159,23 @@ def sitk_transform_matrix(transform: Any) -> np.ndarray:
 
     SimpleITK writes ``T(p) = A (p - c) + c + t`` with matrix ``A``, centre
     ``c`` and translation ``t``; for our registrations this maps reference
-    points to floating points.
+    points to floating points.  A composite transform is composed as ITK applies it
+    (the last-added transform first).
+
+    Parameters
+    ----------
+    transform : SimpleITK.Transform
+        A 2-D translation, matrix-offset or composite transform.
+
+    Returns
+    -------
+    numpy.ndarray
+        The 2x3 matrix.
+
+    Raises
+    ------
+    ValueError
+        If the transform is not 2-D or has no matrix.
     """
     import SimpleITK as sitk
 
@@ -185,7 +212,18 @@ def _optimised_parameters(transform: Any) -> tuple[float, ...]:
 
 
 def floating_to_reference(reference_to_floating: np.ndarray) -> np.ndarray:
-    """The project's result from SimpleITK's fixed->moving matrix: its inverse."""
+    """The project's result from SimpleITK's fixed->moving matrix: its inverse.
+
+    Parameters
+    ----------
+    reference_to_floating : numpy.ndarray
+        The 2x3 reference -> floating matrix (:func:`sitk_transform_matrix`).
+
+    Returns
+    -------
+    numpy.ndarray
+        The 2x3 floating -> reference matrix.
+    """
     return invert(reference_to_floating)
 
 
@@ -421,6 +459,22 @@ class MutualInformationRegistration:
 
         With ``finest_level_starts`` k (fewer than the starts, and a pyramid of more than one
         level), every start runs the coarser levels and only the k best there run the finest level.
+
+        Parameters
+        ----------
+        reference, floating : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` images with the same ``C`` (reduced to one channel by PCA; see
+            ``shared_basis``).
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel masks, SimpleITK's metric masks; None: every pixel is valid.
+            Default None.
+
+        Returns
+        -------
+        RegistrationResult
+            The floating -> reference transform of the model ``transform``; ``metric`` SimpleITK's final
+            Mattes metric (lower is better). Failed, with every start's explanation, when no start
+            converges.
         """
         images, ref_center = self._sitk_pair(reference, floating, (reference_mask, floating_mask))
         flo_center = image_center(np.shape(floating)[:2])
@@ -509,6 +563,21 @@ class MutualInformationRegistration:
         """Floating -> reference by Mattes MI from the estimate ``matrix`` (floating -> reference), not the starts.
 
         The local refinement stage of :class:`comir.register.cascade.CascadeRegistration`.
+
+        Parameters
+        ----------
+        reference, floating : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` images with the same ``C``.
+        matrix : numpy.ndarray
+            The 2x3 floating -> reference estimate to start from (made of the model ``transform``).
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel masks; None: every pixel is valid. Default None.
+
+        Returns
+        -------
+        RegistrationResult
+            The refined transform and its final Mattes metric; failed when ITK cannot register the pair
+            from there or the metric is not finite.
         """
         images, ref_center = self._sitk_pair(reference, floating, (reference_mask, floating_mask))
         initial = self._initial(ref_center, np.asarray(matrix, dtype=float))

@@ -124,19 +124,56 @@ class Features(NamedTuple):
 
 
 def decode_octaves(packed: np.ndarray) -> np.ndarray:
-    """OpenCV's octave index from ``KeyPoint.octave``: its low byte as a signed byte (-1 = up-sampled)."""
+    """OpenCV's octave index from ``KeyPoint.octave``: its low byte as a signed byte (-1 = up-sampled).
+
+    Parameters
+    ----------
+    packed : numpy.ndarray
+        ``KeyPoint.octave`` values (octave, layer and scale packed by OpenCV).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 octave indices, the shape of ``packed``.
+    """
     return ((np.asarray(packed, dtype=np.int64) & 255) ^ 128) - 128
 
 
 def octave_sides(octaves: np.ndarray, shortest_side: int) -> np.ndarray:
-    """Shortest side (px) of OpenCV's octave images: doubled for -1, halved (floor, as OpenCV) per octave."""
+    """Shortest side (px) of OpenCV's octave images: doubled for -1, halved (floor, as OpenCV) per octave.
+
+    Parameters
+    ----------
+    octaves : numpy.ndarray
+        Octave indices (:func:`decode_octaves`).
+    shortest_side : int
+        The detection image's shortest side in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 sides, the shape of ``octaves``.
+    """
     octaves = np.asarray(octaves, dtype=np.int64)
     side = np.int64(shortest_side)
     return np.where(octaves >= 0, side >> np.maximum(octaves, 0), side << np.maximum(-octaves, 0))
 
 
 def halving_factor(height: int, width: int, max_octave_px: int | None) -> int:
-    """Fiji's first used octave: the smallest power of two ``f`` with ``ceil(side / f) <= max_octave_px``."""
+    """Fiji's first used octave: the smallest power of two ``f`` with ``ceil(side / f) <= max_octave_px``.
+
+    Parameters
+    ----------
+    height, width : int
+        The image's size in pixels (its longest side counts).
+    max_octave_px : int or None
+        Fiji's largest octave side; None or 0: no limit.
+
+    Returns
+    -------
+    int
+        The factor ``f`` (1 when the image fits).
+    """
     longest = max(int(height), int(width))
     if not max_octave_px or longest <= max_octave_px:
         return 1
@@ -151,8 +188,28 @@ def match_descriptors(
 
     A query descriptor matches its nearest train descriptor when their distance is below ``ratio``
     times the distance to the second nearest. Euclidean distances from ``|q|^2 + |t|^2 - 2 q.t``
-    in float64, in chunks of query rows that bound the distance matrix.  Needs at least 2 train
-    descriptors.
+    in float64, in chunks of query rows that bound the distance matrix.
+
+    Parameters
+    ----------
+    query : numpy.ndarray
+        ``(N, D)`` descriptors to match.
+    train : numpy.ndarray
+        ``(M, D)`` descriptors matched against, ``M >= 2``.
+    ratio : float
+        The ratio test's threshold.
+
+    Returns
+    -------
+    query_index : numpy.ndarray
+        Indices of the query descriptors that pass, ascending.
+    train_index : numpy.ndarray
+        The index of each one's nearest train descriptor.
+
+    Raises
+    ------
+    ValueError
+        If there are fewer than 2 train descriptors.
     """
     query = np.asarray(query, dtype=np.float64)
     train = np.asarray(train, dtype=np.float64)
@@ -176,7 +233,18 @@ def match_descriptors(
 
 
 def unique_targets(points: np.ndarray) -> np.ndarray:
-    """Mask of the rows of ``points`` (K, 2) whose coordinates occur exactly once (Fiji's ambiguity rule)."""
+    """Mask of the rows of ``points`` (K, 2) whose coordinates occur exactly once (Fiji's ambiguity rule).
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        ``(K, 2)`` points.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(K,)`` booleans.
+    """
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if len(points) == 0:
         return np.zeros(0, dtype=bool)
@@ -191,6 +259,21 @@ def match_features(
 
     With ``unique`` every match whose reference point is the target of more than
     one match is removed, all of them (Fiji's ``createMatches``).
+
+    Parameters
+    ----------
+    floating, reference : Features
+        The two images' keypoints.
+    ratio : float
+        The ratio test's threshold (:func:`match_descriptors`).
+    unique : bool
+        Remove ambiguous matches.
+
+    Returns
+    -------
+    floating_points, reference_points : numpy.ndarray
+        ``(K, 2)`` matched points ``(x, y)``; empty when the reference has fewer than 2 keypoints or
+        the floating image none.
     """
     empty = np.empty((0, 2))
     if len(reference.points) < 2 or len(floating.points) < 1:
@@ -215,7 +298,18 @@ def rigid_hypotheses(
     Each hypothesis uses two correspondences: the angle turns the source
     segment onto the target segment and the translation sends the source
     midpoint onto the target midpoint (the least-squares fit for two pairs).
-    Returns (N, 2, 3) matrices.
+
+    Parameters
+    ----------
+    source, target : numpy.ndarray
+        ``(K, 2)`` corresponding points.
+    pairs : numpy.ndarray
+        ``(N, 2)`` indices into the points.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, 2, 3)`` matrices.
     """
     s0, s1 = source[pairs[:, 0]], source[pairs[:, 1]]
     t0, t1 = target[pairs[:, 0]], target[pairs[:, 1]]
@@ -232,6 +326,18 @@ def similarity_hypotheses(source: np.ndarray, target: np.ndarray, pairs: np.ndar
     The linear part is the complex ratio of the target segment to the source
     segment (rotation and scale); the source midpoint goes to the target
     midpoint.  A pair of coincident source points gives a NaN matrix (no inliers).
+
+    Parameters
+    ----------
+    source, target : numpy.ndarray
+        ``(K, 2)`` corresponding points.
+    pairs : numpy.ndarray
+        ``(N, 2)`` indices into the points.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, 2, 3)`` matrices.
     """
     s0, s1 = source[pairs[:, 0]], source[pairs[:, 1]]
     t0, t1 = target[pairs[:, 0]], target[pairs[:, 1]]
@@ -254,6 +360,18 @@ def affine_hypotheses(source: np.ndarray, target: np.ndarray, triples: np.ndarra
     """Affine transforms through the point triples ``triples`` ((N, 3) indices): (N, 2, 3) matrices.
 
     Solves the 3x3 systems all at once; a collinear triple gives a NaN matrix (no inliers).
+
+    Parameters
+    ----------
+    source, target : numpy.ndarray
+        ``(K, 2)`` corresponding points.
+    triples : numpy.ndarray
+        ``(N, 3)`` indices into the points.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, 2, 3)`` matrices.
     """
     design = np.concatenate([source[triples], np.ones(triples.shape + (1,))], axis=2)  # (N, 3, 3)
     rhs = target[triples]  # (N, 3, 2)
@@ -330,8 +448,37 @@ def ransac_fit(
     smallest summed squared inlier residual) and keeps the best; then refits
     on its inliers with :func:`comir.geometry.fit_transform` (least squares)
     and recounts, repeating while the inlier set changes (at most ``refits``
-    refits).  Returns ``(matrix, inlier_mask)``; the matrix is exactly of the
-    model.  Needs K >= the minimal sample.
+    refits).
+
+    Parameters
+    ----------
+    source, target : numpy.ndarray
+        ``(K, 2)`` corresponding points; K at least the minimal sample.
+    iterations : int
+        The number of minimal samples drawn.
+    max_error : float
+        Inlier tolerance in target pixels.
+    rng : numpy.random.Generator
+        The random stream of the samples.
+    transform : str, optional
+        ``"rigid"``, ``"similarity"`` or ``"affine"``. Default ``"rigid"``.
+    refits : int, optional
+        Most least-squares refits on the inliers. Default 5.
+
+    Returns
+    -------
+    matrix : numpy.ndarray
+        The 2x3 matrix, exactly of the model.
+    inlier_mask : numpy.ndarray
+        ``(K,)`` booleans: the correspondences within ``max_error`` of it.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``transform``, ``source`` and ``target`` of different lengths, or fewer
+        correspondences than the minimal sample.
+    numpy.linalg.LinAlgError
+        If every sample was degenerate.
     """
     check_transform(transform)
     source = np.asarray(source, dtype=float).reshape(-1, 2)
@@ -461,7 +608,21 @@ class SiftRegistration:
         return to_uint8(ref), to_uint8(flo)
 
     def features(self, image8: np.ndarray, mask: np.ndarray | None = None) -> Features:
-        """SIFT keypoints of a uint8 image (H, W) within the octave limits and the mask (see the module doc)."""
+        """SIFT keypoints of a uint8 image (H, W) within the octave limits and the mask (see the module doc).
+
+        Parameters
+        ----------
+        image8 : numpy.ndarray
+            ``(H, W)`` uint8 image.
+        mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel mask: a keypoint is kept only where the disc of its size lies
+            inside the valid pixels; None: every pixel is valid. Default None.
+
+        Returns
+        -------
+        Features
+            The keypoints, in the input image's pixels.
+        """
         import cv2
 
         image8 = np.asarray(image8)
@@ -526,7 +687,23 @@ class SiftRegistration:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Matches as (floating points, reference points), each (K, 2) in (x, y), keypoints inside the masks.
 
-        Raises :class:`RegistrationFailure` when an image has too few keypoints to match.
+        Parameters
+        ----------
+        reference, floating : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` images with the same ``C`` (reduced to one channel with the
+            reference's basis and stretched to uint8).
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel masks; None: every pixel is valid. Default None.
+
+        Returns
+        -------
+        floating_points, reference_points : numpy.ndarray
+            ``(K, 2)`` matched points (:func:`match_features`).
+
+        Raises
+        ------
+        RegistrationFailure
+            When an image has too few keypoints to match.
         """
         ref8, flo8 = self._to_uint8(fill_invalid(reference, reference_mask), fill_invalid(floating, floating_mask))
         ref_features, flo_features = self.features(ref8, reference_mask), self.features(flo8, floating_mask)
@@ -546,7 +723,21 @@ class SiftRegistration:
         reference_mask: np.ndarray | None = None,
         floating_mask: np.ndarray | None = None,
     ) -> RegistrationResult:
-        """Floating -> reference from the RANSAC fit to the SIFT matches, or a failure with its reason."""
+        """Floating -> reference from the RANSAC fit to the SIFT matches, or a failure with its reason.
+
+        Parameters
+        ----------
+        reference, floating : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` images with the same ``C``.
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Boolean ``(H, W)`` valid-pixel masks; None: every pixel is valid. Default None.
+
+        Returns
+        -------
+        RegistrationResult
+            The transform of the model ``transform``; ``metric`` the RANSAC inlier count. Failed with
+            too few keypoints, matches or inliers, or too low an inlier ratio.
+        """
         flo_pts, ref_pts = self.correspondences(reference, floating, reference_mask, floating_mask)
         matches = len(flo_pts)
         if matches < MINIMAL_SAMPLES[self.transform]:

@@ -37,7 +37,20 @@ CELLS: tuple[tuple[str, str], ...] = (
 
 
 def cell_name(seed_kind: str, image_kind: str) -> str:
-    """The key of a cell in ``models`` and in the tables, e.g. ``fixed_seed_varying_image``."""
+    """The key of a cell in ``models`` and in the tables, e.g. ``fixed_seed_varying_image``.
+
+    Parameters
+    ----------
+    seed_kind : str
+        How the seed varies between the cell's training runs, ``"fixed"`` or ``"random"`` (:data:`CELLS`).
+    image_kind : str
+        How the training images vary between the cell's runs, ``"fixed"`` or ``"varying"``.
+
+    Returns
+    -------
+    str
+        ``"<seed_kind>_seed_<image_kind>_image"``.
+    """
     return f"{seed_kind}_seed_{image_kind}_image"
 
 
@@ -57,6 +70,17 @@ def equivariance_problems(settings: Mapping[str, Any]) -> list[str]:
     corners (``crop >= patch * sqrt 2``) and be centred on the centre of rotation (``crop - patch``
     even; docs/representation.md, section 2), and every shift must leave an overlap of at least
     2 px inside the margins (section 3).
+
+    Parameters
+    ----------
+    settings : Mapping[str, Any]
+        The ``representation.equivariance`` section, with the keys of :data:`EQUIVARIANCE_KEYS`
+        (``images``, ``angle_step_deg``, ``patch``, ``crop``, ``shifts`` as ``[dy, dx]`` pairs, ``margin``; px).
+
+    Returns
+    -------
+    list[str]
+        One message per problem; empty when the section is fine. Missing keys are reported alone.
     """
     problems = _missing(settings, EQUIVARIANCE_KEYS)
     if problems:
@@ -90,14 +114,43 @@ def equivariance_problems(settings: Mapping[str, Any]) -> list[str]:
 
 
 def models_per_cell(models: int | Mapping[str, int]) -> dict[str, int]:
-    """Training runs per cell: ``models`` for every cell, or one count per :func:`cell_name`."""
+    """Training runs per cell: ``models`` for every cell, or one count per :func:`cell_name`.
+
+    Parameters
+    ----------
+    models : int or Mapping[str, int]
+        One count for every cell, or a count per cell keyed by :func:`cell_name`.
+
+    Returns
+    -------
+    dict[str, int]
+        The count of each cell of :data:`CELLS`, keyed by :func:`cell_name`, in the table's order.
+
+    Raises
+    ------
+    KeyError
+        If ``models`` is a mapping without a count for some cell.
+    """
     if isinstance(models, Mapping):
         return {cell_name(*cell): models[cell_name(*cell)] for cell in CELLS}
     return {cell_name(*cell): models for cell in CELLS}
 
 
 def reproducibility_problems(settings: Mapping[str, Any]) -> list[str]:
-    """What is wrong with a ``representation.reproducibility`` section, one line per problem (empty: fine)."""
+    """What is wrong with a ``representation.reproducibility`` section, one line per problem (empty: fine).
+
+    Parameters
+    ----------
+    settings : Mapping[str, Any]
+        The ``representation.reproducibility`` section, with the keys of :data:`REPRODUCIBILITY_KEYS`:
+        ``models`` (an integer >= 2, or one per cell of :func:`cell_name`), ``steps`` (null or a positive
+        integer), ``patches`` (>= 1), ``patch`` (>= 8 px) and ``bootstrap`` (>= 1).
+
+    Returns
+    -------
+    list[str]
+        One message per problem; empty when the section is fine. Missing keys are reported alone.
+    """
     problems = _missing(settings, REPRODUCIBILITY_KEYS)
     if problems:
         return problems
@@ -126,7 +179,22 @@ PROBLEMS = {"equivariance": equivariance_problems, "reproducibility": reproducib
 
 
 def check_settings(kind: str, settings: Mapping[str, Any]) -> None:
-    """Raise :class:`ValueError` listing every problem of ``representation.<kind>`` (:data:`PROBLEMS`)."""
+    """Raise :class:`ValueError` listing every problem of ``representation.<kind>`` (:data:`PROBLEMS`).
+
+    Parameters
+    ----------
+    kind : str
+        The measurement, a key of :data:`PROBLEMS` (``"equivariance"`` or ``"reproducibility"``).
+    settings : Mapping[str, Any]
+        The ``representation.<kind>`` section.
+
+    Raises
+    ------
+    ValueError
+        If the section has any problem; the message lists them all.
+    KeyError
+        If ``kind`` is not a key of :data:`PROBLEMS`.
+    """
     problems = PROBLEMS[kind](settings)
     if problems:
         raise ValueError(f"representation.{kind}: " + "; ".join(problems))

@@ -80,6 +80,16 @@ def equivariance_extent(settings: Mapping[str, Any]) -> int:
     """Side of the central square of a test image that both measurements read.
 
     The rotation crop, or the patch moved by the largest shift in every direction, whichever is larger.
+
+    Parameters
+    ----------
+    settings : Mapping[str, Any]
+        The ``representation.equivariance`` section; reads ``crop``, ``patch`` and ``shifts`` (px).
+
+    Returns
+    -------
+    int
+        ``max(crop, patch + 2 * largest |shift|)`` in px.
     """
     largest_shift = max(abs(int(s)) for shift in settings["shifts"] for s in shift)
     return max(int(settings["crop"]), int(settings["patch"]) + 2 * largest_shift)
@@ -105,8 +115,26 @@ def load_test_images(
 ) -> dict[str, tuple[np.ndarray, ...]]:
     """The central ``size`` px square of the first ``count`` test pairs, network-ready: id -> (A, B).
 
-    ``pairs`` is the pipeline's pairs table (``id``, ``split``, ``path_A``, ``path_B``,
-    ``height``, ``width``); an image smaller than ``size`` px stops with its name.
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The pipeline's pairs table (``id``, ``split``, ``path_A``, ``path_B``, ``height``, ``width``).
+    modalities : Mapping[str, Mapping[str, Any]]
+        The dataset's modality sections by slot (``A``, ``B``), for :func:`comir.imaging.preprocess.load_split`.
+    count : int
+        How many test pairs, the first in the table's order; all of them (with a warning) when there are fewer.
+    size : int
+        Side of the central square in px.
+
+    Returns
+    -------
+    dict[str, tuple[numpy.ndarray, ...]]
+        Pair id -> its ``(A, B)`` prepared ``(C, size, size)`` float32 crops.
+
+    Raises
+    ------
+    comir.io.InputError
+        If the table has no test pairs, or an image is smaller than ``size`` px (named).
     """
     rows = _test_rows(pairs, count)
     check_image_sizes(rows, ["test"], size, f"the equivariance measurements ({size} px central crops)")
@@ -121,8 +149,32 @@ def sample_test_patches(
 
     Patch ``k`` is cut from test pair ``k mod n`` (the first ``n = min(count, test pairs)``
     pairs) at a position drawn uniformly from the stream ``[seed, 12]``, so every model of
-    :func:`reproducibility_table` sees the same patches. Returns the positions (``patch``,
-    ``image_id``, ``y``, ``x``) and the ``(A, B)`` patches.
+    :func:`reproducibility_table` sees the same patches.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The pipeline's pairs table (``id``, ``split``, ``path_A``, ``path_B``, ``height``, ``width``).
+    modalities : Mapping[str, Mapping[str, Any]]
+        The dataset's modality sections by slot (``A``, ``B``).
+    count : int
+        Number of patches.
+    size : int
+        Side of a patch in px.
+    seed : int
+        The configured seed; positions are drawn from the stream ``[seed, 12]``.
+
+    Returns
+    -------
+    positions : pandas.DataFrame
+        One row per patch: ``patch``, ``image_id``, ``y``, ``x`` (top-left corner, px).
+    patches : list[tuple[numpy.ndarray, ...]]
+        The ``(A, B)`` patches, ``(C, size, size)`` each, in the order of ``positions``.
+
+    Raises
+    ------
+    comir.io.InputError
+        If the table has no test pairs, or a test image is smaller than ``size`` px.
     """
     rows = _test_rows(pairs, count)
     check_image_sizes(rows, ["test"], size, f"the reproducibility patches ({size} px)")
@@ -163,9 +215,32 @@ def equivariance_tables(
     of the network's stride ``2 ** len(down_blocks)`` are measured too, with a warning that they
     test little.
 
-    Returns ``(rotation, translation)``: tidy tables with columns ``modality`` (its name),
-    ``image_id``, ``angle_deg`` and ``correlation``, respectively ``modality``, ``image_id``,
-    ``dy``, ``dx`` and ``correlation``.
+    Parameters
+    ----------
+    networks : Mapping[str, comir.network.model.Tiramisu]
+        The variant's network of each slot (``A``, ``B``).
+    modalities : Mapping[str, Mapping[str, Any]]
+        The modality sections by slot; ``name`` labels the rows.
+    images : Mapping[str, Sequence[numpy.ndarray]]
+        Image id -> its pre-processed ``(A, B)`` arrays (:func:`load_test_images`).
+    settings : Mapping[str, Any]
+        The ``representation.equivariance`` section (checked with
+        :func:`comir.representation.settings.check_settings`).
+    inference : Mapping[str, Any]
+        The ``inference`` section: ``engine``, ``device``, ``tile``, ``margin``, ``pad``,
+        ``mixed_precision``, ``c4_average``.
+
+    Returns
+    -------
+    rotation : pandas.DataFrame
+        Columns ``modality`` (its name), ``image_id``, ``angle_deg``, ``correlation``.
+    translation : pandas.DataFrame
+        Columns ``modality``, ``image_id``, ``dy``, ``dx``, ``correlation``.
+
+    Raises
+    ------
+    ValueError
+        If ``settings`` has a problem, or ``images`` is empty.
     """
     check_settings("equivariance", settings)
     if not images:
@@ -204,7 +279,18 @@ def equivariance_tables(
 
 
 def rotation_curves(rotation: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per modality, the correlation at each angle averaged over the images (``angle_deg``, ``correlation``)."""
+    """Per modality, the correlation at each angle averaged over the images (``angle_deg``, ``correlation``).
+
+    Parameters
+    ----------
+    rotation : pandas.DataFrame
+        The rotation table of :func:`equivariance_tables` (``modality``, ``angle_deg``, ``correlation``).
+
+    Returns
+    -------
+    dict[str, pandas.DataFrame]
+        Modality name -> its curve, columns ``angle_deg`` (ascending) and ``correlation``.
+    """
     means = rotation.groupby(["modality", "angle_deg"], sort=True)["correlation"].mean().reset_index()
     return {
         str(modality): curve[["angle_deg", "correlation"]].reset_index(drop=True)
@@ -220,6 +306,21 @@ def equivariance_summaries(rotation: pd.DataFrame, translation: pd.DataFrame) ->
     90 deg other than 0 (where C4 constraints act; NaN when the step leaves none) and at the
     other angles (0 excluded from both). Translation, per modality and shift: the mean and the
     minimum over the images.
+
+    Parameters
+    ----------
+    rotation : pandas.DataFrame
+        The rotation table of :func:`equivariance_tables`.
+    translation : pandas.DataFrame
+        The translation table of :func:`equivariance_tables`.
+
+    Returns
+    -------
+    rotation_summary : pandas.DataFrame
+        Per modality: ``modality``, ``images``, ``angles``, ``mean_correlation``, ``min_correlation``,
+        ``min_angle_deg``, ``mean_at_90_180_270``, ``mean_at_other_angles``.
+    translation_summary : pandas.DataFrame
+        Per modality and shift: ``modality``, ``dy``, ``dx``, ``images``, ``mean_correlation``, ``min_correlation``.
     """
     rows = []
     for modality, curve in rotation_curves(rotation).items():
@@ -253,6 +354,18 @@ def random_seed(seed: int, model: int) -> int:
 
     A 32-bit word of ``numpy.random.SeedSequence([seed, 11, model])``: different for every
     model, the same in every run of the workflow.
+
+    Parameters
+    ----------
+    seed : int
+        The configured seed.
+    model : int
+        Index of the model in its cell.
+
+    Returns
+    -------
+    int
+        A seed in ``[0, 2 ** 32)``.
     """
     return int(np.random.SeedSequence([seed, _RANDOM_SEED_STREAM, model]).generate_state(1)[0])
 
@@ -266,6 +379,24 @@ def short_training(
     ``steps`` steps trains on the same batches as the first ``steps`` steps of a full run (each
     batch is seeded by its step) and re-estimates BatchNorm statistics once, at its end, for
     the final weights.
+
+    Parameters
+    ----------
+    training : Mapping[str, Any]
+        The dataset's ``training`` section.
+    steps : int or None
+        Optimisation steps of the single epoch; None keeps the configured schedule.
+    seed : int
+        Seed of the run.
+    threads : int
+        CPU threads of the run.
+    workers : int or None, optional
+        Data-loading workers, passed to :meth:`comir.training.settings.TrainingConfig.from_config`. Default None.
+
+    Returns
+    -------
+    comir.training.settings.TrainingConfig
+        The run's settings.
     """
     cfg = TrainingConfig.from_config(training, seed, threads, workers)
     return cfg if steps is None else dataclasses.replace(cfg, epochs=1, steps_per_epoch=int(steps))
@@ -320,11 +451,38 @@ def reproducibility_table(
     re-estimation and validation batches of one epoch and the CoMIRs of the patches (timings:
     docs/results/speed.md).
 
-    Returns ``(summary, pairwise)``: one row per cell and modality (``seed``, ``image``,
-    ``modality``, ``models``, ``steps``, ``patches``, ``mean_correlation``, ``ci_low``,
-    ``ci_high``), and one row per cell, modality and pair of models ``i < j`` (``seed``,
-    ``image``, ``modality``, ``model_i``, ``model_j``, ``seed_i``, ``seed_j``, ``train_id_i``,
-    ``train_id_j``, ``correlation``).
+    Parameters
+    ----------
+    dataset : Mapping[str, Any]
+        The dataset's configuration; reads its ``modalities``, ``model``, ``training`` and ``inference`` sections.
+    pairs : pandas.DataFrame
+        The dataset's pairs table.
+    settings : Mapping[str, Any]
+        The ``representation.reproducibility`` section (``models``, ``steps``, ``patches``, ``patch``,
+        ``bootstrap``), checked with :func:`comir.representation.settings.check_settings`.
+    seed : int
+        The configured seed.
+    threads : int, optional
+        CPU threads of each training run. Default 1.
+    workers : int or None, optional
+        Data-loading workers of each training run (:func:`short_training`). Default None.
+
+    Returns
+    -------
+    summary : pandas.DataFrame
+        One row per cell and modality: ``seed``, ``image``, ``modality``, ``models``, ``steps``,
+        ``patches``, ``mean_correlation``, ``ci_low``, ``ci_high``.
+    pairwise : pandas.DataFrame
+        One row per cell, modality and pair of models ``i < j``: ``seed``, ``image``, ``modality``,
+        ``model_i``, ``model_j``, ``seed_i``, ``seed_j``, ``train_id_i``, ``train_id_j``, ``correlation``.
+
+    Raises
+    ------
+    ValueError
+        If ``settings`` has a problem.
+    comir.io.InputError
+        If the pairs table has no training or no test pairs, or an image is too small for the
+        training crops or the test patches.
     """
     check_settings("reproducibility", settings)
     counts = models_per_cell(settings["models"])
@@ -410,6 +568,20 @@ def plot_reproducibility(
     """Bar chart of :func:`reproducibility_table`'s summary: one group per cell, one bar per modality, 95 % CIs.
 
     Drawn on a bare Agg figure, written through :func:`comir.io.atomic_path`.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        The summary table of :func:`reproducibility_table`.
+    path : str or os.PathLike
+        Where to write the figure (its suffix picks the format).
+    title : str or None, optional
+        Title of the plot; None: a default title. Default None.
+
+    Raises
+    ------
+    ValueError
+        If ``summary`` is empty.
     """
     if summary.empty:
         raise ValueError("plot_reproducibility: empty summary")

@@ -64,7 +64,15 @@ from comir.geometry import MATRIX_KEYS
 from comir.imaging.preprocess import SLOTS, check_image_sizes
 from comir.imaging.shifts import Shift, case_rng
 from comir.io import InputError, read_image, write_tiff
-from comir.testset.deformation import Deformation, landmarks, sample_points, true_field, write_truth
+from comir.testset.deformation import (
+    Deformation,
+    landmarks,
+    sample_points,
+    structure_mask,
+    true_field,
+    write_mask,
+    write_truth,
+)
 from comir.testset.prebuilt import import_prebuilt_testset
 from comir.testset.table import TESTSET_COLUMNS, case_labels, cases_table
 
@@ -124,7 +132,29 @@ class TestSetRecipe:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], seed: int) -> TestSetRecipe:
-        """The recipe of one of a data set's ``testsets`` in the configuration, drawn with ``seed``."""
+        """The recipe of one of a data set's ``testsets`` in the configuration, drawn with ``seed``.
+
+        Parameters
+        ----------
+        cfg : Mapping[str, Any]
+            The test set's configuration: the recipe's fields by name, ``strata`` (a list of
+            ``name``, ``max_displacement_px``, ``count``), ``multiregeval`` (``levels``,
+            ``rotation_step_deg``, ``translation_step_px``, ``cases_per_level``), ``shift``
+            (:meth:`comir.imaging.shifts.Shift.from_config`) and ``deformation``
+            (:meth:`comir.testset.deformation.Deformation.from_config`); ``prebuilt`` and ``split``
+            are ignored. Keys left out keep the recipe's defaults.
+        seed : int
+            The seed of every draw of the test set.
+
+        Returns
+        -------
+        TestSetRecipe
+
+        Raises
+        ------
+        ValueError
+            If ``scale_range`` is not ``[low, high]`` with ``0 < low <= high``.
+        """
         strata = tuple(Stratum(s["name"], s.get("max_displacement_px"), int(s["count"])) for s in cfg.get("strata", []))
         sections = ("strata", "multiregeval", "prebuilt", "shift", "split", "deformation")
         kwargs = {k: v for k, v in cfg.items() if k not in sections}
@@ -169,7 +199,20 @@ class TestSetRecipe:
         return self.scale_range != (1.0, 1.0)
 
     def draw_scales(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` scales, log-uniform in ``scale_range`` (ones, drawing nothing, for ``[1, 1]``)."""
+        """``n`` scales, log-uniform in ``scale_range`` (ones, drawing nothing, for ``[1, 1]``).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The generator drawn from.
+        n : int
+            How many scales.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 ``(n,)``.
+        """
         if not self.scaled:
             return np.ones(n)
         low, high = np.log(self.scale_range)
@@ -185,6 +228,24 @@ def draw_transforms(recipe: TestSetRecipe, rng: np.random.Generator) -> pd.DataF
 
     Cases are numbered in the order drawn; ``image_id`` is empty and ``crop_x``,
     ``crop_y`` are -1 until :func:`build_testset` places each case in an image.
+
+    Parameters
+    ----------
+    recipe : TestSetRecipe
+        The recipe: ``comir`` (strata filled by rejection sampling) or ``multiregeval`` (levels).
+    rng : numpy.random.Generator
+        The generator drawn from.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The cases table (:func:`cases_table`), strata in the recipe's order.
+
+    Raises
+    ------
+    ValueError
+        For the ``comir`` recipe, if its strata are not ordered by increasing
+        ``max_displacement_px`` or cannot be filled within ``recipe.max_draws`` draws.
     """
     size = recipe.patch_size
     center = ((size - 1) / 2, (size - 1) / 2)
@@ -217,7 +278,7 @@ def _similarity_about(angle_deg: float, scale: float, tx: float, ty: float, cent
 
 def _draw_stratified(
     recipe: TestSetRecipe, rng: np.random.Generator, center: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rejection sampling: draw uniform transforms in batches until every stratum is full."""
     bounds = [s.max_displacement_px for s in recipe.strata]
     upper = np.array([math.inf if b is None else b for b in bounds])
@@ -276,6 +337,27 @@ def extract_patches(
     With a ``displacement`` (a backward field on the floating grid) the floating
     patch is deformed in the same single interpolation: ``floating(p) =
     source(truth @ (p + u(p)) + origin)``.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The source image, ``(H, W)`` or ``(H, W, C)``.
+    origin : tuple of float
+        ``(x0, y0)``: the reference patch's top-left pixel in the source, px.
+    truth : numpy.ndarray
+        2x3 floating -> reference matrix.
+    size : int
+        The patches' side, px.
+    interpolation : str
+        ``"nearest"``, ``"linear"`` or ``"cubic"`` (OpenCV's) for the floating patch.
+    displacement : numpy.ndarray or None, optional
+        ``(size, size, 2)`` backward field ``u`` on the floating grid. Default None: no deformation.
+
+    Returns
+    -------
+    reference, floating : numpy.ndarray
+        The two patches, in the image's dtype. The source is reflected beyond its border, which
+        only a caller that skips the size check reaches.
     """
     x0, y0 = origin
     reference = image[int(y0) : int(y0) + size, int(x0) : int(x0) + size]
@@ -310,6 +392,34 @@ def build_testset(
     ``recipe.deformation``, case ``i``'s floating patches are deformed by its
     field (:meth:`Deformation.draw` with the recipe's seed and ``i``) and its
     truth is written next to them (:func:`comir.testset.deformation.write_truth`).
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The pairs table of the split's images (columns ``id``, ``path_A``, ``path_B``).
+    recipe : TestSetRecipe
+        How the transforms are drawn and the patches cut.
+    out_dir : pathlib.Path
+        Where the patches are written.
+    modalities : Mapping[str, Mapping[str, Any]] or None, optional
+        The modality settings per slot; only the shifted modality's ``max_value`` is read.
+        Default None.
+    split : str, optional
+        The split ``pairs`` holds, named in the error message for an empty table. Default ``"test"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The cases table (:func:`cases_table`) with ``crop_x``, ``crop_y`` set, then the shift's
+        columns and the deformation's (with ``landmarks``, the count per case) where there are any.
+
+    Raises
+    ------
+    comir.io.InputError
+        If ``pairs`` is empty or an image is too small for the patch size and transform range.
+    ValueError
+        If the transforms cannot be drawn (:func:`draw_transforms`) or a deformation would fold
+        (:meth:`Deformation.draw`).
     """
     if pairs.empty:
         raise InputError(f"the {split} split is empty: no images to build a test set from")
@@ -326,6 +436,11 @@ def build_testset(
     deformation, counts = recipe.deformation, {}  # landmarks per case (with a deformation)
     for image_id, group in cases.groupby("image_id", sort=False):
         images = {slot: read_image(by_id.loc[image_id, f"path_{slot}"]) for slot in SLOTS}
+        mask = None  # the structures scored by overlap, cut like the patches (nearest neighbour)
+        if deformation is not None and deformation.mask_slot is not None:
+            log1p = bool((modalities or {}).get(deformation.mask_slot, {}).get("log1p", False))
+            found = structure_mask(images[deformation.mask_slot], deformation.mask_smoothing_px, log1p)
+            mask = 255 * found.astype(np.uint8)
         height, width = images["A"].shape[:2]
         hi_x, hi_y = width - size - lo, height - size - lo
         if hi_x < lo or hi_y < lo:
@@ -353,6 +468,9 @@ def build_testset(
                 field = true_field(truth, displacement, (size, size))
                 points = landmarks(field, (size, size), deformation.landmark_spacing_px)
                 write_truth(out_dir, row["case"], field, points)
+                if mask is not None:
+                    _, floating_mask = extract_patches(mask, (x0, y0), truth, size, "nearest", displacement)
+                    write_mask(out_dir, row["case"], floating_mask)
                 counts[index] = len(points)
     cases = _with_shift_columns(cases, recipe.shift)
     if deformation is None:
@@ -389,7 +507,27 @@ def shift_written_testset(
     """Shift the patches of a test set already written to ``images_dir`` (an imported one), in place.
 
     Case ``i`` of ``cases`` (table order) draws from ``case_rng(seed, i)``, as in
-    :func:`build_testset`; returns the cases table with the shift's columns.
+    :func:`build_testset`.
+
+    Parameters
+    ----------
+    cases : pandas.DataFrame
+        The test set's cases table.
+    images_dir : pathlib.Path
+        The folder of the written patches; the shifted modality's ``ref`` and ``flo`` patches are
+        overwritten.
+    shift : Shift
+        The shift (:mod:`comir.imaging.shifts`).
+    seed : int
+        The test set's seed.
+    modalities : Mapping[str, Mapping[str, Any]] or None, optional
+        The modality settings per slot; the shifted modality's ``max_value`` is the full scale of
+        its stored values (None: the dtype's). Default None.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The cases table with the shift's columns.
     """
     images_dir = Path(images_dir)
     for number, case in enumerate(cases["case"]):
@@ -417,6 +555,34 @@ def make_testset(
     table ``pairs_csv``, once every test image is known to be large enough.  A
     ``spec["shift"]`` degrades one modality's patches (:mod:`comir.imaging.shifts`; the
     full scale of its stored values from ``modalities``).
+
+    Parameters
+    ----------
+    spec : Mapping[str, Any]
+        The test set's configuration.
+    seed : int
+        The seed of the draws and of the shift.
+    pairs_csv : pathlib.Path
+        The pairs table (not read for recipe ``prebuilt``).
+    images_dir : pathlib.Path
+        Where the patches are written.
+    record_dir : pathlib.Path or None, optional
+        The unpacked record, required for recipe ``prebuilt``. Default None.
+    modalities : Mapping[str, Any] or None, optional
+        The dataset's modalities (slots A, B). Default None.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The cases table.
+
+    Raises
+    ------
+    ValueError
+        If recipe ``prebuilt`` has no ``record_dir``, or the recipe's settings or draws are invalid.
+    comir.io.InputError
+        If an image is too small or the record's test set cannot be imported
+        (:func:`import_prebuilt_testset`).
     """
     images_dir = Path(images_dir)
     if spec["recipe"] == "prebuilt":

@@ -80,29 +80,55 @@ def import_prebuilt_testset(
 ) -> pd.DataFrame:
     """Convert a record's transformed test set to ``out_dir/<case>_<slot>_{ref,flo}.tif`` + cases table.
 
-    ``modalities`` names slots A and B (``("BF", "SHG")``, ``{"A": "BF", "B":
-    "SHG"}`` or the configuration's ``{"A": {"name": ...}, ...}``); both must
-    have reference (R) and transformed (T) patches in the record, otherwise an
-    InputError says what was found.  Slot ``X``'s ``ref`` is its R patch and
-    ``flo`` its T patch; one ground truth per case, floating -> reference,
-    fitted (rigid least squares) to the metadata's Ref -> Trans corners.
+    Slot ``X``'s ``ref`` is its R patch and ``flo`` its T patch; one ground truth per case,
+    floating -> reference, fitted (rigid least squares) to the metadata's Ref -> Trans corners.
 
     The direction of the corner columns is verified on the pixels: for up to
     ``check_cases`` cases (spread over the parts) and each modality, the T
     patch is warped into the reference frame by each candidate of
     :data:`CONVENTIONS` and compared with the R patch (NCC inside the valid
-    overlap).  ``convention="auto"`` takes the best-matching convention (a
-    warning when it is not ``forward``); an explicit convention must be the
-    one that matches.  InputError when the best mean NCC is below
-    ``min_ncc`` or the best convention wins in fewer than 80 % of the cases
-    whose candidates differ.
+    overlap).
 
-    ``stratum``: the record's level (e.g. ``tlevel1``) where it has levels,
-    else the paper's displacement strata (100 / 200 px at 834 px, scaled to
-    the patch width) unless ``strata`` ((name, upper bound or None), ...) is
-    given.  ``crop_x`` / ``crop_y`` are -1 (the position in the core is not
-    known).  The columns are those of every test set (:func:`comir.testset.cases_table`);
-    ``attrs["records"]`` holds the convention and the NCC scores.
+    Parameters
+    ----------
+    layout : Layout
+        The unpacked record (:func:`comir.data.layouts.detect.detect_layout`).
+    name : str
+        The transformed test set's name in the record.
+    out_dir : pathlib.Path
+        Where the patches are written.
+    modalities : Mapping[str, Any] or Sequence[str]
+        Names slots A and B (``("BF", "SHG")``, ``{"A": "BF", "B": "SHG"}`` or the
+        configuration's ``{"A": {"name": ...}, ...}``); both must have reference (R) and
+        transformed (T) patches in the record, otherwise an InputError says what was found.
+    convention : str, optional
+        ``"auto"`` (default) takes the best-matching convention (a warning when it is not
+        ``forward``); an explicit convention of :data:`CONVENTIONS` must be the one that matches.
+    min_ncc : float, optional
+        The least mean NCC the convention must reach. Default 0.5.
+    check_cases : int, optional
+        How many cases at most are checked on the pixels. Default 12.
+    strata : Sequence[tuple[str, float or None]] or None, optional
+        ``(name, upper bound px or None), ...`` in increasing order, for the cases of parts
+        without a level. Default None: the paper's displacement strata (100 / 200 px at 834 px,
+        scaled to the patch width).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The cases table; the columns are those of every test set (:func:`comir.testset.cases_table`).
+        ``stratum``: the record's level (e.g. ``tlevel1``) where it has levels, else by ``strata``.
+        ``crop_x`` / ``crop_y`` are -1 (the position in the core is not known).
+        ``attrs["records"]`` holds the convention and the NCC scores.
+
+    Raises
+    ------
+    comir.io.InputError
+        For an unknown convention; missing R or T patches of a modality, a part without metadata
+        or no complete case; corners not related by a rigid transform; R and T patches of a case
+        that differ in size; when the best mean NCC is below ``min_ncc``, an explicit convention
+        is not the one that matches, or the best convention wins in fewer than 80 % of the cases
+        whose candidates differ.
     """
     if convention != "auto" and convention not in CONVENTIONS:
         raise InputError(f"convention must be 'auto' or one of {', '.join(CONVENTIONS)}, got {convention!r}")

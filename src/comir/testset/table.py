@@ -35,7 +35,17 @@ TESTSET_COLUMNS = (
 
 
 def case_labels(n: int) -> list[str]:
-    """The names of ``n`` cases in table order: ``case_0000``, ``case_0001``, ..."""
+    """The names of ``n`` cases in table order: ``case_0000``, ``case_0001``, ...
+
+    Parameters
+    ----------
+    n : int
+        The number of cases.
+
+    Returns
+    -------
+    list of str
+    """
     return [f"case_{i:04d}" for i in range(n)]
 
 
@@ -51,15 +61,31 @@ def cases_table(
 ) -> pd.DataFrame:
     """A test set's cases table: one row per case, the columns :data:`TESTSET_COLUMNS` in order.
 
-    ``truth``: the (n, 2, 3) ground truths, floating -> reference; ``width``,
-    ``height``: the patch size, one for all cases or one per case; ``move``:
-    rotation (degrees), scale and (n, 2) translation of the reference ->
-    floating move as drawn (a rotation and zoom about the patch centre, then a
-    translation), by default derived from ``truth``.  Also derived from ``truth`` (docs/method.md, section
-    8): the initial displacement (the corner error of the identity) and where the
-    floating patch's corner pixels land in the reference patch (the anchors of
-    the error).  ``crop_x``, ``crop_y`` (the reference patch's place in its
+    Also derived from ``truth`` (docs/method.md, section 8): the initial displacement (the corner
+    error of the identity) and where the floating patch's corner pixels land in the reference
+    patch (the anchors of the error).  ``crop_x``, ``crop_y`` (the reference patch's place in its
     source image) are -1: not known, or not yet placed.
+
+    Parameters
+    ----------
+    truth : numpy.ndarray
+        The ``(n, 2, 3)`` ground truths, floating -> reference.
+    width, height : int or Sequence[int] or numpy.ndarray
+        The patch size, px: one for all cases or one per case.
+    case : Sequence[str]
+        The cases' names (:func:`case_labels`).
+    image_id : Sequence[Any]
+        The source image of each case.
+    stratum : Sequence[str] or numpy.ndarray
+        The stratum of each case.
+    move : tuple of numpy.ndarray or None, optional
+        Rotation (degrees), scale and ``(n, 2)`` translation of the reference -> floating move as
+        drawn (a rotation and zoom about the patch centre, then a translation). Default None:
+        derived from ``truth``.
+
+    Returns
+    -------
+    pandas.DataFrame
     """
     truth = np.asarray(truth, dtype=float).reshape(-1, 2, 3)
     n = len(truth)

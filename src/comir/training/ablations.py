@@ -26,21 +26,35 @@ def region_masks(
 ) -> np.ndarray:
     """Binary region masks ``(K, H, W)`` float32 of one aligned training pair (``training.anatomy``, ``masks: auto``).
 
-    Args:
-        bright_field: ``(C, H, W)`` transmitted-light image in [0, 1] (network
-            input) or ``None``. Tissue: the mean over channels of the optical
-            density ``-ln(max(I, 1e-3))`` above ``optical_density`` (glass
-            transmits all light, OD ~ 0; Macenko's tissue threshold, 0.15).
-        signal: ``(C, H, W)`` image whose bright pixels are the structure of
-            interest (SHG: collagen), or ``None``. Signal: the channel mean
-            strictly above its ``signal_percentile``-th percentile over this
-            image (per image, so a dim or bright acquisition marks the same
-            share; a constant image marks nothing).
-        optical_density, signal_percentile: thresholds.
+    Parameters
+    ----------
+    bright_field : numpy.ndarray or None
+        ``(C, H, W)`` transmitted-light image in [0, 1] (network
+        input) or ``None``. Tissue: the mean over channels of the optical
+        density ``-ln(max(I, 1e-3))`` above ``optical_density`` (glass
+        transmits all light, OD ~ 0; Macenko's tissue threshold, 0.15).
+    signal : numpy.ndarray or None
+        ``(C, H, W)`` image whose bright pixels are the structure of
+        interest (SHG: collagen), or ``None``. Signal: the channel mean
+        strictly above its ``signal_percentile``-th percentile over this
+        image (per image, so a dim or bright acquisition marks the same
+        share; a constant image marks nothing).
+    optical_density : float, optional
+        Tissue threshold on the optical density. Default 0.15.
+    signal_percentile : float, optional
+        Percentile (0 to 100) of the signal threshold. Default 75.
 
-    Returns:
+    Returns
+    -------
+    numpy.ndarray
         The tissue mask (when ``bright_field`` is given), then the signal mask
-        (when ``signal`` is given), 1.0 inside, 0.0 outside: ``K`` is 0, 1 or 2.
+        (when ``signal`` is given), 1.0 inside, 0.0 outside: ``K`` is 0, 1 or 2
+        (with neither image, an empty ``(0, 0, 0)`` array).
+
+    Raises
+    ------
+    ValueError
+        If both images are given and their sizes differ.
     """
     masks = []
     if bright_field is not None:
@@ -57,7 +71,26 @@ def region_masks(
 
 
 def pair_region_masks(pairs: Sequence[tuple[np.ndarray, np.ndarray]], cfg: TrainingConfig) -> list[np.ndarray] | None:
-    """Per training pair its :func:`region_masks` as ``training.anatomy`` configures them; ``None`` when it is off."""
+    """Per training pair its :func:`region_masks` as ``training.anatomy`` configures them; ``None`` when it is off.
+
+    Parameters
+    ----------
+    pairs : Sequence[tuple[numpy.ndarray, numpy.ndarray]]
+        The aligned training pairs, ``(C, H, W)`` images of the slots ``A`` and ``B`` in [0, 1].
+    cfg : TrainingConfig
+        The run's settings; ``anatomy_settings`` names which slot gives the tissue (``tissue_from``)
+        and which the signal (``signal_from``), and the thresholds.
+
+    Returns
+    -------
+    list of numpy.ndarray or None
+        One ``(K, H, W)`` float32 mask stack per pair, or ``None`` when ``training.anatomy`` is off.
+
+    Raises
+    ------
+    ValueError
+        If ``anatomy.masks`` is not ``"auto"``, or neither ``tissue_from`` nor ``signal_from`` is set.
+    """
     settings = cfg.anatomy_settings
     if settings is None:
         return None
@@ -91,6 +124,23 @@ def derived_view(patches: torch.Tensor, view: str) -> torch.Tensor:
     image (:class:`comir.network.model.InputFilters`); ``haematoxylin``: the
     haematoxylin optical density of an RGB bright-field patch (Ruifrok and
     Johnston's colour deconvolution, :data:`comir.imaging.stain.HED_FROM_RGB`).
+
+    Parameters
+    ----------
+    patches : torch.Tensor
+        ``(N, C, H, W)`` patches in [0, 1]; ``C = 3`` (RGB) for ``haematoxylin``.
+    view : {"grey", "sobel", "haematoxylin"}
+        Which view (:data:`THIRD_VIEWS`).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, 1, H, W)`` view, in the dtype of ``patches``.
+
+    Raises
+    ------
+    ValueError
+        If ``view`` is not one of :data:`THIRD_VIEWS`.
     """
     from comir.imaging.stain import HED_FROM_RGB
     from comir.network.model import InputFilters
@@ -107,7 +157,20 @@ def derived_view(patches: torch.Tensor, view: str) -> torch.Tensor:
 
 
 def network_inputs(batch: Sequence[torch.Tensor], cfg: TrainingConfig) -> list[torch.Tensor]:
-    """The networks' inputs of a batch: A, B and, with ``third_view``, the view derived from one of them."""
+    """The networks' inputs of a batch: A, B and, with ``third_view``, the view derived from one of them.
+
+    Parameters
+    ----------
+    batch : Sequence[torch.Tensor]
+        The ``(N, C, H, W)`` patches of the slots ``A`` and ``B``, in that order.
+    cfg : TrainingConfig
+        The run's settings; ``third_view`` (``{from, view}``) names the slot and the :func:`derived_view`.
+
+    Returns
+    -------
+    list of torch.Tensor
+        ``batch``'s tensors, followed by the derived view when ``third_view`` is set.
+    """
     if not cfg.third_view:
         return list(batch)
     return [*batch, derived_view(batch[SLOTS.index(cfg.third_view["from"])], cfg.third_view["view"])]
@@ -119,6 +182,19 @@ def third_network(models: Mapping[str, Tiramisu], cfg: TrainingConfig) -> dict[s
     The third network adds a third view to the InfoNCE (M = 3 points per place,
     docs/method.md, section 3); it is not part of the model file, whose CoMIRs
     are A's and B's.
+
+    Parameters
+    ----------
+    models : Mapping[str, Tiramisu]
+        The networks of the slots ``A`` and ``B``.
+    cfg : TrainingConfig
+        The run's settings. With ``third_view``, torch's global generator is seeded with
+        ``cfg.seed * 1000 + 2`` before the third network is built.
+
+    Returns
+    -------
+    dict[str, Tiramisu]
+        ``models``, plus the new network in the slot :data:`THIRD_SLOT` when ``third_view`` is set.
     """
     if not cfg.third_view:
         return dict(models)
@@ -135,6 +211,18 @@ def share_blocks(models: Mapping[str, Tiramisu], count: int) -> None:
     modules are one set of parameters, trained by both modalities' batches
     (the ablation ``training.shared_blocks``).  The state_dicts still hold
     every parameter, so saved networks load and run independently.
+
+    Parameters
+    ----------
+    models : Mapping[str, Tiramisu]
+        The networks of the slots ``A`` and ``B``; B is modified in place.
+    count : int
+        Number of leading down blocks (with their transitions down) to share; 0 shares none.
+
+    Raises
+    ------
+    ValueError
+        If ``count`` exceeds the number of down blocks, or the networks' ``init_filters`` differ.
     """
     a, b = models["A"], models["B"]
     if count > len(a.down_blocks):
@@ -147,5 +235,16 @@ def share_blocks(models: Mapping[str, Tiramisu], count: int) -> None:
 
 
 def unique_parameters(models: Mapping[str, Tiramisu]) -> list[torch.nn.Parameter]:
-    """Every parameter of the networks once (shared blocks would otherwise be stepped twice)."""
+    """Every parameter of the networks once (shared blocks would otherwise be stepped twice).
+
+    Parameters
+    ----------
+    models : Mapping[str, Tiramisu]
+        The networks.
+
+    Returns
+    -------
+    list of torch.nn.Parameter
+        Each distinct parameter once, in the order first met.
+    """
     return list({id(p): p for model in models.values() for p in model.parameters()}.values())

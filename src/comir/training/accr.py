@@ -114,6 +114,29 @@ class HeadTrainingConfig:
     seed: int = 0
     threads: int = 1
 
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], seed: int, threads: int) -> HeadTrainingConfig:
+        """From a validated ``accr.training`` section (its keys are fields), the run's seed and threads.
+
+        Parameters
+        ----------
+        cfg : Mapping[str, Any]
+            The section; ``reference_slots`` as a list.
+        seed : int
+            The run's random seed.
+        threads : int
+            Number of CPU threads of the run.
+
+        Returns
+        -------
+        HeadTrainingConfig
+            The settings of the run.
+        """
+        settings = dict(cfg)
+        if "reference_slots" in settings:
+            settings["reference_slots"] = tuple(settings["reference_slots"])
+        return cls(seed=seed, threads=threads, **settings)
+
 
 def build_accr(
     config: ACCRConfig, encoders: Mapping[str, TiramisuConfig], seed: int, shared_blocks: int = 0
@@ -123,6 +146,29 @@ def build_accr(
     The first ``shared_blocks`` down blocks are shared (:func:`comir.training.ablations.share_blocks`);
     the head is initialised from its own seed. For a trained CoMIR model, pass its networks to
     :class:`ACCRNet` instead.
+
+    Parameters
+    ----------
+    config : ACCRConfig
+        The attention's and the head's hyper-parameters.
+    encoders : Mapping[str, TiramisuConfig]
+        The architectures of the encoders of the slots ``A`` and ``B``.
+    seed : int
+        The run's seed: the encoders are built as :func:`~comir.training.loop.build_models` does with it,
+        the head after seeding torch's global generator with ``seed * 1000 + 3``.
+    shared_blocks : int, optional
+        Number of leading down blocks B shares with A. Default 0.
+
+    Returns
+    -------
+    ACCRNet
+        The untrained model.
+
+    Raises
+    ------
+    ValueError
+        If the blocks cannot be shared (:func:`~comir.training.ablations.share_blocks`) or the encoders'
+        CoMIRs differ in channels.
     """
     models = build_models(encoders, seed)
     share_blocks(models, shared_blocks)
@@ -137,6 +183,24 @@ def random_transforms(
 
     ``M = [L R | c + t - L R c]`` with ``R`` the rotation, ``L = I + U(-l, l)`` (affine only,
     else ``I``), ``t`` the translation and ``c`` the patch centre.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the draws.
+    n : int
+        Number of matrices.
+    size : int
+        Side ``P`` of the patches in px; the centre ``c`` is ``((P - 1) / 2, (P - 1) / 2)``.
+    cfg : HeadTrainingConfig
+        ``max_angle_deg``, ``max_shift_px`` and ``max_linear`` bound the draws.
+    transform : str
+        The head's transform model: ``"affine"`` perturbs the linear part, anything else (``"rigid"``) does not.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 2, 3)`` float64 matrices in px.
     """
     centre = np.full(2, (size - 1) / 2.0)
     angles = np.radians(rng.uniform(-cfg.max_angle_deg, cfg.max_angle_deg, n))
@@ -155,6 +219,16 @@ def transform_margin(cfg: HeadTrainingConfig) -> int:
     A patch pixel moves by at most ``|L R - I| r + |t|`` with ``r`` the half-diagonal: the
     rotation's part ``2 sin(a / 2) <= a``, the perturbation's at most its Frobenius norm ``2 l``;
     plus one pixel for the bilinear interpolation.
+
+    Parameters
+    ----------
+    cfg : HeadTrainingConfig
+        ``patch_size``, ``max_angle_deg``, ``max_linear`` and ``max_shift_px``.
+
+    Returns
+    -------
+    int
+        The margin in px.
     """
     radius = (cfg.patch_size - 1) / math.sqrt(2)
     linear = math.radians(cfg.max_angle_deg) + 2 * cfg.max_linear
@@ -165,27 +239,72 @@ def corner_distance(estimated: torch.Tensor, truth: torch.Tensor, width: int, he
     """``(N,)`` mean distance (px) over the four corner pixels between two batches of matrices.
 
     :func:`comir.geometry.corner_error` in PyTorch, differentiable in ``estimated``.
+
+    Parameters
+    ----------
+    estimated : torch.Tensor
+        ``(N, 2, 3)`` estimated floating -> reference matrices.
+    truth : torch.Tensor
+        ``(N, 2, 3)`` true matrices.
+    width, height : int
+        Size in px of the floating image whose corner pixels are moved.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N,)`` distances in px, in ``estimated``'s dtype.
     """
     corners = torch.as_tensor(geometry.corners(width, height), dtype=estimated.dtype, device=estimated.device)
     return (transform_points(estimated, corners) - transform_points(truth, corners)).norm(dim=-1).mean(dim=1)
 
 
-def _check(model: ACCRNet, cfg: HeadTrainingConfig) -> None:
-    if cfg.patch_size % model.multiple:
-        raise ValueError(f"patch_size {cfg.patch_size} must be divisible by the model's multiple {model.multiple}")
-    if model.config.transform == "rigid" and cfg.max_linear:
+def check_head_settings(config: ACCRConfig, multiple: int, cfg: HeadTrainingConfig) -> None:
+    """Stop at settings a model of ``config`` cannot be trained with (before any work, also at parse time).
+
+    Parameters
+    ----------
+    config : ACCRConfig
+        The model's attention and head.
+    multiple : int
+        What the model's input sides must be divisible by (:meth:`ACCRConfig.multiple`).
+    cfg : HeadTrainingConfig
+        The training's settings.
+
+    Raises
+    ------
+    ValueError
+        For a patch size not divisible by ``multiple``, ``max_linear`` with a rigid head, reference
+        slots that are not encoder slots, or ``smoothness_weight`` without a field.
+    """
+    if cfg.patch_size % multiple:
+        raise ValueError(f"patch_size {cfg.patch_size} must be divisible by the model's multiple {multiple}")
+    if config.transform == "rigid" and cfg.max_linear:
         raise ValueError("max_linear (scale and shear) needs an affine head; this model's is rigid")
     unknown = [slot for slot in cfg.reference_slots if slot not in ENCODER_SLOTS]
     if unknown or not cfg.reference_slots:
         raise ValueError(f"reference_slots must name slots of {ENCODER_SLOTS}, got {cfg.reference_slots}")
-    if cfg.smoothness_weight and not model.config.field:
+    if cfg.smoothness_weight and not config.field:
         raise ValueError("smoothness_weight needs a model with a displacement field (ACCRConfig.field)")
 
 
 def head_losses(output: ACCROutput, truth: torch.Tensor, weights: HeadTrainingConfig) -> dict[str, torch.Tensor]:
     """The losses of one batch (module doc), each a float32 scalar, and their weighted ``total``.
 
-    ``truth`` ``(N, 2, 3)``: the true floating -> reference matrices of the batch.
+    Parameters
+    ----------
+    output : ACCROutput
+        The model's output for the batch.
+    truth : torch.Tensor
+        ``(N, 2, 3)``: the true floating -> reference matrices of the batch.
+    weights : HeadTrainingConfig
+        The losses' weights (``transform_weight``, ``match_weight``, ``similarity_weight``,
+        ``smoothness_weight``); a zero weight skips that loss (but not ``corner_px``).
+
+    Returns
+    -------
+    dict[str, torch.Tensor]
+        ``corner_px``, then ``match_px``, ``field_px`` (with a field), ``similarity`` and
+        ``smoothness`` as configured, and ``total``.
     """
     reference, floating = (comir.float() for comir in output.representations)
     height, width = reference.shape[-2:]
@@ -230,8 +349,30 @@ def moved_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch's reference patches and floating patches moved by ``truth`` (module doc).
 
-    ``arrays``: the aligned ``(N, C, P + 2 m, P + 2 m)`` patches of A and B; ``truth``
-    ``(N, 2, 3)`` floating -> reference matrices of the ``P`` px patches.
+    Parameters
+    ----------
+    arrays : Sequence[numpy.ndarray]
+        The aligned ``(N, C, P + 2 m, P + 2 m)`` patches of A and B.
+    reference_slot : str
+        ``"A"`` or ``"B"``: which of ``arrays`` is the reference; the other is moved.
+    truth : numpy.ndarray
+        ``(N, 2, 3)`` floating -> reference matrices of the ``P`` px patches.
+    margin : int
+        The margin ``m`` in px (:func:`transform_margin`).
+    device : torch.device
+        Where the patches are put.
+
+    Returns
+    -------
+    reference : torch.Tensor
+        ``(N, C_ref, P, P)``: the central crop of the reference patches.
+    floating : torch.Tensor
+        ``(N, C_flo, P, P)`` float32: the other modality sampled bilinearly where ``truth`` sends each pixel.
+
+    Raises
+    ------
+    ValueError
+        If ``reference_slot`` is not one of the encoder slots.
     """
     index = ENCODER_SLOTS.index(reference_slot)
     reference, other = (to_device(arrays[i], device) for i in (index, 1 - index))
@@ -274,7 +415,7 @@ def train_registration_head(
     FloatingPointError
         When the loss becomes non-finite.
     """
-    _check(model, cfg)
+    check_head_settings(model.config, model.multiple, cfg)
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(max(1, cfg.threads))
@@ -315,6 +456,7 @@ def train_registration_head(
 __all__ = [
     "HeadTrainingConfig",
     "build_accr",
+    "check_head_settings",
     "corner_distance",
     "head_losses",
     "moved_pairs",

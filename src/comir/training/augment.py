@@ -37,7 +37,20 @@ TRANSFORMS = ("stain", "intensity", "blur", "noise")
 
 
 def check_augmentation(settings: Mapping[str, Any], channels: int) -> list[str]:
-    """What is wrong with one modality's augmentation settings (an empty list: nothing)."""
+    """What is wrong with one modality's augmentation settings (an empty list: nothing).
+
+    Parameters
+    ----------
+    settings : Mapping[str, Any]
+        The modality's transforms by name (:data:`TRANSFORMS`) with their settings.
+    channels : int
+        The modality's channel count (``stain`` needs 3).
+
+    Returns
+    -------
+    list of str
+        One message per problem: unknown transforms, stain jitter of a non-RGB modality.
+    """
     known = ", ".join(TRANSFORMS)
     problems = [f"unknown transform {name!r} (known: {known})" for name in settings if name not in TRANSFORMS]
     if "stain" in settings and channels != 3:
@@ -50,7 +63,22 @@ def _chosen(rng: np.random.Generator, n: int, probability: float) -> np.ndarray:
 
 
 def stain_jitter(patches: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """RGB patches (n, 3, H, W) in [0, 1], their H, E, D densities scaled by ``alpha``, shifted by ``beta`` (n, 3)."""
+    """RGB patches (n, 3, H, W) in [0, 1], their H, E, D densities scaled by ``alpha``, shifted by ``beta`` (n, 3).
+
+    Parameters
+    ----------
+    patches : numpy.ndarray
+        ``(n, 3, H, W)`` RGB patches in [0, 1].
+    alpha : numpy.ndarray
+        ``(n, 3)`` factors of the haematoxylin, eosin and DAB optical densities per patch.
+    beta : numpy.ndarray
+        ``(n, 3)`` shifts of the densities per patch, added after the scaling.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 3, H, W)`` float32 jittered patches, clipped to [0, 1].
+    """
     hed = optical_density(np.moveaxis(patches, 1, -1)) @ HED_FROM_RGB  # (n, H, W, 3)
     hed = hed * alpha[:, None, None, :] + beta[:, None, None, :]
     jittered = np.exp(-(hed @ RGB_FROM_HED))
@@ -58,7 +86,23 @@ def stain_jitter(patches: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> np
 
 
 def augment_patches(patches: np.ndarray, settings: Mapping[str, Any], rng: np.random.Generator) -> np.ndarray:
-    """One modality's batch (n, C, H, W) float32 with the configured transforms applied (module doc)."""
+    """One modality's batch (n, C, H, W) float32 with the configured transforms applied (module doc).
+
+    Parameters
+    ----------
+    patches : numpy.ndarray
+        ``(n, C, H, W)`` patches in [0, 1]; not modified.
+    settings : Mapping[str, Any]
+        The modality's transforms: ``stain`` (``probability``, ``scale``, ``shift``), ``intensity``
+        (``probability``, ``scale``), ``blur`` and ``noise`` (``probability``, ``sigma``); any subset.
+    rng : numpy.random.Generator
+        Source of the draws; only configured transforms draw from it.
+
+    Returns
+    -------
+    numpy.ndarray
+        A float32 copy with the transforms applied, or ``patches`` itself when ``settings`` is empty.
+    """
     if not settings:
         return patches
     out = np.array(patches, dtype=np.float32, copy=True)
@@ -105,6 +149,22 @@ def elastic_pairs(
     largest displacement is ``alpha`` px, applied to every channel of both
     modalities alike (bilinear, reflected border), so the pair stays aligned.
     Drawn only when configured: without it the batches are unchanged.
+
+    Parameters
+    ----------
+    batch_a : numpy.ndarray
+        ``(n, C_A, H, W)`` patches of the first modality.
+    batch_b : numpy.ndarray
+        ``(n, C_B, H, W)`` patches of the second modality, aligned with ``batch_a``.
+    settings : Mapping[str, Any]
+        ``probability``, ``sigma`` (px) and ``alpha`` (px) of ``training.elastic``.
+    rng : numpy.random.Generator
+        Source of the draws.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The deformed copies of ``batch_a`` and ``batch_b``.
     """
     import cv2
 

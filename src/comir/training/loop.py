@@ -37,7 +37,21 @@ _VALIDATION_STREAM = 5
 
 
 def build_models(configs: Mapping[str, TiramisuConfig], seed: int) -> dict[str, Tiramisu]:
-    """One network per modality; each initialised from its own fixed seed (paper Table 1)."""
+    """One network per modality; each initialised from its own fixed seed (paper Table 1).
+
+    Parameters
+    ----------
+    configs : Mapping[str, TiramisuConfig]
+        The architecture of each slot ``A`` and ``B``.
+    seed : int
+        The run's seed: torch's global generator is seeded with ``seed * 1000 + i`` before building
+        the network of the ``i``-th slot.
+
+    Returns
+    -------
+    dict[str, Tiramisu]
+        The new networks by slot.
+    """
     models = {}
     for offset, slot in enumerate(SLOTS):
         torch.manual_seed(seed * 1000 + offset)
@@ -64,6 +78,33 @@ def train(
     epoch, and a run that finds a state of the same settings and data continues after
     its last epoch: an interrupted run gives the same networks as an uninterrupted one
     (docs/method.md, section 5). A state of other settings is ignored and replaced.
+
+    Parameters
+    ----------
+    models : Mapping[str, Tiramisu]
+        The networks of the slots ``A`` and ``B`` (:func:`build_models`); trained in place, with
+        B's first down blocks replaced by A's when ``shared_blocks`` is set.
+    train_pairs : Sequence[tuple[numpy.ndarray, numpy.ndarray]]
+        Aligned training pairs ``(A, B)`` of the networks' inputs, ``(C, H, W)`` each.
+    val_pairs : Sequence[tuple[numpy.ndarray, numpy.ndarray]]
+        Aligned validation pairs; empty: the validation batches are drawn from ``train_pairs``.
+    cfg : TrainingConfig
+        The run's settings.
+    resume_state : pathlib.Path or None, optional
+        The file of the resumable state; ``None`` (default): nothing is saved or resumed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per epoch: ``epoch``, ``step``, ``train_loss``, ``val_loss``, ``seconds``.
+
+    Raises
+    ------
+    ValueError
+        For loss options the loss cannot use (:func:`~comir.training.settings.check_loss_options`)
+        or an unknown ``optimizer``.
+    FloatingPointError
+        When the training loss becomes non-finite.
     """
     check_loss_options(cfg)  # before anything changes the networks
     device = resolve_device(cfg.device)
@@ -159,7 +200,22 @@ def training_fingerprint(
     val_pairs: Sequence[tuple[np.ndarray, np.ndarray]],
     cfg: TrainingConfig,
 ) -> str:
-    """A digest of what determines a training run: settings (not threads), architectures and data."""
+    """A digest of what determines a training run: settings (not threads), architectures and data.
+
+    Parameters
+    ----------
+    models : Mapping[str, Tiramisu]
+        The networks trained; their architectures count.
+    train_pairs, val_pairs : Sequence[tuple[numpy.ndarray, numpy.ndarray]]
+        The training and validation images; their shapes, dtypes and bytes count.
+    cfg : TrainingConfig
+        The settings, all but ``threads`` and ``workers`` (and ``negatives``/``anatomy`` when empty).
+
+    Returns
+    -------
+    str
+        A 32-character hexadecimal BLAKE2b digest.
+    """
     digest = hashlib.blake2b(digest_size=16)
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("threads", "workers")}
     for key in ("negatives", "anatomy"):  # options added later: off, a run keeps the fingerprint it had before them
@@ -187,6 +243,23 @@ def save_training_state(
     """Everything needed to continue after the last epoch of ``history``, written atomically.
 
     Patches need no saved state: each batch is seeded by its step (:class:`TrainingBatches`).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The state file to write.
+    fingerprint : str
+        The run's :func:`training_fingerprint`.
+    history : Sequence[Mapping[str, Any]]
+        The rows of the epochs done; their count is the epoch to continue after.
+    models : Mapping[str, Tiramisu]
+        The networks trained.
+    optimizer : torch.optim.Optimizer
+        The optimiser, with its state.
+    scaler : torch.amp.GradScaler
+        The gradient scaler.
+    c4_generator : torch.Generator
+        The generator of the C4 rotations; torch's global CPU and CUDA generators are saved too.
     """
     state = {
         "fingerprint": fingerprint,
@@ -204,7 +277,23 @@ def save_training_state(
 
 
 def load_training_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    """The saved state at ``path`` if it belongs to a run with this ``fingerprint``, else ``None``."""
+    """The saved state at ``path`` if it belongs to a run with this ``fingerprint``, else ``None``.
+
+    A missing file gives ``None``; an unreadable one, or one of another fingerprint, is logged as a
+    warning and gives ``None``.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The state file written by :func:`save_training_state`.
+    fingerprint : str
+        The current run's :func:`training_fingerprint`.
+
+    Returns
+    -------
+    dict[str, Any] or None
+        The state (loaded on the CPU), or ``None``.
+    """
     path = Path(path)
     if not path.is_file():
         return None
@@ -226,6 +315,22 @@ def restore_training_state(  # noqa: D103 - the inverse of save_training_state
     scaler: torch.amp.GradScaler,
     c4_generator: torch.Generator,
 ) -> None:
+    """The inverse of :func:`save_training_state`: put a loaded state back into the run's objects.
+
+    Parameters
+    ----------
+    state : Mapping[str, Any]
+        A state from :func:`load_training_state`.
+    models : Mapping[str, Tiramisu]
+        The networks, whose weights are loaded in place.
+    optimizer : torch.optim.Optimizer
+        The optimiser, whose state is loaded.
+    scaler : torch.amp.GradScaler
+        The gradient scaler, whose state is loaded when one was saved.
+    c4_generator : torch.Generator
+        The generator of the C4 rotations; torch's global CPU (and, when available, CUDA) generators
+        are restored too.
+    """
     for slot, model in models.items():
         model.load_state_dict(state["models"][slot])
     optimizer.load_state_dict(state["optimizer"])
@@ -252,6 +357,30 @@ def training_step(
     C4 rotations (when configured), the contrastive loss under the run's precision, gradient
     scaling, and the gradient-norm clip of each network separately (the paper's). ``models``
     may hold the third network of ``third_view`` (:func:`third_network`).
+
+    Parameters
+    ----------
+    models : Mapping[str, Tiramisu]
+        The networks, in the order of the batch's inputs (A, B[, third]).
+    arrays : Sequence[numpy.ndarray or torch.Tensor]
+        The batch: ``(A, B)`` patches, or ``(A, B, info)`` with the patches' info.
+    cfg : TrainingConfig
+        The run's settings.
+    optimizer : torch.optim.Optimizer
+        The optimiser, stepped once.
+    scaler : torch.amp.GradScaler
+        The gradient scaler (disabled unless float16 autocast).
+    c4_generator : torch.Generator
+        CPU generator of the C4 rotations (:func:`~comir.training.loss.equivariant_forward`).
+    device : torch.device
+        Where the networks are.
+    use_amp : bool
+        Whether the forward pass runs under autocast.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar loss of the step.
     """
     arrays, info = split_batch(arrays, device)
     batch = network_inputs([to_device(b, device) for b in arrays], cfg)
@@ -285,6 +414,19 @@ def recalibrate_batchnorm(
     changing quickly, and inference (eval mode) uses them: without this, a
     short training run gives CoMIRs far worse than its training loss says.
     A cumulative average over fresh training ``batches`` matches the final weights.
+
+    Parameters
+    ----------
+    models : Mapping[str, Tiramisu]
+        The networks, in the order of the batches' inputs; left in train mode.
+    batches : Iterable[tuple[numpy.ndarray, numpy.ndarray]]
+        Training batches ``(A, B)`` of patches, as :class:`TrainingBatches` makes them.
+    cfg : TrainingConfig
+        The run's settings (for the third network's input).
+    device : torch.device
+        Where the networks are.
+    use_amp : bool
+        Whether the forward passes run under autocast.
     """
     norms = [
         m for model in models.values() for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
@@ -312,7 +454,26 @@ def evaluate_loss(
     device: torch.device,
     use_amp: bool,
 ) -> float:
-    """Contrastive loss on fixed, unaugmented validation batches (no C4 rotation); ``(A, B[, info])`` each."""
+    """Contrastive loss on fixed, unaugmented validation batches (no C4 rotation); ``(A, B[, info])`` each.
+
+    Parameters
+    ----------
+    models : Mapping[str, Tiramisu]
+        The networks, in the order of the batches' inputs; left in eval mode.
+    batches : Sequence[tuple]
+        The validation batches, ``(A, B)`` or ``(A, B, info)``.
+    cfg : TrainingConfig
+        The run's settings (the loss's options).
+    device : torch.device
+        Where the networks are.
+    use_amp : bool
+        Whether the forward passes run under autocast.
+
+    Returns
+    -------
+    float
+        The mean loss over the batches.
+    """
     for model in models.values():
         model.eval()
     values = []

@@ -55,28 +55,39 @@ def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
 def similarity_matrix(z: Tensor, critic: Critic, tau: float) -> Tensor:
     """All pairwise similarities ``sim(z_i, z_j) / tau`` of stacked points.
 
-    Args:
-        z: ``(P, C, H, W)`` points.
-        critic: ``"mse"``: ``-mean((z_i - z_j) ** 2)`` over all ``C*H*W``
-            elements (paper's best critic for registration). A mean, not a
-            sum: ``tau`` divides the squared distance per element, so a
-            temperature ``tau`` here equals ``tau * C*H*W`` applied to the
-            summed squared distance ``|z_i - z_j|^2``, and its meaning does
-            not depend on the patch size.
-            ``"cosine"``: cosine similarity of the flattened patches.
-            ``"cosine_columns"``: the authors' public code, which calls
-            ``F.cosine_similarity(z_i, z_j, dim=1).mean()`` on single
-            ``(C, H, W)`` points: for every channel ``c`` and column ``w`` the
-            vectors ``z_i[c, :, w]`` and ``z_j[c, :, w]`` (length ``H``, down
-            the height axis) are compared by cosine similarity, and the
-            ``C*W`` cosines are averaged. Implemented exactly so, with each
-            column divided by ``max(norm, 1e-8)`` as torch does.
-        tau: temperature (> 0).
+    Parameters
+    ----------
+    z : torch.Tensor
+        ``(P, C, H, W)`` points.
+    critic : {"mse", "cosine", "cosine_columns"}
+        ``"mse"``: ``-mean((z_i - z_j) ** 2)`` over all ``C*H*W``
+        elements (paper's best critic for registration). A mean, not a
+        sum: ``tau`` divides the squared distance per element, so a
+        temperature ``tau`` here equals ``tau * C*H*W`` applied to the
+        summed squared distance ``|z_i - z_j|^2``, and its meaning does
+        not depend on the patch size.
+        ``"cosine"``: cosine similarity of the flattened patches.
+        ``"cosine_columns"``: the authors' public code, which calls
+        ``F.cosine_similarity(z_i, z_j, dim=1).mean()`` on single
+        ``(C, H, W)`` points: for every channel ``c`` and column ``w`` the
+        vectors ``z_i[c, :, w]`` and ``z_j[c, :, w]`` (length ``H``, down
+        the height axis) are compared by cosine similarity, and the
+        ``C*W`` cosines are averaged. Implemented exactly so, with each
+        column divided by ``max(norm, 1e-8)`` as torch does.
+    tau : float
+        Temperature (> 0).
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor
         ``(P, P)`` matrix including the diagonal (self-similarities); callers
         mask it. Float32 (float64 for float64 points), computed with autocast
         disabled (docs/method.md, section 3).
+
+    Raises
+    ------
+    ValueError
+        If ``z`` is not 4-D, ``tau <= 0`` or ``critic`` is not one of :data:`CRITICS`.
     """
     if z.dim() != 4:
         raise ValueError(f"similarity_matrix expects (P, C, H, W) points, got shape {tuple(z.shape)}")
@@ -123,21 +134,6 @@ def info_nce(
 ) -> Tensor:
     """CoMIR's InfoNCE loss for M >= 2 modalities (paper eq. 2 and Algorithm 1).
 
-    Args:
-        outputs: ``M`` tensors ``(N, C, H, W)``, one per modality; item ``s``
-            of every tensor shows the same place.
-        critic: see :func:`similarity_matrix`.
-        tau: temperature.
-        excluded: optional ``(N, N)`` bool; ``excluded[s, s']`` True means that
-            no point of sample ``s'`` is a negative of an anchor of sample ``s``
-            (a false negative, e.g. an overlapping patch: :func:`near_pairs`).
-            Those pairs get a ``-inf`` logit in the denominator; the positives
-            stay and the diagonal is ignored. ``None`` (default): every other
-            sample's points are negatives, the paper's loss.
-        hard_beta: optional concentration ``beta >= 0`` of the hard-negative
-            reweighting of the denominator (:func:`negative_log_sum`,
-            Robinson et al. 2021). ``None`` (default): plain sum.
-
     For every anchor ``a`` = (modality ``m``, sample ``s``) and every other
     modality ``m'``, with positive ``p`` = (``m'``, ``s``), the term is
     ``-S[a, p] + log(exp(S[a, p]) + sum_j exp(S[a, j]))`` where ``j`` runs over
@@ -154,6 +150,39 @@ def info_nce(
     Computed in float32 (float64 if any output is float64) with autocast
     disabled, whatever the dtype of ``outputs`` and the caller's autocast
     context (docs/method.md, section 3).
+
+    Parameters
+    ----------
+    outputs : Sequence[torch.Tensor]
+        ``M`` tensors ``(N, C, H, W)``, one per modality; item ``s``
+        of every tensor shows the same place.
+    critic : {"mse", "cosine", "cosine_columns"}, optional
+        See :func:`similarity_matrix`. Default ``"mse"``.
+    tau : float, optional
+        Temperature (> 0). Default 0.5.
+    excluded : torch.Tensor or None, optional
+        ``(N, N)`` bool; ``excluded[s, s']`` True means that
+        no point of sample ``s'`` is a negative of an anchor of sample ``s``
+        (a false negative, e.g. an overlapping patch: :func:`near_pairs`).
+        Those pairs get a ``-inf`` logit in the denominator; the positives
+        stay and the diagonal is ignored. ``None`` (default): every other
+        sample's points are negatives, the paper's loss. Keyword-only.
+    hard_beta : float or None, optional
+        Concentration ``beta >= 0`` of the hard-negative
+        reweighting of the denominator (:func:`negative_log_sum`,
+        Robinson et al. 2021). ``None`` (default): plain sum. Keyword-only.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar loss.
+
+    Raises
+    ------
+    ValueError
+        If there are fewer than 2 modalities or 2 samples, the outputs are not 4-D or not all of one
+        shape, ``excluded`` is not an ``(N, N)`` bool tensor, ``hard_beta < 0``, ``tau <= 0`` or
+        ``critic`` is unknown.
     """
     if len(outputs) < 2:
         raise ValueError(f"info_nce needs outputs of at least 2 modalities, got {len(outputs)}")
@@ -201,26 +230,37 @@ NEGATIVE_STRATEGIES: tuple[str, ...] = ("all", "exclude_near", "hard")
 def negative_log_sum(sim: Tensor, negative: Tensor, beta: float | None = None) -> Tensor:
     """Per anchor row, the log of the negatives' part of the InfoNCE denominator.
 
-    Args:
-        sim: ``(P, P)`` logits ``S`` (similarities divided by the temperature).
-        negative: ``(P, P)`` bool; ``negative[i, j]`` True when point ``j`` is
-            a negative of anchor ``i``.
-        beta: ``None``: ``log sum_{j in neg(i)} exp(S_ij)``, the plain InfoNCE
-            (``-inf`` for a row without negatives). A number ``beta >= 0``:
-            hard-negative reweighting after Robinson et al. (ICLR 2021,
-            "Contrastive learning with hard negative samples"), without their
-            positive-debiasing (``tau+ = 0``) and without their clamp: each
-            negative is weighted by ``q_ij = K_i exp(beta S_ij) / sum_{k in neg(i)}
-            exp(beta S_ik)`` (weights summing to the count ``K_i = |neg(i)|``,
-            so ``beta = 0`` is the plain sum), giving
-            ``log K_i + logsumexp_j((1 + beta) S_ij) - logsumexp_j(beta S_ij)``.
-            Negatives more similar to the anchor (harder) weigh more, all of
-            them still count; ``-inf`` for a row without negatives.
+    Parameters
+    ----------
+    sim : torch.Tensor
+        ``(P, P)`` logits ``S`` (similarities divided by the temperature).
+    negative : torch.Tensor
+        ``(P, P)`` bool; ``negative[i, j]`` True when point ``j`` is
+        a negative of anchor ``i``.
+    beta : float or None, optional
+        ``None`` (default): ``log sum_{j in neg(i)} exp(S_ij)``, the plain InfoNCE
+        (``-inf`` for a row without negatives). A number ``beta >= 0``:
+        hard-negative reweighting after Robinson et al. (ICLR 2021,
+        "Contrastive learning with hard negative samples"), without their
+        positive-debiasing (``tau+ = 0``) and without their clamp: each
+        negative is weighted by ``q_ij = K_i exp(beta S_ij) / sum_{k in neg(i)}
+        exp(beta S_ik)`` (weights summing to the count ``K_i = |neg(i)|``,
+        so ``beta = 0`` is the plain sum), giving
+        ``log K_i + logsumexp_j((1 + beta) S_ij) - logsumexp_j(beta S_ij)``.
+        Negatives more similar to the anchor (harder) weigh more, all of
+        them still count; ``-inf`` for a row without negatives.
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor
         ``(P,)`` tensor of ``sim``'s dtype. Vectorised; rows without negatives
         give ``-inf`` with zero (not NaN) gradients, so the InfoNCE term
         ``logaddexp(pos, -inf) - pos`` of such a row is 0.
+
+    Raises
+    ------
+    ValueError
+        If ``beta < 0``.
     """
     if beta is not None and beta < 0:
         raise ValueError(f"hard-negative beta must be >= 0, got {beta}")
@@ -244,16 +284,30 @@ def negative_log_sum(sim: Tensor, negative: Tensor, beta: float | None = None) -
 def near_pairs(image: Tensor, centre: Tensor, min_distance: float) -> Tensor:
     """``(N, N)`` bool: sample pairs whose patches come from the same image and lie closer than ``min_distance``.
 
-    Args:
-        image: ``(N,)`` integer index of each patch's training image.
-        centre: ``(N, 2)`` each patch's centre in that image's pixels.
-        min_distance: px; pairs whose centres are strictly closer are True.
-
     Two patches of side ``P`` whose centres are less than ``P`` apart overlap,
     whatever their rotations (each holds the disc of diameter ``P`` about its
     centre), so they show the same tissue and are false negatives of each
     other (``info_nce``'s ``excluded``). The diagonal is False (a sample is
     its own positive, never its negative).
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        ``(N,)`` integer index of each patch's training image.
+    centre : torch.Tensor
+        ``(N, 2)`` each patch's centre in that image's pixels.
+    min_distance : float
+        In px; pairs whose centres are strictly closer are True.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, N)`` bool, symmetric, False on the diagonal.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not ``(N,)`` or ``centre`` not ``(N, 2)``.
     """
     if image.shape != centre.shape[:1] or centre.dim() != 2 or centre.shape[1] != 2:
         raise ValueError(
@@ -272,6 +326,21 @@ def region_labels(masks: Tensor) -> Tensor:
     interpolation; 0.5 rounds them back). With a tissue mask (bit 0) and a
     signal mask (bit 1) the labels are 0 background, 1 tissue without signal,
     2 signal outside tissue, 3 signal in tissue. There are ``2^K`` labels.
+
+    Parameters
+    ----------
+    masks : torch.Tensor
+        ``(N, K, H, W)`` region masks, values in [0, 1].
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, H, W)`` int64 labels in ``[0, 2^K)``.
+
+    Raises
+    ------
+    ValueError
+        If ``masks`` is not 4-D.
     """
     if masks.dim() != 4:
         raise ValueError(f"region_labels expects (N, K, H, W) masks, got shape {tuple(masks.shape)}")
@@ -283,8 +352,21 @@ def block_labels(labels: Tensor, block: int, n_labels: int) -> Tensor:
     """``(N, H // block, W // block)`` majority label of each ``block x block`` block of ``(N, H, W)`` labels.
 
     The most frequent pixel label of the block; ties go to the smaller label
-    (``argmax`` returns the first maximum). ``H`` and ``W`` must be multiples of
-    ``block``; labels must lie in ``[0, n_labels)``.
+    (``argmax`` returns the first maximum).
+
+    Parameters
+    ----------
+    labels : torch.Tensor
+        ``(N, H, W)`` int64 pixel labels in ``[0, n_labels)``.
+    block : int
+        Block side in px; ``H`` and ``W`` must be multiples of it.
+    n_labels : int
+        Number of labels.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, H // block, W // block)`` int64 majority labels.
     """
     counts = F.avg_pool2d(F.one_hot(labels, n_labels).permute(0, 3, 1, 2).to(torch.float32), block)
     return counts.argmax(dim=1)
@@ -299,16 +381,6 @@ def anatomy_info_nce(
     n_labels: int | None = None,
 ) -> Tensor:
     """Anatomy-aware block-wise InfoNCE (docs/method.md, section 3, "Anatomy-aware term").
-
-    Args:
-        outputs: ``M >= 2`` tensors ``(N, C, H, W)``, one per modality, aligned.
-        labels: ``(N, H, W)`` integer region label of every pixel of every
-            sample (:func:`region_labels`; 0 is background, outside every
-            region); the same for all modalities, since the masks are derived
-            once per place from both modalities' images.
-        block: block side ``k`` in px; ``H`` and ``W`` must be multiples of it.
-        critic, tau: as :func:`info_nce`, applied to blocks.
-        n_labels: labels lie in ``[0, n_labels)``; ``None``: ``labels.max() + 1``.
 
     Definition. Every output is cut into a grid of ``G = (H / k) (W / k)``
     blocks of ``C x k x k`` px; block ``g`` of sample ``s`` in modality ``m``
@@ -326,6 +398,35 @@ def anatomy_info_nce(
     all anchors and other modalities, 0 when no block is inside a region.
     Costs a ``(M N G)^2`` similarity matrix. Float32 (float64 for float64
     outputs), autocast disabled.
+
+    Parameters
+    ----------
+    outputs : Sequence[torch.Tensor]
+        ``M >= 2`` tensors ``(N, C, H, W)``, one per modality, aligned.
+    labels : torch.Tensor
+        ``(N, H, W)`` integer region label of every pixel of every
+        sample (:func:`region_labels`; 0 is background, outside every
+        region); the same for all modalities, since the masks are derived
+        once per place from both modalities' images.
+    block : int
+        Block side ``k`` in px; ``H`` and ``W`` must be multiples of it.
+    critic : {"mse", "cosine", "cosine_columns"}, optional
+        As :func:`info_nce`, applied to blocks. Default ``"mse"``.
+    tau : float, optional
+        Temperature, as :func:`info_nce`. Default 0.5.
+    n_labels : int or None, optional
+        Labels lie in ``[0, n_labels)``; ``None`` (default): ``labels.max() + 1``.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar loss.
+
+    Raises
+    ------
+    ValueError
+        If there are fewer than 2 modalities, the outputs are not equal 4-D shapes, ``block`` does not
+        divide ``H`` and ``W``, ``labels`` is not ``(N, H, W)``, ``tau <= 0`` or ``critic`` is unknown.
     """
     if len(outputs) < 2:
         raise ValueError(f"anatomy_info_nce needs outputs of at least 2 modalities, got {len(outputs)}")
@@ -382,6 +483,25 @@ def activation_decay(outputs: Sequence[Tensor], l1: float, l2: float) -> Tensor:
     get the same weight as one (a sum of per-network means would double it).
     Outputs may differ in shape; each element counts once. Computed in float32
     (float64 if any output is float64) with autocast disabled.
+
+    Parameters
+    ----------
+    outputs : Sequence[torch.Tensor]
+        The networks' outputs, of any shapes.
+    l1 : float
+        Weight of the mean absolute activation.
+    l2 : float
+        Weight of the mean squared activation.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar decay term.
+
+    Raises
+    ------
+    ValueError
+        If ``outputs`` is empty or has no element.
     """
     if not outputs:
         raise ValueError("activation_decay needs at least one output")
@@ -410,6 +530,18 @@ def gaussian_blur(z: Tensor, sigma: float) -> Tensor:
 
     The kernel reaches ``ceil(3 sigma)`` px, at most the image's shorter side minus one (reflect
     padding cannot reach farther), renormalised.
+
+    Parameters
+    ----------
+    z : torch.Tensor
+        ``(N, C, H, W)`` images; each channel is blurred on its own.
+    sigma : float
+        Standard deviation of the Gaussian in px (> 0).
+
+    Returns
+    -------
+    torch.Tensor
+        The blurred images, the shape and dtype of ``z``.
     """
     radius = max(1, min(int(math.ceil(3.0 * sigma)), min(z.shape[-2:]) - 1))
     offsets = torch.arange(-radius, radius + 1, device=z.device, dtype=z.dtype)
@@ -426,6 +558,18 @@ def highpass(outputs: Sequence[Tensor], sigma: float) -> list[Tensor]:
 
     The critic then compares structure finer than ``sigma`` only; the slowly
     varying part of a CoMIR is free.
+
+    Parameters
+    ----------
+    outputs : Sequence[torch.Tensor]
+        ``(N, C, H, W)`` outputs, one per modality.
+    sigma : float
+        Standard deviation of the blur in px (:func:`gaussian_blur`).
+
+    Returns
+    -------
+    list of torch.Tensor
+        The high-passed outputs, float32, in the order of ``outputs``.
     """
     with _autocast_off(outputs[0].device):
         return [z.float() - gaussian_blur(z.float(), float(sigma)) for z in outputs]
@@ -442,6 +586,23 @@ def structure_penalty(outputs: Sequence[Tensor], kind: str) -> Tensor:
     of every output: smoother CoMIRs.  ``gradient``: the mean squared
     difference of the finite differences of each pair of modalities' outputs:
     CoMIRs with the same edges.
+
+    Parameters
+    ----------
+    outputs : Sequence[torch.Tensor]
+        ``(N, C, H, W)`` outputs, one per modality (``gradient`` needs at least two).
+    kind : {"tv", "gradient"}
+        Which term (:data:`STRUCTURE_PENALTIES`).
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar term, float32.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is not one of :data:`STRUCTURE_PENALTIES`.
     """
     if kind not in STRUCTURE_PENALTIES:
         raise ValueError(f"structure penalty must be one of {STRUCTURE_PENALTIES}, got {kind!r}")
@@ -466,6 +627,18 @@ def self_similarity(x: Tensor, radius: int) -> Tensor:
     ``exp(-D_o / V)`` with ``V`` the mean of ``D_o`` over the offsets (Heinrich
     et al. 2012): it describes the local structure, not the intensities, so the
     descriptors of an input and of its CoMIR can be compared.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(N, C, H, W)`` images.
+    radius : int
+        Half-side in px of the square whose corners and edge midpoints are the 8 offsets.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, 8, H, W)`` descriptor, values in (0, 1].
     """
     r = int(radius)
     offsets = [(dy, dx) for dy in (-r, 0, r) for dx in (-r, 0, r) if dy or dx]
@@ -486,6 +659,25 @@ def self_similarity_loss(inputs: Sequence[Tensor], outputs: Sequence[Tensor], ra
     """Mean absolute difference of each modality's input and CoMIR self-similarity descriptors.
 
     Away from the ``radius + 1`` px border (where the shifts read padding).
+
+    Parameters
+    ----------
+    inputs : Sequence[torch.Tensor]
+        ``(N, C_in, H, W)`` network inputs, one per modality.
+    outputs : Sequence[torch.Tensor]
+        ``(N, C, H, W)`` CoMIRs, one per modality, in the order of ``inputs``.
+    radius : int
+        Offset of :func:`self_similarity` in px.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar term (mean over modalities), float32.
+
+    Raises
+    ------
+    ValueError
+        If ``inputs`` and ``outputs`` differ in length.
     """
     border = int(radius) + 1
     with _autocast_off(outputs[0].device):
@@ -503,6 +695,23 @@ def rot90_batch(x: Tensor, k: Tensor) -> Tensor:
     the batch); negative ``k`` turns the other way. Samples are grouped by
     ``k mod 4``, so there are at most three rotations whatever ``N``. Requires
     square images so that every sample keeps its shape. Differentiable.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(N, C, H, W)`` square images (``H == W``).
+    k : torch.Tensor
+        ``(N,)`` integer quarter turns per sample (any integers; taken modulo 4).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, C, H, W)`` rotated images.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not 4-D or not square, or ``k`` is not an integer tensor of shape ``(N,)``.
     """
     if x.dim() != 4:
         raise ValueError(f"rot90_batch expects (N, C, H, W), got shape {tuple(x.shape)}")
@@ -528,6 +737,20 @@ def equivariant_forward(model: nn.Module, x: Tensor, generator: torch.Generator 
     torch's global CPU generator), then moved to ``x.device``. Use one call
     (or one generator stream) per modality so that each modality gets its own
     draws (docs/method.md, section 4).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network, mapping ``(N, C_in, H, W)`` to ``(N, C, H, W)``.
+    x : torch.Tensor
+        ``(N, C_in, H, W)`` square input batch.
+    generator : torch.Generator or None
+        CPU generator of the quarter turns; ``None``: torch's global CPU generator.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, C, H, W)`` outputs, rotated back to the input's orientation.
     """
     k = torch.randint(0, 4, (x.shape[0],), generator=generator).to(x.device)
     return rot90_batch(model(rot90_batch(x, k)), -k)

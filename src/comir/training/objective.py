@@ -44,6 +44,30 @@ def contrastive_loss(
     where they use it.  Every term casts the outputs up and computes in float32
     with autocast disabled itself, so the loss is the same inside the
     training's autocast context as outside it.
+
+    Parameters
+    ----------
+    outputs : Sequence[torch.Tensor]
+        The networks' ``(N, C, H, W)`` outputs, one per modality, aligned.
+    cfg : TrainingConfig
+        The run's settings: loss options and ablations.
+    inputs : Sequence[torch.Tensor] or None, optional
+        The networks' inputs, in the order of ``outputs``; needed by the self-similarity term only.
+        Default None.
+    info : Mapping[str, torch.Tensor] or None, optional
+        The patches' info as tensors: ``image`` and ``centre`` for ``negatives.strategy: exclude_near``,
+        ``regions`` for ``anatomy``. Default None.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar loss.
+
+    Raises
+    ------
+    ValueError
+        If a configured term lacks what it needs (``inputs``, ``info``), or for the errors of the terms
+        (:func:`comir.training.loss.info_nce`).
     """
     critic_view = highpass(outputs, cfg.critic_highpass_sigma) if cfg.critic_highpass_sigma else outputs
     loss = info_nce_term(critic_view, cfg, info)
@@ -78,11 +102,30 @@ def info_nce_term(
 ) -> torch.Tensor:
     """The InfoNCE with the negatives of ``training.negatives`` (docs/method.md, section 3).
 
-    ``all`` (default): the paper's loss, the same call as before the option existed.
+    ``all`` (default): the paper's loss.
     ``exclude_near``: pairs of patches of the same image whose centres are closer than
     ``min_distance_px`` are no negatives of each other (:func:`comir.training.loss.near_pairs`; needs
     ``info``'s ``image`` and ``centre``). ``hard``: the negatives reweighted with
     concentration ``beta`` (:func:`comir.training.loss.negative_log_sum`).
+
+    Parameters
+    ----------
+    outputs : Sequence[torch.Tensor]
+        The points the critic compares: ``(N, C, H, W)`` per modality.
+    cfg : TrainingConfig
+        The run's settings: ``critic``, ``temperature`` and ``negatives``.
+    info : Mapping[str, torch.Tensor] or None, optional
+        The patches' ``image`` ``(N,)`` and ``centre`` ``(N, 2)``, for ``exclude_near``. Default None.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar InfoNCE.
+
+    Raises
+    ------
+    ValueError
+        If the strategy is unknown, or ``exclude_near`` has no ``info`` with ``centre``.
     """
     settings = cfg.negative_settings
     strategy = settings["strategy"]

@@ -10,7 +10,18 @@ from comir.io import atomic_path, write_csv
 
 
 def write_history(history: pd.DataFrame, csv_path: Path, plot_path: Path) -> None:
-    """The loss history as CSV and as a plot of training and validation loss per step."""
+    """The loss history as CSV and as a plot of training and validation loss per step.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        One row per epoch (:func:`comir.training.loop.train`), with at least the columns ``step``,
+        ``train_loss`` and ``val_loss``.
+    csv_path : pathlib.Path
+        Where the table is written (all of ``history``'s columns).
+    plot_path : pathlib.Path
+        Where the plot is written (atomically; the format from the suffix, 120 dpi).
+    """
     import matplotlib
 
     matplotlib.use("Agg")

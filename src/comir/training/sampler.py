@@ -94,7 +94,23 @@ class PatchSampler:
         self.weights = areas / areas.sum()  # large images contribute proportionally more patches
 
     def sample(self, rng: np.random.Generator, n: int, augment: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """``n`` patch pairs as ``(n, C_A, P, P)`` and ``(n, C_B, P, P)`` float32 arrays."""
+        """``n`` patch pairs as ``(n, C_A, P, P)`` and ``(n, C_B, P, P)`` float32 arrays.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            Source of every draw (images, positions, rotations, flips, interpolation, augmentation).
+        n : int
+            Number of pairs.
+        augment : bool, optional
+            Whether to rotate, flip and augment the patches; False cuts plain ``P`` px windows (no
+            rotation, flips, elastic or intensity augmentation). Default True.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            The patches of A and of B.
+        """
         batch_a, batch_b, _ = self.sample_with_info(rng, n, augment)
         return batch_a, batch_b
 
@@ -109,6 +125,22 @@ class PatchSampler:
         content by at most ``alpha`` px); with ``regions``, ``regions``
         ``(n, K, P, P)`` float32, the region masks resampled like the patch (interpolated
         values in about [0, 1]).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            Source of every draw.
+        n : int
+            Number of pairs.
+        augment : bool, optional
+            Whether to rotate, flip and augment the patches. Default True.
+
+        Returns
+        -------
+        batch_a, batch_b : numpy.ndarray
+            ``(n, C_A, P, P)`` and ``(n, C_B, P, P)`` float32 patches.
+        info : dict[str, numpy.ndarray]
+            ``image``, ``centre`` and, with ``regions``, ``regions``.
         """
         patches = np.empty((n, self.patch, self.patch, self.channels + self.region_channels), dtype=np.float32)
         crop = self.crop if augment else self.patch
@@ -209,7 +241,22 @@ class TrainingBatches(torch.utils.data.Dataset):
 def split_batch(
     batch: Sequence[Any], device: torch.device
 ) -> tuple[list[np.ndarray | torch.Tensor], dict[str, torch.Tensor] | None]:
-    """A batch's image arrays and its patch info (on ``device``; ``None`` for a batch without one)."""
+    """A batch's image arrays and its patch info (on ``device``; ``None`` for a batch without one).
+
+    Parameters
+    ----------
+    batch : Sequence[Any]
+        ``(A, B)`` or ``(A, B, info)`` as :class:`TrainingBatches` gives it.
+    device : torch.device
+        Where the info's tensors are put (the arrays are left where they are).
+
+    Returns
+    -------
+    arrays : list of numpy.ndarray or torch.Tensor
+        The batch's patches of A and B.
+    info : dict[str, torch.Tensor] or None
+        The info as tensors on ``device``, or ``None``.
+    """
     if len(batch) == 3 and isinstance(batch[2], Mapping):
         info = {key: torch.as_tensor(value).to(device, non_blocking=True) for key, value in batch[2].items()}
         return list(batch[:2]), info
@@ -221,6 +268,18 @@ def loader_workers(configured: int | None, device: torch.device) -> int:
 
     On CPU the cores are better spent on the network (batches are made in the training
     process); a GPU would otherwise wait for patches.
+
+    Parameters
+    ----------
+    configured : int or None
+        The configured count (``training.workers``); ``None``: choose.
+    device : torch.device
+        Where the networks train.
+
+    Returns
+    -------
+    int
+        ``configured``; else 0 on CPU, and ``min(4, cores - 1)`` (at least 1) elsewhere.
     """
     if configured is not None:
         return int(configured)
@@ -242,6 +301,23 @@ def batch_loader(
     Workers are spawned, not forked: a process forked from one whose OpenMP, OpenCV or ITK thread
     pools are running can deadlock. The training images reach them through shared memory. On
     CUDA the batches land in pinned memory so that copies to the GPU overlap the step.
+
+    Parameters
+    ----------
+    batches : TrainingBatches
+        The seeded batch stream.
+    indices : range
+        The batch numbers (steps) to make, in this order.
+    workers : int
+        Number of loader processes (:func:`loader_workers`); each uses one OpenCV thread and keeps
+        4 batches ahead.
+    device : torch.device
+        Where the networks train; CUDA pins the batches' memory.
+
+    Returns
+    -------
+    torch.utils.data.DataLoader
+        An iterable of the batches, unbatched (each item is one of ``batches``' batches).
     """
     return torch.utils.data.DataLoader(
         batches,

@@ -61,7 +61,25 @@ class TrainingConfig:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], seed: int, threads: int, workers: int | None = None) -> TrainingConfig:
-        """From a validated ``training`` section, the run's seed, threads and loader workers."""
+        """From a validated ``training`` section, the run's seed, threads and loader workers.
+
+        Parameters
+        ----------
+        cfg : Mapping[str, Any]
+            The ``training`` section; its keys are the fields of :class:`TrainingConfig`.
+        seed : int
+            The run's random seed.
+        threads : int
+            Number of CPU threads of the run.
+        workers : int or None, optional
+            Number of loader processes; ``None`` (default): chosen by
+            :func:`comir.training.sampler.loader_workers`.
+
+        Returns
+        -------
+        TrainingConfig
+            The settings of the run.
+        """
         return cls(seed=seed, threads=threads, workers=workers, **dict(cfg))
 
     @property
@@ -103,7 +121,19 @@ ANATOMY_DEFAULTS: dict[str, Any] = {
 
 
 def check_loss_options(cfg: TrainingConfig) -> None:
-    """Refuse ``negatives`` and ``anatomy`` settings the loss cannot use (before any work is done)."""
+    """Refuse ``negatives`` and ``anatomy`` settings the loss cannot use (before any work is done).
+
+    Parameters
+    ----------
+    cfg : TrainingConfig
+        The run's settings.
+
+    Raises
+    ------
+    ValueError
+        If ``negatives.strategy`` is not one of :data:`comir.training.loss.NEGATIVE_STRATEGIES`, or
+        ``anatomy`` is on without a ``weight`` or with a ``block_size`` that does not divide the patch size.
+    """
     strategy = cfg.negative_settings["strategy"]
     if strategy not in NEGATIVE_STRATEGIES:
         raise ValueError(f"training.negatives.strategy must be one of {NEGATIVE_STRATEGIES}, got {strategy!r}")
@@ -124,6 +154,24 @@ def learning_rate_at(step: int, cfg: TrainingConfig) -> float:
     ``learning_rate`` to 0 over the steps after the warm-up. ``warmup_steps``:
     a linear ramp from ``learning_rate / (warmup_steps + 1)`` up to it first.
     Computed from the step alone, so a resumed run continues the schedule.
+
+    Parameters
+    ----------
+    step : int
+        The optimisation step, 0-based.
+    cfg : TrainingConfig
+        The run's settings: ``learning_rate``, ``learning_rate_schedule``, ``warmup_steps``, and
+        ``epochs * steps_per_epoch`` steps in all.
+
+    Returns
+    -------
+    float
+        The learning rate.
+
+    Raises
+    ------
+    ValueError
+        If, after the warm-up, ``learning_rate_schedule`` is neither ``constant`` nor ``cosine``.
     """
     base = float(cfg.learning_rate)
     warmup = int(cfg.warmup_steps)
@@ -138,7 +186,19 @@ def learning_rate_at(step: int, cfg: TrainingConfig) -> float:
 
 
 def model_configs(dataset: Mapping[str, Any]) -> dict[str, TiramisuConfig]:
-    """The two networks' architectures: same hyper-parameters, each with its modality's input channels."""
+    """The two networks' architectures: same hyper-parameters, each with its modality's input channels.
+
+    Parameters
+    ----------
+    dataset : Mapping[str, Any]
+        A dataset's configuration: its ``model`` section (the :class:`~comir.network.model.TiramisuConfig`
+        fields but ``in_channels``) and ``modalities[slot]["channels"]`` per slot.
+
+    Returns
+    -------
+    dict[str, TiramisuConfig]
+        The configuration of the slots ``A`` and ``B``.
+    """
     model = dict(dataset["model"])
     for key in ("down_blocks", "up_blocks"):
         if model.get(key) is not None:

@@ -64,7 +64,36 @@ def build_model(
     mixed_precision: bool = False,
     seed: int = 0,
 ) -> _TranslationModel:
-    """The model of ``method`` (a key of :data:`METHODS`) with ``config`` given as a mapping (or defaults)."""
+    """The model of ``method`` (a key of :data:`METHODS`) with ``config`` given as a mapping (or defaults).
+
+    Parameters
+    ----------
+    method : str
+        ``"pix2pix"``, ``"cyclegan"`` or ``"drit"``.
+    channels_a, channels_b : int
+        Channel counts of domains A and B (may differ).
+    config : Mapping[str, Any] or None, optional
+        The method's hyper-parameters for its config class's ``from_dict`` (also accepted: an instance of
+        that class); None: the defaults. Default None.
+    device : torch.device or str, optional
+        Where the networks live and run. Default ``"cpu"``.
+    mixed_precision : bool, optional
+        Run the networks under autocast on ``device`` (:mod:`comir.translation.base`). Default False.
+    seed : int, optional
+        Determines the initial weights and the model's own random draws. Default 0.
+
+    Returns
+    -------
+    Pix2Pix or CycleGAN or DRIT
+        The untrained model.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is unknown, or a channel count or hyper-parameter is invalid.
+    TypeError
+        If ``config`` is neither a mapping nor the method's config class.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown translation method {method!r}; expected one of {tuple(METHODS)}")
     return METHODS[method](channels_a, channels_b, config, device=device, mixed_precision=mixed_precision, seed=seed)

@@ -74,6 +74,20 @@ def linear_decay_factor(epoch: int, constant_epochs: int, decay_epochs: int) -> 
     rule: 1 for epochs ``0 .. constant_epochs - 1``, then ``decay_epochs / (decay_epochs + 1)``,
     ..., ``1 / (decay_epochs + 1)`` in the last epoch; it reaches 0 at epoch
     ``constant_epochs + decay_epochs``, the first after training.
+
+    Parameters
+    ----------
+    epoch : int
+        The 0-based epoch.
+    constant_epochs : int
+        Epochs at the full learning rate.
+    decay_epochs : int
+        Epochs of the linear decay.
+
+    Returns
+    -------
+    float
+        The factor, in [0, 1] for ``epoch <= constant_epochs + decay_epochs``.
     """
     return 1.0 - max(0, epoch + 1 - constant_epochs) / (decay_epochs + 1)
 
@@ -221,7 +235,16 @@ class _TranslationModel(abc.ABC):
     def set_epoch(self, epoch: int) -> None:
         """Set every optimiser's learning rate for the 0-based ``epoch`` (call before each epoch).
 
-        ``epoch`` may be :attr:`epochs` (after the last epoch: the rate reached by the decay).
+        Parameters
+        ----------
+        epoch : int
+            The 0-based epoch, ``0 <= epoch <= epochs``; it may be :attr:`epochs` (after the last epoch:
+            the rate reached by the decay).
+
+        Raises
+        ------
+        ValueError
+            If ``epoch`` is not an integer in ``[0, epochs]``.
         """
         epoch = _integer(0)("epoch", epoch)
         if epoch > self.epochs:
@@ -303,15 +326,31 @@ class _TranslationModel(abc.ABC):
     def translate(self, images: Images, direction: str, partner: Images | None = None) -> Images:
         """Translate ``images`` of the source domain of ``direction`` (``"a2b"`` or ``"b2a"``) to the other domain.
 
-        ``images``: ``(N, C, H, W)`` or ``(C, H, W)``, roughly in [0, 1] (clipped);
-        returns the translation in [0, 1], shaped and typed like ``images`` (a numpy
-        array for an array, a tensor on the input's device for a tensor). Any height
-        and width: the input is padded to :attr:`multiple` and the output cropped
+        Any height and width: the input is padded to :attr:`multiple` and the output cropped
         back. The networks run in eval mode, under mixed precision if configured.
 
-        ``partner``: DRIT only (required there): images of the target domain whose
-        attribute code styles the translation, one per image or one for all. pix2pix
-        and CycleGAN ignore it, so that callers can treat the three methods alike.
+        Parameters
+        ----------
+        images : torch.Tensor or numpy.ndarray
+            ``(N, C, H, W)`` or ``(C, H, W)`` images of the source domain, roughly in [0, 1] (clipped).
+        direction : str
+            ``"a2b"`` or ``"b2a"``.
+        partner : torch.Tensor or numpy.ndarray or None, optional
+            DRIT only (required there): images of the target domain whose attribute code styles the
+            translation, one per image or one for all. pix2pix and CycleGAN ignore it, so that callers
+            can treat the three methods alike. Default None.
+
+        Returns
+        -------
+        torch.Tensor or numpy.ndarray
+            The translation in [0, 1], shaped and typed like ``images`` (a numpy array for an array, a
+            tensor on the input's device for a tensor).
+
+        Raises
+        ------
+        ValueError
+            If ``direction`` is unknown, ``images`` do not have the source domain's channels, a pix2pix
+            model is asked for the other direction, or DRIT's ``partner`` is missing or of the wrong count.
         """
         source, _ = _direction_domains(direction)
         batch = self._network_batch(images, source, "images")
@@ -352,7 +391,18 @@ class _TranslationModel(abc.ABC):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict` of a model of the same method, config and channel counts."""
+        """Restore a :meth:`state_dict` of a model of the same method, config and channel counts.
+
+        Parameters
+        ----------
+        state : Mapping[str, Any]
+            A :meth:`state_dict`, e.g. as ``torch.load(..., weights_only=True)`` returns it.
+
+        Raises
+        ------
+        ValueError
+            If the state's method, config or channel counts differ from this model's.
+        """
         for key, expected in (
             ("method", type(self).__name__),
             ("config", self.config.to_dict()),

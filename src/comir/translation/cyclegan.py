@@ -131,11 +131,24 @@ class CycleGAN(_LinearDecayModel):
     def training_step(self, batch_a: Images, batch_b: Images) -> dict[str, float]:
         """One CycleGAN iteration in the published order: both generators' update, then both discriminators'.
 
-        ``batch_a``, ``batch_b``: ``(N, C, H, W)`` in [0, 1], as many images each (the
-        pairing is not used). Returns the unweighted terms
-        (``generator_adversarial_a2b``/``_b2a``, ``cycle_a``/``_b``, ``identity_a``/``_b``
-        when active), ``generator`` (their weighted sum), ``discriminator_a`` and
-        ``discriminator_b``.
+        Parameters
+        ----------
+        batch_a, batch_b : torch.Tensor or numpy.ndarray
+            ``(N, C, H, W)`` images of domains A and B in [0, 1], as many images each (the pairing is not
+            used); sides multiples of :attr:`multiple`.
+
+        Returns
+        -------
+        dict[str, float]
+            The unweighted terms (``generator_adversarial_a2b``/``_b2a``, ``cycle_a``/``_b``,
+            ``identity_a``/``_b`` when active), ``generator`` (their weighted sum), ``discriminator_a`` and
+            ``discriminator_b``.
+
+        Raises
+        ------
+        ValueError
+            If a batch is not 4-D with its domain's channels and sides multiples of :attr:`multiple`, or the
+            batches hold different numbers of images.
         """
         real_a, real_b = self._training_batches(batch_a, batch_b)
         discriminator_a, discriminator_b = self.networks["discriminator_a"], self.networks["discriminator_b"]
@@ -159,7 +172,23 @@ class CycleGAN(_LinearDecayModel):
 
     @torch.no_grad()
     def generator_losses(self, batch_a: Images, batch_b: Images) -> dict[str, float]:
-        """The generators' loss terms on a batch, networks in eval mode, nothing updated (pools untouched)."""
+        """The generators' loss terms on a batch, networks in eval mode, nothing updated (pools untouched).
+
+        Parameters
+        ----------
+        batch_a, batch_b : torch.Tensor or numpy.ndarray
+            ``(N, C, H, W)`` images of domains A and B in [0, 1], as for :meth:`training_step`.
+
+        Returns
+        -------
+        dict[str, float]
+            The generator terms of :meth:`training_step` (no discriminator terms).
+
+        Raises
+        ------
+        ValueError
+            If the batches do not fit, as for :meth:`training_step`.
+        """
         real_a, real_b = self._training_batches(batch_a, batch_b)
         with self._evaluating():
             return _floats(self._generator_terms(real_a, real_b)[0])

@@ -40,6 +40,20 @@ def drit_decay_factor(epoch: int, epochs: int, decay_start_epoch: int) -> float:
     The published rule: 1 up to and including epoch ``decay_start_epoch``, then a
     linear decay that would reach 0 at epoch ``epochs + 1`` (the last epoch,
     ``epochs - 1``, runs at ``2 / (epochs - decay_start_epoch + 1)``).
+
+    Parameters
+    ----------
+    epoch : int
+        The 0-based epoch.
+    epochs : int
+        Epochs of the schedule.
+    decay_start_epoch : int
+        The last epoch at the full learning rate.
+
+    Returns
+    -------
+    float
+        The factor.
     """
     return 1.0 - max(0, epoch - decay_start_epoch) / (epochs - decay_start_epoch + 1)
 
@@ -120,7 +134,18 @@ class DRIT(_TranslationModel):
         return self.config.epochs
 
     def learning_rate_factor(self, epoch: int) -> float:
-        """:func:`drit_decay_factor` of the config's schedule."""
+        """:func:`drit_decay_factor` of the config's schedule.
+
+        Parameters
+        ----------
+        epoch : int
+            The 0-based epoch.
+
+        Returns
+        -------
+        float
+            The learning-rate multiplier, with ``config.epochs`` and ``config.decay_start_epoch``.
+        """
         return drit_decay_factor(epoch, self.config.epochs, self.config.decay_start_epoch)
 
     def updates_all_networks(self, iteration: int, iterations_per_epoch: int) -> bool:
@@ -130,6 +155,18 @@ class DRIT(_TranslationModel):
         (:meth:`content_discriminator_step`) on all iterations except every
         ``content_discriminator_iterations``-th and the last two of an epoch, which
         update all networks.
+
+        Parameters
+        ----------
+        iteration : int
+            The 0-based iteration within the epoch.
+        iterations_per_epoch : int
+            Iterations of an epoch.
+
+        Returns
+        -------
+        bool
+            True for a full :meth:`training_step`, False for a :meth:`content_discriminator_step`.
         """
         return (iteration + 1) % self.config.content_discriminator_iterations == 0 or (
             iteration >= iterations_per_epoch - 2
@@ -334,9 +371,23 @@ class DRIT(_TranslationModel):
     def training_step(self, batch_a: Images, batch_b: Images) -> dict[str, float]:
         """One full DRIT iteration as published: all discriminators' updates, then the encoders' and generator's.
 
-        ``batch_a``, ``batch_b``: ``(2n, C, H, W)`` in [0, 1] (class docstring). Returns
-        the discriminators' losses and the unweighted encoder/generator terms with
-        their weighted sums ``encoder_generator`` and ``generator_random``.
+        Parameters
+        ----------
+        batch_a, batch_b : torch.Tensor or numpy.ndarray
+            ``(2n, C, H, W)`` images of domains A and B in [0, 1], ``n >= 1`` (class docstring); sides
+            multiples of :attr:`multiple`.
+
+        Returns
+        -------
+        dict[str, float]
+            The discriminators' losses and the unweighted encoder/generator terms with their weighted sums
+            ``encoder_generator`` and ``generator_random``.
+
+        Raises
+        ------
+        ValueError
+            If a batch is not 4-D with its domain's channels and sides multiples of :attr:`multiple`, the
+            batches hold different numbers of images, or the number is odd or below 2.
         """
         real_a, real_b = self._training_batches(batch_a, batch_b)
         self._train_mode()
@@ -350,8 +401,22 @@ class DRIT(_TranslationModel):
     def content_discriminator_step(self, batch_a: Images, batch_b: Images) -> dict[str, float]:
         """The published ``update_D_content``: one update of the content discriminator alone.
 
-        Uses the first half of each batch, as :meth:`training_step` does; returns
-        ``{"content_discriminator": loss}``.
+        Uses the first half of each batch, as :meth:`training_step` does.
+
+        Parameters
+        ----------
+        batch_a, batch_b : torch.Tensor or numpy.ndarray
+            ``(2n, C, H, W)`` images of domains A and B in [0, 1], as for :meth:`training_step`.
+
+        Returns
+        -------
+        dict[str, float]
+            ``{"content_discriminator": loss}``.
+
+        Raises
+        ------
+        ValueError
+            If the batches do not fit, as for :meth:`training_step`.
         """
         real_a, real_b = self._training_batches(batch_a, batch_b)
         self._train_mode()
@@ -371,6 +436,22 @@ class DRIT(_TranslationModel):
 
         Networks in eval mode, no content noise; attribute samples and random codes
         from a generator seeded afresh on every call (the training generator is untouched).
+
+        Parameters
+        ----------
+        batch_a, batch_b : torch.Tensor or numpy.ndarray
+            ``(2n, C, H, W)`` images of domains A and B in [0, 1], as for :meth:`training_step`.
+
+        Returns
+        -------
+        dict[str, float]
+            The unweighted encoder/generator terms and their weighted sums ``encoder_generator`` and
+            ``generator_random``.
+
+        Raises
+        ------
+        ValueError
+            If the batches do not fit, as for :meth:`training_step`.
         """
         real_a, real_b = self._training_batches(batch_a, batch_b)
         generator = torch.Generator(device=self.device).manual_seed(_stream_seed(self.seed, _EVALUATION_STREAM))

@@ -87,6 +87,25 @@ def adversarial_loss(predictions: Tensor | Sequence[Tensor], target: float, mode
     ``"lsgan"``: ``mean((D - target)^2)``; ``"vanilla"``: binary cross-entropy of
     ``sigmoid(D)`` (``D`` are logits) with ``target``. A sequence of outputs (one per
     scale of a multi-scale discriminator) gives the sum of their losses, as DRIT does.
+
+    Parameters
+    ----------
+    predictions : torch.Tensor or Sequence[torch.Tensor]
+        Discriminator outputs (logits), or one per scale.
+    target : float
+        The constant label: 1 real, 0 fake (DRIT's content adversarial loss uses 0.5).
+    mode : str, optional
+        ``"lsgan"`` or ``"vanilla"`` (:data:`GAN_MODES`). Default ``"lsgan"``.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss, float32 (float64 for float64 input).
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is unknown, or ``predictions`` is an empty sequence.
     """
     if mode not in GAN_MODES:
         raise ValueError(f"unknown GAN mode {mode!r}; expected one of {GAN_MODES}")
@@ -110,18 +129,60 @@ def discriminator_loss(
 
     pix2pix and CycleGAN halve the sum (``weight=0.5``) "to slow down the
     discriminator"; DRIT does not (``weight=1``).
+
+    Parameters
+    ----------
+    real_predictions : torch.Tensor or Sequence[torch.Tensor]
+        The discriminator's outputs on real images (labelled 1).
+    fake_predictions : torch.Tensor or Sequence[torch.Tensor]
+        Its outputs on generated images (labelled 0).
+    mode : str, optional
+        ``"lsgan"`` or ``"vanilla"`` (:func:`adversarial_loss`). Default ``"lsgan"``.
+    weight : float, optional
+        Factor of the sum. Default 0.5.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
     """
     return weight * (adversarial_loss(real_predictions, 1.0, mode) + adversarial_loss(fake_predictions, 0.0, mode))
 
 
 @_float32_loss
 def l1_loss(output: Tensor, target: Tensor) -> Tensor:
-    """``mean(|output - target|)``: pix2pix's L1 term and DRIT's reconstruction terms."""
+    """``mean(|output - target|)``: pix2pix's L1 term and DRIT's reconstruction terms.
+
+    Parameters
+    ----------
+    output : torch.Tensor
+        The generated images.
+    target : torch.Tensor
+        The images they should equal, same shape.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+    """
     return (output - target).abs().mean()
 
 
 def cycle_consistency_loss(reconstruction: Tensor, original: Tensor) -> Tensor:
-    """CycleGAN's cycle term for one domain: ``mean(|F(G(x)) - x|)``."""
+    """CycleGAN's cycle term for one domain: ``mean(|F(G(x)) - x|)``.
+
+    Parameters
+    ----------
+    reconstruction : torch.Tensor
+        ``F(G(x))``, the image translated there and back.
+    original : torch.Tensor
+        ``x``, same shape.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss (:func:`l1_loss`).
+    """
     return l1_loss(reconstruction, original)
 
 
@@ -131,6 +192,23 @@ def identity_loss(output: Tensor, original: Tensor) -> Tensor:
     Only defined when X and Y have the same number of channels (``G`` must accept
     ``y``); with different counts there is nothing to compare and this raises.
     :class:`comir.translation.cyclegan.CycleGAN` skips the term in that case.
+
+    Parameters
+    ----------
+    output : torch.Tensor
+        ``G(y)``.
+    original : torch.Tensor
+        ``y``.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss (:func:`l1_loss`).
+
+    Raises
+    ------
+    ValueError
+        If ``output`` and ``original`` differ in shape.
     """
     if output.shape != original.shape:
         raise ValueError(
@@ -147,6 +225,18 @@ def attribute_kl_loss(mean: Tensor, log_variance: Tensor) -> Tensor:
     ``0.5 * sum_d(mean^2 + exp(log_variance) - 1 - log_variance)``, summed over the
     code's dimensions and averaged over the batch (the published code sums over its
     batch of one).
+
+    Parameters
+    ----------
+    mean : torch.Tensor
+        ``(N, D)`` means of the attribute codes.
+    log_variance : torch.Tensor
+        ``(N, D)`` log-variances.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
     """
     kl = 0.5 * (mean.pow(2) + log_variance.exp() - 1.0 - log_variance)
     return kl.sum(dim=1).mean()
@@ -154,12 +244,36 @@ def attribute_kl_loss(mean: Tensor, log_variance: Tensor) -> Tensor:
 
 @_float32_loss
 def content_l2_loss(content: Tensor) -> Tensor:
-    """``mean(content^2)``: DRIT's L2 penalty on content codes (its "KL loss - z_c")."""
+    """``mean(content^2)``: DRIT's L2 penalty on content codes (its "KL loss - z_c").
+
+    Parameters
+    ----------
+    content : torch.Tensor
+        Content codes, any shape.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+    """
     return content.pow(2).mean()
 
 
 def content_discriminator_loss(predictions_a: Tensor, predictions_b: Tensor) -> Tensor:
-    """DRIT's content discriminator loss: codes of domain A labelled 0, of domain B labelled 1 (cross-entropy)."""
+    """DRIT's content discriminator loss: codes of domain A labelled 0, of domain B labelled 1 (cross-entropy).
+
+    Parameters
+    ----------
+    predictions_a : torch.Tensor
+        The content discriminator's logits on content codes of domain A.
+    predictions_b : torch.Tensor
+        Its logits on content codes of domain B.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss, the sum of both terms.
+    """
     return adversarial_loss(predictions_a, 0.0, "vanilla") + adversarial_loss(predictions_b, 1.0, "vanilla")
 
 
@@ -168,13 +282,36 @@ def content_adversarial_loss(predictions: Tensor) -> Tensor:
 
     Its minimum (``D_c`` undecided) is where the content discriminator cannot tell
     the domains apart.
+
+    Parameters
+    ----------
+    predictions : torch.Tensor
+        The content discriminator's logits on content codes (of either domain).
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
     """
     return adversarial_loss(predictions, 0.5, "vanilla")
 
 
 @_float32_loss
 def latent_regression_loss(recovered: Tensor, code: Tensor) -> Tensor:
-    """DRIT's latent regression: ``mean(|E_a(G(c, z)) - z|)``, the attribute code recovered from a generated image."""
+    """DRIT's latent regression: ``mean(|E_a(G(c, z)) - z|)``, the attribute code recovered from a generated image.
+
+    Parameters
+    ----------
+    recovered : torch.Tensor
+        ``(N, D)`` attribute means encoded from the images generated with ``code``.
+    code : torch.Tensor
+        ``(N, D)`` random attribute codes ``z``.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+    """
     return (recovered - code).abs().mean()
 
 
@@ -183,6 +320,18 @@ def mode_seeking_loss(image_1: Tensor, image_2: Tensor, code_1: Tensor, code_2: 
     """Mode seeking (DRIT++/MSGAN): ``1 / (mean|G(z1) - G(z2)| / mean|z1 - z2| + eps)``.
 
     Small when two random attribute codes give different images, which counters mode collapse.
+
+    Parameters
+    ----------
+    image_1, image_2 : torch.Tensor
+        Images generated from the same content with ``code_1`` and ``code_2``.
+    code_1, code_2 : torch.Tensor
+        The two random attribute codes, ``(N, D)``.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss; :data:`MODE_SEEKING_EPS` keeps it finite.
     """
     ratio = (image_2 - image_1).abs().mean() / (code_2 - code_1).abs().mean()
     return 1.0 / (ratio + MODE_SEEKING_EPS)

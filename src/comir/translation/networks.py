@@ -40,7 +40,26 @@ DOMAINS: tuple[str, ...] = ("a", "b")
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
-    """The normalisation ``kind`` ("instance", "batch" or "none") over ``channels`` feature maps."""
+    """The normalisation ``kind`` ("instance", "batch" or "none") over ``channels`` feature maps.
+
+    Parameters
+    ----------
+    kind : str
+        ``"instance"`` (no affine parameters, no running statistics), ``"batch"`` (affine, running
+        statistics) or ``"none"`` (identity).
+    channels : int
+        Number of feature maps.
+
+    Returns
+    -------
+    torch.nn.Module
+        The layer.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is not one of :data:`NORMS`.
+    """
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
     if kind == "batch":
@@ -58,7 +77,19 @@ def _conv_bias(norm: str) -> bool:
 def init_gan_weights_(module: nn.Module, std: float = 0.02) -> nn.Module:
     """pix2pix/CycleGAN initialisation, in place: convolution and linear weights N(0, std), biases 0.
 
-    Batch-norm scales are drawn from N(1, std), their shifts set to 0. Returns ``module``.
+    Batch-norm scales are drawn from N(1, std), their shifts set to 0.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network; every submodule is initialised, drawing from torch's global generator.
+    std : float, optional
+        Standard deviation of the normal draws. Default 0.02.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module`` itself.
     """
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
@@ -75,7 +106,19 @@ def init_drit_weights_(module: nn.Module, std: float = 0.02) -> nn.Module:
     """DRIT initialisation, in place: convolution weights N(0, std); everything else keeps PyTorch's default.
 
     As published: convolution biases and the linear layers (attribute heads) keep
-    PyTorch's default initialisation. Returns ``module``.
+    PyTorch's default initialisation.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network; its (transposed) convolutions are initialised, drawing from torch's global generator.
+    std : float, optional
+        Standard deviation of the normal draws. Default 0.02.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module`` itself.
     """
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
@@ -108,7 +151,18 @@ class ResnetBlock(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x`` plus the block's residual."""
+        """``x`` plus the block's residual.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(N, channels, H, W)`` features.
+
+        Returns
+        -------
+        torch.Tensor
+            Same shape as ``x``.
+        """
         return x + self.body(x)
 
 
@@ -160,7 +214,18 @@ class ResnetGenerator(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        """The translation of ``x`` (in [-1, 1]), same height and width."""
+        """The translation of ``x`` (in [-1, 1]), same height and width.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(N, in_channels, H, W)`` images in [-1, 1]; ``H`` and ``W`` multiples of :attr:`multiple`.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, out_channels, H, W)`` in [-1, 1].
+        """
         return self.model(x)
 
 
@@ -249,7 +314,18 @@ class UnetGenerator(nn.Module):
         self.model = _UnetLevel(out_channels, filters, level, norm, in_channels=in_channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        """The translation of ``x`` (in [-1, 1]), same height and width."""
+        """The translation of ``x`` (in [-1, 1]), same height and width.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(N, in_channels, H, W)`` images in [-1, 1]; ``H`` and ``W`` multiples of :attr:`multiple`.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, out_channels, H, W)`` in [-1, 1].
+        """
         return self.model(x)
 
 
@@ -282,7 +358,18 @@ class PatchDiscriminator(nn.Module):
         self.model = nn.Sequential(*sequence)
 
     def forward(self, x: Tensor) -> Tensor:
-        """One logit per (overlapping) patch of ``x``: ``(N, 1, h, w)``."""
+        """One logit per (overlapping) patch of ``x``: ``(N, 1, h, w)``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(N, in_channels, H, W)`` images (for pix2pix, source and target concatenated).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, 1, h, w)`` logits.
+        """
         return self.model(x)
 
 
@@ -387,7 +474,20 @@ class DritContentEncoder(nn.Module):
         )
 
     def forward(self, x: Tensor, domain: str) -> Tensor:
-        """The content code of images ``x`` of ``domain`` (``"a"`` or ``"b"``)."""
+        """The content code of images ``x`` of ``domain`` (``"a"`` or ``"b"``).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(N, C, H, W)`` images of ``domain`` in [-1, 1]; ``H`` and ``W`` multiples of :attr:`multiple`.
+        domain : str
+            ``"a"`` or ``"b"``: which branch encodes them.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, out_channels, H / 4, W / 4)`` content code.
+        """
         return self.shared(self.branches[domain](x))
 
 
@@ -455,7 +555,22 @@ class DritAttributeEncoder(nn.Module):
         )
 
     def forward(self, x: Tensor, domain: str) -> tuple[Tensor, Tensor]:
-        """``(mean, log_variance)``, each ``(N, attribute_dim)``, of images ``x`` of ``domain``."""
+        """``(mean, log_variance)``, each ``(N, attribute_dim)``, of images ``x`` of ``domain``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(N, C, H, W)`` images of ``domain`` in [-1, 1], sides at least 16 px.
+        domain : str
+            ``"a"`` or ``"b"``: which branch encodes them.
+
+        Returns
+        -------
+        mean : torch.Tensor
+            ``(N, attribute_dim)`` means of the attribute code.
+        log_variance : torch.Tensor
+            ``(N, attribute_dim)`` log-variances.
+        """
         return self.branches[domain](x)
 
 
@@ -505,7 +620,22 @@ class DritGenerator(nn.Module):
         )
 
     def forward(self, content: Tensor, attribute: Tensor, domain: str) -> Tensor:
-        """The image of ``domain`` (in [-1, 1]) from a content code and an ``(N, attribute_dim)`` attribute code."""
+        """The image of ``domain`` (in [-1, 1]) from a content code and an ``(N, attribute_dim)`` attribute code.
+
+        Parameters
+        ----------
+        content : torch.Tensor
+            ``(N, content_channels, h, w)`` content code.
+        attribute : torch.Tensor
+            ``(N, attribute_dim)`` attribute code.
+        domain : str
+            ``"a"`` or ``"b"``: which decoder renders the image.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, C, 4h, 4w)`` image of ``domain`` in [-1, 1].
+        """
         return self.decoders[domain](self.shared(content), attribute)
 
 
@@ -532,7 +662,18 @@ class DritContentDiscriminator(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def forward(self, content: Tensor) -> Tensor:
-        """Logits (positive: domain B) per position of the content code: ``(N, 1, h, w)``."""
+        """Logits (positive: domain B) per position of the content code: ``(N, 1, h, w)``.
+
+        Parameters
+        ----------
+        content : torch.Tensor
+            ``(N, channels, H, W)`` content codes; with 3 strided layers at least 53 px per side.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, 1, h, w)`` logits.
+        """
         return self.model(content)
 
 
@@ -564,7 +705,18 @@ class MultiScaleDiscriminator(nn.Module):
         return nn.Sequential(*sequence)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        """One logit map per scale, finest first."""
+        """One logit map per scale, finest first.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(N, in_channels, H, W)`` images.
+
+        Returns
+        -------
+        list[torch.Tensor]
+            ``scales`` logit maps ``(N, 1, h, w)``, finest first.
+        """
         outputs = []
         for index, scale in enumerate(self.scales):
             if index:

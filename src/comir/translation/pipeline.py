@@ -60,7 +60,21 @@ class TranslationTraining:
 
 
 def check_entry(method: str, params: Mapping[str, Any]) -> None:
-    """A :class:`ValueError` naming the key when ``params`` are not valid for ``method`` (parse-time check)."""
+    """A :class:`ValueError` naming the key when ``params`` are not valid for ``method`` (parse-time check).
+
+    Parameters
+    ----------
+    method : str
+        A key of :data:`comir.translation.METHODS`.
+    params : Mapping[str, Any]
+        The entry's hyper-parameters, for the method's config class; pix2pix's ``direction`` is the
+        pipeline's to set.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is unknown, ``params`` set a key the pipeline owns, or a key is unknown or invalid.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown translation method {method!r}; expected one of {', '.join(METHODS)}")
     owned = sorted(set(params) & set(_PIPELINE_OWNED.get(method, ())))
@@ -79,7 +93,33 @@ def build_translators(
     device: torch.device | str = "cpu",
     mixed_precision: bool = False,
 ) -> dict[str, Any]:
-    """The models of one entry by direction: ``{"a2b": ..., "b2a": ...}`` for pix2pix, ``{"both": ...}`` else."""
+    """The models of one entry by direction: ``{"a2b": ..., "b2a": ...}`` for pix2pix, ``{"both": ...}`` else.
+
+    Parameters
+    ----------
+    method : str
+        A key of :data:`comir.translation.METHODS`.
+    params : Mapping[str, Any]
+        The entry's hyper-parameters (checked with :func:`check_entry`).
+    channels : Mapping[str, int]
+        Channel counts by slot, ``{"A": ..., "B": ...}``.
+    seed : int
+        Seed of the model; pix2pix's ``b2a`` model gets ``seed + 1``.
+    device : torch.device or str, optional
+        Where the networks live and run. Default ``"cpu"``.
+    mixed_precision : bool, optional
+        Run the networks under autocast. Default False.
+
+    Returns
+    -------
+    dict[str, Any]
+        The untrained models by direction (``"a2b"``, ``"b2a"``) or ``"both"``.
+
+    Raises
+    ------
+    ValueError
+        If the entry is invalid (:func:`check_entry`).
+    """
     check_entry(method, params)
     options = dict(device=device, mixed_precision=mixed_precision)
     if method == "pix2pix":
@@ -104,6 +144,28 @@ def train_translators(
     """Train every model of an entry on patches of ``train_pairs`` ((A, B) pre-processed arrays); the loss history.
 
     One row per epoch and model: the mean of each loss term over the epoch's steps.
+
+    Parameters
+    ----------
+    translators : Mapping[str, Any]
+        The entry's models by name (:func:`build_translators`); trained in place.
+    train_pairs : Sequence[tuple[numpy.ndarray, numpy.ndarray]]
+        Pre-processed ``(A, B)`` training arrays, ``(C, H, W)`` each.
+    training : TranslationTraining
+        Steps per epoch, batch size, patch size and augmentation.
+    seed : int
+        Seeds the patch stream ``[seed, 11]``, apart from the models' own seeds.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``epoch`` (1-based), ``model`` and one per loss term. Training runs the longest
+        model's epochs; a model with fewer stays at the rate its schedule reaches at its end.
+
+    Raises
+    ------
+    FloatingPointError
+        If an epoch's mean loss term is not finite.
     """
     sampler = PatchSampler(train_pairs, training.patch_size, training.rotation, training.flips)
     rng = np.random.default_rng([seed, 11])  # the patch stream, apart from the networks' seeds
@@ -131,7 +193,26 @@ def train_translators(
 
 def checkpoint(method: str, params: Mapping[str, Any], modalities: Mapping[str, Any], translators: Mapping[str, Any],
                meta: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """Everything to rebuild an entry's models (loadable with ``weights_only=True``)."""
+    """Everything to rebuild an entry's models (loadable with ``weights_only=True``).
+
+    Parameters
+    ----------
+    method : str
+        The entry's method.
+    params : Mapping[str, Any]
+        The entry's hyper-parameters.
+    modalities : Mapping[str, Any]
+        The modality sections by slot (``channels`` is read back by :func:`load_translators`).
+    translators : Mapping[str, Any]
+        The trained models by name.
+    meta : Mapping[str, Any]
+        Further entries of the payload.
+
+    Returns
+    -------
+    dict[str, Any]
+        ``method``, ``params``, ``modalities``, ``state_dicts`` (by model name) and the keys of ``meta``.
+    """
     return {
         "method": method,
         "params": dict(params),
@@ -142,7 +223,22 @@ def checkpoint(method: str, params: Mapping[str, Any], modalities: Mapping[str, 
 
 
 def load_translators(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
-    """The models of a ``train_translation`` checkpoint and its payload."""
+    """The models of a ``train_translation`` checkpoint and its payload.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The checkpoint (:func:`checkpoint`, saved with ``torch.save``).
+    device : torch.device or str, optional
+        Where the models live and run. Default ``"cpu"``.
+
+    Returns
+    -------
+    translators : dict[str, Any]
+        The models by name, their states restored; built without mixed precision.
+    payload : dict[str, Any]
+        The checkpoint as loaded.
+    """
     payload = torch.load(path, map_location="cpu", weights_only=True)
     channels = {slot: int(spec["channels"]) for slot, spec in payload["modalities"].items()}
     translators = build_translators(payload["method"], payload["params"], channels, 0, device)
@@ -158,7 +254,26 @@ def translate_testset(
     modalities: Mapping[str, Mapping[str, Any]],
     out_dir: str | Path,
 ) -> None:
-    """Write the translated test set into ``out_dir`` (file names: see the module doc)."""
+    """Write the translated test set into ``out_dir`` (file names: see the module doc).
+
+    Parameters
+    ----------
+    translators : Mapping[str, Any]
+        The entry's models (:func:`build_translators`, :func:`load_translators`).
+    cases : pandas.DataFrame
+        The test set's cases table; its ``case`` column names the files.
+    image_dir : str or pathlib.Path
+        Folder of the test set's ``<case>_<slot>_<ref|flo>.tif`` patches.
+    modalities : Mapping[str, Mapping[str, Any]]
+        The modality sections by slot, to pre-process the patches.
+    out_dir : str or pathlib.Path
+        Folder of the output TIFFs (float32; channel-last for several channels).
+
+    Raises
+    ------
+    comir.io.InputError
+        If a patch cannot be read or does not fit its modality.
+    """
     image_dir, out_dir = Path(image_dir), Path(out_dir)
 
     def prepared(case: str, slot: str, role: str) -> np.ndarray:
@@ -180,7 +295,17 @@ def translate_testset(
 
 
 def plot_history(history: pd.DataFrame, title: str, path: str | Path) -> None:
-    """The loss terms per epoch of an entry's models (``history`` of :func:`train_translators`), saved atomically."""
+    """The loss terms per epoch of an entry's models (``history`` of :func:`train_translators`), saved atomically.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        The table :func:`train_translators` returns.
+    title : str
+        Title of the plot.
+    path : str or pathlib.Path
+        Where to write the figure (its suffix picks the format).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

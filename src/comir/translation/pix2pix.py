@@ -35,13 +35,18 @@ class Pix2Pix(_LinearDecayModel):
     ``0.5 * (GAN(D(x, y), real) + GAN(D(x, G(x)), fake))``. No image pool (the
     published pix2pix uses none). See docs/translation.md, section 3.1.
 
-    Args:
-        channels_a, channels_b: channel counts of the domains (may differ).
-        config: a :class:`Pix2PixConfig`, a mapping for :meth:`Pix2PixConfig.from_dict`,
-            or ``None`` for the defaults.
-        device: where the networks live and run.
-        mixed_precision: run the networks under autocast on ``device`` (:mod:`comir.translation.base`).
-        seed: determines the initial weights.
+    Parameters
+    ----------
+    channels_a, channels_b : int
+        Channel counts of the domains (may differ).
+    config : Pix2PixConfig or Mapping[str, Any] or None, optional
+        A :class:`Pix2PixConfig`, a mapping for :meth:`Pix2PixConfig.from_dict`, or ``None`` for the defaults.
+    device : torch.device or str, optional
+        Where the networks live and run. Default ``"cpu"``.
+    mixed_precision : bool, optional
+        Run the networks under autocast on ``device`` (:mod:`comir.translation.base`). Default False.
+    seed : int, optional
+        Determines the initial weights. Default 0.
     """
 
     config_class = Pix2PixConfig
@@ -85,9 +90,23 @@ class Pix2Pix(_LinearDecayModel):
     def training_step(self, batch_a: Images, batch_b: Images) -> dict[str, float]:
         """One pix2pix iteration in the published order: the discriminator's update, then the generator's.
 
-        ``batch_a``, ``batch_b``: aligned ``(N, C, H, W)`` pairs in [0, 1]. Returns the
-        losses (``discriminator``; ``generator_adversarial`` and ``generator_l1``
-        unweighted; ``generator`` their weighted sum).
+        Parameters
+        ----------
+        batch_a, batch_b : torch.Tensor or numpy.ndarray
+            Aligned ``(N, C, H, W)`` pairs in [0, 1] (item ``i`` of both is a pair); sides multiples of
+            :attr:`multiple`. The source and target follow ``config.direction``.
+
+        Returns
+        -------
+        dict[str, float]
+            The losses: ``discriminator``; ``generator_adversarial`` and ``generator_l1`` unweighted;
+            ``generator`` their weighted sum.
+
+        Raises
+        ------
+        ValueError
+            If a batch is not 4-D with its domain's channels and sides multiples of :attr:`multiple`, or the
+            batches hold different numbers of images.
         """
         source, target = self._source_target(batch_a, batch_b)
         generator, discriminator = self.networks["generator"], self.networks["discriminator"]
@@ -105,7 +124,23 @@ class Pix2Pix(_LinearDecayModel):
 
     @torch.no_grad()
     def generator_losses(self, batch_a: Images, batch_b: Images) -> dict[str, float]:
-        """The generator's loss terms on aligned batches, networks in eval mode, nothing updated."""
+        """The generator's loss terms on aligned batches, networks in eval mode, nothing updated.
+
+        Parameters
+        ----------
+        batch_a, batch_b : torch.Tensor or numpy.ndarray
+            Aligned ``(N, C, H, W)`` pairs in [0, 1], as for :meth:`training_step`.
+
+        Returns
+        -------
+        dict[str, float]
+            ``generator_adversarial``, ``generator_l1`` (unweighted) and ``generator`` (their weighted sum).
+
+        Raises
+        ------
+        ValueError
+            If the batches do not fit, as for :meth:`training_step`.
+        """
         source, target = self._source_target(batch_a, batch_b)
         with self._evaluating(), self._autocast():
             return _floats(self._generator_terms(source, target, self.networks["generator"](source)))

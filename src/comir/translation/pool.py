@@ -27,7 +27,19 @@ class ImagePool:
         self.generator = torch.Generator().manual_seed(seed)
 
     def query(self, images: Tensor) -> Tensor:
-        """The batch the discriminator sees for the (detached) generated ``images``."""
+        """The batch the discriminator sees for the (detached) generated ``images``.
+
+        Parameters
+        ----------
+        images : torch.Tensor
+            ``(N, C, H, W)`` generated images; detached before they are stored.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, C, H, W)``: per image, itself or a stored one it replaced (see the class docstring);
+            ``images`` unchanged when ``size`` is 0.
+        """
         if self.size == 0:
             return images
         returned = []
@@ -48,6 +60,14 @@ class ImagePool:
         return {"images": list(self.images), "rng": self.generator.get_state()}
 
     def load_state_dict(self, state: Mapping[str, Any], device: torch.device) -> None:
-        """Inverse of :meth:`state_dict`, the images moved to ``device``."""
+        """Inverse of :meth:`state_dict`, the images moved to ``device``.
+
+        Parameters
+        ----------
+        state : Mapping[str, Any]
+            A :meth:`state_dict`: ``images`` and ``rng``.
+        device : torch.device
+            Where the stored images go (the model's device).
+        """
         self.images = [image.to(device) for image in state["images"]]
         self.generator.set_state(state["rng"])

@@ -49,6 +49,16 @@ def canonical(value: Any) -> Any:
     """``value`` with every mapping (recursively) a dict in sorted key order and tuples as lists.
 
     Two configurations that differ only in the order of their keys get the same ``repr``.
+
+    Parameters
+    ----------
+    value : Any
+        Any value; mappings, lists and tuples are converted recursively, mapping keys to ``str``.
+
+    Returns
+    -------
+    Any
+        The converted value (other values as they are).
     """
     if isinstance(value, Mapping):
         return {str(key): canonical(value[key]) for key in sorted(value, key=str)}
@@ -58,18 +68,56 @@ def canonical(value: Any) -> Any:
 
 
 def pick(mapping: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
-    """The entries of ``mapping`` named in ``keys`` (absent keys are left out)."""
+    """The entries of ``mapping`` named in ``keys`` (absent keys are left out).
+
+    Parameters
+    ----------
+    mapping : Mapping[str, Any]
+        The entries to pick from.
+    keys : Iterable[str]
+        The names of the entries to keep, in the result's order.
+
+    Returns
+    -------
+    dict of str to Any
+        A new dict (the values are not copied).
+    """
     return {key: mapping[key] for key in keys if key in mapping}
 
 
 def modality_fields(modalities: Mapping[str, Mapping[str, Any]], keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Per modality slot (A, B) only the settings named in ``keys``."""
+    """Per modality slot (A, B) only the settings named in ``keys``.
+
+    Parameters
+    ----------
+    modalities : Mapping[str, Mapping[str, Any]]
+        The settings of each modality slot.
+    keys : Iterable[str]
+        The settings to keep (those a slot lacks are left out).
+
+    Returns
+    -------
+    dict of str to dict
+        Slot -> the picked settings (:func:`pick`).
+    """
     keys = tuple(keys)
     return {slot: pick(spec, keys) for slot, spec in modalities.items()}
 
 
 def setup_logging(log_path: str | Path | None) -> logging.Logger:
-    """Send the library's log records (and uncaught exceptions) to the rule's log file."""
+    """Send the library's log records (and uncaught exceptions) to the rule's log file.
+
+    Parameters
+    ----------
+    log_path : str or pathlib.Path or None
+        The log file, overwritten (its folder is created); None or empty: standard error only.
+
+    Returns
+    -------
+    logging.Logger
+        The ``comir`` logger. Records of level INFO and above go to standard error and the file, and
+        :data:`sys.excepthook` logs uncaught exceptions to it.
+    """
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +137,19 @@ def setup_logging(log_path: str | Path | None) -> logging.Logger:
 def git_revision(
     directory: Path = Path(__file__).resolve().parent,  # noqa: B008 - an immutable Path, this package's folder
 ) -> str:
-    """The git commit of ``directory``'s checkout, marked ``+uncommitted`` if tracked files changed; else "unknown"."""
+    """The git commit of ``directory``'s checkout, marked ``+uncommitted`` if tracked files changed; else "unknown".
+
+    Parameters
+    ----------
+    directory : pathlib.Path, optional
+        A folder of the checkout. Default: this package's folder.
+
+    Returns
+    -------
+    str
+        The commit hash, with ``+uncommitted`` where tracked files changed; ``"unknown"`` where git
+        is missing or the folder is not a checkout.
+    """
     try:
         revision = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, check=True
@@ -116,7 +176,19 @@ def package_versions() -> dict[str, str]:
 
 
 def provenance(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What made a result: the validated configuration, versions and git revision."""
+    """What made a result: the validated configuration, versions and git revision.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (copied shallowly into the result).
+
+    Returns
+    -------
+    dict of str to Any
+        ``created`` (UTC, ISO 8601, seconds), ``git_revision`` (:func:`git_revision`), ``versions``
+        (:func:`package_versions`), ``platform`` and ``config``.
+    """
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "git_revision": git_revision(),

@@ -55,6 +55,17 @@ APPLY_KEYS = (
 def add_if_set(settings: dict[str, Any], key: str, value: Any, unset: Any = None) -> dict[str, Any]:
     """``settings`` with ``key: value`` added unless ``value == unset``.
 
+    Parameters
+    ----------
+    settings : dict of str to Any
+        The params being built; changed in place.
+    key : str
+        The setting's key.
+    value : Any
+        Its configured value.
+    unset : Any, optional
+        The value that leaves the key out (see Notes). Default None.
+
     Returns
     -------
     dict
@@ -79,6 +90,16 @@ def image_modality_settings(modalities: Mapping[str, Mapping[str, Any]]) -> dict
 
     :data:`IMAGE_MODALITY_KEYS`, and the stain normalisation and percentile scaling where set
     (:func:`add_if_set`).
+
+    Parameters
+    ----------
+    modalities : Mapping[str, Mapping[str, Any]]
+        The settings of each modality slot (a dataset's or a variant's ``modalities``).
+
+    Returns
+    -------
+    dict of str to dict
+        Slot -> its settings (not canonical: the builders make it so).
     """
     fields = modality_fields(modalities, IMAGE_MODALITY_KEYS)
     for slot, spec in modalities.items():
@@ -92,6 +113,16 @@ def model_modalities(modalities: Mapping[str, Mapping[str, Any]]) -> dict[str, d
 
     The images' (:func:`image_modality_settings`), and the pixel size where one is given
     (:func:`add_if_set`).
+
+    Parameters
+    ----------
+    modalities : Mapping[str, Mapping[str, Any]]
+        The settings of each modality slot (a dataset's or a variant's ``modalities``).
+
+    Returns
+    -------
+    dict of str to dict
+        Slot -> its settings (not canonical).
     """
     fields = image_modality_settings(modalities)
     for slot, spec in modalities.items():
@@ -100,7 +131,20 @@ def model_modalities(modalities: Mapping[str, Mapping[str, Any]]) -> dict[str, d
 
 
 def modality_names(config: Config, dataset: str) -> dict[str, Any]:
-    """The modality names of a dataset per slot (labels and folder names of exported pairs)."""
+    """The modality names of a dataset per slot (labels and folder names of exported pairs).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical (:func:`comir.workflow.canonical`).
+    """
     return canonical(modality_fields(dataset_config(config, dataset)["modalities"], ("name",)))
 
 
@@ -108,6 +152,18 @@ def image_modalities(config: Config, dataset: str) -> dict[str, Any]:
     """The dataset's modality settings that turn stored images into method input, whatever the variant.
 
     For registrations on the originals, translation models and calibrations.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical (:func:`comir.workflow.canonical`).
     """
     return canonical(image_modality_settings(dataset_config(config, dataset)["modalities"]))
 
@@ -117,6 +173,20 @@ def network_input_modalities(config: Config, dataset: str, variant: str) -> dict
 
     Those of the variant that trained them: a variant may override stain_normalization, and one
     with model_from uses its source's.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        One of the dataset's variants.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical (:func:`comir.workflow.canonical`).
     """
     cfg = dataset_config(config, dataset)
     trained = variant_config(cfg, model_variant(cfg, variant))
@@ -127,6 +197,19 @@ def data_params(config: Config, dataset: str) -> dict[str, Any]:
     """What prepare_data uses: the source, its own section and how the modalities are stored.
 
     Of a Zenodo section only what changes the pairs: the record, the split and its strips.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical: ``source``, the source's section under its name and ``modalities``
+        (:data:`DATA_MODALITY_KEYS`).
     """
     cfg = dataset_config(config, dataset)
     source = cfg["source"]
@@ -140,7 +223,20 @@ def data_params(config: Config, dataset: str) -> dict[str, Any]:
 
 
 def download_params(config: Config, record: str) -> Mapping[str, Any]:
-    """The download settings of a Zenodo record (the first section of the configuration that names it)."""
+    """The download settings of a Zenodo record (the first section of the configuration that names it).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    record : str
+        The Zenodo record (compared as a string).
+
+    Returns
+    -------
+    Mapping[str, Any]
+        The record's ``zenodo`` section (:func:`comir.workflow.jobs.record_settings`), as configured.
+    """
     return record_settings(config)[str(record)]
 
 
@@ -149,6 +245,21 @@ def testset_params(config: Config, dataset: str, testset: str) -> dict[str, Any]
 
     A test set with a shift reads their names, channels and full scale; a prebuilt one (imported
     from a record) their names and channels; the others none.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    testset : str
+        One of the dataset's test sets.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical: ``testset`` (its settings, ``scale_range`` only where it is not ``[1, 1]``) and,
+        where read, ``modalities``.
     """
     spec = dataset_config(config, dataset)["testsets"][testset]
     # Without scale_range where it is [1, 1] (rigid cases): the draws of test sets from before the key.
@@ -165,7 +276,22 @@ def testset_params(config: Config, dataset: str, testset: str) -> dict[str, Any]
 
 
 def network_params(config: Config, dataset: str, variant: str) -> dict[str, Any]:
-    """What training uses: the variant's network and training settings and its modalities (:func:`model_modalities`)."""
+    """What training uses: the variant's network and training settings and its modalities (:func:`model_modalities`).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        One of the dataset's variants.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical (:func:`comir.workflow.canonical`).
+    """
     cfg = variant_config(dataset_config(config, dataset), variant)
     return canonical(
         {"model": cfg["model"], "training": cfg["training"], "modalities": model_modalities(cfg["modalities"])}
@@ -173,7 +299,22 @@ def network_params(config: Config, dataset: str, variant: str) -> dict[str, Any]
 
 
 def inference_params(config: Config, dataset: str, variant: str) -> dict[str, Any]:
-    """A variant's inference settings (computing and measuring its CoMIRs)."""
+    """A variant's inference settings (computing and measuring its CoMIRs).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        One of the dataset's variants.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical (:func:`comir.workflow.canonical`).
+    """
     return canonical(variant_config(dataset_config(config, dataset), variant)["inference"])
 
 
@@ -181,11 +322,90 @@ def gpu(config: Config, dataset: str, section: str, variant: str | None = None) 
     """A job's ``gpu`` resource: 1 where the device of its ``section`` (training or inference) is not the CPU.
 
     The variant's settings, or without a variant the dataset's own.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    section : str
+        ``training`` or ``inference``: the section whose ``device`` counts.
+    variant : str or None, optional
+        The variant whose settings count. Default None: the dataset's own.
+
+    Returns
+    -------
+    int
+        1 or 0.
     """
     cfg = dataset_config(config, dataset)
     if variant is not None:
         cfg = variant_config(cfg, variant)
     return int(cfg[section]["device"] != "cpu")
+
+
+def accr_params(config: Config, dataset: str, variant: str) -> dict[str, Any]:
+    """What train_accr uses: a variant's ACCR model and training settings (its ``accr`` section).
+
+    Its encoders and how they read images are its input (the variant's model file).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        A variant with ACCR on (:func:`comir.workflow.jobs.accr_variants`).
+
+    Returns
+    -------
+    dict
+        ``model`` and ``training``, canonical.
+    """
+    return canonical(variant_config(dataset_config(config, dataset), variant)["accr"])
+
+
+def accr_gpu(config: Config, dataset: str, variant: str) -> int:
+    """train_accr's ``gpu`` resource: 1 where the device of the variant's ACCR training is not the CPU.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration.
+    dataset : str
+        The dataset's name.
+    variant : str
+        A variant with ACCR on.
+
+    Returns
+    -------
+    int
+        1 or 0.
+    """
+    return int(accr_params(config, dataset, variant)["training"]["device"] != "cpu")
+
+
+def attention_params(config: Config, dataset: str, variant: str) -> dict[str, Any]:
+    """What accr_attention uses: how the variant's networks read the patches, and the direction shown.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration.
+    dataset : str
+        The dataset's name.
+    variant : str
+        A variant that trains an ACCR model (:func:`comir.workflow.jobs.accr_trained_variants`).
+
+    Returns
+    -------
+    dict
+        ``modalities`` (:func:`network_input_modalities`) and ``direction``: the dataset's first.
+    """
+    direction = dataset_config(config, dataset)["directions"][0]
+    return canonical({"modalities": network_input_modalities(config, dataset, variant), "direction": direction})
 
 
 def registration_params(config: Config, dataset: str, source: str, run: str) -> dict[str, Any]:
@@ -194,6 +414,22 @@ def registration_params(config: Config, dataset: str, source: str, run: str) -> 
     On an ensemble's CoMIRs the cascade is also told how many networks' they are (``networks``
     among its parameters: the cascade's option, default 1). One network's CoMIRs get no such key:
     only the cascade takes it, and their params stay those of before ensembles existed.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    source : str
+        A registration source: :data:`~comir.workflow.jobs.ORIGINAL`, a variant or a translation model.
+    run : str
+        A registration run of the dataset.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical: ``method``, ``params`` and, where set, ``deformable``.
 
     Raises
     ------
@@ -210,12 +446,38 @@ def registration_params(config: Config, dataset: str, source: str, run: str) -> 
 
 
 def image_input(source: str) -> str:
-    """How a registration job reads its images: ``original``, or ``comir`` for CoMIRs and translations alike."""
+    """How a registration job reads its images: ``original``, or ``comir`` for CoMIRs and translations alike.
+
+    Parameters
+    ----------
+    source : str
+        A registration source: :data:`~comir.workflow.jobs.ORIGINAL`, a variant or a translation model.
+
+    Returns
+    -------
+    str
+        ``original`` or ``comir``.
+    """
     return ORIGINAL if source == ORIGINAL else "comir"
 
 
 def input_label(config: Config, dataset: str, source: str) -> str:
-    """The ``input`` of a registration's rows: ``original``, ``comir``, or the translation model's name."""
+    """The ``input`` of a registration's rows: ``original``, ``comir``, or the translation model's name.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    source : str
+        A registration source: :data:`~comir.workflow.jobs.ORIGINAL`, a variant or a translation model.
+
+    Returns
+    -------
+    str
+        ``original``, ``comir`` or the translation model's name.
+    """
     kind = source_input(config, dataset, source)
     return source if kind == "translated" else kind
 
@@ -230,19 +492,57 @@ def statistics_settings(config: Config, dataset: str) -> dict[str, Any]:
     """A dataset's evaluation settings as every statistic but the variant comparison and the TRE table read them.
 
     Without :data:`COMPARISON_ONLY` and :data:`TRE_ONLY`.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical (:func:`comir.workflow.canonical`).
     """
     evaluation = dataset_config(config, dataset)["evaluation"]
     return canonical({key: value for key, value in evaluation.items() if key not in COMPARISON_ONLY + TRE_ONLY})
 
 
 def comparison_settings(config: Config, dataset: str) -> dict[str, Any]:
-    """A dataset's evaluation settings as compare_variants reads them (all but :data:`TRE_ONLY`)."""
+    """A dataset's evaluation settings as compare_variants reads them (all but :data:`TRE_ONLY`).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical (:func:`comir.workflow.canonical`).
+    """
     evaluation = dataset_config(config, dataset)["evaluation"]
     return canonical({key: value for key, value in evaluation.items() if key not in TRE_ONLY})
 
 
 def tre_settings(config: Config, dataset: str) -> dict[str, Any]:
-    """What evaluate_tre reads of a dataset's evaluation settings: the TRE thresholds and the failure fraction."""
+    """What evaluate_tre reads of a dataset's evaluation settings: the TRE thresholds and the failure fraction.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical (:func:`comir.workflow.canonical`).
+    """
     return canonical(pick(dataset_config(config, dataset)["evaluation"], ("failure_fraction", *TRE_ONLY)))
 
 
@@ -250,6 +550,24 @@ def evaluation_provenance(config: Config, dataset: str, variant: str, testset: s
     """The settings behind one variant's evaluation on one test set, recorded in its provenance.json.
 
     An ensemble's also have each member's network settings (``ensemble``; :func:`add_if_set`).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        One of the dataset's variants.
+    testset : str
+        The evaluated test set.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical: the dataset, variant, test set (with its settings), the configuration's seed, the
+        variant's data source, modality, model, training, inference, direction and registration
+        settings, and the evaluation settings (:func:`statistics_settings`).
     """
     dataset_cfg = dataset_config(config, dataset)
     cfg = variant_config(dataset_cfg, variant)
@@ -272,6 +590,15 @@ def evaluation_provenance(config: Config, dataset: str, variant: str, testset: s
 def timing_networks(config: Config, dataset: str, variant: str) -> dict[str, list[str]]:
     """The row labels of the timing table's training and inference benchmarks, in their order.
 
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        One of the dataset's variants.
+
     Returns
     -------
     dict
@@ -290,7 +617,22 @@ def timing_networks(config: Config, dataset: str, variant: str) -> dict[str, lis
 
 
 def translation_params(config: Config, dataset: str, translator: str) -> dict[str, Any]:
-    """What train_translation uses: the entry, the training section's patch augmentation and device, the modalities."""
+    """What train_translation uses: the entry, the training section's patch augmentation and device, the modalities.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    translator : str
+        One of the dataset's translation models.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical (:func:`comir.workflow.canonical`).
+    """
     cfg = dataset_config(config, dataset)
     return canonical(
         {
@@ -303,6 +645,20 @@ def translation_params(config: Config, dataset: str, translator: str) -> dict[st
 
 def representation_settings(config: Config, dataset: str, kind: str) -> dict[str, Any]:
     """A dataset's ``representation.<kind>`` section (``kind``: equivariance or reproducibility).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    kind : str
+        ``equivariance`` or ``reproducibility``.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical (:func:`comir.workflow.canonical`).
 
     Raises
     ------
@@ -319,6 +675,19 @@ def dataset_network_params(config: Config, dataset: str) -> dict[str, Any]:
     """What the reproducibility runs use: the dataset's own (not a variant's) network settings.
 
     Its network, training and image settings, and what computes a patch's CoMIR with PyTorch.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical: ``model``, ``training``, ``inference`` (:data:`TORCH_INFERENCE_KEYS`) and
+        ``modalities`` (:func:`image_modality_settings`).
     """
     cfg = dataset_config(config, dataset)
     return canonical(
@@ -332,23 +701,70 @@ def dataset_network_params(config: Config, dataset: str) -> dict[str, Any]:
 
 
 def confidence_params(config: Config, dataset: str) -> dict[str, Any]:
-    """What a calibration uses of the dataset's confidence section (not its test set: that is an input)."""
+    """What a calibration uses of the dataset's confidence section (not its test set: that is an input).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name; it must have a confidence section.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical: ``success_fraction`` and ``false_accept_rate``.
+    """
     return canonical(pick(dataset_config(config, dataset)["confidence"], ("success_fraction", "false_accept_rate")))
 
 
 def calibrated_run_specs(config: Config, dataset: str) -> list[dict[str, Any]]:
-    """Method and parameters of every calibrated run, in :func:`comir.workflow.jobs.calibrated_runs` order."""
+    """Method and parameters of every calibrated run, in :func:`comir.workflow.jobs.calibrated_runs` order.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+
+    Returns
+    -------
+    list of dict
+        Canonical ``method`` and ``params`` per run.
+    """
     runs = dataset_config(config, dataset)["registration"]
     return [canonical(pick(runs[run], ("method", "params"))) for run in calibrated_runs(config, dataset)]
 
 
 def pool_datasets(config: Config, pool: str) -> list[str]:
-    """The dataset of each registration a pool reads, in its inputs' order (:func:`~comir.workflow.jobs.pool_jobs`)."""
+    """The dataset of each registration a pool reads, in its inputs' order (:func:`~comir.workflow.jobs.pool_jobs`).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    pool : str
+        The pool's name.
+    """
     return [dataset for dataset, *_ in pool_jobs(config, pool)]
 
 
 def pool_modalities(config: Config, pool: str) -> dict[str, Any]:
-    """The modality names and full scales of a pool (its first dataset's) for the figure of the cores."""
+    """The modality names and full scales of a pool (its first dataset's) for the figure of the cores.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    pool : str
+        The pool's name.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical: slot -> ``name`` and ``max_value`` (where set).
+    """
     first = config["pools"][pool]["datasets"][0]
     return canonical(modality_fields(dataset_config(config, first)["modalities"], ("name", "max_value")))
 
@@ -358,6 +774,19 @@ def apply_settings(config: Config, job: str) -> dict[str, Any]:
 
     rescale and min_confidence where set (:func:`add_if_set`); on an exported test set the pair
     folders are its modality names, whatever the model calls them.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    job : str
+        The apply job's name.
+
+    Returns
+    -------
+    dict of str to Any
+        Canonical: the job's :data:`APPLY_KEYS` that are set, and ``rescale`` and ``min_confidence``
+        where set.
     """
     spec = config["apply"][job]
     settings = pick(spec, APPLY_KEYS)

@@ -20,6 +20,8 @@ from comir.imaging.masks import MASK_MODES
 from comir.workflow.jobs import (
     ORIGINAL,
     Config,
+    accr_model_variant,
+    accr_trained_variants,
     calibrated_runs,
     calibration_testset,
     comparison_jobs,
@@ -81,12 +83,26 @@ def combinations(rule: str, outputs: Iterable[str | int | None], **values: Any) 
 
 
 def unpacked_record(record: int | str) -> Target:
-    """The folder that rule unpack_record fills with a Zenodo record's files."""
+    """The folder that rule unpack_record fills with a Zenodo record's files.
+
+    Parameters
+    ----------
+    record : int or str
+        The Zenodo record.
+    """
     return Target("unpack_record", 0, {"record": record})
 
 
 def record_input(config: Config, dataset: str) -> Target | list[Target]:
-    """The unpacked Zenodo record a dataset is prepared from; ``[]`` for other sources."""
+    """The unpacked Zenodo record a dataset is prepared from; ``[]`` for other sources.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    """
     cfg = dataset_config(config, dataset)
     if cfg["source"] != "zenodo":
         return []
@@ -94,7 +110,17 @@ def record_input(config: Config, dataset: str) -> Target | list[Target]:
 
 
 def prebuilt_input(config: Config, dataset: str, testset: str) -> Target | list[Target]:
-    """The unpacked record a prebuilt test set is imported from (its own or the dataset's); ``[]`` for recipes."""
+    """The unpacked record a prebuilt test set is imported from (its own or the dataset's); ``[]`` for recipes.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    testset : str
+        One of the dataset's test sets.
+    """
     spec = dataset_config(config, dataset)["testsets"][testset]
     if spec["recipe"] != "prebuilt":
         return []
@@ -107,6 +133,20 @@ def model(config: Config, dataset: str, variant: str) -> str | Target:
     """The networks a variant uses.
 
     Its model_file (trained elsewhere: a path), else the trained model of its model_from or of itself.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        One of the dataset's variants.
+
+    Returns
+    -------
+    str or Target
+        The model file's path as configured, or rule train's ``model`` output.
     """
     cfg = dataset_config(config, dataset)
     path = model_file(cfg, variant)
@@ -115,13 +155,51 @@ def model(config: Config, dataset: str, variant: str) -> str | Target:
     return Target("train", "model", {"dataset": dataset, "variant": model_variant(cfg, variant)})
 
 
+def accr_model(config: Config, dataset: str, variant: str) -> Target:
+    """The ACCR model a variant registers with: rule train_accr's (:func:`~comir.workflow.jobs.accr_model_variant`).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration.
+    dataset : str
+        The dataset's name.
+    variant : str
+        A variant with ACCR on.
+
+    Returns
+    -------
+    Target
+        Rule train_accr's ``model`` output.
+    """
+    return Target("train_accr", "model", {"dataset": dataset, "variant": accr_model_variant(config, dataset, variant)})
+
+
 def testset_images(dataset: str, testset: str) -> Target:
-    """A test set's original patches."""
+    """A test set's original patches.
+
+    Parameters
+    ----------
+    dataset : str
+        The dataset's name.
+    testset : str
+        One of the dataset's test sets.
+    """
     return Target("build_testset", "images", {"dataset": dataset, "testset": testset})
 
 
 def comirs(dataset: str, variant: str, testset: str) -> Target:
-    """One variant's CoMIRs of a test set's patches."""
+    """One variant's CoMIRs of a test set's patches.
+
+    Parameters
+    ----------
+    dataset : str
+        The dataset's name.
+    variant : str
+        A variant with networks (an ensemble's CoMIRs are its members').
+    testset : str
+        One of the dataset's test sets.
+    """
     return Target("compute_comirs", "comirs", {"dataset": dataset, "variant": variant, "testset": testset})
 
 
@@ -129,7 +207,21 @@ def comirs(dataset: str, variant: str, testset: str) -> Target:
 
 
 def registration_csv(dataset: str, source: str, testset: str, run: str, direction: str) -> Target:
-    """The per-case results of one registration job."""
+    """The per-case results of one registration job.
+
+    Parameters
+    ----------
+    dataset : str
+        The dataset's name.
+    source : str
+        A registration source: :data:`~comir.workflow.jobs.ORIGINAL`, a variant or a translation model.
+    testset : str
+        One of the dataset's test sets.
+    run : str
+        A registration run of the dataset.
+    direction : str
+        One of the dataset's registration directions.
+    """
     wildcards = {"dataset": dataset, "source": source, "testset": testset, "run": run, "direction": direction}
     return Target("register", 0, wildcards)
 
@@ -139,6 +231,17 @@ def registration_images(config: Config, dataset: str, source: str, testset: str)
 
     The test set's original patches, a translation model's fakes of them, or a list of CoMIRs of
     them (a variant's, or each of an ensemble's members').
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    source : str
+        A registration source: :data:`~comir.workflow.jobs.ORIGINAL`, a variant or a translation model.
+    testset : str
+        One of the dataset's test sets.
     """
     kind = source_input(config, dataset, source)
     if kind == ORIGINAL:
@@ -149,14 +252,48 @@ def registration_images(config: Config, dataset: str, source: str, testset: str)
 
 
 def registration_originals(config: Config, dataset: str, source: str, testset: str, run: str) -> Target | list[Target]:
-    """The original patches where a run also reads them (:func:`~comir.workflow.jobs.reads_originals`), else ``[]``."""
+    """The original patches where a run also reads them (:func:`~comir.workflow.jobs.reads_originals`), else ``[]``.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    source : str
+        A registration source: :data:`~comir.workflow.jobs.ORIGINAL`, a variant or a translation model.
+    testset : str
+        One of the dataset's test sets.
+    run : str
+        A registration run of the dataset.
+
+    Returns
+    -------
+    Target or list of Target
+        :func:`testset_images`, or ``[]``.
+    """
     if not reads_originals(config, dataset, source, run):
         return []
     return testset_images(dataset, testset)
 
 
 def registration_truth(config: Config, dataset: str, testset: str) -> Target | list[Target]:
-    """The test set's patches, beside which a deformation test set keeps each case's true field; else ``[]``."""
+    """The test set's patches, beside which a deformation test set keeps each case's true field; else ``[]``.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    testset : str
+        One of the dataset's test sets.
+
+    Returns
+    -------
+    Target or list of Target
+        :func:`testset_images`, or ``[]``.
+    """
     if testset not in deformation_testsets(config, dataset):
         return []
     return testset_images(dataset, testset)
@@ -166,6 +303,19 @@ def registration_calibration(config: Config, dataset: str, source: str, testset:
     """The calibration a registration job judges its results with: a one-element list, or ``[]``.
 
     See :func:`comir.workflow.jobs.judged_with_calibration`.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    source : str
+        A registration source: :data:`~comir.workflow.jobs.ORIGINAL`, a variant or a translation model.
+    testset : str
+        One of the dataset's test sets.
+    run : str
+        A registration run of the dataset.
     """
     if not judged_with_calibration(config, dataset, source, run, testset):
         return []
@@ -173,12 +323,44 @@ def registration_calibration(config: Config, dataset: str, source: str, testset:
 
 
 def registration_csvs(config: Config, dataset: str, variant: str, testset: str) -> list[Target]:
-    """The results of every registration the evaluation of a variant on a test set reads."""
+    """The results of every registration the evaluation of a variant on a test set reads.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        The evaluated variant.
+    testset : str
+        One of the dataset's test sets.
+
+    Returns
+    -------
+    list of Target
+        In :func:`comir.workflow.jobs.registration_jobs` order.
+    """
     return [registration_csv(dataset, s, testset, r, d) for s, r, d in registration_jobs(config, dataset, variant)]
 
 
 def comparison_csvs(config: Config, dataset: str, testset: str) -> list[Target]:
-    """The results of the registrations on every variant's CoMIRs (the variants' comparison)."""
+    """The results of the registrations on every variant's CoMIRs (the variants' comparison).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    testset : str
+        One of the dataset's test sets.
+
+    Returns
+    -------
+    list of Target
+        In :func:`comir.workflow.jobs.comparison_jobs` order.
+    """
     return [registration_csv(dataset, s, testset, r, d) for s, r, d in comparison_jobs(config, dataset)]
 
 
@@ -189,6 +371,22 @@ def stage_benchmarks(config: Config, dataset: str, variant: str, testset: str) -
     model file trained elsewhere has no training here), ``registration`` of every registration job,
     in the order of :func:`comir.workflow.params.timing_networks` and
     :func:`comir.workflow.jobs.registration_jobs`.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        One of the dataset's variants.
+    testset : str
+        One of the dataset's test sets.
+
+    Returns
+    -------
+    dict of str to list of Target
+        The benchmark files (output None) under ``train``, ``inference`` and ``registration``.
     """
     cfg = dataset_config(config, dataset)
     networks = variant_networks(config, dataset, variant)
@@ -207,7 +405,25 @@ def stage_benchmarks(config: Config, dataset: str, variant: str, testset: str) -
 
 
 def translation_examples_input(config: Config, dataset: str, variant: str, testset: str) -> dict[str, Any]:
-    """Fig. 3: the test set, every translation model's fakes (by model name) and the variant's CoMIRs."""
+    """Fig. 3: the test set, every translation model's fakes (by model name) and the variant's CoMIRs.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        One of the dataset's variants.
+    testset : str
+        One of the dataset's test sets.
+
+    Returns
+    -------
+    dict of str to Any
+        ``images`` and ``cases`` (Targets of the test set), ``translated`` (a list, by model name)
+        and ``comirs`` (a Target).
+    """
     where = {"dataset": dataset, "testset": testset}
     return {
         "images": testset_images(dataset, testset),
@@ -227,13 +443,50 @@ def run_results(config: Config, dataset: str, variant: str, testset: str, runs: 
     """Per-case results of ``runs`` (each in every direction) on a variant's CoMIRs.
 
     Of ``rule`` ``register`` (true pairs) or ``register_unrelated`` (unrelated pairs).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        The variant whose CoMIRs were registered (the source).
+    testset : str
+        One of the dataset's test sets.
+    runs : list of str
+        Registration runs of the dataset.
+    rule : str
+        ``register`` or ``register_unrelated``.
+
+    Returns
+    -------
+    list of Target
+        Run by run, each direction in configured order.
     """
     directions = dataset_config(config, dataset)["directions"]
     return combinations(rule, [0], dataset=dataset, source=variant, testset=testset, run=runs, direction=directions)
 
 
 def calibration_files(config: Config, dataset: str, variant: str, output: str) -> list[Target]:
-    """One output of rule calibrate (``calibration`` or ``evidence``) per calibrated run of a variant."""
+    """One output of rule calibrate (``calibration`` or ``evidence``) per calibrated run of a variant.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        One of the dataset's variants.
+    output : str
+        ``calibration`` or ``evidence``.
+
+    Returns
+    -------
+    list of Target
+        In :func:`comir.workflow.jobs.calibrated_runs` order.
+    """
     return combinations("calibrate", [output], dataset=dataset, variant=variant, run=calibrated_runs(config, dataset))
 
 
@@ -242,6 +495,22 @@ def calibrate_input(config: Config, dataset: str, variant: str, run: str) -> dic
 
     The calibration test set's CoMIRs and cases, and the run's results on its true and on
     unrelated pairs.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        One of the dataset's variants.
+    run : str
+        A registration run of the dataset.
+
+    Returns
+    -------
+    dict of str to list of Target
+        ``images``, ``cases``, ``registrations`` and ``unrelated``.
     """
     testset = calibration_testset(config, dataset)
     return {
@@ -257,6 +526,22 @@ def evaluate_confidence_input(config: Config, dataset: str, variant: str, testse
 
     Every calibrated run's results on its true and on unrelated pairs, and the calibrations with
     their evidence.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        One of the dataset's variants.
+    testset : str
+        The test set judged.
+
+    Returns
+    -------
+    dict of str to list of Target
+        ``registrations``, ``unrelated``, ``calibrations`` and ``evidence``.
     """
     runs = calibrated_runs(config, dataset)
     return {
@@ -271,18 +556,51 @@ def evaluate_confidence_input(config: Config, dataset: str, variant: str, testse
 
 
 def stress_success_tables(config: Config, dataset: str, variant: str, series: str) -> list[Target]:
-    """The success tables of a variant's evaluation on each test set of a stress series, base first."""
+    """The success tables of a variant's evaluation on each test set of a stress series, base first.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        One of the dataset's variants.
+    series : str
+        The stress series' name.
+
+    Returns
+    -------
+    list of Target
+        In the order of :func:`comir.workflow.jobs.stress_testsets`.
+    """
     testsets = stress_testsets(config, dataset, series)
     return combinations("evaluate", ["success"], dataset=dataset, variant=variant, testset=testsets)
 
 
 def rotation_tables(config: Config, dataset: str) -> list[Target]:
-    """The rotation-equivariance tables of every variant with networks, by variant name."""
+    """The rotation-equivariance tables of every variant with networks, by variant name.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    """
     return combinations("equivariance", ["rotation"], dataset=dataset, variant=sorted_variants(config, dataset))
 
 
 def pool_registrations(config: Config, pool: str) -> list[Target]:
-    """Every registration a pool reads (:func:`comir.workflow.jobs.pool_jobs` order)."""
+    """Every registration a pool reads (:func:`comir.workflow.jobs.pool_jobs` order).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    pool : str
+        The pool's name.
+    """
     testset = config["pools"][pool]["testset"]
     return [registration_csv(dataset, s, testset, r, d) for dataset, s, r, d in pool_jobs(config, pool)]
 
@@ -291,6 +609,18 @@ def pool_patches(config: Config, pool: str) -> dict[str, list[Target]]:
     """Per pooled dataset, in the pool's order: its test set's patches and the pool variant's CoMIRs of them.
 
     For the figure of the cores; an ensemble variant's CoMIRs are its first member's.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    pool : str
+        The pool's name.
+
+    Returns
+    -------
+    dict of str to list of Target
+        ``patches`` and ``comirs``, one per pooled dataset.
     """
     spec = config["pools"][pool]
     return {
@@ -310,11 +640,21 @@ def apply_model(config: Config, job: str) -> str | list[str] | Target | list[Tar
 
     Given by path (or a list of paths), or trained by this configuration (with its calibrated
     confidence inside when the dataset has a confidence section); an ensemble variant's members'
-    trained models (an ensemble has no calibration, so none of theirs is made for it).
+    trained models (an ensemble has no calibration, so none of theirs is made for it); for method
+    accr the variant's ACCR model (:func:`accr_model`).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    job : str
+        The apply job's name.
     """
     spec = config["apply"][job]["model"]
     if "file" in spec:
         return spec["file"]
+    if config["apply"][job]["method"] == "accr":
+        return accr_model(config, spec["dataset"], spec["variant"])
     networks = variant_networks(config, spec["dataset"], spec["variant"])
     if len(networks) > 1:
         return [model(config, spec["dataset"], network) for network in networks]
@@ -324,7 +664,20 @@ def apply_model(config: Config, job: str) -> str | list[str] | Target | list[Tar
 
 
 def apply_testset_pairs(config: Config, job: str) -> tuple[Target, Target]:
-    """The exported pairs folder and truth of an apply job on a test set (with its reference slot)."""
+    """The exported pairs folder and truth of an apply job on a test set (with its reference slot).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    job : str
+        The apply job's name; it must register a test set.
+
+    Returns
+    -------
+    pairs, truth : Target
+        Rule testset_pairs' ``pairs`` and ``truth`` outputs.
+    """
     spec = config["apply"][job]
     testset = spec["testset"]
     reference = slot_of(dataset_config(config, testset["dataset"])["modalities"], spec["reference"])
@@ -337,6 +690,18 @@ def apply_pairs(config: Config, job: str) -> list[str | Target]:
 
     A user's folder is followed by every image in it (adding, removing or changing one reruns the
     job), an exported test set's by none; masks given as a folder by every image in it.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    job : str
+        The apply job's name.
+
+    Returns
+    -------
+    list of str or Target
+        The pairs' root (a path, or rule testset_pairs' ``pairs`` output), then image and mask paths.
     """
     spec = config["apply"][job]
     masks = folder_images(spec["masks"]) if spec["masks"] not in MASK_MODES else []
@@ -347,7 +712,20 @@ def apply_pairs(config: Config, job: str) -> list[str | Target]:
 
 
 def apply_truth(config: Config, job: str) -> str | Target | list[Any]:
-    """An apply job's known transforms: the test set's, the configured file, or none (``[]``)."""
+    """An apply job's known transforms: the test set's, the configured file, or none (``[]``).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    job : str
+        The apply job's name.
+
+    Returns
+    -------
+    str or Target or list
+        Rule testset_pairs' ``truth`` output, the configured truth file's path, or ``[]``.
+    """
     spec = config["apply"][job]
     if spec["testset"] is not None:
         return apply_testset_pairs(config, job)[1]
@@ -355,12 +733,31 @@ def apply_truth(config: Config, job: str) -> str | Target | list[Any]:
 
 
 def apply_batches(config: Config, job: str) -> list[Target]:
-    """The batch tables of an apply job."""
+    """The batch tables of an apply job.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    job : str
+        The apply job's name.
+
+    Returns
+    -------
+    list of Target
+        Rule register_pairs' ``table`` per batch, in batch order.
+    """
     return combinations("register_pairs", ["table"], job=job, batch=range(config["apply"][job]["batches"]))
 
 
 def apply_evaluated(config: Config) -> list[Target]:
-    """The per-case rows of every apply job with known transforms."""
+    """The per-case rows of every apply job with known transforms.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    """
     return combinations("apply_errors", [0], job=evaluated_apply_jobs(config))
 
 
@@ -372,6 +769,13 @@ def representation_targets(config: Config, dataset: str) -> list[Target]:
 
     Per variant with networks the equivariance tables and polar plot (with several such variants
     their common plot too), and the reproducibility table and figure.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
     """
     cfg = dataset_config(config, dataset)
     representation, variants = cfg["representation"], network_variants(cfg)
@@ -387,7 +791,22 @@ def representation_targets(config: Config, dataset: str) -> list[Target]:
 
 
 def confidence_targets(config: Config, dataset: str, variants: list[str]) -> list[Target]:
-    """Per variant the calibration of every calibrated run, then the judgement of every other test set."""
+    """Per variant the calibration of every calibrated run, then the judgement of every other test set.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variants : list of str
+        The variants whose CoMIRs are calibrated and judged (those with networks).
+
+    Returns
+    -------
+    list of Target
+        Empty without a confidence section.
+    """
     cfg = dataset_config(config, dataset)
     if cfg["confidence"] is None:
         return []
@@ -405,7 +824,14 @@ def dataset_targets(config: Config, dataset: str) -> list[Target]:
     and agreement; per variant and test set the tables and figures of its evaluation and timing
     (with several variants their comparison), and on a test set with a deformation its TRE tables
     and eCDF; the stress curves, representations and confidence where configured; the translation
-    baselines' loss curves and Fig. 3.
+    baselines' loss curves and Fig. 3; with ACCR, per trained ACCR model and test set its attention figure.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
     """
     cfg = dataset_config(config, dataset)
     variants, testsets, networks = list(cfg["variants"]), list(cfg["testsets"]), network_variants(cfg)
@@ -431,11 +857,18 @@ def dataset_targets(config: Config, dataset: str) -> list[Target]:
         targets += combinations("translation_examples", [0], dataset=dataset, variant=networks, testset=testsets)
         translators = list(cfg["translation"])
         targets += combinations("train_translation", ["plot"], dataset=dataset, translator=translators)
+    accr = accr_trained_variants(config, dataset)
+    targets += combinations("accr_attention", ["figure"], dataset=dataset, variant=accr, testset=testsets)
     return targets
 
 
 def final_targets(config: Config) -> list[Target]:
     """What the default target (rule all) requests.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
 
     Returns
     -------

@@ -39,9 +39,21 @@ _EXPECTED = """expected one of these layouts (folder names case-insensitive, at 
 def detect_layout(root: Path) -> Layout:
     """Recognise an unpacked record under ``root``: its kind, pairs per split and prebuilt test sets.
 
-    Raises :class:`InputError` with a summary of the tree when no known layout
-    matches, and when pairs are inconsistent (one id in two splits, a file
-    given twice).
+    Parameters
+    ----------
+    root : pathlib.Path
+        The unpacked record's folder (``~`` expanded).
+
+    Returns
+    -------
+    comir.data.layouts.result.Layout
+        The record's kind, dataset, pairs, Zurich images, prebuilt test sets, orphans and notes.
+
+    Raises
+    ------
+    comir.io.InputError
+        If ``root`` is not a folder; or, with a summary of the tree, when no known layout matches or the
+        pairs are inconsistent (one id in two splits, a file given twice).
     """
     root = Path(root).expanduser()
     if not root.is_dir():

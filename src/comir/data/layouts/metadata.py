@@ -74,7 +74,25 @@ class CornerMetadata:
 
 
 def read_corner_metadata(path: Path) -> CornerMetadata:
-    """Read a metadata CSV (``Filename, X1_Ref .. Y4_Trans``); InputError on missing values or duplicate ids."""
+    """Read a metadata CSV (``Filename, X1_Ref .. Y4_Trans``); InputError on missing values or duplicate ids.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The CSV, separated by ``;`` or ``,``; column names matched loosely (case and separators ignored).
+
+    Returns
+    -------
+    CornerMetadata
+        The case ids (Filenames without image suffix), the ``(n, 4, 2)`` corners before and after, and
+        ``Displacement`` if present.
+
+    Raises
+    ------
+    comir.io.InputError
+        If the file cannot be read, lacks the corner columns, has a missing or non-numeric corner or an
+        empty Filename, or lists an id twice.
+    """
     frame = _read_csv(path)
     columns = _metadata_columns(frame.columns)
     if columns is None:
@@ -99,7 +117,21 @@ def read_corner_metadata(path: Path) -> CornerMetadata:
 
 
 def metadata_candidates(root: Path, files: list[PurePosixPath]) -> dict[PurePosixPath, set[str]]:
-    """CSV files with the corner columns -> the (normalised) Filenames they list."""
+    """CSV files with the corner columns -> the (normalised) Filenames they list.
+
+    Parameters
+    ----------
+    root : pathlib.Path
+        The record's root.
+    files : list[pathlib.PurePosixPath]
+        The record's files relative to ``root`` (:func:`comir.data.layouts.tree.walk`); CSVs that cannot
+        be read are skipped.
+
+    Returns
+    -------
+    dict[pathlib.PurePosixPath, set[str]]
+        Each metadata CSV (relative path) -> the case ids it lists.
+    """
     found = {}
     for rel in files:
         if rel.suffix.lower() != ".csv":
@@ -117,7 +149,24 @@ def metadata_candidates(root: Path, files: list[PurePosixPath]) -> dict[PurePosi
 def pick_metadata(
     folder: PurePosixPath, ids: set[str], candidates: dict[PurePosixPath, set[str]], only_inside: bool
 ) -> PurePosixPath | None:
-    """The candidate CSV listing most of ``ids``; ties go to the one nearest ``folder``."""
+    """The candidate CSV listing most of ``ids``; ties go to the one nearest ``folder``.
+
+    Parameters
+    ----------
+    folder : pathlib.PurePosixPath
+        The test set's folder, relative to the record's root.
+    ids : set[str]
+        The folder's case ids.
+    candidates : dict[pathlib.PurePosixPath, set[str]]
+        :func:`metadata_candidates` of the record.
+    only_inside : bool
+        Consider only CSVs directly in ``folder``.
+
+    Returns
+    -------
+    pathlib.PurePosixPath or None
+        The chosen CSV (relative path); None when no candidate lists any of ``ids``.
+    """
 
     def distance(rel: PurePosixPath) -> int:
         a, b = rel.parent.parts, folder.parts

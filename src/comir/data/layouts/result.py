@@ -99,7 +99,23 @@ class Layout:
         return {split: counts[split] for split in RECORD_SPLITS if counts[split]}
 
     def testset(self, name: str | None) -> PrebuiltTestSet:
-        """The prebuilt test set ``name``; ``None`` means the record's only one."""
+        """The prebuilt test set ``name``; ``None`` means the record's only one.
+
+        Parameters
+        ----------
+        name : str or None
+            The test set's name; None: the record's only test set.
+
+        Returns
+        -------
+        PrebuiltTestSet
+            The test set.
+
+        Raises
+        ------
+        comir.io.InputError
+            If there is no such test set (or, for None, not exactly one), naming the test sets found.
+        """
         if name is None and len(self.testsets) == 1:
             return self.testsets[0]
         for testset in self.testsets:

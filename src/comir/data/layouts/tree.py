@@ -49,7 +49,18 @@ class ClassifiedFile:
 
 
 def walk(root: Path) -> list[PurePosixPath]:
-    """Every visible file below ``root`` as a relative POSIX path, sorted."""
+    """Every visible file below ``root`` as a relative POSIX path, sorted.
+
+    Parameters
+    ----------
+    root : pathlib.Path
+        The folder; hidden files and folders (a leading ``.``) and ``__MACOSX`` are skipped.
+
+    Returns
+    -------
+    list[pathlib.PurePosixPath]
+        The files relative to ``root``, sorted.
+    """
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
@@ -59,7 +70,22 @@ def walk(root: Path) -> list[PurePosixPath]:
 
 
 def tree_summary(root: Path, max_folders: int = 30, examples: int = 3) -> str:
-    """A compact description of a folder tree: folders with their file counts and examples."""
+    """A compact description of a folder tree: folders with their file counts and examples.
+
+    Parameters
+    ----------
+    root : pathlib.Path
+        The folder (a missing one is described as empty).
+    max_folders : int, optional
+        The most folders listed. Default 30.
+    examples : int, optional
+        File names shown per folder. Default 3.
+
+    Returns
+    -------
+    str
+        One line for the tree, then one per folder (file count, suffixes, examples).
+    """
     root = Path(root)
     files = walk(root) if root.is_dir() else []
     by_folder: dict[PurePosixPath, list[str]] = defaultdict(list)
@@ -85,7 +111,18 @@ def _tokens(name: str) -> list[str]:
 
 
 def split_of_folder(name: str) -> str | None:
-    """The split a folder name stands for, or None (``TrainSet`` -> train, ``Validation2Set`` -> tuning)."""
+    """The split a folder name stands for, or None (``TrainSet`` -> train, ``Validation2Set`` -> tuning).
+
+    Parameters
+    ----------
+    name : str
+        One folder name; its CamelCase and separated words are read in order.
+
+    Returns
+    -------
+    str or None
+        ``"train"``, ``"val"``, ``"tuning"`` or ``"test"``; None when the name names no split.
+    """
     for token in _tokens(name):
         if token.startswith("train"):
             return "train"
@@ -99,7 +136,18 @@ def split_of_folder(name: str) -> str | None:
 
 
 def split_of_path(folder: PurePosixPath) -> str | None:
-    """The split named by the innermost folder of ``folder`` that names one, or None."""
+    """The split named by the innermost folder of ``folder`` that names one, or None.
+
+    Parameters
+    ----------
+    folder : pathlib.PurePosixPath
+        A relative folder path.
+
+    Returns
+    -------
+    str or None
+        The split (:func:`split_of_folder`), or None.
+    """
     for name in reversed(folder.parts):
         split = split_of_folder(name)
         if split is not None:
@@ -108,7 +156,20 @@ def split_of_path(folder: PurePosixPath) -> str | None:
 
 
 def classify(rel: PurePosixPath, root_name: str = "") -> ClassifiedFile:
-    """What one file is, from its name and folders (``root_name``: the unpacked root's own name)."""
+    """What one file is, from its name and folders (``root_name``: the unpacked root's own name).
+
+    Parameters
+    ----------
+    rel : pathlib.PurePosixPath
+        The file relative to the record's root.
+    root_name : str, optional
+        The unpacked root's own name, read for an evaluation patch's data set and fold. Default ``""``.
+
+    Returns
+    -------
+    ClassifiedFile
+        Category ``"eval"``, ``"zurich"``, ``"role"``, ``"pair"`` or ``"other"`` with what the name says.
+    """
     suffix = rel.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         return ClassifiedFile(rel, "other")
@@ -154,5 +215,21 @@ def classify(rel: PurePosixPath, root_name: str = "") -> ClassifiedFile:
 
 
 def zurich_number(image_id: str) -> int:
-    """The number of a Zurich image id (``zh10`` -> 10), to sort ids numerically."""
+    """The number of a Zurich image id (``zh10`` -> 10), to sort ids numerically.
+
+    Parameters
+    ----------
+    image_id : str
+        A Zurich image id, ``zh<N>``.
+
+    Returns
+    -------
+    int
+        ``N``.
+
+    Raises
+    ------
+    ValueError
+        If the id does not end in a number after its first two characters.
+    """
     return int(image_id[2:])

@@ -54,9 +54,36 @@ def fetch_record(
 ) -> Record:
     """A record's file list from ``<local_dir>/record.json``, else the mirror, else the API.
 
-    File URLs point into the mirror when one is given. Raises :class:`RecordUnavailable`, with
-    what to do, when the mirror or API cannot be reached after the retries, and
-    :class:`DownloadError` when the record does not exist or its JSON is unusable.
+    File URLs point into the mirror when one is given.
+
+    Parameters
+    ----------
+    record_id : int or str
+        The Zenodo record id.
+    base_url : str, optional
+        The Zenodo server. Default :data:`~comir.data.zenodo.record.DEFAULT_BASE_URL`.
+    mirror : str or None, optional
+        A folder or URL holding ``record.json`` and the record's files, read instead of the API. Default None.
+    local_dir : str or os.PathLike or None, optional
+        A folder whose ``record.json``, if present, is read first (no network). Default None.
+    timeout_s : float, optional
+        Timeout of one request, seconds. Default 60.
+    retries : int, optional
+        Further attempts after a transient network error. Default 5.
+    backoff_s : float, optional
+        Wait before the first retry, doubled for each further one, seconds. Default 2.
+
+    Returns
+    -------
+    comir.data.zenodo.record.Record
+        The record's file list.
+
+    Raises
+    ------
+    comir.data.zenodo.record.RecordUnavailable
+        With what to do, when the mirror or API cannot be reached after the retries.
+    comir.data.zenodo.record.DownloadError
+        When the record id is invalid, the record does not exist or its JSON is unusable.
     """
     rid = checked_record_id(record_id)
     if local_dir is not None and (Path(local_dir) / RECORD_NAME).is_file():
@@ -97,6 +124,40 @@ def download_record(
 
     Idempotent and resumable: verified files already in ``dest`` are not requested again, and a
     ``.part`` left by an interrupted run is resumed. See the module docstring for the sources.
+
+    Parameters
+    ----------
+    record_id : int or str
+        The Zenodo record id.
+    dest : str or os.PathLike
+        The destination folder (created); ``record.json`` is saved there as soon as the list is known.
+    base_url : str, optional
+        The Zenodo server. Default :data:`~comir.data.zenodo.record.DEFAULT_BASE_URL`.
+    mirror : str or None, optional
+        A folder or URL holding ``record.json`` and the files, used instead of Zenodo. Default None.
+    local_dir : str or os.PathLike or None, optional
+        A folder holding the record's files, linked into ``dest`` instead of downloading (never modified).
+        Default None.
+    retries : int, optional
+        Further attempts after a transient network error. Default 5.
+    backoff_s : float, optional
+        Wait before the first retry, doubled for each further one, seconds. Default 2.
+    timeout_s : float, optional
+        Timeout of one request, seconds. Default 60.
+    progress : bool, optional
+        Show each file's progress on stderr. Default True.
+
+    Returns
+    -------
+    list[pathlib.Path]
+        The record's files in ``dest``, in the record's order.
+
+    Raises
+    ------
+    comir.data.zenodo.record.RecordUnavailable
+        When the file list cannot be read and no saved list or local files can stand in, or files are missing.
+    comir.data.zenodo.record.DownloadError
+        When a file cannot be downloaded, is corrupt, or is missing from or does not match ``local_dir``.
     """
     rid = checked_record_id(record_id)
     dest = Path(dest)

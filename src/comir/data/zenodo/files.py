@@ -24,7 +24,18 @@ Row = tuple[str, int, str, bool]  # key, size, md5, verified against the record
 
 
 def md5sum(path: str | os.PathLike[str]) -> str:
-    """Hex md5 of a file, read in chunks (files are gigabytes)."""
+    """Hex md5 of a file, read in chunks (files are gigabytes).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    str
+        The lower-case hex digest.
+    """
     digest = hashlib.md5(usedforsecurity=False)  # a checksum, allowed on FIPS systems
     with open(path, "rb") as stream:
         while chunk := stream.read(1 << 20):
@@ -33,7 +44,20 @@ def md5sum(path: str | os.PathLike[str]) -> str:
 
 
 def mismatch(path: Path, file: RecordFile) -> str | None:
-    """None when ``path`` has the record's size and md5, else what was expected and found."""
+    """None when ``path`` has the record's size and md5, else what was expected and found.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        An existing file.
+    file : comir.data.zenodo.record.RecordFile
+        Its entry in the record.
+
+    Returns
+    -------
+    str or None
+        None when size and md5 match; else the expected and found md5 and sizes.
+    """
     size, digest = path.stat().st_size, md5sum(path)
     if size == file.size and digest == file.md5:
         return None
@@ -41,7 +65,17 @@ def mismatch(path: Path, file: RecordFile) -> str | None:
 
 
 def place(source: Path, target: Path) -> None:
-    """``target`` as a hard link to ``source`` (a copy across file systems); ``source`` is not touched."""
+    """``target`` as a hard link to ``source`` (a copy across file systems); ``source`` is not touched.
+
+    An existing ``target`` is replaced atomically, unless it already is ``source``.
+
+    Parameters
+    ----------
+    source : pathlib.Path
+        An existing file.
+    target : pathlib.Path
+        Where it goes; its folder must exist.
+    """
     if target.exists() and os.path.samefile(source, target):
         return
     tmp = target.with_name(f".{target.name}.link")
@@ -54,6 +88,14 @@ def place(source: Path, target: Path) -> None:
 
 
 def write_manifest(dest: Path, rows: list[Row]) -> None:
-    """``dest/MANIFEST.tsv``: one row per file (key, size, md5, verified ``yes``/``no``)."""
+    """``dest/MANIFEST.tsv``: one row per file (key, size, md5, verified ``yes``/``no``).
+
+    Parameters
+    ----------
+    dest : pathlib.Path
+        The record's destination folder.
+    rows : list[Row]
+        ``(key, size, md5, verified)`` per file.
+    """
     lines = ["key\tsize\tmd5\tverified"] + [f"{k}\t{s}\t{m}\t{'yes' if v else 'no'}" for k, s, m, v in rows]
     write_text(dest / MANIFEST_NAME, "\n".join(lines) + "\n")

@@ -24,7 +24,27 @@ log = logging.getLogger(__name__)
 
 
 def already_here(record: Record, dest: Path, offline: RecordUnavailable) -> list[Row]:
-    """Offline with a saved file list: the files verified in ``dest``, or what is missing."""
+    """Offline with a saved file list: the files verified in ``dest``, or what is missing.
+
+    Parameters
+    ----------
+    record : comir.data.zenodo.record.Record
+        The saved file list.
+    dest : pathlib.Path
+        The destination folder.
+    offline : comir.data.zenodo.record.RecordUnavailable
+        Why the record could not be read, repeated in the error.
+
+    Returns
+    -------
+    list[Row]
+        ``(key, size, md5, True)`` per file.
+
+    Raises
+    ------
+    comir.data.zenodo.record.RecordUnavailable
+        If a file is missing from ``dest`` or does not match, listing every such file.
+    """
     rows: list[Row] = []
     missing = []
     for file in record.files:
@@ -41,7 +61,36 @@ def already_here(record: Record, dest: Path, offline: RecordUnavailable) -> list
 def from_local_dir(
     record: Record | None, rid: str, local: Path, dest: Path, offline: RecordUnavailable | None
 ) -> list[Row]:
-    """The record's files linked from ``local`` into ``dest``: verified when the list is known."""
+    """The record's files linked from ``local`` into ``dest``: verified when the list is known.
+
+    Without a list, every visible file of ``local`` (not ``record.json``, the manifest or ``.part`` files)
+    is used unverified, with a warning.
+
+    Parameters
+    ----------
+    record : comir.data.zenodo.record.Record or None
+        The file list, or None when none could be read.
+    rid : str
+        The record id, for messages.
+    local : pathlib.Path
+        The user's folder; its files are never modified or deleted.
+    dest : pathlib.Path
+        The destination folder.
+    offline : comir.data.zenodo.record.RecordUnavailable or None
+        Why the record could not be read, if it could not.
+
+    Returns
+    -------
+    list[Row]
+        ``(key, size, md5, verified)`` per file.
+
+    Raises
+    ------
+    comir.data.zenodo.record.RecordUnavailable
+        If there is no list and ``local`` holds no files.
+    comir.data.zenodo.record.DownloadError
+        If a listed file is missing from ``local`` (all listed) or does not match the record.
+    """
     if record is None:
         found = sorted(
             p for p in (local.iterdir() if local.is_dir() else ())
@@ -81,7 +130,26 @@ def from_local_dir(
 def unavailable_message(
     rid: str, url: str, error: BaseException, api_url: str, local_dir: str | os.PathLike[str] | None
 ) -> str:
-    """The error when the file list cannot be read: why, and the three ways to go on without internet."""
+    """The error when the file list cannot be read: why, and the three ways to go on without internet.
+
+    Parameters
+    ----------
+    rid : str
+        The record id.
+    url : str
+        Where the list was read from.
+    error : BaseException
+        The network error (:func:`comir.data.zenodo.transfer.reason` words it).
+    api_url : str
+        The record's API URL, to save ``record.json`` from.
+    local_dir : str or os.PathLike or None
+        The configured local directory, if any.
+
+    Returns
+    -------
+    str
+        The message.
+    """
     where = (
         f"into the local directory {Path(local_dir).resolve()}" if local_dir is not None
         else "into a folder and set `local_dir` to it"

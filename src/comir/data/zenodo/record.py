@@ -75,8 +75,29 @@ def parse_record(data: Any, record_id: int | str, source: str, base_url: str = D
     * InvenioRDM's own shape: ``files: {entries: {<key>: {..., links: {content: ...}}}}``;
     * older responses: ``files: [{filename, filesize, checksum: "<hex>", links: {download: ...}}]``.
 
-    A file without a link gets ``<base_url>/api/records/<id>/files/<key>/content``. Anything else
-    raises :class:`DownloadError` quoting what was found, rather than guessing.
+    A file without a link gets ``<base_url>/api/records/<id>/files/<key>/content``.
+
+    Parameters
+    ----------
+    data : Any
+        The record's parsed JSON.
+    record_id : int or str
+        The record id expected; the JSON's ``id``, ``recid`` or ``conceptrecid`` must match it.
+    source : str
+        URL or path the JSON was read from, for messages.
+    base_url : str, optional
+        The Zenodo server, for files without a link. Default :data:`DEFAULT_BASE_URL`.
+
+    Returns
+    -------
+    Record
+        The record's files (key, size, md5, URL) and the JSON.
+
+    Raises
+    ------
+    DownloadError
+        Quoting what was found, rather than guessing: for another record's JSON, no or an empty file
+        list, a file without key, size or md5 checksum, or a key that is not a plain file name.
     """
     rid = checked_record_id(record_id)
     if not isinstance(data, dict):
@@ -130,7 +151,27 @@ def _parse_file(entry: Any, rid: str, source: str, api: str) -> RecordFile:
 
 
 def read_record_file(path: str | os.PathLike[str], record_id: int | str, base_url: str = DEFAULT_BASE_URL) -> Record:
-    """The file list of a saved ``record.json``."""
+    """The file list of a saved ``record.json``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The saved JSON.
+    record_id : int or str
+        The record id expected.
+    base_url : str, optional
+        The Zenodo server, for files without a link. Default :data:`DEFAULT_BASE_URL`.
+
+    Returns
+    -------
+    Record
+        As :func:`parse_record`.
+
+    Raises
+    ------
+    DownloadError
+        If the file cannot be read or parsed, or :func:`parse_record` refuses it.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -140,7 +181,23 @@ def read_record_file(path: str | os.PathLike[str], record_id: int | str, base_ur
 
 
 def checked_record_id(record_id: int | str) -> str:
-    """``record_id`` as a string, checked to be a Zenodo record id (letters, digits, ``-``)."""
+    """``record_id`` as a string, checked to be a Zenodo record id (letters, digits, ``-``).
+
+    Parameters
+    ----------
+    record_id : int or str
+        The id; surrounding whitespace is stripped.
+
+    Returns
+    -------
+    str
+        The id.
+
+    Raises
+    ------
+    DownloadError
+        If it holds anything but letters, digits and ``-``, or is empty.
+    """
     rid = str(record_id).strip()
     if not re.fullmatch(r"[A-Za-z0-9-]+", rid):
         raise DownloadError(f"not a Zenodo record id: {record_id!r}")

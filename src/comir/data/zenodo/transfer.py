@@ -47,7 +47,29 @@ NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionEr
 
 
 def transfer(file: RecordFile, part: Path, timeout_s: float, progress: bool) -> None:
-    """One attempt to bring ``part`` to the file's size, resuming after what it already holds."""
+    """One attempt to bring ``part`` to the file's size, resuming after what it already holds.
+
+    The result is not verified. A ``part`` larger than the file is started again.
+
+    Parameters
+    ----------
+    file : comir.data.zenodo.record.RecordFile
+        The file (URL, size, key).
+    part : pathlib.Path
+        The partial download, appended to (resumed with an HTTP ``Range`` request).
+    timeout_s : float
+        Timeout of the request, seconds.
+    progress : bool
+        Show progress on stderr.
+
+    Raises
+    ------
+    ConnectionError
+        If the connection ends before the whole file arrived, or the server sends another range than asked
+        (``part`` is then deleted).
+    urllib.error.URLError
+        On other network errors (:data:`NETWORK_ERRORS`), as ``urllib`` raises them.
+    """
     offset = part.stat().st_size if part.exists() else 0
     if offset > file.size:  # cannot be a prefix of the file
         part.unlink()
@@ -94,7 +116,30 @@ def _range_start(content_range: str | None) -> int | None:
 
 
 def retrying(action: Callable[[], _T], what: str, retries: int, backoff_s: float) -> _T:
-    """``action()``, tried again after transient network errors, waiting backoff_s * 2**n."""
+    """``action()``, tried again after transient network errors, waiting backoff_s * 2**n.
+
+    Parameters
+    ----------
+    action : Callable[[], T]
+        One attempt.
+    what : str
+        What is attempted, for the log.
+    retries : int
+        Further attempts after the first.
+    backoff_s : float
+        Wait before the first retry, doubled for each further one, seconds.
+
+    Returns
+    -------
+    T
+        What ``action`` returns.
+
+    Raises
+    ------
+    urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, ssl.SSLError
+        The last error of :data:`NETWORK_ERRORS`, when it is not :func:`transient` or the retries are spent.
+        Any other error of ``action`` propagates at once.
+    """
     attempt = 0
     while True:
         try:
@@ -112,7 +157,19 @@ def retrying(action: Callable[[], _T], what: str, retries: int, backoff_s: float
 
 
 def transient(error: BaseException) -> bool:
-    """Whether trying again may help: server and network failures, not a 404, a missing file or a bad certificate."""
+    """Whether trying again may help: server and network failures, not a 404, a missing file or a bad certificate.
+
+    Parameters
+    ----------
+    error : BaseException
+        An error of :data:`NETWORK_ERRORS`.
+
+    Returns
+    -------
+    bool
+        True for HTTP 408, 429 and 5xx, for URL errors caused by other OS errors than a missing file,
+        folder or permission or a certificate failure, and for any other error.
+    """
     if isinstance(error, urllib.error.HTTPError):
         return error.code in (408, 429) or error.code >= 500
     if isinstance(error, urllib.error.URLError):  # reason: an OSError for network and file:// errors
@@ -124,7 +181,20 @@ def transient(error: BaseException) -> bool:
 
 
 def read_url(url: str, timeout_s: float) -> bytes:
-    """The body of a JSON request to ``url`` (one attempt; errors propagate)."""
+    """The body of a JSON request to ``url`` (one attempt; errors propagate).
+
+    Parameters
+    ----------
+    url : str
+        The URL (``http(s)://`` or ``file://``).
+    timeout_s : float
+        Timeout of the request, seconds.
+
+    Returns
+    -------
+    bytes
+        The response body.
+    """
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
         return response.read()
@@ -165,7 +235,18 @@ class _Progress:
 
 
 def reason(error: BaseException) -> str:
-    """An error in a few words for messages (``HTTP 404 Not Found``, the network's reason)."""
+    """An error in a few words for messages (``HTTP 404 Not Found``, the network's reason).
+
+    Parameters
+    ----------
+    error : BaseException
+        Any error.
+
+    Returns
+    -------
+    str
+        ``HTTP <code> <reason>``, a URL error's reason, else the error's text or its type's name.
+    """
     if isinstance(error, urllib.error.HTTPError):
         return f"HTTP {error.code} {error.reason}"
     if isinstance(error, urllib.error.URLError):

@@ -33,6 +33,23 @@ def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Pat
     out of ``dest`` (``../``), or a device file rejects the whole archive. Extraction goes into a
     sibling folder renamed to ``dest`` at the end, so ``dest`` exists only complete, and an
     existing ``dest`` is returned as it is (idempotent).
+
+    Parameters
+    ----------
+    archive : str or os.PathLike
+        The archive.
+    dest : str or os.PathLike
+        The folder to create.
+
+    Returns
+    -------
+    pathlib.Path
+        ``dest``.
+
+    Raises
+    ------
+    comir.data.zenodo.record.DownloadError
+        If the archive is missing, is neither zip nor tar, or has an unsafe member.
     """
     archive, dest = Path(archive), Path(dest)
     if dest.is_dir():
@@ -74,7 +91,25 @@ def unpack_record(manifest: str | os.PathLike[str], dest: str | os.PathLike[str]
 
     An archive ``<stem>.zip`` becomes the folder ``dest/<stem>``; any other file is hard-linked
     (or copied) as ``dest/<key>``. Everything goes into a sibling folder renamed to ``dest`` at
-    the end, so ``dest`` exists only complete and an interrupted run starts over cleanly.
+    the end, so ``dest`` exists only complete and an interrupted run starts over cleanly. An existing
+    ``dest`` is returned as it is.
+
+    Parameters
+    ----------
+    manifest : str or os.PathLike
+        The record's ``MANIFEST.tsv``; the files are next to it.
+    dest : str or os.PathLike
+        The folder to create.
+
+    Returns
+    -------
+    pathlib.Path
+        ``dest``.
+
+    Raises
+    ------
+    comir.data.zenodo.record.DownloadError
+        If the manifest cannot be read or lists no files, or an archive cannot be unpacked (:func:`unpack`).
     """
     manifest, dest = Path(manifest), Path(dest)
     if dest.is_dir():

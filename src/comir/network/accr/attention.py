@@ -54,8 +54,22 @@ class CrossAttention(nn.Module):
     def forward(self, queries: Tensor, keys: Tensor, key_padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(N, L_q, D)`` queries over ``(N, L_k, D)`` keys: the output ``(N, L_q, D)`` and the weights.
 
-        The weights: ``(N, heads, L_q, L_k)``. ``key_padding_mask`` ``(N, L_k)``: True for keys to
-        ignore (every query must keep one).
+        Parameters
+        ----------
+        queries : torch.Tensor
+            ``(N, L_q, D)`` query tokens; they are also the residual the output adds to.
+        keys : torch.Tensor
+            ``(N, L_k, D)`` key tokens, which also give the values.
+        key_padding_mask : torch.Tensor or None, optional
+            ``(N, L_k)`` bool, True for keys to ignore (every query must keep one). Default None: all
+            keys are attended.
+
+        Returns
+        -------
+        output : torch.Tensor
+            ``(N, L_q, D)``: the queries plus the projected attention-weighted values.
+        weights : torch.Tensor
+            ``(N, heads, L_q, L_k)`` attention weights, summing to 1 over the keys.
         """
         normed_keys = self.norm_keys(keys)
         q = F.normalize(self._split(self.query(self.norm_queries(queries))), dim=-1)
@@ -73,6 +87,18 @@ def positional_encoding(positions: Tensor, dim: int) -> Tensor:
 
     ``dim / 4`` wavelengths from 2 to 256 tokens, geometric; per wavelength ``sin`` and ``cos``
     of x, then of y (Vaswani et al. 2017, one half of the channels per axis).
+
+    Parameters
+    ----------
+    positions : torch.Tensor
+        ``(..., 2)`` positions (x, y) in tokens (any real values).
+    dim : int
+        Channels of the encoding; a multiple of 4 (otherwise the output has ``4 * (dim // 4)``).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(..., 4 * (dim // 4))`` float32 encodings.
     """
     quarter = dim // 4
     exponents = torch.arange(quarter, dtype=torch.float32, device=positions.device) / max(1, quarter - 1)

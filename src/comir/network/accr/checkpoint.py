@@ -19,6 +19,16 @@ def save_accr(path: Path, model: ACCRNet, meta: Mapping[str, Any] | None = None)
     The encoders are the file's networks (a CoMIR model: inference reads it as it reads any);
     ``accr`` holds the :class:`ACCRConfig` and the state of everything else. ``meta`` is written
     beside, as the checkpoint's.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The model file to write.
+    model : ACCRNet
+        The model; its encoders become the file's networks.
+    meta : Mapping[str, Any] or None, optional
+        Further top-level keys of the payload, as :func:`comir.network.checkpoint.save_checkpoint`'s
+        ``meta`` (a key ``accr`` is replaced). Default None: none.
     """
     head = {key: value.cpu() for key, value in model.state_dict().items() if not key.startswith("encoders.")}
     accr = {"config": dataclasses.asdict(model.config), "state_dict": head}
@@ -28,8 +38,27 @@ def save_accr(path: Path, model: ACCRNet, meta: Mapping[str, Any] | None = None)
 def load_accr(path: Path, device: torch.device | str = "cpu") -> tuple[ACCRNet, dict[str, Any]]:
     """The :class:`ACCRNet` of a file written by :func:`save_accr` (eval mode, on ``device``) and its payload.
 
-    Raises :class:`ValueError` for a CoMIR model file without an ACCR head. Blocks that were
-    shared when saved are loaded as two equal copies: the same computation.
+    Blocks that were shared when saved are loaded as two equal copies: the same computation.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A model file written by :func:`save_accr`.
+    device : torch.device or str, optional
+        Where the model is loaded. Default ``"cpu"``.
+
+    Returns
+    -------
+    model : ACCRNet
+        The model, in eval mode, on ``device``.
+    payload : dict[str, Any]
+        The file's whole payload (:func:`comir.network.checkpoint.load_checkpoint`).
+
+    Raises
+    ------
+    ValueError
+        For a CoMIR model file without an ACCR head, one whose head state does not fit its
+        configuration, or one of a newer format.
     """
     encoders, payload = load_checkpoint(Path(path), device)
     if "accr" not in payload:

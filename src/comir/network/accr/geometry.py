@@ -28,6 +28,16 @@ def autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
     """A context without autocast on ``device``'s type, for the geometry.
 
     In bf16 (8 significant bits) a position of 500 px would be off by up to 2 px.
+
+    Parameters
+    ----------
+    device : torch.device
+        The device whose autocast is turned off.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        ``torch.autocast(..., enabled=False)``, or a no-op context where the device type has no autocast.
     """
     if torch.amp.is_autocast_available(device.type):
         return torch.autocast(device_type=device.type, enabled=False)
@@ -41,6 +51,22 @@ def token_centres(grid: tuple[int, int], stride: int, patch: int, device: torch.
     is ``(stride j + (patch - 1) / 2, stride i + (patch - 1) / 2)``. Row by row. Side by side
     (``stride == patch``), bilinear upsampling by ``patch`` (``align_corners=False``) puts the
     tokens' values there.
+
+    Parameters
+    ----------
+    grid : tuple[int, int]
+        ``(rows, columns)`` of tokens.
+    stride : int
+        Distance in px between neighbouring tokens.
+    patch : int
+        Side in px of a token's square.
+    device : torch.device or None, optional
+        Device of the result. Default None: PyTorch's default device.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(rows * columns, 2)`` float32 centres (x, y) in px, row by row.
     """
     rows, columns = grid
     y, x = torch.meshgrid(
@@ -52,25 +78,74 @@ def token_centres(grid: tuple[int, int], stride: int, patch: int, device: torch.
 
 
 def pixel_grid(height: int, width: int, device: torch.device | None = None) -> Tensor:
-    """``(H, W, 2)`` float32: every pixel's centre (x, y)."""
+    """``(H, W, 2)`` float32: every pixel's centre (x, y).
+
+    Parameters
+    ----------
+    height, width : int
+        Size of the image in px.
+    device : torch.device or None, optional
+        Device of the result. Default None: PyTorch's default device.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(height, width, 2)`` float32; entry ``[i, j]`` is ``(j, i)``.
+    """
     return token_centres((height, width), 1, 1, device).reshape(height, width, 2)
 
 
 def token_validity(valid: Tensor, patch: int, stride: int) -> Tensor:
     """``(N, L)`` bool: the tokens (:func:`token_centres`) of which at least half the pixels are valid.
 
-    ``valid``: ``(N, H, W)`` bool, True where the pixel is image.
+    Parameters
+    ----------
+    valid : torch.Tensor
+        ``(N, H, W)`` bool, True where the pixel is image.
+    patch : int
+        Side in px of a token's square.
+    stride : int
+        Distance in px between neighbouring tokens.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, L)`` bool, the tokens row by row.
     """
     return (F.avg_pool2d(valid[:, None].float(), patch, stride)[:, 0] >= 0.5).flatten(1)
 
 
 def transform_points(matrix: Tensor, points: Tensor) -> Tensor:
-    """``(N, 2, 3)`` matrices applied to ``(N, L, 2)`` (or ``(L, 2)``) points (x, y): ``(N, L, 2)``."""
+    """``(N, 2, 3)`` matrices applied to ``(N, L, 2)`` (or ``(L, 2)``) points (x, y): ``(N, L, 2)``.
+
+    Parameters
+    ----------
+    matrix : torch.Tensor
+        ``(N, 2, 3)`` affine matrices.
+    points : torch.Tensor
+        ``(N, L, 2)`` points (x, y), or ``(L, 2)`` shared by every matrix.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, L, 2)`` moved points.
+    """
     return points @ matrix[:, :, :2].transpose(1, 2) + matrix[:, None, :, 2]
 
 
 def invert_matrices(matrix: Tensor) -> Tensor:
-    """The inverses ``(N, 2, 3)`` of affine ``(N, 2, 3)`` matrices."""
+    """The inverses ``(N, 2, 3)`` of affine ``(N, 2, 3)`` matrices.
+
+    Parameters
+    ----------
+    matrix : torch.Tensor
+        ``(N, 2, 3)`` affine matrices with invertible linear parts.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, 2, 3)`` inverse matrices.
+    """
     linear = torch.linalg.inv(matrix[:, :, :2])
     return torch.cat([linear, -(linear @ matrix[:, :, 2:])], dim=2)
 
@@ -81,6 +156,18 @@ def sample_at(image: Tensor, positions: Tensor) -> Tensor:
     Differentiable in both. Inside ``[0, w - 1] x [0, h - 1]`` (the edge pixels' centres;
     PyTorch's ``align_corners=True``) it is :func:`comir.deformation.warp.warp_image`; beyond, the
     image is continued by zeros (bilinear: a sample less than a pixel outside is a blend with 0).
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        ``(N, C, h, w)`` images.
+    positions : torch.Tensor
+        ``(N, H, W, 2)`` pixel positions (x, y) to sample at.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, C, H, W)`` samples, in ``image``'s dtype.
     """
     height, width = image.shape[-2:]
     scale = positions.new_tensor([2.0 / max(1, width - 1), 2.0 / max(1, height - 1)])
@@ -97,6 +184,27 @@ def fit_matrix(source: Tensor, target: Tensor, weights: Tensor, transform: str) 
     towards the identity's linear part, so that a fit of coincident points is the identity
     rotation (and a pure translation) rather than undefined; differentiable everywhere.
     Computed in float32 (or float64 if given) with autocast off.
+
+    Parameters
+    ----------
+    source : torch.Tensor
+        ``(N, L, 2)`` points (x, y) in px.
+    target : torch.Tensor
+        ``(N, L, 2)`` points (x, y) in px that ``source`` should land on.
+    weights : torch.Tensor
+        ``(N, L)`` non-negative weights of the correspondences (normalised per fit).
+    transform : str
+        ``"rigid"`` or ``"affine"`` (:data:`HEAD_TRANSFORMS`).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, 2, 3)`` matrices, float32 or float64.
+
+    Raises
+    ------
+    ValueError
+        If ``transform`` is not one of :data:`HEAD_TRANSFORMS`.
     """
     dtype = torch.promote_types(source.dtype, torch.float32)
     with autocast_off(source.device):
@@ -130,6 +238,29 @@ def robust_fit(source: Tensor, target: Tensor, weights: Tensor, transform: str, 
     fit, and the fit is repeated. Attention has outliers (a token whose match is outside the
     floating image, repeated texture): a point a token (``scale``) off counts half, one ten
     tokens off a hundredth. Differentiable, as the fit.
+
+    Parameters
+    ----------
+    source : torch.Tensor
+        ``(N, L, 2)`` points (x, y) in px.
+    target : torch.Tensor
+        ``(N, L, 2)`` points (x, y) in px that ``source`` should land on.
+    weights : torch.Tensor
+        ``(N, L)`` non-negative prior weights of the correspondences.
+    transform : str
+        ``"rigid"`` or ``"affine"`` (:data:`HEAD_TRANSFORMS`).
+    scale : float
+        Residual in px at which a correspondence's weight is halved (a token's size).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, 2, 3)`` matrices of the last fit.
+
+    Raises
+    ------
+    ValueError
+        If ``transform`` is not one of :data:`HEAD_TRANSFORMS`.
     """
     matrix = fit_matrix(source, target, weights, transform)
     for _ in range(ROBUST_ITERATIONS):
@@ -140,7 +271,21 @@ def robust_fit(source: Tensor, target: Tensor, weights: Tensor, transform: str, 
 
 
 def matrix_params(matrix: Tensor, transform: str) -> Tensor:
-    """The head's parameters of ``(N, 2, 3)`` matrices: rigid ``(N, 3)`` (angle, tx, ty), affine ``(N, 6)``."""
+    """The head's parameters of ``(N, 2, 3)`` matrices: rigid ``(N, 3)`` (angle, tx, ty), affine ``(N, 6)``.
+
+    Parameters
+    ----------
+    matrix : torch.Tensor
+        ``(N, 2, 3)`` matrices.
+    transform : str
+        ``"rigid"``: the angle (radians, from the first column) and the translation; any other value:
+        the six entries, row by row.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, 3)`` for ``"rigid"``, else ``(N, 6)``.
+    """
     if transform == "rigid":
         angle = torch.atan2(matrix[:, 1, 0], matrix[:, 0, 0])
         return torch.stack([angle, matrix[:, 0, 2], matrix[:, 1, 2]], dim=1)

@@ -78,11 +78,36 @@ class ACCRConfig:
         """Side in px of what a token's embedding sees: its square and ``patch // 2`` px around it."""
         return self.patch + 2 * (self.patch // 2)
 
+    def multiple(self, *encoder_multiples: int) -> int:
+        """What input sides must be divisible by, with encoders of these ``2 ** depth``: they and the token side.
+
+        Parameters
+        ----------
+        *encoder_multiples : int
+            The encoders' :attr:`comir.network.model.TiramisuConfig.multiple`.
+
+        Returns
+        -------
+        int
+            Their least common multiple with ``patch``.
+        """
+        return math.lcm(self.patch, *encoder_multiples)
+
     def parameter_count(self, channels: int) -> int:
         """The number of parameters of an :class:`ACCRNet` besides its encoders', for CoMIRs of ``channels``.
 
         The embedding (convolution and LayerNorm), the attention (two LayerNorms, the query, key,
         value and output projections, a scale per head) and the confidence MLP.
+
+        Parameters
+        ----------
+        channels : int
+            Channels of the encoders' CoMIRs (the embedding's input).
+
+        Returns
+        -------
+        int
+            The number of parameters of the embedding, the attention and the confidence MLP.
         """
         d = self.embed_dim
         embedding = channels * self.window**2 * d + d + 2 * d
@@ -164,7 +189,7 @@ class ACCRNet(nn.Module):
     @property
     def multiple(self) -> int:
         """Input sides must be divisible by this: the encoders' ``2 ** depth`` and the token side."""
-        return math.lcm(self.config.patch, *(encoder.config.multiple for encoder in self.encoders.values()))
+        return self.config.multiple(*(encoder.config.multiple for encoder in self.encoders.values()))
 
     def head_parameters(self) -> list[nn.Parameter]:
         """The parameters besides the encoders': the embedding, the attention and the confidence."""
@@ -177,13 +202,39 @@ class ACCRNet(nn.Module):
         Stage 2 keeps stage 1's BatchNorm statistics and no dropout: fine-tuning (their weights
         trained) then changes what they compute only through the weights, and a model registers
         as it was trained.
+
+        Parameters
+        ----------
+        mode : bool, optional
+            True for train mode, False for eval mode (of everything but the encoders). Default True.
+
+        Returns
+        -------
+        ACCRNet
+            ``self``.
         """
         super().train(mode)
         self.encoders.eval()
         return self
 
     def tokens(self, comir: Tensor, stride: int) -> tuple[Tensor, tuple[int, int]]:
-        """A CoMIR's tokens every ``stride`` px ``(N, L, D)``, without positions, and their grid ``(rows, cols)``."""
+        """A CoMIR's tokens every ``stride`` px ``(N, L, D)``, without positions, and their grid ``(rows, cols)``.
+
+        Parameters
+        ----------
+        comir : torch.Tensor
+            ``(N, C, H, W)`` CoMIRs; each channel is instance-normalised before the embedding.
+        stride : int
+            Distance in px between tokens (``patch`` for the reference, ``key_stride`` for the floating
+            image).
+
+        Returns
+        -------
+        tokens : torch.Tensor
+            ``(N, L, embed_dim)`` layer-normalised embeddings, row by row.
+        grid : tuple[int, int]
+            ``(rows, columns)`` of the tokens: ``((H - patch) / stride + 1, (W - patch) / stride + 1)``.
+        """
         standardised = F.instance_norm(comir.float()).to(comir.dtype)
         padding = self.config.patch // 2
         embedded = F.conv2d(standardised, self.embed.weight, self.embed.bias, stride=stride, padding=padding)

@@ -108,7 +108,26 @@ class DeformableResult:
         seconds: float = 0.0,
         metric: float = math.nan,
     ) -> DeformableResult:
-        """A failed result on the reference grid ``shape``: the zero field (identity), ``message`` saying why."""
+        """A failed result on the reference grid ``shape``: the zero field (identity), ``message`` saying why.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            The reference image's shape ``(H, W[, C])``.
+        floating : numpy.ndarray
+            The floating image; ``warped`` is it sampled by the zero field.
+        message : str
+            Why the pair could not be registered.
+        seconds : float, optional
+            Wall time of the registration call. Default 0.
+        metric : float, optional
+            The method's final metric value, if any. Default NaN.
+
+        Returns
+        -------
+        DeformableResult
+            ``status == "failed"`` with the zero field.
+        """
         field = np.zeros(tuple(shape[:2]) + (2,), np.float32)
         return cls(field, warp_image(floating, field), FAILED, metric, seconds, message)
 
@@ -116,7 +135,26 @@ class DeformableResult:
 def start_matrix(
     initial_matrix: np.ndarray | None, reference_shape: tuple[int, ...], floating_shape: tuple[int, ...]
 ) -> np.ndarray:
-    """The floating -> reference start: ``initial_matrix`` checked, or centre onto centre; ValueError if malformed."""
+    """The floating -> reference start: ``initial_matrix`` checked, or centre onto centre; ValueError if malformed.
+
+    Parameters
+    ----------
+    initial_matrix : numpy.ndarray or None
+        A 2x3 floating -> reference matrix; None: the translation sending the floating centre onto
+        the reference centre.
+    reference_shape, floating_shape : tuple of int
+        The images' shapes ``(H, W[, C])``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The 2x3 float64 start matrix.
+
+    Raises
+    ------
+    ValueError
+        If ``initial_matrix`` is not a finite 2x3 array or is not invertible.
+    """
     if initial_matrix is None:
         return rigid_matrix(0.0, *(image_center(reference_shape) - image_center(floating_shape)))
     matrix = np.asarray(initial_matrix, dtype=np.float64)
@@ -128,7 +166,20 @@ def start_matrix(
 
 
 def is_identity_start(matrix: np.ndarray, reference_shape: tuple[int, ...], floating_shape: tuple[int, ...]) -> bool:
-    """Whether the start leaves the floating image where it is (same size, identity matrix)."""
+    """Whether the start leaves the floating image where it is (same size, identity matrix).
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        The 2x3 start matrix.
+    reference_shape, floating_shape : tuple of int
+        The images' shapes ``(H, W[, C])``.
+
+    Returns
+    -------
+    bool
+        True when the images have one size and ``matrix`` is exactly the identity.
+    """
     return tuple(reference_shape[:2]) == tuple(floating_shape[:2]) and bool(np.array_equal(matrix, IDENTITY))
 
 
@@ -137,6 +188,19 @@ def require_overlap(matrix: np.ndarray, reference_shape: tuple[int, ...], floati
 
     A deformable registration refines a start; without overlap ITK's metrics only warn and
     return the start unchanged, as if it had converged.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        The 2x3 floating -> reference start.
+    reference_shape, floating_shape : tuple of int
+        The images' shapes ``(H, W[, C])``.
+
+    Raises
+    ------
+    RegistrationFailure
+        If fewer than :data:`MIN_OVERLAP` of the smaller image's pixel count of reference pixels map
+        inside the floating image.
     """
     inside = int(inside_mask(affine_to_field(matrix, reference_shape), floating_shape).sum())
     smaller = min(int(np.prod(reference_shape[:2])), int(np.prod(floating_shape[:2])))
@@ -157,8 +221,31 @@ def run_method(
 ) -> DeformableResult:
     """Check the pair, reduce it to one channel, run ``body`` and build the result (module doc, failures).
 
-    ``shared_basis``: project the floating image on the reference's principal component (CoMIRs)
-    rather than its own (originals of two modalities).
+    Parameters
+    ----------
+    reference, floating : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` images with the same ``C``.
+    initial_matrix : numpy.ndarray or None
+        The 2x3 floating -> reference start; None: centre onto centre (:func:`start_matrix`).
+    shared_basis : bool
+        Project the floating image on the reference's principal component (CoMIRs) rather than its
+        own (originals of two modalities).
+    body : MethodBody
+        The method's work on the single-channel pair and the start matrix, returning the total field,
+        the metric and a note.
+
+    Returns
+    -------
+    DeformableResult
+        The field, the floating image warped by it (all channels) and the note (with the folded share
+        where the field folds); failed, with the zero field, for a constant image, a start without
+        enough overlap, a library failure (ITK's text explained) or a non-finite field.
+
+    Raises
+    ------
+    ValueError
+        For malformed images or a malformed ``initial_matrix``; any exception from ``body`` that is
+        not a registration failure propagates.
     """
     reference, floating = check_pair(reference, floating)
     matrix = start_matrix(initial_matrix, reference.shape, floating.shape)
@@ -186,21 +273,78 @@ def run_method(
 
 
 def positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an int if it is an integer (not a bool) of at least ``minimum``; ValueError otherwise."""
+    """``value`` as an int if it is an integer (not a bool) of at least ``minimum``; ValueError otherwise.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the message.
+    value : Any
+        The value to check.
+    minimum : int, optional
+        The least value allowed. Default 1.
+
+    Returns
+    -------
+    int
+        ``value`` as an int.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not an integer, is a bool, or is below ``minimum``.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
 def checked_seed(value: Any) -> int:
-    """``value`` as an int (any integer but a bool; modulo 2**32 where a library needs that); ValueError otherwise."""
+    """``value`` as an int (any integer but a bool; modulo 2**32 where a library needs that); ValueError otherwise.
+
+    Parameters
+    ----------
+    value : Any
+        The seed.
+
+    Returns
+    -------
+    int
+        ``value`` as an int (not reduced; the callers take it modulo 2**32 where needed).
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not an integer or is a bool.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"seed must be an integer, got {value!r}")
     return int(value)
 
 
 def positive_float(name: str, value: Any, allow_zero: bool = False) -> float:
-    """``value`` as a finite float > 0 (>= 0 with ``allow_zero``); ValueError otherwise."""
+    """``value`` as a finite float > 0 (>= 0 with ``allow_zero``); ValueError otherwise.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the message.
+    value : Any
+        The value to check (an int or float, not a bool).
+    allow_zero : bool, optional
+        Accept 0. Default False.
+
+    Returns
+    -------
+    float
+        ``value`` as a float.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not a number, is a bool, is not finite, or is negative (or 0 without
+        ``allow_zero``).
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name} must be a number, got {value!r}")
     value = float(value)
@@ -210,7 +354,28 @@ def positive_float(name: str, value: Any, allow_zero: bool = False) -> float:
 
 
 def pyramid(shrink_factors: Sequence[int], smoothing_sigmas: Sequence[float] | None) -> tuple[list[int], list[float]]:
-    """Checked shrink factors (coarse to fine) and smoothing sigmas (px; default half the shrink, 0 at 1)."""
+    """Checked shrink factors (coarse to fine) and smoothing sigmas (px; default half the shrink, 0 at 1).
+
+    Parameters
+    ----------
+    shrink_factors : Sequence[int]
+        One integer >= 1 per level, coarse to fine (a scalar is one level).
+    smoothing_sigmas : Sequence[float] or None
+        Gaussian sigma (px, >= 0) per level; None: half the shrink factor, 0 at factor 1.
+
+    Returns
+    -------
+    shrinks : list of int
+        The shrink factors.
+    sigmas : list of float
+        The smoothing sigmas.
+
+    Raises
+    ------
+    ValueError
+        For no level, a factor that is not an integer >= 1, a negative or non-finite sigma, or
+        counts that differ.
+    """
     shrinks = [positive_int("shrink factor", s) for s in np.atleast_1d(shrink_factors).tolist()]
     if not shrinks:
         raise ValueError("shrink_factors must name at least one level")
@@ -224,7 +389,18 @@ def pyramid(shrink_factors: Sequence[int], smoothing_sigmas: Sequence[float] | N
 
 
 def sitk_image(array: np.ndarray) -> Any:
-    """A float32 SimpleITK image of a 2-D array, spacing 1 and origin 0 (physical point = pixel point)."""
+    """A float32 SimpleITK image of a 2-D array, spacing 1 and origin 0 (physical point = pixel point).
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        ``(H, W)`` array (copied as float32).
+
+    Returns
+    -------
+    SimpleITK.Image
+        The image.
+    """
     import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32))  # a copy
@@ -234,7 +410,18 @@ def sitk_image(array: np.ndarray) -> Any:
 
 
 def sitk_affine(matrix: np.ndarray) -> Any:
-    """SimpleITK's reference -> floating AffineTransform of a floating -> reference matrix."""
+    """SimpleITK's reference -> floating AffineTransform of a floating -> reference matrix.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        The 2x3 floating -> reference matrix (invertible).
+
+    Returns
+    -------
+    SimpleITK.AffineTransform
+        Its inverse, centre 0.
+    """
     import SimpleITK as sitk
 
     inverse = invert(matrix)
@@ -247,7 +434,29 @@ def sitk_affine(matrix: np.ndarray) -> Any:
 def on_reference_grid(
     floating: np.ndarray, matrix: np.ndarray, reference_shape: tuple[int, ...], mode: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The floating image moved onto the reference grid by ``matrix`` (cubic), and where it was inside the image."""
+    """The floating image moved onto the reference grid by ``matrix`` (cubic), and where it was inside the image.
+
+    An identity start (:func:`is_identity_start`) returns ``floating`` itself, all inside.
+
+    Parameters
+    ----------
+    floating : numpy.ndarray
+        ``(h, w)`` or ``(h, w, C)`` floating image.
+    matrix : numpy.ndarray
+        The 2x3 floating -> reference matrix.
+    reference_shape : tuple of int
+        The reference image's shape ``(H, W[, C])``.
+    mode : str
+        What a sample outside the floating image gets (:func:`comir.deformation.warp.warp_image`:
+        ``"constant"`` 0, ``"nearest"`` the edge pixels, ...).
+
+    Returns
+    -------
+    moved : numpy.ndarray
+        The floating image on the reference grid, ``(H, W)`` or ``(H, W, C)``.
+    inside : numpy.ndarray
+        Boolean ``(H, W)``: where it sampled inside the floating image.
+    """
     if is_identity_start(matrix, reference_shape, floating.shape):
         return floating, np.ones(floating.shape[:2], bool)
     field = affine_to_field(matrix, reference_shape)

@@ -51,28 +51,35 @@ def bspline_register(
     reference, floating : numpy.ndarray
         The pair (module doc).
     initial_matrix : numpy.ndarray, optional
-        2x3 floating -> reference start; ``None``: centre onto centre.
-    grid_spacing_px : float
-        Approximate control-point spacing, pixels (> 0).
-    metric : str
+        2x3 floating -> reference start; ``None`` (default): centre onto centre.
+    grid_spacing_px : float, optional
+        Approximate control-point spacing, pixels (> 0). Default 32.
+    metric : str, optional
         ``"correlation"`` (normalised cross-correlation, robust to a linear intensity change) or
-        ``"mean_squares"``.
-    iterations : int
-        L-BFGS-B iterations per pyramid level (>= 1).
-    shrink_factors : sequence of int
-        The pyramid, coarse to fine.
+        ``"mean_squares"``. Default ``"correlation"``.
+    iterations : int, optional
+        L-BFGS-B iterations per pyramid level (>= 1). Default 100.
+    shrink_factors : sequence of int, optional
+        The pyramid, coarse to fine. Default ``(2, 1)``.
     smoothing_sigmas : sequence of float, optional
-        Gaussian sigma per level, pixels of the full image.
-    sampling_fraction : float
-        Fraction of reference pixels sampled per metric evaluation, in ``(0, 1]``; 1 uses every
-        pixel (deterministic, ``seed`` unused).
-    seed : int
-        Seed of the random sampling when ``sampling_fraction`` < 1.
+        Gaussian sigma per level, pixels of the full image; None (default): half the shrink factor,
+        0 at full resolution.
+    sampling_fraction : float, optional
+        Fraction of reference pixels sampled per metric evaluation, in ``(0, 1]``; 1 (default) uses
+        every pixel (deterministic, ``seed`` unused).
+    seed : int, optional
+        Seed of the random sampling when ``sampling_fraction`` < 1. Default 0.
 
     Returns
     -------
     DeformableResult
-        ``status="failed"`` (zero field) for a pair SimpleITK cannot register.
+        ``metric``: SimpleITK's final metric value (lower is better); ``status="failed"`` (zero
+        field) for a pair SimpleITK cannot register.
+
+    Raises
+    ------
+    ValueError
+        For malformed images, a malformed ``initial_matrix`` or a parameter outside its range.
     """
     spacing = positive_float("grid_spacing_px", grid_spacing_px)
     if metric not in BSPLINE_METRICS:

@@ -91,26 +91,33 @@ def demons_register(
     reference, floating : numpy.ndarray
         The pair (module doc).
     initial_matrix : numpy.ndarray, optional
-        2x3 floating -> reference start; ``None``: centre onto centre.
-    iterations : int
-        Demons iterations per level (>= 1).
-    smoothing_sigma : float
+        2x3 floating -> reference start; ``None`` (default): centre onto centre.
+    iterations : int, optional
+        Demons iterations per level (>= 1). Default 100.
+    smoothing_sigma : float, optional
         Standard deviation of the Gaussian smoothing of the displacement field after each
-        iteration, in pixels of the level (> 0): the elastic regularisation.
-    update_sigma : float
+        iteration, in pixels of the level (> 0): the elastic regularisation. Default 1.5.
+    update_sigma : float, optional
         Standard deviation of the smoothing of each update (the fluid regularisation), pixels of
         the level; 0 (default) smooths no update.
-    max_step_px : float
-        The largest update length per iteration, physical pixels (> 0).
-    shrink_factors : sequence of int
-        The pyramid, coarse to fine.
+    max_step_px : float, optional
+        The largest update length per iteration, physical pixels (> 0). Default 2.
+    shrink_factors : sequence of int, optional
+        The pyramid, coarse to fine. Default ``(2, 1)``.
     smoothing_sigmas : sequence of float, optional
-        Gaussian sigma of each level's images, pixels of the full image.
+        Gaussian sigma of each level's images, pixels of the full image; None (default): half the
+        shrink factor, 0 at full resolution.
 
     Returns
     -------
     DeformableResult
-        ``metric``: the demons' mean squared difference of the standardised images at the end.
+        ``metric``: the demons' mean squared difference of the standardised images at the end;
+        ``status="failed"`` (zero field) for a pair SimpleITK cannot register.
+
+    Raises
+    ------
+    ValueError
+        For malformed images, a malformed ``initial_matrix`` or a parameter outside its range.
     """
     iterations = positive_int("iterations", iterations)
     sigma = positive_float("smoothing_sigma", smoothing_sigma)

@@ -42,10 +42,34 @@ def elastix_parameter_maps(
     adds a TransformBendingEnergyPenalty to the MI; its weight is ``bending_weight`` (elastix's
     default 1), and 0 removes the penalty (plain MultiResolutionRegistration).
 
+    Parameters
+    ----------
+    grid_spacing_px : float, optional
+        FinalGridSpacingInPhysicalUnits of the B-spline, pixels (> 0). Default 32.
+    resolutions : int, optional
+        NumberOfResolutions of each stage (>= 1). Default 3.
+    iterations : int, optional
+        MaximumNumberOfIterations per resolution (>= 1). Default 256.
+    bins : int, optional
+        NumberOfHistogramBins of Mattes MI (>= 4). Default 32.
+    spatial_samples : int, optional
+        NumberOfSpatialSamples (>= 1). Default 2048.
+    bending_weight : float, optional
+        Weight of the bending-energy penalty (>= 0; 0: none). Default 1.
+    affine : bool, optional
+        Start with elastix's affine map. Default True.
+    seed : int, optional
+        RandomSeed (taken modulo 2**32). Default 0.
+
     Returns
     -------
     list of dict
         Parameter maps in the order elastix runs them, values as tuples of strings.
+
+    Raises
+    ------
+    ValueError
+        For a setting outside its range.
     """
     from comir.register.elastix import load_itk  # itk with elastix loaded once per process (5-12 s)
 
@@ -113,29 +137,34 @@ def elastix_bspline_register(
     reference, floating : numpy.ndarray
         The pair (module doc).
     initial_matrix : numpy.ndarray, optional
-        2x3 floating -> reference start; ``None``: centre onto centre.
-    grid_spacing_px : float
-        FinalGridSpacingInPhysicalUnits of the B-spline, pixels.
-    resolutions : int
-        NumberOfResolutions of each stage.
-    iterations : int
-        MaximumNumberOfIterations per resolution of each stage.
-    bins : int
-        NumberOfHistogramBins of Mattes MI (>= 4).
-    spatial_samples : int
-        NumberOfSpatialSamples, random reference pixels drawn anew every iteration.
-    bending_weight : float
-        Weight of elastix's bending-energy penalty in the B-spline stage (0: none).
-    affine : bool
-        Run elastix's affine stage before the B-spline.
-    seed : int
-        elastix's RandomSeed.
+        2x3 floating -> reference start; ``None`` (default): centre onto centre.
+    grid_spacing_px : float, optional
+        FinalGridSpacingInPhysicalUnits of the B-spline, pixels. Default 32.
+    resolutions : int, optional
+        NumberOfResolutions of each stage. Default 3.
+    iterations : int, optional
+        MaximumNumberOfIterations per resolution of each stage. Default 256.
+    bins : int, optional
+        NumberOfHistogramBins of Mattes MI (>= 4). Default 32.
+    spatial_samples : int, optional
+        NumberOfSpatialSamples, random reference pixels drawn anew every iteration. Default 2048.
+    bending_weight : float, optional
+        Weight of elastix's bending-energy penalty in the B-spline stage (0: none). Default 1.
+    affine : bool, optional
+        Run elastix's affine stage before the B-spline. Default True.
+    seed : int, optional
+        elastix's RandomSeed. Default 0.
 
     Returns
     -------
     DeformableResult
         ``metric``: elastix's final metric value of the last stage (its log); ``status="failed"``
         with elastix's reason explained (:func:`comir.register.elastix.explain_elastix_error`).
+
+    Raises
+    ------
+    ValueError
+        For malformed images, a malformed ``initial_matrix`` or a setting outside its range.
     """
     from comir.register.elastix import elastix_run, final_metric, itk_image, load_itk
 

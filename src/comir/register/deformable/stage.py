@@ -30,7 +30,23 @@ DEFORMABLE_METHODS: dict[str, Callable[..., DeformableResult]] = {
 
 
 def parameter_names(method: str) -> list[str]:
-    """The keyword parameters of deformable method ``method`` that a configuration may set (not ``seed``)."""
+    """The keyword parameters of deformable method ``method`` that a configuration may set (not ``seed``).
+
+    Parameters
+    ----------
+    method : str
+        A name of :data:`DEFORMABLE_METHODS`.
+
+    Returns
+    -------
+    list of str
+        Its keyword-only parameters other than ``seed``, in signature order.
+
+    Raises
+    ------
+    KeyError
+        If ``method`` is not a deformable method.
+    """
     signature = inspect.signature(DEFORMABLE_METHODS[method])
     return [p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY and p.name != "seed"]
 
@@ -75,7 +91,25 @@ class DeformableStage:
     def register(
         self, reference: np.ndarray, floating: np.ndarray, initial_matrix: np.ndarray | None = None
     ) -> DeformableResult:
-        """The method's result for one pair from ``initial_matrix`` (``None``: centre onto centre)."""
+        """The method's result for one pair from ``initial_matrix`` (``None``: centre onto centre).
+
+        Parameters
+        ----------
+        reference, floating : numpy.ndarray
+            ``(H, W)`` or ``(H, W, C)`` images with the same ``C``.
+        initial_matrix : numpy.ndarray or None, optional
+            The 2x3 floating -> reference start, e.g. a rigid method's result. Default None.
+
+        Returns
+        -------
+        DeformableResult
+            The method's result (failed with the zero field for a pair it cannot register).
+
+        Raises
+        ------
+        ValueError
+            For malformed images or matrix, or a parameter value the method rejects.
+        """
         function = DEFORMABLE_METHODS[self.method]
         seeded = {"seed": int(self.seed)} if "seed" in inspect.signature(function).parameters else {}
         return function(reference, floating, initial_matrix, **self.params, **seeded)

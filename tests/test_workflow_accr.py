@@ -1,0 +1,92 @@
+"""ACCR in the real workflow: a tiny CoMIR and its ACCR model trained, registration runs with method accr.
+
+The built-in synthetic pairs (a single-channel and an RGB modality), a network of one down block, a
+few training steps of each stage: the rows, the statistics and the attention figure exist, not that
+they are good. A configuration without an accr section plans no ACCR job.
+"""
+
+import copy
+
+import pandas as pd
+import pytest
+import yaml
+
+from comir.network.accr.checkpoint import load_accr
+from comir.register.cases import result_columns
+from helpers.snakemake import planned_jobs
+from helpers.snakemake import run_snakemake as snakemake
+
+EVALUATION = "results/tiny/default/evaluation/main"
+ATTENTION = "results/tiny/default/accr/main/attention.png"
+TARGETS = [f"{EVALUATION}/tables/success.md", ATTENTION]
+ACCR_RULES = {"train_accr", "register_accr", "accr_attention"}
+CONFIG = {
+    "seed": 2,
+    "threads": {"train": 2, "comir": 1, "register": 1},
+    "datasets": {
+        "tiny": {
+            "source": "synthetic",
+            "modalities": {"A": {"name": "fibres", "channels": 1}, "B": {"name": "stain", "channels": 3}},
+            "synthetic": {"n_train": 1, "n_val": 1, "n_test": 1, "size": 128},
+            "testsets": {"main": {"patch_size": 64, "rotation_deg": 5, "translation_px": 4,
+                                  "strata": [{"name": "all", "count": 2}]}},
+            "model": {"init_filters": 4, "down_blocks": [1], "bottleneck": 1, "dropout": 0.0},
+            "training": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "patch_size": 32, "optimizer": "adam",
+                         "validation_batches": 1, "device": "cpu"},
+            "inference": {"tile": 64, "device": "cpu"},
+            "accr": {"model": {"patch": 8, "key_stride": 4, "embed_dim": 8, "heads": 2},
+                     "training": {"steps": 4, "batch_size": 2, "patch_size": 32, "max_angle_deg": 5,
+                                  "max_shift_px": 4, "device": "cpu"}},
+            "registration": {
+                "accr": {"method": "accr", "params": {"max_px": 64}},
+                "accr-ecc": {"method": "accr", "params": {"max_px": 64, "refine": "ecc", "iterations": 5}},
+            },
+        }
+    },
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def accr_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("accr")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    run = snakemake(*TARGETS, "--cores", "2", "--configfile", "config.yaml", cwd=workdir)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return workdir
+
+
+@pytest.mark.slow  # trains a CoMIR and an ACCR model (about a minute on 2 cores)
+def test_accr_trains_after_comir_and_its_runs_give_rows_like_every_run(accr_run):
+    model, payload = load_accr(accr_run / "results/tiny/default/model/accr.pt")
+    assert model.config.embed_dim == 8 and set(payload["modalities"]) == {"A", "B"}
+    assert payload["provenance"]["config"]["accr"]["training"]["steps"] == 4
+    history = pd.read_csv(accr_run / "results/tiny/default/model/accr_loss.csv")
+    assert list(history["step"]) == [0, 1, 2, 3] and list(history["reference"]) == ["A", "B", "A", "B"]
+    registrations = accr_run / "results/tiny/default/registration/main"
+    for run in ("accr", "accr-ecc"):
+        for direction in ("A_to_B", "B_to_A"):
+            rows = pd.read_csv(registrations / f"{run}_{direction}.csv")
+            expected = result_columns()
+            assert list(rows.columns) == [*expected[: expected.index("input") + 1], "source",
+                                          *expected[expected.index("input") + 1 :]]  # fmt: skip
+            assert len(rows) == 2 and set(rows["method"]) == {run} and set(rows["source"]) == {"default"}
+            assert set(rows["input"]) == {"comir"} and rows["error_px"].notna().all()
+    success = pd.read_csv(accr_run / f"{EVALUATION}/tables/success.csv")
+    assert {(m, d) for m, d in zip(success["method"], success["direction"])} == {
+        (run, d) for run in ("accr", "accr-ecc") for d in ("A_to_B", "B_to_A")
+    }
+    assert (accr_run / ATTENTION).stat().st_size > 5000
+
+
+@pytest.mark.slow
+def test_without_an_accr_section_no_accr_job_is_planned(accr_run, tmp_path):
+    plain = copy.deepcopy(CONFIG)
+    dataset = plain["datasets"]["tiny"]
+    del dataset["accr"]
+    dataset["registration"] = {"mi": {"method": "mi", "inputs": ["original", "comir"]}}
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump(plain))
+    planned = {rule for rule, _ in planned_jobs("--configfile", str(path), cwd=accr_run)}
+    assert planned and not planned & ACCR_RULES
+    # The ACCR configuration's default target: every ACCR job is already done.
+    assert not {rule for rule, _ in planned_jobs(*TARGETS, "--configfile", "config.yaml", cwd=accr_run)}
