@@ -12,7 +12,12 @@ run's networks of ``--variant``; then
   :func:`~comir.register.deformable.demons.demons_register` on the CoMIRs from the cascade's matrix,
 * ``elastix-bspline``: :func:`~comir.register.deformable.elastix_bspline.elastix_bspline_register` (affine +
   B-spline, Mattes MI) on the original images from the identity, as a user would run it, and
-  ``elastix-bspline-start``: the same from the cascade's matrix.
+  ``elastix-bspline-start``: the same from the cascade's matrix;
+
+or, with ``--stage NAME METHOD INPUT START PARAMS`` (repeatable), ``rigid`` and the runs given: a
+deformable method (``bspline``, ``demons``, ``elastix_bspline``) on the CoMIRs or the original
+images, from the cascade's matrix or the identity, with keyword parameters (YAML), e.g.
+``--stage grid64 bspline comir cascade '{grid_spacing_px: 64}'``.
 
 TRE: at the landmarks of a grid on the reference patch (``--spacing`` px, from half a spacing off
 the border), against the true total field, only where the true position lies inside the floating
@@ -35,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from comir.config.validate import load_config
 from comir.config.variants import variant_config
@@ -56,7 +62,26 @@ from comir.register.deformable.demons import demons_register
 from comir.register.deformable.elastix_bspline import elastix_bspline_register
 from comir.testset.deformation import landmarks, true_field
 
-METHODS = ("rigid", "bspline", "demons", "elastix-bspline", "elastix-bspline-start")
+REGISTER = {"bspline": bspline_register, "demons": demons_register, "elastix_bspline": elastix_bspline_register}
+#: The runs without ``--run``: (name, method, input, start, parameters).
+DEFAULT_RUNS = (
+    ("bspline", "bspline", "comir", "cascade", {}),
+    ("demons", "demons", "comir", "cascade", {}),
+    ("elastix-bspline", "elastix_bspline", "original", "identity", {}),
+    ("elastix-bspline-start", "elastix_bspline", "original", "cascade", {}),
+)
+
+
+def parse_stage(values: list[str]) -> tuple[str, str, str, str, dict]:
+    """One ``--stage NAME METHOD INPUT START PARAMS``, checked."""
+    name, method, images, start, params = values
+    if method not in REGISTER or images not in ("comir", "original") or start not in ("cascade", "identity"):
+        expected = f"METHOD {sorted(REGISTER)}, INPUT comir|original, START cascade|identity"
+        raise SystemExit(f"--stage {' '.join(values)}: {expected}")
+    params = yaml.safe_load(params) or {}
+    if not isinstance(params, dict):
+        raise SystemExit(f"--stage {name}: PARAMS must be a YAML mapping, got {values[4]!r}")
+    return name, method, images, start, params
 
 
 def comir_of(model, image: np.ndarray, spec: dict, name: str) -> np.ndarray:
@@ -80,7 +105,13 @@ def main() -> None:
     parser.add_argument("--spacing", type=float, default=16.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--stage", nargs=5, action="append", metavar=("NAME", "METHOD", "INPUT", "START", "PARAMS"),
+        help="a deformable run instead of the default ones (module doc); repeatable",
+    )  # fmt: skip
     args = parser.parse_args()
+    runs = [parse_stage(values) for values in args.stage] if args.stage else list(DEFAULT_RUNS)
+    methods = ("rigid", *(run[0] for run in runs))
 
     config = load_config(args.config)
     cfg = variant_config(config["datasets"][args.dataset], args.variant)
@@ -112,16 +143,15 @@ def main() -> None:
             rigid = cascade.register(ref_comir, flo_comir)
             rigid_seconds = time.perf_counter() - start
             fields = {"rigid": (affine_to_field(rigid.matrix, reference.shape[:2]), rigid_seconds, rigid.status)}
-            single = [to_single_channel(image)[0] for image in (ref_comir, flo_comir)]
-            for method, register, images_used, start_matrix in (
-                ("bspline", bspline_register, single, rigid.matrix),
-                ("demons", demons_register, single, rigid.matrix),
-                ("elastix-bspline", elastix_bspline_register, (ref_original, flo_original), None),
-                ("elastix-bspline-start", elastix_bspline_register, (ref_original, flo_original), rigid.matrix),
-            ):
-                result = register(*images_used, start_matrix)
+            inputs = {
+                "comir": [to_single_channel(image)[0] for image in (ref_comir, flo_comir)],
+                "original": (ref_original, flo_original),
+            }
+            for name, method, images_used, start, params in runs:
+                start_matrix = rigid.matrix if start == "cascade" else None
+                result = REGISTER[method](*inputs[images_used], start_matrix, **params)
                 extra = rigid_seconds if start_matrix is not None else 0.0  # the start's cost counts
-                fields[method] = (result.field, result.seconds + extra, result.status)
+                fields[name] = (result.field, result.seconds + extra, result.status)
             for method, (field, seconds, status) in fields.items():
                 errors = tre(field, truth_field, points)
                 rows.append({
@@ -131,11 +161,12 @@ def main() -> None:
                     "max_tre_px": float(errors.max()), "folded_fraction": folding_fraction(field),
                     "seconds": seconds, "errors": errors,
                 })  # fmt: skip
-        print(f"{case.case}: " + ", ".join(f"{r['method']} {r['median_tre_px']:.2f}" for r in rows[-10:]), flush=True)
+        latest = rows[-2 * len(methods) :]
+        print(f"{case.case}: " + ", ".join(f"{r['method']} {r['median_tre_px']:.2f}" for r in latest), flush=True)
     table = pd.DataFrame(rows)
     table.drop(columns=["errors"]).to_csv(args.out, index=False)
     summary = []
-    for method in METHODS:
+    for method in methods:
         part = table[table["method"] == method]
         pooled = np.concatenate(part["errors"].to_list())
         summary.append({

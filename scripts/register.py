@@ -3,6 +3,7 @@
 Rule register_unrelated: each case's reference against an unrelated floating patch instead.
 On a test set with a deformation (input truth) every case's field is scored against the truth.
 Rule register_accr: a method with a model of its own (input model) registers the original patches.
+Rule register_fields: a deformable run that also writes each case's total field (output fields).
 """
 
 from pathlib import Path
@@ -34,6 +35,7 @@ results = register_cases(
     cases, snakemake.input.images, method, wc.run, image_input, wc.direction, snakemake.params.modalities,
     judge, unrelated, Path(snakemake.input.originals) if snakemake.input.get("originals") else None,
     deformable=deformable, score=score,
+    field_dir=Path(snakemake.output.fields) if snakemake.output.get("fields") else None,
 )  # fmt: skip
 results["input"] = snakemake.params.input_label  # original, comir, or the translation model's name
 results.insert(results.columns.get_loc("input") + 1, "source", wc.source)  # original, a variant or a translation

@@ -49,7 +49,7 @@ def config():
 def test_accr_is_off_unless_configured_and_its_defaults_are_filled_in():
     plain = validate_config(yaml.safe_load(TINY_CONFIG.read_text()))
     assert plain["datasets"]["tiny"]["accr"] is None
-    assert jobs.accr_variants(plain, "tiny") == [] and jobs.registration_runs(plain, True) == []
+    assert jobs.accr_variants(plain, "tiny") == [] and jobs.registration_runs(plain, "register_accr") == []
     assert not [t for t in targets.final_targets(plain) if t.rule in {"train_accr", "accr_attention"}]
     accr = validate_config(tiny_accr())["datasets"]["tiny"]["accr"]
     assert accr["model"] == {"patch": 8, "key_stride": 4, "embed_dim": 16, "heads": 4, "transform": "rigid",
@@ -134,8 +134,8 @@ def test_every_variant_with_networks_gets_an_accr_model_shared_where_networks_an
 
 
 def test_accr_runs_are_the_register_accr_rules_and_never_calibrated(config):
-    assert jobs.registration_runs(config, True) == ["accr"]
-    assert jobs.registration_runs(config, False) == ["cascade", "mi", "sift"]
+    assert jobs.registration_runs(config, "register_accr") == ["accr"]
+    assert jobs.registration_runs(config, "register") == ["cascade", "mi", "sift"]
     registered = jobs.registration_jobs(config, "tiny", "nopos")
     assert ("nopos", "accr", "A_to_B") in registered and ("original", "accr", "A_to_B") not in registered
     assert not [job for job in jobs.registration_jobs(config, "tiny", "both") if job[1] == "accr"]  # an ensemble

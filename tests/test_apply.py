@@ -18,16 +18,20 @@ import torch
 from comir import geometry
 from comir.__main__ import main
 from comir.apply.model import APPLY_DEFAULT_PARAMS, ModelEnsemble, TrainedModel, write_calibrated_model
-from comir.apply.outputs import itk_transform_text, warp_to_reference, write_outputs
+from comir.apply.outputs import DEFORMABLE_OUTPUTS, itk_transform_text, warp_to_reference, write_outputs
 from comir.apply.pair import judging_calibration, register_pair
 from comir.calibration import calibration_key, fit_calibration
+from comir.deformation.sitk import sitk_to_field
+from comir.deformation.warp import warp_image
 from comir.geometry import MATRIX_KEYS
 from comir.imaging.resampling import Resampling, to_original_grids
 from comir.io import InputError
 from comir.network.checkpoint import save_checkpoint
 from comir.network.model import Tiramisu, TiramisuConfig
 from comir.register.confidence import evidence
-from helpers.registration_cases import make_pair
+from comir.register.deformable.bspline import bspline_register
+from comir.register.deformable.stage import DEFORMABLE_METHODS
+from helpers.registration_cases import deformed_pair, make_pair
 
 # The FFT search with NCC over +-20 deg: every test pair's rotation (up to 15 deg) inside, a second per pair
 # instead of several over all angles.
@@ -455,3 +459,74 @@ def test_the_command_registers_with_every_model_given(tmp_path, twin_model_file,
     estimate = np.array([row[k] for k in MATRIX_KEYS]).reshape(2, 3)
     assert float(geometry.corner_error(estimate, truth, 128, 128)) < 1.0
     assert tifffile.imread(out / "comir_reference.tif").shape == (128, 128, 2)
+
+
+# The rigid stage of the deformable tests: the FFT search near 0 deg (the pairs are deformed, not rotated).
+FFT_NEAR_ZERO = "{score: ncc, angle_range_deg: 5}"
+
+
+def deformable_command(folder, model, *extra):
+    """``comir register`` of a 128 px pair with a known 3 px field (:func:`deformed_pair`) written to ``folder``."""
+    reference, floating, _ = deformed_pair(128, 3.0)
+    tifffile.imwrite(folder / "ref.tif", reference)
+    tifffile.imwrite(folder / "flo.tif", floating)
+    return ["register", "--model", str(model), "--reference", str(folder / "ref.tif"), "--floating",
+            str(folder / "flo.tif"), "--reference-modality", "fine", "--out", str(folder / "out"), "--method",
+            "fft_search", "--params", FFT_NEAR_ZERO, "--engine", "torch", "--threads", "1", *extra]  # fmt: skip
+
+
+def test_the_command_refines_by_a_deformable_stage_and_writes_its_field(tmp_path, twin_model_file, capsys):
+    """--deformable bspline: the field file reads back in SimpleITK, the warped image is warp_image of it."""
+    args = deformable_command(tmp_path, twin_model_file, "--deformable", "bspline", "--deformable-params",
+                              "{grid_spacing_px: 32}")  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "deformable bspline: ok" in printed and "Jacobian determinant" in printed, printed
+    out = tmp_path / "out"
+    assert {"warped.tif", "transform.tfm", "overlay.png", *DEFORMABLE_OUTPUTS} <= {p.name for p in out.iterdir()}
+    row = pd.read_csv(out / "transform.csv").iloc[0]
+    assert row["status"] == "ok" and row["deformable_status"] == "ok" and row["deformable_method"] == "bspline"
+    assert row["folded_fraction"] == 0 and 0.5 < row["jacobian_min"] <= 1 <= row["jacobian_max"] < 2
+    assert "bspline: SimpleITK B-spline" in row["message"]
+    transform = sitk.ReadTransform(str(out / "deformable_field.h5"))
+    assert transform.GetName() == "DisplacementFieldTransform"
+    field = sitk_to_field(transform)
+    assert field.shape == (128, 128, 2)
+    points = np.array([[10.0, 20.0], [64.0, 64.0], [100.0, 37.0]])  # pixel centres: the field's own values
+    mapped = np.array([transform.TransformPoint(tuple(p)) for p in points])
+    np.testing.assert_allclose(mapped, points + field[points[:, 1].astype(int), points[:, 0].astype(int)], atol=1e-6)
+    composite = sitk.ReadTransform(str(out / "deformable_transform.h5"))  # the rigid affine, then the residual
+    np.testing.assert_allclose(sitk_to_field(composite, (128, 128)), field, atol=1e-3)
+    floating = tifffile.imread(tmp_path / "flo.tif")
+    expected = np.clip(np.rint(warp_image(floating, field)), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(tifffile.imread(out / "deformable_warped.tif"), expected)
+    _, _, truth = deformed_pair(128, 3.0)
+    error = np.hypot(*(field - truth)[24:-24, 24:-24].transpose(2, 0, 1))  # the interior, 24 px from the border
+    assert np.median(error) < 0.5 and np.abs(truth).max() > 2
+
+
+def test_a_failed_deformable_stage_keeps_the_rigid_result_and_says_so(tmp_path, twin_model_file, capsys, monkeypatch):
+    """A stage whose start does not overlap fails: exit 1, the rigid outputs written, no deformable ones."""
+
+    def far_start(reference, floating, initial_matrix=None, **params):
+        return bspline_register(reference, floating, geometry.rigid_matrix(0.0, 500.0, 0.0), **params)
+
+    monkeypatch.setitem(DEFORMABLE_METHODS, "bspline", far_start)
+    assert main(deformable_command(tmp_path, twin_model_file, "--deformable", "bspline")) == 1
+    assert "deformable bspline: failed, the rigid result is kept" in capsys.readouterr().out
+    out = tmp_path / "out"
+    written = {p.name for p in out.iterdir()}
+    assert {"warped.tif", "transform.tfm", "overlay.png", "transform.csv"} <= written
+    assert not written & set(DEFORMABLE_OUTPUTS)
+    row = pd.read_csv(out / "transform.csv").iloc[0]
+    assert row["status"] == "ok" and row["deformable_status"] == "failed" and math.isnan(row["folded_fraction"])
+    assert "bspline failed: the initial matrix maps only" in row["message"]
+    assert row["message"].endswith("the rigid result is kept")
+    for extra, message in (
+        (["--deformable", "demons", "--deformable-params", "{grid_spacing_px: 8}"], "unknown parameter"),
+        (["--deformable-params", "{iterations: 5}"], "--deformable-params needs --deformable"),
+    ):
+        args = [*deformable_command(tmp_path, twin_model_file, *extra)]
+        args[args.index("--out") + 1] = str(tmp_path / "bad")
+        assert main(args) == 2 and message in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()

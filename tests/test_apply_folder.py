@@ -14,7 +14,9 @@ import yaml
 
 from comir import geometry
 from comir.apply.folder import batch_of, register_batch
+from comir.apply.outputs import DEFORMABLE_OUTPUTS
 from comir.apply.results import (
+    DEFORMABLE_FAILED_FLAG,
     LOW_CONFIDENCE_FLAG,
     LOW_QUALITY_FLAG,
     export_testset_pairs,
@@ -24,6 +26,8 @@ from comir.apply.results import (
 )
 from comir.config.schema import ConfigError
 from comir.config.validate import validate_config
+from comir.deformation.affine import affine_to_field
+from comir.deformation.sitk import read_field
 from comir.geometry import MATRIX_KEYS
 from comir.io import InputError
 from comir.network.checkpoint import save_checkpoint
@@ -120,6 +124,48 @@ def test_a_pair_without_common_structure_is_a_failed_row_with_a_message(tmp_path
     assert "min_quality" in rows.loc["unrelated", "message"]
 
 
+# The register_pairs table's columns before deformable stages existed: a job without one keeps them.
+RIGID_COLUMNS = [
+    "id", "reference", "floating", "direction", "reference_modality", "floating_modality", "width", "height",
+    "status", "metric", "confidence", "seconds", *(f"est_{k}" for k in MATRIX_KEYS), "angle_deg", "scale",
+    "reference_valid", "floating_valid", "peak_memory_mb", "message",
+]  # fmt: skip
+RIGID_FILES = {"transform.csv", "transform.tfm", "warped.tif", "overlay.png", "comir_reference.tif",
+               "comir_floating.tif"}  # fmt: skip
+DEFORMABLE_COLUMNS = ["deformable_method", "deformable_status", "deformable_seconds", "folded_fraction",
+                      "jacobian_min", "jacobian_max"]  # fmt: skip
+
+
+def test_a_deformable_stage_refines_every_pair_and_off_leaves_the_outputs_as_before(tmp_path, twin_model):
+    """deformable: {method: demons}: per pair its files and columns; without it, the table and files of before."""
+    truth = write_folder(tmp_path / "pairs", {"p1": MOVES["p1"]})
+    plain = register_batch(twin_model, tmp_path / "pairs", tmp_path / "plain", SETTINGS)
+    assert list(plain.columns) == RIGID_COLUMNS
+    assert {p.name for p in (tmp_path / "plain" / "p1").iterdir()} == RIGID_FILES
+    assert list(pd.read_csv(tmp_path / "plain" / "p1" / "transform.csv").columns) == [
+        "reference", "floating", "method", "status", "metric", "confidence", "seconds", *MATRIX_KEYS, "angle_deg",
+        "reference_valid", "floating_valid", "peak_memory_mb", "message",
+    ]  # fmt: skip
+    settings = {**SETTINGS, "deformable": {"method": "demons", "params": {"iterations": 20}}}
+    rows = register_batch(twin_model, tmp_path / "pairs", tmp_path / "out", settings)
+    assert list(rows.columns) == [*RIGID_COLUMNS[:-1], *DEFORMABLE_COLUMNS, "message"]
+    row = rows.iloc[0]
+    assert row["status"] == "ok" and row["deformable_status"] == "ok" and row["folded_fraction"] == 0
+    assert row["jacobian_min"] > 0 and row["deformable_seconds"] > 0 and "demons: SimpleITK" in row["message"]
+    est = [f"est_{k}" for k in MATRIX_KEYS]
+    np.testing.assert_array_equal(rows[est].to_numpy(), plain[est].to_numpy())  # the rigid result as without
+    written = {p.name for p in (tmp_path / "out" / "p1").iterdir()}
+    assert written == RIGID_FILES | set(DEFORMABLE_OUTPUTS)
+    field = read_field(tmp_path / "out" / "p1" / "deformable_field.h5")  # a rigid pair: the field of its truth
+    matrix = truth.loc[0, list(MATRIX_KEYS)].to_numpy(float).reshape(2, 3)
+    error = np.hypot(*(field - affine_to_field(matrix, field.shape))[32:-32, 32:-32].transpose(2, 0, 1))
+    assert np.median(error) < 0.5
+    summary = summarise(rows, min_quality=None)
+    assert summary.loc[0, "flag"] == "" and list(summary.columns[-7:]) == [*DEFORMABLE_COLUMNS, "message"]
+    failed = summarise(rows.assign(deformable_status="failed"), min_quality=None)
+    assert failed.loc[0, "flag"] == DEFORMABLE_FAILED_FLAG
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -201,6 +247,8 @@ def tiny_config():
         (lambda job: job.update(batch=3), "unknown key"),
         (lambda job: job.update(transform="projective"), "projective"),
         (lambda job: job.update(pixel_size={"A": 1.0}), "'B' is a required property"),
+        (lambda job: job.update(deformable={"method": "bspline", "params": {"spacing": 8}}), "unknown parameter"),
+        (lambda job: job.update(deformable={"method": "affine"}), "'affine' is not one of"),
     ],
 )
 def test_bad_apply_jobs_are_rejected_at_parse_time(change, message):

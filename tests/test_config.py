@@ -8,7 +8,12 @@ from comir.config.variants import variant_config
 from helpers.project import ROOT, demo
 
 # Shipped overlays and the configuration they are merged onto (--configfile base overlay).
-OVERLAYS = {"bfshg-apply.yaml": "bfshg-dev.yaml", "bfshg-gan.yaml": "bfshg-dev.yaml", "demo-gan.yaml": "demo.yaml"}
+OVERLAYS = {
+    "bfshg-apply.yaml": "bfshg-dev.yaml",
+    "bfshg-dev-accr.yaml": "bfshg-dev.yaml",
+    "bfshg-gan.yaml": "bfshg-dev.yaml",
+    "demo-gan.yaml": "demo.yaml",
+}
 
 
 def test_the_cross_validation_folds_test_every_core_once_and_train_on_the_others():

@@ -24,16 +24,11 @@ from comir.register.deformable import demons
 from comir.register.deformable.bspline import bspline_register
 from comir.register.deformable.demons import demons_register
 from comir.register.deformable.elastix_bspline import elastix_bspline_register, elastix_parameter_maps
-from helpers.registration_cases import texture
+from helpers.registration_cases import floating_for, texture
 
 SIZE = 112
 MARGIN = 24
 INTERIOR = (slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
-
-
-def floating_for(reference: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """The floating image whose backward field onto ``reference`` is ``truth``: ``reference`` warped by its inverse."""
-    return warp_image(reference, invert_field(truth), order=3, mode="nearest")
 
 
 def interior_errors(field: np.ndarray, truth: np.ndarray) -> np.ndarray:

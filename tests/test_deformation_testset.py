@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from comir.deformation.affine import affine_of_field, affine_to_field
 from comir.deformation.landmarks import map_points
+from comir.deformation.sitk import read_field
 from comir.deformation.warp import inside_mask, warp_image
 from comir.evaluate.tables import to_markdown, wilcoxon_table
 from comir.evaluate.tre import tre_results, tre_table
@@ -156,14 +157,18 @@ def truths(cases: pd.DataFrame) -> list[np.ndarray]:
     return [np.array([getattr(c, f"true_{k}") for k in MATRIX_KEYS]).reshape(2, 3) for c in cases.itertuples()]
 
 
-def test_a_deformable_stage_refines_the_rigid_truth_and_is_scored_against_the_field(deformed):
+def test_a_deformable_stage_refines_the_rigid_truth_and_is_scored_against_the_field(deformed, tmp_path):
     cases, folder = deformed
     score = FieldScorer(folder)
     run = ("original", "B_to_A", MODALITIES)
     rigid = register_cases(cases, folder, TrueRigid(truths(cases)), "rigid", *run, score=score)
     stage = DeformableStage("bspline", {"grid_spacing_px": 32, "iterations": 30})
     refined = register_cases(cases, folder, TrueRigid(truths(cases)), "rigid-bspline", *run,
-                             deformable=stage, score=score)  # fmt: skip
+                             deformable=stage, score=score, field_dir=tmp_path / "fields")  # fmt: skip
+    # save_fields (rule register_fields): each case's total field, the one scored.
+    assert sorted(p.name for p in (tmp_path / "fields").iterdir()) == [f"{c}_field.h5" for c in cases["case"]]
+    for case, row in zip(cases["case"], refined.itertuples()):
+        assert score(case, read_field(tmp_path / "fields" / f"{case}_field.h5"))["tre_median_px"] == row.tre_median_px
     assert list(rigid.columns[-len(FIELD_SCORE_COLUMNS) - 1 : -1]) == list(FIELD_SCORE_COLUMNS)
     assert DEFORMABLE_SECONDS in refined and DEFORMABLE_SECONDS not in rigid
     assert (refined["status"] == "ok").all() and (refined[DEFORMABLE_SECONDS] > 0).all()

@@ -10,6 +10,7 @@ import pytest
 import tifffile
 import yaml
 
+from comir.deformation.sitk import read_field
 from helpers.registration_cases import monomodal_pair
 from helpers.snakemake import planned_jobs
 from helpers.snakemake import run_snakemake as snakemake
@@ -49,14 +50,19 @@ def configuration(root) -> dict:
     }
 
 
+def write_pairs(root):
+    """The dataset's four monomodal pairs in ``root`` (the pairs layout); returns ``root``."""
+    for i in range(4):
+        for folder, pixels in zip(("fibres", "copy"), monomodal_pair(192, 10 + i)):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(root / folder / f"p{i}.tif", pixels)
+    return root
+
+
 @pytest.fixture(scope="module")
 def deformable_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("deformable")
-    for i in range(4):
-        for folder, pixels in zip(("fibres", "copy"), monomodal_pair(192, 10 + i)):
-            (workdir / "pairs" / folder).mkdir(parents=True, exist_ok=True)
-            tifffile.imwrite(workdir / "pairs" / folder / f"p{i}.tif", pixels)
-    config = configuration(workdir / "pairs")
+    config = configuration(write_pairs(workdir / "pairs"))
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(*TARGETS, "--cores", "2", "--configfile", "config.yaml", cwd=workdir)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -105,3 +111,20 @@ def test_a_tre_setting_or_a_deformable_stage_reruns_only_what_reads_it(deformabl
     registered = "dataset=mono, source=original, testset=deformed, run=mi-demons, direction="
     assert jobs == {("register", registered + "A_to_B"), ("register", registered + "B_to_A"),
                     ("evaluate_tre", "dataset=mono, variant=default, testset=deformed")}  # fmt: skip
+
+
+def test_a_deformable_stage_with_save_fields_writes_each_cases_field_beside_the_csv(tmp_path):
+    """Rule register_fields: the register job of such a run, with the fields folder as an output."""
+    config = configuration(write_pairs(tmp_path / "pairs"))
+    config["datasets"]["mono"]["registration"]["mi-demons"]["deformable"]["save_fields"] = True
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    registrations = "results/mono/original/registration/deformed"
+    targets = [f"{registrations}/{run}_B_to_A.csv" for run in ("mi-demons", "mi-bspline")]
+    jobs = planned_jobs(*targets, "--configfile", "config.yaml", cwd=tmp_path)
+    wildcards = "dataset=mono, source=original, testset=deformed, run={}, direction=B_to_A"
+    assert {("register_fields", wildcards.format("mi-demons")), ("register", wildcards.format("mi-bspline"))} <= jobs
+    run = snakemake(targets[0], "--cores", "2", "--configfile", "config.yaml", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    fields = sorted((tmp_path / registrations / "mi-demons_B_to_A_fields").glob("*.h5"))
+    assert [p.name for p in fields] == [f"case_{i:04d}_field.h5" for i in range(4)]
+    assert read_field(fields[0]).shape == (96, 96, 2)

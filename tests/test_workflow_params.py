@@ -264,7 +264,9 @@ def test_a_deformation_test_set_gives_the_truth_to_its_registrations_and_a_tre_e
         assert all(Target("evaluate_tre", output, where) in found for output in ("markdown", "wilcoxon_md", "ecdf"))
     assert not any(t.rule == "evaluate_tre" and t.wildcards["testset"] == "main" for t in found)
     # The stage enters its run's params only; the TRE thresholds the TRE evaluation's only.
-    assert params.registration_params(changed, "tiny", "mse", "cascade-bspline")["deformable"] == stage
+    assert params.registration_params(changed, "tiny", "mse", "cascade-bspline")["deformable"] == {
+        "method": "bspline", "params": {"grid_spacing_px": 24}
+    }  # the stage as configured (validation filled in save_fields, which is not the registration's)
     assert params.registration_params(changed, "tiny", "mse", "cascade") == params.registration_params(
         config, "tiny", "mse", "cascade"
     )
@@ -273,6 +275,25 @@ def test_a_deformation_test_set_gives_the_truth_to_its_registrations_and_a_tre_e
     assert params.tre_settings(changed, "tiny") == {"failure_fraction": 0.12, "tre_thresholds_px": [0.5]}
     # A deformable run is not calibrated: a model file keys calibrations by method and parameters.
     assert jobs.calibrated_runs(with_confidence(changed), "tiny") == ["cascade", "sift"]
+
+
+def test_a_deformable_stage_with_save_fields_is_rule_register_fields_with_the_same_params(config):
+    changed = copy.deepcopy(config)
+    registration = changed["datasets"]["tiny"]["registration"]
+    stage = {"method": "demons", "params": {"iterations": 5}}
+    registration["cascade-demons"] = {**registration["cascade"], "deformable": stage}
+    registration["cascade-fields"] = {**registration["cascade"], "deformable": {**stage, "save_fields": True}}
+    validated = validate_config(copy.deepcopy(changed))
+    assert validated["datasets"]["tiny"]["registration"]["cascade-demons"]["deformable"]["save_fields"] is False
+    assert jobs.registration_runs(validated, "register_fields") == ["cascade-fields"]
+    assert jobs.registration_runs(validated, "register") == ["cascade", "cascade-demons", "mi", "sift"]
+    # save_fields is the rule's output, not the registration: the run's params are those without it.
+    fields, plain = (params.registration_params(validated, "tiny", "mse", f"cascade-{r}") for r in ("fields", "demons"))
+    assert fields == plain and fields["deformable"] == stage
+    changed["datasets"]["other"] = copy.deepcopy(changed["datasets"]["tiny"])
+    changed["datasets"]["other"]["registration"]["cascade-fields"]["deformable"]["save_fields"] = False
+    with pytest.raises(ConfigError, match="cascade-fields: the name is a deformable stage with save_fields in one"):
+        validate_config(changed)
 
 
 def test_the_default_target_of_the_tiny_configuration(config):

@@ -11,12 +11,18 @@ confidence, and its models must share their modalities (else exit 2, both files 
 (rule train_accr; docs/explanation/accr.md): the file is also a CoMIR model (its encoders), whose
 CoMIRs are written as usual; ACCR's own settings (``max_px``, ``refine``) go in ``--params``.
 
+``--deformable bspline|demons|elastix_bspline`` (``--deformable-params`` as YAML) refines the result by a
+deformable stage (docs/explanation/deformable.md): its field, transform, warped image and overlay are
+written beside the rigid outputs, and its Jacobian determinant's range and folded fraction printed and
+recorded in ``transform.csv``; a failed stage keeps the rigid result and says so (exit status 1).
+
 See :mod:`comir.apply`, docs/how-to/register.md and docs/reference/cli.md.  Exit status: 0 registered, 1 the
-method reported a failure or, with a calibrated model (rule calibrate_model), the result's confidence
-is below the threshold (``transform.csv`` says why, with the confidence), 2 bad input (nothing written): a setting
-outside its limits, an output folder that is a file or holds outputs, or images the model cannot
-register (:func:`comir.apply.checks.check_pair`: channels, too small, extents far apart, intensities far
-outside the training range; ``--rescale`` maps them onto it instead), each checked before any work.
+method (or the deformable stage) reported a failure or, with a calibrated model (rule calibrate_model), the
+result's confidence is below the threshold (``transform.csv`` says why, with the confidence), 2 bad input
+(nothing written): a setting outside its limits, an output folder that is a file or holds outputs, or
+images the model cannot register (:func:`comir.apply.checks.check_pair`: channels, too small, extents far
+apart, intensities far outside the training range; ``--rescale`` maps them onto it instead), each checked
+before any work.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import yaml
 from comir.geometry import TRANSFORMS
 from comir.imaging.masks import MASK_MARGIN_PX, MASK_MODES
 from comir.io import InputError
-from comir.register import METHODS, MODEL_METHODS
+from comir.register import DEFORMABLE_METHODS, METHODS, MODEL_METHODS
 from comir.register.coarse_to_fine import REGISTER_MAX_PX
 
 # The settings of comir.apply.checks.check_settings (the configuration schema's limits) by the flags that give them.
@@ -61,12 +67,15 @@ def _register(args: argparse.Namespace) -> int:
     from comir.apply.model import ModelEnsemble
     from comir.apply.outputs import check_new_outputs, peak_memory_mb, write_outputs
     from comir.apply.pair import register_pair
-    from comir.register import set_native_threads
+    from comir.register import DeformableStage, set_native_threads
 
     check_new_outputs(args.out)  # before any work
-    params = yaml.safe_load(args.params) if args.params else {}
-    if not isinstance(params, dict):
-        raise InputError(f"--params must be a mapping (YAML or JSON), got {args.params!r}")
+    params = _mapping(args.params, "--params")
+    deformable_params = _mapping(args.deformable_params, "--deformable-params")
+    if deformable_params and args.deformable is None:
+        raise InputError("--deformable-params needs --deformable (bspline, demons or elastix_bspline)")
+    # Its parameter names are checked here, their values when it runs (after the rigid registration).
+    deformable = None if args.deformable is None else DeformableStage(args.deformable, deformable_params, args.seed)
     given = {"tile": args.tile, "pad": args.pad, "engine": args.engine, "device": args.device}
     inference = {key: value for key, value in given.items() if value is not None}  # the rest: schema defaults
     if args.c4_average:
@@ -84,15 +93,39 @@ def _register(args: argparse.Namespace) -> int:
         model, args.reference, args.floating, args.reference_modality, args.method, params, inference,
         args.seed, args.threads, args.transform, pixel_sizes, args.masks,
         (args.reference_mask, args.floating_mask), args.mask_margin_px, max_px, args.rescale, args.min_confidence,
+        deformable=deformable,
     )  # fmt: skip
     written = write_outputs(args.out, pair, args.reference, args.floating, args.method)
     result = pair.result
     print(f"{result.status}: {result.message}")
     if not math.isnan(pair.confidence):
         print(f"confidence {pair.confidence:.3f} (calibrated probability of a result within the success threshold)")
+    if deformable is not None:
+        print(_deformable_summary(pair.deformable_columns()))
     print(f"peak memory {peak_memory_mb():.0f} MiB")
     print("wrote " + ", ".join(str(p) for p in written))
-    return 0 if result.ok else 1
+    return 0 if result.ok and not pair.deformable_failed else 1
+
+
+def _mapping(text: str, flag: str) -> dict:
+    """A flag's YAML/JSON mapping (empty for an empty text); InputError for anything else."""
+    value = yaml.safe_load(text) if text else {}
+    if not isinstance(value, dict):
+        raise InputError(f"{flag} must be a mapping (YAML or JSON), got {text!r}")
+    return value
+
+
+def _deformable_summary(columns: dict) -> str:
+    """The printed line of a deformable stage (its columns of ``transform.csv``)."""
+    method, status = columns["deformable_method"], columns["deformable_status"]
+    if status == "ok":
+        return (
+            f"deformable {method}: ok in {columns['deformable_seconds']:.1f} s, Jacobian determinant "
+            f"{columns['jacobian_min']:.3g} to {columns['jacobian_max']:.3g}, folded {columns['folded_fraction']:.2%}"
+        )
+    if status == "failed":
+        return f"deformable {method}: failed, the rigid result is kept (its outputs only; the message says why)"
+    return f"deformable {method}: not run, the rigid registration failed"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +181,17 @@ def main(argv: list[str] | None = None) -> int:
         default="rigid",
         choices=TRANSFORMS,
         help="transform model (default rigid; sift, mi, cascade, fft_search)",
+    )
+    register.add_argument(
+        "--deformable",
+        choices=sorted(DEFORMABLE_METHODS),
+        help="refine the result by a deformable stage from its matrix: bspline or demons on the CoMIRs, "
+        "elastix_bspline on the original images (outputs deformable_*; docs/explanation/deformable.md)",
+    )
+    register.add_argument(
+        "--deformable-params",
+        default="",
+        help="the deformable method's parameters as YAML/JSON, e.g. '{grid_spacing_px: 64}'",
     )
     register.add_argument(
         "--pixel-sizes",

@@ -10,6 +10,9 @@ import numpy as np
 from scipy import ndimage
 
 from comir import geometry as g
+from comir.deformation.algebra import invert_field
+from comir.deformation.synthetic import random_displacement
+from comir.deformation.warp import warp_image
 
 SIZE = 256
 SOURCE = 512
@@ -43,6 +46,27 @@ def monomodal_pair(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """An 8-bit :func:`texture` and itself with another contrast (a monomodal pair)."""
     image = texture(size, seed)
     return (255 * image).astype(np.uint8), (150 * image + 40).astype(np.uint8)
+
+
+def floating_for(reference: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The floating image whose backward field onto ``reference`` is ``truth``: ``reference`` warped by its inverse."""
+    return warp_image(reference, invert_field(truth), order=3, mode="nearest")
+
+
+@functools.lru_cache(maxsize=None)
+def deformed_pair(size: int, max_displacement_px: float, seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(reference, floating, truth): an 8-bit :func:`texture` without lines and itself deformed by a known field.
+
+    ``truth`` (reference grid, backward; smoothness 48 px) maps the floating image onto the reference
+    (:func:`floating_for`); all three read-only.
+    """
+    reference = np.array(texture(size, seed, lines=False))
+    truth = random_displacement(reference.shape, max_displacement_px, 48, seed)
+    floating = np.clip(floating_for(reference, truth), 0.0, 1.0)
+    pair = ((255 * reference).astype(np.uint8), (255 * floating).astype(np.uint8), truth)
+    for array in pair:
+        array.setflags(write=False)
+    return pair
 
 
 def crop_pair(

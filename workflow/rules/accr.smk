@@ -41,7 +41,7 @@ use rule register as register_accr with:
         truth=input_files(targets.registration_truth, "dataset", "testset"),
         model=input_files(targets.accr_model, "dataset", "source"),
     wildcard_constraints:
-        run=alternatives(jobs.registration_runs(config, True)) or "(?!)",
+        run=alternatives(jobs.registration_runs(config, "register_accr")) or "(?!)",
     conda:
         "../../envs/accr.yaml"
     resources:

@@ -21,7 +21,7 @@ rule register:
         "results/{dataset}/benchmarks/{source}/register/{testset}/{run}_{direction}.tsv"
     # The runs of a method with a model of its own are rule register_accr's (workflow/rules/accr.smk).
     wildcard_constraints:
-        run=alternatives(jobs.registration_runs(config, False)) or "(?!)",
+        run=alternatives(jobs.registration_runs(config, "register")) or "(?!)",
     # Registrations are many short, independent jobs: on a cluster they are submitted in
     # groups (profiles/slurm sets how many share one submission).
     group:
@@ -41,6 +41,18 @@ rule register:
         seed=config["seed"],
     script:
         "../../scripts/register.py"
+
+
+# A run whose deformable stage has save_fields: the register rule's job, which also writes each
+# case's total field (<case>_field.h5) into a folder beside its CSV, to inspect a case.
+use rule register as register_fields with:
+    output:
+        "results/{dataset}/{source}/registration/{testset}/{run}_{direction}.csv",
+        fields=directory(
+            "results/{dataset}/{source}/registration/{testset}/{run}_{direction}_fields"
+        ),
+    wildcard_constraints:
+        run=alternatives(jobs.registration_runs(config, "register_fields")) or "(?!)",
 
 
 # A calibrated run on CoMIRs with each reference against the floating patch of another place (every

@@ -45,6 +45,13 @@ model trained once, e.g. on a GPU cluster, is reused anywhere.  For one pair:
    used ``mask_reference.png`` / ``mask_floating.png`` (the CoMIRs' masks,
    white = valid).
 
+With a deformable stage (``register_pair(..., deformable=...)``, ``--deformable``, an apply job's
+``deformable``; docs/explanation/deformable.md) an ``ok`` result is refined from its matrix on the
+CoMIRs (or, for ``elastix_bspline``, the networks' inputs) at the working resolution, its total field
+moved to the original grids, and ``deformable_field.h5``, ``deformable_transform.h5``,
+``deformable_warped.tif`` and ``deformable_overlay.png`` are written beside the rest, the stage's
+columns in ``transform.csv``; a failed stage keeps the rigid result and says so.
+
 A pair the method cannot register is a ``failed`` row (no warped image,
 transform or overlay is written); an existing output is never overwritten.
 

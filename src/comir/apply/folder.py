@@ -40,7 +40,7 @@ from comir.data.pairs import Modality, discover_pairs
 from comir.geometry import MATRIX_KEYS
 from comir.imaging.masks import MASK_MARGIN_PX, MASK_MODES
 from comir.io import IMAGE_SUFFIXES, InputError
-from comir.register import with_transform
+from comir.register import deformable_stage, with_transform
 from comir.register.coarse_to_fine import REGISTER_MAX_PX
 
 log = logging.getLogger(__name__)
@@ -172,8 +172,9 @@ def register_batch(
     settings : Mapping[str, Any]
         An ``apply`` entry of the configuration (``reference``, ``method``, ``params``, ``transform``,
         ``pixel_size``, ``inference``, ``folders``, ``masks``, ``mask_margin_px``, ``register_max_px``,
-        ``rescale``, ``min_confidence``); missing keys take :func:`comir.apply.pair.register_pair`'s defaults
-        (reference ``A``).
+        ``rescale``, ``min_confidence``, ``deformable``: ``{method, params}`` of a deformable stage after
+        each pair's registration); missing keys take :func:`comir.apply.pair.register_pair`'s defaults
+        (reference ``A``, no deformable stage).
     batches : int, optional
         Number of batches the pairs are split into (:func:`batch_of`). Default 1.
     batch : int, optional
@@ -188,7 +189,8 @@ def register_batch(
     pandas.DataFrame
         One row per pair: ``id``, ``reference``, ``floating``, ``direction``, the modalities, the floating
         image's ``width`` and ``height``, ``status``, ``metric``, ``confidence``, ``seconds``, the estimated
-        matrix ``est_*``, ``angle_deg``, ``scale``, the valid fractions, ``peak_memory_mb`` and ``message``.
+        matrix ``est_*``, ``angle_deg``, ``scale``, the valid fractions, ``peak_memory_mb``, with a deformable
+        stage its columns (:meth:`comir.apply.pair.PairRegistration.deformable_columns`), and ``message``.
 
     Raises
     ------
@@ -215,6 +217,7 @@ def register_batch(
     )
     pair_method(model, method, params, ref_slot, seed, threads, settings.get("transform", "rigid"), max_px)
     judging_calibration(model, method, params, min_confidence)  # a threshold without a calibration stops here
+    deformable = deformable_stage(settings.get("deformable"), seed)
     masks_of = {}
     for pair in pairs.itertuples(index=False):  # every pair checked before any work
         masks_of[pair.id] = tuple(mask_file(masks, folders[slot], pair.id) for slot in (ref_slot, flo_slot))
@@ -229,7 +232,7 @@ def register_batch(
         registered = register_pair(
             model, reference_path, floating_path, ref_slot, method, settings.get("params"), settings.get("inference"),
             seed, threads, settings.get("transform", "rigid"), settings.get("pixel_size"),
-            mode, masks_of[pair.id], margin, max_px, rescale, min_confidence,
+            mode, masks_of[pair.id], margin, max_px, rescale, min_confidence, deformable=deformable,
         )  # fmt: skip
         write_outputs(Path(out_dir) / pair.id, registered, reference_path, floating_path, method)
         result = registered.result
@@ -255,6 +258,7 @@ def register_batch(
                 "reference_valid": valid[0],
                 "floating_valid": valid[1],
                 "peak_memory_mb": peak_memory_mb(),
+                **registered.deformable_columns(),
                 "message": result.message,
             }
         )

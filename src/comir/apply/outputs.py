@@ -1,7 +1,8 @@
 """The outputs of one registered pair, written atomically into a new folder (:mod:`comir.apply`, step 6).
 
 ``transform.csv``, ``transform.tfm``, ``warped.tif``, ``overlay.png``, the CoMIRs and their
-masks (:func:`write_outputs`); an existing output is never overwritten (:func:`check_new_outputs`).
+masks, and with a deformable stage its field, transform, warped image and overlay
+(:func:`write_outputs`); an existing output is never overwritten (:func:`check_new_outputs`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,20 @@ import pandas as pd
 
 from comir import geometry
 from comir.apply.pair import PairRegistration
+from comir.deformation.affine import compose_affine
+from comir.deformation.sitk import composite_with_affine, write_field
+from comir.deformation.warp import warp_image
 from comir.geometry import MATRIX_KEYS
-from comir.io import InputError, to_uint8, write_csv, write_png, write_text, write_tiff
+from comir.io import InputError, atomic_path, to_uint8, write_csv, write_png, write_text, write_tiff
 from comir.register import to_single_channel
 
+#: The outputs of a successful deformable stage (:func:`write_deformable`), in the order written.
+DEFORMABLE_OUTPUTS = (
+    "deformable_field.h5",
+    "deformable_transform.h5",
+    "deformable_warped.tif",
+    "deformable_overlay.png",
+)
 OUTPUTS = (
     "transform.csv",
     "transform.tfm",
@@ -28,6 +39,7 @@ OUTPUTS = (
     "comir_floating.tif",
     "mask_reference.png",
     "mask_floating.png",
+    *DEFORMABLE_OUTPUTS,
 )
 # Side of the checkerboard squares of the overlay, as a fraction of the reference's shorter side.
 CHECKER_FRACTION = 1 / 8
@@ -63,12 +75,50 @@ def warp_to_reference(floating: np.ndarray, matrix: np.ndarray, reference_shape:
         for p in planes
     ]  # fmt: skip
     out = warped[0] if data.ndim == 2 else np.stack(warped, axis=-1)
-    if not native:
-        if np.issubdtype(floating.dtype, np.integer):
-            info = np.iinfo(floating.dtype)
-            out = np.clip(np.rint(out), info.min, info.max)
-        out = out.astype(floating.dtype)
-    return out
+    return out if native else in_dtype(out, floating.dtype)
+
+
+def in_dtype(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A resampled image back in an image's ``dtype``: integers rounded and clipped to its range.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The resampled values (float).
+    dtype : numpy.dtype
+        The original image's dtype.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``image`` as ``dtype``.
+    """
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        image = np.clip(np.rint(image), info.min, info.max)
+    return np.asarray(image).astype(dtype)
+
+
+def warp_by_field(floating: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """``floating`` resampled on the reference grid by a backward field (bilinear, 0 outside), in its own dtype.
+
+    :func:`comir.deformation.warp.warp_image` in the floating image's dtype (:func:`in_dtype`):
+    the deformable counterpart of :func:`warp_to_reference`.
+
+    Parameters
+    ----------
+    floating : numpy.ndarray
+        ``(h, w)`` or ``(h, w, C)`` floating image, any real dtype.
+    field : numpy.ndarray
+        ``(H, W, 2)`` total field on the reference grid, into the floating image.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W[, C])``, the floating image's dtype.
+    """
+    floating = np.asarray(floating)
+    return in_dtype(warp_image(floating, field), floating.dtype)
 
 
 def itk_transform_text(matrix: np.ndarray) -> str:
@@ -112,12 +162,15 @@ def overlay(
     comirs: tuple[np.ndarray, np.ndarray],
     matrix: np.ndarray,
     comir_matrix: np.ndarray | None = None,
+    before: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """A 2 x 2 RGB panel: colour overlay of the originals and checkerboard of the CoMIRs, before and after.
 
     "Before" places the floating image on the reference grid as it is (the
-    identity); "after" warps it by ``matrix`` (the CoMIRs by ``comir_matrix``,
-    their grids' transform, by default ``matrix``).  Overlay: reference in
+    identity; or by ``before``); "after" warps it by ``matrix`` (the CoMIRs by ``comir_matrix``,
+    their grids' transform, by default ``matrix``).  A transform is a 2x3 floating -> reference
+    matrix or a total backward field on the reference grid (``(H, W, 2)``, a deformable
+    result's).  Overlay: reference in
     magenta, floating in green (grey where they agree).  Checkerboard: squares
     of the reference CoMIR and the floating CoMIR alternate; it is resized to
     the reference's size when the CoMIRs are at another resolution.
@@ -134,6 +187,9 @@ def overlay(
         2x3 floating -> reference map between the original images' grids.
     comir_matrix : numpy.ndarray or None, optional
         The same transform between the CoMIRs' grids; None: ``matrix``. Default None.
+    before : tuple of numpy.ndarray or None, optional
+        The transforms of the "before" row, between the originals' and the CoMIRs' grids; None:
+        the identity. Default None.
 
     Returns
     -------
@@ -153,15 +209,23 @@ def overlay(
     checker = ((yy // side + xx // side) % 2).astype(bool)
     rows = []
     transforms = (matrix, matrix if comir_matrix is None else comir_matrix)
-    for image_transform, comir_transform in ((geometry.IDENTITY, geometry.IDENTITY), transforms):
-        moved = warp_to_reference(flo_grey, image_transform, (height, width))
-        moved_comir = warp_to_reference(flo_comir, np.asarray(comir_transform), comir_shape)
+    for image_transform, comir_transform in (before or (geometry.IDENTITY, geometry.IDENTITY), transforms):
+        moved = _moved(flo_grey, image_transform, (height, width))
+        moved_comir = _moved(flo_comir, comir_transform, comir_shape)
         colour = np.stack([ref_grey, moved, ref_grey], axis=-1)
         board = np.where(checker, ref_comir, moved_comir)
         if board.shape != (height, width):
             board = cv2.resize(board, (width, height), interpolation=cv2.INTER_NEAREST)
         rows.append(np.concatenate([colour, np.repeat(board[..., None], 3, axis=-1)], axis=1))
     return np.concatenate(rows, axis=0)
+
+
+def _moved(image: np.ndarray, transform: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``image`` on the reference grid ``shape`` by a 2x3 matrix or a total backward field (its dtype)."""
+    transform = np.asarray(transform)
+    if transform.ndim == 3:
+        return warp_by_field(image, transform)
+    return warp_to_reference(image, transform, shape)
 
 
 def peak_memory_mb() -> float:
@@ -211,7 +275,10 @@ def write_outputs(
     """Write the outputs of one pair into ``out_dir`` (created; existing outputs are an error). Returns them.
 
     The CoMIRs, the masks used, and, for a registered pair, ``warped.tif``, ``transform.tfm`` and
-    ``overlay.png``; ``transform.csv`` last, so that its presence means the pair is done.
+    ``overlay.png``; where its deformable stage succeeded (:func:`write_deformable`), its field,
+    transform, warped image and overlay; ``transform.csv`` last, so that its presence means the
+    pair is done. The record gains the stage's columns
+    (:meth:`comir.apply.pair.PairRegistration.deformable_columns`) before ``message``.
 
     Parameters
     ----------
@@ -253,6 +320,7 @@ def write_outputs(
         "reference_valid": reference_valid,
         "floating_valid": floating_valid,
         "peak_memory_mb": peak_memory_mb(),
+        **pair.deformable_columns(),
         "message": result.message,
     }
     written = []
@@ -272,5 +340,47 @@ def write_outputs(
         write_text(keep(out_dir / "transform.tfm"), itk_transform_text(result.matrix))
         panel = overlay(pair.reference, pair.floating, pair.comirs, result.matrix, pair.comir_matrix)
         write_png(keep(out_dir / "overlay.png"), panel)
+    if pair.deformed is not None and pair.deformed.ok:
+        written += write_deformable(out_dir, pair)
     write_csv(keep(out_dir / "transform.csv"), pd.DataFrame([row]))  # last: its presence means the pair is done
     return written
+
+
+def write_deformable(out_dir: Path, pair: PairRegistration) -> list[Path]:
+    """Write the outputs of a pair's successful deformable stage into ``out_dir``. Returns them.
+
+    ``deformable_field.h5``: the total field as a SimpleITK DisplacementFieldTransform file
+    (:func:`comir.deformation.sitk.write_field`: reference -> floating points, pixel units, as
+    ``transform.tfm``); ``deformable_transform.h5``: the same mapping as a CompositeTransform of
+    the rigid result's affine transform and the residual field after it
+    (:func:`comir.deformation.sitk.composite_with_affine`); ``deformable_warped.tif``: the
+    floating image warped by the field, in its dtype (as :func:`warp_by_field`); ``deformable_overlay.png``: the
+    overlay (:func:`overlay`) of the rigid result (top row) and the deformable one (bottom row).
+    Each file is written atomically.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        The outputs' folder (existing).
+    pair : comir.apply.pair.PairRegistration
+        A pair whose ``deformed`` result is ``ok``.
+
+    Returns
+    -------
+    list[pathlib.Path]
+        The files written, in order.
+    """
+    import SimpleITK as sitk
+
+    field, matrix = pair.deformed.field, pair.result.matrix
+    residual = compose_affine(geometry.invert(matrix), field)  # x -> matrix(x + field(x)): the part after it
+    paths = [out_dir / name for name in DEFORMABLE_OUTPUTS]
+    with atomic_path(paths[0]) as tmp:
+        write_field(tmp, field)
+    with atomic_path(paths[1]) as tmp:
+        sitk.WriteTransform(composite_with_affine(matrix, residual), str(tmp))
+    write_tiff(paths[2], in_dtype(pair.deformed.warped, np.asarray(pair.floating).dtype))
+    panel = overlay(pair.reference, pair.floating, pair.comirs, field, pair.comir_field,
+                    before=(matrix, pair.comir_matrix))  # fmt: skip
+    write_png(paths[3], panel)
+    return paths

@@ -17,10 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from comir import geometry
 from comir.apply.checks import check_pair, check_settings
 from comir.apply.model import ModelEnsemble, TrainedModel
 from comir.calibration import LOW_CONFIDENCE, Calibration
 from comir.config.schema import section_defaults
+from comir.deformation.affine import affine_to_field, compose_affine
+from comir.deformation.algebra import compose_fields
+from comir.deformation.warp import warp_image
 from comir.imaging.masks import MASK_MARGIN_PX, working_mask
 from comir.imaging.resampling import Resampling, to_original_grids
 from comir.inference.engines import inference_network
@@ -28,11 +32,16 @@ from comir.inference.tiling import compute_comir
 from comir.io import InputError
 from comir.network.device import resolve_device
 from comir.register import MODEL_METHODS, make_method, with_model, with_transform
-from comir.register.base import Registration, RegistrationResult, fill_invalid
+from comir.register.base import OK, Registration, RegistrationResult, fill_invalid
 from comir.register.coarse_to_fine import REGISTER_MAX_PX, coarse_to_fine
 from comir.register.confidence import evidence
+from comir.register.deformable.base import DeformableResult
+from comir.register.deformable.stage import DeformableStage
 
 log = logging.getLogger(__name__)
+
+#: ``deformable_status`` of a pair whose rigid result failed: its deformable stage did not run.
+SKIPPED = "skipped"
 
 
 @dataclass
@@ -44,6 +53,13 @@ class PairRegistration:
     transform between them (the CoMIRs' grids), ``resamplings`` how each image
     was brought there (reference, floating); ``masks`` the CoMIRs' valid
     pixels (None: all valid).
+
+    With a ``deformable`` stage, ``deformed`` is its result on the original grids (``field``: the
+    total field from the reference image's pixels into the floating image's; ``warped``: the
+    floating image as stored, float32, warped by it) and ``comir_field`` its field between the
+    CoMIRs' grids; a failed stage's result is the stage's own (the zero field, on the CoMIRs'
+    grid), and both are None where the rigid result failed (the stage does not run).
+    ``result`` stays the rigid result, its message followed by the stage's.
     """
 
     result: RegistrationResult
@@ -55,10 +71,45 @@ class PairRegistration:
     masks: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
     # The calibrated probability that the result is right (nan: no calibration for the method, or an ensemble).
     confidence: float = math.nan
+    deformable: DeformableStage | None = None
+    deformed: DeformableResult | None = None
+    comir_field: np.ndarray | None = None
 
     def valid_fractions(self) -> tuple[float, float]:
         """The fraction of valid CoMIR pixels, reference then floating (1 without a mask)."""
         return tuple(1.0 if m is None else float(np.count_nonzero(m)) / m.size for m in self.masks)
+
+    @property
+    def deformable_failed(self) -> bool:
+        """Whether a deformable stage ran and failed (the rigid result is kept)."""
+        return self.deformed is not None and not self.deformed.ok
+
+    def deformable_columns(self) -> dict[str, Any]:
+        """The deformable stage's columns of the pair's records; none without a stage.
+
+        ``deformable_method``, ``deformable_status`` (``ok``, ``failed``, or :data:`SKIPPED` where the
+        rigid result failed), ``deformable_seconds``, and of a successful stage's total field on the
+        original grids ``folded_fraction``, ``jacobian_min``, ``jacobian_max`` (the Jacobian
+        determinant's range; NaN otherwise).
+
+        Returns
+        -------
+        dict of str to Any
+            The columns, in this order; empty without a deformable stage.
+        """
+        if self.deformable is None:
+            return {}
+        deformed = self.deformed
+        ok = deformed is not None and deformed.ok
+        low, high = deformed.jacobian_range if ok else (math.nan, math.nan)
+        return {
+            "deformable_method": self.deformable.method,
+            "deformable_status": SKIPPED if deformed is None else deformed.status,
+            "deformable_seconds": math.nan if deformed is None else deformed.seconds,
+            "folded_fraction": deformed.folded_fraction if ok else math.nan,
+            "jacobian_min": low,
+            "jacobian_max": high,
+        }
 
 
 def register_pair(
@@ -79,6 +130,8 @@ def register_pair(
     register_max_px: int | None = REGISTER_MAX_PX,
     rescale: bool = False,
     min_confidence: float | None = None,
+    *,
+    deformable: DeformableStage | None = None,
 ) -> PairRegistration:
     """Register the floating image to the reference image through their CoMIRs.
 
@@ -139,6 +192,10 @@ def register_pair(
         (:func:`comir.apply.checks.prepare_checked`). Default False.
     min_confidence : float or None, optional
         A threshold in [0, 1] replacing the calibration's; needs a calibration. Default None.
+    deformable : DeformableStage or None, optional
+        A deformable stage after an ``ok`` result (:func:`deform_pair`), from its matrix at the
+        working resolution: on the CoMIRs, or on the networks' inputs for a method meant for the
+        original images (``on_originals``: ``elastix_bspline``). Default None.
 
     Returns
     -------
@@ -151,7 +208,8 @@ def register_pair(
         If a setting, an image, a mask file or ``min_confidence`` fails its check, or several models are
         given with a method that cannot register them together.
     ValueError
-        If ``transform`` or the method's parameters are invalid.
+        If ``transform`` or the method's parameters are invalid, or a deformable stage's parameter
+        value (checked when the stage runs, after the rigid registration).
     """
     models = ModelEnsemble.of(model)
     check_settings(inference, register_max_px, mask_margin_px)
@@ -159,6 +217,7 @@ def register_pair(
     calibration = judging_calibration(models, method, params, min_confidence)
     registration = pair_method(models, method, params, reference_modality, seed, threads, transform, register_max_px)
     network_input = method in MODEL_METHODS  # it registers the networks' inputs, not the CoMIRs
+    stage_originals = deformable is not None and deformable.on_originals
     checked = check_pair(models, reference_path, floating_path, reference_modality, pixel_sizes, masks, mask_files,
                          rescale)  # fmt: skip
     ref_slot = models.slot(reference_modality)
@@ -176,7 +235,8 @@ def register_pair(
             prepared = resamplings[slot].apply(inputs.pop(slot))  # the checked input, freed once used
             valid = working_mask(full_masks[slot], prepared.shape[1:], 0.0)
             prepared = fill_invalid(np.moveaxis(prepared, 0, -1), valid)
-            if (with_originals or network_input) and not per_model:  # the first model's input on the CoMIR's grid
+            # The first model's input on the CoMIR's grid, for a method that registers the originals.
+            if (with_originals or network_input or stage_originals) and not per_model:
                 originals.append(prepared)
             per_model.append(compute_comir(network, np.moveaxis(prepared, -1, 0), device=device, **options))
         comirs.append(per_model[0] if len(per_model) == 1 else np.concatenate(per_model))  # channels: model order
@@ -194,13 +254,95 @@ def register_pair(
             result, matrix=to_original_grids(result.matrix, resamplings[ref_slot], resamplings[flo_slot])
         )
     log.info("%s -> %s: %s %s", floating_path, reference_path, result.status, result.message)
-    pair_resamplings = (resamplings[ref_slot], resamplings[flo_slot])
-    return PairRegistration(
+    pair = PairRegistration(
         result, checked.images[ref_slot], checked.images[flo_slot], (comirs[0], comirs[1]), comir_matrix,
-        pair_resamplings,
+        (resamplings[ref_slot], resamplings[flo_slot]),
         (comir_masks[0], comir_masks[1]),
         confidence,
     )  # fmt: skip
+    if deformable is None:
+        return pair
+    return deform_pair(pair, deformable, originals if stage_originals else as_image)
+
+
+def deform_pair(pair: PairRegistration, stage: DeformableStage, images: list[np.ndarray]) -> PairRegistration:
+    """``pair`` refined by a deformable stage from its rigid result; a failure keeps the rigid result and says so.
+
+    The stage registers ``images`` (the CoMIRs, or the networks' inputs, at the working resolution)
+    from the rigid result's matrix between them (``pair.comir_matrix``); its total field is moved to
+    the original grids (:func:`field_on_original_grids`) and the floating image as stored is warped
+    by it. A rigid result that failed is not refined. The stage's message follows the rigid one in
+    ``result.message``: ``<method>: ...``, or ``<method> failed: ...; the rigid result is kept``.
+
+    Parameters
+    ----------
+    pair : PairRegistration
+        The rigid registration (:func:`register_pair` without a stage).
+    stage : DeformableStage
+        The deformable stage.
+    images : list of numpy.ndarray
+        The reference and floating images it registers, ``(H, W)`` or ``(H, W, C)``, on the grids of
+        ``pair.comir_matrix``.
+
+    Returns
+    -------
+    PairRegistration
+        ``pair`` with ``deformable``, ``deformed``, ``comir_field`` and the message set.
+
+    Raises
+    ------
+    ValueError
+        For a parameter value the stage's method rejects.
+    """
+    pair = dataclasses.replace(pair, deformable=stage)
+    result = pair.result
+    if not result.ok:
+        return pair
+    staged = stage.register(images[0], images[1], pair.comir_matrix)
+    if staged.ok:
+        field = field_on_original_grids(staged.field, *pair.resamplings)
+        deformed = DeformableResult(
+            field, warp_image(pair.floating, field), OK, staged.metric, staged.seconds, staged.message
+        )
+        note = f"{stage.method}: {staged.message}"
+    else:
+        deformed = staged
+        note = f"{stage.method} failed: {staged.message}; the rigid result is kept"
+    message = "; ".join(part for part in (result.message, note) if part)
+    log.info("deformable %s: %s %s", stage.method, staged.status, staged.message)
+    return dataclasses.replace(
+        pair, result=dataclasses.replace(result, message=message), deformed=deformed, comir_field=staged.field
+    )
+
+
+def field_on_original_grids(field: np.ndarray, reference: Resampling, floating: Resampling) -> np.ndarray:
+    """A total field between the working grids as the same mapping between the original grids.
+
+    The field of ``x -> F^-1(phi(R x))``, with ``phi`` the working grids' point map, ``R`` the
+    reference's and ``F`` the floating image's resampling (:attr:`Resampling.matrix`, original ->
+    working pixels): the counterpart of :func:`comir.imaging.resampling.to_original_grids` for a
+    field. Images used as they are (both resamplings the identity) give ``field`` itself.
+
+    Parameters
+    ----------
+    field : numpy.ndarray
+        ``(h, w, 2)`` backward field on the reference's working grid, into the floating image's
+        working grid.
+    reference : Resampling
+        The reference image's resampling.
+    floating : Resampling
+        The floating image's resampling.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 2)`` float32 on the reference's original grid, into the floating image's original
+        pixels (``field`` bilinear between its grid points).
+    """
+    if reference.identity and floating.identity:
+        return field
+    to_working = affine_to_field(geometry.invert(reference.matrix), reference.shape)  # x -> R x
+    return compose_affine(floating.matrix, compose_fields(field, to_working))
 
 
 def pair_method(

@@ -33,10 +33,15 @@ from comir.io import InputError, read_image, write_csv, write_tiff
 #: Flags of the summary: the method failed; the calibrated confidence is below the threshold (the
 #: failure's reason, :data:`comir.calibration.LOW_CONFIDENCE`); the metric is below ``min_quality``.
 FAILED_FLAG, LOW_CONFIDENCE_FLAG, LOW_QUALITY_FLAG = "failed", LOW_CONFIDENCE, "low quality"
+#: Flag of an ``ok`` pair whose deformable stage failed (the rigid result is kept).
+DEFORMABLE_FAILED_FLAG = "deformable failed"
 
 
 def summarise(rows: pd.DataFrame, min_quality: float | None) -> pd.DataFrame:
-    """The batches' rows with a ``flag``: ``failed``, ``low confidence``, ``low quality`` or empty.
+    """The batches' rows with a ``flag``: ``failed``, ``low confidence``, ``low quality``, ``deformable failed`` or "".
+
+    ``deformable failed`` (rows with a ``deformable_status``: a job with a deformable stage) marks an
+    ``ok`` pair whose stage failed; ``low quality`` takes precedence.
 
     Parameters
     ----------
@@ -55,6 +60,9 @@ def summarise(rows: pd.DataFrame, min_quality: float | None) -> pd.DataFrame:
     flag = np.where(summary["status"] != "ok", FAILED_FLAG, "")
     rejected = (summary["status"] != "ok") & summary["message"].astype(str).str.startswith(LOW_CONFIDENCE)
     flag = np.where(rejected, LOW_CONFIDENCE_FLAG, flag)
+    if "deformable_status" in summary.columns:
+        stage_failed = (summary["status"] == "ok") & (summary["deformable_status"] == "failed")
+        flag = np.where(stage_failed, DEFORMABLE_FAILED_FLAG, flag)
     if min_quality is not None:
         low = (summary["status"] == "ok") & ~(summary["metric"] >= float(min_quality))
         flag = np.where(low, LOW_QUALITY_FLAG, flag)
@@ -202,6 +210,7 @@ def export_testset_pairs(
 
 
 __all__ = [
+    "DEFORMABLE_FAILED_FLAG",
     "FAILED_FLAG",
     "LOW_CONFIDENCE_FLAG",
     "LOW_QUALITY_FLAG",

@@ -19,7 +19,14 @@ from comir.config.variants import ENSEMBLE_METHODS, NETWORK_SETTINGS, ensemble_m
 from comir.representation.settings import PROBLEMS as REPRESENTATION_PROBLEMS
 from comir.training.augment import check_augmentation
 
-__all__ = ["apply_problems", "dataset_problems", "model_method_run_problems", "pool_problems", "variant_problems"]
+__all__ = [
+    "apply_problems",
+    "dataset_problems",
+    "pool_problems",
+    "registration_rule",
+    "run_rule_problems",
+    "variant_problems",
+]
 
 
 def variant_problems(name: str, dataset: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
@@ -261,8 +268,32 @@ def _accr_run_problems(run: Mapping[str, Any], dataset: Mapping[str, Any]) -> li
     return problems
 
 
-def model_method_run_problems(datasets: Mapping[str, Any]) -> list[str]:
-    """A run name is a model method's (rule register_accr) in every dataset that names it, or in none.
+def registration_rule(run: Mapping[str, Any]) -> str:
+    """The workflow rule whose jobs register a configured run (workflow/rules/register.smk, accr.smk).
+
+    ``register_accr`` for a method with a model of its own (:data:`comir.register.MODEL_METHODS`),
+    ``register_fields`` for a deformable stage with ``save_fields`` (its jobs also write each case's
+    field), ``register`` for any other run.
+
+    Parameters
+    ----------
+    run : Mapping[str, Any]
+        The run's configuration: its ``method`` and optional ``deformable`` stage.
+
+    Returns
+    -------
+    str
+        The rule's name.
+    """
+    from comir.register import MODEL_METHODS
+
+    if run["method"] in MODEL_METHODS:
+        return "register_accr"
+    return "register_fields" if (run.get("deformable") or {}).get("save_fields") else "register"
+
+
+def run_rule_problems(datasets: Mapping[str, Any]) -> list[str]:
+    """A run name is registered by one rule (:func:`registration_rule`) in every dataset that names it.
 
     The registration rules tell their jobs apart by the run's name (one pattern for all datasets).
 
@@ -278,15 +309,20 @@ def model_method_run_problems(datasets: Mapping[str, Any]) -> list[str]:
     """
     from comir.register import MODEL_METHODS
 
-    kinds: dict[str, set[bool]] = {}
+    rules: dict[str, set[str]] = {}
     for dataset in datasets.values():
         for run, spec in dataset["registration"].items():
-            kinds.setdefault(run, set()).add(spec["method"] in MODEL_METHODS)
+            rules.setdefault(run, set()).add(registration_rule(spec))
+    why = {
+        "register_accr": f"a method with a model of its own ({', '.join(MODEL_METHODS)})",
+        "register_fields": "a deformable stage with save_fields",
+        "register": "another run",
+    }
     return [
-        f"registration/{run}: the name is a method with a model of its own ({', '.join(MODEL_METHODS)}) in one "
-        "dataset and another method in another; give the runs different names"
-        for run, kind in sorted(kinds.items())
-        if len(kind) > 1
+        f"registration/{run}: the name is {' in one dataset and '.join(why[r] for r in sorted(kinds, reverse=True))} "
+        "in another (each has its own rule); give the runs different names"
+        for run, kinds in sorted(rules.items())
+        if len(kinds) > 1
     ]
 
 
@@ -423,12 +459,16 @@ def apply_problems(
         if job["truth"] is not None:
             problems.append(f"{where}/truth: a test set brings its own true transforms; leave truth out")
     problems += [f"{where}/inference: {p}" for p in section_problems(job["inference"], "inference", schema)]
-    from comir.register import with_transform  # the registry imports the methods: only for apply jobs
+    from comir.register import deformable_stage, with_transform  # the registry imports the methods: apply jobs only
 
     params = with_transform(job["params"] if registered is None else registered, job["transform"])
     problem = _registration_problem({"method": job["method"], "params": params})
     if problem:
         problems.append(f"{where}: {problem}")
+    try:
+        deformable_stage(job.get("deformable"), seed=0)  # its parameter names, as a registration run's
+    except ValueError as error:
+        problems.append(f"{where}/deformable: {error}")
     return problems
 
 

@@ -18,8 +18,8 @@ from comir.config.expand import expand_stress, expand_sweeps
 from comir.config.rules import (
     apply_problems,
     dataset_problems,
-    model_method_run_problems,
     pool_problems,
+    run_rule_problems,
     variant_problems,
 )
 from comir.config.schema import ConfigError, load_schema, schema_problems
@@ -63,7 +63,7 @@ def validate_config(
             problems += variant_problems(name, dataset, schema)
         for name, pool in config.get("pools", {}).items():
             problems += pool_problems(name, pool, config["datasets"])
-        problems += model_method_run_problems(config.get("datasets", {}))
+        problems += run_rule_problems(config.get("datasets", {}))
         for name, job in config.get("apply", {}).items():
             problems += apply_problems(name, job, config["datasets"], schema)
     if problems:

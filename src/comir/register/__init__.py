@@ -273,8 +273,33 @@ def make_run(
         if stage is not None:
             raise ValueError(f"{name!r} registers deformably on its own: give no deformable stage after it")
         return None, DeformableStage(name, dict(params or {}), seed)
-    rigid = make_method(name, params, seed, threads)
-    return rigid, None if stage is None else DeformableStage(stage["method"], dict(stage.get("params") or {}), seed)
+    return make_method(name, params, seed, threads), deformable_stage(stage, seed)
+
+
+def deformable_stage(spec: Mapping[str, Any] | None, seed: int) -> DeformableStage | None:
+    """The deformable stage of a configured ``deformable`` section (``method``, optional ``params``); None for None.
+
+    Parameters
+    ----------
+    spec : Mapping[str, Any] or None
+        The section: a method of :data:`DEFORMABLE_METHODS` and its parameters (further keys, such as
+        the workflow's ``save_fields``, are not the stage's).
+    seed : int
+        The stage's seed.
+
+    Returns
+    -------
+    DeformableStage or None
+        The stage; None without a section.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method or parameter name (:class:`~comir.register.deformable.stage.DeformableStage`).
+    """
+    if spec is None:
+        return None
+    return DeformableStage(spec["method"], dict(spec.get("params") or {}), seed)
 
 
 __all__ = [
@@ -297,6 +322,7 @@ __all__ = [
     "SiftRegistration",
     "check_model_params",
     "check_pair",
+    "deformable_stage",
     "make_method",
     "method_class",
     "make_run",

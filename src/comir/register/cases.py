@@ -27,6 +27,7 @@ import pandas as pd
 from comir import geometry
 from comir.calibration import FEATURES, NO_EVIDENCE, Calibration
 from comir.deformation.affine import affine_of_field, affine_to_field
+from comir.deformation.sitk import write_field
 from comir.geometry import IDENTITY, MATRIX_KEYS
 from comir.imaging.preprocess import prepare_modality_image
 from comir.io import read_image
@@ -188,6 +189,7 @@ def register_cases(
     *,
     deformable: DeformableStage | None = None,
     score: FieldScorer | None = None,
+    field_dir: Path | None = None,
 ) -> pd.DataFrame:
     """Register every case of ``cases`` (the test set's ``cases.csv``) in ``direction``; one row per case.
 
@@ -217,7 +219,8 @@ def register_cases(
     (:func:`comir.deformation.affine.affine_of_field`), its ``seconds`` those of both stages, and
     column :data:`DEFORMABLE_SECONDS` the deformable stage's. With ``score`` (a test set with a
     known deformation) each row also has ``score``'s columns of the case's total field: the
-    deformable stage's, or the field of the matrix.
+    deformable stage's, or the field of the matrix. With ``field_dir`` that field is also written
+    there, ``<case>_field.h5`` (:func:`comir.deformation.sitk.write_field`).
 
     Parameters
     ----------
@@ -246,6 +249,8 @@ def register_cases(
         A deformable stage after ``method`` (or on its own). Default None.
     score : FieldScorer or None, optional
         Scores each case's total field against a known deformation. Default None.
+    field_dir : pathlib.Path or None, optional
+        A folder (created) for each case's total field, ``<case>_field.h5``. Default None.
 
     Returns
     -------
@@ -294,6 +299,10 @@ def register_cases(
             if deformable is not None and (result is None or result.ok):  # a failed rigid stage is not refined
                 deformed = deformable.register(reference, floating, None if result is None else result.matrix)
                 result = deformable_result(result, deformed, deformable.method)
+        total = _total_field(result, deformed, case) if score is not None or field_dir is not None else None
+        if field_dir is not None:
+            Path(field_dir).mkdir(parents=True, exist_ok=True)
+            write_field(Path(field_dir) / f"{case.case}_field.h5", total)
         if unrelated:
             truth, error = np.full((2, 3), np.nan), math.nan
         else:
@@ -321,7 +330,7 @@ def register_cases(
                 **{f"true_{k}": v for k, v in zip(MATRIX_KEYS, truth.ravel())},
                 **({} if judge is None else judge.columns(result, reference, floating)),
                 **({} if deformable is None else {DEFORMABLE_SECONDS: deformed.seconds if deformed else math.nan}),
-                **({} if score is None else score(case.case, _total_field(result, deformed, case))),
+                **({} if score is None else score(case.case, total)),
                 "message": result.message,
             }
         )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from comir.config.expand import stress_testset_name
+from comir.config.rules import registration_rule
 from comir.config.variants import ENSEMBLE_METHODS, ensemble_members, model_variant, network_variants, variant_config
 from comir.data.pairs import image_files
 from comir.io import IMAGE_SUFFIXES
@@ -73,18 +74,20 @@ def alternatives(names: Iterable[str]) -> str:
     return "|".join(re.escape(name) for name in names)
 
 
-def registration_runs(config: Config, model_methods: bool) -> list[str]:
-    """Every registration run name (of any dataset) of a method with a model of its own, or of another method.
+def registration_runs(config: Config, rule: str) -> list[str]:
+    """Every registration run name (of any dataset) that workflow rule ``rule`` registers.
 
-    The two kinds' jobs are rule register_accr's and rule register's, told apart by the run's name
-    (:func:`comir.config.rules.model_method_run_problems` keeps a name of one kind everywhere).
+    The rules register, register_fields and register_accr tell their jobs apart by the run's name
+    (:func:`comir.config.rules.registration_rule`; :func:`comir.config.rules.run_rule_problems` keeps
+    a name of one rule everywhere).
 
     Parameters
     ----------
     config : Mapping[str, Any]
         The validated configuration.
-    model_methods : bool
-        True: the runs of :data:`comir.register.MODEL_METHODS`; False: the others.
+    rule : str
+        ``"register"``, ``"register_fields"`` (deformable stages with ``save_fields``) or
+        ``"register_accr"`` (methods with a model of their own, :data:`comir.register.MODEL_METHODS`).
 
     Returns
     -------
@@ -96,7 +99,7 @@ def registration_runs(config: Config, model_methods: bool) -> list[str]:
             run
             for cfg in config["datasets"].values()
             for run, spec in cfg["registration"].items()
-            if (spec["method"] in MODEL_METHODS) == model_methods
+            if registration_rule(spec) == rule
         }
     )
 

@@ -429,7 +429,7 @@ def registration_params(config: Config, dataset: str, source: str, run: str) -> 
     Returns
     -------
     dict of str to Any
-        Canonical: ``method``, ``params`` and, where set, ``deformable``.
+        Canonical: ``method``, ``params`` and, where set, ``deformable`` (its ``method`` and ``params``).
 
     Raises
     ------
@@ -438,7 +438,8 @@ def registration_params(config: Config, dataset: str, source: str, run: str) -> 
         (:func:`comir.workflow.jobs.registration_spec`).
     """
     spec = registration_spec(config, dataset, source, run)
-    run_spec = add_if_set(pick(spec, ("method", "params")), "deformable", spec.get("deformable"))
+    stage = spec.get("deformable")  # save_fields is the rule's output (register_fields), not the registration's
+    run_spec = add_if_set(pick(spec, ("method", "params")), "deformable", stage and pick(stage, ("method", "params")))
     networks = source_networks(config, dataset, source)
     if len(networks) > 1:  # an ensemble registers with ENSEMBLE_METHODS only (comir.workflow.jobs)
         run_spec["params"] = ensemble_params(run_spec["method"], run_spec.get("params"), len(networks))
@@ -772,7 +773,8 @@ def pool_modalities(config: Config, pool: str) -> dict[str, Any]:
 def apply_settings(config: Config, job: str) -> dict[str, Any]:
     """What a register_pairs job uses: how to register (not which pairs: those are its input).
 
-    rescale and min_confidence where set (:func:`add_if_set`); on an exported test set the pair
+    rescale, min_confidence and deformable where set (:func:`add_if_set`, so a job without them keeps
+    its params); on an exported test set the pair
     folders are its modality names, whatever the model calls them.
 
     Parameters
@@ -785,13 +787,14 @@ def apply_settings(config: Config, job: str) -> dict[str, Any]:
     Returns
     -------
     dict of str to Any
-        Canonical: the job's :data:`APPLY_KEYS` that are set, and ``rescale`` and ``min_confidence``
-        where set.
+        Canonical: the job's :data:`APPLY_KEYS` that are set, and ``rescale``, ``min_confidence`` and
+        ``deformable`` where set.
     """
     spec = config["apply"][job]
     settings = pick(spec, APPLY_KEYS)
     add_if_set(settings, "rescale", bool(spec.get("rescale")), False)
     add_if_set(settings, "min_confidence", spec.get("min_confidence"))
+    add_if_set(settings, "deformable", spec.get("deformable"))
     if spec["testset"] is not None:
         modalities = dataset_config(config, spec["testset"]["dataset"])["modalities"]
         settings["folders"] = {slot: modality["name"] for slot, modality in modalities.items()}

@@ -27,6 +27,9 @@ DEFORMABLE_METHODS: dict[str, Callable[..., DeformableResult]] = {
     "demons": demons_register,
     "elastix_bspline": elastix_bspline_register,
 }
+#: The deformable methods with a multimodal metric, for the original images; the others' metrics are
+#: monomodal, for CoMIRs.
+ORIGINAL_INPUT_METHODS = frozenset({"elastix_bspline"})
 
 
 def parameter_names(method: str) -> list[str]:
@@ -88,6 +91,11 @@ class DeformableStage:
                 f"{self.method!r}{hint}; accepted: {', '.join(accepted)}"
             )
 
+    @property
+    def on_originals(self) -> bool:
+        """Whether the method is meant for the original images (:data:`ORIGINAL_INPUT_METHODS`), not CoMIRs."""
+        return self.method in ORIGINAL_INPUT_METHODS
+
     def register(
         self, reference: np.ndarray, floating: np.ndarray, initial_matrix: np.ndarray | None = None
     ) -> DeformableResult:
@@ -115,4 +123,4 @@ class DeformableStage:
         return function(reference, floating, initial_matrix, **self.params, **seeded)
 
 
-__all__ = ["DEFORMABLE_METHODS", "DeformableStage", "parameter_names"]
+__all__ = ["DEFORMABLE_METHODS", "ORIGINAL_INPUT_METHODS", "DeformableStage", "parameter_names"]
