@@ -8,6 +8,7 @@ textures on the CPU, seconds each.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 
 import cv2
@@ -240,7 +241,8 @@ def test_the_head_recovers_a_known_transform_after_a_few_steps(trained):
     assert history["corner_px"].tail(10).mean() < history["corner_px"].head(10).mean()
 
 
-def test_training_is_reproducible_and_freezes_the_encoders_unless_fine_tuned():
+def test_training_is_reproducible_and_freezes_the_encoders_unless_fine_tuned(caplog):
+    caplog.set_level(logging.INFO, logger="comir.training.accr")
     image = source_image()[None]
     pairs = [(image, (1.0 - image**2).astype(np.float32))]
     cfg = dataclasses.replace(TRAINING, steps=3, batch_size=2, similarity_weight=0.5)
@@ -256,6 +258,9 @@ def test_training_is_reproducible_and_freezes_the_encoders_unless_fine_tuned():
     assert all(torch.equal(weights[key], again[key]) for key in weights)
     assert list(first["reference"]) == ["A", "B", "A"] and "similarity" in first
     assert not changed and tuned
+    # Progress lines: every step of a 3-step training, three trainings.
+    progress = [r.getMessage() for r in caplog.records if r.name == "comir.training.accr"]
+    assert len(progress) == 9 and progress[2].startswith("step 3 of 3: loss ")
     with pytest.raises(ValueError, match="needs an affine head"):
         train_registration_head(model, pairs, dataclasses.replace(cfg, max_linear=0.1))
     with pytest.raises(ValueError, match="needs a model with a displacement field"):

@@ -157,6 +157,9 @@ def test_each_accr_rule_gets_only_what_it_uses(config):
     run = params.registration_params(config, "tiny", "nopos", "accr")
     assert run == {"method": "accr", "params": {"max_px": 64}}
     assert params.input_label(config, "tiny", "nopos") == "comir"
+    assert params.registration_gpu(config, "tiny", "nopos", "accr") == 0
+    on_gpu = validate_config(tiny_accr(runs={"accr": {"method": "accr", "params": {"max_px": 64, "device": "cuda"}}}))
+    assert params.registration_gpu(on_gpu, "tiny", "mse", "accr") == 1
 
 
 def test_an_accr_setting_changes_the_params_of_that_variants_model_only(config):

@@ -187,6 +187,18 @@ def test_elastix_recovers_a_known_field_between_two_modalities(case, itk_loaded)
     assert result.folded_fraction == 0.0 and result.metric < 0  # elastix's Mattes MI is negative
 
 
+def test_elastix_with_normalised_correlation_recovers_a_monomodal_field(case, itk_loaded):
+    reference, floating, truth = case
+    kwargs = {"grid_spacing_px": 28, "resolutions": 2, "iterations": 100, "affine": False, "metric": "ncc"}
+    result = elastix_bspline_register(reference, floating, **kwargs)
+    assert result.ok, result.message
+    assert np.median(interior_errors(result.field, truth)) < 1.0
+    assert result.metric < -0.9  # elastix's normalised correlation is negated: -1 is a perfect match
+    # Inverted intensities anti-correlate: the B-spline folds its way to a correlation, not the field.
+    inverted = elastix_bspline_register(reference, 1.0 - floating, **kwargs)
+    assert not inverted.ok or np.median(interior_errors(inverted.field, truth)) > 2.0
+
+
 def test_elastix_takes_the_initial_matrix_and_leaves_no_file(shifted_case, itk_loaded, tmp_path, monkeypatch):
     reference, floating, matrix, truth = shifted_case
     monkeypatch.chdir(tmp_path)  # transformix writes its field into the working directory unless told otherwise
@@ -212,3 +224,7 @@ def test_elastix_maps_set_the_bending_penalty_and_the_grid(itk_loaded):
     (only,) = elastix_parameter_maps(bending_weight=0, affine=False)
     assert only["Metric"] == ("AdvancedMattesMutualInformation",)
     assert only["Registration"] == ("MultiResolutionRegistration",) and "Metric1Weight" not in only
+    (_, correlation) = elastix_parameter_maps(metric="ncc")
+    assert correlation["Metric"] == ("AdvancedNormalizedCorrelation", "TransformBendingEnergyPenalty")
+    with pytest.raises(ValueError, match="metric must be one of"):
+        elastix_parameter_maps(metric="mse")

@@ -47,6 +47,7 @@ use rule register as register_accr with:
     resources:
         mem_mb=4000,
         runtime=240,
+        gpu=rule_params(params.registration_gpu, "dataset", "source", "run"),
     params:
         run=rule_params(params.registration_params, "dataset", "source", "run"),
         image_input=ORIGINAL,

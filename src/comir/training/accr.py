@@ -34,6 +34,7 @@ training (:mod:`comir.network.precision`: on CUDA when asked; the fit and the lo
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -53,6 +54,8 @@ from comir.network.model import TiramisuConfig
 from comir.training.ablations import share_blocks
 from comir.training.loop import build_models
 from comir.training.sampler import PatchSampler, TrainingBatches
+
+log = logging.getLogger(__name__)
 
 # Seeds of the streams, with the run's seed: the patch pairs and the random transforms (CoMIR
 # training uses 2, 5 and 6; distinct streams keep the draws independent of each other).
@@ -449,6 +452,17 @@ def train_registration_head(
         scaler.update()
         row = {"step": step, "reference": slot, **{key: value.item() for key, value in losses.items()}}
         history.append({**row, "seconds": time.perf_counter() - start})
+        # About twenty progress lines per training, so a long CPU run shows where it is.
+        if (step + 1) % max(1, cfg.steps // 20) == 0 or step + 1 == cfg.steps:
+            recent = history[-max(1, cfg.steps // 20) :]
+            log.info(
+                "step %d of %d: loss %.4g, corner error %.2f px (%.2f s per step)",
+                step + 1,
+                cfg.steps,
+                row["total"],
+                row["corner_px"],
+                sum(r["seconds"] for r in recent) / len(recent),
+            )
     model.eval()
     return pd.DataFrame(history)
 

@@ -446,6 +446,29 @@ def registration_params(config: Config, dataset: str, source: str, run: str) -> 
     return canonical(run_spec)
 
 
+def registration_gpu(config: Config, dataset: str, source: str, run: str) -> int:
+    """register_accr's ``gpu`` resource: 1 where the run's ``device`` parameter is not the CPU.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration.
+    dataset : str
+        The dataset's name.
+    source : str
+        The variant whose ACCR model registers.
+    run : str
+        A registration run of a method with a model of its own (``method: accr``).
+
+    Returns
+    -------
+    int
+        1 or 0.
+    """
+    run_params = registration_params(config, dataset, source, run).get("params") or {}
+    return int(run_params.get("device", "cpu") != "cpu")
+
+
 def image_input(source: str) -> str:
     """How a registration job reads its images: ``original``, or ``comir`` for CoMIRs and translations alike.
 

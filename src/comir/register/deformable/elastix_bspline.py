@@ -1,4 +1,4 @@
-"""elastix affine then B-spline with Mattes MI, for the original images (:mod:`comir.register.deformable`)."""
+"""elastix affine then B-spline: Mattes MI for originals, correlation for CoMIRs (:mod:`comir.register.deformable`)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ from comir.register.deformable.base import (
     run_method,
 )
 
+#: The similarity metrics of :func:`elastix_parameter_maps`: their elastix names.
+ELASTIX_METRICS = {"mattes_mi": "AdvancedMattesMutualInformation", "ncc": "AdvancedNormalizedCorrelation"}
+
 
 def elastix_parameter_maps(
     grid_spacing_px: float = 32.0,
@@ -31,15 +34,17 @@ def elastix_parameter_maps(
     bending_weight: float = 1.0,
     affine: bool = True,
     seed: int = 0,
+    metric: str = "mattes_mi",
 ) -> list[dict[str, tuple[str, ...]]]:
     """The elastix parameter maps of :func:`elastix_bspline_register`: affine (optional), then B-spline.
 
     Each is elastix's default map (``GetDefaultParameterMap("affine")``, ``("bspline",
-    resolutions, grid_spacing_px)``) with Mattes MI written out and these settings:
+    resolutions, grid_spacing_px)``) with the similarity metric written out (``metric``: Mattes MI,
+    elastix's default, or normalised correlation) and these settings:
     NumberOfResolutions, MaximumNumberOfIterations (per resolution), NumberOfHistogramBins,
     NumberOfSpatialSamples, RandomSeed, FinalGridSpacingInPhysicalUnits (B-spline; elastix's
     grid schedule 2, 1.41, 1 times it), WriteResultImage "false".  The B-spline map of elastix
-    adds a TransformBendingEnergyPenalty to the MI; its weight is ``bending_weight`` (elastix's
+    adds a TransformBendingEnergyPenalty to the metric; its weight is ``bending_weight`` (elastix's
     default 1), and 0 removes the penalty (plain MultiResolutionRegistration).
 
     Parameters
@@ -60,6 +65,9 @@ def elastix_parameter_maps(
         Start with elastix's affine map. Default True.
     seed : int, optional
         RandomSeed (taken modulo 2**32). Default 0.
+    metric : {"mattes_mi", "ncc"}, optional
+        AdvancedMattesMutualInformation (two modalities; default) or AdvancedNormalizedCorrelation
+        (one modality, such as two CoMIRs). ``bins`` only matters for Mattes MI.
 
     Returns
     -------
@@ -73,10 +81,12 @@ def elastix_parameter_maps(
     """
     from comir.register.elastix import load_itk  # itk with elastix loaded once per process (5-12 s)
 
+    if metric not in ELASTIX_METRICS:
+        raise ValueError(f"metric must be one of {sorted(ELASTIX_METRICS)}, not {metric!r}")
     spacing = positive_float("grid_spacing_px", grid_spacing_px)
     resolutions = positive_int("resolutions", resolutions)
     settings = {
-        "Metric": ("AdvancedMattesMutualInformation",),
+        "Metric": (ELASTIX_METRICS[metric],),
         "NumberOfResolutions": (str(resolutions),),
         "MaximumNumberOfIterations": (str(positive_int("iterations", iterations)),),
         "NumberOfHistogramBins": (str(positive_int("bins", bins, 4)),),
@@ -96,7 +106,7 @@ def elastix_parameter_maps(
     parameters = {key: tuple(defaults[key]) for key in defaults.keys()}
     parameters.update(settings)
     if weight > 0:
-        parameters["Metric"] = ("AdvancedMattesMutualInformation", "TransformBendingEnergyPenalty")
+        parameters["Metric"] = (ELASTIX_METRICS[metric], "TransformBendingEnergyPenalty")
         parameters["Registration"] = ("MultiMetricMultiResolutionRegistration",)
         parameters["Metric0Weight"] = ("1.0",)
         parameters["Metric1Weight"] = (repr(weight),)
@@ -121,8 +131,9 @@ def elastix_bspline_register(
     bending_weight: float = 1.0,
     affine: bool = True,
     seed: int = 0,
+    metric: str = "mattes_mi",
 ) -> DeformableResult:
-    """Affine then B-spline registration with elastix (itk-elastix), Mattes MI: the baseline on the originals.
+    """Affine then B-spline registration with elastix (itk-elastix), Mattes MI by default: the originals' baseline.
 
     The floating image is moved onto the reference grid by the initial matrix (cubic; its
     pixels outside the floating image set to the valid mean and excluded by elastix's moving
@@ -154,6 +165,9 @@ def elastix_bspline_register(
         Run elastix's affine stage before the B-spline. Default True.
     seed : int, optional
         elastix's RandomSeed. Default 0.
+    metric : {"mattes_mi", "ncc"}, optional
+        The similarity metric (:func:`elastix_parameter_maps`): Mattes MI (default) between two
+        modalities, normalised correlation between two CoMIRs.
 
     Returns
     -------
@@ -170,7 +184,7 @@ def elastix_bspline_register(
 
     check_pair(reference, floating)  # malformed arguments first, before the slow import
     maps = elastix_parameter_maps(
-        grid_spacing_px, resolutions, iterations, bins, spatial_samples, bending_weight, affine, seed
+        grid_spacing_px, resolutions, iterations, bins, spatial_samples, bending_weight, affine, seed, metric
     )
     itk = load_itk()  # outside the call's seconds, as in comir.register.elastix
 
@@ -200,4 +214,4 @@ def elastix_bspline_register(
     return run_method(reference, floating, initial_matrix, False, body)
 
 
-__all__ = ["elastix_bspline_register", "elastix_parameter_maps"]
+__all__ = ["ELASTIX_METRICS", "elastix_bspline_register", "elastix_parameter_maps"]
