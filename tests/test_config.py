@@ -10,6 +10,7 @@ from helpers.project import ROOT, demo
 # Shipped overlays and the configuration they are merged onto (--configfile base overlay).
 OVERLAYS = {
     "bfshg-apply.yaml": "bfshg-dev.yaml",
+    "bfshg-deformable-elastix.yaml": "bfshg-deformable.yaml",
     "bfshg-dev-accr.yaml": "bfshg-dev.yaml",
     "bfshg-gan.yaml": "bfshg-dev.yaml",
     "demo-gan.yaml": "demo.yaml",
