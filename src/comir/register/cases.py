@@ -270,6 +270,8 @@ def register_cases(
     image_dirs = [Path(image_dir)] if isinstance(image_dir, str | os.PathLike) else [Path(d) for d in image_dir]
     if with_originals and original_dir is None:
         raise ValueError(f"registration run {run_name!r} uses the original images besides: give original_dir")
+    if field_dir is not None:
+        Path(field_dir).mkdir(parents=True, exist_ok=True)
     rows = []
     for index, case in enumerate(cases.itertuples(index=False)):
         partner = unrelated_partner(cases, index) if unrelated else case.case
@@ -301,7 +303,6 @@ def register_cases(
                 result = deformable_result(result, deformed, deformable.method)
         total = _total_field(result, deformed, case) if score is not None or field_dir is not None else None
         if field_dir is not None:
-            Path(field_dir).mkdir(parents=True, exist_ok=True)
             write_field(Path(field_dir) / f"{case.case}_field.h5", total)
         if unrelated:
             truth, error = np.full((2, 3), np.nan), math.nan

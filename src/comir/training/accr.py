@@ -433,6 +433,7 @@ def train_registration_head(
     use_amp = precision.mixed_precision_enabled(device, cfg.mixed_precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_grad_scaler(device, use_amp))
     history = []
+    log_every = max(1, cfg.steps // 20)  # about twenty progress lines, so a long CPU run shows where it is
     for step in range(cfg.steps):
         start = time.perf_counter()
         slot = cfg.reference_slots[step % len(cfg.reference_slots)]
@@ -452,9 +453,8 @@ def train_registration_head(
         scaler.update()
         row = {"step": step, "reference": slot, **{key: value.item() for key, value in losses.items()}}
         history.append({**row, "seconds": time.perf_counter() - start})
-        # About twenty progress lines per training, so a long CPU run shows where it is.
-        if (step + 1) % max(1, cfg.steps // 20) == 0 or step + 1 == cfg.steps:
-            recent = history[-max(1, cfg.steps // 20) :]
+        if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
+            recent = history[-log_every:]
             log.info(
                 "step %d of %d: loss %.4g, corner error %.2f px (%.2f s per step)",
                 step + 1,
