@@ -53,7 +53,7 @@ def test_accr_is_off_unless_configured_and_its_defaults_are_filled_in():
     assert not [t for t in targets.final_targets(plain) if t.rule in {"train_accr", "accr_attention"}]
     accr = validate_config(tiny_accr())["datasets"]["tiny"]["accr"]
     assert accr["model"] == {"patch": 8, "key_stride": 4, "embed_dim": 16, "heads": 4, "transform": "rigid",
-                             "field": False, "positional": True}  # fmt: skip
+                             "field": False, "positional": True, "attention": True}  # fmt: skip
     assert accr["training"]["reference_slots"] == ["A", "B"] and accr["training"]["max_linear"] == 0
 
 

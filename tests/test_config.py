@@ -11,6 +11,7 @@ from helpers.project import ROOT, demo
 OVERLAYS = {
     "bfshg-apply.yaml": "bfshg-dev.yaml",
     "bfshg-deformable-elastix.yaml": "bfshg-deformable.yaml",
+    "bfshg-deformable-ensemble.yaml": "bfshg-deformable.yaml",
     "bfshg-dev-accr.yaml": "bfshg-dev.yaml",
     "bfshg-gan.yaml": "bfshg-dev.yaml",
     "demo-gan.yaml": "demo.yaml",

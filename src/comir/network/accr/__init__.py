@@ -16,7 +16,8 @@ as a model family beside CoMIR:
   live in one space) embeds a square with half a square of context around it; then LayerNorm and,
   with ``positional``, a 2-D sinusoidal encoding of the square's centre (:func:`.attention.positional_encoding`).
 * **Cross-attention** (:class:`.attention.CrossAttention`): multi-head scaled dot-product attention, queries
-  from the reference's tokens, keys and values from the floating's.
+  from the reference's tokens, keys and values from the floating's. Its ablation (``attention:
+  false``, :class:`.attention.CosineMatching`): the weights are the plain cosines of the tokens.
 * **Registration head**: reference token ``r`` at ``p_r`` gets the soft correspondence
   ``c_r = sum_j w_rj q_j``, the attention-weighted mean of the floating token centres ``q_j``
   (weights averaged over the heads), and a confidence in (0, 1) from its attended features (a
@@ -35,7 +36,7 @@ Its modules, each importing only those below it in this list:
 
 * :mod:`.checkpoint`: the model file (:func:`.checkpoint.save_accr`, :func:`.checkpoint.load_accr`);
 * :mod:`.model`: :class:`.model.ACCRConfig`, :class:`.model.ACCRNet` and its output;
-* :mod:`.attention`: :class:`.attention.CrossAttention` and the positional encodings;
+* :mod:`.attention`: :class:`.attention.CrossAttention`, its ablation and the positional encodings;
 * :mod:`.geometry`: token centres, points moved by matrices, sampling, the transform fits.
 
 The modules are imported by their own names (``from comir.network.accr.model import ACCRNet``):

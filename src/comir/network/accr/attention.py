@@ -1,4 +1,4 @@
-"""ACCR's cross-modal attention and the positional encodings of its tokens."""
+"""ACCR's cross-modal attention, its ablation (plain cosine matching) and the positional encodings of its tokens."""
 
 from __future__ import annotations
 
@@ -72,14 +72,49 @@ class CrossAttention(nn.Module):
             ``(N, heads, L_q, L_k)`` attention weights, summing to 1 over the keys.
         """
         normed_keys = self.norm_keys(keys)
-        q = F.normalize(self._split(self.query(self.norm_queries(queries))), dim=-1)
-        k = F.normalize(self._split(self.key(normed_keys)), dim=-1)
-        logits = self.log_scale.exp()[:, None, None] * (q @ k.transpose(-1, -2))
-        if key_padding_mask is not None:
-            logits = logits.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-        weights = logits.softmax(dim=-1)
+        q = self._split(self.query(self.norm_queries(queries)))
+        weights = cosine_weights(q, self._split(self.key(normed_keys)), self.log_scale.exp(), key_padding_mask)
         attended = (weights @ self._split(self.value(normed_keys))).transpose(1, 2).flatten(2)
         return queries + self.output(attended), weights
+
+
+class CosineMatching(nn.Module):
+    """ACCR without its attention (an ablation): each query's weights over the keys from their plain cosines.
+
+    The weights are those of one :class:`CrossAttention` head with no learned projection or scale:
+    the softmax over the keys of :data:`INITIAL_SCALE` times the cosine similarity of the tokens
+    themselves (the untrained attention's weights). Nothing is exchanged between the two images:
+    the output is the queries as given, so what comes after sees the reference token alone. No
+    parameters; permutation equivariant like the attention. The call is :class:`CrossAttention`'s.
+    """
+
+    def forward(self, queries: Tensor, keys: Tensor, key_padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(N, L_q, D)`` queries over ``(N, L_k, D)`` keys: the queries and the weights ``(N, 1, L_q, L_k)``."""
+        scale = torch.full((1,), INITIAL_SCALE, dtype=queries.dtype, device=queries.device)
+        return queries, cosine_weights(queries[:, None], keys[:, None], scale, key_padding_mask)
+
+
+def cosine_weights(queries: Tensor, keys: Tensor, scale: Tensor, key_padding_mask: Tensor | None) -> Tensor:
+    """Per head, the softmax over the keys of ``scale`` times the cosines of queries and keys.
+
+    Parameters
+    ----------
+    queries, keys : torch.Tensor
+        ``(N, heads, L_q, d)`` and ``(N, heads, L_k, d)`` (not normalised).
+    scale : torch.Tensor
+        ``(heads,)`` positive scales of the cosines.
+    key_padding_mask : torch.Tensor or None
+        ``(N, L_k)`` bool, True for keys to ignore; None: all keys.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, heads, L_q, L_k)`` weights, summing to 1 over the keys.
+    """
+    logits = scale[:, None, None] * (F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).transpose(-1, -2))
+    if key_padding_mask is not None:
+        logits = logits.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+    return logits.softmax(dim=-1)
 
 
 def positional_encoding(positions: Tensor, dim: int) -> Tensor:
@@ -108,4 +143,4 @@ def positional_encoding(positions: Tensor, dim: int) -> Tensor:
     return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=-1)
 
 
-__all__ = ["INITIAL_SCALE", "CrossAttention", "positional_encoding"]
+__all__ = ["INITIAL_SCALE", "CosineMatching", "CrossAttention", "cosine_weights", "positional_encoding"]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from comir.network.accr.attention import CrossAttention, positional_encoding
+from comir.network.accr.attention import CosineMatching, CrossAttention, positional_encoding
 from comir.network.accr.geometry import (
     HEAD_TRANSFORMS,
     autocast_off,
@@ -50,6 +50,11 @@ class ACCRConfig:
         Whether the head also gives a coarse displacement field (:mod:`comir.network.accr`).
     positional : bool
         Whether 2-D positional encodings are added to the tokens.
+    attention : bool
+        Whether the reference tokens attend to the floating ones through the learned cross-attention
+        (:class:`.attention.CrossAttention`); ``False`` (an ablation): their weights are the plain
+        cosines of the embedded tokens (:class:`.attention.CosineMatching`), with no exchange between
+        the images, so ``heads`` is unused and stage 2 trains the embedding and the confidence.
     """
 
     patch: int = 8
@@ -59,6 +64,7 @@ class ACCRConfig:
     transform: str = "rigid"
     field: bool = False
     positional: bool = True
+    attention: bool = True
 
     def __post_init__(self) -> None:
         if self.transform not in HEAD_TRANSFORMS:
@@ -67,7 +73,7 @@ class ACCRConfig:
             raise ValueError("ACCRConfig's patch, key_stride, heads and embed_dim must be >= 1")
         if self.patch % self.key_stride:
             raise ValueError(f"ACCRConfig.key_stride {self.key_stride} must divide patch {self.patch}")
-        if self.embed_dim % self.heads or (self.positional and self.embed_dim % 4):
+        if (self.attention and self.embed_dim % self.heads) or (self.positional and self.embed_dim % 4):
             raise ValueError(
                 f"ACCRConfig.embed_dim {self.embed_dim} must be divisible by heads ({self.heads})"
                 + (" and by 4 (the positional encoding's sin/cos of x and y)" if self.positional else "")
@@ -97,7 +103,8 @@ class ACCRConfig:
         """The number of parameters of an :class:`ACCRNet` besides its encoders', for CoMIRs of ``channels``.
 
         The embedding (convolution and LayerNorm), the attention (two LayerNorms, the query, key,
-        value and output projections, a scale per head) and the confidence MLP.
+        value and output projections, a scale per head; none without ``attention``) and the
+        confidence MLP.
 
         Parameters
         ----------
@@ -111,7 +118,7 @@ class ACCRConfig:
         """
         d = self.embed_dim
         embedding = channels * self.window**2 * d + d + 2 * d
-        attention = 2 * 2 * d + 4 * (d * d + d) + self.heads
+        attention = 2 * 2 * d + 4 * (d * d + d) + self.heads if self.attention else 0
         confidence = (d * d + d) + (d + 1)
         return embedding + attention + confidence
 
@@ -129,8 +136,8 @@ class ACCROutput:
         of them about the origin) or ``(N, 6)`` (the matrix row by row,
         :data:`comir.geometry.MATRIX_KEYS`).
     attention : torch.Tensor
-        ``(N, heads, L_r, L_f)``: the weights of each reference token over the floating tokens
-        (rows sum to 1); tokens row by row of their grids.
+        ``(N, heads, L_r, L_f)`` (one head without ``attention``): the weights of each reference
+        token over the floating tokens (rows sum to 1); tokens row by row of their grids.
     correspondences : torch.Tensor
         ``(N, L_r, 2)`` float32: each reference token's soft correspondence (x, y) in the floating image.
     confidence : torch.Tensor
@@ -182,7 +189,7 @@ class ACCRNet(nn.Module):
         # Applied with the stride of the side (patch or key_stride) by tokens(), not by its own forward.
         self.embed = nn.Conv2d(channels.pop(), d, kernel_size=config.window)
         self.embed_norm = nn.LayerNorm(d)
-        self.attention = CrossAttention(d, config.heads)
+        self.attention = CrossAttention(d, config.heads) if config.attention else CosineMatching()
         self.confidence = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 1))
         self.encoders.eval()
 
