@@ -240,6 +240,10 @@ def test_defaults_are_not_shared_between_datasets():
             deformable={"method": "bspline", "smoothing": 2}
         ),
          "registration/cascade/deformable: unknown key.*smoothing"),
+        (lambda c: c["datasets"]["synthetic"]["registration"]["cascade"].update(
+            deformable={"method": "elastix_bspline", "params": {"grid_spacing_px": 0}}
+        ),
+         "registration/cascade/params: deformable method 'elastix_bspline': grid_spacing_px must be finite and > 0"),
         (lambda c: c["datasets"]["synthetic"]["registration"].update(
             d={"method": "demons", "deformable": {"method": "bspline"}}
         ),

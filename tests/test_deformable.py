@@ -24,6 +24,7 @@ from comir.register.deformable import demons
 from comir.register.deformable.bspline import bspline_register
 from comir.register.deformable.demons import demons_register
 from comir.register.deformable.elastix_bspline import elastix_bspline_register, elastix_parameter_maps
+from comir.register.deformable.stage import DeformableStage
 from helpers.registration_cases import floating_for, texture
 
 SIZE = 112
@@ -155,6 +156,26 @@ def test_an_image_too_small_for_the_pyramid_is_a_failure_with_itk_reason():
 def test_malformed_arguments_are_value_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call(np.random.default_rng(0).random((32, 32)).astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "method, params, message",
+    [
+        ("bspline", {"grid_spacing_px": -1}, "'bspline': grid_spacing_px must be finite and > 0"),
+        ("bspline", {"sampling_fraction": 1.5}, "sampling_fraction must be in"),
+        ("demons", {"smoothing_sigma": 0}, "'demons': smoothing_sigma must be finite and > 0"),
+        ("demons", {"shrink_factors": [4, 2, 1], "smoothing_sigmas": [1]}, "smoothing_sigmas has 1 entries"),
+        ("elastix_bspline", {"metric": "mi"}, "'elastix_bspline': metric must be one of"),
+        ("elastix_bspline", {"affine": "no"}, "affine must be true or false"),
+        ("elastix_bspline", {"bins": 2}, "bins must be an integer >= 4"),
+        ("elastix_bspline", {"grid_spacing_px": [1, 2]}, "grid_spacing_px must be a number"),
+    ],
+)
+def test_a_stage_checks_its_values_when_it_is_built(method, params, message):
+    # No image is registered and elastix is not loaded: a configuration's mistake shows at parse time.
+    with pytest.raises(ValueError, match=message):
+        DeformableStage(method, params)
+    assert DeformableStage(method, {}).params == {}
 
 
 def test_a_bug_inside_propagates(monkeypatch, case):

@@ -466,7 +466,7 @@ def apply_problems(
     if problem:
         problems.append(f"{where}: {problem}")
     try:
-        deformable_stage(job.get("deformable"), seed=0)  # its parameter names, as a registration run's
+        deformable_stage(job.get("deformable"), seed=0)  # its parameters, as a registration run's
     except ValueError as error:
         problems.append(f"{where}/deformable: {error}")
     return problems
@@ -478,7 +478,7 @@ def _registration_problem(run: Mapping[str, Any], deformable: bool = False) -> s
     The method is built once here, at parse time, so a misspelt parameter stops
     ``snakemake -n`` instead of a registration job after hours of training. With ``deformable``
     (a dataset's runs, not the apply stage's) the run may be deformable
-    (:func:`comir.register.make_run`: a deformable method's parameter names are checked).
+    (:func:`comir.register.make_run`: a deformable method's parameter names and values are checked).
     """
     # The methods' own parameter checks, one source of truth; a model method's names only (its model
     # file is written later).

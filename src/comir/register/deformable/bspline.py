@@ -22,6 +22,38 @@ from comir.register.deformable.base import (
 BSPLINE_METRICS = ("correlation", "mean_squares")
 
 
+def check_bspline_params(
+    *,
+    grid_spacing_px: float,
+    metric: str,
+    iterations: int,
+    shrink_factors: Sequence[int],
+    smoothing_sigmas: Sequence[float] | None,
+    sampling_fraction: float,
+    seed: int,
+) -> tuple[float, int, list[int], list[float], float, int]:
+    """:func:`bspline_register`'s parameters checked, as it uses them (no image needed: at parse time too).
+
+    Returns
+    -------
+    tuple
+        ``(spacing, iterations, shrink factors, smoothing sigmas, sampling fraction, seed)``.
+
+    Raises
+    ------
+    ValueError
+        For a parameter outside its range (:func:`bspline_register`).
+    """
+    spacing = positive_float("grid_spacing_px", grid_spacing_px)
+    if metric not in BSPLINE_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(BSPLINE_METRICS)}, got {metric!r}")
+    shrinks, sigmas = pyramid(shrink_factors, smoothing_sigmas)
+    fraction = positive_float("sampling_fraction", sampling_fraction)
+    if fraction > 1:
+        raise ValueError(f"sampling_fraction must be in (0, 1], got {sampling_fraction!r}")
+    return spacing, positive_int("iterations", iterations), shrinks, sigmas, fraction, checked_seed(seed)
+
+
 def bspline_register(
     reference: np.ndarray,
     floating: np.ndarray,
@@ -81,15 +113,10 @@ def bspline_register(
     ValueError
         For malformed images, a malformed ``initial_matrix`` or a parameter outside its range.
     """
-    spacing = positive_float("grid_spacing_px", grid_spacing_px)
-    if metric not in BSPLINE_METRICS:
-        raise ValueError(f"metric must be one of {', '.join(BSPLINE_METRICS)}, got {metric!r}")
-    iterations = positive_int("iterations", iterations)
-    shrinks, sigmas = pyramid(shrink_factors, smoothing_sigmas)
-    fraction = positive_float("sampling_fraction", sampling_fraction)
-    if fraction > 1:
-        raise ValueError(f"sampling_fraction must be in (0, 1], got {sampling_fraction!r}")
-    seed = checked_seed(seed)
+    spacing, iterations, shrinks, sigmas, fraction, seed = check_bspline_params(
+        grid_spacing_px=grid_spacing_px, metric=metric, iterations=iterations, shrink_factors=shrink_factors,
+        smoothing_sigmas=smoothing_sigmas, sampling_fraction=sampling_fraction, seed=seed,
+    )  # fmt: skip
 
     def body(ref: np.ndarray, flo: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float, str]:
         import SimpleITK as sitk
@@ -132,4 +159,4 @@ def bspline_register(
     return run_method(reference, floating, initial_matrix, True, body)
 
 
-__all__ = ["BSPLINE_METRICS", "bspline_register"]
+__all__ = ["BSPLINE_METRICS", "bspline_register", "check_bspline_params"]

@@ -62,6 +62,38 @@ def _field_on(field: Any | None, grid: Any) -> Any:
     return resampler.Execute(field)
 
 
+def check_demons_params(
+    *,
+    iterations: int,
+    smoothing_sigma: float,
+    update_sigma: float,
+    max_step_px: float,
+    shrink_factors: Sequence[int],
+    smoothing_sigmas: Sequence[float] | None,
+) -> tuple[int, float, float, float, list[int], list[float]]:
+    """:func:`demons_register`'s parameters checked, as it uses them (no image needed: at parse time too).
+
+    Returns
+    -------
+    tuple
+        ``(iterations, smoothing sigma, update sigma, max step, shrink factors, smoothing sigmas)``.
+
+    Raises
+    ------
+    ValueError
+        For a parameter outside its range (:func:`demons_register`).
+    """
+    shrinks, sigmas = pyramid(shrink_factors, smoothing_sigmas)
+    return (
+        positive_int("iterations", iterations),
+        positive_float("smoothing_sigma", smoothing_sigma),
+        positive_float("update_sigma", update_sigma, allow_zero=True),
+        positive_float("max_step_px", max_step_px),
+        shrinks,
+        sigmas,
+    )
+
+
 def demons_register(
     reference: np.ndarray,
     floating: np.ndarray,
@@ -119,11 +151,10 @@ def demons_register(
     ValueError
         For malformed images, a malformed ``initial_matrix`` or a parameter outside its range.
     """
-    iterations = positive_int("iterations", iterations)
-    sigma = positive_float("smoothing_sigma", smoothing_sigma)
-    update = positive_float("update_sigma", update_sigma, allow_zero=True)
-    step = positive_float("max_step_px", max_step_px)
-    shrinks, sigmas = pyramid(shrink_factors, smoothing_sigmas)
+    iterations, sigma, update, step, shrinks, sigmas = check_demons_params(
+        iterations=iterations, smoothing_sigma=smoothing_sigma, update_sigma=update_sigma, max_step_px=max_step_px,
+        shrink_factors=shrink_factors, smoothing_sigmas=smoothing_sigmas,
+    )  # fmt: skip
 
     def body(ref: np.ndarray, flo: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float, str]:
         import SimpleITK as sitk
@@ -155,4 +186,4 @@ def demons_register(
     return run_method(reference, floating, initial_matrix, True, body)
 
 
-__all__ = ["demons_register"]
+__all__ = ["check_demons_params", "demons_register"]

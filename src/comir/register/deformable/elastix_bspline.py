@@ -25,6 +25,49 @@ from comir.register.deformable.base import (
 ELASTIX_METRICS = {"mattes_mi": "AdvancedMattesMutualInformation", "ncc": "AdvancedNormalizedCorrelation"}
 
 
+def check_elastix_params(
+    *,
+    grid_spacing_px: float,
+    resolutions: int,
+    iterations: int,
+    bins: int,
+    spatial_samples: int,
+    bending_weight: float,
+    affine: bool,
+    seed: int,
+    metric: str,
+) -> tuple[float, int, float, dict[str, tuple[str, ...]]]:
+    """:func:`elastix_bspline_register`'s parameters checked, without elastix's slow import (at parse time too).
+
+    Returns
+    -------
+    tuple
+        ``(grid spacing, resolutions, bending weight, settings)``: the settings are the entries that
+        :func:`elastix_parameter_maps` writes into both maps.
+
+    Raises
+    ------
+    ValueError
+        For a setting outside its range (:func:`elastix_parameter_maps`).
+    """
+    if metric not in ELASTIX_METRICS:
+        raise ValueError(f"metric must be one of {sorted(ELASTIX_METRICS)}, not {metric!r}")
+    if not isinstance(affine, bool | np.bool_):
+        raise ValueError(f"affine must be true or false, got {affine!r}")
+    spacing = positive_float("grid_spacing_px", grid_spacing_px)
+    resolutions = positive_int("resolutions", resolutions)
+    settings = {
+        "Metric": (ELASTIX_METRICS[metric],),
+        "NumberOfResolutions": (str(resolutions),),
+        "MaximumNumberOfIterations": (str(positive_int("iterations", iterations)),),
+        "NumberOfHistogramBins": (str(positive_int("bins", bins, 4)),),
+        "NumberOfSpatialSamples": (str(positive_int("spatial_samples", spatial_samples)),),
+        "RandomSeed": (str(checked_seed(seed) % 2**32),),
+        "WriteResultImage": ("false",),
+    }
+    return spacing, resolutions, positive_float("bending_weight", bending_weight, allow_zero=True), settings
+
+
 def elastix_parameter_maps(
     grid_spacing_px: float = 32.0,
     resolutions: int = 3,
@@ -81,20 +124,10 @@ def elastix_parameter_maps(
     """
     from comir.register.elastix import load_itk  # itk with elastix loaded once per process (5-12 s)
 
-    if metric not in ELASTIX_METRICS:
-        raise ValueError(f"metric must be one of {sorted(ELASTIX_METRICS)}, not {metric!r}")
-    spacing = positive_float("grid_spacing_px", grid_spacing_px)
-    resolutions = positive_int("resolutions", resolutions)
-    settings = {
-        "Metric": (ELASTIX_METRICS[metric],),
-        "NumberOfResolutions": (str(resolutions),),
-        "MaximumNumberOfIterations": (str(positive_int("iterations", iterations)),),
-        "NumberOfHistogramBins": (str(positive_int("bins", bins, 4)),),
-        "NumberOfSpatialSamples": (str(positive_int("spatial_samples", spatial_samples)),),
-        "RandomSeed": (str(checked_seed(seed) % 2**32),),
-        "WriteResultImage": ("false",),
-    }
-    weight = positive_float("bending_weight", bending_weight, allow_zero=True)
+    spacing, resolutions, weight, settings = check_elastix_params(
+        grid_spacing_px=grid_spacing_px, resolutions=resolutions, iterations=iterations, bins=bins,
+        spatial_samples=spatial_samples, bending_weight=bending_weight, affine=affine, seed=seed, metric=metric,
+    )  # fmt: skip
     parameter_object = load_itk().ParameterObject.New()
     maps = []
     if affine:
@@ -214,4 +247,4 @@ def elastix_bspline_register(
     return run_method(reference, floating, initial_matrix, False, body)
 
 
-__all__ = ["ELASTIX_METRICS", "elastix_bspline_register", "elastix_parameter_maps"]
+__all__ = ["ELASTIX_METRICS", "check_elastix_params", "elastix_bspline_register", "elastix_parameter_maps"]

@@ -1,10 +1,10 @@
 """The deformable methods by name, configured once: a registration run's deformable stage or method.
 
 The configuration names a method (:data:`DEFORMABLE_METHODS`) and its keyword parameters;
-:class:`DeformableStage` checks their names when it is built (the configuration is read) and
-passes them, with the run's seed where the method takes one, to every call. Their values are
-checked by the method itself, when the first pair is registered: elastix's checks need its
-slow import (:mod:`comir.register.deformable.elastix_bspline`).
+:class:`DeformableStage` checks their names and values when it is built (the configuration is
+read: a bad value stops ``snakemake -n``, not a registration job after hours of training), with
+the method's own checks (:data:`PARAMETER_CHECKS`, which need no image and no slow import), and
+passes them, with the run's seed where the method takes one, to every call.
 """
 
 from __future__ import annotations
@@ -17,15 +17,21 @@ from typing import Any
 import numpy as np
 
 from comir.register.deformable.base import DeformableResult
-from comir.register.deformable.bspline import bspline_register
-from comir.register.deformable.demons import demons_register
-from comir.register.deformable.elastix_bspline import elastix_bspline_register
+from comir.register.deformable.bspline import bspline_register, check_bspline_params
+from comir.register.deformable.demons import check_demons_params, demons_register
+from comir.register.deformable.elastix_bspline import check_elastix_params, elastix_bspline_register
 
 #: The deformable registration methods by their configuration name.
 DEFORMABLE_METHODS: dict[str, Callable[..., DeformableResult]] = {
     "bspline": bspline_register,
     "demons": demons_register,
     "elastix_bspline": elastix_bspline_register,
+}
+#: Each method's check of its keyword parameters' values (all of them, ``seed`` included), as it runs them.
+PARAMETER_CHECKS: dict[str, Callable[..., Any]] = {
+    "bspline": check_bspline_params,
+    "demons": check_demons_params,
+    "elastix_bspline": check_elastix_params,
 }
 #: The deformable methods with a multimodal metric, for the original images; the others' metrics are
 #: monomodal, for CoMIRs.
@@ -63,14 +69,15 @@ class DeformableStage:
     method : str
         A name of :data:`DEFORMABLE_METHODS`.
     params : Mapping
-        Its keyword parameters (names checked here, values by the method).
+        Its keyword parameters (names and values checked here).
     seed : int
         The seed of the methods that sample (``seed`` is not a parameter).
 
     Raises
     ------
     ValueError
-        For an unknown method or parameter name (listing the known ones).
+        For an unknown method or parameter name (listing the known ones), or a value the method
+        rejects (:data:`PARAMETER_CHECKS`).
     """
 
     method: str
@@ -90,6 +97,13 @@ class DeformableStage:
                 f"unknown parameter(s) {', '.join(map(repr, unknown))} for deformable method "
                 f"{self.method!r}{hint}; accepted: {', '.join(accepted)}"
             )
+        signature = inspect.signature(DEFORMABLE_METHODS[self.method]).parameters.values()
+        defaults = {p.name: p.default for p in signature if p.kind is p.KEYWORD_ONLY}
+        seeded = {"seed": int(self.seed)} if "seed" in defaults else {}
+        try:
+            PARAMETER_CHECKS[self.method](**{**defaults, **self.params, **seeded})
+        except (TypeError, ValueError) as error:  # TypeError: a value of the wrong type, e.g. a list for a number
+            raise ValueError(f"deformable method {self.method!r}: {error}") from None
 
     @property
     def on_originals(self) -> bool:
@@ -123,4 +137,4 @@ class DeformableStage:
         return function(reference, floating, initial_matrix, **self.params, **seeded)
 
 
-__all__ = ["DEFORMABLE_METHODS", "ORIGINAL_INPUT_METHODS", "DeformableStage", "parameter_names"]
+__all__ = ["DEFORMABLE_METHODS", "ORIGINAL_INPUT_METHODS", "PARAMETER_CHECKS", "DeformableStage", "parameter_names"]
