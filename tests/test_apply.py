@@ -505,11 +505,31 @@ def test_the_command_refines_by_a_deformable_stage_and_writes_its_field(tmp_path
     assert np.median(error) < 0.5 and np.abs(truth).max() > 2
 
 
+def test_the_deformable_stage_registers_where_the_mask_files_say(tmp_path, twin_model_file, capsys, monkeypatch):
+    """A floating mask file reaches the stage as the rigid method had it (shrunk by the margin); none: no mask."""
+    received = []
+
+    def recording(reference, floating, initial_matrix=None, reference_mask=None, floating_mask=None, **params):
+        received.append((reference_mask, floating_mask))
+        return bspline_register(reference, floating, initial_matrix, reference_mask, floating_mask, **params)
+
+    monkeypatch.setitem(DEFORMABLE_METHODS, "bspline", recording)
+    mask = np.ones((128, 128), np.uint8)
+    mask[:, :32] = 0
+    tifffile.imwrite(tmp_path / "mask.tif", mask)
+    args = deformable_command(tmp_path, twin_model_file, "--deformable", "bspline", "--masks", "none")
+    assert main([*args, "--floating-mask", str(tmp_path / "mask.tif")]) == 0, capsys.readouterr().err
+    ((reference_mask, floating_mask),) = received
+    assert reference_mask is None and floating_mask.shape == (128, 128)
+    assert not floating_mask[:, : 32 + 4].any() and floating_mask[:, 32 + 8 :].all()  # the 4 px margin
+    assert pd.read_csv(tmp_path / "out" / "transform.csv").iloc[0]["deformable_status"] == "ok"
+
+
 def test_a_failed_deformable_stage_keeps_the_rigid_result_and_says_so(tmp_path, twin_model_file, capsys, monkeypatch):
     """A stage whose start does not overlap fails: exit 1, the rigid outputs written, no deformable ones."""
 
-    def far_start(reference, floating, initial_matrix=None, **params):
-        return bspline_register(reference, floating, geometry.rigid_matrix(0.0, 500.0, 0.0), **params)
+    def far_start(reference, floating, initial_matrix=None, *masks, **params):
+        return bspline_register(reference, floating, geometry.rigid_matrix(0.0, 500.0, 0.0), *masks, **params)
 
     monkeypatch.setitem(DEFORMABLE_METHODS, "bspline", far_start)
     assert main(deformable_command(tmp_path, twin_model_file, "--deformable", "bspline")) == 1

@@ -269,7 +269,8 @@ def deform_pair(pair: PairRegistration, stage: DeformableStage, images: list[np.
     """``pair`` refined by a deformable stage from its rigid result; a failure keeps the rigid result and says so.
 
     The stage registers ``images`` (the CoMIRs, or the networks' inputs, at the working resolution)
-    from the rigid result's matrix between them (``pair.comir_matrix``); its total field is moved to
+    from the rigid result's matrix between them (``pair.comir_matrix``), where ``pair.masks`` (the
+    CoMIRs' valid pixels, as the rigid method had them) are valid; its total field is moved to
     the original grids (:func:`field_on_original_grids`) and the floating image as stored is warped
     by it. A rigid result that failed is not refined. The stage's message follows the rigid one in
     ``result.message``: ``<method>: ...``, or ``<method> failed: ...; the rigid result is kept``.
@@ -298,7 +299,7 @@ def deform_pair(pair: PairRegistration, stage: DeformableStage, images: list[np.
     result = pair.result
     if not result.ok:
         return pair
-    staged = stage.register(images[0], images[1], pair.comir_matrix)
+    staged = stage.register(images[0], images[1], pair.comir_matrix, *pair.masks)
     if staged.ok:
         field = field_on_original_grids(staged.field, *pair.resamplings)
         deformed = DeformableResult(

@@ -22,6 +22,7 @@ from comir.register.base import (
     FAILED,
     OK,
     RegistrationFailure,
+    check_mask,
     check_pair,
     failure_message,
     is_registration_failure,
@@ -33,9 +34,11 @@ from comir.register.mi import explain_itk_error
 #: The smallest overlap of a start, as a fraction of the smaller image's pixels (:func:`require_overlap`).
 MIN_OVERLAP = 0.25
 
-# A method's work on the single-channel pair: (reference, floating, floating -> reference matrix)
-# -> (total field, metric, note).
-MethodBody = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, float, str]]
+#: Valid-pixel masks of a pair, reference then floating: boolean ``(H, W)`` each, or None (all valid).
+Masks = tuple[np.ndarray | None, np.ndarray | None]
+# A method's work on the single-channel pair: (reference, floating, floating -> reference matrix,
+# masks) -> (total field, metric, note).
+MethodBody = Callable[[np.ndarray, np.ndarray, np.ndarray, Masks], tuple[np.ndarray, float, str]]
 
 
 @dataclass(frozen=True)
@@ -218,8 +221,9 @@ def run_method(
     initial_matrix: np.ndarray | None,
     shared_basis: bool,
     body: MethodBody,
+    masks: Masks = (None, None),
 ) -> DeformableResult:
-    """Check the pair, reduce it to one channel, run ``body`` and build the result (module doc, failures).
+    """Check the pair and its masks, reduce it to one channel, run ``body`` and build the result (module doc, failures).
 
     Parameters
     ----------
@@ -231,8 +235,11 @@ def run_method(
         Project the floating image on the reference's principal component (CoMIRs) rather than its
         own (originals of two modalities).
     body : MethodBody
-        The method's work on the single-channel pair and the start matrix, returning the total field,
-        the metric and a note.
+        The method's work on the single-channel pair, the start matrix and the checked masks,
+        returning the total field, the metric and a note.
+    masks : tuple of (numpy.ndarray or None), optional
+        Valid-pixel masks of the reference and the floating image (``(H, W)``, non-zero = valid;
+        None: all valid). Default none.
 
     Returns
     -------
@@ -251,11 +258,13 @@ def run_method(
     matrix = start_matrix(initial_matrix, reference.shape, floating.shape)
     start = time.perf_counter()
     try:
+        valid = (check_mask(masks[0], reference, "reference"), check_mask(masks[1], floating, "floating"))
         ref, basis = to_single_channel(reference)
         flo, _ = to_single_channel(floating, basis if shared_basis else None)
-        require_variation(ref, flo)  # no structure to align; ITK's metrics would return nonsense
+        # No structure to align (where valid); ITK's metrics would return nonsense.
+        require_variation(*(image if mask is None else image[mask] for image, mask in zip((ref, flo), valid)), valid)
         require_overlap(matrix, ref.shape, flo.shape)
-        field, metric, note = body(ref, flo, matrix)
+        field, metric, note = body(ref, flo, matrix, valid)
         if not np.all(np.isfinite(field)):
             raise RegistrationFailure("the registration returned a non-finite displacement field (it diverged)")
     except Exception as error:
@@ -409,6 +418,51 @@ def sitk_image(array: np.ndarray) -> Any:
     return image
 
 
+def sitk_mask(mask: np.ndarray) -> Any:
+    """A uint8 SimpleITK mask image (1 = valid) of a boolean ``(H, W)`` array, on :func:`sitk_image`'s grid.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        ``(H, W)`` booleans, True where valid.
+
+    Returns
+    -------
+    SimpleITK.Image
+        The mask, spacing 1 and origin 0.
+    """
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8))
+    image.SetSpacing((1.0, 1.0))
+    image.SetOrigin((0.0, 0.0))
+    return image
+
+
+def moved_mask(mask: np.ndarray | None, matrix: np.ndarray, reference_shape: tuple[int, ...]) -> np.ndarray | None:
+    """A floating image's valid-pixel mask moved onto the reference grid by ``matrix`` (:func:`on_reference_grid`).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray or None
+        Boolean ``(h, w)`` mask of the floating image; None: all valid.
+    matrix : numpy.ndarray
+        The 2x3 floating -> reference matrix.
+    reference_shape : tuple of int
+        The reference image's shape.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Boolean ``(H, W)``: where the moved floating image is valid (False outside the floating
+        image); None for None.
+    """
+    if mask is None:
+        return None
+    moved, inside = on_reference_grid(mask.astype(np.float32), matrix, reference_shape, mode="constant")
+    return (moved > 0.5) & inside
+
+
 def sitk_affine(matrix: np.ndarray) -> Any:
     """SimpleITK's reference -> floating AffineTransform of a floating -> reference matrix.
 
@@ -466,9 +520,11 @@ def on_reference_grid(
 __all__ = [
     "MIN_OVERLAP",
     "DeformableResult",
+    "Masks",
     "MethodBody",
     "checked_seed",
     "is_identity_start",
+    "moved_mask",
     "on_reference_grid",
     "positive_float",
     "positive_int",
@@ -477,5 +533,6 @@ __all__ = [
     "run_method",
     "sitk_affine",
     "sitk_image",
+    "sitk_mask",
     "start_matrix",
 ]

@@ -9,6 +9,7 @@ import numpy as np
 from comir.deformation.sitk import sitk_to_field
 from comir.register.deformable.base import (
     DeformableResult,
+    Masks,
     checked_seed,
     positive_float,
     positive_int,
@@ -16,6 +17,7 @@ from comir.register.deformable.base import (
     run_method,
     sitk_affine,
     sitk_image,
+    sitk_mask,
 )
 
 #: The monomodal metrics of :func:`bspline_register`.
@@ -58,6 +60,8 @@ def bspline_register(
     reference: np.ndarray,
     floating: np.ndarray,
     initial_matrix: np.ndarray | None = None,
+    reference_mask: np.ndarray | None = None,
+    floating_mask: np.ndarray | None = None,
     *,
     grid_spacing_px: float = 32.0,
     metric: str = "correlation",
@@ -84,6 +88,9 @@ def bspline_register(
         The pair (module doc).
     initial_matrix : numpy.ndarray, optional
         2x3 floating -> reference start; ``None`` (default): centre onto centre.
+    reference_mask, floating_mask : numpy.ndarray, optional
+        Valid-pixel masks (``(H, W)``, non-zero = valid): the metric's fixed and moving masks, so
+        only pixels valid in both images count. Default None: every pixel.
     grid_spacing_px : float, optional
         Approximate control-point spacing, pixels (> 0). Default 32.
     metric : str, optional
@@ -118,7 +125,7 @@ def bspline_register(
         smoothing_sigmas=smoothing_sigmas, sampling_fraction=sampling_fraction, seed=seed,
     )  # fmt: skip
 
-    def body(ref: np.ndarray, flo: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float, str]:
+    def body(ref: np.ndarray, flo: np.ndarray, matrix: np.ndarray, masks: Masks) -> tuple[np.ndarray, float, str]:
         import SimpleITK as sitk
 
         fixed, moving = sitk_image(ref), sitk_image(flo)
@@ -135,6 +142,10 @@ def bspline_register(
             method.SetMetricSamplingPercentage(fraction, seed % 2**32)
         else:
             method.SetMetricSamplingStrategy(method.NONE)
+        if masks[0] is not None:
+            method.SetMetricFixedMask(sitk_mask(masks[0]))
+        if masks[1] is not None:
+            method.SetMetricMovingMask(sitk_mask(masks[1]))
         method.SetInterpolator(sitk.sitkLinear)
         method.SetOptimizerAsLBFGSB(
             gradientConvergenceTolerance=1e-5,
@@ -156,7 +167,7 @@ def bspline_register(
         )
         return field, float(method.GetMetricValue()), note
 
-    return run_method(reference, floating, initial_matrix, True, body)
+    return run_method(reference, floating, initial_matrix, True, body, (reference_mask, floating_mask))
 
 
 __all__ = ["BSPLINE_METRICS", "bspline_register", "check_bspline_params"]

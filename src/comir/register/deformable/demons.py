@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 
 from comir.deformation.affine import compose_affine
-from comir.register.base import (
-    require_variation,
-)
+from comir.register.base import RegistrationFailure, require_variation
 from comir.register.deformable.base import (
     DeformableResult,
+    Masks,
+    moved_mask,
     on_reference_grid,
     positive_float,
     positive_int,
@@ -22,10 +22,15 @@ from comir.register.deformable.base import (
 )
 
 
-def _standardised(image: np.ndarray) -> np.ndarray:
-    """Zero mean, unit standard deviation: the demons compare intensities, CoMIRs of two modalities differ in scale."""
+def _standardised(image: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """Zero mean, unit standard deviation over the ``valid`` pixels (all for None), 0 (the mean) elsewhere.
+
+    The demons compare intensities, and CoMIRs of two modalities differ in scale.
+    """
     image = np.asarray(image, dtype=np.float64)
-    return ((image - image.mean()) / image.std()).astype(np.float32)
+    values = image if valid is None else image[valid]
+    standardised = (image - values.mean()) / values.std()
+    return (standardised if valid is None else np.where(valid, standardised, 0.0)).astype(np.float32)
 
 
 def _shrunk(image: Any, shrink: int, sigma: float) -> Any:
@@ -98,6 +103,8 @@ def demons_register(
     reference: np.ndarray,
     floating: np.ndarray,
     initial_matrix: np.ndarray | None = None,
+    reference_mask: np.ndarray | None = None,
+    floating_mask: np.ndarray | None = None,
     *,
     iterations: int = 100,
     smoothing_sigma: float = 1.5,
@@ -124,6 +131,11 @@ def demons_register(
         The pair (module doc).
     initial_matrix : numpy.ndarray, optional
         2x3 floating -> reference start; ``None`` (default): centre onto centre.
+    reference_mask, floating_mask : numpy.ndarray, optional
+        Valid-pixel masks (``(H, W)``, non-zero = valid). The demons filter has no masks: where
+        either image is invalid (the floating mask moved by the initial matrix), both standardised
+        images are set to 0, so their difference, the demons' force, is zero there and the field
+        comes from its smoothing. Default None: every pixel.
     iterations : int, optional
         Demons iterations per level (>= 1). Default 100.
     smoothing_sigma : float, optional
@@ -156,12 +168,20 @@ def demons_register(
         shrink_factors=shrink_factors, smoothing_sigmas=smoothing_sigmas,
     )  # fmt: skip
 
-    def body(ref: np.ndarray, flo: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float, str]:
+    def body(ref: np.ndarray, flo: np.ndarray, matrix: np.ndarray, masks: Masks) -> tuple[np.ndarray, float, str]:
         import SimpleITK as sitk
 
         moved, _ = on_reference_grid(flo, matrix, ref.shape, mode="nearest")
-        require_variation(ref, moved)  # the start may have moved only a constant part onto the reference
-        fixed, moving = sitk_image(_standardised(ref)), sitk_image(_standardised(moved))
+        valid = None
+        if masks[0] is not None or masks[1] is not None:
+            valid = np.ones(ref.shape, bool) if masks[0] is None else masks[0].copy()
+            if masks[1] is not None:
+                valid &= moved_mask(masks[1], matrix, ref.shape)
+            if not valid.any():
+                raise RegistrationFailure("no pixel is valid in both images after the start")
+        # The start may have moved only a constant part onto the reference.
+        require_variation(*((ref, moved) if valid is None else (ref[valid], moved[valid])), (valid, valid))
+        fixed, moving = sitk_image(_standardised(ref, valid)), sitk_image(_standardised(moved, valid))
         field, demons = None, None
         for shrink, level_sigma in zip(shrinks, sigmas, strict=True):
             fixed_level, moving_level = _shrunk(fixed, shrink, level_sigma), _shrunk(moving, shrink, level_sigma)
@@ -183,7 +203,7 @@ def demons_register(
         )
         return compose_affine(matrix, residual), float(demons.GetMetric()), note
 
-    return run_method(reference, floating, initial_matrix, True, body)
+    return run_method(reference, floating, initial_matrix, True, body, (reference_mask, floating_mask))
 
 
 __all__ = ["check_demons_params", "demons_register"]

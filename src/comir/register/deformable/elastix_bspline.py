@@ -8,13 +8,16 @@ import numpy as np
 
 from comir.deformation.affine import compose_affine
 from comir.register.base import (
+    RegistrationFailure,
     check_pair,
     fill_invalid,
     require_variation,
 )
 from comir.register.deformable.base import (
     DeformableResult,
+    Masks,
     checked_seed,
+    moved_mask,
     on_reference_grid,
     positive_float,
     positive_int,
@@ -155,6 +158,8 @@ def elastix_bspline_register(
     reference: np.ndarray,
     floating: np.ndarray,
     initial_matrix: np.ndarray | None = None,
+    reference_mask: np.ndarray | None = None,
+    floating_mask: np.ndarray | None = None,
     *,
     grid_spacing_px: float = 32.0,
     resolutions: int = 3,
@@ -182,6 +187,9 @@ def elastix_bspline_register(
         The pair (module doc).
     initial_matrix : numpy.ndarray, optional
         2x3 floating -> reference start; ``None`` (default): centre onto centre.
+    reference_mask, floating_mask : numpy.ndarray, optional
+        Valid-pixel masks (``(H, W)``, non-zero = valid): elastix's fixed mask, and its moving mask
+        with the floating mask moved by the initial matrix. Default None: every pixel.
     grid_spacing_px : float, optional
         FinalGridSpacingInPhysicalUnits of the B-spline, pixels. Default 32.
     resolutions : int, optional
@@ -221,13 +229,17 @@ def elastix_bspline_register(
     )
     itk = load_itk()  # outside the call's seconds, as in comir.register.elastix
 
-    def body(ref: np.ndarray, flo: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float, str]:
+    def body(ref: np.ndarray, flo: np.ndarray, matrix: np.ndarray, masks: Masks) -> tuple[np.ndarray, float, str]:
         moved, inside = on_reference_grid(flo, matrix, ref.shape, mode="constant")  # overlap: require_overlap
+        if masks[1] is not None:
+            inside &= moved_mask(masks[1], matrix, ref.shape)
+            if not inside.any():
+                raise RegistrationFailure("no valid floating pixel lies on the reference after the start")
         moved = fill_invalid(moved, inside)  # no edge from the outside into the pyramid's smoothing
-        require_variation(ref, moved[inside])
+        require_variation(ref if masks[0] is None else ref[masks[0]], moved[inside], (masks[0], inside))
 
         mask = None if inside.all() else inside
-        with elastix_run((ref, moved), maps, (None, mask)) as (method, log, folder):
+        with elastix_run((ref, moved), maps, (masks[0], mask)) as (method, log, folder):
             transformix = itk.TransformixFilter[itk.Image[itk.F, 2]].New()
             transformix.SetMovingImage(itk_image(moved.astype(np.float32)))
             transformix.SetTransformParameterObject(method.GetTransformParameterObject())
@@ -244,7 +256,7 @@ def elastix_bspline_register(
         note = f"elastix {stages}; {stops[-1].strip() if stops else 'no stop condition'}"
         return compose_affine(matrix, residual), final_metric(log), note
 
-    return run_method(reference, floating, initial_matrix, False, body)
+    return run_method(reference, floating, initial_matrix, False, body, (reference_mask, floating_mask))
 
 
 __all__ = ["ELASTIX_METRICS", "check_elastix_params", "elastix_bspline_register", "elastix_parameter_maps"]

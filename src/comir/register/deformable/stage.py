@@ -33,6 +33,11 @@ PARAMETER_CHECKS: dict[str, Callable[..., Any]] = {
     "demons": check_demons_params,
     "elastix_bspline": check_elastix_params,
 }
+#: Each method's keyword parameters (``seed`` included) and their defaults, from its signature.
+PARAMETER_DEFAULTS: dict[str, dict[str, Any]] = {
+    name: {p.name: p.default for p in inspect.signature(f).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    for name, f in DEFORMABLE_METHODS.items()
+}
 #: The deformable methods with a multimodal metric, for the original images; the others' metrics are
 #: monomodal, for CoMIRs.
 ORIGINAL_INPUT_METHODS = frozenset({"elastix_bspline"})
@@ -56,8 +61,7 @@ def parameter_names(method: str) -> list[str]:
     KeyError
         If ``method`` is not a deformable method.
     """
-    signature = inspect.signature(DEFORMABLE_METHODS[method])
-    return [p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY and p.name != "seed"]
+    return [name for name in PARAMETER_DEFAULTS[method] if name != "seed"]
 
 
 @dataclass(frozen=True)
@@ -97,8 +101,7 @@ class DeformableStage:
                 f"unknown parameter(s) {', '.join(map(repr, unknown))} for deformable method "
                 f"{self.method!r}{hint}; accepted: {', '.join(accepted)}"
             )
-        signature = inspect.signature(DEFORMABLE_METHODS[self.method]).parameters.values()
-        defaults = {p.name: p.default for p in signature if p.kind is p.KEYWORD_ONLY}
+        defaults = PARAMETER_DEFAULTS[self.method]
         seeded = {"seed": int(self.seed)} if "seed" in defaults else {}
         try:
             PARAMETER_CHECKS[self.method](**{**defaults, **self.params, **seeded})
@@ -111,7 +114,12 @@ class DeformableStage:
         return self.method in ORIGINAL_INPUT_METHODS
 
     def register(
-        self, reference: np.ndarray, floating: np.ndarray, initial_matrix: np.ndarray | None = None
+        self,
+        reference: np.ndarray,
+        floating: np.ndarray,
+        initial_matrix: np.ndarray | None = None,
+        reference_mask: np.ndarray | None = None,
+        floating_mask: np.ndarray | None = None,
     ) -> DeformableResult:
         """The method's result for one pair from ``initial_matrix`` (``None``: centre onto centre).
 
@@ -121,6 +129,9 @@ class DeformableStage:
             ``(H, W)`` or ``(H, W, C)`` images with the same ``C``.
         initial_matrix : numpy.ndarray or None, optional
             The 2x3 floating -> reference start, e.g. a rigid method's result. Default None.
+        reference_mask, floating_mask : numpy.ndarray or None, optional
+            Valid-pixel masks of the two images (``(H, W)``, non-zero = valid; each method's
+            doc says how it honours them). Default None: every pixel.
 
         Returns
         -------
@@ -134,7 +145,14 @@ class DeformableStage:
         """
         function = DEFORMABLE_METHODS[self.method]
         seeded = {"seed": int(self.seed)} if "seed" in inspect.signature(function).parameters else {}
-        return function(reference, floating, initial_matrix, **self.params, **seeded)
+        return function(reference, floating, initial_matrix, reference_mask, floating_mask, **self.params, **seeded)
 
 
-__all__ = ["DEFORMABLE_METHODS", "ORIGINAL_INPUT_METHODS", "PARAMETER_CHECKS", "DeformableStage", "parameter_names"]
+__all__ = [
+    "DEFORMABLE_METHODS",
+    "ORIGINAL_INPUT_METHODS",
+    "PARAMETER_CHECKS",
+    "PARAMETER_DEFAULTS",
+    "DeformableStage",
+    "parameter_names",
+]
