@@ -15,13 +15,17 @@ script measures both sides of that:
   were saved (``deformable: {save_fields: true}``, folders ``<run>_<direction>_fields``), per
   source pair, the median over its cases of the median TRE, of the length of the case's mean
   residual (estimated minus true landmark position, floating px: the constant part), and of the
-  median TRE once that mean is taken off (what is left: the deformable part). Cases whose TRE is
-  at least ``--failure-px`` (the cascade's wrong starts) are left out.
+  median TRE once that mean is taken off (what is left: the deformable part), and the median TRE
+  against the truth corrected by the pair's own offset as MI measured it (``tre_corrected``:
+  reference landmark ``p`` is scored against where the truth sends ``p + t`` with a BF
+  reference, ``p - t`` with an SHG one). Cases whose TRE is at least ``--failure-px`` (the
+  cascade's wrong starts) are left out of the per-pair table; the per-run table has the median
+  over every case, uncorrected and corrected (a failure counts as it is).
 
     .venv/bin/python benchmarks/pair_offsets.py --pairs ../shared/data/bfshg-dev ../shared/data/bfshg-shift \
         --results results
 
-Prints two tables (markdown).
+Prints the tables (markdown): the pairs' offsets; with ``--results`` the per-pair and per-run ones.
 """
 
 from __future__ import annotations
@@ -98,8 +102,10 @@ def pair_offsets(roots: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def residual_split(field: np.ndarray, truth: np.ndarray, points: np.ndarray) -> dict[str, float]:
-    """A case's landmark errors split into their mean (the constant part) and the rest.
+def residual_split(
+    field: np.ndarray, truth: np.ndarray, points: np.ndarray, offset: tuple[float, float] = (0.0, 0.0)
+) -> dict[str, float]:
+    """A case's landmark errors split into their mean (the constant part) and the rest, and against a corrected truth.
 
     Parameters
     ----------
@@ -107,21 +113,43 @@ def residual_split(field: np.ndarray, truth: np.ndarray, points: np.ndarray) -> 
         ``(H, W, 2)`` estimated and true total fields on the reference grid.
     points : numpy.ndarray
         ``(N, 2)`` landmarks (x, y) on the reference grid (at least one).
+    offset : tuple of float, optional
+        ``(x, y)``: where, relative to a landmark on the reference grid, the floating image's
+        content truly corresponds (the pair's own offset, signed for the direction). Default 0.
 
     Returns
     -------
     dict
         ``tre`` (the median TRE), ``bias_x``, ``bias_y`` (the mean residual, floating px),
-        ``bias`` (its length) and ``rest`` (the median TRE with the mean residual taken off).
+        ``bias`` (its length), ``rest`` (the median TRE with the mean residual taken off) and
+        ``tre_corrected`` (the median distance to where the truth sends ``points + offset``).
     """
-    residual = map_points(points, field) - map_points(points, truth)
+    estimated = map_points(points, field)
+    residual = estimated - map_points(points, truth)
     mean = residual.mean(axis=0)
+    corrected = estimated - map_points(points + np.asarray(offset, dtype=np.float64), truth)
     return {"tre": float(np.median(np.hypot(*residual.T))), "bias_x": float(mean[0]), "bias_y": float(mean[1]),
-            "bias": float(np.hypot(*mean)), "rest": float(np.median(np.hypot(*(residual - mean).T)))}  # fmt: skip
+            "bias": float(np.hypot(*mean)), "rest": float(np.median(np.hypot(*(residual - mean).T))),
+            "tre_corrected": float(np.median(np.hypot(*corrected.T)))}  # fmt: skip
 
 
-def run_splits(results: Path, failure_px: float) -> pd.DataFrame:
-    """:func:`residual_split` of every saved case field under ``results``; medians per run, direction and pair."""
+def case_splits(results: Path, offsets: pd.DataFrame) -> pd.DataFrame:
+    """:func:`residual_split` of every saved case field under ``results``, the truth corrected by ``offsets``.
+
+    Parameters
+    ----------
+    results : pathlib.Path
+        A results folder.
+    offsets : pandas.DataFrame
+        :func:`pair_offsets` of the pairs the test sets were cut from (``t``: SHG against BF).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per case and run: ``dataset``, ``variant``, ``run``, ``direction``, ``pair``, ``case``
+        and the split's columns.
+    """
+    shift = offsets.set_index("pair")[["t_x", "t_y"]]
     rows = []
     for folder in sorted(results.glob("*/*/registration/*/*_fields")):
         dataset, source, testset = folder.parts[-5], folder.parts[-4], folder.parts[-2]
@@ -129,17 +157,37 @@ def run_splits(results: Path, failure_px: float) -> pd.DataFrame:
         run, direction = stem[: -len("_B_to_A")], stem[-len("B_to_A") :]  # both directions have 6 letters
         image_dir = results / dataset / "testsets" / testset / "images"
         cases = pd.read_csv(results / dataset / "testsets" / testset / "cases.csv").set_index("case")
+        # BF pixel x shows what SHG shows at x + t: with a BF (A) reference the content is at p + t.
+        sign = 1.0 if direction.endswith("_to_A") else -1.0
         for path in sorted(folder.glob("*_field.h5")):
             case = path.name[: -len("_field.h5")]
+            pair = cases.loc[case, "image_id"]
             truth, points = read_truth(image_dir, case)
-            split = residual_split(read_field(path), truth, points)
-            if split["tre"] < failure_px:
-                rows.append({"dataset": dataset, "variant": source, "run": run, "direction": direction,
-                             "pair": cases.loc[case, "image_id"], **split})  # fmt: skip
-    table = pd.DataFrame(rows)
+            split = residual_split(read_field(path), truth, points, tuple(sign * shift.loc[pair].to_numpy()))
+            rows.append({"dataset": dataset, "variant": source, "run": run, "direction": direction, "pair": pair,
+                         "case": case, **split})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def pair_medians(splits: pd.DataFrame, failure_px: float) -> pd.DataFrame:
+    """The medians of :func:`case_splits` per run, direction and pair over the cases with a TRE below ``failure_px``."""
+    kept = splits[splits["tre"] < failure_px]
     keys = ["dataset", "variant", "run", "direction", "pair"]
-    medians = table.groupby(keys)[["tre", "bias_x", "bias_y", "bias", "rest"]].median()
-    return medians.assign(cases=table.groupby(keys).size()).reset_index()
+    medians = kept.groupby(keys)[["tre", "bias_x", "bias_y", "bias", "rest", "tre_corrected"]].median()
+    return medians.assign(cases=kept.groupby(keys).size()).reset_index()
+
+
+def run_medians(splits: pd.DataFrame) -> pd.DataFrame:
+    """Per run and direction over all cases: median TRE against the truth and the corrected one, cases < 1 px."""
+    keys = ["dataset", "variant", "run", "direction"]
+    groups = splits.groupby(keys)
+    return pd.DataFrame({
+        "cases": groups.size(),
+        "tre": groups["tre"].median(),
+        "below_1px": groups["tre"].apply(lambda t: int((t < 1).sum())),
+        "tre_corrected": groups["tre_corrected"].median(),
+        "below_1px_corrected": groups["tre_corrected"].apply(lambda t: int((t < 1).sum())),
+    }).reset_index()  # fmt: skip
 
 
 def main() -> None:
@@ -149,10 +197,14 @@ def main() -> None:
     parser.add_argument("--results", type=Path, help="a results folder with saved case fields")
     parser.add_argument("--failure-px", type=float, default=30.72, help="cases at or above this TRE are left out")
     args = parser.parse_args()
-    print(pair_offsets(args.pairs).round(2).to_markdown(index=False))
+    offsets = pair_offsets(args.pairs)
+    print(offsets.round(2).to_markdown(index=False))
     if args.results is not None:
+        splits = case_splits(args.results, offsets)
         print()
-        print(run_splits(args.results, args.failure_px).round(2).to_markdown(index=False))
+        print(pair_medians(splits, args.failure_px).round(2).to_markdown(index=False))
+        print()
+        print(run_medians(splits).round(2).to_markdown(index=False))
 
 
 if __name__ == "__main__":

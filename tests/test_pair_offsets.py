@@ -46,3 +46,16 @@ def test_a_constant_residual_is_the_bias_and_the_rest_is_what_is_left():
     field[32:, ..., 0] -= 1.0
     split = pair_offsets.residual_split(field, truth, points)
     assert split["bias"] < 1e-6 and abs(split["rest"] - 1.0) < 1e-6
+
+
+def test_a_field_that_finds_the_content_of_an_offset_pair_is_right_against_the_corrected_truth():
+    # The floating content of reference x truly lies where the truth sends x + offset.
+    truth = random_displacement((64, 64), 3.0, 32, 2).astype(np.float64)
+    offset = np.array([0.7, -1.2])
+    rows, cols = np.indices((64, 64), dtype=np.float64)
+    grid = np.stack([cols.ravel(), rows.ravel()], axis=1)
+    field = (pair_offsets.map_points(grid + offset, truth) - grid).reshape(64, 64, 2)
+    points = np.array([[10.0, 10.0], [30.0, 20.0], [45.0, 40.0], [20.0, 50.0]])
+    split = pair_offsets.residual_split(field, truth, points, offset)
+    assert split["tre_corrected"] < 1e-6
+    assert abs(split["tre"] - np.hypot(*offset)) < 0.2  # a smooth truth: about the offset itself
