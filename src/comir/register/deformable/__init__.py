@@ -25,7 +25,9 @@ Images: float ``(H, W)`` or ``(H, W, C)`` with the same ``C`` (sizes may differ)
 :func:`comir.register.base.check_pair`.  Multi-channel CoMIRs are reduced to one channel by the
 reference's first principal component, the floating image projected on the same basis (the
 monomodal methods); the originals each by their own (elastix, as :mod:`comir.register.elastix`).
-``warped`` keeps all channels of the floating image.
+``warped`` keeps all channels of the floating image.  Optional valid-pixel masks
+(``reference_mask``, ``floating_mask``: ``(H, W)``, non-zero = valid) keep pixels out of the metric
+(each method says how; the demons filter has none of its own).
 
 Failures follow :mod:`comir.register.base`: malformed arguments (shapes, a non-finite or
 singular matrix, invalid parameters) raise ``ValueError``; a pair that cannot be registered (a
