@@ -89,7 +89,24 @@ class CosineMatching(nn.Module):
     """
 
     def forward(self, queries: Tensor, keys: Tensor, key_padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(N, L_q, D)`` queries over ``(N, L_k, D)`` keys: the queries and the weights ``(N, 1, L_q, L_k)``."""
+        """``(N, L_q, D)`` queries over ``(N, L_k, D)`` keys: the queries and the weights ``(N, 1, L_q, L_k)``.
+
+        Parameters
+        ----------
+        queries : torch.Tensor
+            ``(N, L_q, D)`` query tokens, returned as they are.
+        keys : torch.Tensor
+            ``(N, L_k, D)`` key tokens.
+        key_padding_mask : torch.Tensor or None, optional
+            ``(N, L_k)`` bool, True for keys to ignore. Default None: all keys.
+
+        Returns
+        -------
+        output : torch.Tensor
+            ``queries``.
+        weights : torch.Tensor
+            ``(N, 1, L_q, L_k)`` weights, summing to 1 over the keys.
+        """
         scale = torch.full((1,), INITIAL_SCALE, dtype=queries.dtype, device=queries.device)
         return queries, cosine_weights(queries[:, None], keys[:, None], scale, key_padding_mask)
 

@@ -36,6 +36,11 @@ def check_bspline_params(
 ) -> tuple[float, int, list[int], list[float], float, int]:
     """:func:`bspline_register`'s parameters checked, as it uses them (no image needed: at parse time too).
 
+    Parameters
+    ----------
+    grid_spacing_px, metric, iterations, shrink_factors, smoothing_sigmas, sampling_fraction, seed : Any
+        :func:`bspline_register`'s parameters of these names.
+
     Returns
     -------
     tuple

@@ -78,6 +78,11 @@ def check_demons_params(
 ) -> tuple[int, float, float, float, list[int], list[float]]:
     """:func:`demons_register`'s parameters checked, as it uses them (no image needed: at parse time too).
 
+    Parameters
+    ----------
+    iterations, smoothing_sigma, update_sigma, max_step_px, shrink_factors, smoothing_sigmas : Any
+        :func:`demons_register`'s parameters of these names.
+
     Returns
     -------
     tuple

@@ -42,6 +42,11 @@ def check_elastix_params(
 ) -> tuple[float, int, float, dict[str, tuple[str, ...]]]:
     """:func:`elastix_bspline_register`'s parameters checked, without elastix's slow import (at parse time too).
 
+    Parameters
+    ----------
+    grid_spacing_px, resolutions, iterations, bins, spatial_samples, bending_weight, affine, seed, metric : Any
+        :func:`elastix_bspline_register`'s parameters of these names.
+
     Returns
     -------
     tuple
