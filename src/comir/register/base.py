@@ -312,6 +312,29 @@ def check_mask(mask: np.ndarray | None, image: np.ndarray, role: str) -> np.ndar
     return mask
 
 
+def sitk_image(array: np.ndarray, dtype: Any = np.float32) -> Any:
+    """A SimpleITK image of a 2-D array as ``dtype`` (a copy), spacing 1 and origin 0 (physical point = pixel point).
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        ``(H, W)`` array: an image (float32, the default) or a mask (``np.uint8``, 1 = valid).
+    dtype : numpy dtype, optional
+        The image's pixel type. Default ``np.float32``.
+
+    Returns
+    -------
+    SimpleITK.Image
+        The image.
+    """
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=dtype))  # a copy
+    image.SetSpacing((1.0, 1.0))
+    image.SetOrigin((0.0, 0.0))
+    return image
+
+
 def fill_invalid(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """``image`` with its invalid pixels set to the mean of its valid ones (per channel); as is without a mask.
 
@@ -650,6 +673,7 @@ __all__ = [
     "is_registration_failure",
     "library_failures",
     "param_names",
+    "sitk_image",
     "timed",
     "to_single_channel",
 ]

@@ -74,6 +74,7 @@ from comir.register.base import (
     as_tuple,
     fill_invalid,
     is_registration_failure,
+    sitk_image,
     timed,
     to_single_channel,
 )
@@ -403,20 +404,12 @@ class MutualInformationRegistration:
         Each call of the maker gives new images, so that concurrent starts never share an ITK
         pipeline input.
         """
-        import SimpleITK as sitk
-
         ref, flo = self._single_channel(fill_invalid(reference, masks[0]), fill_invalid(floating, masks[1]))
         arrays = [np.ascontiguousarray(array, dtype=np.float32) for array in (ref, flo)]
         mask_arrays = [None if m is None else np.ascontiguousarray(m, dtype=np.uint8) for m in masks]
 
-        def sitk_image(array: np.ndarray) -> Any:
-            image = sitk.GetImageFromArray(array)  # a copy
-            image.SetSpacing((1.0, 1.0))
-            image.SetOrigin((0.0, 0.0))
-            return image
-
         def make() -> _SitkImages:
-            masks_itk = tuple(None if m is None else sitk_image(m) for m in mask_arrays)
+            masks_itk = tuple(None if m is None else sitk_image(m, np.uint8) for m in mask_arrays)
             return sitk_image(arrays[0]), sitk_image(arrays[1]), masks_itk
 
         return make, image_center(ref.shape)

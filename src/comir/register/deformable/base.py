@@ -397,48 +397,6 @@ def pyramid(shrink_factors: Sequence[int], smoothing_sigmas: Sequence[float] | N
     return shrinks, sigmas
 
 
-def sitk_image(array: np.ndarray) -> Any:
-    """A float32 SimpleITK image of a 2-D array, spacing 1 and origin 0 (physical point = pixel point).
-
-    Parameters
-    ----------
-    array : numpy.ndarray
-        ``(H, W)`` array (copied as float32).
-
-    Returns
-    -------
-    SimpleITK.Image
-        The image.
-    """
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32))  # a copy
-    image.SetSpacing((1.0, 1.0))
-    image.SetOrigin((0.0, 0.0))
-    return image
-
-
-def sitk_mask(mask: np.ndarray) -> Any:
-    """A uint8 SimpleITK mask image (1 = valid) of a boolean ``(H, W)`` array, on :func:`sitk_image`'s grid.
-
-    Parameters
-    ----------
-    mask : numpy.ndarray
-        ``(H, W)`` booleans, True where valid.
-
-    Returns
-    -------
-    SimpleITK.Image
-        The mask, spacing 1 and origin 0.
-    """
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8))
-    image.SetSpacing((1.0, 1.0))
-    image.SetOrigin((0.0, 0.0))
-    return image
-
-
 def moved_mask(mask: np.ndarray | None, matrix: np.ndarray, reference_shape: tuple[int, ...]) -> np.ndarray | None:
     """A floating image's valid-pixel mask moved onto the reference grid by ``matrix`` (:func:`on_reference_grid`).
 
@@ -532,7 +490,5 @@ __all__ = [
     "require_overlap",
     "run_method",
     "sitk_affine",
-    "sitk_image",
-    "sitk_mask",
     "start_matrix",
 ]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from comir.deformation.sitk import sitk_to_field
+from comir.register.base import sitk_image
 from comir.register.deformable.base import (
     DeformableResult,
     Masks,
@@ -16,8 +17,6 @@ from comir.register.deformable.base import (
     pyramid,
     run_method,
     sitk_affine,
-    sitk_image,
-    sitk_mask,
 )
 
 #: The monomodal metrics of :func:`bspline_register`.
@@ -148,9 +147,9 @@ def bspline_register(
         else:
             method.SetMetricSamplingStrategy(method.NONE)
         if masks[0] is not None:
-            method.SetMetricFixedMask(sitk_mask(masks[0]))
+            method.SetMetricFixedMask(sitk_image(masks[0], np.uint8))
         if masks[1] is not None:
-            method.SetMetricMovingMask(sitk_mask(masks[1]))
+            method.SetMetricMovingMask(sitk_image(masks[1], np.uint8))
         method.SetInterpolator(sitk.sitkLinear)
         method.SetOptimizerAsLBFGSB(
             gradientConvergenceTolerance=1e-5,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from comir.deformation.affine import compose_affine
-from comir.register.base import RegistrationFailure, require_variation
+from comir.register.base import RegistrationFailure, require_variation, sitk_image
 from comir.register.deformable.base import (
     DeformableResult,
     Masks,
@@ -18,7 +18,6 @@ from comir.register.deformable.base import (
     positive_int,
     pyramid,
     run_method,
-    sitk_image,
 )
 
 

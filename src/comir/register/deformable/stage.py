@@ -144,7 +144,7 @@ class DeformableStage:
             For malformed images or matrix, or a parameter value the method rejects.
         """
         function = DEFORMABLE_METHODS[self.method]
-        seeded = {"seed": int(self.seed)} if "seed" in inspect.signature(function).parameters else {}
+        seeded = {"seed": int(self.seed)} if "seed" in PARAMETER_DEFAULTS[self.method] else {}
         return function(reference, floating, initial_matrix, reference_mask, floating_mask, **self.params, **seeded)
 
 
