@@ -28,7 +28,7 @@ queries = np.array([[width * f, height * f] for f in (0.25, 0.5, 0.75)])  # alon
 truth = np.array([case[f"true_{key}"] for key in MATRIX_KEYS], dtype=float).reshape(2, 3)
 figure = plot_attention(
     reference, floating, attention.weights, attention.reference_points, attention.floating_points,
-    attention.floating_grid, queries, truth,
+    attention.floating_grid, queries, truth, attention.correspondences,
 )  # fmt: skip
 save_figure(figure, snakemake.output.figure)
 log.info("case %s: %d reference x %d floating tokens", case["case"], *attention.weights.shape)

@@ -53,7 +53,7 @@ def test_accr_is_off_unless_configured_and_its_defaults_are_filled_in():
     assert not [t for t in targets.final_targets(plain) if t.rule in {"train_accr", "accr_attention"}]
     accr = validate_config(tiny_accr())["datasets"]["tiny"]["accr"]
     assert accr["model"] == {"patch": 8, "key_stride": 4, "embed_dim": 16, "heads": 4, "transform": "rigid",
-                             "field": False, "positional": True, "attention": True}  # fmt: skip
+                             "field": False, "positional": True, "attention": True, "match_radius": 2}  # fmt: skip
     assert accr["training"]["reference_slots"] == ["A", "B"] and accr["training"]["max_linear"] == 0
 
 
@@ -77,6 +77,7 @@ def test_accr_is_off_unless_configured_and_its_defaults_are_filled_in():
         (lambda c: c["registration"]["accr"]["params"].update(model="accr.pt"),
          r"registration/accr/params: unknown parameter\(s\) 'model' for registration method 'accr'; accepted: max_px"),
         (lambda c: c["registration"]["accr"]["params"].update(refine_iterations=3), "'refine_iterations'"),
+        (lambda c: c["accr"]["model"].update(match_radius=-1), "accr/model/match_radius"),
     ],
 )
 def test_bad_accr_settings_are_rejected_at_parse_time_naming_the_key(change, message):

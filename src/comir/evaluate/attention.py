@@ -24,6 +24,7 @@ def plot_attention(
     floating_grid: tuple[int, int],
     queries: np.ndarray,
     truth: np.ndarray | None = None,
+    correspondences: np.ndarray | None = None,
 ) -> Figure:
     """The reference with the query locations, and per query the floating image under its attention.
 
@@ -43,13 +44,17 @@ def plot_attention(
     truth : numpy.ndarray or None
         The true floating -> reference matrix, if known: each panel then marks where the floating
         image shows the query location (x).
+    correspondences : numpy.ndarray or None
+        ``(L_r, 2)``: each reference token's correspondence (x, y) in the floating image as the
+        model fits it (:attr:`comir.register.accr.ACCRAttention.correspondences`), marked (+).
+        None: the attention-weighted mean of all floating token centres is marked instead.
 
     Returns
     -------
     matplotlib.figure.Figure
         ``K + 1`` panels: the reference with numbered queries, then per query the floating image
         with the attention of the query's token as a heatmap (a square per floating token) and
-        its attention-weighted mean position (+), the soft correspondence ACCR fits.
+        its correspondence (+).
 
     Raises
     ------
@@ -66,6 +71,12 @@ def plot_attention(
             f"weights {weights.shape} must be (reference tokens {len(reference_points)}, floating tokens "
             f"{len(floating_points)}) and the floating grid {floating_grid} must hold the floating tokens"
         )
+    if correspondences is None:
+        correspondences, marked = weights @ floating_points, "attention-weighted mean"
+    else:
+        correspondences, marked = np.asarray(correspondences, dtype=float), "the model's correspondence"
+    if correspondences.shape != reference_points.shape:
+        raise ValueError(f"correspondences {correspondences.shape} must be one point per reference token")
     if queries.shape[1] != 2 or not len(queries):
         raise ValueError(f"queries must be (K, 2) points (x, y), got shape {queries.shape}")
     grid = floating_points.reshape(rows, columns, 2)
@@ -88,7 +99,7 @@ def plot_attention(
         ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
         attention = weights[token].reshape(rows, columns)
         ax.imshow(attention, cmap="magma", alpha=0.6, extent=extent, interpolation="nearest")
-        ax.plot(*(weights[token] @ floating_points), "+", color="cyan", markersize=10, markeredgewidth=2)
+        ax.plot(*correspondences[token], "+", color="cyan", markersize=10, markeredgewidth=2)
         if truth is not None:
             ax.plot(*geometry.apply(geometry.invert(truth), query[None])[0], "x", color="lime", markersize=8)
         ax.set_title(f"{number}: attention (max {attention.max():.2f})", fontsize=8)
@@ -97,7 +108,7 @@ def plot_attention(
         ax.set_ylim(floating.shape[0] - 0.5, -0.5)
     for ax in axes:
         ax.axis("off")
-    legend = "+: attention-weighted mean" + ("; x: truth" if truth is not None else "")
+    legend = f"+: {marked}" + ("; x: truth" if truth is not None else "")
     figure.suptitle(f"ACCR attention of reference locations over the floating image ({legend})", fontsize=8)
     return figure
 

@@ -20,8 +20,10 @@ so the two images may have different channel counts (each that of its modality's
 The matrix is mapped back to the original grids (:func:`comir.imaging.resampling.to_original_grids`).
 ``metric`` is the confidence-weighted RMS distance (original px) between the reference tokens and
 where the model's matrix sends their soft correspondences: how well one transform explains the
-attention (lower is better). A pair with a constant image, or without a valid token on either
-side, is a registration failure; images whose channels do not match the encoders are a
+attention (lower is better). The model's support (:attr:`~comir.network.accr.model.ACCROutput.support`:
+the summed confidence of the tokens that agree with its matrix within a token) below
+``min_support`` is a registration failure, as is a pair with a constant image, or without a
+valid token on either side; images whose channels do not match the encoders are a
 :class:`ValueError`. It is the registration method ``accr`` of
 :data:`comir.register.MODEL_METHODS`: the job gives it its model file and the reference slot
 (:func:`comir.register.with_model`); its results are deterministic (no seed).
@@ -94,6 +96,9 @@ class ACCRAttention:
         (averaged over the heads; rows sum to 1).
     reference_points, floating_points : numpy.ndarray
         ``(L_r, 2)`` and ``(L_f, 2)``: the tokens' centres (x, y), row by row of their grids.
+    correspondences : numpy.ndarray
+        ``(L_r, 2)``: each reference token's correspondence (x, y) in the floating image, as the
+        model fits it (:func:`comir.network.accr.geometry.local_soft_argmax`).
     floating_grid : tuple of int
         ``(rows, columns)`` of the floating tokens.
     """
@@ -101,6 +106,7 @@ class ACCRAttention:
     weights: np.ndarray
     reference_points: np.ndarray
     floating_points: np.ndarray
+    correspondences: np.ndarray
     floating_grid: tuple[int, int]
 
 
@@ -132,6 +138,9 @@ class ACCRRegistration:
         ``"none"`` or ``"ecc"`` (step 3).
     iterations : int
         ECC's iterations (with ``refine: ecc``).
+    min_support : float
+        The least support (tokens' worth of confidence agreeing with the model's matrix, module
+        doc) of an answer; below it the pair is a failure. 0: every finite answer is kept.
     device : str
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     threads : int
@@ -146,6 +155,7 @@ class ACCRRegistration:
     max_px: int = 256
     refine: str = "none"
     iterations: int = 50
+    min_support: float = 8.0
     device: str = "cpu"
     threads: int = 1
 
@@ -165,6 +175,8 @@ class ACCRRegistration:
             raise ValueError(f"refine must be one of {ACCR_REFINEMENTS}, got {self.refine!r}")
         if int(self.iterations) < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if not float(self.min_support) >= 0:
+            raise ValueError(f"min_support must be >= 0, got {self.min_support}")
         self.model.to(self._device).eval()
 
     @property
@@ -207,13 +219,19 @@ class ACCRRegistration:
         matrix = output.matrix[0].double().cpu().numpy()
         if not np.all(np.isfinite(matrix)):
             raise RegistrationFailure("the ACCR head's fit is not finite")
+        support = float(output.support[0])
+        if support < self.min_support:
+            raise RegistrationFailure(
+                f"the ACCR model's support is {support:.1f} tokens, below min_support {self.min_support:g}: "
+                "too few tokens agree with its transform"
+            )
         correspondences = output.correspondences[0].double().cpu().numpy()
         weights = output.confidence[0].double().cpu().numpy()
         patch = self.model.config.patch
         queries = token_centres(output.reference_grid, patch, patch).double().numpy()
         squared = np.sum((g.apply(matrix, correspondences) - queries) ** 2, axis=1)
         residual = math.sqrt(float(np.sum(weights * squared) / max(float(np.sum(weights)), 1e-12))) * factor
-        note = f"{self.transform} fit of {np.count_nonzero(weights)} reference tokens at 1/{factor:.2f}"
+        note = f"{self.transform} fit at 1/{factor:.2f}, support {support:.1f} of {np.count_nonzero(weights)} tokens"
         if self.refine == "ecc":
             refined = self._ecc(prediction, matrix)
             note += "; ECC failed, the model's estimate kept" if refined is None else "; refined by ECC"
@@ -262,6 +280,7 @@ class ACCRRegistration:
             weights=output.attention[0].float().mean(dim=0).cpu().numpy(),
             reference_points=g.apply(to_reference, reference_points),
             floating_points=g.apply(to_floating, floating_points),
+            correspondences=g.apply(to_floating, output.correspondences[0].double().cpu().numpy()),
             floating_grid=output.floating_grid,
         )
 

@@ -20,6 +20,16 @@ Losses, each with its weight (:class:`HeadTrainingConfig`):
   the truth puts its centre in the floating patch (tokens whose true match lies outside it left
   out): the attention's own supervision, one point per token where the corner error gives one
   number per pair, which is what makes the head learn within a hundred steps;
+* ``assignment``: the cross-entropy of each reference token's attention (averaged over the heads)
+  over the floating tokens against its true match spread bilinearly over the four tokens around
+  it (tokens whose true match lies outside the floating token grid left out): a contrastive loss
+  (InfoNCE), every other floating token a negative. The distance above moves the correspondence
+  only within the window of the most attended token (:attr:`ACCRConfig.match_radius`); this one
+  raises the right token's weight wherever the peak is, so the head learns on real images where
+  the first peaks are mostly wrong;
+* ``confidence``: the binary cross-entropy of each reference token's confidence against whether
+  its correspondence lies within a token (``patch`` px) of its true match: the fit's weights and
+  the registration's support (:attr:`ACCROutput.support`) learn which tokens to trust;
 * ``similarity``: the mean squared difference between the reference's CoMIR and the floating's
   warped onto it by the prediction (field, else matrix), where the warp lands inside the floating
   patch; it needs no truth, but with fine-tuned encoders and no transform term it could shrink the
@@ -86,7 +96,9 @@ class HeadTrainingConfig:
         Whether the encoders' weights are trained too (else frozen).
     optimizer settings : float
         ``learning_rate``, ``weight_decay`` (Adam), ``grad_clip`` (norm over the trained parameters).
-    transform_weight, match_weight, similarity_weight, smoothness_weight : float
+    transform_weight, match_weight, assignment_weight, confidence_weight : float
+        The losses' weights (module doc).
+    similarity_weight, smoothness_weight : float
         The losses' weights (module doc); the last needs a model with ``field``.
     rotation, flips, augmentation : bool, bool, Mapping
         :class:`~comir.training.sampler.PatchSampler`'s augmentation of the aligned pairs.
@@ -107,6 +119,8 @@ class HeadTrainingConfig:
     grad_clip: float = 1.0
     transform_weight: float = 1.0
     match_weight: float = 1.0
+    assignment_weight: float = 1.0
+    confidence_weight: float = 1.0
     similarity_weight: float = 0.0
     smoothness_weight: float = 0.0
     rotation: bool = True
@@ -300,14 +314,15 @@ def head_losses(output: ACCROutput, truth: torch.Tensor, weights: HeadTrainingCo
     truth : torch.Tensor
         ``(N, 2, 3)``: the true floating -> reference matrices of the batch.
     weights : HeadTrainingConfig
-        The losses' weights (``transform_weight``, ``match_weight``, ``similarity_weight``,
-        ``smoothness_weight``); a zero weight skips that loss (but not ``corner_px``).
+        The losses' weights (``transform_weight``, ``match_weight``, ``assignment_weight``,
+        ``confidence_weight``, ``similarity_weight``, ``smoothness_weight``); a zero weight skips
+        that loss (but not ``corner_px``).
 
     Returns
     -------
     dict[str, torch.Tensor]
-        ``corner_px``, then ``match_px``, ``field_px`` (with a field), ``similarity`` and
-        ``smoothness`` as configured, and ``total``.
+        ``corner_px``, then ``match_px``, ``assignment``, ``confidence``, ``field_px`` (with a
+        field), ``similarity`` and ``smoothness`` as configured, and ``total``.
     """
     reference, floating = (comir.float() for comir in output.representations)
     height, width = reference.shape[-2:]
@@ -316,13 +331,22 @@ def head_losses(output: ACCROutput, truth: torch.Tensor, weights: HeadTrainingCo
     inverse = invert_matrices(truth)
     losses = {"corner_px": corner_distance(output.matrix, truth, floating.shape[-1], floating.shape[-2]).mean()}
     total = weights.transform_weight * losses["corner_px"]
+    patch = width // output.reference_grid[1]
+    matches = transform_points(inverse, token_centres(output.reference_grid, patch, patch, reference.device))
+    inside = ((matches >= 0) & (matches <= floating_corner)).all(dim=-1)
+    distances = (output.correspondences - matches).norm(dim=-1)
     if weights.match_weight:
-        patch = width // output.reference_grid[1]
-        matches = transform_points(inverse, token_centres(output.reference_grid, patch, patch, reference.device))
-        inside = ((matches >= 0) & (matches <= floating_corner)).all(dim=-1)
-        distances = (output.correspondences - matches).norm(dim=-1)
         losses["match_px"] = (distances * inside).sum() / inside.sum().clamp_min(1)
         total = total + weights.match_weight * losses["match_px"]
+    if weights.assignment_weight:
+        losses["assignment"] = assignment_entropy(output, matches, patch)
+        total = total + weights.assignment_weight * losses["assignment"]
+    if weights.confidence_weight:
+        right = (distances.detach() <= patch).float()
+        # torch's binary_cross_entropy clamps the log at -100: a confidence of exactly 0 or 1 stays finite.
+        entropy = torch.nn.functional.binary_cross_entropy(output.confidence, right, reduction="none")
+        losses["confidence"] = (entropy * inside).sum() / inside.sum().clamp_min(1)
+        total = total + weights.confidence_weight * losses["confidence"]
     if output.field is not None:
         true_positions = transform_points(inverse, grid.reshape(-1, 2)).reshape(-1, height, width, 2)
         losses["field_px"] = (grid + output.field - true_positions).norm(dim=-1).mean()
@@ -345,6 +369,51 @@ def head_losses(output: ACCROutput, truth: torch.Tensor, weights: HeadTrainingCo
         total = total + weights.smoothness_weight * losses["smoothness"]
     losses["total"] = total
     return losses
+
+
+def assignment_entropy(output: ACCROutput, matches: torch.Tensor, patch: int) -> torch.Tensor:
+    """The mean cross-entropy of the reference tokens' attention against their true matches (module doc).
+
+    A true match at fractional floating-grid position ``(u, v)`` (token centres at integers) is
+    the target distribution with the bilinear weights ``(1 - fu)(1 - fv)``, ``fu (1 - fv)``, ... on
+    the four tokens around it; the loss of a token is ``-sum_k t_k log p_k`` with ``p`` its
+    attention averaged over the heads. Tokens whose match lies outside the grid's span do not count.
+
+    Parameters
+    ----------
+    output : ACCROutput
+        The model's output (its ``attention``, ``floating_grid`` and floating CoMIR's width).
+    matches : torch.Tensor
+        ``(N, L_r, 2)`` where the truth puts each reference token's centre in the floating image (px).
+    patch : int
+        Side in px of a token.
+
+    Returns
+    -------
+    torch.Tensor
+        A float32 scalar (0 when no token's match is inside the grid).
+    """
+    rows, columns = output.floating_grid
+    width = output.representations[1].shape[-1]
+    stride = (width - patch) // (columns - 1) if columns > 1 else patch
+    grid = (matches - (patch - 1) / 2) / stride  # fractional (column, row) of the floating token grid
+    span = grid.new_tensor([columns - 1, rows - 1])
+    inside = ((grid >= 0) & (grid <= span)).all(dim=-1)
+    low = grid.floor().clamp(min=torch.zeros_like(span), max=span)
+    fraction = grid - low
+    probabilities = output.attention.float().mean(dim=1)
+    entropy = torch.zeros_like(fraction[..., 0])
+    for step_x in (0, 1):
+        for step_y in (0, 1):
+            column = (low[..., 0] + step_x).clamp(max=columns - 1)
+            row = (low[..., 1] + step_y).clamp(max=rows - 1)
+            share = (fraction[..., 0] if step_x else 1 - fraction[..., 0]) * (
+                fraction[..., 1] if step_y else 1 - fraction[..., 1]
+            )
+            index = (row * columns + column).long()[..., None]
+            chosen = probabilities.gather(-1, index)[..., 0]
+            entropy = entropy - share * chosen.clamp_min(torch.finfo(chosen.dtype).tiny).log()
+    return (entropy * inside).sum() / inside.sum().clamp_min(1)
 
 
 def moved_pairs(
@@ -469,6 +538,7 @@ def train_registration_head(
 
 __all__ = [
     "HeadTrainingConfig",
+    "assignment_entropy",
     "build_accr",
     "check_head_settings",
     "corner_distance",

@@ -19,11 +19,14 @@ as a model family beside CoMIR:
   from the reference's tokens, keys and values from the floating's. Its ablation (``attention:
   false``, :class:`.attention.CosineMatching`): the weights are the plain cosines of the tokens.
 * **Registration head**: reference token ``r`` at ``p_r`` gets the soft correspondence
-  ``c_r = sum_j w_rj q_j``, the attention-weighted mean of the floating token centres ``q_j``
-  (weights averaged over the heads), and a confidence in (0, 1) from its attended features (a
-  small MLP). The floating -> reference matrix is the confidence-weighted least-squares fit
-  sending ``c_r`` onto ``p_r``, made robust to wrong correspondences by reweighting
-  (:func:`.geometry.robust_fit`): rigid (angle, tx, ty) or affine (6 parameters), in the project's
+  ``c_r = sum_j w_rj q_j / sum_j w_rj``, the attention-weighted mean of the floating token centres
+  ``q_j`` within ``match_radius`` key steps of its most attended one (weights averaged over the
+  heads; :func:`.geometry.local_soft_argmax`), and a confidence in (0, 1) from its attended
+  features (a small MLP). The floating -> reference matrix is the confidence-weighted
+  least-squares fit sending ``c_r`` onto ``p_r``, started from the minimal-sample fit that most
+  confidence agrees with (:func:`.geometry.consensus_start`, RANSAC's hypothesis step) and made
+  robust to wrong correspondences by reweighting (:func:`.geometry.robust_fit`): rigid (angle,
+  tx, ty) or affine (6 parameters), in the project's
   convention (:mod:`comir.geometry`: 2x3, points (x, y), pixels of the images given). A fit
   rather than a regression of the parameters from pooled features (as in Deep Closest Point,
   Wang and Solomon 2019): it is in pixel units by construction, equivariant to translations,

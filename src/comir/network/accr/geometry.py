@@ -18,6 +18,10 @@ from torch import Tensor
 HEAD_TRANSFORMS: tuple[str, ...] = ("rigid", "affine")
 #: Reweighting steps of :func:`robust_fit`.
 ROBUST_ITERATIONS = 3
+#: Minimal-sample hypotheses per pair of :func:`consensus_start`.
+CONSENSUS_HYPOTHESES = 256
+# The hypotheses' draws: one fixed stream, so a model registers a pair the same way every time.
+_CONSENSUS_SEED = 0
 # Ridge (px^2, per unit of weight) pulling the fit towards the identity: it keeps the fit defined
 # when the correspondences collapse (an untrained attention can send every token near the floating
 # image's centre) and is negligible against the spread of real correspondences (>= patch^2).
@@ -230,14 +234,20 @@ def fit_matrix(source: Tensor, target: Tensor, weights: Tensor, transform: str) 
         return torch.cat([linear, offset[..., None]], dim=2)
 
 
-def robust_fit(source: Tensor, target: Tensor, weights: Tensor, transform: str, scale: float) -> Tensor:
+def robust_fit(
+    source: Tensor, target: Tensor, weights: Tensor, transform: str, scale: float, start: Tensor | None = None
+) -> Tensor:
     """:func:`fit_matrix` made robust to wrong correspondences: iteratively reweighted least squares.
 
-    After the weighted fit, :data:`ROBUST_ITERATIONS` times: each point's weight is multiplied by
-    the Cauchy weight ``scale^2 / (scale^2 + r^2)`` of its residual ``r`` (px) under the last
-    fit, and the fit is repeated. Attention has outliers (a token whose match is outside the
-    floating image, repeated texture): a point a token (``scale``) off counts half, one ten
-    tokens off a hundredth. Differentiable, as the fit.
+    From ``start`` (else the weighted fit), :data:`ROBUST_ITERATIONS` times: each point's weight
+    is multiplied by the Geman-McClure weight ``(scale^2 / (scale^2 + r^2))^2`` of its residual
+    ``r`` (px) under the last matrix, and the fit is repeated. Attention has outliers (a token
+    whose match is outside the floating image, repeated texture): a point a token (``scale``)
+    off counts a quarter, one ten tokens off a ten-thousandth, so that even four outliers in five
+    move the fit by a tenth of a pixel. Where outliers are the majority the weighted fit is
+    pulled far from every inlier and the reweighting keeps the wrong points; a start from
+    :func:`consensus_start` avoids that. Differentiable in the points and weights, as the fit
+    (``start`` only selects which points count).
 
     Parameters
     ----------
@@ -251,6 +261,8 @@ def robust_fit(source: Tensor, target: Tensor, weights: Tensor, transform: str, 
         ``"rigid"`` or ``"affine"`` (:data:`HEAD_TRANSFORMS`).
     scale : float
         Residual in px at which a correspondence's weight is halved (a token's size).
+    start : torch.Tensor or None, optional
+        ``(N, 2, 3)`` matrices to reweight from. Default None: the weighted fit of all points.
 
     Returns
     -------
@@ -262,12 +274,109 @@ def robust_fit(source: Tensor, target: Tensor, weights: Tensor, transform: str, 
     ValueError
         If ``transform`` is not one of :data:`HEAD_TRANSFORMS`.
     """
-    matrix = fit_matrix(source, target, weights, transform)
+    matrix = fit_matrix(source, target, weights, transform) if start is None else start.detach()
     for _ in range(ROBUST_ITERATIONS):
         with autocast_off(source.device):
             squared = (transform_points(matrix, source.to(matrix.dtype)) - target.to(matrix.dtype)).pow(2).sum(dim=-1)
-        matrix = fit_matrix(source, target, weights * scale**2 / (scale**2 + squared), transform)
+        matrix = fit_matrix(source, target, weights * (scale**2 / (scale**2 + squared)) ** 2, transform)
     return matrix
+
+
+def consensus_start(
+    source: Tensor,
+    target: Tensor,
+    weights: Tensor,
+    transform: str,
+    scale: float,
+    hypotheses: int = CONSENSUS_HYPOTHESES,
+) -> Tensor:
+    """``(N, 2, 3)`` the minimal-sample fit that the most weight agrees with (RANSAC's hypothesis step).
+
+    Per pair, ``hypotheses`` minimal samples (2 points for a rigid fit, 3 for an affine one) are
+    drawn with probabilities proportional to ``weights`` from a fixed stream (the same points give
+    the same start); each sample's exact fit (:func:`fit_matrix`) scores the summed weight of the
+    points it sends within ``scale`` px of their targets; the best-scoring fit is returned. Not
+    differentiable (a selection): :func:`robust_fit` refines it. Computed in float32 with
+    autocast off; memory ``N * hypotheses * L``.
+
+    Parameters
+    ----------
+    source, target : torch.Tensor
+        ``(N, L, 2)`` points (x, y) in px and where they should land.
+    weights : torch.Tensor
+        ``(N, L)`` non-negative weights; a pair with no positive weight draws uniformly.
+    transform : str
+        ``"rigid"`` or ``"affine"`` (:data:`HEAD_TRANSFORMS`).
+    scale : float
+        Residual in px within which a point agrees with a fit.
+    hypotheses : int, optional
+        Samples per pair. Default :data:`CONSENSUS_HYPOTHESES`.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, 2, 3)`` float32 matrices.
+
+    Raises
+    ------
+    ValueError
+        If ``transform`` is not one of :data:`HEAD_TRANSFORMS`.
+    """
+    if transform not in HEAD_TRANSFORMS:
+        raise ValueError(f"transform must be one of {HEAD_TRANSFORMS}, got {transform!r}")
+    size = 2 if transform == "rigid" else 3
+    with torch.no_grad(), autocast_off(source.device):
+        source, target, weights = (t.float() for t in (source, target, weights))
+        count, points = weights.shape
+        generator = torch.Generator().manual_seed(_CONSENSUS_SEED)
+        # Drawn on the CPU (one stream whatever the device); with replacement: a sample may repeat
+        # a point, whose degenerate fit the ridge keeps finite and the scoring discards.
+        probabilities = (weights.cpu() + 1e-12 * (weights.cpu().sum(1, keepdim=True) <= 0)).clamp_min(0)
+        drawn = torch.multinomial(probabilities, hypotheses * size, replacement=True, generator=generator)
+        drawn = drawn.to(source.device).reshape(count, hypotheses, size)
+        rows = torch.arange(count, device=source.device)[:, None, None]
+        samples = [t[rows, drawn].reshape(count * hypotheses, size, 2) for t in (source, target)]
+        uniform = torch.ones(count * hypotheses, size, device=source.device)
+        matrices = fit_matrix(samples[0], samples[1], uniform, transform).reshape(count, hypotheses, 2, 3)
+        moved = torch.einsum("nkij,nlj->nkli", matrices[..., :2], source) + matrices[..., None, :, 2]
+        agree = ((moved - target[:, None]).pow(2).sum(-1) <= scale**2).float()
+        best = (agree * weights[:, None]).sum(-1).argmax(dim=1)
+        return matrices[torch.arange(count, device=source.device), best]
+
+
+def local_soft_argmax(weights: Tensor, positions: Tensor, grid: tuple[int, int], radius: int | None) -> Tensor:
+    """``(N, L_q, 2)``: each query's weighted mean key position near its most weighted key.
+
+    The mean over every key (``radius=None``, the plain soft-argmax) lies between the places a
+    spread attention weighs, pulled towards the image's centre; the mean over the keys within
+    ``radius`` grid steps (per axis) of the most weighted one stays on a place of the image, right
+    or wrong, which is what a robust fit needs. Differentiable in the weights inside the window.
+
+    Parameters
+    ----------
+    weights : torch.Tensor
+        ``(N, L_q, L_k)`` non-negative weights over the keys (rows sum to 1).
+    positions : torch.Tensor
+        ``(L_k, 2)`` the keys' positions, row by row of ``grid``.
+    grid : tuple[int, int]
+        ``(rows, columns)`` of the keys.
+    radius : int or None
+        Grid steps around the most weighted key; None: every key.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, L_q, 2)`` positions, in ``positions``' dtype.
+    """
+    weights = weights.to(positions.dtype)
+    if radius is None:
+        return weights @ positions
+    columns = grid[1]
+    peak = weights.argmax(dim=-1, keepdim=True)
+    index = torch.arange(weights.shape[-1], device=weights.device)
+    near = ((index // columns - peak // columns).abs() <= radius) & ((index % columns - peak % columns).abs() <= radius)
+    local = weights * near
+    return (local @ positions) / local.sum(-1, keepdim=True).clamp_min(torch.finfo(local.dtype).tiny)
 
 
 def matrix_params(matrix: Tensor, transform: str) -> Tensor:
@@ -293,11 +402,14 @@ def matrix_params(matrix: Tensor, transform: str) -> Tensor:
 
 
 __all__ = [
+    "CONSENSUS_HYPOTHESES",
     "HEAD_TRANSFORMS",
     "ROBUST_ITERATIONS",
     "autocast_off",
+    "consensus_start",
     "fit_matrix",
     "invert_matrices",
+    "local_soft_argmax",
     "matrix_params",
     "pixel_grid",
     "robust_fit",

@@ -14,7 +14,9 @@ from comir.network.accr.attention import CosineMatching, CrossAttention, positio
 from comir.network.accr.geometry import (
     HEAD_TRANSFORMS,
     autocast_off,
+    consensus_start,
     invert_matrices,
+    local_soft_argmax,
     matrix_params,
     robust_fit,
     token_centres,
@@ -55,6 +57,11 @@ class ACCRConfig:
         (:class:`.attention.CrossAttention`); ``False`` (an ablation): their weights are the plain
         cosines of the embedded tokens (:class:`.attention.CosineMatching`), with no exchange between
         the images, so ``heads`` is unused and stage 2 trains the embedding and the confidence.
+    match_radius : int or None
+        A reference token's correspondence is the attention-weighted mean of the floating tokens
+        within this many key steps (per axis) of its most attended one
+        (:func:`.geometry.local_soft_argmax`); ``None``: of every floating token (the plain
+        soft-argmax, pulled towards the image's centre when the attention spreads).
     """
 
     patch: int = 8
@@ -65,12 +72,15 @@ class ACCRConfig:
     field: bool = False
     positional: bool = True
     attention: bool = True
+    match_radius: int | None = 2
 
     def __post_init__(self) -> None:
         if self.transform not in HEAD_TRANSFORMS:
             raise ValueError(f"ACCRConfig.transform must be one of {HEAD_TRANSFORMS}, got {self.transform!r}")
         if min(int(self.patch), int(self.key_stride), int(self.heads), int(self.embed_dim)) < 1:
             raise ValueError("ACCRConfig's patch, key_stride, heads and embed_dim must be >= 1")
+        if self.match_radius is not None and int(self.match_radius) < 0:
+            raise ValueError(f"ACCRConfig.match_radius must be >= 0 or None, got {self.match_radius}")
         if self.patch % self.key_stride:
             raise ValueError(f"ACCRConfig.key_stride {self.key_stride} must divide patch {self.patch}")
         if (self.attention and self.embed_dim % self.heads) or (self.positional and self.embed_dim % 4):
@@ -142,6 +152,9 @@ class ACCROutput:
         ``(N, L_r, 2)`` float32: each reference token's soft correspondence (x, y) in the floating image.
     confidence : torch.Tensor
         ``(N, L_r)`` float32 in [0, 1]: the fit's weights (0 for tokens outside the reference's valid pixels).
+    support : torch.Tensor
+        ``(N,)`` float32: the summed confidence of the reference tokens that the matrix sends within a
+        token (``patch`` px) of their correspondences: how many tokens agree with the answer.
     reference_grid, floating_grid : tuple of int
         The token grids ``(rows, columns)`` of the two inputs.
     representations : tuple of torch.Tensor
@@ -156,6 +169,7 @@ class ACCROutput:
     attention: Tensor
     correspondences: Tensor
     confidence: Tensor
+    support: Tensor
     reference_grid: tuple[int, int]
     floating_grid: tuple[int, int]
     representations: tuple[Tensor, Tensor]
@@ -303,13 +317,17 @@ class ACCRNet(nn.Module):
         attended, attention = self.attention(queries, keys, ignored)
         logits = self.confidence(attended)[..., 0]
         with autocast_off(reference.device):
-            correspondences = attention.float().mean(dim=1) @ key_positions
+            weights = attention.float().mean(dim=1)
+            correspondences = local_soft_argmax(weights, key_positions, floating_grid, self.config.match_radius)
             confidence = torch.sigmoid(logits.float())
             if reference_valid is not None:
                 confidence = confidence * token_validity(reference_valid, patch, patch)
             transform = self.config.transform
             targets = query_positions.expand_as(correspondences)
-            matrix = robust_fit(correspondences, targets, confidence, transform, patch)
+            start = consensus_start(correspondences, targets, confidence, transform, patch)
+            matrix = robust_fit(correspondences, targets, confidence, transform, patch, start)
+            residuals = (transform_points(matrix, correspondences) - targets).norm(dim=-1)
+            support = (confidence * (residuals <= patch)).sum(dim=1).detach()
             coarse_field = field = None
             if self.config.field:
                 # A token's own correspondence where it is confident, the fitted transform's elsewhere.
@@ -325,6 +343,7 @@ class ACCRNet(nn.Module):
             attention=attention,
             correspondences=correspondences,
             confidence=confidence,
+            support=support,
             reference_grid=reference_grid,
             floating_grid=floating_grid,
             representations=comirs,
