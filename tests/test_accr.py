@@ -476,6 +476,18 @@ def test_the_method_registers_a_pair_and_fails_a_degenerate_one(trained, monkeyp
     masked = method.register(reference[:31, :30], floating, floating_mask=mask)
     assert masked.ok and pair_error(masked.matrix, TRUTH, floating) < 3.0, masked.message
 
+    # A quarter turn, beyond the training's 4 degrees: from the start at 90 deg (the floating image rotated
+    # by it, its lost corners invalid) the answer has the largest support, and the matrix includes the start.
+    turned = g.rigid_matrix(math.radians(90.0), 2.0, -1.5, center=(15.5, 15.5))
+    reference_turned, floating_turned = moved_texture(turned)
+    alone = method.register(reference_turned, floating_turned)
+    starts = ACCRRegistration(trained["model"], start_angles_deg=[-90, 0, 90, 180])
+    searched = starts.register(reference_turned, floating_turned)
+    assert pair_error(alone.matrix, turned, floating_turned) > 10.0
+    assert pair_error(searched.matrix, turned, floating_turned) < 1.0, searched.message
+    assert searched.ok and "from the start at 90 deg" in searched.message
+    with pytest.raises(ValueError, match="start_angles_deg must be finite angles"):
+        ACCRRegistration(trained["model"], start_angles_deg=[])
     unsupported = ACCRRegistration(trained["model"], min_support=64.0).register(reference, floating)
     assert unsupported.status == "failed" and "below min_support 64" in unsupported.message
     with pytest.raises(ValueError, match="min_support must be >= 0"):

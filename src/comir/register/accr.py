@@ -11,7 +11,11 @@ so the two images may have different channel counts (each that of its modality's
    :attr:`~comir.network.accr.model.ACCRNet.multiple` (edge values; the padding is invalid).
 2. **The model**: its transform (rigid or affine) of the working images, valid-pixel masks
    honoured (a token counts where half its pixels are valid: invalid reference tokens get no
-   weight in the fit, invalid floating tokens are not attended to).
+   weight in the fit, invalid floating tokens are not attended to). With several
+   ``start_angles_deg``, the floating image (and its mask) is first rotated about its centre by
+   each angle (the corners it loses become invalid) and the answer with the largest support is
+   kept, composed with its start: the tokens are not rotation invariant, and the head registers
+   rotations of the order it was trained on.
 3. **Refinement** (``refine: ecc``): the cascade's ECC step
    (:func:`comir.register.fft_search.ecc_refine`) from the model's estimate on the model's own
    CoMIRs at the working level (reduced to one channel, masks honoured); where ECC fails the
@@ -57,6 +61,7 @@ from comir.register.base import (
     require_variation,
     timed,
     to_single_channel,
+    warp_with_validity,
 )
 from comir.register.fft_search import ecc_refine
 
@@ -138,6 +143,8 @@ class ACCRRegistration:
         ``"none"`` or ``"ecc"`` (step 3).
     iterations : int
         ECC's iterations (with ``refine: ecc``).
+    start_angles_deg : tuple of float
+        Rotations (degrees) of the floating image to start from (step 2); ``(0,)``: the image as given.
     min_support : float
         The least support (tokens' worth of confidence agreeing with the model's matrix, module
         doc) of an answer; below it the pair is a failure. 0: every finite answer is kept.
@@ -155,6 +162,7 @@ class ACCRRegistration:
     max_px: int = 256
     refine: str = "none"
     iterations: int = 50
+    start_angles_deg: tuple[float, ...] = (0.0,)
     min_support: float = 8.0
     device: str = "cpu"
     threads: int = 1
@@ -175,6 +183,9 @@ class ACCRRegistration:
             raise ValueError(f"refine must be one of {ACCR_REFINEMENTS}, got {self.refine!r}")
         if int(self.iterations) < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        self.start_angles_deg = tuple(float(angle) for angle in np.atleast_1d(self.start_angles_deg))
+        if not self.start_angles_deg or not all(math.isfinite(angle) for angle in self.start_angles_deg):
+            raise ValueError(f"start_angles_deg must be finite angles, at least one, got {self.start_angles_deg}")
         if not float(self.min_support) >= 0:
             raise ValueError(f"min_support must be >= 0, got {self.min_support}")
         self.model.to(self._device).eval()
@@ -214,7 +225,17 @@ class ACCRRegistration:
         ValueError
             If an image is malformed or its channels do not match its encoder.
         """
-        prediction = self._predict(reference, floating, reference_mask, floating_mask)
+        best: tuple[float, float, np.ndarray, _Prediction] | None = None
+        for angle in self.start_angles_deg:
+            start = g.rigid_matrix(math.radians(angle), 0.0, 0.0, center=tuple(g.image_center(floating.shape)))
+            moved, moved_mask = floating, floating_mask
+            if angle:
+                valid = None if floating_mask is None else floating_mask.astype(np.float32)
+                moved, moved_mask = warp_with_validity(floating, start, floating.shape[1::-1], valid)
+            prediction = self._predict(reference, moved, reference_mask, moved_mask)
+            if best is None or float(prediction.output.support[0]) > best[0]:
+                best = (float(prediction.output.support[0]), angle, start, prediction)
+        _, angle, start, prediction = best
         output, factor = prediction.output, prediction.factor
         matrix = output.matrix[0].double().cpu().numpy()
         if not np.all(np.isfinite(matrix)):
@@ -232,11 +253,14 @@ class ACCRRegistration:
         squared = np.sum((g.apply(matrix, correspondences) - queries) ** 2, axis=1)
         residual = math.sqrt(float(np.sum(weights * squared) / max(float(np.sum(weights)), 1e-12))) * factor
         note = f"{self.transform} fit at 1/{factor:.2f}, support {support:.1f} of {np.count_nonzero(weights)} tokens"
+        if len(self.start_angles_deg) > 1:
+            note += f" from the start at {angle:g} deg"
         if self.refine == "ecc":
             refined = self._ecc(prediction, matrix)
             note += "; ECC failed, the model's estimate kept" if refined is None else "; refined by ECC"
             matrix = matrix if refined is None else refined
-        return RegistrationResult(to_original_grids(matrix, *prediction.levels), OK, residual, 0.0, note)
+        matrix = g.compose(to_original_grids(matrix, *prediction.levels), start)
+        return RegistrationResult(matrix, OK, residual, 0.0, note)
 
     def attention(
         self,

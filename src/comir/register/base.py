@@ -335,6 +335,44 @@ def sitk_image(array: np.ndarray, dtype: Any = np.float32) -> Any:
     return image
 
 
+def warp_with_validity(
+    image: np.ndarray, matrix: np.ndarray, size_wh: tuple[int, int], valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """An image warped by ``matrix`` (image -> output pixel, bilinear, edges replicated) and where it is valid.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` float32 image (``C`` <= 4, OpenCV's limit).
+    matrix : numpy.ndarray
+        The 2x3 matrix sending the image's pixels to the output's.
+    size_wh : tuple of int
+        The output's ``(width, height)``.
+    valid : numpy.ndarray or None, optional
+        The image's validity as float32 0/1 ``(H, W)``; None: every pixel. Default None.
+
+    Returns
+    -------
+    warped : numpy.ndarray
+        ``(height, width)`` or ``(height, width, C)``, as the image.
+    inside : numpy.ndarray
+        Boolean ``(height, width)``: True where all that the bilinear interpolation reads is valid
+        image (outside the image nothing is).
+    """
+    import cv2
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    out = cv2.warpAffine(image, matrix, size_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if image.ndim == 3 and out.ndim == 2:  # OpenCV drops a single channel's axis
+        out = out[..., None]
+    if valid is None:
+        valid = np.ones(image.shape[:2], np.float32)
+    inside = cv2.warpAffine(
+        valid, matrix, size_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0
+    )
+    return out, inside >= 0.999
+
+
 def fill_invalid(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """``image`` with its invalid pixels set to the mean of its valid ones (per channel); as is without a mask.
 
@@ -396,9 +434,7 @@ def require_variation(
             )
 
 
-def to_single_channel(
-    image: np.ndarray, basis: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def to_single_channel(image: np.ndarray, basis: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reduce an image to one channel; return ``(image2d_float32, basis)``.
 
     * ``(H, W)`` (or ``(H, W, 1)``): returned as float32, unchanged; the basis
@@ -676,4 +712,5 @@ __all__ = [
     "sitk_image",
     "timed",
     "to_single_channel",
+    "warp_with_validity",
 ]

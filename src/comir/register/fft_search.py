@@ -109,7 +109,7 @@ import scipy.fft as sfft
 from numpy.typing import DTypeLike
 
 from comir import geometry as g
-from comir.register.base import OK, RegistrationResult, fill_invalid, timed, to_single_channel
+from comir.register.base import OK, RegistrationResult, fill_invalid, timed, to_single_channel, warp_with_validity
 from comir.register.fft_scores import (
     SPECTRUM_BUDGET,
     LagScores,
@@ -147,26 +147,6 @@ def _rotation_about(theta: float, center: np.ndarray, target: np.ndarray) -> np.
     return g.rigid_matrix(theta, *(target - center), center=tuple(center))
 
 
-def _warp(
-    image: np.ndarray, matrix: np.ndarray, size_wh: tuple[int, int], valid: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Floating image warped by ``matrix`` (floating -> output pixel) and its validity mask.
-
-    ``valid``: the image's validity as float32 0/1 (None: every pixel); an
-    output pixel is valid when all that its bilinear interpolation reads is.
-    """
-    import cv2
-
-    matrix = np.asarray(matrix, dtype=np.float64)
-    out = cv2.warpAffine(image, matrix, size_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    if valid is None:
-        valid = np.ones(image.shape[:2], np.float32)
-    inside = cv2.warpAffine(
-        valid, matrix, size_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0
-    )
-    return out, inside >= 0.999
-
-
 def _level_mask(mask: np.ndarray | None, shape: tuple[int, int], factor: float, smooth: float) -> np.ndarray:
     """A full-resolution mask at a level: blurred and resampled like the image, valid where it stays ~1."""
     if mask is None:
@@ -195,9 +175,7 @@ def _downsample(image: np.ndarray, factor: float, smooth: float = 0.0) -> np.nda
     return cv2.warpAffine(blurred, scale, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _parabola(
-    left: float | np.ndarray, mid: float | np.ndarray, right: float | np.ndarray
-) -> float | np.ndarray:
+def _parabola(left: float | np.ndarray, mid: float | np.ndarray, right: float | np.ndarray) -> float | np.ndarray:
     """Offset in [-0.5, 0.5] of the vertex of the parabola through (-1, 0, 1); 0 if not a peak."""
     left, mid, right = (np.asarray(v, dtype=np.float64) for v in (left, mid, right))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -247,9 +225,7 @@ def peak_lags(lag_scores: LagScores) -> tuple[np.ndarray, np.ndarray]:
         ((iy > 0) & (iy < ny - 1), at(-1, 0, iy > 0), at(1, 0, iy < ny - 1)),
     ):
         offsets.append(np.where(axis_ok, _parabola(left, best, right), 0.0))
-    lags = np.stack(
-        [lag_scores.x_lags[ix] + offsets[0], lag_scores.y_lags[iy] + offsets[1]], axis=-1
-    )
+    lags = np.stack([lag_scores.x_lags[ix] + offsets[0], lag_scores.y_lags[iy] + offsets[1]], axis=-1)
     return best.reshape(batch_shape), lags.reshape(batch_shape + (2,))
 
 
@@ -319,8 +295,8 @@ class _Level:
             self.fixed = MIFixed(self.ref_labels, self.ref_mask, self.levels, dtype)
 
     def warp(self, matrix: np.ndarray, size_wh: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """The level's floating image warped by ``matrix`` and its validity (:func:`_warp`)."""
-        return _warp(self.flo, matrix, size_wh, self.flo_valid)
+        """The level's floating image warped by ``matrix`` and its validity (:func:`.base.warp_with_validity`)."""
+        return warp_with_validity(self.flo, matrix, size_wh, self.flo_valid)
 
     def scores(self, moving: np.ndarray, moving_mask: np.ndarray, y_lags: np.ndarray, x_lags: np.ndarray) -> LagScores:
         """The method's score of moving image(s) ``(H, W)`` or ``(B, H, W)`` against the reference, at the lags."""
@@ -495,9 +471,7 @@ class FFTSearchRegistration:
         chosen = self._distinct(found, math.radians(2 * step_deg), int(self.top_k))
         return [(best, theta, _from_level(center, level.factor)) for best, theta, center in chosen]
 
-    def _refine_pass(
-        self, level: _Level, candidate, delta: float, offsets: np.ndarray, window: int, cf: np.ndarray
-    ):
+    def _refine_pass(self, level: _Level, candidate, delta: float, offsets: np.ndarray, window: int, cf: np.ndarray):
         """Angles theta + k delta, translations in +-window (level px) around the candidate."""
         _, theta0, center = candidate
         cf_level = _to_level(cf, level.factor)
@@ -673,7 +647,7 @@ def overlap_ncc(
         The correlation in [-1, 1], or ``-inf``.
     """
     valid = None if floating_mask is None else np.asarray(floating_mask, dtype=np.float32)
-    moving, mask = _warp(floating, matrix, (reference.shape[1], reference.shape[0]), valid)
+    moving, mask = warp_with_validity(floating, matrix, (reference.shape[1], reference.shape[0]), valid)
     if reference_mask is not None:
         mask &= np.asarray(reference_mask, dtype=bool)
     if int(np.count_nonzero(mask)) < max(2, int(min_count)):
@@ -736,7 +710,7 @@ def ecc_refine(
     template_mask = None
     if masks[0] is not None or masks[1] is not None:
         valid = None if masks[1] is None else np.asarray(masks[1], dtype=np.float32)
-        _, template_mask = _warp(floating, matrix, (reference.shape[1], reference.shape[0]), valid)
+        _, template_mask = warp_with_validity(floating, matrix, (reference.shape[1], reference.shape[0]), valid)
         if masks[0] is not None:
             template_mask &= np.asarray(masks[0], dtype=bool)
         template_mask = template_mask.astype(np.uint8)
