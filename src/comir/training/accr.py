@@ -377,7 +377,9 @@ def assignment_entropy(output: ACCROutput, matches: torch.Tensor, patch: int) ->
     A true match at fractional floating-grid position ``(u, v)`` (token centres at integers) is
     the target distribution with the bilinear weights ``(1 - fu)(1 - fv)``, ``fu (1 - fv)``, ... on
     the four tokens around it; the loss of a token is ``-sum_k t_k log p_k`` with ``p`` its
-    attention averaged over the heads. Tokens whose match lies outside the grid's span do not count.
+    attention averaged over the heads: the bilinear interpolation of ``log p`` on the grid at
+    ``(u, v)`` (:func:`~comir.network.accr.geometry.sample_at`). Tokens whose match lies outside
+    the grid's span do not count.
 
     Parameters
     ----------
@@ -397,22 +399,12 @@ def assignment_entropy(output: ACCROutput, matches: torch.Tensor, patch: int) ->
     width = output.representations[1].shape[-1]
     stride = (width - patch) // (columns - 1) if columns > 1 else patch
     grid = (matches - (patch - 1) / 2) / stride  # fractional (column, row) of the floating token grid
-    span = grid.new_tensor([columns - 1, rows - 1])
-    inside = ((grid >= 0) & (grid <= span)).all(dim=-1)
-    low = grid.floor().clamp(min=torch.zeros_like(span), max=span)
-    fraction = grid - low
+    inside = ((grid >= 0) & (grid <= grid.new_tensor([columns - 1, rows - 1]))).all(dim=-1)
     probabilities = output.attention.float().mean(dim=1)
-    entropy = torch.zeros_like(fraction[..., 0])
-    for step_x in (0, 1):
-        for step_y in (0, 1):
-            column = (low[..., 0] + step_x).clamp(max=columns - 1)
-            row = (low[..., 1] + step_y).clamp(max=rows - 1)
-            share = (fraction[..., 0] if step_x else 1 - fraction[..., 0]) * (
-                fraction[..., 1] if step_y else 1 - fraction[..., 1]
-            )
-            index = (row * columns + column).long()[..., None]
-            chosen = probabilities.gather(-1, index)[..., 0]
-            entropy = entropy - share * chosen.clamp_min(torch.finfo(chosen.dtype).tiny).log()
+    logs = probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log()
+    # One single-channel image per reference token, sampled at its own match.
+    sampled = sample_at(logs.reshape(-1, 1, rows, columns), grid.reshape(-1, 1, 1, 2))
+    entropy = -sampled.reshape(inside.shape)
     return (entropy * inside).sum() / inside.sum().clamp_min(1)
 
 

@@ -327,11 +327,12 @@ def consensus_start(
     size = 2 if transform == "rigid" else 3
     with torch.no_grad(), autocast_off(source.device):
         source, target, weights = (t.float() for t in (source, target, weights))
-        count, points = weights.shape
+        count = len(weights)
         generator = torch.Generator().manual_seed(_CONSENSUS_SEED)
         # Drawn on the CPU (one stream whatever the device); with replacement: a sample may repeat
         # a point, whose degenerate fit the ridge keeps finite and the scoring discards.
-        probabilities = (weights.cpu() + 1e-12 * (weights.cpu().sum(1, keepdim=True) <= 0)).clamp_min(0)
+        drawing = weights.cpu()
+        probabilities = (drawing + 1e-12 * (drawing.sum(1, keepdim=True) <= 0)).clamp_min(0)
         drawn = torch.multinomial(probabilities, hypotheses * size, replacement=True, generator=generator)
         drawn = drawn.to(source.device).reshape(count, hypotheses, size)
         rows = torch.arange(count, device=source.device)[:, None, None]
