@@ -507,6 +507,42 @@ def test_the_method_registers_a_pair_and_fails_a_degenerate_one(trained, monkeyp
         ACCRRegistration(trained["model"], refine="mi")
 
 
+def test_the_method_gives_the_models_field_on_the_original_grids(trained, monkeypatch):
+    model = trained["model"]
+    reference, floating = moved_texture(TRUTH)
+    assert ACCRRegistration(model).register(reference, floating).field is None  # the model's setting: no field
+    result = ACCRRegistration(model, field=True).register(reference, floating)
+    assert result.ok and result.field.shape == (32, 32, 2) and result.field.dtype == np.float32
+    truth = affine_to_field(TRUTH, reference.shape)
+    endpoint = np.hypot(*np.moveaxis(result.field - truth, -1, 0)).mean()
+    assert endpoint < 0.5 * np.hypot(*np.moveaxis(truth, -1, 0)).mean(), endpoint  # the identity's: 3.9 px
+    with pytest.raises(ValueError, match="field must be true or false"):
+        ACCRRegistration(model, field="yes")
+
+    # The carriage to the original grids, on a field whose values are known: the model's field replaced by
+    # that of its own matrix, on a pair twice the working size, from a start at 90 deg, refined by a
+    # stand-in ECC. The result's field is then the field of the result's matrix (start, resampling and
+    # ECC's correction all included).
+    forward = model.forward
+
+    def matrix_field(*args, **kwargs):
+        output = forward(*args, **kwargs)
+        shape = tuple(output.field.shape[1:3])
+        exact = affine_to_field(output.matrix[0].double().numpy(), shape)
+        return dataclasses.replace(output, field=torch.as_tensor(exact)[None])
+
+    monkeypatch.setattr(model, "forward", matrix_field)
+    monkeypatch.setattr(accr_method, "ecc_refine", lambda *args: g.compose(g.rigid_matrix(0.01, 0.5, -0.25), args[2]))
+    turned = g.rigid_matrix(math.radians(90.0), 4.0, -3.0, center=(31.5, 31.5))
+    reference_64, floating_64 = moved_texture(turned, 64)
+    method = ACCRRegistration(model, max_px=32, refine="ecc", start_angles_deg=[0, 90], min_support=0, field=True)
+    carried = method.register(reference_64, floating_64)
+    assert carried.ok and "from the start at 90 deg" in carried.message and "refined by ECC" in carried.message
+    expected = affine_to_field(carried.matrix, reference_64.shape)
+    interior = (slice(2, -2), slice(2, -2))  # beyond its grid the working field repeats its edge values
+    np.testing.assert_allclose(carried.field[interior], expected[interior], atol=1e-3)
+
+
 def test_the_attention_figure_shows_where_a_location_attends(trained):
     reference, floating = moved_texture(TRUTH)
     attention = ACCRRegistration(trained["model"]).attention(reference, floating)

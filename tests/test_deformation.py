@@ -8,7 +8,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from comir import geometry as g
-from comir.deformation.affine import affine_to_field, compose_affine
+from comir.deformation.affine import affine_to_field, compose_affine, field_between_grids
 from comir.deformation.algebra import compose_fields, invert_field
 from comir.deformation.jacobian import folding_fraction, jacobian_determinant
 from comir.deformation.landmarks import map_points
@@ -162,6 +162,27 @@ def test_compose_affine_equals_composing_with_the_affine_field():
     points = np.array([[10.0, 20.0], [55.0, 41.0]])
     expected = g.apply(g.invert(matrix), map_points(points, residual))
     np.testing.assert_allclose(map_points(points, total), expected, atol=1e-4)
+
+
+def test_a_field_carried_to_other_grids_maps_each_point_through_the_three_maps():
+    # A working level at half the resolution: original pixel x is working (x + 0.5) / 2 - 0.5.
+    half = np.array([[0.5, 0.0, -0.25], [0.0, 0.5, -0.25]])
+    matrix = g.rigid_matrix(0.3, 3.0, -2.0, center=(15.0, 12.0))  # floating -> reference, working px
+    start = g.rigid_matrix(0.2, 0.0, 0.0, center=(30.0, 25.0))  # what the floating image was moved by
+    from_working = g.compose(g.invert(start), g.invert(half))
+    carried = field_between_grids(affine_to_field(matrix, (26, 32)), half, from_working, (50, 60))
+    assert carried.shape == (50, 60, 2) and carried.dtype == np.float32
+    # The affine field of the same map between the original grids (to_original_grids, then the start).
+    expected = affine_to_field(g.compose(g.compose(g.invert(half), g.compose(matrix, half)), start), (50, 60))
+    interior = (slice(2, -2), slice(2, -2))  # beyond its grid the working field repeats its edge values
+    np.testing.assert_allclose(carried[interior], expected[interior], atol=1e-3)
+    # A deformation is carried point by point: x -> from_working(u + field(u)), u = half(x).
+    residual = random_displacement((26, 32), 2.0, 12, 3)
+    points = np.array([[20.0, 14.0], [41.0, 33.0]])
+    inner = g.apply(half, points)
+    through = g.apply(from_working, map_points(inner, residual))
+    deformed = field_between_grids(residual, half, from_working, (50, 60))
+    np.testing.assert_allclose(map_points(points, deformed), through, atol=1e-4)
 
 
 def test_a_singular_matrix_is_a_value_error():

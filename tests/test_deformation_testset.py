@@ -185,6 +185,33 @@ def test_a_deformable_stage_refines_the_rigid_truth_and_is_scored_against_the_fi
     assert alone["message"].str.startswith("demons: ").all() and alone["metric"].notna().all()
 
 
+def test_a_method_with_a_field_of_its_own_is_scored_by_its_field(deformed, tmp_path):
+    cases, folder = deformed
+
+    class TrueField:
+        """The rigid truth with the true field of each case (as ACCR gives its model's field)."""
+
+        name = "true-field"
+
+        def __init__(self):
+            self.rigid, self.cases = TrueRigid(truths(cases)), list(cases["case"])
+
+        def register(self, reference, floating):
+            return replace(self.rigid.register(reference, floating), field=read_truth(folder, self.cases.pop(0))[0])
+
+    score = FieldScorer(folder)
+    table = register_cases(cases, folder, TrueField(), "true-field", "original", "A_to_B", MODALITIES,
+                           score=score, field_dir=tmp_path / "fields")  # fmt: skip
+    # The field is scored and written, not the field of the matrix (which misses the deformation by 1-2 px).
+    assert (table["tre_median_px"] < 1e-3).all() and (table["error_px"] < 1e-9).all()
+    for case in cases["case"]:
+        np.testing.assert_allclose(read_field(tmp_path / "fields" / f"{case}_field.h5"), read_truth(folder, case)[0])
+    with pytest.raises(ValueError, match="a failed result has no field"):
+        RegistrationResult(rigid_matrix(0, 0, 0), "failed", 0.0, 0.0, "", np.zeros((4, 4, 2)))
+    with pytest.raises(ValueError, match=r"must have shape \(H, W, 2\)"):
+        RegistrationResult(rigid_matrix(0, 0, 0), "ok", 0.0, 0.0, "", np.zeros((4, 4)))
+
+
 def test_a_failed_rigid_stage_is_not_refined_and_scored_as_the_identity(deformed):
     cases, folder = deformed
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from comir.geometry import MATRIX_KEYS
 from comir.network.accr.checkpoint import load_accr
 from comir.register.cases import result_columns
 from helpers.snakemake import planned_jobs
@@ -18,7 +19,9 @@ from helpers.snakemake import run_snakemake as snakemake
 
 EVALUATION = "results/tiny/default/evaluation/main"
 ATTENTION = "results/tiny/default/accr/main/attention.png"
-TARGETS = [f"{EVALUATION}/tables/success.md", ATTENTION]
+TRE = "results/tiny/default/evaluation/deformed/tables/tre.csv"
+TARGETS = [f"{EVALUATION}/tables/success.md", ATTENTION, TRE]
+RUNS = ("accr", "accr-ecc", "accr-field")
 ACCR_RULES = {"train_accr", "register_accr", "accr_attention"}
 CONFIG = {
     "seed": 2,
@@ -29,7 +32,12 @@ CONFIG = {
             "modalities": {"A": {"name": "fibres", "channels": 1}, "B": {"name": "stain", "channels": 3}},
             "synthetic": {"n_train": 1, "n_val": 1, "n_test": 1, "size": 128},
             "testsets": {"main": {"patch_size": 64, "rotation_deg": 5, "translation_px": 4,
-                                  "strata": [{"name": "all", "count": 2}]}},
+                                  "strata": [{"name": "all", "count": 2}]},
+                         # The same with a known deformation: every run scored by the TRE of its field.
+                         "deformed": {"patch_size": 64, "rotation_deg": 5, "translation_px": 4,
+                                      "strata": [{"name": "all", "count": 2}],
+                                      "deformation": {"max_displacement_px": 2, "smoothness_px": 32,
+                                                      "landmark_spacing_px": 8}}},
             "model": {"init_filters": 4, "down_blocks": [1], "bottleneck": 1, "dropout": 0.0},
             "training": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "patch_size": 32, "optimizer": "adam",
                          "validation_batches": 1, "device": "cpu"},
@@ -38,8 +46,10 @@ CONFIG = {
                      "training": {"steps": 4, "batch_size": 2, "patch_size": 32, "max_angle_deg": 5,
                                   "max_shift_px": 4, "device": "cpu"}},
             "registration": {
-                "accr": {"method": "accr", "params": {"max_px": 64}},
+                # min_support 0: the tiny model's answers are kept whatever their support (a field needs one).
+                "accr": {"method": "accr", "params": {"max_px": 64, "min_support": 0}},
                 "accr-ecc": {"method": "accr", "params": {"max_px": 64, "refine": "ecc", "iterations": 5}},
+                "accr-field": {"method": "accr", "params": {"max_px": 64, "min_support": 0, "field": True}},
             },
         }
     },
@@ -63,7 +73,7 @@ def test_accr_trains_after_comir_and_its_runs_give_rows_like_every_run(accr_run)
     history = pd.read_csv(accr_run / "results/tiny/default/model/accr_loss.csv")
     assert list(history["step"]) == [0, 1, 2, 3] and list(history["reference"]) == ["A", "B", "A", "B"]
     registrations = accr_run / "results/tiny/default/registration/main"
-    for run in ("accr", "accr-ecc"):
+    for run in RUNS:
         for direction in ("A_to_B", "B_to_A"):
             rows = pd.read_csv(registrations / f"{run}_{direction}.csv")
             expected = result_columns()
@@ -73,9 +83,23 @@ def test_accr_trains_after_comir_and_its_runs_give_rows_like_every_run(accr_run)
             assert set(rows["input"]) == {"comir"} and rows["error_px"].notna().all()
     success = pd.read_csv(accr_run / f"{EVALUATION}/tables/success.csv")
     assert {(m, d) for m, d in zip(success["method"], success["direction"])} == {
-        (run, d) for run in ("accr", "accr-ecc") for d in ("A_to_B", "B_to_A")
+        (run, d) for run in RUNS for d in ("A_to_B", "B_to_A")
     }
     assert (accr_run / ATTENTION).stat().st_size > 5000
+    # On the deformed test set each run has its TRE; accr-field's field is the model's, its matrix accr's.
+    tre = pd.read_csv(accr_run / TRE)
+    assert {(m, d) for m, d in zip(tre["method"], tre["direction"])} == {
+        (run, d) for run in RUNS for d in ("A_to_B", "B_to_A")
+    }
+    deformed = accr_run / "results/tiny/default/registration/deformed"
+    for direction in ("A_to_B", "B_to_A"):
+        plain, field = (pd.read_csv(deformed / f"{run}_{direction}.csv") for run in ("accr", "accr-field"))
+        assert (plain["status"] == "ok").all() and (field["status"] == "ok").all()
+        assert plain["tre_median_px"].notna().all() and field["tre_median_px"].notna().all()
+        columns = [f"est_{k}" for k in MATRIX_KEYS]
+        pd.testing.assert_frame_equal(plain[columns], field[columns], check_exact=False, rtol=1e-6)
+        assert field["message"].str.contains("with the model's displacement field").all()
+        assert not plain["message"].str.contains("displacement field").any()
 
 
 @pytest.mark.slow

@@ -3,7 +3,9 @@
 Contract: :func:`affine_to_field` and :func:`compose_affine` evaluate a matrix (and a residual
 field after it) exactly on the reference grid, as the total backward field into the floating
 image; :func:`affine_of_field` fits the matrix closest to a field (least squares), the inverse of
-:func:`affine_to_field`; :func:`check_matrix` accepts a finite 2x3 matrix (invertible where asked)
+:func:`affine_to_field`; :func:`field_between_grids` carries a field to other grids related to its
+own by matrices (e.g. a model's field at a reduced working resolution back to the original
+images); :func:`check_matrix` accepts a finite 2x3 matrix (invertible where asked)
 and raises ValueError otherwise.
 """
 
@@ -13,10 +15,10 @@ import math
 
 import numpy as np
 
-from comir.deformation.fields import check_field, grid, grid_shape
-from comir.geometry import fit_affine, invert
+from comir.deformation.fields import check_field, grid, grid_shape, sample_field
+from comir.geometry import apply, fit_affine, invert
 
-__all__ = ["affine_of_field", "affine_to_field", "check_matrix", "compose_affine"]
+__all__ = ["affine_of_field", "affine_to_field", "check_matrix", "compose_affine", "field_between_grids"]
 
 
 def affine_to_field(matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -69,6 +71,43 @@ def compose_affine(matrix: np.ndarray, residual: np.ndarray) -> np.ndarray:
     fx = inverse[0, 0] * sx + inverse[0, 1] * sy + inverse[0, 2]
     fy = inverse[1, 0] * sx + inverse[1, 1] * sy + inverse[1, 2]
     return np.stack([fx - x, fy - y], axis=-1).astype(np.float32)
+
+
+def field_between_grids(
+    field: np.ndarray, to_inner: np.ndarray, from_inner: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
+    """A backward field carried to other grids: ``x -> from_inner(u + field(u))`` with ``u = to_inner(x)``.
+
+    ``field`` maps its own reference grid into its own floating grid; ``to_inner`` sends a pixel of
+    the new reference grid ``shape`` onto the field's reference grid, ``from_inner`` a position of
+    the field's floating grid onto the new floating grid. For :func:`affine_to_field` of a matrix
+    ``M`` the result is :func:`affine_to_field` of ``invert(to_inner) M invert(from_inner)``
+    (:func:`comir.imaging.resampling.to_original_grids` for the matrices of two resamplings), up to
+    the field's nearest values beyond its grid.
+
+    Parameters
+    ----------
+    field : numpy.ndarray
+        ``(h, w, 2)`` backward field (bilinear between its pixels, nearest value beyond them).
+    to_inner : numpy.ndarray
+        2x3 matrix from the new reference grid's pixels to ``field``'s grid.
+    from_inner : numpy.ndarray
+        2x3 matrix from ``field``'s floating positions to the new floating grid's.
+    shape : tuple of int
+        ``(H, W[, ...])`` of the new reference grid.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(H, W, 2)``.
+    """
+    field = check_field(field)
+    x, y = grid(grid_shape(tuple(shape)))
+    pixels = np.stack([x.ravel(), y.ravel()], axis=1)
+    inner = apply(check_matrix(to_inner), pixels)
+    moved = inner + sample_field(field, inner[:, 0], inner[:, 1])
+    outer = apply(check_matrix(from_inner), moved)
+    return (outer - pixels).reshape(x.shape + (2,)).astype(np.float32)
 
 
 def affine_of_field(field: np.ndarray) -> np.ndarray:

@@ -22,6 +22,11 @@ so the two images may have different channel counts (each that of its modality's
    estimate is kept and the message says so.
 
 The matrix is mapped back to the original grids (:func:`comir.imaging.resampling.to_original_grids`).
+With ``field`` the result also carries the model's displacement field (per reference token its
+correspondence where it is confident, the fitted transform elsewhere; :mod:`comir.network.accr`)
+carried to the original grids (:func:`comir.deformation.affine.field_between_grids`), ECC's
+correction of the transform added to it (the field of the refined matrix minus that of the
+model's): the total mapping a deformation test set scores (:func:`comir.register.cases.register_cases`).
 ``metric`` is the confidence-weighted RMS distance (original px) between the reference tokens and
 where the model's matrix sends their soft correspondences: how well one transform explains the
 attention (lower is better). The model's support (:attr:`~comir.network.accr.model.ACCROutput.support`:
@@ -45,6 +50,7 @@ import numpy as np
 import torch
 
 from comir import geometry as g
+from comir.deformation.affine import affine_to_field, field_between_grids
 from comir.imaging.masks import working_mask
 from comir.imaging.resampling import Resampling, to_original_grids
 from comir.network.accr.checkpoint import load_accr
@@ -148,6 +154,9 @@ class ACCRRegistration:
     min_support : float
         The least support (tokens' worth of confidence agreeing with the model's matrix, module
         doc) of an answer; below it the pair is a failure. 0: every finite answer is kept.
+    field : bool or None
+        Whether the result carries the model's displacement field on the original reference grid
+        (module doc); ``None``: the model's :attr:`~comir.network.accr.model.ACCRConfig.field`.
     device : str
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     threads : int
@@ -164,6 +173,7 @@ class ACCRRegistration:
     iterations: int = 50
     start_angles_deg: tuple[float, ...] = (0.0,)
     min_support: float = 8.0
+    field: bool | None = None
     device: str = "cpu"
     threads: int = 1
 
@@ -188,6 +198,10 @@ class ACCRRegistration:
             raise ValueError(f"start_angles_deg must be finite angles, at least one, got {self.start_angles_deg}")
         if not float(self.min_support) >= 0:
             raise ValueError(f"min_support must be >= 0, got {self.min_support}")
+        if self.field is None:
+            self.field = bool(self.model.config.field)
+        if not isinstance(self.field, bool):
+            raise ValueError(f"field must be true or false, got {self.field!r}")
         self.model.to(self._device).eval()
 
     @property
@@ -218,7 +232,8 @@ class ACCRRegistration:
         -------
         RegistrationResult
             The 2x3 transform floating -> reference on the original grids; ``metric`` the
-            confidence-weighted RMS residual in original pixels (module doc).
+            confidence-weighted RMS residual in original pixels (module doc); with ``field`` the
+            model's displacement field on the reference grid.
 
         Raises
         ------
@@ -255,12 +270,17 @@ class ACCRRegistration:
         note = f"{self.transform} fit at 1/{factor:.2f}, support {support:.1f} of {np.count_nonzero(weights)} tokens"
         if len(self.start_angles_deg) > 1:
             note += f" from the start at {angle:g} deg"
+        fitted = matrix
         if self.refine == "ecc":
             refined = self._ecc(prediction, matrix)
             note += "; ECC failed, the model's estimate kept" if refined is None else "; refined by ECC"
             matrix = matrix if refined is None else refined
+        field = None
+        if self.field:
+            field = self._original_field(prediction, fitted, matrix, start, reference.shape)
+            note += "; with the model's displacement field"
         matrix = g.compose(to_original_grids(matrix, *prediction.levels), start)
-        return RegistrationResult(matrix, OK, residual, 0.0, note)
+        return RegistrationResult(matrix, OK, residual, 0.0, note, field)
 
     def attention(
         self,
@@ -338,7 +358,7 @@ class ACCRRegistration:
             if mask is not None and not token_validity(mask, config.patch, stride).any():
                 raise RegistrationFailure(f"the {role} image has no token ({config.patch} px) that is half valid")
         with torch.no_grad():
-            output = self.model(inputs[0], inputs[1], self.reference_slot, valid[0], valid[1])
+            output = self.model(inputs[0], inputs[1], self.reference_slot, valid[0], valid[1], field=self.field)
         return _Prediction(output, factor, levels, (working_masks[0], working_masks[1]))
 
     def _padded(self, image: np.ndarray, valid: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -354,6 +374,28 @@ class ACCRRegistration:
             return tensor, None
         mask = np.ones((height, width), bool) if valid is None else valid
         return tensor, torch.from_numpy(np.pad(mask, pad[1:], constant_values=False)).to(self._device)[None]
+
+    def _original_field(
+        self,
+        prediction: _Prediction,
+        fitted: np.ndarray,
+        final: np.ndarray,
+        start: np.ndarray,
+        shape: tuple[int, ...],
+    ) -> np.ndarray:
+        """The model's field (padded working grids) on the original reference grid ``shape`` (module doc).
+
+        ``fitted`` is the model's working-level matrix, ``final`` the refined one (or the same);
+        ``start`` the rotation of the floating image the prediction started from.
+        """
+        working = prediction.output.field[0].double().cpu().numpy()
+        if final is not fitted:  # ECC's correction of the transform, the field's own deviations kept
+            working = working + affine_to_field(final, working.shape) - affine_to_field(fitted, working.shape)
+        if not np.all(np.isfinite(working)):
+            raise RegistrationFailure("the ACCR model's displacement field is not finite")
+        reference_level, floating_level = prediction.levels
+        to_original = g.compose(g.invert(start), g.invert(floating_level.matrix))
+        return field_between_grids(working, reference_level.matrix, to_original, shape)
 
     def _ecc(self, prediction: _Prediction, matrix: np.ndarray) -> np.ndarray | None:
         """ECC from ``matrix`` on the model's CoMIRs of the working images (unpadded), or ``None`` if it fails."""

@@ -45,6 +45,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from comir.deformation.fields import check_field
 from comir.geometry import IDENTITY
 
 OK = "ok"
@@ -135,7 +136,11 @@ class RegistrationResult:
     identity when ``status == "failed"``.  ``metric``: the method's own final
     value (SIFT: number of RANSAC inliers; MI: SimpleITK's final Mattes MI
     metric, lower is better); ``nan`` when there is none.  ``seconds``: wall
-    time of the registration call.
+    time of the registration call.  ``field``: for a method that also gives a
+    dense mapping (ACCR with a displacement field, :mod:`comir.register.accr`),
+    the float32 ``(H, W, 2)`` backward field on the reference grid
+    (:mod:`comir.deformation`'s convention: the total mapping, of which
+    ``matrix`` is the method's transform); ``None`` otherwise, and when failed.
     """
 
     matrix: np.ndarray
@@ -143,6 +148,7 @@ class RegistrationResult:
     metric: float
     seconds: float
     message: str = ""
+    field: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         matrix = np.array(self.matrix, dtype=float)  # a private copy
@@ -150,6 +156,12 @@ class RegistrationResult:
             raise ValueError(f"matrix must be 2x3, got shape {matrix.shape}")
         if self.status not in (OK, FAILED):
             raise ValueError(f"status must be {OK!r} or {FAILED!r}, got {self.status!r}")
+        if self.field is not None:
+            if self.status == FAILED:
+                raise ValueError("a failed result has no field")
+            field = np.array(check_field(self.field), dtype=np.float32)  # finite (H, W, 2), a private copy
+            field.setflags(write=False)
+            object.__setattr__(self, "field", field)
         matrix.setflags(write=False)
         object.__setattr__(self, "matrix", matrix)
         object.__setattr__(self, "metric", float(self.metric))

@@ -219,7 +219,8 @@ def register_cases(
     (:func:`comir.deformation.affine.affine_of_field`), its ``seconds`` those of both stages, and
     column :data:`DEFORMABLE_SECONDS` the deformable stage's. With ``score`` (a test set with a
     known deformation) each row also has ``score``'s columns of the case's total field: the
-    deformable stage's, or the field of the matrix. With ``field_dir`` that field is also written
+    deformable stage's, the method's own (:attr:`RegistrationResult.field`), or the field of the
+    matrix. With ``field_dir`` that field is also written
     there, ``<case>_field.h5`` (:func:`comir.deformation.sitk.write_field`).
 
     Parameters
@@ -402,9 +403,11 @@ def deformable_result(
 
 
 def _total_field(result: RegistrationResult, deformed: DeformableResult | None, case: Any) -> np.ndarray:
-    """The case's total field: the deformable stage's where it succeeded, else the field of the row's matrix."""
+    """The case's total field: the deformable stage's where it succeeded, the method's own, or its matrix's."""
     if deformed is not None and deformed.ok:
         return deformed.field
+    if result.field is not None:
+        return result.field
     return affine_to_field(result.matrix, (int(case.height), int(case.width)))
 
 

@@ -33,7 +33,9 @@ as a model family beside CoMIR:
   and trains in few steps. With ``field``, a coarse backward displacement field on the
   reference grid (:mod:`comir.deformation`'s convention: reference pixel ``x`` shows the
   floating image at ``x + field(x)``): per token the confidence-weighted blend of its own
-  correspondence and the fitted matrix's, bilinearly upsampled to every reference pixel.
+  correspondence and the fitted matrix's where the two lie within a token of each other (farther,
+  the matrix's alone: a wrong match, not a deformation), bilinearly upsampled to every reference
+  pixel. It has no parameters of its own, so any trained model gives one.
 
 Its modules, each importing only those below it in this list:
 

@@ -269,6 +269,7 @@ class ACCRNet(nn.Module):
         reference_slot: str = "A",
         reference_valid: Tensor | None = None,
         floating_valid: Tensor | None = None,
+        field: bool | None = None,
     ) -> ACCROutput:
         """Register a batch: ``reference`` ``(N, C_ref, H, W)`` and ``floating`` ``(N, C_flo, H', W')``.
 
@@ -282,6 +283,10 @@ class ACCRNet(nn.Module):
             ``(N, H, W)`` bool valid-pixel masks; a token counts when half its pixels are valid.
             Invalid reference tokens get confidence 0, invalid floating tokens are not attended
             to (a pair needs at least one valid floating token). ``None``: every pixel is valid.
+        field : bool or None
+            Whether to give the displacement field; ``None``: :attr:`ACCRConfig.field`. The field
+            has no parameters of its own (it is made of the correspondences, the confidences and
+            the matrix), so any model gives one; ``ACCRConfig.field`` also trains it (stage 2).
 
         Returns
         -------
@@ -303,6 +308,7 @@ class ACCRNet(nn.Module):
                     f"ACCR {role} input must be (N, C, H, W) with H and W divisible by {self.multiple}, "
                     f"got {tuple(image.shape)}"
                 )
+        with_field = self.config.field if field is None else bool(field)
         floating_slot = ENCODER_SLOTS[1 - ENCODER_SLOTS.index(reference_slot)]
         patch, stride, dim = self.config.patch, self.config.key_stride, self.config.embed_dim
         comirs = (self.encoders[reference_slot](reference), self.encoders[floating_slot](floating))
@@ -327,14 +333,17 @@ class ACCRNet(nn.Module):
             start = consensus_start(correspondences, targets, confidence, transform, patch)
             matrix = robust_fit(correspondences, targets, confidence, transform, patch, start)
             residuals = (transform_points(matrix, correspondences) - targets).norm(dim=-1)
-            support = (confidence * (residuals <= patch)).sum(dim=1).detach()
-            coarse_field = field = None
-            if self.config.field:
-                # A token's own correspondence where it is confident, the fitted transform's elsewhere.
+            agree = (residuals <= patch).to(confidence.dtype)  # the tokens the matrix sends within a token
+            support = (confidence * agree).sum(dim=1).detach()
+            coarse_field = dense_field = None
+            if with_field:
+                # A token's own correspondence where it is confident and agrees with the fitted transform
+                # within a token (a coarse field's deviation; farther, a wrong match), the transform's elsewhere.
                 modelled = transform_points(invert_matrices(matrix), query_positions)
-                blend = confidence[..., None] * correspondences + (1 - confidence[..., None]) * modelled
+                trust = (confidence * agree)[..., None]
+                blend = trust * correspondences + (1 - trust) * modelled
                 coarse_field = (blend - query_positions).reshape(len(blend), *reference_grid, 2)
-                field = F.interpolate(
+                dense_field = F.interpolate(
                     coarse_field.permute(0, 3, 1, 2), scale_factor=patch, mode="bilinear", align_corners=False
                 ).permute(0, 2, 3, 1)
         return ACCROutput(
@@ -348,7 +357,7 @@ class ACCRNet(nn.Module):
             floating_grid=floating_grid,
             representations=comirs,
             coarse_field=coarse_field,
-            field=field,
+            field=dense_field,
         )
 
 
