@@ -482,7 +482,13 @@ def test_the_method_registers_a_pair_and_fails_a_degenerate_one(trained, monkeyp
     reference_turned, floating_turned = moved_texture(turned)
     alone = method.register(reference_turned, floating_turned)
     starts = ACCRRegistration(trained["model"], start_angles_deg=[-90, 0, 90, 180])
+    calls = []
+    hook = trained["model"].encoders["A"].register_forward_hook(lambda *args: calls.append(1))
     searched = starts.register(reference_turned, floating_turned)
+    hook.remove()
+    assert len(calls) == 5  # the encoder (both slots') on the reference once, on each start's floating image
+    only = ACCRRegistration(trained["model"], start_angles_deg=[90]).register(reference_turned, floating_turned)
+    np.testing.assert_array_equal(only.matrix, searched.matrix)
     assert pair_error(alone.matrix, turned, floating_turned) > 10.0
     assert pair_error(searched.matrix, turned, floating_turned) < 1.0, searched.message
     assert searched.ok and "from the start at 90 deg" in searched.message
@@ -523,15 +529,15 @@ def test_the_method_gives_the_models_field_on_the_original_grids(trained, monkey
     # that of its own matrix, on a pair twice the working size, from a start at 90 deg, refined by a
     # stand-in ECC. The result's field is then the field of the result's matrix (start, resampling and
     # ECC's correction all included).
-    forward = model.forward
+    match = model.match
 
     def matrix_field(*args, **kwargs):
-        output = forward(*args, **kwargs)
+        output = match(*args, **kwargs)
         shape = tuple(output.field.shape[1:3])
         exact = affine_to_field(output.matrix[0].double().numpy(), shape)
         return dataclasses.replace(output, field=torch.as_tensor(exact)[None])
 
-    monkeypatch.setattr(model, "forward", matrix_field)
+    monkeypatch.setattr(model, "match", matrix_field)
     monkeypatch.setattr(accr_method, "ecc_refine", lambda *args: g.compose(g.rigid_matrix(0.01, 0.5, -0.25), args[2]))
     turned = g.rigid_matrix(math.radians(90.0), 4.0, -3.0, center=(31.5, 31.5))
     reference_64, floating_64 = moved_texture(turned, 64)

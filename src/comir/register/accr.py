@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -240,14 +241,18 @@ class ACCRRegistration:
         ValueError
             If an image is malformed or its channels do not match its encoder.
         """
-        best: tuple[float, float, np.ndarray, _Prediction] | None = None
+        starts, moved = [], []
         for angle in self.start_angles_deg:
             start = g.rigid_matrix(math.radians(angle), 0.0, 0.0, center=tuple(g.image_center(floating.shape)))
-            moved, moved_mask = floating, floating_mask
+            image, mask = floating, floating_mask
             if angle:
                 valid = None if floating_mask is None else floating_mask.astype(np.float32)
-                moved, moved_mask = warp_with_validity(floating, start, floating.shape[1::-1], valid)
-            prediction = self._predict(reference, moved, reference_mask, moved_mask)
+                image, mask = warp_with_validity(floating, start, floating.shape[1::-1], valid)
+            starts.append(start)
+            moved.append((image, mask))
+        best: tuple[float, float, np.ndarray, _Prediction] | None = None
+        predictions = self._predict(reference, reference_mask, moved)
+        for angle, start, prediction in zip(self.start_angles_deg, starts, predictions):
             if best is None or float(prediction.output.support[0]) > best[0]:
                 best = (float(prediction.output.support[0]), angle, start, prediction)
         _, angle, start, prediction = best
@@ -312,7 +317,7 @@ class ACCRRegistration:
         """
         reference, floating = check_images(reference, floating)
         masks = check_mask(reference_mask, reference, "reference"), check_mask(floating_mask, floating, "floating")
-        prediction = self._predict(reference, floating, *masks)
+        (prediction,) = self._predict(reference, masks[0], [(floating, masks[1])])
         output, (reference_level, floating_level) = prediction.output, prediction.levels
         config = self.model.config
         # Working pixels back to original pixels (the resampling's inverse map).
@@ -331,35 +336,54 @@ class ACCRRegistration:
     def _predict(
         self,
         reference: np.ndarray,
-        floating: np.ndarray,
         reference_mask: np.ndarray | None,
-        floating_mask: np.ndarray | None,
-    ) -> _Prediction:
-        """Steps 1 and 2 of the module doc on checked images."""
-        masks = (reference_mask, floating_mask)
-        require_variation(reference, floating, masks, "the attention has nothing to match and ")
-        factor = max(1.0, max(max(image.shape[:2]) for image in (reference, floating)) / float(self.max_px))
-        levels = (Resampling.between(reference.shape, 1.0, factor), Resampling.between(floating.shape, 1.0, factor))
+        floating: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    ) -> Iterator[_Prediction]:
+        """Steps 1 and 2 of the module doc on checked images: the reference against each floating image.
+
+        ``floating``: images of one shape with their masks (the start angles' rotations). The
+        reference's CoMIR is computed once; a prediction is made when the next one is asked for.
+        """
+        for image, mask in floating:
+            require_variation(reference, image, (reference_mask, mask), "the attention has nothing to match and ")
+        sides = max(max(image.shape[:2]) for image in (reference, *(image for image, _ in floating)))
+        factor = max(1.0, sides / float(self.max_px))
         slots = (self.reference_slot, ENCODER_SLOTS[1 - ENCODER_SLOTS.index(self.reference_slot)])
-        inputs, valid, working_masks = [], [], []
-        roles = ("reference", "floating")
-        for role, image, mask, level, slot in zip(roles, (reference, floating), masks, levels, slots):
-            expected = self.model.encoders[slot].config.in_channels
-            channels = 1 if image.ndim == 2 else image.shape[2]
-            if channels != expected:
-                raise ValueError(f"the {role} image has {channels} channel(s); slot {slot}'s encoder takes {expected}")
-            working = working_mask(mask, level.working_shape, 0.0)
-            tensor, padded = self._padded(level.apply(np.atleast_3d(image).transpose(2, 0, 1)), working)
-            inputs.append(tensor)
-            valid.append(padded)
-            working_masks.append(working)
-        config = self.model.config
-        for role, mask, stride in (("reference", valid[0], config.patch), ("floating", valid[1], config.key_stride)):
-            if mask is not None and not token_validity(mask, config.patch, stride).any():
-                raise RegistrationFailure(f"the {role} image has no token ({config.patch} px) that is half valid")
+        reference_level = Resampling.between(reference.shape, 1.0, factor)
+        reference_input, reference_valid, reference_working = self._network_input(
+            "reference", reference, reference_mask, reference_level, slots[0]
+        )
         with torch.no_grad():
-            output = self.model(inputs[0], inputs[1], self.reference_slot, valid[0], valid[1], field=self.field)
-        return _Prediction(output, factor, levels, (working_masks[0], working_masks[1]))
+            reference_comir = self.model.encoders[slots[0]](reference_input)
+        for image, mask in floating:
+            level = Resampling.between(image.shape, 1.0, factor)
+            floating_input, floating_valid, floating_working = self._network_input(
+                "floating", image, mask, level, slots[1]
+            )
+            with torch.no_grad():
+                floating_comir = self.model.encoders[slots[1]](floating_input)
+                output = self.model.match(reference_comir, floating_comir, reference_valid, floating_valid, self.field)
+            yield _Prediction(output, factor, (reference_level, level), (reference_working, floating_working))
+
+    def _network_input(
+        self, role: str, image: np.ndarray, mask: np.ndarray | None, level: Resampling, slot: str
+    ) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray | None]:
+        """One image as its encoder's input at the working level: padded tensor, its valid pixels, its working mask.
+
+        Raises ValueError when the image's channels are not the encoder's, and RegistrationFailure
+        when no token of the image is half valid.
+        """
+        expected = self.model.encoders[slot].config.in_channels
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        if channels != expected:
+            raise ValueError(f"the {role} image has {channels} channel(s); slot {slot}'s encoder takes {expected}")
+        working = working_mask(mask, level.working_shape, 0.0)
+        tensor, valid = self._padded(level.apply(np.atleast_3d(image).transpose(2, 0, 1)), working)
+        config = self.model.config
+        stride = config.patch if role == "reference" else config.key_stride
+        if valid is not None and not token_validity(valid, config.patch, stride).any():
+            raise RegistrationFailure(f"the {role} image has no token ({config.patch} px) that is half valid")
+        return tensor, valid, working
 
     def _padded(self, image: np.ndarray, valid: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """A working image ``(C, h, w)`` padded to the model's multiple, as a batch of one, and its valid pixels.

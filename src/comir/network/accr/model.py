@@ -308,21 +308,53 @@ class ACCRNet(nn.Module):
                     f"ACCR {role} input must be (N, C, H, W) with H and W divisible by {self.multiple}, "
                     f"got {tuple(image.shape)}"
                 )
-        with_field = self.config.field if field is None else bool(field)
         floating_slot = ENCODER_SLOTS[1 - ENCODER_SLOTS.index(reference_slot)]
-        patch, stride, dim = self.config.patch, self.config.key_stride, self.config.embed_dim
         comirs = (self.encoders[reference_slot](reference), self.encoders[floating_slot](floating))
+        return self.match(comirs[0], comirs[1], reference_valid, floating_valid, field)
+
+    def match(
+        self,
+        reference_comir: Tensor,
+        floating_comir: Tensor,
+        reference_valid: Tensor | None = None,
+        floating_valid: Tensor | None = None,
+        field: bool | None = None,
+    ) -> ACCROutput:
+        """:meth:`forward` after the encoders: the attention and the head on two batches of CoMIRs.
+
+        For a reference registered against several floating images (start angles, :mod:`comir.register.accr`)
+        the reference's CoMIR is computed once.
+
+        Parameters
+        ----------
+        reference_comir, floating_comir : torch.Tensor
+            ``(N, C, H, W)`` and ``(N, C, H', W')``: the encoders' outputs for inputs whose sides are
+            divisible by :attr:`multiple` (not checked here).
+        reference_valid, floating_valid : torch.Tensor or None
+            As :meth:`forward`'s.
+        field : bool or None
+            As :meth:`forward`'s.
+
+        Returns
+        -------
+        ACCROutput
+            As :meth:`forward`'s, with these CoMIRs as its ``representations``.
+        """
+        with_field = self.config.field if field is None else bool(field)
+        patch, stride, dim = self.config.patch, self.config.key_stride, self.config.embed_dim
+        comirs = (reference_comir, floating_comir)
+        device = reference_comir.device
         queries, reference_grid = self.tokens(comirs[0], patch)
         keys, floating_grid = self.tokens(comirs[1], stride)
-        query_positions = token_centres(reference_grid, patch, patch, reference.device)
-        key_positions = token_centres(floating_grid, stride, patch, reference.device)
+        query_positions = token_centres(reference_grid, patch, patch, device)
+        key_positions = token_centres(floating_grid, stride, patch, device)
         if self.config.positional:
             queries = queries + positional_encoding(query_positions / patch, dim).to(queries.dtype)
             keys = keys + positional_encoding(key_positions / patch, dim).to(keys.dtype)
         ignored = None if floating_valid is None else ~token_validity(floating_valid, patch, stride)
         attended, attention = self.attention(queries, keys, ignored)
         logits = self.confidence(attended)[..., 0]
-        with autocast_off(reference.device):
+        with autocast_off(device):
             weights = attention.float().mean(dim=1)
             correspondences = local_soft_argmax(weights, key_positions, floating_grid, self.config.match_radius)
             confidence = torch.sigmoid(logits.float())
