@@ -19,8 +19,9 @@ from comir import geometry
 from comir.__main__ import main
 from comir.apply.model import APPLY_DEFAULT_PARAMS, ModelEnsemble, TrainedModel, write_calibrated_model
 from comir.apply.outputs import DEFORMABLE_OUTPUTS, itk_transform_text, warp_to_reference, write_outputs
-from comir.apply.pair import judging_calibration, register_pair
+from comir.apply.pair import field_on_original_grids, judging_calibration, register_pair
 from comir.calibration import calibration_key, fit_calibration
+from comir.deformation.affine import affine_to_field
 from comir.deformation.sitk import sitk_to_field
 from comir.deformation.warp import warp_image
 from comir.geometry import MATRIX_KEYS
@@ -211,6 +212,13 @@ def test_transforms_between_working_grids_are_reported_in_the_original_grids():
     np.testing.assert_allclose(
         geometry.apply(to_original_grids(working, fine, coarse), points), geometry.apply(truth, points)
     )
+    # A field between the working grids is carried the same way: the affine field of the working matrix
+    # on a reference at half its resolution is the affine field of the matrix between the original grids.
+    half = Resampling((100, 80), (50, 40))
+    carried = field_on_original_grids(affine_to_field(working, half.working_shape), half, coarse)
+    expected = affine_to_field(to_original_grids(working, half, coarse), (100, 80))
+    np.testing.assert_allclose(carried[2:-2, 2:-2], expected[2:-2, 2:-2], atol=1e-3)  # edges: nearest values
+    assert field_on_original_grids(expected, fine, fine) is expected  # identities: the field as it is
 
 
 def test_a_pair_at_two_pixel_sizes_is_registered_and_reported_in_its_own_grids(tmp_path, twin_model_file):

@@ -22,8 +22,7 @@ from comir.apply.checks import check_pair, check_settings
 from comir.apply.model import ModelEnsemble, TrainedModel
 from comir.calibration import LOW_CONFIDENCE, Calibration
 from comir.config.schema import section_defaults
-from comir.deformation.affine import affine_to_field, compose_affine
-from comir.deformation.algebra import compose_fields
+from comir.deformation.affine import field_between_grids
 from comir.deformation.warp import warp_image
 from comir.imaging.masks import MASK_MARGIN_PX, working_mask
 from comir.imaging.resampling import Resampling, to_original_grids
@@ -342,8 +341,7 @@ def field_on_original_grids(field: np.ndarray, reference: Resampling, floating: 
     """
     if reference.identity and floating.identity:
         return field
-    to_working = affine_to_field(geometry.invert(reference.matrix), reference.shape)  # x -> R x
-    return compose_affine(floating.matrix, compose_fields(field, to_working))
+    return field_between_grids(field, reference.matrix, geometry.invert(floating.matrix), reference.shape)
 
 
 def pair_method(
