@@ -24,6 +24,7 @@ from comir import geometry as g
 from comir.__main__ import main
 from comir.apply.folder import register_batch
 from comir.deformation.affine import affine_to_field
+from comir.deformation.fields import sample_field
 from comir.deformation.warp import inside_mask, warp_image
 from comir.evaluate.attention import plot_attention
 from comir.network import precision
@@ -49,9 +50,11 @@ from comir.training.accr import (
     HeadTrainingConfig,
     assignment_entropy,
     build_accr,
+    check_head_settings,
     corner_distance,
     head_losses,
     moved_pairs,
+    random_deformations,
     random_transforms,
     train_registration_head,
     transform_margin,
@@ -331,6 +334,63 @@ def test_each_stage_2_loss_is_its_direct_formula():
         transform_points(output.matrix, output.correspondences).double().numpy() - centres, axis=-1
     )
     np.testing.assert_allclose(output.support.numpy(), (confidence * (residuals <= 4)).sum(1), rtol=1e-5)
+
+
+def test_a_deformed_reference_moves_the_true_matches_and_off_changes_nothing():
+    cfg = dataclasses.replace(TRAINING, max_deformation_px=2.0, deformation_smoothness_px=16.0)
+    margin = transform_margin(cfg)
+    assert margin == transform_margin(TRAINING) + 2  # the deformed reference samples up to 2 px beyond its crop
+    assert random_deformations(np.random.default_rng(0), 2, TRAINING) is None  # off: no draw at all
+    fields = random_deformations(np.random.default_rng(0), 2, cfg)
+    np.testing.assert_array_equal(fields, random_deformations(np.random.default_rng(0), 2, cfg))
+    assert fields.shape == (2, 32, 32, 2) and 0 < np.abs(fields).max() <= 2.0
+    image = source_image()[None]
+    arrays = PatchSampler([(image, image.copy())], 32 + 2 * margin, False, False).sample(
+        np.random.default_rng(0), 2, augment=False
+    )
+    truth = random_transforms(np.random.default_rng(1), 2, 32, cfg, "rigid")
+    reference, floating = moved_pairs(arrays, "A", truth, margin, torch.device("cpu"), fields)
+    # Reference pixel q shows the patch at q + d(q) (bilinear), the floating patch is moved as before.
+    for n in range(2):
+        rows, columns = np.indices((32, 32), dtype=np.float64)
+        where = [rows + fields[n, ..., 1] + margin, columns + fields[n, ..., 0] + margin]
+        expected = ndimage.map_coordinates(arrays[0][n, 0].astype(np.float64), where, order=1)
+        np.testing.assert_allclose(reference[n, 0].numpy(), expected, atol=1e-5)
+    plain_reference, plain_floating = moved_pairs(arrays, "A", truth, margin, torch.device("cpu"))
+    assert torch.equal(floating, plain_floating) and not torch.allclose(reference, plain_reference)
+    model = one_encoder_model(dataclasses.replace(SMALL, field=True))
+    with torch.no_grad():
+        output = model(reference, floating, "A")
+    deformation = torch.as_tensor(fields)
+    losses = head_losses(output, torch.as_tensor(truth, dtype=torch.float32), cfg, deformation)
+    # Each token centre's true match: truth^-1 (q + d(q)), d bilinear at q; the field's truth likewise per pixel.
+    centres = token_centres(output.reference_grid, 4, 4).double().numpy()
+    matches, true_positions = [], []
+    x, y = np.meshgrid(np.arange(32.0), np.arange(32.0))
+    for n in range(2):
+        moved = centres + sample_field(fields[n], centres[:, 0], centres[:, 1])
+        matches.append(g.apply(g.invert(truth[n]), moved))
+        pixels = np.stack([x, y], -1).reshape(-1, 2) + fields[n].reshape(-1, 2)
+        true_positions.append(g.apply(g.invert(truth[n]), pixels).reshape(32, 32, 2))
+    matches = np.stack(matches)
+    inside = np.all((matches >= 0) & (matches <= 31), axis=-1)
+    distances = np.linalg.norm(output.correspondences.double().numpy() - matches, axis=-1)
+    np.testing.assert_allclose(losses["match_px"].item(), distances[inside].mean(), rtol=1e-5)
+    estimated = np.stack([x, y], -1) + output.field.double().numpy()
+    endpoint = np.linalg.norm(estimated - np.stack(true_positions), axis=-1).mean()
+    np.testing.assert_allclose(losses["field_px"].item(), endpoint, rtol=1e-5)
+    # A zero deformation gives exactly the losses without one: off leaves the training as it was.
+    without = head_losses(output, torch.as_tensor(truth, dtype=torch.float32), cfg)
+    zero = head_losses(output, torch.as_tensor(truth, dtype=torch.float32), cfg, torch.zeros_like(deformation))
+    assert all(torch.equal(without[key], zero[key]) for key in without)
+    # Stage 2 trains with it.
+    history = train_registration_head(
+        one_encoder_model(dataclasses.replace(SMALL, field=True)), [(image, image.copy())],
+        dataclasses.replace(cfg, steps=2, batch_size=2),
+    )  # fmt: skip
+    assert np.isfinite(history["field_px"]).all()
+    with pytest.raises(ValueError, match="max_deformation_px must be finite and >= 0"):
+        check_head_settings(SMALL, 4, dataclasses.replace(cfg, max_deformation_px=-1.0))
 
 
 def test_sampling_tokens_and_field_follow_the_project_conventions():

@@ -7,7 +7,11 @@ augmentation), draws a random floating -> reference transform per pair (:func:`r
 and makes the floating patch from the other modality moved by it, so the truth is known by
 construction: reference pixel ``q`` of the central ``P x P`` crop of a ``P + 2 m`` px patch shows
 what floating pixel ``p`` shows for ``q = M p``. The margin ``m`` (:func:`transform_margin`) keeps
-every floating pixel inside the patch: no padding enters. The reference modality alternates
+every floating pixel inside the patch: no padding enters. With ``max_deformation_px`` the
+reference patch is also deformed, by a random smooth field ``d`` per pair (:func:`random_deformations`):
+reference pixel ``q`` shows the patch at ``q + d(q)``, so its true match is ``M^-1 (q + d(q))``,
+in closed form (no field to invert); ``M`` stays the transform the head's matrix is scored against,
+and the matches, the assignment, the confidence and the field learn the deformation. The reference modality alternates
 over the steps (``reference_slots``), so one model registers both ways.
 
 Losses, each with its weight (:class:`HeadTrainingConfig`):
@@ -15,7 +19,7 @@ Losses, each with its weight (:class:`HeadTrainingConfig`):
 * ``transform``: the mean distance (px) over the floating patch's four corner pixels between where
   the predicted and the true matrix send them (the project's corner error,
   :func:`comir.geometry.corner_error`) plus, with a field, the field's mean endpoint error (px)
-  against the true transform's field;
+  against the true mapping's field (the transform's, deformed where the reference is);
 * ``match``: the mean distance (px) between each reference token's soft correspondence and where
   the truth puts its centre in the floating patch (tokens whose true match lies outside it left
   out): the attention's own supervision, one point per token where the corner error gives one
@@ -56,6 +60,7 @@ import pandas as pd
 import torch
 
 from comir import geometry
+from comir.deformation.synthetic import random_displacement
 from comir.network import precision
 from comir.network.accr.geometry import invert_matrices, pixel_grid, sample_at, token_centres, transform_points
 from comir.network.accr.model import ENCODER_SLOTS, ACCRConfig, ACCRNet, ACCROutput
@@ -90,6 +95,11 @@ class HeadTrainingConfig:
     max_linear : float
         Affine heads only: each entry of the linear part is perturbed by ``U(-l, l)`` (scale and
         shear) after the rotation; must be 0 for a rigid head.
+    max_deformation_px, deformation_smoothness_px : float
+        The reference patch's random deformation (module doc): per pair a smooth invertible field
+        (:func:`comir.deformation.synthetic.random_displacement`, control spacing
+        ``deformation_smoothness_px``) whose largest displacement is drawn uniformly in
+        ``[0, max_deformation_px]``; 0 (default): none, and the training is that of before.
     reference_slots : tuple of str
         The reference modality of step ``k`` is ``reference_slots[k % len]``.
     finetune_encoders : bool
@@ -112,6 +122,8 @@ class HeadTrainingConfig:
     max_angle_deg: float = 10.0
     max_shift_px: float = 8.0
     max_linear: float = 0.0
+    max_deformation_px: float = 0.0
+    deformation_smoothness_px: float = 64.0
     reference_slots: tuple[str, ...] = ENCODER_SLOTS
     finetune_encoders: bool = False
     learning_rate: float = 3e-3
@@ -235,7 +247,8 @@ def transform_margin(cfg: HeadTrainingConfig) -> int:
 
     A patch pixel moves by at most ``|L R - I| r + |t|`` with ``r`` the half-diagonal: the
     rotation's part ``2 sin(a / 2) <= a``, the perturbation's at most its Frobenius norm ``2 l``;
-    plus one pixel for the bilinear interpolation.
+    plus the reference's deformation (``max_deformation_px``: the deformed reference samples the
+    patch that far beyond its crop) and one pixel for the bilinear interpolation.
 
     Parameters
     ----------
@@ -249,7 +262,54 @@ def transform_margin(cfg: HeadTrainingConfig) -> int:
     """
     radius = (cfg.patch_size - 1) / math.sqrt(2)
     linear = math.radians(cfg.max_angle_deg) + 2 * cfg.max_linear
-    return math.ceil(linear * radius + cfg.max_shift_px * math.sqrt(2)) + 1
+    return math.ceil(linear * radius + cfg.max_shift_px * math.sqrt(2) + cfg.max_deformation_px) + 1
+
+
+def random_deformations(rng: np.random.Generator, n: int, cfg: HeadTrainingConfig) -> np.ndarray | None:
+    """``(n, P, P, 2)`` float32 random smooth deformations of the reference patches, or None without any.
+
+    Each pair's field is :func:`comir.deformation.synthetic.random_displacement` of the
+    ``patch_size`` grid with control spacing ``deformation_smoothness_px`` and a largest
+    displacement drawn uniformly in ``[0, max_deformation_px]``; a draw too steep to be invertible
+    is drawn again from the same stream (deterministic), at most ten times.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the draws (the step's, after its transforms).
+    n : int
+        Number of fields.
+    cfg : HeadTrainingConfig
+        ``patch_size``, ``max_deformation_px`` and ``deformation_smoothness_px``.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        The fields (backward, on the reference grid: pixel ``q`` shows the patch at ``q + d(q)``),
+        or None when ``max_deformation_px`` is 0.
+
+    Raises
+    ------
+    ValueError
+        When ten draws in a row would fold (``max_deformation_px`` too large for the spacing).
+    """
+    if not cfg.max_deformation_px:
+        return None
+    size = cfg.patch_size
+    fields = np.empty((n, size, size, 2), np.float32)
+    for i in range(n):
+        for attempt in range(10):
+            try:
+                largest = rng.uniform(0.0, cfg.max_deformation_px)
+                fields[i] = random_displacement((size, size), largest, cfg.deformation_smoothness_px, rng)
+                break
+            except ValueError:
+                if attempt == 9:
+                    raise ValueError(
+                        f"max_deformation_px {cfg.max_deformation_px} is too large for deformation_smoothness_px "
+                        f"{cfg.deformation_smoothness_px}: ten draws in a row would fold"
+                    ) from None
+    return fields
 
 
 def corner_distance(estimated: torch.Tensor, truth: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -302,9 +362,15 @@ def check_head_settings(config: ACCRConfig, multiple: int, cfg: HeadTrainingConf
         raise ValueError(f"reference_slots must name slots of {ENCODER_SLOTS}, got {cfg.reference_slots}")
     if cfg.smoothness_weight and not config.field:
         raise ValueError("smoothness_weight needs a model with a displacement field (ACCRConfig.field)")
+    if not (math.isfinite(cfg.max_deformation_px) and cfg.max_deformation_px >= 0):
+        raise ValueError(f"max_deformation_px must be finite and >= 0, got {cfg.max_deformation_px}")
+    if not (math.isfinite(cfg.deformation_smoothness_px) and cfg.deformation_smoothness_px > 0):
+        raise ValueError(f"deformation_smoothness_px must be finite and > 0, got {cfg.deformation_smoothness_px}")
 
 
-def head_losses(output: ACCROutput, truth: torch.Tensor, weights: HeadTrainingConfig) -> dict[str, torch.Tensor]:
+def head_losses(
+    output: ACCROutput, truth: torch.Tensor, weights: HeadTrainingConfig, deformation: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """The losses of one batch (module doc), each a float32 scalar, and their weighted ``total``.
 
     Parameters
@@ -317,6 +383,9 @@ def head_losses(output: ACCROutput, truth: torch.Tensor, weights: HeadTrainingCo
         The losses' weights (``transform_weight``, ``match_weight``, ``assignment_weight``,
         ``confidence_weight``, ``similarity_weight``, ``smoothness_weight``); a zero weight skips
         that loss (but not ``corner_px``).
+    deformation : torch.Tensor or None, optional
+        ``(N, H, W, 2)``: the reference patches' deformations (:func:`moved_pairs`): reference pixel
+        ``q``'s true match is ``truth^-1 (q + d(q))``. Default None: none, ``truth^-1 q``.
 
     Returns
     -------
@@ -332,7 +401,11 @@ def head_losses(output: ACCROutput, truth: torch.Tensor, weights: HeadTrainingCo
     losses = {"corner_px": corner_distance(output.matrix, truth, floating.shape[-1], floating.shape[-2]).mean()}
     total = weights.transform_weight * losses["corner_px"]
     patch = width // output.reference_grid[1]
-    matches = transform_points(inverse, token_centres(output.reference_grid, patch, patch, reference.device))
+    centres = token_centres(output.reference_grid, patch, patch, reference.device)
+    if deformation is not None:  # each token centre's displacement, bilinear in the field
+        samples = sample_at(deformation.permute(0, 3, 1, 2), centres.expand(len(truth), 1, -1, 2))
+        centres = centres + samples[:, :, 0].transpose(1, 2)
+    matches = transform_points(inverse, centres)
     inside = ((matches >= 0) & (matches <= floating_corner)).all(dim=-1)
     distances = (output.correspondences - matches).norm(dim=-1)
     if weights.match_weight:
@@ -348,7 +421,8 @@ def head_losses(output: ACCROutput, truth: torch.Tensor, weights: HeadTrainingCo
         losses["confidence"] = (entropy * inside).sum() / inside.sum().clamp_min(1)
         total = total + weights.confidence_weight * losses["confidence"]
     if output.field is not None:
-        true_positions = transform_points(inverse, grid.reshape(-1, 2)).reshape(-1, height, width, 2)
+        deformed = grid.reshape(-1, 2) if deformation is None else (grid + deformation).reshape(len(truth), -1, 2)
+        true_positions = transform_points(inverse, deformed).reshape(-1, height, width, 2)
         losses["field_px"] = (grid + output.field - true_positions).norm(dim=-1).mean()
         total = total + weights.transform_weight * losses["field_px"]
     if weights.similarity_weight:
@@ -409,9 +483,14 @@ def assignment_entropy(output: ACCROutput, matches: torch.Tensor, patch: int) ->
 
 
 def moved_pairs(
-    arrays: Sequence[np.ndarray], reference_slot: str, truth: np.ndarray, margin: int, device: torch.device
+    arrays: Sequence[np.ndarray],
+    reference_slot: str,
+    truth: np.ndarray,
+    margin: int,
+    device: torch.device,
+    deformation: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch's reference patches and floating patches moved by ``truth`` (module doc).
+    """A batch's reference patches (deformed by ``deformation``) and floating patches moved by ``truth`` (module doc).
 
     Parameters
     ----------
@@ -425,11 +504,14 @@ def moved_pairs(
         The margin ``m`` in px (:func:`transform_margin`).
     device : torch.device
         Where the patches are put.
+    deformation : numpy.ndarray or None, optional
+        ``(N, P, P, 2)`` backward fields (:func:`random_deformations`): reference pixel ``q`` shows
+        the patch at ``q + d(q)``, bilinearly. Default None: the central crop as it is.
 
     Returns
     -------
     reference : torch.Tensor
-        ``(N, C_ref, P, P)``: the central crop of the reference patches.
+        ``(N, C_ref, P, P)``: the central crop of the reference patches (float32 where deformed).
     floating : torch.Tensor
         ``(N, C_flo, P, P)`` float32: the other modality sampled bilinearly where ``truth`` sends each pixel.
 
@@ -445,7 +527,10 @@ def moved_pairs(
     # Floating pixel p shows reference pixel M p, which is pixel M p + m of the larger patch.
     positions = transform_points(matrices, pixel_grid(size, size, device).reshape(-1, 2)) + margin
     floating = sample_at(other.float(), positions.reshape(-1, size, size, 2))
-    return reference[..., margin : margin + size, margin : margin + size], floating
+    if deformation is None:
+        return reference[..., margin : margin + size, margin : margin + size], floating
+    shifted = pixel_grid(size, size, device) + torch.as_tensor(deformation, dtype=torch.float32, device=device)
+    return sample_at(reference.float(), shifted + margin), floating
 
 
 def train_registration_head(
@@ -500,10 +585,12 @@ def train_registration_head(
         slot = cfg.reference_slots[step % len(cfg.reference_slots)]
         rng = np.random.default_rng([cfg.seed, _TRANSFORM_STREAM, step])
         truth = random_transforms(rng, cfg.batch_size, cfg.patch_size, cfg, model.config.transform)
-        reference, floating = moved_pairs(batches[step], slot, truth, margin, device)
+        deformation = random_deformations(rng, cfg.batch_size, cfg)
+        reference, floating = moved_pairs(batches[step], slot, truth, margin, device, deformation)
         with precision.autocast(device, use_amp):
             output = model(reference, floating, slot)
-        losses = head_losses(output, torch.as_tensor(truth, dtype=torch.float32, device=device), cfg)
+        deformed = None if deformation is None else torch.as_tensor(deformation, device=device)
+        losses = head_losses(output, torch.as_tensor(truth, dtype=torch.float32, device=device), cfg, deformed)
         if not torch.isfinite(losses["total"]):
             raise FloatingPointError(f"the ACCR head's loss became {losses['total'].item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
@@ -536,6 +623,7 @@ __all__ = [
     "corner_distance",
     "head_losses",
     "moved_pairs",
+    "random_deformations",
     "random_transforms",
     "train_registration_head",
     "transform_margin",
