@@ -23,7 +23,8 @@ so the two images may have different channel counts (each that of its modality's
 
 The matrix is mapped back to the original grids (:func:`comir.imaging.resampling.to_original_grids`).
 With ``field`` the result also carries the model's displacement field (per reference token its
-correspondence where it is confident, the fitted transform elsewhere; :mod:`comir.network.accr`)
+correspondence where it is confident and within a token of the fitted transform, the transform
+elsewhere; :mod:`comir.network.accr`)
 carried to the original grids (:func:`comir.deformation.affine.field_between_grids`), ECC's
 correction of the transform added to it (the field of the refined matrix minus that of the
 model's): the total mapping a deformation test set scores (:func:`comir.register.cases.register_cases`).
