@@ -25,6 +25,7 @@ from comir.__main__ import main
 from comir.apply.folder import register_batch
 from comir.deformation.affine import affine_to_field
 from comir.deformation.fields import sample_field
+from comir.deformation.sitk import read_field
 from comir.deformation.warp import inside_mask, warp_image
 from comir.evaluate.attention import plot_attention
 from comir.network import precision
@@ -666,6 +667,18 @@ def test_the_registry_the_command_and_the_apply_stage_register_with_an_accr_mode
     matrix = np.array([row[key] for key in g.MATRIX_KEYS]).reshape(2, 3)
     assert pair_error(matrix, TRUTH, floating) < 2.0, row["message"]
     assert (tmp_path / "out" / "comir_reference.tif").exists()  # the file's encoders give the CoMIRs
+    assert not (tmp_path / "out" / "deformable_field.h5").exists() and "deformable_method" not in row
+    # With field: true the model's field is the pair's deformed result, written as a deformable stage's.
+    with_field = ACCRRegistration(trained["model"], reference_slot="B", max_px=64, field=True)
+    fielded = with_field.register(reference, floating)
+    args_field = [*args[: args.index("--params")], "--params", "{max_px: 64, field: true}", "--threads", "1"]
+    assert main([*args_field, "--out", str(tmp_path / "field")]) == 0
+    assert "deformable accr: ok in 0.0 s, Jacobian determinant" in capsys.readouterr().out
+    row = pd.read_csv(tmp_path / "field" / "transform.csv").iloc[0]
+    assert row["deformable_method"] == "accr" and row["deformable_status"] == "ok" and row["deformable_seconds"] == 0
+    # The images as given: the original grids are the working grids, the field the method's.
+    np.testing.assert_allclose(read_field(tmp_path / "field" / "deformable_field.h5"), fielded.field, atol=1e-4)
+    assert tifffile.imread(tmp_path / "field" / "deformable_warped.tif").shape == reference.shape
     # The apply stage on a folder of pairs (rule register_pairs): the same transform.
     for folder, image in {"texture": reference, "copy": floating}.items():
         (tmp_path / "pairs" / folder).mkdir(parents=True)

@@ -9,7 +9,8 @@ confidence, and its models must share their modalities (else exit 2, both files 
 
 ``--method accr --model results/<dataset>/<variant>/model/accr.pt`` registers with an ACCR model
 (rule train_accr; docs/explanation/accr.md): the file is also a CoMIR model (its encoders), whose
-CoMIRs are written as usual; ACCR's own settings (``max_px``, ``refine``) go in ``--params``.
+CoMIRs are written as usual; ACCR's own settings (``max_px``, ``refine``) go in ``--params``; with
+``field: true`` there its displacement field is written as a deformable stage's (below) is.
 
 ``--deformable bspline|demons|elastix_bspline`` (``--deformable-params`` as YAML) refines the result by a
 deformable stage (docs/explanation/deformable.md): its field, transform, warped image and overlay are
@@ -100,7 +101,7 @@ def _register(args: argparse.Namespace) -> int:
     print(f"{result.status}: {result.message}")
     if not math.isnan(pair.confidence):
         print(f"confidence {pair.confidence:.3f} (calibrated probability of a result within the success threshold)")
-    if deformable is not None:
+    if pair.deformable_columns():  # a deformable stage, or the method's own field
         print(_deformable_summary(pair.deformable_columns()))
     print(f"peak memory {peak_memory_mb():.0f} MiB")
     print("wrote " + ", ".join(str(p) for p in written))

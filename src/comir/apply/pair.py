@@ -59,6 +59,10 @@ class PairRegistration:
     CoMIRs' grids; a failed stage's result is the stage's own (the zero field, on the CoMIRs'
     grid), and both are None where the rigid result failed (the stage does not run).
     ``result`` stays the rigid result, its message followed by the stage's.
+
+    Without a stage, a method that gives a field of its own (ACCR with ``field: true``,
+    ``result.field``) fills ``deformed`` and ``comir_field`` the same way (:func:`with_method_field`),
+    ``field_method`` naming the method; ``result.field`` is then that field on the original grids.
     """
 
     result: RegistrationResult
@@ -73,6 +77,8 @@ class PairRegistration:
     deformable: DeformableStage | None = None
     deformed: DeformableResult | None = None
     comir_field: np.ndarray | None = None
+    # The registration method whose own field is ``deformed`` (no deformable stage), else None.
+    field_method: str | None = None
 
     def valid_fractions(self) -> tuple[float, float]:
         """The fraction of valid CoMIR pixels, reference then floating (1 without a mask)."""
@@ -84,25 +90,26 @@ class PairRegistration:
         return self.deformed is not None and not self.deformed.ok
 
     def deformable_columns(self) -> dict[str, Any]:
-        """The deformable stage's columns of the pair's records; none without a stage.
+        """The deformable stage's columns of the pair's records; none without a stage or a method's field.
 
-        ``deformable_method``, ``deformable_status`` (``ok``, ``failed``, or :data:`SKIPPED` where the
-        rigid result failed), ``deformable_seconds``, and of a successful stage's total field on the
-        original grids ``folded_fraction``, ``jacobian_min``, ``jacobian_max`` (the Jacobian
-        determinant's range; NaN otherwise).
+        ``deformable_method`` (the stage's method, or :attr:`field_method`), ``deformable_status``
+        (``ok``, ``failed``, or :data:`SKIPPED` where the rigid result failed),
+        ``deformable_seconds`` (0 for a method's own field: its time is the method's), and of a
+        successful stage's total field on the original grids ``folded_fraction``, ``jacobian_min``,
+        ``jacobian_max`` (the Jacobian determinant's range; NaN otherwise).
 
         Returns
         -------
         dict of str to Any
-            The columns, in this order; empty without a deformable stage.
+            The columns, in this order; empty without a deformable stage or a method's field.
         """
-        if self.deformable is None:
+        if self.deformable is None and self.field_method is None:
             return {}
         deformed = self.deformed
         ok = deformed is not None and deformed.ok
         low, high = deformed.jacobian_range if ok else (math.nan, math.nan)
         return {
-            "deformable_method": self.deformable.method,
+            "deformable_method": self.field_method if self.deformable is None else self.deformable.method,
             "deformable_status": SKIPPED if deformed is None else deformed.status,
             "deformable_seconds": math.nan if deformed is None else deformed.seconds,
             "folded_fraction": deformed.folded_fraction if ok else math.nan,
@@ -194,7 +201,9 @@ def register_pair(
     deformable : DeformableStage or None, optional
         A deformable stage after an ``ok`` result (:func:`deform_pair`), from its matrix at the
         working resolution: on the CoMIRs, or on the networks' inputs for a method meant for the
-        original images (``on_originals``: ``elastix_bspline``). Default None.
+        original images (``on_originals``: ``elastix_bspline``). It replaces a method's own field
+        (ACCR's with ``field: true``), which without a stage is the pair's deformed result
+        (:func:`with_method_field`). Default None.
 
     Returns
     -------
@@ -259,9 +268,39 @@ def register_pair(
         (comir_masks[0], comir_masks[1]),
         confidence,
     )  # fmt: skip
-    if deformable is None:
-        return pair
-    return deform_pair(pair, deformable, originals if stage_originals else as_image)
+    if deformable is not None:
+        return deform_pair(pair, deformable, originals if stage_originals else as_image)
+    return pair if result.field is None else with_method_field(pair, method)
+
+
+def with_method_field(pair: PairRegistration, method: str) -> PairRegistration:
+    """``pair`` with its method's own field (``pair.result.field``, working grids) as its deformed result.
+
+    The field is carried to the original grids (:func:`field_on_original_grids`), where it becomes
+    ``result.field`` and ``deformed.field``, the floating image as stored is warped by it, and the
+    working field is ``comir_field``; the outputs then hold it as a deformable stage's
+    (:func:`comir.apply.outputs.write_deformable`). ``deformed.seconds`` is 0: the field's time is
+    the method's.
+
+    Parameters
+    ----------
+    pair : PairRegistration
+        An ``ok`` result of :func:`register_pair` whose ``result.field`` is set, on the working grids.
+    method : str
+        The registration method's name (``field_method``, the ``deformable_method`` column).
+
+    Returns
+    -------
+    PairRegistration
+        ``pair`` with ``result.field``, ``deformed``, ``comir_field`` and ``field_method`` set.
+    """
+    working = pair.result.field
+    field = field_on_original_grids(working, *pair.resamplings)
+    deformed = DeformableResult(field, warp_image(pair.floating, field), OK, message=f"{method}'s field")
+    return dataclasses.replace(
+        pair, result=dataclasses.replace(pair.result, field=field), deformed=deformed, comir_field=working,
+        field_method=method,
+    )  # fmt: skip
 
 
 def deform_pair(pair: PairRegistration, stage: DeformableStage, images: list[np.ndarray]) -> PairRegistration:
