@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from comir.evaluate import stress
 from comir.evaluate.stats import clopper_pearson
 from comir.evaluate.stress import STRESS_COLUMNS, plot_stress_curve, stress_table
 from comir.imaging.shifts import (
@@ -180,11 +181,15 @@ def test_the_stress_table_has_the_rates_and_clopper_pearson_bounds():
         stress_table(tables, [0.0, 0.5, 1.0], fractions=[0.02])
 
 
-def test_the_stress_curve_is_drawn(tmp_path):
+def test_the_stress_curve_is_drawn(tmp_path, monkeypatch):
     tables = [success([("sift", "comir", d, 8, 4, 8 - i) for d in ("B_to_A", "A_to_B")]) for i in range(3)]
     table = stress_table(tables, [0, 0.5, 1], fractions=[0.01, 0.05])
     plot_stress_curve(table, tmp_path / "curve.png", title="demo")
     image = read_image(tmp_path / "curve.png")
     assert image.ndim == 3 and image.shape[0] > 300
+    labels = set()
+    monkeypatch.setattr(stress, "save_figure", lambda figure, path: labels.update(a.get_ylabel() for a in figure.axes))
+    plot_stress_curve(stress_table(tables, [0, 0.5, 1], alpha=0.1), tmp_path / "curve90.png", alpha=0.1)
+    assert labels - {""} == {"success rate (band: 90 % CI)"}
     with pytest.raises(ValueError, match="no rows"):
         plot_stress_curve(table.iloc[:0], tmp_path / "empty.png")

@@ -92,7 +92,9 @@ def stress_table(
     return frame[list(STRESS_COLUMNS)].reset_index(drop=True)
 
 
-def plot_stress_curve(table: pd.DataFrame, path: str | os.PathLike[str], title: str | None = None) -> None:
+def plot_stress_curve(
+    table: pd.DataFrame, path: str | os.PathLike[str], title: str | None = None, alpha: float = 0.05
+) -> None:
     """Success rate against severity, one line per method and input, the Clopper-Pearson interval as a band.
 
     One panel per success fraction (rows) and direction (columns) of ``table``.
@@ -105,6 +107,9 @@ def plot_stress_curve(table: pd.DataFrame, path: str | os.PathLike[str], title: 
         The image file to write.
     title : str or None, optional
         Title of the figure. Default None: none.
+    alpha : float, optional
+        The ``alpha`` ``table``'s intervals were computed with (:func:`stress_table`), for the
+        axis label. Default 0.05 (95 % intervals).
 
     Raises
     ------
@@ -140,7 +145,7 @@ def plot_stress_curve(table: pd.DataFrame, path: str | os.PathLike[str], title: 
             if i == len(fractions) - 1:
                 ax.set_xlabel("severity (0: the base test set)")
             if j == 0:
-                ax.set_ylabel("success rate (band: 95 % CI)")
+                ax.set_ylabel(f"success rate (band: {(1 - alpha) * 100:g} % CI)")
     if title:
         figure.suptitle(title, fontsize=10)
     figure.legend(list(handles.values()), list(handles), loc="outside lower center",
