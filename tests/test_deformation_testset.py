@@ -102,6 +102,11 @@ def test_without_a_deformation_the_test_set_is_the_rigid_one(pairs, deformed, tm
     with_key = TestSetRecipe.from_config({"patch_size": 96, "deformation": {"max_displacement_px": 2}}, 0)
     assert with_key.deformation == Deformation(2.0)
     assert with_key.max_reach() > replace(with_key, deformation=None).max_reach()
+    # Keys the recipes do not know are named (the schema rejects them in a workflow; the API too).
+    with pytest.raises(ValueError, match=r"unknown test set key\(s\) 'patch_sise'; known: .*patch_size"):
+        TestSetRecipe.from_config({"patch_sise": 96}, 0)
+    with pytest.raises(ValueError, match=r"unknown deformation key\(s\) 'max_px'; known: max_displacement_px"):
+        TestSetRecipe.from_config({"patch_size": 96, "deformation": {"max_px": 2}}, 0)
 
 
 def test_a_draw_that_would_fold_stops_the_build(pairs, tmp_path):

@@ -51,7 +51,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,7 @@ class TestSetRecipe:
             ``name``, ``max_displacement_px``, ``count``), ``multiregeval`` (``levels``,
             ``rotation_step_deg``, ``translation_step_px``, ``cases_per_level``), ``shift``
             (:meth:`comir.imaging.shifts.Shift.from_config`) and ``deformation``
-            (:meth:`comir.testset.deformation.Deformation.from_config`); ``prebuilt`` and ``split``
+            (:meth:`comir.testset.deformation.Deformation.from_config`); ``prebuilt``, ``zenodo`` and ``split``
             are ignored. Keys left out keep the recipe's defaults.
         seed : int
             The seed of every draw of the test set.
@@ -153,10 +153,16 @@ class TestSetRecipe:
         Raises
         ------
         ValueError
-            If ``scale_range`` is not ``[low, high]`` with ``0 < low <= high``.
+            If ``cfg`` has a key that is none of these, or ``scale_range`` is not ``[low, high]``
+            with ``0 < low <= high``.
         """
+        sections = ("strata", "multiregeval", "prebuilt", "zenodo", "shift", "split", "deformation")
+        known = {f.name for f in fields(cls) if f.name not in ("seed", "shift", "deformation")}
+        unknown = sorted(set(cfg) - known - set(sections))
+        if unknown:
+            names = ", ".join(sorted(known | set(sections)))
+            raise ValueError(f"unknown test set key(s) {', '.join(map(repr, unknown))}; known: {names}")
         strata = tuple(Stratum(s["name"], s.get("max_displacement_px"), int(s["count"])) for s in cfg.get("strata", []))
-        sections = ("strata", "multiregeval", "prebuilt", "shift", "split", "deformation")
         kwargs = {k: v for k, v in cfg.items() if k not in sections}
         mre = cfg.get("multiregeval", {})
         renamed = {

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -111,9 +111,18 @@ class Deformation:
         Returns
         -------
         Deformation or None
+
+        Raises
+        ------
+        ValueError
+            If the section has a key that is not a field.
         """
         if cfg is None:
             return None
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(cfg) - set(known))
+        if unknown:
+            raise ValueError(f"unknown deformation key(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
         return cls(**{key: value if key == "mask_slot" else float(value) for key, value in cfg.items()})
 
     def draw(self, seed: int, case_number: int, size: int) -> np.ndarray:
