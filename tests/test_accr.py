@@ -35,6 +35,7 @@ from comir.network.accr.geometry import (
     consensus_start,
     fit_matrix,
     local_soft_argmax,
+    matrix_params,
     pixel_grid,
     robust_fit,
     sample_at,
@@ -238,6 +239,12 @@ def test_fit_is_the_geometry_fit_and_the_identity_for_coincident_points():
     plain, robust = fit_matrix(*points, "rigid")[0].numpy(), robust_fit(*points, "rigid", scale=4.0)[0].numpy()
     assert g.corner_error(plain, truth["rigid"], 64, 64) > 5.0
     assert g.corner_error(robust, truth["rigid"], 64, 64) < 0.5
+    # The head's parameters of a matrix: (angle, tx, ty) or the six entries; no third kind.
+    matrices = torch.as_tensor(np.stack([truth["rigid"], truth["affine"]]))
+    np.testing.assert_allclose(matrix_params(matrices[:1], "rigid").numpy(), [[0.3, 4.0, -2.0]], atol=1e-12)
+    np.testing.assert_allclose(matrix_params(matrices, "affine").numpy(), matrices.reshape(2, 6).numpy())
+    with pytest.raises(ValueError, match="transform must be one of"):
+        matrix_params(matrices, "similarity")
 
 
 def test_the_consensus_start_finds_the_transform_most_points_agree_with():

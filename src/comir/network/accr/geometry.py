@@ -388,14 +388,21 @@ def matrix_params(matrix: Tensor, transform: str) -> Tensor:
     matrix : torch.Tensor
         ``(N, 2, 3)`` matrices.
     transform : str
-        ``"rigid"``: the angle (radians, from the first column) and the translation; any other value:
-        the six entries, row by row.
+        One of :data:`HEAD_TRANSFORMS`: ``"rigid"``: the angle (radians, from the first column) and
+        the translation; ``"affine"``: the six entries, row by row.
 
     Returns
     -------
     torch.Tensor
-        ``(N, 3)`` for ``"rigid"``, else ``(N, 6)``.
+        ``(N, 3)`` for ``"rigid"``, ``(N, 6)`` for ``"affine"``.
+
+    Raises
+    ------
+    ValueError
+        For another ``transform``.
     """
+    if transform not in HEAD_TRANSFORMS:
+        raise ValueError(f"transform must be one of {HEAD_TRANSFORMS}, got {transform!r}")
     if transform == "rigid":
         angle = torch.atan2(matrix[:, 1, 0], matrix[:, 0, 0])
         return torch.stack([angle, matrix[:, 0, 2], matrix[:, 1, 2]], dim=1)
