@@ -140,6 +140,20 @@ def test_accr_runs_are_the_register_accr_rules_and_never_calibrated(config):
     registered = jobs.registration_jobs(config, "tiny", "nopos")
     assert ("nopos", "accr", "A_to_B") in registered and ("original", "accr", "A_to_B") not in registered
     assert not [job for job in jobs.registration_jobs(config, "tiny", "both") if job[1] == "accr"]  # an ensemble
+    # A stage-2 ablation (nopos: mse's networks, other ACCR settings) has mse's CoMIRs: its own rows are
+    # its ACCR runs'; the other runs on them are mse's (not repeated under its name). An inference
+    # ablation (c4) has CoMIRs of its own, registered with every run.
+    assert [jobs.comir_twin(config, "tiny", v) for v in ("mse", "c4", "nopos", "both")] == [None, None, "mse", None]
+    on_comirs = {
+        variant: {run for source, run, _ in jobs.registration_jobs(config, "tiny", variant) if source == variant}
+        for variant in ("mse", "c4", "nopos")
+    }
+    assert on_comirs == {"mse": {"accr", "cascade", "sift"}, "c4": {"accr", "cascade", "sift"}, "nopos": {"accr"}}
+    originals = [job for job in jobs.registration_jobs(config, "tiny", "nopos") if job[0] == "original"]
+    assert originals == [job for job in jobs.registration_jobs(config, "tiny", "mse") if job[0] == "original"]
+    assert ("nopos", "cascade", "A_to_B") not in jobs.comparison_jobs(config, "tiny")
+    alias = validate_config(tiny_accr(alias={"model_from": "mse"}))  # nothing differs: registered as its own
+    assert jobs.comir_twin(alias, "tiny", "alias") is None
     calibrated = copy.deepcopy(config)
     dataset = calibrated["datasets"]["tiny"]
     dataset["testsets"]["calibration"] = {**dataset["testsets"]["main"], "split": "val"}

@@ -211,12 +211,46 @@ def registration_sources(cfg: Mapping[str, Any], variant: str, image_input: str)
     return [variant]
 
 
+def comir_twin(config: Config, dataset: str, variant: str) -> str | None:
+    """The variant whose CoMIRs, and so whose registrations on them, ``variant``'s are; None when its own.
+
+    A variant with ``model_from`` whose settings are its source's but for the ``accr`` section
+    (a stage-2 ablation of ACCR: the same networks, inference and runs, another ACCR model)
+    computes the same CoMIRs and registers them with the same runs; only its ACCR runs are its
+    own (:func:`registration_jobs`). A variant that differs in nothing is registered as its own.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        One of the dataset's variants.
+
+    Returns
+    -------
+    str or None
+        Its ``model_from``, or None (no ``model_from``, the same ``accr`` or another setting differs).
+    """
+    cfg = dataset_config(config, dataset)
+    source = model_variant(cfg, variant)
+    if source == variant:
+        return None
+    mine, theirs = (dict(variant_config(cfg, name)) for name in (variant, source))
+    own_accr = mine.pop("accr") != theirs.pop("accr")
+    return source if own_accr and mine == theirs else None
+
+
 def registration_jobs(config: Config, dataset: str, variant: str) -> list[RegistrationJob]:
     """Every registration that the evaluation of ``variant`` reads.
 
     Each run registers each of its inputs in each direction: the originals, the variant's CoMIRs
     and every translation model's fakes. An ensemble variant registers its CoMIRs only with the
     methods that use several networks' CoMIRs (:data:`comir.config.variants.ENSEMBLE_METHODS`).
+    A variant whose CoMIRs are another's (:func:`comir_twin`) registers them only with the methods
+    with a model of their own (ACCR; :data:`comir.register.MODEL_METHODS`): the other runs' results
+    are its twin's, and a copy under its name would only repeat them in the variants' comparison.
 
     Parameters
     ----------
@@ -235,11 +269,13 @@ def registration_jobs(config: Config, dataset: str, variant: str) -> list[Regist
     """
     cfg = dataset_config(config, dataset)
     ensemble = bool(ensemble_members(cfg, variant))
+    twin = not ensemble and comir_twin(config, dataset, variant) is not None
     return sorted(
         (source, run, direction)
         for run, spec in cfg["registration"].items()
         for image_input in spec["inputs"]
         if not (ensemble and image_input == "comir" and spec["method"] not in ENSEMBLE_METHODS)
+        if not (twin and image_input == "comir" and spec["method"] not in MODEL_METHODS)
         for source in registration_sources(cfg, variant, image_input)
         for direction in cfg["directions"]
     )
