@@ -686,6 +686,14 @@ def test_the_registry_the_command_and_the_apply_stage_register_with_an_accr_mode
     # The images as given: the original grids are the working grids, the field the method's.
     np.testing.assert_allclose(read_field(tmp_path / "field" / "deformable_field.h5"), fielded.field, atol=1e-4)
     assert tifffile.imread(tmp_path / "field" / "deformable_warped.tif").shape == reference.shape
+    tifffile.imwrite(tmp_path / "flat.tif", np.full_like(floating, 0.5))  # ACCR fails: no field, "skipped"
+    args_flat = [*args_field[: args_field.index("--floating") + 1], str(tmp_path / "flat.tif"),
+                 *args_field[args_field.index("--floating") + 2 :]]  # fmt: skip
+    assert main([*args_flat, "--out", str(tmp_path / "flat")]) == 1
+    assert "deformable accr: not run, the rigid registration failed" in capsys.readouterr().out
+    row = pd.read_csv(tmp_path / "flat" / "transform.csv").iloc[0]
+    assert row["status"] == "failed" and row["deformable_status"] == "skipped"
+    assert not (tmp_path / "flat" / "deformable_field.h5").exists()
     # The apply stage on a folder of pairs (rule register_pairs): the same transform.
     for folder, image in {"texture": reference, "copy": floating}.items():
         (tmp_path / "pairs" / folder).mkdir(parents=True)

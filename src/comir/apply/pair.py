@@ -270,7 +270,8 @@ def register_pair(
     )  # fmt: skip
     if deformable is not None:
         return deform_pair(pair, deformable, originals if stage_originals else as_image)
-    return pair if result.field is None else with_method_field(pair, method)
+    gives_field = getattr(registration, "field", False) is True  # ACCR with field: true, failed results too
+    return with_method_field(pair, method) if gives_field or result.field is not None else pair
 
 
 def with_method_field(pair: PairRegistration, method: str) -> PairRegistration:
@@ -280,27 +281,32 @@ def with_method_field(pair: PairRegistration, method: str) -> PairRegistration:
     ``result.field`` and ``deformed.field``, the floating image as stored is warped by it, and the
     working field is ``comir_field``; the outputs then hold it as a deformable stage's
     (:func:`comir.apply.outputs.write_deformable`). ``deformed.seconds`` is 0: the field's time is
-    the method's.
+    the method's. A failed result has no field: only ``field_method`` is set, and the records say
+    ``skipped`` as for a deformable stage after a failed rigid result.
 
     Parameters
     ----------
     pair : PairRegistration
-        An ``ok`` result of :func:`register_pair` whose ``result.field`` is set, on the working grids.
+        A result of :func:`register_pair` by a method that gives a field (``result.field`` on the
+        working grids where it is ``ok``).
     method : str
         The registration method's name (``field_method``, the ``deformable_method`` column).
 
     Returns
     -------
     PairRegistration
-        ``pair`` with ``result.field``, ``deformed``, ``comir_field`` and ``field_method`` set.
+        ``pair`` with ``field_method`` set and, where ``ok``, ``result.field``, ``deformed`` and
+        ``comir_field``.
     """
+    pair = dataclasses.replace(pair, field_method=method)
     working = pair.result.field
+    if working is None:
+        return pair
     field = field_on_original_grids(working, *pair.resamplings)
     deformed = DeformableResult(field, warp_image(pair.floating, field), OK, message=f"{method}'s field")
     return dataclasses.replace(
-        pair, result=dataclasses.replace(pair.result, field=field), deformed=deformed, comir_field=working,
-        field_method=method,
-    )  # fmt: skip
+        pair, result=dataclasses.replace(pair.result, field=field), deformed=deformed, comir_field=working
+    )
 
 
 def deform_pair(pair: PairRegistration, stage: DeformableStage, images: list[np.ndarray]) -> PairRegistration:
