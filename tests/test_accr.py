@@ -8,8 +8,10 @@ textures on the CPU, seconds each.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -122,6 +124,7 @@ def moved_texture(matrix: np.ndarray, size: int = 32) -> tuple[np.ndarray, np.nd
 
 
 # A known transform of a 32 px pair (the training's size), and of a 64 px pair twice as large.
+ROOT = Path(__file__).resolve().parents[1]
 TRUTH = g.rigid_matrix(math.radians(3.0), 3.0, -2.5, center=(15.5, 15.5))
 TRUTH_64 = g.rigid_matrix(math.radians(3.0), 6.0, -5.0, center=(31.5, 31.5))
 
@@ -615,6 +618,28 @@ def test_the_method_gives_the_models_field_on_the_original_grids(trained, monkey
     expected = affine_to_field(carried.matrix, reference_64.shape)
     interior = (slice(2, -2), slice(2, -2))  # beyond its grid the working field repeats its edge values
     np.testing.assert_allclose(carried.field[interior], expected[interior], atol=1e-3)
+
+
+def test_the_support_benchmark_reads_the_methods_message(trained, tmp_path):
+    """benchmarks/accr_support.py: the support of real results, and the kept counts against a direct count."""
+    spec = importlib.util.spec_from_file_location("accr_support", ROOT / "benchmarks" / "accr_support.py")
+    accr_support = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(accr_support)
+    result = ACCRRegistration(trained["model"]).register(*moved_texture(TRUTH))
+    folder = tmp_path / "results" / "texture" / "default" / "registration" / "main"
+    folder.mkdir(parents=True)
+    messages = [result.message, "rigid fit at 1/1.00, support 12.5 of 64 tokens", "support 30.0 of 64 tokens",
+                "case_0003: the floating image has no intensity variation"]  # fmt: skip
+    frame = pd.DataFrame({"status": ["ok", "ok", "ok", "failed"], "error_px": [0.5, 9.0, 1.0, math.nan],
+                          "width": 64, "message": messages})  # fmt: skip
+    frame.to_csv(folder / "accr_A_to_B.csv", index=False)
+    table = accr_support.supports([folder / "accr_A_to_B.csv"], 0.05)  # right: within 3.2 px
+    assert list(table["dataset"]) == ["texture"] * 3 and list(table["right"]) == [True, False, True]
+    assert 0 < table.loc[0, "support"] <= 8 * 8  # the method's own message: at most its 8 x 8 reference tokens
+    counts = accr_support.threshold_table(table, [12.5, 13.0]).set_index("min_support")
+    assert counts.loc[12.5, "wrong_kept"] == 1 and counts.loc[13.0, "wrong_kept"] == 0
+    assert counts.loc[13.0, "right_kept"] == 1 + int(table.loc[0, "support"] >= 13.0)
+    assert accr_support.largest_wrong_support(table) == {"texture": 12.5}
 
 
 def test_the_attention_figure_shows_where_a_location_attends(trained):
