@@ -268,7 +268,8 @@ def register_pair(
         (comir_masks[0], comir_masks[1]),
         confidence,
     )  # fmt: skip
-    if deformable is not None:
+    if deformable is not None:  # the stage's field replaces the method's own (working grids: dropped)
+        pair = dataclasses.replace(pair, result=dataclasses.replace(pair.result, field=None))
         return deform_pair(pair, deformable, originals if stage_originals else as_image)
     gives_field = getattr(registration, "field", False) is True  # ACCR with field: true, failed results too
     return with_method_field(pair, method) if gives_field or result.field is not None else pair
