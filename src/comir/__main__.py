@@ -101,8 +101,9 @@ def _register(args: argparse.Namespace) -> int:
     print(f"{result.status}: {result.message}")
     if not math.isnan(pair.confidence):
         print(f"confidence {pair.confidence:.3f} (calibrated probability of a result within the success threshold)")
-    if pair.deformable_columns():  # a deformable stage, or the method's own field
-        print(_deformable_summary(pair.deformable_columns()))
+    stage_columns = pair.deformable_columns()  # a deformable stage's, or the method's own field's
+    if stage_columns:
+        print(_deformable_summary(stage_columns))
     print(f"peak memory {peak_memory_mb():.0f} MiB")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0 if result.ok and not pair.deformable_failed else 1
