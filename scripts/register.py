@@ -1,6 +1,7 @@
 """Snakemake script: one registration run on one input in one direction over all test cases.
 
-Rule register_unrelated: each case's reference against an unrelated floating patch instead.
+Rules register_unrelated and register_accr_unrelated: each case's reference against an unrelated floating patch
+instead. A run that registers other images than the CoMIRs (ACCR) is judged on the CoMIRs of input evidence.
 On a test set with a deformation (input truth) every case's field is scored against the truth.
 Rule register_accr: a method with a model of its own (input model) registers the original patches.
 Rule register_fields: a deformable run that also writes each case's total field (output fields).
@@ -26,7 +27,7 @@ set_native_threads(snakemake.threads)  # reproducible MI whatever the threads
 method, deformable = make_run(run, snakemake.params.seed, threads=snakemake.threads)
 cases = pd.read_csv(snakemake.input.cases)
 image_input = snakemake.params.image_input
-unrelated = snakemake.rule == "register_unrelated"
+unrelated = snakemake.rule in ("register_unrelated", "register_accr_unrelated")
 calibration = load_calibration(snakemake.input.calibration[0]) if snakemake.input.get("calibration") else None
 # A calibrated run's results carry their confidence; unrelated pairs always their evidence (docs/method.md, 15).
 judge = Judge(snakemake.params.seed, calibration) if calibration or unrelated else None
@@ -36,6 +37,7 @@ results = register_cases(
     judge, unrelated, Path(snakemake.input.originals) if snakemake.input.get("originals") else None,
     deformable=deformable, score=score,
     field_dir=Path(snakemake.output.fields) if snakemake.output.get("fields") else None,
+    evidence_dir=Path(snakemake.input.evidence) if snakemake.input.get("evidence") else None,
 )  # fmt: skip
 results["input"] = snakemake.params.input_label  # original, comir, or the translation model's name
 results.insert(results.columns.get_loc("input") + 1, "source", wc.source)  # original, a variant or a translation

@@ -134,7 +134,7 @@ def test_every_variant_with_networks_gets_an_accr_model_shared_where_networks_an
                        for v in ("cosine", "mse", "nopos")]  # fmt: skip
 
 
-def test_accr_runs_are_the_register_accr_rules_and_never_calibrated(config):
+def test_accr_runs_are_the_register_accr_rules_calibrated_on_the_variants_comirs(config):
     assert jobs.registration_runs(config, "register_accr") == ["accr"]
     assert jobs.registration_runs(config, "register") == ["cascade", "mi", "sift"]
     registered = jobs.registration_jobs(config, "tiny", "nopos")
@@ -158,7 +158,20 @@ def test_accr_runs_are_the_register_accr_rules_and_never_calibrated(config):
     dataset = calibrated["datasets"]["tiny"]
     dataset["testsets"]["calibration"] = {**dataset["testsets"]["main"], "split": "val"}
     dataset["confidence"] = {"testset": "calibration", "success_fraction": 0.05, "false_accept_rate": 0.05}
-    assert "accr" not in jobs.calibrated_runs(validate_config(calibrated), "tiny")
+    calibrated = validate_config(calibrated)
+    # ACCR's results are calibrated like every run on CoMIRs, and judged on the variant's CoMIRs (it
+    # registers the originals); a stage-2 ablation calibrates only its ACCR runs, judged on its twin's CoMIRs.
+    assert jobs.calibrated_runs(calibrated, "tiny") == ["accr", "cascade", "sift"]
+    assert jobs.calibrated_runs(calibrated, "tiny", "mse") == ["accr", "cascade", "sift"]
+    assert jobs.calibrated_runs(calibrated, "tiny", "nopos") == ["accr"]
+    assert targets.registration_evidence(calibrated, "tiny", "nopos", "main", "accr") == targets.comirs(
+        "tiny", "mse", "main"
+    )
+    assert targets.registration_evidence(calibrated, "tiny", "mse", "main", "cascade") == []  # on what it registers
+    assert targets.registration_evidence(config, "tiny", "mse", "main", "accr") == []  # no confidence section
+    images = targets.calibrate_input(calibrated, "tiny", "nopos", "accr")["images"]
+    assert images == [targets.comirs("tiny", "mse", "calibration")]
+    assert params.calibrated_run_specs(calibrated, "tiny", "nopos") == [{"method": "accr", "params": {"max_px": 64}}]
 
 
 def test_each_accr_rule_gets_only_what_it_uses(config):

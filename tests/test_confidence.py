@@ -213,6 +213,23 @@ def test_registered_cases_carry_evidence_confidence_and_acceptance(comir_cases):
     assert not {*FEATURES, "confidence"} & set(plain.columns)  # uncalibrated runs keep their columns
 
 
+def test_a_method_registering_other_images_is_judged_on_the_comirs_of_evidence_dir(comir_cases, tmp_path):
+    """ACCR's case: the registered patches are not the CoMIRs; the evidence is measured on the CoMIRs."""
+    cases, comirs = comir_cases
+    others = tmp_path / "others"  # what the method registers: the references inverted (another "modality")
+    others.mkdir()
+    for path in comirs.glob("*.tif"):
+        image = tifffile.imread(path)
+        tifffile.imwrite(others / path.name, image.max() - image if "_ref" in path.name else image)
+    method = make_method("mi", {"start_angles_deg": [0, 10, 20]}, 0)  # mutual information: blind to the inversion
+    run = (cases, others, method, "mi", "comir", "B_to_A", MODALITIES, Judge(0))
+    judged, unjudged = register_cases(*run, evidence_dir=comirs), register_cases(*run)
+    assert (judged["error_px"] < 2).all()
+    np.testing.assert_allclose(judged[list(FEATURES)], results_evidence(judged.drop(columns=list(FEATURES)), comirs,
+                                                                        MODALITIES)[list(FEATURES)])  # fmt: skip
+    assert judged["quality"].min() > 0.9 and unjudged["quality"].max() < -0.9  # on the registered: anti-correlated
+
+
 def test_the_acceptance_table_counts_by_hand():
     results = pd.DataFrame({
         "method": "m", "direction": "B_to_A", "status": ["ok", "ok", "ok", "failed"],

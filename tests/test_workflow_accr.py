@@ -6,14 +6,18 @@ they are good. A configuration without an accr section plans no ACCR job.
 """
 
 import copy
+import json
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
+from comir.calibration import FEATURES, calibration_key
 from comir.geometry import MATRIX_KEYS
 from comir.network.accr.checkpoint import load_accr
-from comir.register.cases import result_columns
+from comir.register.cases import result_columns, results_evidence
 from helpers.snakemake import planned_jobs
 from helpers.snakemake import run_snakemake as snakemake
 
@@ -114,3 +118,57 @@ def test_without_an_accr_section_no_accr_job_is_planned(accr_run, tmp_path):
     assert planned and not planned & ACCR_RULES
     # The ACCR configuration's default target: every ACCR job is already done.
     assert not {rule for rule, _ in planned_jobs(*TARGETS, "--configfile", "config.yaml", cwd=accr_run)}
+
+
+@pytest.mark.slow  # a second tiny dataset: a CoMIR and an ACCR model trained, calibrated and judged
+def test_accr_results_are_calibrated_and_judged_on_the_variants_comirs(tmp_path):
+    """With a confidence section ACCR's runs are calibrated like every run on CoMIRs (docs/method.md, 15).
+
+    Its results on the calibration test set (validation split) and on unrelated pairs, judged on the
+    variant's CoMIRs of the same patches; its confidence on main; the ACCR model file with the
+    calibrations inside; an apply job with method accr judging every pair with it.
+    """
+    config = copy.deepcopy(CONFIG)
+    tiny = config["datasets"]["tiny"]
+    tiny["synthetic"].update(n_val=2, n_test=2)  # two images per test set: unrelated pairs on each
+    main = {**tiny["testsets"]["main"], "strata": [{"name": "all", "count": 4}]}
+    tiny["testsets"] = {"main": main, "calibration": {**main, "split": "val"}}
+    tiny["confidence"] = {"testset": "calibration"}
+    tiny["registration"] = {"accr": tiny["registration"]["accr"]}
+    config["apply"] = {
+        "accr": {"model": {"dataset": "tiny", "variant": "default"}, "testset": {"dataset": "tiny", "name": "main"},
+                 "reference": "fibres", "method": "accr", "params": {"max_px": 64, "min_support": 0},
+                 "masks": "none", "min_confidence": 0}
+    }  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    results = tmp_path / "results" / "tiny" / "default"
+    acceptance = results / "evaluation" / "main" / "tables" / "confidence.csv"
+    targets = [str(acceptance.relative_to(tmp_path)), "results/apply/accr/summary.csv"]
+    run = snakemake(*targets, "--cores", "2", "--configfile", "config.yaml", cwd=tmp_path, timeout=1500)
+    assert run.returncode == 0, run.stderr[-3000:]
+    calibration = json.loads((results / "confidence" / "accr.json").read_text())
+    assert 0 <= calibration["threshold"] <= 1 and calibration["counts"]["unrelated"] > 0
+    evidence = pd.read_csv(results / "confidence" / "accr_evidence.csv")
+    assert set(evidence["kind"]) == {"true", "unrelated"} and not evidence.loc[evidence["kind"] == "unrelated",
+                                                                               "correct"].any()  # fmt: skip
+    # The evidence is the CoMIRs': the same as the calibrate rule measures from the rows' matrices.
+    comirs = results / "comir" / "main" / "images"
+    modalities = {slot: {"name": spec["name"]} for slot, spec in tiny["modalities"].items()}
+    for direction in ("A_to_B", "B_to_A"):
+        judged = pd.read_csv(results / "registration" / "main" / f"accr_{direction}.csv")
+        assert judged["confidence"].between(0, 1).all() and judged["accepted"].isin([True, False]).all()
+        measured = results_evidence(judged.drop(columns=[*FEATURES, "confidence", "accepted"]), comirs, modalities, 2)
+        np.testing.assert_allclose(measured[list(FEATURES)], judged[list(FEATURES)], rtol=1e-6, atol=1e-9)
+        unrelated = pd.read_csv(results / "registration" / "main" / "unrelated" / f"accr_{direction}.csv")
+        assert len(unrelated) and (unrelated["partner"] != unrelated["case"]).all() and "quality" in unrelated
+    table = pd.read_csv(acceptance)
+    assert set(table["method"]) == {"accr"} and len(table) == 2 and set(table["unrelated"]) == {4}
+    model = torch.load(results / "model" / "accr-calibrated.pt", map_location="cpu", weights_only=True)
+    assert list(model["calibrations"]) == [calibration_key("accr", {"max_px": 64, "min_support": 0})]
+    assert "accr" in model  # still an ACCR model file
+    # The apply stage with the calibrated ACCR model: every pair judged, the transform the rule's.
+    summary = pd.read_csv(tmp_path / "results" / "apply" / "accr" / "summary.csv")
+    rule = pd.read_csv(results / "registration" / "main" / "accr_B_to_A.csv")  # fibres (A) the reference
+    merged = summary.merge(rule, left_on="id", right_on="case", suffixes=("", "_rule"))
+    assert len(merged) == 4 and summary["confidence"].between(0, 1).all()
+    np.testing.assert_allclose(merged["confidence"], merged["confidence_rule"], atol=1e-3)

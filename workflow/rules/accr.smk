@@ -40,6 +40,13 @@ use rule register as register_accr with:
         cases=rules.build_testset.output.cases,
         truth=input_files(targets.registration_truth, "dataset", "testset"),
         model=input_files(targets.accr_model, "dataset", "source"),
+        # A calibrated run (the dataset's confidence section): its results are judged on the CoMIRs.
+        calibration=input_files(
+            targets.registration_calibration, "dataset", "source", "testset", "run"
+        ),
+        evidence=input_files(
+            targets.registration_evidence, "dataset", "source", "testset", "run"
+        ),
     wildcard_constraints:
         run=alternatives(jobs.registration_runs(config, "register_accr")) or "(?!)",
     conda:
@@ -54,6 +61,17 @@ use rule register as register_accr with:
         input_label=rule_params(params.input_label, "dataset", "source"),
         modalities=rule_params(params.network_input_modalities, "dataset", "source"),
         seed=config["seed"],
+
+
+# A calibrated ACCR run with each reference against the floating patch of another place (rule
+# register_unrelated's counterpart; every result wrong).
+use rule register_accr as register_accr_unrelated with:
+    output:
+        "results/{dataset}/{source}/registration/{testset}/unrelated/{run}_{direction}.csv",
+    log:
+        "results/{dataset}/logs/{source}/register/{testset}/unrelated/{run}_{direction}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{source}/register/{testset}/unrelated/{run}_{direction}.tsv"
 
 
 rule accr_attention:

@@ -65,7 +65,7 @@ rule evaluate_confidence:
         success_fraction=lambda wc: DATASETS[wc.dataset]["confidence"][
             "success_fraction"
         ],
-        runs=rule_params(jobs.calibrated_runs, "dataset"),
+        runs=rule_params(jobs.calibrated_runs, "dataset", "variant"),
     script:
         "../../scripts/evaluate_confidence.py"
 
@@ -91,6 +91,22 @@ rule calibrate_model:
         mem_mb=2000,
         runtime=10,
     params:
-        runs=rule_params(params.calibrated_run_specs, "dataset"),
+        runs=rule_params(params.calibrated_run_specs, "dataset", "variant"),
     script:
         "../../scripts/calibrate_model.py"
+
+
+# The same for a variant's ACCR model file (its encoders are the variant's networks, so it holds
+# the calibrations of every calibrated run, ACCR's among them): the apply stage's model for method accr.
+use rule calibrate_model as calibrate_accr_model with:
+    input:
+        model=input_files(targets.accr_model, "dataset", "variant"),
+        calibrations=lambda wc: files(
+            targets.calibration_files(config, wc.dataset, wc.variant, "calibration")
+        ),
+    output:
+        "results/{dataset}/{variant}/model/accr-calibrated.pt",
+    log:
+        "results/{dataset}/logs/{variant}/calibrate_accr_model.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{variant}/calibrate_accr_model.tsv"

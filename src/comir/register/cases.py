@@ -190,6 +190,7 @@ def register_cases(
     deformable: DeformableStage | None = None,
     score: FieldScorer | None = None,
     field_dir: Path | None = None,
+    evidence_dir: Path | None = None,
 ) -> pd.DataFrame:
     """Register every case of ``cases`` (the test set's ``cases.csv``) in ``direction``; one row per case.
 
@@ -204,7 +205,9 @@ def register_cases(
     result) and, when the judge has a calibration, ``confidence`` (0 for a
     failed result) and ``accepted`` (ok and at or above the threshold);
     ``status`` keeps the method's own verdict, so the paper's statistics are
-    unchanged.  With ``unrelated`` each case's reference is registered against
+    unchanged; a method that registers other images than the CoMIRs (ACCR: the
+    originals, through its own networks) is judged on the CoMIRs of
+    ``evidence_dir``.  With ``unrelated`` each case's reference is registered against
     the floating patch of its :func:`unrelated_partner` instead (named in
     column ``partner``; no truth, so ``error_px`` and ``true_*`` are empty; a
     case without a partner is left out): every such result is wrong.
@@ -252,6 +255,9 @@ def register_cases(
         Scores each case's total field against a known deformation. Default None.
     field_dir : pathlib.Path or None, optional
         A folder (created) for each case's total field, ``<case>_field.h5``. Default None.
+    evidence_dir : pathlib.Path or None, optional
+        The folder of the CoMIR patches the ``judge`` measures the evidence on, where ``image_dir``
+        holds other images; None (default): the judge measures it on the registered patches.
 
     Returns
     -------
@@ -278,12 +284,12 @@ def register_cases(
         partner = unrelated_partner(cases, index) if unrelated else case.case
         if partner is None:
             continue
+        ref_name, flo_name = f"{case.case}_{reference_slot}_ref", f"{partner}_{floating_slot}_flo"
         reference, ref_problem = _load_networks(
-            image_dirs, f"{case.case}_{reference_slot}_ref", "reference", image_input, modalities[reference_slot],
-            colour,
-        )  # fmt: skip
+            image_dirs, ref_name, "reference", image_input, modalities[reference_slot], colour
+        )
         floating, flo_problem = _load_networks(
-            image_dirs, f"{partner}_{floating_slot}_flo", "floating", image_input, modalities[floating_slot], colour
+            image_dirs, flo_name, "floating", image_input, modalities[floating_slot], colour
         )
         problems = [p for p in (ref_problem, flo_problem) if p]
         deformed = None
@@ -293,7 +299,6 @@ def register_cases(
         else:
             extra = {}
             if with_originals:
-                ref_name, flo_name = f"{case.case}_{reference_slot}_ref", f"{partner}_{floating_slot}_flo"
                 extra["originals"] = (
                     load_patch(original_dir, ref_name, "original", modalities[reference_slot]),
                     load_patch(original_dir, flo_name, "original", modalities[floating_slot]),
@@ -305,6 +310,12 @@ def register_cases(
         total = _total_field(result, deformed, case) if score is not None or field_dir is not None else None
         if field_dir is not None:
             write_field(Path(field_dir) / f"{case.case}_field.h5", total)
+        judged = (reference, floating)
+        if judge is not None and evidence_dir is not None and result.ok:
+            judged = (
+                load_patch(evidence_dir, ref_name, "comir", modalities[reference_slot]),
+                load_patch(evidence_dir, flo_name, "comir", modalities[floating_slot]),
+            )
         if unrelated:
             truth, error = np.full((2, 3), np.nan), math.nan
         else:
@@ -330,7 +341,7 @@ def register_cases(
                 "error_px": error,
                 **{f"est_{k}": v for k, v in zip(MATRIX_KEYS, np.asarray(result.matrix).ravel())},
                 **{f"true_{k}": v for k, v in zip(MATRIX_KEYS, truth.ravel())},
-                **({} if judge is None else judge.columns(result, reference, floating)),
+                **({} if judge is None else judge.columns(result, *judged)),
                 **({} if deformable is None else {DEFORMABLE_SECONDS: deformed.seconds if deformed else math.nan}),
                 **({} if score is None else score(case.case, total)),
                 "message": result.message,

@@ -445,7 +445,9 @@ def calibrates(config: Config, dataset: str, run: str) -> bool:
 
     Not a deformable run: the confidence judges a matrix, and a model file keeps one calibration
     per method and parameters, which a rigid run and the same run with a deformable stage share.
-    Not a method with a model of its own (ACCR): its evidence would be the originals', not CoMIRs'.
+    A method with a model of its own (ACCR) registers the original patches through its networks;
+    its results are judged on the variant's CoMIRs of the same patches, like every other run's
+    (:func:`comir.workflow.targets.registration_evidence`).
 
     Parameters
     ----------
@@ -458,12 +460,15 @@ def calibrates(config: Config, dataset: str, run: str) -> bool:
     """
     cfg = dataset_config(config, dataset)
     spec = cfg["registration"][run]
-    calibrated = "comir" in spec["inputs"] and spec["method"] not in MODEL_METHODS and not registers_deformably(spec)
+    calibrated = "comir" in spec["inputs"] and not registers_deformably(spec)
     return cfg["confidence"] is not None and calibrated
 
 
-def calibrated_runs(config: Config, dataset: str) -> list[str]:
-    """The calibrated registration runs of a dataset, sorted (empty without a confidence section).
+def calibrated_runs(config: Config, dataset: str, variant: str | None = None) -> list[str]:
+    """The calibrated registration runs of a dataset or of one variant, sorted (empty without a confidence section).
+
+    A variant whose CoMIRs are another's (:func:`comir_twin`) registers only its ACCR runs, so only
+    those are calibrated for it.
 
     Parameters
     ----------
@@ -471,8 +476,16 @@ def calibrated_runs(config: Config, dataset: str) -> list[str]:
         The validated configuration (:func:`comir.config.validate.validate_config`).
     dataset : str
         The dataset's name.
+    variant : str or None, optional
+        A variant with networks; None (default): every calibrated run of the dataset.
     """
-    return sorted(run for run in dataset_config(config, dataset)["registration"] if calibrates(config, dataset, run))
+    runs = dataset_config(config, dataset)["registration"]
+    own = variant is not None and comir_twin(config, dataset, variant) is not None
+    return sorted(
+        run
+        for run, spec in runs.items()
+        if calibrates(config, dataset, run) and not (own and spec["method"] not in MODEL_METHODS)
+    )
 
 
 def judged_with_calibration(config: Config, dataset: str, source: str, run: str, testset: str) -> bool:

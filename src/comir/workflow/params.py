@@ -742,8 +742,8 @@ def confidence_params(config: Config, dataset: str) -> dict[str, Any]:
     return canonical(pick(dataset_config(config, dataset)["confidence"], ("success_fraction", "false_accept_rate")))
 
 
-def calibrated_run_specs(config: Config, dataset: str) -> list[dict[str, Any]]:
-    """Method and parameters of every calibrated run, in :func:`comir.workflow.jobs.calibrated_runs` order.
+def calibrated_run_specs(config: Config, dataset: str, variant: str) -> list[dict[str, Any]]:
+    """Method and parameters of every calibrated run of a variant, in :func:`comir.workflow.jobs.calibrated_runs` order.
 
     Parameters
     ----------
@@ -751,6 +751,8 @@ def calibrated_run_specs(config: Config, dataset: str) -> list[dict[str, Any]]:
         The validated configuration (:func:`comir.config.validate.validate_config`).
     dataset : str
         The dataset's name.
+    variant : str
+        A variant with networks.
 
     Returns
     -------
@@ -758,7 +760,7 @@ def calibrated_run_specs(config: Config, dataset: str) -> list[dict[str, Any]]:
         Canonical ``method`` and ``params`` per run.
     """
     runs = dataset_config(config, dataset)["registration"]
-    return [canonical(pick(runs[run], ("method", "params"))) for run in calibrated_runs(config, dataset)]
+    return [canonical(pick(runs[run], ("method", "params"))) for run in calibrated_runs(config, dataset, variant)]
 
 
 def pool_datasets(config: Config, pool: str) -> list[str]:

@@ -17,13 +17,16 @@ from typing import Any, NamedTuple
 
 from comir.config.variants import model_file, model_variant, network_variants
 from comir.imaging.masks import MASK_MODES
+from comir.register import MODEL_METHODS
 from comir.workflow.jobs import (
     ORIGINAL,
     Config,
     accr_model_variant,
     accr_trained_variants,
     calibrated_runs,
+    calibrates,
     calibration_testset,
+    comir_twin,
     comparison_jobs,
     dataset_config,
     deformation_testsets,
@@ -203,6 +206,26 @@ def comirs(dataset: str, variant: str, testset: str) -> Target:
     return Target("compute_comirs", "comirs", {"dataset": dataset, "variant": variant, "testset": testset})
 
 
+def judged_comirs(config: Config, dataset: str, variant: str, testset: str) -> Target:
+    """The CoMIRs a variant's results are judged on: its own, or its twin's (:func:`~comir.workflow.jobs.comir_twin`).
+
+    A stage-2 ablation of ACCR has its source's networks and inference, so its CoMIRs would be a
+    copy of its source's.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    variant : str
+        A variant with networks.
+    testset : str
+        One of the dataset's test sets.
+    """
+    return comirs(dataset, comir_twin(config, dataset, variant) or variant, testset)
+
+
 # --- registrations ------------------------------------------------------------------------
 
 
@@ -297,6 +320,33 @@ def registration_truth(config: Config, dataset: str, testset: str) -> Target | l
     if testset not in deformation_testsets(config, dataset):
         return []
     return testset_images(dataset, testset)
+
+
+def registration_evidence(config: Config, dataset: str, source: str, testset: str, run: str) -> Target | list[Target]:
+    """The CoMIRs a calibrated run that registers other images is judged on (:func:`judged_comirs`), else ``[]``.
+
+    A method with a model of its own (ACCR, :data:`comir.register.MODEL_METHODS`) registers the
+    original patches through its networks; the evidence of its results (with a calibration, and of
+    every unrelated pair) is measured on the variant's CoMIRs of the same patches, as every other
+    calibrated run's is on the CoMIRs it registers (docs/method.md, section 15).
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        The validated configuration (:func:`comir.config.validate.validate_config`).
+    dataset : str
+        The dataset's name.
+    source : str
+        A registration source: a variant for a run with a model of its own.
+    testset : str
+        One of the dataset's test sets.
+    run : str
+        A registration run of the dataset.
+    """
+    method = dataset_config(config, dataset)["registration"][run]["method"]
+    if method not in MODEL_METHODS or not calibrates(config, dataset, run):
+        return []
+    return judged_comirs(config, dataset, source, testset)
 
 
 def registration_calibration(config: Config, dataset: str, source: str, testset: str, run: str) -> list[Target]:
@@ -487,7 +537,8 @@ def calibration_files(config: Config, dataset: str, variant: str, output: str) -
     list of Target
         In :func:`comir.workflow.jobs.calibrated_runs` order.
     """
-    return combinations("calibrate", [output], dataset=dataset, variant=variant, run=calibrated_runs(config, dataset))
+    runs = calibrated_runs(config, dataset, variant)
+    return combinations("calibrate", [output], dataset=dataset, variant=variant, run=runs)
 
 
 def calibrate_input(config: Config, dataset: str, variant: str, run: str) -> dict[str, list[Target]]:
@@ -514,7 +565,7 @@ def calibrate_input(config: Config, dataset: str, variant: str, run: str) -> dic
     """
     testset = calibration_testset(config, dataset)
     return {
-        "images": [comirs(dataset, variant, testset)],
+        "images": [judged_comirs(config, dataset, variant, testset)],
         "cases": [Target("build_testset", "cases", {"dataset": dataset, "testset": testset})],
         "registrations": run_results(config, dataset, variant, testset, [run], "register"),
         "unrelated": run_results(config, dataset, variant, testset, [run], "register_unrelated"),
@@ -543,7 +594,7 @@ def evaluate_confidence_input(config: Config, dataset: str, variant: str, testse
     dict of str to list of Target
         ``registrations``, ``unrelated``, ``calibrations`` and ``evidence``.
     """
-    runs = calibrated_runs(config, dataset)
+    runs = calibrated_runs(config, dataset, variant)
     return {
         "registrations": run_results(config, dataset, variant, testset, runs, "register"),
         "unrelated": run_results(config, dataset, variant, testset, runs, "register_unrelated"),
@@ -641,7 +692,7 @@ def apply_model(config: Config, job: str) -> str | list[str] | Target | list[Tar
     Given by path (or a list of paths), or trained by this configuration (with its calibrated
     confidence inside when the dataset has a confidence section); an ensemble variant's members'
     trained models (an ensemble has no calibration, so none of theirs is made for it); for method
-    accr the variant's ACCR model (:func:`accr_model`).
+    accr the variant's ACCR model (:func:`accr_model`; rule calibrate_accr_model's with a confidence section).
 
     Parameters
     ----------
@@ -653,14 +704,14 @@ def apply_model(config: Config, job: str) -> str | list[str] | Target | list[Tar
     spec = config["apply"][job]["model"]
     if "file" in spec:
         return spec["file"]
+    wildcards = {"dataset": spec["dataset"], "variant": spec["variant"]}
+    calibrated = dataset_config(config, spec["dataset"])["confidence"] is not None
     if config["apply"][job]["method"] == "accr":
-        return accr_model(config, spec["dataset"], spec["variant"])
+        return Target("calibrate_accr_model", 0, wildcards) if calibrated else accr_model(config, **wildcards)
     networks = variant_networks(config, spec["dataset"], spec["variant"])
     if len(networks) > 1:
         return [model(config, spec["dataset"], network) for network in networks]
-    if dataset_config(config, spec["dataset"])["confidence"] is not None:
-        return Target("calibrate_model", 0, {"dataset": spec["dataset"], "variant": spec["variant"]})
-    return model(config, spec["dataset"], spec["variant"])
+    return Target("calibrate_model", 0, wildcards) if calibrated else model(config, **wildcards)
 
 
 def apply_testset_pairs(config: Config, job: str) -> tuple[Target, Target]:
@@ -811,8 +862,8 @@ def confidence_targets(config: Config, dataset: str, variants: list[str]) -> lis
     if cfg["confidence"] is None:
         return []
     judged = [t for t in cfg["testsets"] if t != cfg["confidence"]["testset"]]
-    runs = calibrated_runs(config, dataset)
-    return combinations("calibrate", ["calibration"], dataset=dataset, variant=variants, run=runs) + combinations(
+    calibrations = [target for v in variants for target in calibration_files(config, dataset, v, "calibration")]
+    return calibrations + combinations(
         "evaluate_confidence", ["markdown", "figure"], dataset=dataset, variant=variants, testset=judged
     )
 
