@@ -480,11 +480,11 @@ def calibrated_runs(config: Config, dataset: str, variant: str | None = None) ->
         A variant with networks; None (default): every calibrated run of the dataset.
     """
     runs = dataset_config(config, dataset)["registration"]
-    own = variant is not None and comir_twin(config, dataset, variant) is not None
+    twin = variant is not None and comir_twin(config, dataset, variant) is not None
     return sorted(
         run
         for run, spec in runs.items()
-        if calibrates(config, dataset, run) and not (own and spec["method"] not in MODEL_METHODS)
+        if calibrates(config, dataset, run) and not (twin and spec["method"] not in MODEL_METHODS)
     )
 
 
