@@ -50,6 +50,27 @@ def test_the_slide_benchmark_tests_each_family_once_on_networks_that_never_saw_i
         assert sum(s["count"] for s in strata) == 18 * len(split["test"])
 
 
+def test_the_accr_comparison_tests_unseen_slides_apart_from_the_training_slide():
+    config = load_config(ROOT / "config" / "bfshg-accr.yaml")
+    bfshg = config["datasets"]["bfshg-accr"]
+    split, testsets = bfshg["pairs"]["split"], bfshg["testsets"]
+    seen = {slide_family(core) for core in split["train"] + split["val"]}
+    assert seen == {"1B"}
+    assert set(testsets["main"]["images"]) | set(testsets["unseen"]["images"]) == set(split["test"])
+    assert {slide_family(core) for core in testsets["main"]["images"]} == seen
+    assert {slide_family(core) for core in testsets["unseen"]["images"]} == {"2B", "PANC", "X"}
+    # The same recipe, cases and deformation aside: the two tables differ by the slides alone.
+    assert testsets["deformed"]["images"] == testsets["main"]["images"]
+    for name in ("unseen", "deformed"):
+        recipe = {k: v for k, v in testsets[name].items() if k not in ("images", "deformation")}
+        assert recipe == {k: v for k, v in testsets["main"].items() if k != "images"}
+    # Both datasets have the same ablations and runs.
+    zurich = config["datasets"]["zurich-accr"]
+    assert list(zurich["variants"]) == list(bfshg["variants"]) and list(zurich["registration"]) == list(
+        bfshg["registration"]
+    )
+
+
 @pytest.mark.parametrize(
     ("pool", "message"),
     [
@@ -267,6 +288,23 @@ def test_pairs_source_needs_a_split():
     config["datasets"]["mine"]["pairs"]["split"] = {"fractions": [0.5, 0.2, 0.2]}
     with pytest.raises(ConfigError, match="must sum to 1"):
         validate_config(config)
+
+
+def test_a_test_set_names_images_of_its_own_split():
+    modalities = {"A": {"name": "a", "channels": 1}, "B": {"name": "b", "channels": 1}}
+    split = {"train": ["t0", "t1"], "val": ["v0"], "test": ["s0", "s1", "u0"]}
+    testsets = {"seen": {"images": ["s0", "s1"]}, "unseen": {"images": ["u0"]}, "calibration": {"split": "val"}}
+    pairs = {"root": "x", "split": split}
+    dataset = {"source": "pairs", "modalities": modalities, "pairs": pairs, "testsets": testsets}
+    validated = validate_config({"datasets": {"mine": dataset}})
+    # Absent means every image of the split, and adds nothing to the other test sets' parameters.
+    assert "images" not in validated["datasets"]["mine"]["testsets"]["calibration"]
+    testsets["calibration"]["images"] = ["v0", "s0"]
+    with pytest.raises(ConfigError, match=r"testsets/calibration/images: \['s0'\] not in the val split \(\['v0'\]\)"):
+        validate_config({"datasets": {"mine": dataset}})
+    testsets["calibration"]["images"] = []
+    with pytest.raises(ConfigError, match="calibration/images: \\[\\] should be non-empty|is too short"):
+        validate_config({"datasets": {"mine": dataset}})
 
 
 def test_config_readme_documents_every_key_of_the_schema():

@@ -155,6 +155,20 @@ def test_a_calibration_test_set_is_cut_from_the_validation_images(pairs, tmp_pat
         make_testset({**spec, "split": "val"}, RECIPE.seed, tmp_path / "no_val.csv", tmp_path / "none")
 
 
+def test_a_test_set_of_named_images_is_cut_from_those_only(pairs, tmp_path):
+    table = pd.concat([pairs, pairs.assign(id=["img2", "img3"])]).assign(height=200, width=200)
+    table.to_csv(tmp_path / "pairs.csv", index=False)
+    strata = [{"name": s.name, "max_displacement_px": s.max_displacement_px, "count": s.count} for s in RECIPE.strata]
+    spec = {"recipe": "comir", "patch_size": 96, "rotation_deg": 20, "translation_px": 12, "strata": strata}
+    named = make_testset({**spec, "images": ["img3", "img0"]}, RECIPE.seed, tmp_path / "pairs.csv", tmp_path / "named")
+    assert set(named["image_id"]) == {"img0", "img3"}
+    # The same draws as a test set of a split holding those two images alone, in the table's order.
+    alone = table[table["id"].isin(["img0", "img3"])].drop(columns=["height", "width"])
+    pd.testing.assert_frame_equal(named, build_testset(alone, RECIPE, tmp_path / "alone"))
+    with pytest.raises(InputError, match=r"\['v0'\] are not in the test split, whose images are \['img0', 'img1'"):
+        make_testset({**spec, "images": ["img0", "v0"]}, RECIPE.seed, tmp_path / "pairs.csv", tmp_path / "bad")
+
+
 def test_too_small_image_names_the_file(tmp_path):
     a, b = tmp_path / "small_a.tif", tmp_path / "small_b.tif"
     tifffile.imwrite(a, texture(100, 0))

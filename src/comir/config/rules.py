@@ -117,6 +117,37 @@ def _ensemble_problems(where: str, variant: str, dataset: Mapping[str, Any]) -> 
     return problems
 
 
+def _testset_images_problems(path: str, testset: Mapping[str, Any], split: Mapping[str, Any]) -> list[str]:
+    """Problems of a test set's ``images``: each must be an image of its split where the split lists its ids.
+
+    Parameters
+    ----------
+    path : str
+        The test set's path in the configuration, for the messages.
+    testset : Mapping[str, Any]
+        The test set's configuration.
+    split : Mapping[str, Any]
+        The dataset's ``pairs.split`` (empty for other sources: their split is known only once the
+        data are prepared, where :func:`comir.testset.make_testset` checks the images).
+
+    Returns
+    -------
+    list of str
+        The problems, ``<path>/images: <message>`` each.
+    """
+    images = testset.get("images")
+    if not images:
+        return []
+    if testset["recipe"] == "prebuilt":
+        return [f"{path}/images: a prebuilt test set is imported as it is; its images cannot be chosen"]
+    split_name = testset.get("split", "test")
+    listed = split.get(split_name)
+    if not listed:
+        return []
+    missing = [image for image in images if image not in listed]
+    return [f"{path}/images: {missing} not in the {split_name} split ({listed})"] if missing else []
+
+
 def dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
     """Rules a JSON schema cannot express, for one dataset.
 
@@ -155,6 +186,7 @@ def dataset_problems(name: str, dataset: Mapping[str, Any]) -> list[str]:
     for testset_name, testset in dataset["testsets"].items():
         if testset.get("split") == "val" and testset["recipe"] == "prebuilt":
             problems.append(f"datasets/{name}/testsets/{testset_name}/split: a prebuilt test set has no split")
+        problems.extend(_testset_images_problems(f"datasets/{name}/testsets/{testset_name}", testset, split))
         if testset["recipe"] == "prebuilt" and "deformation" in testset:
             problems.append(
                 f"datasets/{name}/testsets/{testset_name}/deformation: a prebuilt test set is imported as it is; "

@@ -44,13 +44,17 @@ the requested patch size and transform range is rejected up front.
 A test set can also be a Zenodo record's own transformed test set, imported as
 it is (:func:`make_testset`, :mod:`comir.testset.prebuilt`).  Every test set has
 the same cases table (:func:`cases_table`, columns :data:`TESTSET_COLUMNS`).
+
+A drawn test set cuts its cases from every image of its split, or from the images it names
+(``images``, :func:`split_images`): one test set for the held-out images of the training source
+and another for those of other sources, each with its own tables.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -88,6 +92,7 @@ __all__ = [
     "import_prebuilt_testset",
     "make_testset",
     "shift_written_testset",
+    "split_images",
 ]
 
 log = logging.getLogger(__name__)
@@ -141,8 +146,8 @@ class TestSetRecipe:
             ``name``, ``max_displacement_px``, ``count``), ``multiregeval`` (``levels``,
             ``rotation_step_deg``, ``translation_step_px``, ``cases_per_level``), ``shift``
             (:meth:`comir.imaging.shifts.Shift.from_config`) and ``deformation``
-            (:meth:`comir.testset.deformation.Deformation.from_config`); ``prebuilt``, ``zenodo`` and ``split``
-            are ignored. Keys left out keep the recipe's defaults.
+            (:meth:`comir.testset.deformation.Deformation.from_config`); ``prebuilt``, ``zenodo``, ``split``
+            and ``images`` are ignored. Keys left out keep the recipe's defaults.
         seed : int
             The seed of every draw of the test set.
 
@@ -156,7 +161,7 @@ class TestSetRecipe:
             If ``cfg`` has a key that is none of these, or ``scale_range`` is not ``[low, high]``
             with ``0 < low <= high``.
         """
-        sections = ("strata", "multiregeval", "prebuilt", "zenodo", "shift", "split", "deformation")
+        sections = ("strata", "multiregeval", "prebuilt", "zenodo", "shift", "split", "images", "deformation")
         known = {f.name for f in fields(cls) if f.name not in ("seed", "shift", "deformation")}
         unknown = sorted(set(cfg) - known - set(sections))
         if unknown:
@@ -381,6 +386,39 @@ def extract_patches(
     return reference.copy(), floating
 
 
+def split_images(pairs: pd.DataFrame, split: str, images: Sequence[str] | None = None) -> pd.DataFrame:
+    """The rows of a pairs table a test set's cases are cut from: its split's, or the named images of it.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The pairs table (columns ``id`` and ``split`` at least).
+    split : str
+        The test set's split (``"test"`` or ``"val"``).
+    images : Sequence[str] or None, optional
+        The test set's ``images`` (pair ids of that split), in any order; None (default): all of them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows, in the table's order.
+
+    Raises
+    ------
+    comir.io.InputError
+        If an image of ``images`` is not in the split (each named, with the split's ids).
+    """
+    rows = pairs[pairs["split"] == split]
+    if images is None:
+        return rows
+    missing = sorted(set(images) - set(rows["id"]))
+    if missing:
+        raise InputError(
+            f"test set images {missing} are not in the {split} split, whose images are {sorted(rows['id'])}"
+        )
+    return rows[rows["id"].isin(list(images))]
+
+
 def build_testset(
     pairs: pd.DataFrame,
     recipe: TestSetRecipe,
@@ -558,7 +596,8 @@ def make_testset(
     transformed test set ``spec["prebuilt"]`` of the unpacked record
     ``record_dir`` for the dataset's ``modalities`` (slots A, B); any other
     recipe draws the cases with ``seed`` from the split ``spec["split"]`` (default: test) of the pairs
-    table ``pairs_csv``, once every test image is known to be large enough.  A
+    table ``pairs_csv``, or from its images ``spec["images"]`` (:func:`split_images`), once every
+    test image is known to be large enough.  A
     ``spec["shift"]`` degrades one modality's patches (:mod:`comir.imaging.shifts`; the
     full scale of its stored values from ``modalities``).
 
@@ -587,8 +626,8 @@ def make_testset(
     ValueError
         If recipe ``prebuilt`` has no ``record_dir``, or the recipe's settings or draws are invalid.
     comir.io.InputError
-        If an image is too small or the record's test set cannot be imported
-        (:func:`import_prebuilt_testset`).
+        If an image is too small, ``spec["images"]`` names one outside the split, or the record's
+        test set cannot be imported (:func:`import_prebuilt_testset`).
     """
     images_dir = Path(images_dir)
     if spec["recipe"] == "prebuilt":
@@ -604,7 +643,8 @@ def make_testset(
         pairs = pd.read_csv(pairs_csv)
         recipe = TestSetRecipe.from_config(spec, seed)
         split = spec.get("split", "test")
+        pairs = split_images(pairs, split, spec.get("images"))
         check_image_sizes(pairs, [split], recipe.min_source_size(), "this test set's patches and transforms")
-        cases = build_testset(pairs[pairs["split"] == split], recipe, images_dir, modalities, split)
+        cases = build_testset(pairs, recipe, images_dir, modalities, split)
     log.info("%d cases: %s", len(cases), cases["stratum"].value_counts().to_dict())
     return cases
