@@ -14,7 +14,8 @@ from comir.apply.checks import MAX_EXTENT_RATIO, RANGE_FACTOR, check_pair, range
 from comir.apply.folder import register_batch
 from comir.apply.model import MIN_REGISTER_PX, TrainedModel
 from comir.imaging.preprocess import input_statistics, modality_statistics
-from comir.io import InputError
+from comir.data.convert import RecordOptions
+from comir.io import InputError, reject_unknown_keys
 from comir.network.checkpoint import save_checkpoint
 from comir.network.model import Tiramisu, TiramisuConfig
 
@@ -199,3 +200,25 @@ def test_a_batch_names_its_bad_pair_before_registering_any(tmp_path, model_file)
         register_batch(model_file, root, tmp_path / "out", {**settings, "inference": {"tile": 0}})
     rows = register_batch(model_file, root, tmp_path / "out", {**settings, "rescale": True})
     assert list(rows["id"]) == ["a_good", "m_bright", "z_good"]
+
+
+def test_an_unknown_key_is_named_with_the_accepted_ones_in_one_format():
+    reject_unknown_keys({"b": 1}, ["b", "a"], "thing key(s)")  # every key known: nothing raised
+    with pytest.raises(ValueError, match=r"^unknown thing key\(s\) 'c', 'd' for x; accepted: b, a$") as raised:
+        reject_unknown_keys({"d": 1, "b": 2, "c": 3}, ["b", "a"], "thing key(s)", context=" for x", listed="accepted")
+    assert type(raised.value) is ValueError
+    with pytest.raises(InputError, match="unknown record option"):
+        reject_unknown_keys(["c"], ["a"], "record option(s)", error=InputError)
+
+
+@pytest.mark.parametrize(
+    ("read", "message"),
+    [
+        (lambda: TiramisuConfig.from_dict({"init_filter": 16}), r"TiramisuConfig key\(s\) 'init_filter'; known: in_channels"),
+        (lambda: RecordOptions.from_mapping({"sed": 1}), r"record option\(s\) 'sed'; known: .*seed"),
+    ],
+)
+def test_a_model_file_or_record_option_with_a_typo_is_refused(read, message):
+    with pytest.raises(ValueError, match=message):
+        read()
+

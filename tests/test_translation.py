@@ -306,7 +306,7 @@ def test_defaults_are_the_papers_settings():
 def test_from_dict_round_trip_and_unknown_keys(config_class):
     config = config_class()
     assert config_class.from_dict(config.to_dict()) == config
-    with pytest.raises(ValueError, match="unknown .* keys: \\['learning_rat'\\]"):
+    with pytest.raises(ValueError, match="unknown .* key\\(s\\) 'learning_rat'; known: "):
         config_class.from_dict({"learning_rat": 1e-3})
 
 
@@ -351,7 +351,7 @@ def test_models_take_configs_as_mappings_or_dataclasses():
     assert build_model("cyclegan", 3, 1, TINY[CycleGAN]).config == CycleGANConfig(**TINY[CycleGAN])
     with pytest.raises(ValueError, match="unknown translation method"):
         build_model("munit", 3, 1)
-    with pytest.raises(ValueError, match="unknown Pix2PixConfig keys"):
+    with pytest.raises(ValueError, match="unknown Pix2PixConfig key"):
         Pix2Pix(3, 1, {"lambda_cycle": 10})
     with pytest.raises(ValueError, match="channels_b"):
         Pix2Pix(3, 0)

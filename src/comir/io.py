@@ -1,7 +1,10 @@
-"""File input/output shared by every stage.
+"""File input/output shared by every stage, and the checks of user input that name its mistakes.
 
 Every writer goes through :func:`atomic_path`, so an interrupted job never
 leaves a half-written file that a resumed run would mistake for a result.
+A mapping of options that reaches a stage from a model file, the command line
+or a method's ``params`` is checked by :func:`reject_unknown_keys`: an unknown
+key is most often a typo that would otherwise leave a default in force.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,45 @@ class InputError(ValueError):
 
     The message always names the offending file so the user can fix it.
     """
+
+
+def reject_unknown_keys(
+    given: Iterable[str],
+    known: Sequence[str],
+    what: str,
+    *,
+    context: str = "",
+    listed: str = "known",
+    error: type[ValueError] = ValueError,
+) -> None:
+    """Raise ``error`` when ``given`` has a key outside ``known``, naming each and listing ``known``.
+
+    The message reads ``unknown <what> '<key>', ...<context>; <listed>: <known, in order>``.
+
+    Parameters
+    ----------
+    given : Iterable[str]
+        The keys given (a mapping iterates over its keys).
+    known : Sequence[str]
+        The accepted keys, in the order the message lists them.
+    what : str
+        What the keys are, e.g. ``"test set key(s)"`` or ``"parameter(s)"``.
+    context : str, optional
+        Text after the unknown keys, e.g. ``" for registration method 'mi'"``. Default empty.
+    listed : str, optional
+        The word before the accepted keys. Default ``"known"``.
+    error : type[ValueError], optional
+        The exception raised, :class:`ValueError` (default) or a subclass such as
+        :class:`comir.io.InputError`.
+
+    Raises
+    ------
+    ValueError
+        Of type ``error``, if any key of ``given`` is not in ``known``.
+    """
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise error(f"unknown {what} {', '.join(map(repr, unknown))}{context}; {listed}: {', '.join(known)}")
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ import pandas as pd
 from comir.data.layouts.detect import detect_layout
 from comir.data.layouts.result import MAX_LISTED, RECORD_SPLITS, Layout, PairFiles
 from comir.data.layouts.tree import zurich_number
-from comir.io import InputError, channels_of, read_image, write_tiff
+from comir.io import InputError, channels_of, read_image, reject_unknown_keys, write_tiff
 
 __all__ = [
     "BFSHG_CHANNELS",
@@ -120,10 +120,7 @@ class RecordOptions:
         """
         if mapping is None:
             return cls()
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(mapping) - known)
-        if unknown:
-            raise InputError(f"unknown record option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        reject_unknown_keys(mapping, sorted(cls.__dataclass_fields__), "record option(s)", error=InputError)
         values = dict(mapping)
         if "zurich_channel_order" in values:
             values["zurich_channel_order"] = tuple(values["zurich_channel_order"])

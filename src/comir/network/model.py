@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from comir.io import reject_unknown_keys
+
 
 @dataclass(frozen=True)
 class TiramisuConfig:
@@ -134,10 +136,7 @@ class TiramisuConfig:
         ValueError
             If ``d`` has a key that is not a field, or a value the configuration rejects.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TiramisuConfig keys: {sorted(unknown)}")
+        reject_unknown_keys(d, [f.name for f in fields(cls)], "TiramisuConfig key(s)")
         return cls(**dict(d))
 
 

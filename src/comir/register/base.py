@@ -47,6 +47,7 @@ import numpy as np
 
 from comir.deformation.fields import check_field
 from comir.geometry import IDENTITY
+from comir.io import reject_unknown_keys
 
 OK = "ok"
 FAILED = "failed"
@@ -691,13 +692,10 @@ def check_param_names(name: str, params: Mapping[str, Any], allowed: Sequence[st
     ValueError
         Naming each unknown key and listing the accepted ones.
     """
-    unknown = sorted(key for key in params if key not in allowed)
-    if unknown:
-        hint = " (pass the seed as make_method's seed argument)" if "seed" in unknown else ""
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(map(repr, unknown))} for registration method "
-            f"{name!r}{hint}; accepted: {', '.join(allowed)}"
-        )
+    hint = " (pass the seed as make_method's seed argument)" if "seed" in params and "seed" not in allowed else ""
+    reject_unknown_keys(
+        params, allowed, "parameter(s)", context=f" for registration method {name!r}{hint}", listed="accepted"
+    )
 
 
 class RigidOnly(ValueError):

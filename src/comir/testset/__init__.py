@@ -67,7 +67,7 @@ from comir import geometry
 from comir.geometry import MATRIX_KEYS
 from comir.imaging.preprocess import SLOTS, check_image_sizes
 from comir.imaging.shifts import Shift, case_rng
-from comir.io import InputError, read_image, write_tiff
+from comir.io import InputError, read_image, reject_unknown_keys, write_tiff
 from comir.testset.deformation import (
     Deformation,
     landmarks,
@@ -163,10 +163,7 @@ class TestSetRecipe:
         """
         sections = ("strata", "multiregeval", "prebuilt", "zenodo", "shift", "split", "images", "deformation")
         known = {f.name for f in fields(cls) if f.name not in ("seed", "shift", "deformation")}
-        unknown = sorted(set(cfg) - known - set(sections))
-        if unknown:
-            names = ", ".join(sorted(known | set(sections)))
-            raise ValueError(f"unknown test set key(s) {', '.join(map(repr, unknown))}; known: {names}")
+        reject_unknown_keys(cfg, sorted(known | set(sections)), "test set key(s)")
         strata = tuple(Stratum(s["name"], s.get("max_displacement_px"), int(s["count"])) for s in cfg.get("strata", []))
         kwargs = {k: v for k, v in cfg.items() if k not in sections}
         mre = cfg.get("multiregeval", {})

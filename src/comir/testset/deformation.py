@@ -44,7 +44,7 @@ from comir.deformation.overlap import dice, hausdorff95
 from comir.deformation.sitk import read_field, write_field
 from comir.deformation.synthetic import random_displacement
 from comir.deformation.warp import inside_mask, warp_image
-from comir.io import atomic_path, read_image, write_csv, write_tiff
+from comir.io import atomic_path, read_image, reject_unknown_keys, write_csv, write_tiff
 
 __all__ = [
     "FIELD_SCORE_COLUMNS",
@@ -119,10 +119,7 @@ class Deformation:
         """
         if cfg is None:
             return None
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(cfg) - set(known))
-        if unknown:
-            raise ValueError(f"unknown deformation key(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
+        reject_unknown_keys(cfg, [f.name for f in fields(cls)], "deformation key(s)")
         return cls(**{key: value if key == "mask_slot" else float(value) for key, value in cfg.items()})
 
     def draw(self, seed: int, case_number: int, size: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from comir.io import reject_unknown_keys
 from comir.translation import losses
 from comir.translation.networks import DRIT_DISCRIMINATOR_NORMS, NORMS
 
@@ -88,10 +89,7 @@ class _Config:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Any:
         """The config of ``values`` (missing keys take their defaults); unknown keys are an error (likely a typo)."""
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys: {unknown}; known keys: {sorted(known)}")
+        reject_unknown_keys(values, sorted(field.name for field in fields(cls)), f"{cls.__name__} key(s)")
         return cls(**dict(values))
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from comir.io import reject_unknown_keys
 from comir.register.deformable.base import DeformableResult
 from comir.register.deformable.bspline import bspline_register, check_bspline_params
 from comir.register.deformable.demons import check_demons_params, demons_register
@@ -94,13 +95,9 @@ class DeformableStage:
                 f"unknown deformable method {self.method!r}; known methods: {', '.join(sorted(DEFORMABLE_METHODS))}"
             )
         accepted = parameter_names(self.method)
-        unknown = sorted(key for key in self.params if key not in accepted)
-        if unknown:
-            hint = " (the run's seed is passed on)" if "seed" in unknown else ""
-            raise ValueError(
-                f"unknown parameter(s) {', '.join(map(repr, unknown))} for deformable method "
-                f"{self.method!r}{hint}; accepted: {', '.join(accepted)}"
-            )
+        hint = " (the run's seed is passed on)" if "seed" in self.params and "seed" not in accepted else ""
+        context = f" for deformable method {self.method!r}{hint}"
+        reject_unknown_keys(self.params, accepted, "parameter(s)", context=context, listed="accepted")
         defaults = PARAMETER_DEFAULTS[self.method]
         seeded = {"seed": int(self.seed)} if "seed" in defaults else {}
         try:
