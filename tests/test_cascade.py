@@ -86,7 +86,7 @@ def test_a_pair_every_stage_fails_on_is_a_failure_saying_why():
     [
         ({"global_search": None, "keypoints": None}, "at least one"),
         ({"refine": "amd"}, "refine"),
-        ({"refine_params": {"iterations": 5, "eps": 1}}, "iterations"),
+        ({"refine_params": {"iterations": 5, "eps": 1}}, r"refine_params key\(s\) 'eps' for ecc; known: iterations"),
         ({"refine": "none", "refine_params": {"iterations": 5}}, "none"),
         ({"refine": "mi", "refine_params": {"bins": 1}}, "bins"),
         ({"global_search": {"angle_step": 3}}, "angle_step"),

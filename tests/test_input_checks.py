@@ -13,8 +13,8 @@ from comir.__main__ import main
 from comir.apply.checks import MAX_EXTENT_RATIO, RANGE_FACTOR, check_pair, range_problem
 from comir.apply.folder import register_batch
 from comir.apply.model import MIN_REGISTER_PX, TrainedModel
-from comir.imaging.preprocess import input_statistics, modality_statistics
 from comir.data.convert import RecordOptions
+from comir.imaging.preprocess import input_statistics, modality_statistics
 from comir.io import InputError, reject_unknown_keys
 from comir.network.checkpoint import save_checkpoint
 from comir.network.model import Tiramisu, TiramisuConfig
@@ -214,7 +214,7 @@ def test_an_unknown_key_is_named_with_the_accepted_ones_in_one_format():
 @pytest.mark.parametrize(
     ("read", "message"),
     [
-        (lambda: TiramisuConfig.from_dict({"init_filter": 16}), r"TiramisuConfig key\(s\) 'init_filter'; known: in_channels"),
+        (lambda: TiramisuConfig.from_dict({"init_filter": 1}), r"TiramisuConfig key\(s\) 'init_filter'; known: in_"),
         (lambda: RecordOptions.from_mapping({"sed": 1}), r"record option\(s\) 'sed'; known: .*seed"),
     ],
 )

@@ -90,6 +90,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from comir.geometry import check_transform, corner_error
+from comir.io import reject_unknown_keys
 from comir.register.base import (
     OK,
     RegistrationFailure,
@@ -191,9 +192,7 @@ class CascadeRegistration:
             params = {"transform": self.transform, **refine_params}
             self._mi = build_method(MutualInformationRegistration, params, self.seed, self.threads)
         elif self.refine == "ecc":
-            unknown = sorted(set(refine_params) - {"iterations"})
-            if unknown:
-                raise ValueError(f"refine_params for ecc accept only 'iterations', got {unknown}")
+            reject_unknown_keys(refine_params, ["iterations"], "refine_params key(s)", context=" for ecc")
             self._ecc_iterations = int(refine_params.get("iterations", 50))
             if self._ecc_iterations < 1:
                 raise ValueError(f"refine_params.iterations must be >= 1, got {self._ecc_iterations}")
